@@ -1,0 +1,1 @@
+//! riptide-control: work in progress.

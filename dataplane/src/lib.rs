@@ -1,0 +1,1 @@
+//! riptide dataplane library: configuration, sessions, dispatch, shards and network backends.

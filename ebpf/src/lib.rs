@@ -1,0 +1,1 @@
+//! riptide-ebpf: work in progress.
