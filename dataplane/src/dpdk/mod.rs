@@ -1,0 +1,4 @@
+//! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
+//! smoltcp over mbuf bursts (`net`) and the per-lcore polling loop (`lcore`).
+
+pub mod ffi;
