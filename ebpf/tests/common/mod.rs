@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: the root/CI skip rule and network namespaces.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod frames;
+pub mod xsk;
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -93,4 +96,30 @@ impl Drop for VethLab {
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
         let _ = Command::new("ip").args(["netns", "del", &self.namespace]).output();
     }
+}
+
+/// Three octets of a /24 no other running test uses: 10.(pid-derived).(per-call counter).
+pub fn unique_subnet() -> [u8; 3] {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    [10, 100 + (std::process::id() % 150) as u8, (n % 250) as u8 + 1]
+}
+
+/// The MAC address of an interface in the test's own namespace.
+pub fn mac_address(interface: &str) -> [u8; 6] {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address")).expect("read MAC");
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
+        *byte = u8::from_str_radix(part, 16).expect("hex MAC");
+    }
+    mac
+}
+
+/// The kernel index of an interface in the test's own namespace.
+pub fn if_index(interface: &str) -> u32 {
+    let name = std::ffi::CString::new(interface).expect("name");
+    // SAFETY: valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index > 0, "no interface {interface}");
+    index
 }
