@@ -1,0 +1,682 @@
+//! `riptide.toml`: the embedded defaults, the operator's file on top, the environment on top of both.
+//!
+//! Loading works on TOML values first (so a partial file only changes the keys it names and an
+//! environment variable is typed by the default it replaces), then deserialises into [`Config`] with
+//! unknown keys refused, then validates the relations between values. Every error names the key.
+
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration, with every key documented.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../riptide.toml");
+
+/// Exit code of the dataplane on a configuration error (sysexits' EX_CONFIG); the supervisor treats
+/// it as fatal instead of restarting into the same error.
+pub const EXIT_CODE_CONFIG: i32 = 78;
+
+/// Environment prefix of the general override scheme `RIPTIDE_<SECTION>_<KEY>`.
+pub const ENV_PREFIX: &str = "RIPTIDE_";
+
+/// iggy-server's drop-in variables and the keys they set.
+pub const IGGY_DROP_IN_VARIABLES: [(&str, &str, &str); 4] = [
+    ("IGGY_TCP_ADDRESS", "tcp", "address"),
+    ("IGGY_SYSTEM_PATH", "system", "path"),
+    ("IGGY_ROOT_USERNAME", "root", "username"),
+    ("IGGY_ROOT_PASSWORD", "root", "password"),
+];
+
+/// Most threads of each kind that `0 = auto` picks.
+pub const AUTO_THREADS_MAX: usize = 4;
+/// Most threads of each kind that may be configured.
+pub const THREADS_MAX: usize = 64;
+/// Smallest segment: a segment must hold at least one default-sized batch comfortably.
+pub const SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;
+/// Largest segment (positions in the index are u64, but Iggy's own limit is 1 GiB... we allow 16 GiB).
+pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 << 30;
+/// Smallest frame limit: a header plus a small body.
+pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
+/// Largest frame limit: the size field is a u32.
+pub const FRAME_SIZE_MAX_BYTES: u64 = u32::MAX as u64;
+
+/// Why a configuration was refused. Each variant names the key and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("configuration: {message}")]
+    Schema { message: String },
+    #[error("environment variable {variable}: {message}")]
+    Environment { variable: String, message: String },
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub system: SystemConfig,
+    pub tcp: TcpConfig,
+    pub root: RootConfig,
+    pub dataplane: DataplaneConfig,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+    pub retention: RetentionConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub steering: SteeringConfig,
+    pub dpdk: DpdkConfig,
+    pub control: ControlConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    pub address: String,
+    pub connections_max: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Kernel,
+    Dpdk,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    pub backend: Backend,
+    pub network_workers: usize,
+    pub storage_shards: usize,
+    pub cores: Vec<usize>,
+    pub ring_capacity: usize,
+    pub connection_inflight_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub frame_size_max_bytes: u64,
+    pub batch_size_max_bytes: u64,
+    pub batch_messages_max: u32,
+    pub poll_messages_max: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AckFloor {
+    Persisted,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectIo {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub ack_floor: AckFloor,
+    pub segment_size_bytes: u64,
+    pub preallocate_segments: bool,
+    pub direct_io: DirectIo,
+    pub memory_flush_messages: u64,
+    pub memory_flush_bytes: u64,
+    pub memory_flush_interval_ms: u64,
+    pub read_cache_bytes: u64,
+    pub io_uring_entries: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub cleaner_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SteeringPolicy {
+    Hash,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SteeringConfig {
+    pub policy: SteeringPolicy,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    pub lcores: Vec<usize>,
+    pub memory_channels: u32,
+    pub no_huge: bool,
+    pub memory_mb: u32,
+    pub allow_pci: Vec<String>,
+    pub vdevs: Vec<String>,
+    pub ip_address: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub port: u16,
+    pub idle_backoff_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Config {
+    /// The embedded defaults, the file at `path` (if any) and the process environment.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`]: unreadable file, bad TOML, unknown key, wrong type, invalid value.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file_text = match path {
+            Some(path) => Some((
+                path.to_path_buf(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(
+            file_text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            &env,
+        )
+    }
+
+    /// Like [`Config::load`] with the file text and environment given (tests, the control process).
+    ///
+    /// # Errors
+    /// Any [`ConfigError`].
+    pub fn load_from(
+        file: Option<(&Path, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut merged = parse_toml(Path::new("<embedded default>"), DEFAULT_CONFIG_TOML)?;
+        if let Some((path, text)) = file {
+            let overlay = parse_toml(path, text)?;
+            merge_tables(&mut merged, overlay, "")?;
+        }
+        apply_environment(&mut merged, env)?;
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Schema {
+                    message: e.message().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the relations between values that types cannot express.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tcp_address()?;
+        if self.tcp.connections_max == 0 {
+            return Err(ConfigError::invalid(
+                "tcp.connections_max",
+                "must be at least 1",
+            ));
+        }
+        validate_name("root.username", &self.root.username, 3, 50)?;
+        validate_name("root.password", &self.root.password, 3, 100)?;
+        if self.dataplane.network_workers > THREADS_MAX {
+            return Err(ConfigError::invalid(
+                "dataplane.network_workers",
+                format!("at most {THREADS_MAX} (0 = one per core)"),
+            ));
+        }
+        if self.dataplane.storage_shards > THREADS_MAX {
+            return Err(ConfigError::invalid(
+                "dataplane.storage_shards",
+                format!("at most {THREADS_MAX} (0 = one per core)"),
+            ));
+        }
+        if !(2..=1 << 20).contains(&self.dataplane.ring_capacity) {
+            return Err(ConfigError::invalid(
+                "dataplane.ring_capacity",
+                "must be between 2 and 1048576 slots",
+            ));
+        }
+        if !(1..=4096).contains(&self.dataplane.connection_inflight_max) {
+            return Err(ConfigError::invalid(
+                "dataplane.connection_inflight_max",
+                "must be between 1 and 4096",
+            ));
+        }
+        self.validate_limits()?;
+        self.validate_storage()?;
+        if self.heartbeat.interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "heartbeat.interval_ms",
+                "must be positive",
+            ));
+        }
+        if self.retention.cleaner_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "retention.cleaner_interval_ms",
+                "must be positive",
+            ));
+        }
+        if self.dataplane.backend == Backend::Dpdk {
+            self.validate_dpdk()?;
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if !(FRAME_SIZE_MIN_BYTES..=FRAME_SIZE_MAX_BYTES).contains(&limits.frame_size_max_bytes) {
+            return Err(ConfigError::invalid(
+                "limits.frame_size_max_bytes",
+                format!("must be between {FRAME_SIZE_MIN_BYTES} and {FRAME_SIZE_MAX_BYTES}"),
+            ));
+        }
+        if limits.batch_size_max_bytes > limits.frame_size_max_bytes {
+            return Err(ConfigError::invalid(
+                "limits.batch_size_max_bytes",
+                "cannot exceed limits.frame_size_max_bytes (a batch travels in one frame)",
+            ));
+        }
+        if limits.batch_messages_max == 0 || limits.poll_messages_max == 0 {
+            return Err(ConfigError::invalid(
+                "limits.batch_messages_max / limits.poll_messages_max",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let storage = &self.storage;
+        if !(SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES).contains(&storage.segment_size_bytes)
+        {
+            return Err(ConfigError::invalid(
+                "storage.segment_size_bytes",
+                format!("must be between {SEGMENT_SIZE_MIN_BYTES} and {SEGMENT_SIZE_MAX_BYTES}"),
+            ));
+        }
+        if !storage.segment_size_bytes.is_multiple_of(4096) {
+            return Err(ConfigError::invalid(
+                "storage.segment_size_bytes",
+                "must be a multiple of 4096 (direct I/O alignment)",
+            ));
+        }
+        if storage.memory_flush_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "storage.memory_flush_interval_ms",
+                "must be positive",
+            ));
+        }
+        if !(8..=32768).contains(&storage.io_uring_entries)
+            || !storage.io_uring_entries.is_power_of_two()
+        {
+            return Err(ConfigError::invalid(
+                "storage.io_uring_entries",
+                "must be a power of two between 8 and 32768",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_dpdk(&self) -> Result<(), ConfigError> {
+        let dpdk = &self.dpdk;
+        if dpdk.lcores.is_empty() {
+            return Err(ConfigError::invalid(
+                "dpdk.lcores",
+                "name at least one lcore",
+            ));
+        }
+        if dpdk.allow_pci.is_empty() && dpdk.vdevs.is_empty() {
+            return Err(ConfigError::invalid(
+                "dpdk.allow_pci / dpdk.vdevs",
+                "name a PCI device (scripts/bind-nic.sh) or a virtual device such as \
+                 net_af_packet0,iface=eth1",
+            ));
+        }
+        dpdk.ip_address.parse::<Ipv4Addr>().map_err(|_| {
+            ConfigError::invalid(
+                "dpdk.ip_address",
+                format!("'{}' is not an IPv4 address", dpdk.ip_address),
+            )
+        })?;
+        if dpdk.prefix_len == 0 || dpdk.prefix_len > 32 {
+            return Err(ConfigError::invalid(
+                "dpdk.prefix_len",
+                "must be between 1 and 32",
+            ));
+        }
+        if !dpdk.gateway.is_empty() && dpdk.gateway.parse::<Ipv4Addr>().is_err() {
+            return Err(ConfigError::invalid(
+                "dpdk.gateway",
+                format!("'{}' is not an IPv4 address (\"\" for none)", dpdk.gateway),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The TCP listener address, parsed.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `tcp.address`.
+    pub fn tcp_address(&self) -> Result<SocketAddr, ConfigError> {
+        self.tcp.address.parse().map_err(|_| {
+            ConfigError::invalid(
+                "tcp.address",
+                format!("'{}' is not an ip:port address", self.tcp.address),
+            )
+        })
+    }
+
+    /// Network workers after resolving `0 = auto` against the available cores.
+    pub fn network_workers(&self) -> usize {
+        resolve_thread_count(self.dataplane.network_workers)
+    }
+
+    /// Storage shards after resolving `0 = auto` against the available cores.
+    pub fn storage_shards(&self) -> usize {
+        resolve_thread_count(self.dataplane.storage_shards)
+    }
+
+    /// The effective configuration as TOML (passwords masked).
+    pub fn to_toml_masked(&self) -> String {
+        let mut shown = self.clone();
+        shown.root.password = "********".to_string();
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn resolve_thread_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.clamp(1, AUTO_THREADS_MAX)
+}
+
+fn validate_name(key: &str, value: &str, min: usize, max: usize) -> Result<(), ConfigError> {
+    if !(min..=max).contains(&value.len()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be {min} to {max} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Lays `overlay` over `base`; a key the defaults do not know is refused here so the error can
+/// name it with its section.
+fn merge_tables(
+    base: &mut toml::Table,
+    overlay: toml::Table,
+    prefix: &str,
+) -> Result<(), ConfigError> {
+    for (key, value) in overlay {
+        let full_key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge_tables(base_table, overlay_table, &full_key)?;
+            }
+            (Some(existing), value) => {
+                if std::mem::discriminant(existing) != std::mem::discriminant(&value) {
+                    return Err(ConfigError::invalid(
+                        &full_key,
+                        format!(
+                            "expected {}, found {}",
+                            existing.type_str(),
+                            value.type_str()
+                        ),
+                    ));
+                }
+                *existing = value;
+            }
+            (None, _) => {
+                return Err(ConfigError::invalid(
+                    &full_key,
+                    "unknown key (see the documented defaults: riptide-dataplane --print-default-config)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (variable, value) in env {
+        if let Some((_, section, key)) = IGGY_DROP_IN_VARIABLES
+            .iter()
+            .find(|(name, _, _)| name == variable)
+        {
+            set_from_env(table, variable, section, key, value)?;
+            continue;
+        }
+        let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            return Err(ConfigError::Environment {
+                variable: variable.clone(),
+                message: "expected RIPTIDE_<SECTION>_<KEY>".to_string(),
+            });
+        };
+        set_from_env(table, variable, section, key, value)?;
+    }
+    Ok(())
+}
+
+fn set_from_env(
+    table: &mut toml::Table,
+    variable: &str,
+    section: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let env_error = |message: String| ConfigError::Environment {
+        variable: variable.to_string(),
+        message,
+    };
+    let slot = table
+        .get_mut(section)
+        .and_then(toml::Value::as_table_mut)
+        .and_then(|section_table| section_table.get_mut(key))
+        .ok_or_else(|| env_error(format!("no key `{section}.{key}` in the configuration")))?;
+    *slot = typed_like(slot, value).map_err(env_error)?;
+    Ok(())
+}
+
+/// Parses an environment string as the type of the default it replaces.
+fn typed_like(default: &toml::Value, text: &str) -> Result<toml::Value, String> {
+    let parsed = match default {
+        toml::Value::String(_) => toml::Value::String(text.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            text.trim()
+                .parse()
+                .map_err(|_| format!("'{text}' is not an integer"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match text.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(format!("'{text}' is not a boolean (true/false)")),
+        }),
+        toml::Value::Float(_) => toml::Value::Float(
+            text.trim()
+                .parse()
+                .map_err(|_| format!("'{text}' is not a number"))?,
+        ),
+        toml::Value::Array(items) => {
+            let parts = text.split(',').map(str::trim).filter(|p| !p.is_empty());
+            let typed = parts.map(|part| match items.first() {
+                Some(element) => typed_like(element, part),
+                // An empty default gives no type: a number is a number, anything else a string.
+                None => Ok(part.parse::<i64>().map_or_else(
+                    |_| toml::Value::String(part.to_string()),
+                    toml::Value::Integer,
+                )),
+            });
+            toml::Value::Array(typed.collect::<Result<_, _>>()?)
+        }
+        other => {
+            return Err(format!(
+                "cannot set a {} from the environment",
+                other.type_str()
+            ))
+        }
+    };
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_matches_the_documented_values() {
+        let config = Config::load_from(None, &[]).unwrap();
+        assert_eq!(config.tcp.address, "127.0.0.1:8090");
+        assert_eq!(config.system.path, PathBuf::from("data"));
+        assert_eq!(
+            (config.root.username.as_str(), config.root.password.as_str()),
+            ("iggy", "iggy")
+        );
+        assert_eq!(config.dataplane.backend, Backend::Kernel);
+        assert_eq!(config.storage.ack_floor, AckFloor::Persisted);
+    }
+
+    #[test]
+    fn file_overrides_only_the_keys_it_names() {
+        let file = "[storage]\nack_floor = \"memory\"\n";
+        let config = Config::load_from(Some((Path::new("x.toml"), file)), &[]).unwrap();
+        assert_eq!(config.storage.ack_floor, AckFloor::Memory);
+        assert_eq!(config.storage.segment_size_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn iggy_drop_in_variables_and_riptide_overrides_apply() {
+        let vars = env(&[
+            ("IGGY_TCP_ADDRESS", "127.0.0.1:0"),
+            ("IGGY_SYSTEM_PATH", "/tmp/x"),
+            ("IGGY_ROOT_PASSWORD", "secret"),
+            ("RIPTIDE_DATAPLANE_NETWORK_WORKERS", "3"),
+            ("RIPTIDE_DATAPLANE_CORES", "0, 1"),
+            ("RIPTIDE_STEERING_ENABLED", "false"),
+        ]);
+        let config = Config::load_from(None, &vars).unwrap();
+        assert_eq!(config.tcp.address, "127.0.0.1:0");
+        assert_eq!(config.system.path, PathBuf::from("/tmp/x"));
+        assert_eq!(config.root.password, "secret");
+        assert_eq!(config.dataplane.network_workers, 3);
+        assert_eq!(config.dataplane.cores, vec![0, 1]);
+        assert!(!config.steering.enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = Config::load_from(
+            Some((Path::new("x.toml"), "[storage]\nsegment_sise = 1\n")),
+            &[],
+        );
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("storage.segment_sise"));
+        let wrong_type =
+            Config::load_from(Some((Path::new("x.toml"), "[tcp]\naddress = 5\n")), &[]);
+        assert!(wrong_type.unwrap_err().to_string().contains("tcp.address"));
+        let bad_value =
+            Config::load_from(None, &env(&[("RIPTIDE_STORAGE_SEGMENT_SIZE_BYTES", "12")]));
+        assert!(bad_value
+            .unwrap_err()
+            .to_string()
+            .contains("storage.segment_size_bytes"));
+        let bad_env = Config::load_from(None, &env(&[("RIPTIDE_TCP_NOPE", "1")]));
+        assert!(bad_env
+            .unwrap_err()
+            .to_string()
+            .contains("RIPTIDE_TCP_NOPE"));
+        let bad_enum = Config::load_from(None, &env(&[("RIPTIDE_STORAGE_ACK_FLOOR", "sometimes")]));
+        assert!(bad_enum.unwrap_err().to_string().contains("sometimes"));
+    }
+
+    #[test]
+    fn masked_rendering_hides_the_password_and_parses_back() {
+        let config = Config::load_from(None, &[]).unwrap();
+        let text = config.to_toml_masked();
+        assert!(!text.contains("password = \"iggy\""));
+        let reparsed = Config::load_from(Some((Path::new("shown.toml"), &text)), &[]).unwrap();
+        assert_eq!(reparsed.tcp, config.tcp);
+    }
+}
