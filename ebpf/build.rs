@@ -6,17 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Programs compiled into OUT_DIR as `<name>.o`. `tests/broken.c` is a deliberately rejected
-/// program that the test suite loads to check the verifier error path.
+/// program that the test suite loads to check the verifier error path; `tests/foreign_pass.c` stands
+/// in for someone else's XDP program.
 const PROGRAMS: &[(&str, &str)] = &[
     ("xdp_steer", "src/bpf/xdp_steer.c"),
     ("reuseport_steer", "src/bpf/reuseport_steer.c"),
     ("broken", "src/bpf/tests/broken.c"),
+    ("foreign_pass", "src/bpf/tests/foreign_pass.c"),
 ];
 
-const INSTALL_HINT: &str = "run scripts/install-deps.sh (it installs clang, llvm, libbpf-dev and linux-libc-dev)";
+const INSTALL_HINT: &str =
+    "run scripts/install-deps.sh (it installs clang, llvm, libbpf-dev and linux-libc-dev)";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = env::var("RIPTIDE_CLANG").unwrap_or_else(|_| "clang".to_string());
     println!("cargo:rerun-if-env-changed=RIPTIDE_CLANG");
@@ -29,7 +33,12 @@ fn main() {
     for (name, source) in PROGRAMS {
         let source_path = manifest_dir.join(source);
         println!("cargo:rerun-if-changed={}", source_path.display());
-        compile(&clang, &source_path, &out_dir.join(format!("{name}.o")), &multiarch_include);
+        compile(
+            &clang,
+            &source_path,
+            &out_dir.join(format!("{name}.o")),
+            &multiarch_include,
+        );
     }
 }
 

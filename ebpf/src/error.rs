@@ -73,7 +73,9 @@ pub enum EbpfError {
         source: io::Error,
     },
     /// Another (non-riptide) XDP program is attached; riptide never replaces it.
-    #[error("interface {interface} already runs XDP program {program_id} ({name:?}), not riptide's")]
+    #[error(
+        "interface {interface} already runs XDP program {program_id} ({name:?}), not riptide's"
+    )]
     ForeignXdpProgram {
         /// Interface name.
         interface: String,
@@ -125,20 +127,36 @@ impl VerifierError {
     fn new(program: &'static str, errno: io::Error, log: &str) -> VerifierError {
         let all: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
         let lines_omitted = all.len().saturating_sub(VERIFIER_LOG_LINES_MAX);
-        let log_lines = all[lines_omitted..].iter().map(|line| line.to_string()).collect();
-        VerifierError { program, errno, log_lines, lines_omitted }
+        let log_lines = all[lines_omitted..]
+            .iter()
+            .map(|line| line.to_string())
+            .collect();
+        VerifierError {
+            program,
+            errno,
+            log_lines,
+            lines_omitted,
+        }
     }
 }
 
 impl fmt::Display for VerifierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the kernel verifier rejected eBPF program {} ({})", self.program, self.errno)?;
+        write!(
+            f,
+            "the kernel verifier rejected eBPF program {} ({})",
+            self.program, self.errno
+        )?;
         if self.log_lines.is_empty() {
             return write!(f, "; the kernel gave no verifier log");
         }
         write!(f, "; verifier log:")?;
         if self.lines_omitted > 0 {
-            write!(f, "\n    ... ({} earlier lines omitted)", self.lines_omitted)?;
+            write!(
+                f,
+                "\n    ... ({} earlier lines omitted)",
+                self.lines_omitted
+            )?;
         }
         for line in &self.log_lines {
             write!(f, "\n    {line}")?;
@@ -151,10 +169,19 @@ impl fmt::Display for VerifierError {
 /// log is shown line by line rather than as one escaped string.
 pub(crate) fn load_error(program: &'static str, error: ProgramError) -> EbpfError {
     match error {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            EbpfError::Verifier(VerifierError::new(program, io_error, &verifier_log.to_string()))
-        }
-        other => EbpfError::Program { program, action: "load", source: other },
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => EbpfError::Verifier(VerifierError::new(
+            program,
+            io_error,
+            &verifier_log.to_string(),
+        )),
+        other => EbpfError::Program {
+            program,
+            action: "load",
+            source: other,
+        },
     }
 }
 
@@ -164,7 +191,9 @@ mod tests {
 
     #[test]
     fn verifier_error_keeps_the_end_of_a_long_log() {
-        let log: String = (0..VERIFIER_LOG_LINES_MAX + 5).map(|i| format!("{i}: insn\n\n")).collect();
+        let log: String = (0..VERIFIER_LOG_LINES_MAX + 5)
+            .map(|i| format!("{i}: insn\n\n"))
+            .collect();
         let error = VerifierError::new("p", io::Error::from_raw_os_error(libc::EACCES), &log);
         assert_eq!(error.lines_omitted, 5);
         assert_eq!(error.log_lines.len(), VERIFIER_LOG_LINES_MAX);
@@ -179,6 +208,8 @@ mod tests {
     #[test]
     fn verifier_error_without_log_says_so() {
         let error = VerifierError::new("p", io::Error::from_raw_os_error(libc::EPERM), "\n");
-        assert!(error.to_string().ends_with("the kernel gave no verifier log"));
+        assert!(error
+            .to_string()
+            .ends_with("the kernel gave no verifier log"));
     }
 }

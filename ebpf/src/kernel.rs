@@ -12,7 +12,11 @@ use crate::error::EbpfError;
 /// The loaded program with kernel id `program_id`, if it still exists.
 pub(crate) fn program_by_id(program_id: u32) -> Result<Option<ProgramInfo>, EbpfError> {
     for info in loaded_programs() {
-        let info = info.map_err(|source| EbpfError::Program { program: "(any)", action: "list programs", source })?;
+        let info = info.map_err(|source| EbpfError::Program {
+            program: "(any)",
+            action: "list programs",
+            source,
+        })?;
         if info.id() == program_id {
             return Ok(Some(info));
         }
@@ -24,7 +28,11 @@ pub(crate) fn program_by_id(program_id: u32) -> Result<Option<ProgramInfo>, Ebpf
 pub(crate) fn programs_named(name: &str) -> Result<Vec<ProgramInfo>, EbpfError> {
     let mut out = Vec::new();
     for info in loaded_programs() {
-        let info = info.map_err(|source| EbpfError::Program { program: "(any)", action: "list programs", source })?;
+        let info = info.map_err(|source| EbpfError::Program {
+            program: "(any)",
+            action: "list programs",
+            source,
+        })?;
         if info.name_as_str() == Some(name) {
             out.push(info);
         }
@@ -35,19 +43,34 @@ pub(crate) fn programs_named(name: &str) -> Result<Vec<ProgramInfo>, EbpfError> 
 /// True when a bpf_link holds program `program_id` (links die with the last fd that refers to
 /// them, so this means a live process, or a pin, keeps it attached).
 pub(crate) fn held_by_link(program_id: u32) -> bool {
-    loaded_links().filter_map(Result::ok).any(|link| link.program_id() == program_id)
+    loaded_links()
+        .filter_map(Result::ok)
+        .any(|link| link.program_id() == program_id)
 }
 
 /// The maps a loaded program uses, by name.
-pub(crate) fn maps_of(program: &ProgramInfo, program_name: &'static str) -> Result<HashMap<String, MapData>, EbpfError> {
+pub(crate) fn maps_of(
+    program: &ProgramInfo,
+    program_name: &'static str,
+) -> Result<HashMap<String, MapData>, EbpfError> {
     let ids = program
         .map_ids()
-        .map_err(|source| EbpfError::Program { program: program_name, action: "read map ids", source })?
+        .map_err(|source| EbpfError::Program {
+            program: program_name,
+            action: "read map ids",
+            source,
+        })?
         .unwrap_or_default();
     let mut out = HashMap::new();
     for id in ids {
-        let map = MapData::from_id(id).map_err(|source| EbpfError::Map { map: "(by id)", source })?;
-        let info = map.info().map_err(|source| EbpfError::Map { map: "(by id)", source })?;
+        let map = MapData::from_id(id).map_err(|source| EbpfError::Map {
+            map: "(by id)",
+            source,
+        })?;
+        let info = map.info().map_err(|source| EbpfError::Map {
+            map: "(by id)",
+            source,
+        })?;
         if let Some(name) = info.name_as_str() {
             out.insert(name.to_string(), map);
         }
@@ -61,8 +84,10 @@ pub(crate) fn take_map(
     object: &'static str,
     name: &'static str,
 ) -> Result<Map, EbpfError> {
-    let data = maps
-        .remove(name)
-        .ok_or_else(|| EbpfError::Missing { object, kind: "map", name: name.to_string() })?;
+    let data = maps.remove(name).ok_or_else(|| EbpfError::Missing {
+        object,
+        kind: "map",
+        name: name.to_string(),
+    })?;
     Map::from_map_data(data).map_err(|source| EbpfError::Map { map: name, source })
 }

@@ -18,7 +18,11 @@ pub mod show;
 pub mod xdp;
 
 pub use error::{EbpfError, VerifierError};
-pub use object::{write_xdp_object, REUSEPORT_STEER_OBJECT, XDP_OBJECT_FILE_NAME, XDP_STEER_OBJECT};
+#[doc(hidden)]
+pub use object::FOREIGN_TEST_OBJECT;
+pub use object::{
+    write_xdp_object, REUSEPORT_STEER_OBJECT, XDP_OBJECT_FILE_NAME, XDP_STEER_OBJECT,
+};
 pub use reuseport::{ConnectionCounter, ReuseportCounters, ReuseportSteering, SteeringPolicy};
 pub use xdp::{XdpConfig, XdpCounters, XdpMaps, XdpModePreference, XdpSteering};
 
@@ -31,14 +35,24 @@ pub use xdp::{XdpConfig, XdpCounters, XdpMaps, XdpModePreference, XdpSteering};
 pub fn load_broken_program() -> Result<(), EbpfError> {
     let mut ebpf = aya::EbpfLoader::new()
         .load(object::BROKEN_OBJECT)
-        .map_err(|source| EbpfError::Object { object: "broken", source })?;
-    let program = ebpf.program_mut("riptide_broken").ok_or_else(|| EbpfError::Missing {
-        object: "broken",
-        kind: "program",
-        name: "riptide_broken".into(),
-    })?;
-    let program: &mut aya::programs::Xdp = program
-        .try_into()
-        .map_err(|source| EbpfError::Program { program: "riptide_broken", action: "type check", source })?;
-    program.load().map_err(|error| error::load_error("riptide_broken", error))
+        .map_err(|source| EbpfError::Object {
+            object: "broken",
+            source,
+        })?;
+    let program = ebpf
+        .program_mut("riptide_broken")
+        .ok_or_else(|| EbpfError::Missing {
+            object: "broken",
+            kind: "program",
+            name: "riptide_broken".into(),
+        })?;
+    let program: &mut aya::programs::Xdp =
+        program.try_into().map_err(|source| EbpfError::Program {
+            program: "riptide_broken",
+            action: "type check",
+            source,
+        })?;
+    program
+        .load()
+        .map_err(|error| error::load_error("riptide_broken", error))
 }

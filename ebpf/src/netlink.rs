@@ -80,7 +80,13 @@ struct Socket(OwnedFd);
 impl Socket {
     fn open() -> io::Result<Socket> {
         // SAFETY: plain socket(2) call; the returned fd is checked and then owned.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -92,13 +98,27 @@ impl Socket {
     fn request(&self, message: &[u8]) -> io::Result<Vec<u8>> {
         // SAFETY: the kernel is the default destination of an unbound netlink socket; the buffer is
         // valid for its length.
-        let sent = unsafe { libc::send(self.0.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
+        let sent = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+            )
+        };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
         let mut reply = vec![0u8; NETLINK_REPLY_BYTES_MAX];
         // SAFETY: reply is writable for its whole length and outlives the call.
-        let received = unsafe { libc::recv(self.0.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+        let received = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                reply.as_mut_ptr().cast(),
+                reply.len(),
+                0,
+            )
+        };
         if received < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -135,7 +155,10 @@ fn attribute(kind: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn malformed(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("malformed netlink reply: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed netlink reply: {what}"),
+    )
 }
 
 /// Reads `(type, payload)` pairs from a run of netlink attributes.
@@ -166,9 +189,15 @@ fn check_reply(reply: &[u8]) -> io::Result<Option<(u16, &[u8])>> {
     }
     let body = &reply[NLMSG_HEADER_BYTES..length];
     if kind == libc::NLMSG_ERROR as u16 {
-        let code = body.get(..size_of::<i32>()).ok_or_else(|| malformed("short error"))?;
+        let code = body
+            .get(..size_of::<i32>())
+            .ok_or_else(|| malformed("short error"))?;
         let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-        return if code == 0 { Ok(None) } else { Err(io::Error::from_raw_os_error(-code)) };
+        return if code == 0 {
+            Ok(None)
+        } else {
+            Err(io::Error::from_raw_os_error(-code))
+        };
     }
     Ok(Some((kind, body)))
 }
@@ -178,9 +207,14 @@ fn parse_xdp(nested: &[u8]) -> io::Result<Option<XdpAttachment>> {
     let mut program_id = 0u32;
     for (kind, payload) in attributes(nested)? {
         match kind {
-            IFLA_XDP_ATTACHED => attached = *payload.first().ok_or_else(|| malformed("attached"))?,
+            IFLA_XDP_ATTACHED => {
+                attached = *payload.first().ok_or_else(|| malformed("attached"))?
+            }
             IFLA_XDP_PROG_ID => {
-                let bytes: [u8; 4] = payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| malformed("prog id"))?;
+                let bytes: [u8; 4] = payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| malformed("prog id"))?;
                 program_id = u32::from_ne_bytes(bytes);
             }
             _ => {}
@@ -203,7 +237,9 @@ pub fn query_xdp(if_index: u32) -> io::Result<Option<XdpAttachment>> {
     let Some((_, body)) = check_reply(&reply)? else {
         return Err(malformed("ack instead of link"));
     };
-    let attributes_bytes = body.get(IFINFOMSG_BYTES..).ok_or_else(|| malformed("short ifinfomsg"))?;
+    let attributes_bytes = body
+        .get(IFINFOMSG_BYTES..)
+        .ok_or_else(|| malformed("short ifinfomsg"))?;
     for (kind, payload) in attributes(attributes_bytes)? {
         if kind == IFLA_XDP {
             return parse_xdp(payload);
@@ -219,7 +255,12 @@ pub fn detach_xdp(if_index: u32, mode: XdpAttachMode) -> io::Result<()> {
     nested.extend_from_slice(&attribute(IFLA_XDP_FLAGS, &mode.flags().to_ne_bytes()));
     let attributes = attribute(IFLA_XDP | NLA_F_NESTED, &nested);
     let socket = Socket::open()?;
-    let reply = socket.request(&message(libc::RTM_SETLINK, libc::NLM_F_ACK as u16, if_index, &attributes))?;
+    let reply = socket.request(&message(
+        libc::RTM_SETLINK,
+        libc::NLM_F_ACK as u16,
+        if_index,
+        &attributes,
+    ))?;
     match check_reply(&reply)? {
         None => Ok(()),
         Some(_) => Err(malformed("expected an ack")),
@@ -234,11 +275,20 @@ mod tests {
     fn attributes_parse_and_reject_bad_lengths() {
         let mut bytes = attribute(IFLA_XDP_ATTACHED, &[XDP_ATTACHED_SKB]);
         bytes.extend_from_slice(&attribute(IFLA_XDP_PROG_ID, &42u32.to_ne_bytes()));
-        assert_eq!(parse_xdp(&bytes).unwrap(), Some(XdpAttachment { program_id: 42, mode: XdpAttachMode::Generic }));
+        assert_eq!(
+            parse_xdp(&bytes).unwrap(),
+            Some(XdpAttachment {
+                program_id: 42,
+                mode: XdpAttachMode::Generic
+            })
+        );
         let mut bad = bytes.clone();
         bad[0] = 200;
         assert!(attributes(&bad).is_err());
-        assert_eq!(parse_xdp(&attribute(IFLA_XDP_ATTACHED, &[XDP_ATTACHED_NONE])).unwrap(), None);
+        assert_eq!(
+            parse_xdp(&attribute(IFLA_XDP_ATTACHED, &[XDP_ATTACHED_NONE])).unwrap(),
+            None
+        );
         assert!(parse_xdp(&attribute(IFLA_XDP_PROG_ID, &[1])).is_err());
     }
 
@@ -249,7 +299,10 @@ mod tests {
         reply[..4].copy_from_slice(&length.to_ne_bytes());
         reply[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
         reply[16..20].copy_from_slice(&(-libc::EBUSY).to_ne_bytes());
-        assert_eq!(check_reply(&reply).unwrap_err().raw_os_error(), Some(libc::EBUSY));
+        assert_eq!(
+            check_reply(&reply).unwrap_err().raw_os_error(),
+            Some(libc::EBUSY)
+        );
         assert!(check_reply(&reply[..10]).is_err());
     }
 

@@ -8,11 +8,16 @@ use std::path::{Path, PathBuf};
 pub const XDP_STEER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
 
 /// The sk_reuseport steering object (`reuseport_steer.c`).
-pub const REUSEPORT_STEER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reuseport_steer.o"));
+pub const REUSEPORT_STEER_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/reuseport_steer.o"));
 
 /// A program the verifier must reject (`tests/broken.c`); only the tests load it.
 #[doc(hidden)]
 pub const BROKEN_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/broken.o"));
+
+/// A valid XDP program that is not riptide's (`tests/foreign_pass.c`); only the tests use it.
+#[doc(hidden)]
+pub const FOREIGN_TEST_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/foreign_pass.o"));
 
 /// File name used by [`write_xdp_object`].
 pub const XDP_OBJECT_FILE_NAME: &str = "riptide_xdp_steer.o";
@@ -45,7 +50,12 @@ mod tests {
 
     #[test]
     fn objects_are_bpf_elf_files() {
-        for object in [XDP_STEER_OBJECT, REUSEPORT_STEER_OBJECT, BROKEN_OBJECT] {
+        for object in [
+            XDP_STEER_OBJECT,
+            REUSEPORT_STEER_OBJECT,
+            BROKEN_OBJECT,
+            FOREIGN_TEST_OBJECT,
+        ] {
             assert_eq!(&object[..4], ELF_MAGIC);
             assert_eq!(machine(object), EM_BPF);
         }

@@ -103,9 +103,18 @@ pub struct ReuseportCounters {
 impl fmt::Display for ReuseportCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let policy = self.policy.map_or("unknown".to_string(), |p| p.to_string());
-        writeln!(f, "policy {policy}, select failed {}, not configured {}", self.select_failed, self.not_configured)?;
-        for (worker, (selected, open)) in self.selected.iter().zip(&self.open_connections).enumerate() {
-            writeln!(f, "  worker {worker}: selected {selected}, open connections {open}")?;
+        writeln!(
+            f,
+            "policy {policy}, select failed {}, not configured {}",
+            self.select_failed, self.not_configured
+        )?;
+        for (worker, (selected, open)) in
+            self.selected.iter().zip(&self.open_connections).enumerate()
+        {
+            writeln!(
+                f,
+                "  worker {worker}: selected {selected}, open connections {open}"
+            )?;
         }
         Ok(())
     }
@@ -141,7 +150,8 @@ impl ConnectionCounter {
     fn map(fd: BorrowedFd<'_>, workers: u32) -> Result<ConnectionCounter, EbpfError> {
         // SAFETY: sysconf has no preconditions.
         let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let length_bytes = (REUSEPORT_WORKERS_MAX as usize * size_of::<u64>()).next_multiple_of(page_bytes);
+        let length_bytes =
+            (REUSEPORT_WORKERS_MAX as usize * size_of::<u64>()).next_multiple_of(page_bytes);
         // SAFETY: mapping a BPF_F_MMAPABLE array map by its fd; the kernel checks the size and flags,
         // and the result is checked before use.
         let base = unsafe {
@@ -155,16 +165,30 @@ impl ConnectionCounter {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(EbpfError::Os { call: "mmap reuse_conns", source: io::Error::last_os_error() });
+            return Err(EbpfError::Os {
+                call: "mmap reuse_conns",
+                source: io::Error::last_os_error(),
+            });
         }
-        let base = NonNull::new(base.cast::<AtomicU64>())
-            .ok_or_else(|| EbpfError::Os { call: "mmap reuse_conns", source: io::Error::other("null mapping") })?;
-        Ok(ConnectionCounter { mapping: Arc::new(ConnsMapping { base, length_bytes, workers }) })
+        let base = NonNull::new(base.cast::<AtomicU64>()).ok_or_else(|| EbpfError::Os {
+            call: "mmap reuse_conns",
+            source: io::Error::other("null mapping"),
+        })?;
+        Ok(ConnectionCounter {
+            mapping: Arc::new(ConnsMapping {
+                base,
+                length_bytes,
+                workers,
+            }),
+        })
     }
 
     fn slot(&self, worker: u32) -> Result<&AtomicU64, EbpfError> {
         if worker >= self.mapping.workers {
-            return Err(EbpfError::InvalidArgument(format!("worker {worker} >= {}", self.mapping.workers)));
+            return Err(EbpfError::InvalidArgument(format!(
+                "worker {worker} >= {}",
+                self.mapping.workers
+            )));
         }
         // SAFETY: worker < workers <= REUSEPORT_WORKERS_MAX, so the slot lies inside the mapping,
         // which is 8-byte aligned (page aligned) and lives as long as self.
@@ -187,7 +211,9 @@ impl ConnectionCounter {
     pub fn closed(&self, worker: u32) -> Result<(), EbpfError> {
         let slot = self.slot(worker)?;
         // The closure never returns None, so the update cannot fail.
-        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| Some(count.saturating_sub(1)));
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+            Some(count.saturating_sub(1))
+        });
         Ok(())
     }
 
@@ -229,13 +255,18 @@ impl ReuseportSteering {
         }
         let mut ebpf = EbpfLoader::new()
             .load(REUSEPORT_STEER_OBJECT)
-            .map_err(|source| EbpfError::Object { object: OBJECT, source })?;
-        let config = Array::try_from(take(&mut ebpf, REUSE_CONFIG_MAP_NAME)?).map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
-        let sockets =
-            ReusePortSockArray::try_from(take(&mut ebpf, REUSE_WORKERS_MAP_NAME)?).map_err(map_error(REUSE_WORKERS_MAP_NAME))?;
-        let selected =
-            PerCpuArray::try_from(take(&mut ebpf, REUSE_SELECTED_MAP_NAME)?).map_err(map_error(REUSE_SELECTED_MAP_NAME))?;
-        let events = PerCpuArray::try_from(take(&mut ebpf, REUSE_EVENTS_MAP_NAME)?).map_err(map_error(REUSE_EVENTS_MAP_NAME))?;
+            .map_err(|source| EbpfError::Object {
+                object: OBJECT,
+                source,
+            })?;
+        let config = Array::try_from(take(&mut ebpf, REUSE_CONFIG_MAP_NAME)?)
+            .map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
+        let sockets = ReusePortSockArray::try_from(take(&mut ebpf, REUSE_WORKERS_MAP_NAME)?)
+            .map_err(map_error(REUSE_WORKERS_MAP_NAME))?;
+        let selected = PerCpuArray::try_from(take(&mut ebpf, REUSE_SELECTED_MAP_NAME)?)
+            .map_err(map_error(REUSE_SELECTED_MAP_NAME))?;
+        let events = PerCpuArray::try_from(take(&mut ebpf, REUSE_EVENTS_MAP_NAME)?)
+            .map_err(map_error(REUSE_EVENTS_MAP_NAME))?;
         // The mapping keeps the map alive in the kernel; the MapData itself is not needed after.
         let aya::maps::Map::Array(conns) = take(&mut ebpf, REUSE_CONNS_MAP_NAME)? else {
             return Err(missing("array map", REUSE_CONNS_MAP_NAME));
@@ -243,9 +274,20 @@ impl ReuseportSteering {
         let counter = ConnectionCounter::map(conns.fd().as_fd(), workers)?;
 
         let program = reuse_program(&mut ebpf)?;
-        program.load().map_err(|error| load_error(REUSEPORT_PROGRAM_NAME, error))?;
-        let mut steering =
-            ReuseportSteering { ebpf, workers, policy, config, sockets, selected, events, counter, group: None };
+        program
+            .load()
+            .map_err(|error| load_error(REUSEPORT_PROGRAM_NAME, error))?;
+        let mut steering = ReuseportSteering {
+            ebpf,
+            workers,
+            policy,
+            config,
+            sockets,
+            selected,
+            events,
+            counter,
+            group: None,
+        };
         steering.write_config(policy)?;
         Ok(steering)
     }
@@ -267,15 +309,24 @@ impl ReuseportSteering {
             )));
         }
         for (index, fd) in listener_fds.iter().enumerate() {
-            self.sockets.set(index as u32, fd, 0).map_err(map_error(REUSE_WORKERS_MAP_NAME))?;
+            self.sockets
+                .set(index as u32, fd, 0)
+                .map_err(map_error(REUSE_WORKERS_MAP_NAME))?;
         }
         let group = listener_fds[0]
             .try_clone_to_owned()
-            .map_err(|source| EbpfError::Os { call: "dup listener", source })?;
+            .map_err(|source| EbpfError::Os {
+                call: "dup listener",
+                source,
+            })?;
         let program = reuse_program(&mut self.ebpf)?;
         program
             .attach(group.as_fd())
-            .map_err(|source| EbpfError::Program { program: REUSEPORT_PROGRAM_NAME, action: "attach", source })?;
+            .map_err(|source| EbpfError::Program {
+                program: REUSEPORT_PROGRAM_NAME,
+                action: "attach",
+                source,
+            })?;
         self.group = Some(group);
         Ok(())
     }
@@ -287,8 +338,11 @@ impl ReuseportSteering {
     /// [`EbpfError::NotAttached`], or the kernel's error.
     pub fn detach(&mut self) -> Result<(), EbpfError> {
         let group = self.group.take().ok_or(EbpfError::NotAttached)?;
-        SkReuseport::detach(group.as_fd())
-            .map_err(|source| EbpfError::Program { program: REUSEPORT_PROGRAM_NAME, action: "detach", source })
+        SkReuseport::detach(group.as_fd()).map_err(|source| EbpfError::Program {
+            program: REUSEPORT_PROGRAM_NAME,
+            action: "detach",
+            source,
+        })
     }
 
     /// Switches the policy; the next connection uses it.
@@ -336,8 +390,9 @@ impl ReuseportSteering {
     /// Map read errors.
     pub fn counters(&self) -> Result<ReuseportCounters, EbpfError> {
         let mut counters = read_counters(&self.config, &self.selected, &self.events, self.workers)?;
-        counters.open_connections =
-            (0..self.workers).map(|worker| self.counter.open_connections(worker)).collect::<Result<_, _>>()?;
+        counters.open_connections = (0..self.workers)
+            .map(|worker| self.counter.open_connections(worker))
+            .collect::<Result<_, _>>()?;
         Ok(counters)
     }
 
@@ -346,19 +401,31 @@ impl ReuseportSteering {
     /// # Errors
     /// aya's info error.
     pub fn program_id(&self) -> Result<u32, EbpfError> {
-        let program = self.ebpf.program(REUSEPORT_PROGRAM_NAME).ok_or_else(|| missing("program", REUSEPORT_PROGRAM_NAME))?;
-        let program: &SkReuseport = program
-            .try_into()
-            .map_err(|source| EbpfError::Program { program: REUSEPORT_PROGRAM_NAME, action: "type check", source })?;
-        let info = program
-            .info()
-            .map_err(|source| EbpfError::Program { program: REUSEPORT_PROGRAM_NAME, action: "info", source })?;
+        let program = self
+            .ebpf
+            .program(REUSEPORT_PROGRAM_NAME)
+            .ok_or_else(|| missing("program", REUSEPORT_PROGRAM_NAME))?;
+        let program: &SkReuseport = program.try_into().map_err(|source| EbpfError::Program {
+            program: REUSEPORT_PROGRAM_NAME,
+            action: "type check",
+            source,
+        })?;
+        let info = program.info().map_err(|source| EbpfError::Program {
+            program: REUSEPORT_PROGRAM_NAME,
+            action: "info",
+            source,
+        })?;
         Ok(info.id())
     }
 
     fn write_config(&mut self, policy: SteeringPolicy) -> Result<(), EbpfError> {
-        let raw = RawReuseConfig { policy: policy.raw(), workers: self.workers };
-        self.config.set(0, raw, 0).map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
+        let raw = RawReuseConfig {
+            policy: policy.raw(),
+            workers: self.workers,
+        };
+        self.config
+            .set(0, raw, 0)
+            .map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
         self.policy = policy;
         Ok(())
     }
@@ -383,14 +450,21 @@ pub(crate) fn read_counters(
     events: &PerCpuArray<MapData, u64>,
     workers: u32,
 ) -> Result<ReuseportCounters, EbpfError> {
-    let sum = |map: &PerCpuArray<MapData, u64>, name: &'static str, index: u32| -> Result<u64, EbpfError> {
+    let sum = |map: &PerCpuArray<MapData, u64>,
+               name: &'static str,
+               index: u32|
+     -> Result<u64, EbpfError> {
         let values = map.get(&index, 0).map_err(map_error(name))?;
         Ok(values.iter().copied().fold(0u64, u64::wrapping_add))
     };
-    let raw = config.get(&0, 0).map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
+    let raw = config
+        .get(&0, 0)
+        .map_err(map_error(REUSE_CONFIG_MAP_NAME))?;
     Ok(ReuseportCounters {
         policy: SteeringPolicy::from_raw(raw.policy),
-        selected: (0..workers).map(|w| sum(selected, REUSE_SELECTED_MAP_NAME, w)).collect::<Result<_, _>>()?,
+        selected: (0..workers)
+            .map(|w| sum(selected, REUSE_SELECTED_MAP_NAME, w))
+            .collect::<Result<_, _>>()?,
         open_connections: Vec::new(),
         select_failed: sum(events, REUSE_EVENTS_MAP_NAME, event::SELECT_FAILED)?,
         not_configured: sum(events, REUSE_EVENTS_MAP_NAME, event::NOT_CONFIGURED)?,
@@ -402,7 +476,11 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfError
 }
 
 fn missing(kind: &'static str, name: &str) -> EbpfError {
-    EbpfError::Missing { object: OBJECT, kind, name: name.to_string() }
+    EbpfError::Missing {
+        object: OBJECT,
+        kind,
+        name: name.to_string(),
+    }
 }
 
 fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfError {
@@ -410,10 +488,14 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfError {
 }
 
 fn reuse_program(ebpf: &mut Ebpf) -> Result<&mut SkReuseport, EbpfError> {
-    let program = ebpf.program_mut(REUSEPORT_PROGRAM_NAME).ok_or_else(|| missing("program", REUSEPORT_PROGRAM_NAME))?;
-    program
-        .try_into()
-        .map_err(|source| EbpfError::Program { program: REUSEPORT_PROGRAM_NAME, action: "type check", source })
+    let program = ebpf
+        .program_mut(REUSEPORT_PROGRAM_NAME)
+        .ok_or_else(|| missing("program", REUSEPORT_PROGRAM_NAME))?;
+    program.try_into().map_err(|source| EbpfError::Program {
+        program: REUSEPORT_PROGRAM_NAME,
+        action: "type check",
+        source,
+    })
 }
 
 #[cfg(test)]

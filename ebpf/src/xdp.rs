@@ -23,7 +23,8 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader, Pod};
 
 use crate::constants::{
-    XDP_CONFIG_MAP_NAME, XDP_COUNTERS_MAP_NAME, XDP_PORTS_MAX, XDP_PROGRAM_NAME, XSKS_MAP_NAME, XSKS_QUEUES_MAX,
+    XDP_CONFIG_MAP_NAME, XDP_COUNTERS_MAP_NAME, XDP_PORTS_MAX, XDP_PROGRAM_NAME, XSKS_MAP_NAME,
+    XSKS_QUEUES_MAX,
 };
 use crate::error::{load_error, EbpfError};
 use crate::kernel;
@@ -66,7 +67,9 @@ pub struct XdpConfig {
 impl XdpConfig {
     fn to_raw(&self) -> Result<RawXdpConfig, EbpfError> {
         if self.ip.is_unspecified() {
-            return Err(EbpfError::InvalidArgument("the XDP appliance address must not be 0.0.0.0".into()));
+            return Err(EbpfError::InvalidArgument(
+                "the XDP appliance address must not be 0.0.0.0".into(),
+            ));
         }
         if self.ports.is_empty() || self.ports.len() > XDP_PORTS_MAX {
             return Err(EbpfError::InvalidArgument(format!(
@@ -75,7 +78,9 @@ impl XdpConfig {
             )));
         }
         if self.ports.contains(&0) {
-            return Err(EbpfError::InvalidArgument("port 0 cannot be steered".into()));
+            return Err(EbpfError::InvalidArgument(
+                "port 0 cannot be steered".into(),
+            ));
         }
         let mut raw = RawXdpConfig {
             ipv4_be: u32::from_ne_bytes(self.ip.octets()),
@@ -96,7 +101,10 @@ impl XdpConfig {
         let count = (raw.ports_count as usize).min(XDP_PORTS_MAX);
         Some(XdpConfig {
             ip: Ipv4Addr::from(raw.ipv4_be.to_ne_bytes()),
-            ports: raw.ports_be[..count].iter().map(|port| u16::from_be(*port)).collect(),
+            ports: raw.ports_be[..count]
+                .iter()
+                .map(|port| u16::from_be(*port))
+                .collect(),
         })
     }
 }
@@ -121,7 +129,11 @@ impl fmt::Display for XdpCounters {
         write!(
             f,
             "steered tcp {} arp {}, passed {}, dropped: no socket on queue {}, redirect failed {}",
-            self.steered_tcp, self.steered_arp, self.passed, self.dropped_no_socket, self.dropped_redirect_failed
+            self.steered_tcp,
+            self.steered_arp,
+            self.passed,
+            self.dropped_no_socket,
+            self.dropped_redirect_failed
         )
     }
 }
@@ -133,13 +145,15 @@ pub struct XdpMaps {
 }
 
 impl XdpMaps {
-    fn from_maps(
-        config: aya::maps::Map,
-        counters: aya::maps::Map,
-    ) -> Result<XdpMaps, EbpfError> {
-        let config = Array::try_from(config).map_err(|source| EbpfError::Map { map: XDP_CONFIG_MAP_NAME, source })?;
-        let counters =
-            PerCpuArray::try_from(counters).map_err(|source| EbpfError::Map { map: XDP_COUNTERS_MAP_NAME, source })?;
+    fn from_maps(config: aya::maps::Map, counters: aya::maps::Map) -> Result<XdpMaps, EbpfError> {
+        let config = Array::try_from(config).map_err(|source| EbpfError::Map {
+            map: XDP_CONFIG_MAP_NAME,
+            source,
+        })?;
+        let counters = PerCpuArray::try_from(counters).map_err(|source| EbpfError::Map {
+            map: XDP_COUNTERS_MAP_NAME,
+            source,
+        })?;
         Ok(XdpMaps { config, counters })
     }
 
@@ -151,7 +165,8 @@ impl XdpMaps {
     /// attached program is not riptide's, and map/netlink errors.
     pub fn open_attached(interface: &str) -> Result<XdpMaps, EbpfError> {
         let if_index = interface_index(interface)?;
-        let attachment = query(interface, if_index)?.ok_or_else(|| EbpfError::NoXdpProgram(interface.into()))?;
+        let attachment =
+            query(interface, if_index)?.ok_or_else(|| EbpfError::NoXdpProgram(interface.into()))?;
         let program = kernel::program_by_id(attachment.program_id)?
             .ok_or_else(|| EbpfError::NoXdpProgram(interface.into()))?;
         let name = program.name_as_str().unwrap_or("").to_string();
@@ -162,7 +177,12 @@ impl XdpMaps {
                 name,
             });
         }
-        let mut maps = kernel::maps_of(&program, XDP_PROGRAM_NAME)?;
+        XdpMaps::of_program(&program)
+    }
+
+    /// The maps of a loaded riptide XDP program.
+    pub(crate) fn of_program(program: &aya::programs::ProgramInfo) -> Result<XdpMaps, EbpfError> {
+        let mut maps = kernel::maps_of(program, XDP_PROGRAM_NAME)?;
         let config = kernel::take_map(&mut maps, OBJECT, XDP_CONFIG_MAP_NAME)?;
         let counters = kernel::take_map(&mut maps, OBJECT, XDP_COUNTERS_MAP_NAME)?;
         XdpMaps::from_maps(config, counters)
@@ -174,7 +194,10 @@ impl XdpMaps {
     /// [`EbpfError::InvalidArgument`] for an unspecified address or a bad port list; map errors.
     pub fn configure(&mut self, config: &XdpConfig) -> Result<(), EbpfError> {
         let raw = config.to_raw()?;
-        self.config.set(0, raw, 0).map_err(|source| EbpfError::Map { map: XDP_CONFIG_MAP_NAME, source })
+        self.config.set(0, raw, 0).map_err(|source| EbpfError::Map {
+            map: XDP_CONFIG_MAP_NAME,
+            source,
+        })
     }
 
     /// The configuration in the map (`None` until configured).
@@ -182,7 +205,10 @@ impl XdpMaps {
     /// # Errors
     /// Map read errors.
     pub fn config(&self) -> Result<Option<XdpConfig>, EbpfError> {
-        let raw = self.config.get(&0, 0).map_err(|source| EbpfError::Map { map: XDP_CONFIG_MAP_NAME, source })?;
+        let raw = self.config.get(&0, 0).map_err(|source| EbpfError::Map {
+            map: XDP_CONFIG_MAP_NAME,
+            source,
+        })?;
         Ok(XdpConfig::from_raw(&raw))
     }
 
@@ -195,7 +221,10 @@ impl XdpMaps {
             let values = self
                 .counters
                 .get(&index, 0)
-                .map_err(|source| EbpfError::Map { map: XDP_COUNTERS_MAP_NAME, source })?;
+                .map_err(|source| EbpfError::Map {
+                    map: XDP_COUNTERS_MAP_NAME,
+                    source,
+                })?;
             Ok(values.iter().copied().fold(0u64, u64::wrapping_add))
         };
         const _: () = assert!(slot::COUNT == 5);
@@ -241,27 +270,53 @@ impl XdpSteering {
     /// [`EbpfError::InterfaceNotFound`], [`EbpfError::ForeignXdpProgram`] / [`EbpfError::XdpInUse`]
     /// when the interface is taken, [`EbpfError::Verifier`] with the verifier log, and the attach
     /// error of the last mode tried.
-    pub fn attach(interface: &str, config: &XdpConfig, preference: XdpModePreference) -> Result<XdpSteering, EbpfError> {
+    pub fn attach(
+        interface: &str,
+        config: &XdpConfig,
+        preference: XdpModePreference,
+    ) -> Result<XdpSteering, EbpfError> {
         let if_index = interface_index(interface)?;
         remove_stale(interface)?;
-        let mut ebpf = EbpfLoader::new()
-            .load(XDP_STEER_OBJECT)
-            .map_err(|source| EbpfError::Object { object: OBJECT, source })?;
+        let mut ebpf =
+            EbpfLoader::new()
+                .load(XDP_STEER_OBJECT)
+                .map_err(|source| EbpfError::Object {
+                    object: OBJECT,
+                    source,
+                })?;
         let config_map = take(&mut ebpf, XDP_CONFIG_MAP_NAME)?;
         let counters_map = take(&mut ebpf, XDP_COUNTERS_MAP_NAME)?;
         let mut maps = XdpMaps::from_maps(config_map, counters_map)?;
         maps.configure(config)?;
-        let xsks = XskMap::try_from(take(&mut ebpf, XSKS_MAP_NAME)?)
-            .map_err(|source| EbpfError::Map { map: XSKS_MAP_NAME, source })?;
+        let xsks =
+            XskMap::try_from(take(&mut ebpf, XSKS_MAP_NAME)?).map_err(|source| EbpfError::Map {
+                map: XSKS_MAP_NAME,
+                source,
+            })?;
 
         let program = xdp_program(&mut ebpf)?;
-        program.load().map_err(|error| load_error(XDP_PROGRAM_NAME, error))?;
+        program
+            .load()
+            .map_err(|error| load_error(XDP_PROGRAM_NAME, error))?;
         let program_id = program
             .info()
-            .map_err(|source| EbpfError::Program { program: XDP_PROGRAM_NAME, action: "info", source })?
+            .map_err(|source| EbpfError::Program {
+                program: XDP_PROGRAM_NAME,
+                action: "info",
+                source,
+            })?
             .id();
-        let (mode, fallback_reason) = attach_with_preference(program, interface, if_index, preference)?;
-        Ok(XdpSteering { ebpf, maps, xsks, interface: interface.into(), mode, fallback_reason, program_id })
+        let (mode, fallback_reason) =
+            attach_with_preference(program, interface, if_index, preference)?;
+        Ok(XdpSteering {
+            ebpf,
+            maps,
+            xsks,
+            interface: interface.into(),
+            mode,
+            fallback_reason,
+            program_id,
+        })
     }
 
     /// Rewrites the address and ports; see [`XdpMaps::configure`].
@@ -292,9 +347,16 @@ impl XdpSteering {
     /// the fd is not a bound AF_XDP socket.
     pub fn register_socket(&mut self, queue: u32, xsk: BorrowedFd<'_>) -> Result<(), EbpfError> {
         if queue >= XSKS_QUEUES_MAX {
-            return Err(EbpfError::InvalidArgument(format!("queue {queue} >= {XSKS_QUEUES_MAX}")));
+            return Err(EbpfError::InvalidArgument(format!(
+                "queue {queue} >= {XSKS_QUEUES_MAX}"
+            )));
         }
-        self.xsks.set(queue, xsk.as_raw_fd(), 0).map_err(|source| EbpfError::Map { map: XSKS_MAP_NAME, source })
+        self.xsks
+            .set(queue, xsk.as_raw_fd(), 0)
+            .map_err(|source| EbpfError::Map {
+                map: XSKS_MAP_NAME,
+                source,
+            })
     }
 
     /// Removes the socket of rx queue `queue` from `xsks_map`.
@@ -302,7 +364,10 @@ impl XdpSteering {
     /// # Errors
     /// Map errors (including a queue with no socket).
     pub fn unregister_socket(&mut self, queue: u32) -> Result<(), EbpfError> {
-        self.xsks.unset(queue).map_err(|source| EbpfError::Map { map: XSKS_MAP_NAME, source })
+        self.xsks.unset(queue).map_err(|source| EbpfError::Map {
+            map: XSKS_MAP_NAME,
+            source,
+        })
     }
 
     /// The mode the program runs in.
@@ -332,23 +397,35 @@ impl XdpSteering {
     /// aya's detach error.
     pub fn detach(mut self) -> Result<(), EbpfError> {
         let program = xdp_program(&mut self.ebpf)?;
-        program
-            .unload()
-            .map_err(|source| EbpfError::Program { program: XDP_PROGRAM_NAME, action: "detach", source })
+        program.unload().map_err(|source| EbpfError::Program {
+            program: XDP_PROGRAM_NAME,
+            action: "detach",
+            source,
+        })
     }
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfError> {
-    ebpf.take_map(name).ok_or_else(|| EbpfError::Missing { object: OBJECT, kind: "map", name: name.into() })
+    ebpf.take_map(name).ok_or_else(|| EbpfError::Missing {
+        object: OBJECT,
+        kind: "map",
+        name: name.into(),
+    })
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, EbpfError> {
     let program = ebpf
         .program_mut(XDP_PROGRAM_NAME)
-        .ok_or_else(|| EbpfError::Missing { object: OBJECT, kind: "program", name: XDP_PROGRAM_NAME.into() })?;
-    program
-        .try_into()
-        .map_err(|source| EbpfError::Program { program: XDP_PROGRAM_NAME, action: "type check", source })
+        .ok_or_else(|| EbpfError::Missing {
+            object: OBJECT,
+            kind: "program",
+            name: XDP_PROGRAM_NAME.into(),
+        })?;
+    program.try_into().map_err(|source| EbpfError::Program {
+        program: XDP_PROGRAM_NAME,
+        action: "type check",
+        source,
+    })
 }
 
 fn attach_with_preference(
@@ -357,30 +434,43 @@ fn attach_with_preference(
     if_index: u32,
     preference: XdpModePreference,
 ) -> Result<(XdpAttachMode, Option<String>), EbpfError> {
-    let attach_error = |source| EbpfError::Program { program: XDP_PROGRAM_NAME, action: "attach", source };
+    let attach_error = |source| EbpfError::Program {
+        program: XDP_PROGRAM_NAME,
+        action: "attach",
+        source,
+    };
     match preference {
         XdpModePreference::GenericOnly => {
-            program.attach_to_if_index(if_index, XdpMode::Skb).map_err(attach_error)?;
+            program
+                .attach_to_if_index(if_index, XdpMode::Skb)
+                .map_err(attach_error)?;
             Ok((XdpAttachMode::Generic, None))
         }
         XdpModePreference::NativeOnly => {
-            program.attach_to_if_index(if_index, XdpMode::Driver).map_err(attach_error)?;
+            program
+                .attach_to_if_index(if_index, XdpMode::Driver)
+                .map_err(attach_error)?;
             Ok((XdpAttachMode::Native, None))
         }
-        XdpModePreference::NativeThenGeneric => match program.attach_to_if_index(if_index, XdpMode::Driver) {
-            Ok(_) => Ok((XdpAttachMode::Native, None)),
-            Err(native_error) => {
-                let reason = format!("native XDP unavailable on {interface} ({native_error}); running in generic mode");
-                program.attach_to_if_index(if_index, XdpMode::Skb).map_err(attach_error)?;
-                Ok((XdpAttachMode::Generic, Some(reason)))
+        XdpModePreference::NativeThenGeneric => {
+            match program.attach_to_if_index(if_index, XdpMode::Driver) {
+                Ok(_) => Ok((XdpAttachMode::Native, None)),
+                Err(native_error) => {
+                    let reason = format!("native XDP unavailable on {interface} ({native_error}); running in generic mode");
+                    program
+                        .attach_to_if_index(if_index, XdpMode::Skb)
+                        .map_err(attach_error)?;
+                    Ok((XdpAttachMode::Generic, Some(reason)))
+                }
             }
-        },
+        }
     }
 }
 
 /// The kernel index of `interface`.
 pub(crate) fn interface_index(interface: &str) -> Result<u32, EbpfError> {
-    let name = CString::new(interface).map_err(|_| EbpfError::InterfaceNotFound(interface.into()))?;
+    let name =
+        CString::new(interface).map_err(|_| EbpfError::InterfaceNotFound(interface.into()))?;
     // SAFETY: name is a valid NUL-terminated string for the duration of the call.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if index == 0 {
@@ -389,7 +479,10 @@ pub(crate) fn interface_index(interface: &str) -> Result<u32, EbpfError> {
     Ok(index)
 }
 
-pub(crate) fn query(interface: &str, if_index: u32) -> Result<Option<netlink::XdpAttachment>, EbpfError> {
+pub(crate) fn query(
+    interface: &str,
+    if_index: u32,
+) -> Result<Option<netlink::XdpAttachment>, EbpfError> {
     netlink::query_xdp(if_index).map_err(|source| EbpfError::Netlink {
         interface: interface.into(),
         action: "query XDP program",
@@ -413,10 +506,17 @@ pub fn remove_stale(interface: &str) -> Result<Option<u32>, EbpfError> {
         .and_then(|info| info.name_as_str().map(str::to_string))
         .unwrap_or_default();
     if name != XDP_PROGRAM_NAME {
-        return Err(EbpfError::ForeignXdpProgram { interface: interface.into(), program_id: attachment.program_id, name });
+        return Err(EbpfError::ForeignXdpProgram {
+            interface: interface.into(),
+            program_id: attachment.program_id,
+            name,
+        });
     }
     if kernel::held_by_link(attachment.program_id) {
-        return Err(EbpfError::XdpInUse { interface: interface.into(), program_id: attachment.program_id });
+        return Err(EbpfError::XdpInUse {
+            interface: interface.into(),
+            program_id: attachment.program_id,
+        });
     }
     netlink::detach_xdp(if_index, attachment.mode).map_err(|source| EbpfError::Netlink {
         interface: interface.into(),
@@ -432,7 +532,10 @@ mod tests {
 
     #[test]
     fn config_round_trips_through_the_raw_layout() {
-        let config = XdpConfig { ip: Ipv4Addr::new(10, 1, 2, 3), ports: vec![8090, 443] };
+        let config = XdpConfig {
+            ip: Ipv4Addr::new(10, 1, 2, 3),
+            ports: vec![8090, 443],
+        };
         let raw = config.to_raw().unwrap();
         assert_eq!(raw.ipv4_be.to_ne_bytes(), [10, 1, 2, 3]);
         assert_eq!(raw.ports_be[0].to_ne_bytes(), 8090u16.to_be_bytes());
@@ -445,18 +548,33 @@ mod tests {
     fn bad_configs_are_errors() {
         let ip = Ipv4Addr::new(10, 0, 0, 1);
         for config in [
-            XdpConfig { ip: Ipv4Addr::UNSPECIFIED, ports: vec![1] },
+            XdpConfig {
+                ip: Ipv4Addr::UNSPECIFIED,
+                ports: vec![1],
+            },
             XdpConfig { ip, ports: vec![] },
             XdpConfig { ip, ports: vec![0] },
-            XdpConfig { ip, ports: (1..=XDP_PORTS_MAX as u16 + 1).collect() },
+            XdpConfig {
+                ip,
+                ports: (1..=XDP_PORTS_MAX as u16 + 1).collect(),
+            },
         ] {
-            assert!(matches!(config.to_raw(), Err(EbpfError::InvalidArgument(_))), "{config:?}");
+            assert!(
+                matches!(config.to_raw(), Err(EbpfError::InvalidArgument(_))),
+                "{config:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_interfaces_are_errors() {
-        assert!(matches!(interface_index("no-such-if0"), Err(EbpfError::InterfaceNotFound(_))));
-        assert!(matches!(interface_index("bad\0name"), Err(EbpfError::InterfaceNotFound(_))));
+        assert!(matches!(
+            interface_index("no-such-if0"),
+            Err(EbpfError::InterfaceNotFound(_))
+        ));
+        assert!(matches!(
+            interface_index("bad\0name"),
+            Err(EbpfError::InterfaceNotFound(_))
+        ));
     }
 }

@@ -27,13 +27,25 @@ fn reuseport_listener(port: u16) -> io::Result<TcpListener> {
     let address = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+        },
         sin_zero: [0; 8],
     };
     // SAFETY: valid fd, option value and address buffers of the stated sizes.
     let rc = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, (&one as *const libc::c_int).cast(), 4);
-        libc::bind(fd, (&address as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32)
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+        libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as u32,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -59,7 +71,8 @@ fn listener_group() -> (Vec<TcpListener>, u16) {
 
 /// Connects once and returns the client stream, the server stream and the worker that accepted.
 fn connect_and_accept(listeners: &[TcpListener], port: u16) -> (TcpStream, TcpStream, u32) {
-    let client = TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).expect("connect refused");
+    let client =
+        TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).expect("connect refused");
     for _ in 0..ACCEPT_ATTEMPTS_MAX {
         for (worker, listener) in listeners.iter().enumerate() {
             match listener.accept() {
@@ -94,27 +107,39 @@ fn hash_policy_gives_every_worker_some_connections() {
     }
     let counters = steering.counters().expect("counters");
     println!("hash: accepted {accepted:?}, program counters: {counters}");
-    assert!(accepted.iter().all(|&count| count > 0), "a worker got nothing: {accepted:?}");
-    assert_eq!(counters.selected, accepted, "the program's selections are the accepts");
+    assert!(
+        accepted.iter().all(|&count| count > 0),
+        "a worker got nothing: {accepted:?}"
+    );
+    assert_eq!(
+        counters.selected, accepted,
+        "the program's selections are the accepts"
+    );
     assert_eq!(counters.select_failed, 0);
 }
 
 fn assert_balanced(counter: &ConnectionCounter) {
-    let open: Vec<u64> = (0..WORKERS).map(|w| counter.open_connections(w).expect("count")).collect();
+    let open: Vec<u64> = (0..WORKERS)
+        .map(|w| counter.open_connections(w).expect("count"))
+        .collect();
     let (min, max) = (open.iter().min().unwrap(), open.iter().max().unwrap());
     assert!(max - min <= 1, "least connections drifted: {open:?}");
 }
 
 #[test]
 fn least_connections_keeps_workers_within_one_while_connections_close() {
-    if !common::kernel_features_available("least_connections_keeps_workers_within_one_while_connections_close") {
+    if !common::kernel_features_available(
+        "least_connections_keeps_workers_within_one_while_connections_close",
+    ) {
         return;
     }
     let (listeners, port) = listener_group();
     // Start with hashing and switch live, as an operator would.
     let mut steering = ReuseportSteering::load(SteeringPolicy::Hash, WORKERS).expect("load");
     steering.attach(&fds(&listeners)).expect("attach");
-    steering.set_policy(SteeringPolicy::LeastConnections).expect("set policy");
+    steering
+        .set_policy(SteeringPolicy::LeastConnections)
+        .expect("set policy");
     // The workers update counts from their own threads through this handle.
     let counter = steering.connection_counter();
     let mut open: Vec<Vec<(TcpStream, TcpStream)>> = (0..WORKERS).map(|_| Vec::new()).collect();
@@ -122,7 +147,10 @@ fn least_connections_keeps_workers_within_one_while_connections_close() {
     for i in 0..CONNECTIONS {
         let (client, server, worker) = connect_and_accept(&listeners, port);
         let handle = counter.clone();
-        std::thread::spawn(move || handle.opened(worker)).join().unwrap().expect("opened");
+        std::thread::spawn(move || handle.opened(worker))
+            .join()
+            .unwrap()
+            .expect("opened");
         open[worker as usize].push((client, server));
         assert_balanced(&counter);
         // Every fifth connection, one closes on a rotating worker; the next new connection must
@@ -137,19 +165,28 @@ fn least_connections_keeps_workers_within_one_while_connections_close() {
     }
     let counters = steering.counters().expect("counters");
     println!("least connections: closed {closed}, program counters: {counters}");
-    assert!(closed >= 15, "the test closed too few connections: {closed}");
+    assert!(
+        closed >= 15,
+        "the test closed too few connections: {closed}"
+    );
     assert_eq!(counters.selected.iter().sum::<u64>(), CONNECTIONS as u64);
-    assert_eq!(counters.open_connections.iter().sum::<u64>(), (CONNECTIONS - closed) as u64);
+    assert_eq!(
+        counters.open_connections.iter().sum::<u64>(),
+        (CONNECTIONS - closed) as u64
+    );
     assert_eq!(counters.policy, Some(SteeringPolicy::LeastConnections));
 }
 
 #[test]
 fn detaching_falls_back_to_kernel_hashing_without_refusing_connections() {
-    if !common::kernel_features_available("detaching_falls_back_to_kernel_hashing_without_refusing_connections") {
+    if !common::kernel_features_available(
+        "detaching_falls_back_to_kernel_hashing_without_refusing_connections",
+    ) {
         return;
     }
     let (listeners, port) = listener_group();
-    let mut steering = ReuseportSteering::load(SteeringPolicy::LeastConnections, WORKERS).expect("load");
+    let mut steering =
+        ReuseportSteering::load(SteeringPolicy::LeastConnections, WORKERS).expect("load");
     steering.attach(&fds(&listeners)).expect("attach");
     let mut streams = Vec::new();
     for _ in 0..10 {
@@ -159,7 +196,10 @@ fn detaching_falls_back_to_kernel_hashing_without_refusing_connections() {
     assert_eq!(before.iter().sum::<u64>(), 10);
 
     steering.detach().expect("detach");
-    assert!(matches!(steering.detach(), Err(riptide_ebpf::EbpfError::NotAttached)));
+    assert!(matches!(
+        steering.detach(),
+        Err(riptide_ebpf::EbpfError::NotAttached)
+    ));
     let mut accepted = vec![0u64; WORKERS as usize];
     for _ in 0..CONNECTIONS {
         // connect_and_accept panics on a refused connection.
@@ -168,8 +208,15 @@ fn detaching_falls_back_to_kernel_hashing_without_refusing_connections() {
         streams.push((client, server, worker));
     }
     println!("after detach: kernel hashing accepted {accepted:?}");
-    assert!(accepted.iter().all(|&count| count > 0), "plain hashing should reach every worker: {accepted:?}");
-    assert_eq!(steering.counters().expect("counters").selected, before, "the program still ran after detach");
+    assert!(
+        accepted.iter().all(|&count| count > 0),
+        "plain hashing should reach every worker: {accepted:?}"
+    );
+    assert_eq!(
+        steering.counters().expect("counters").selected,
+        before,
+        "the program still ran after detach"
+    );
     drop(steering);
     // Dropping the steering after detach leaves the group working too.
     connect_and_accept(&listeners, port);
@@ -183,6 +230,10 @@ fn attach_rejects_a_wrong_listener_count() {
     let (listeners, _) = listener_group();
     let mut steering = ReuseportSteering::load(SteeringPolicy::Hash, WORKERS + 1).expect("load");
     let result = steering.attach(&fds(&listeners));
-    assert!(matches!(result, Err(riptide_ebpf::EbpfError::InvalidArgument(_))), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(riptide_ebpf::EbpfError::InvalidArgument(_))),
+        "{:?}",
+        result.err()
+    );
     assert!(steering.connection_opened(WORKERS + 1).is_err());
 }

@@ -17,10 +17,16 @@ fn broken_program_yields_readable_verifier_error() {
     assert!(!verifier.log_lines.is_empty(), "no verifier log");
     let text = error.to_string();
     println!("{text}");
-    assert!(text.starts_with("the kernel verifier rejected eBPF program riptide_broken ("), "{text}");
+    assert!(
+        text.starts_with("the kernel verifier rejected eBPF program riptide_broken ("),
+        "{text}"
+    );
     // The kernel names the bad packet access; the log is one line per instruction, indented.
     assert!(text.contains("invalid access to packet"), "{text}");
-    assert!(text.lines().skip(1).all(|line| line.starts_with("    ")), "{text}");
+    assert!(
+        text.lines().skip(1).all(|line| line.starts_with("    ")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn ethernet(destination: [u8; 6], ethertype: u16) -> Vec<u8> {
 }
 
 fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]]))).sum();
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -81,7 +84,10 @@ impl PacketSender {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is fresh and owned from here on.
-        Ok(PacketSender { fd: unsafe { OwnedFd::from_raw_fd(raw) }, if_index: if_index as i32 })
+        Ok(PacketSender {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            if_index: if_index as i32,
+        })
     }
 
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {

@@ -27,7 +27,10 @@ pub fn kernel_features_available(test: &str) -> bool {
 
 /// Runs a command and panics with its output when it fails.
 pub fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}{}",
@@ -55,10 +58,29 @@ impl VethLab {
     /// `host_cidr` on the host end, `peer_cidr` on the namespace end, both up.
     pub fn new(host_cidr: &str, peer_cidr: &str) -> VethLab {
         let tag = unique_name("");
-        let lab = VethLab { namespace: format!("rt-ebpf-{tag}"), host_if: format!("rth{tag}"), peer_if: format!("rtp{tag}") };
+        let lab = VethLab {
+            namespace: format!("rt-ebpf-{tag}"),
+            host_if: format!("rth{tag}"),
+            peer_if: format!("rtp{tag}"),
+        };
         run("ip", &["netns", "add", &lab.namespace]);
-        run("ip", &["link", "add", &lab.host_if, "type", "veth", "peer", "name", &lab.peer_if]);
-        run("ip", &["link", "set", &lab.peer_if, "netns", &lab.namespace]);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &lab.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &lab.peer_if,
+            ],
+        );
+        run(
+            "ip",
+            &["link", "set", &lab.peer_if, "netns", &lab.namespace],
+        );
         run("ip", &["addr", "add", host_cidr, "dev", &lab.host_if]);
         run("ip", &["link", "set", &lab.host_if, "up"]);
         lab.in_namespace("ip", &["addr", "add", peer_cidr, "dev", &lab.peer_if]);
@@ -93,8 +115,12 @@ impl VethLab {
 impl Drop for VethLab {
     fn drop(&mut self) {
         // Deleting the namespace destroys its veth end, which destroys the pair.
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.namespace]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.namespace])
+            .output();
     }
 }
 
@@ -102,12 +128,17 @@ impl Drop for VethLab {
 pub fn unique_subnet() -> [u8; 3] {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    [10, 100 + (std::process::id() % 150) as u8, (n % 250) as u8 + 1]
+    [
+        10,
+        100 + (std::process::id() % 150) as u8,
+        (n % 250) as u8 + 1,
+    ]
 }
 
 /// The MAC address of an interface in the test's own namespace.
 pub fn mac_address(interface: &str) -> [u8; 6] {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address")).expect("read MAC");
+    let text =
+        std::fs::read_to_string(format!("/sys/class/net/{interface}/address")).expect("read MAC");
     let mut mac = [0u8; 6];
     for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
         *byte = u8::from_str_radix(part, 16).expect("hex MAC");

@@ -27,17 +27,31 @@ struct Mapping {
 impl Mapping {
     fn new(length_bytes: usize, fd: Option<(BorrowedFd<'_>, i64)>) -> io::Result<Mapping> {
         let (flags, raw_fd, offset) = match fd {
-            Some((fd, offset)) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd.as_raw_fd(), offset),
+            Some((fd, offset)) => (
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                offset,
+            ),
             None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0),
         };
         // SAFETY: a fresh mapping of the requested size; the result is checked.
         let base = unsafe {
-            libc::mmap(std::ptr::null_mut(), length_bytes, libc::PROT_READ | libc::PROT_WRITE, flags, raw_fd, offset)
+            libc::mmap(
+                std::ptr::null_mut(),
+                length_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw_fd,
+                offset,
+            )
         };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { base: base.cast(), length_bytes })
+        Ok(Mapping {
+            base: base.cast(),
+            length_bytes,
+        })
     }
 
     /// # Safety
@@ -83,7 +97,11 @@ impl XskReceiver {
             tx_metadata_len: 0,
         };
         set_option(&fd, libc::XDP_UMEM_REG, &registration, "XDP_UMEM_REG")?;
-        for option in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING] {
+        for option in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+        ] {
             set_option(&fd, option, &RING_ENTRIES, "ring size")?;
         }
         // SAFETY: an all-zero xdp_mmap_offsets is a valid value (plain integers).
@@ -91,15 +109,34 @@ impl XskReceiver {
         let mut length = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
         // SAFETY: offsets/length describe a writable buffer of the right size.
         let rc = unsafe {
-            libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, (&raw mut offsets).cast(), &mut length)
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&raw mut offsets).cast(),
+                &mut length,
+            )
         };
         check(rc, "XDP_MMAP_OFFSETS")?;
         let fill_bytes = offsets.fr.desc as usize + RING_ENTRIES as usize * size_of::<u64>();
-        let fill = Mapping::new(fill_bytes, Some((fd.as_fd(), libc::XDP_UMEM_PGOFF_FILL_RING as i64)))?;
-        let rx_bytes = offsets.rx.desc as usize + RING_ENTRIES as usize * size_of::<libc::xdp_desc>();
+        let fill = Mapping::new(
+            fill_bytes,
+            Some((fd.as_fd(), libc::XDP_UMEM_PGOFF_FILL_RING as i64)),
+        )?;
+        let rx_bytes =
+            offsets.rx.desc as usize + RING_ENTRIES as usize * size_of::<libc::xdp_desc>();
         let rx = Mapping::new(rx_bytes, Some((fd.as_fd(), libc::XDP_PGOFF_RX_RING)))?;
-        let receiver = XskReceiver { fill, fill_offsets: offsets.fr, rx, rx_offsets: offsets.rx, umem, fd };
-        let addresses: Vec<u64> = (0..RING_ENTRIES as u64).map(|frame| frame * FRAME_BYTES as u64).collect();
+        let receiver = XskReceiver {
+            fill,
+            fill_offsets: offsets.fr,
+            rx,
+            rx_offsets: offsets.rx,
+            umem,
+            fd,
+        };
+        let addresses: Vec<u64> = (0..RING_ENTRIES as u64)
+            .map(|frame| frame * FRAME_BYTES as u64)
+            .collect();
         receiver.refill(&addresses);
 
         let address = libc::sockaddr_xdp {
@@ -111,7 +148,11 @@ impl XskReceiver {
         };
         // SAFETY: address is a valid sockaddr_xdp of the stated size.
         let rc = unsafe {
-            libc::bind(receiver.fd.as_raw_fd(), (&raw const address).cast(), size_of::<libc::sockaddr_xdp>() as u32)
+            libc::bind(
+                receiver.fd.as_raw_fd(),
+                (&raw const address).cast(),
+                size_of::<libc::sockaddr_xdp>() as u32,
+            )
         };
         check(rc, "bind(AF_XDP)")?;
         Ok(receiver)
@@ -129,7 +170,14 @@ impl XskReceiver {
         for address in addresses {
             let slot = (head & (RING_ENTRIES - 1)) as usize;
             // SAFETY: slot < RING_ENTRIES, inside the descriptor array the kernel sized.
-            unsafe { self.fill.base.add(self.fill_offsets.desc as usize).cast::<u64>().add(slot).write(*address) };
+            unsafe {
+                self.fill
+                    .base
+                    .add(self.fill_offsets.desc as usize)
+                    .cast::<u64>()
+                    .add(slot)
+                    .write(*address)
+            };
             head = head.wrapping_add(1);
         }
         producer.store(head, Ordering::Release);
@@ -147,15 +195,23 @@ impl XskReceiver {
     }
 
     fn poll(&self, timeout: Duration) {
-        let mut pollfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pollfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pollfd, 1, timeout.as_millis() as i32) };
     }
 
     fn drain(&self) -> Vec<Vec<u8>> {
         // SAFETY: aligned u32 indices inside the rx mapping, per the kernel's offsets.
-        let (producer, consumer) =
-            unsafe { (self.rx.atomic_u32(self.rx_offsets.producer), self.rx.atomic_u32(self.rx_offsets.consumer)) };
+        let (producer, consumer) = unsafe {
+            (
+                self.rx.atomic_u32(self.rx_offsets.producer),
+                self.rx.atomic_u32(self.rx_offsets.consumer),
+            )
+        };
         let head = producer.load(Ordering::Acquire);
         let mut tail = consumer.load(Ordering::Relaxed);
         let mut frames = Vec::new();
@@ -163,11 +219,27 @@ impl XskReceiver {
         while tail != head {
             let slot = (tail & (RING_ENTRIES - 1)) as usize;
             // SAFETY: slot < RING_ENTRIES; the kernel published this descriptor before `head`.
-            let desc = unsafe { self.rx.base.add(self.rx_offsets.desc as usize).cast::<libc::xdp_desc>().add(slot).read() };
+            let desc = unsafe {
+                self.rx
+                    .base
+                    .add(self.rx_offsets.desc as usize)
+                    .cast::<libc::xdp_desc>()
+                    .add(slot)
+                    .read()
+            };
             let in_umem = desc.addr as usize + desc.len as usize <= self.umem.length_bytes;
-            assert!(in_umem, "descriptor outside the UMEM: {}+{}", desc.addr, desc.len);
+            assert!(
+                in_umem,
+                "descriptor outside the UMEM: {}+{}",
+                desc.addr, desc.len
+            );
             // SAFETY: checked just above to lie inside the UMEM.
-            let bytes = unsafe { std::slice::from_raw_parts(self.umem.base.add(desc.addr as usize), desc.len as usize) };
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    self.umem.base.add(desc.addr as usize),
+                    desc.len as usize,
+                )
+            };
             frames.push(bytes.to_vec());
             returned.push(desc.addr - desc.addr % FRAME_BYTES as u64);
             tail = tail.wrapping_add(1);
@@ -181,7 +253,13 @@ impl XskReceiver {
 fn set_option<T>(fd: &OwnedFd, option: libc::c_int, value: &T, what: &str) -> io::Result<()> {
     // SAFETY: value is a valid T of the stated size for the call.
     let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_XDP, option, (value as *const T).cast(), size_of::<T>() as u32)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            option,
+            (value as *const T).cast(),
+            size_of::<T>() as u32,
+        )
     };
     check(rc, what)
 }
