@@ -109,6 +109,37 @@ pub enum EbpfError {
     NotAttached,
 }
 
+impl EbpfError {
+    /// The error on one line, for the dataplane's single fallback log line. A verifier rejection
+    /// keeps its first line and the verifier's verdict (the last line that is not statistics).
+    pub fn summary(&self) -> String {
+        match self {
+            EbpfError::Verifier(verifier) => {
+                let verdict = verifier
+                    .log_lines
+                    .iter()
+                    .rev()
+                    .find(|line| !is_statistics_line(line))
+                    .map_or("no verifier log", String::as_str);
+                format!(
+                    "the kernel verifier rejected eBPF program {} ({}): {}",
+                    verifier.program,
+                    verifier.errno,
+                    verdict.trim()
+                )
+            }
+            other => other.to_string().replace('\n', " "),
+        }
+    }
+}
+
+/// The verifier ends its log with statistics lines that say nothing about the failure.
+fn is_statistics_line(line: &str) -> bool {
+    ["verification time", "stack depth", "processed "]
+        .iter()
+        .any(|prefix| line.trim_start().starts_with(prefix))
+}
+
 /// A verifier rejection: program name, errno and the log, trimmed to its last
 /// [`VERIFIER_LOG_LINES_MAX`] lines (the verdict is at the end).
 #[derive(Debug)]
@@ -203,6 +234,26 @@ mod tests {
         assert!(text.starts_with("the kernel verifier rejected eBPF program p ("));
         assert!(text.contains("(5 earlier lines omitted)"));
         assert!(text.ends_with(&format!("\n    {last}")));
+    }
+
+    #[test]
+    fn summary_is_one_line_with_the_verdict() {
+        let log = "0: R1=ctx()\ninvalid access to packet, off=12\nverification time 5 usec\nstack depth 0\n";
+        let error = EbpfError::Verifier(VerifierError::new(
+            "p",
+            io::Error::from_raw_os_error(libc::EACCES),
+            log,
+        ));
+        let summary = error.summary();
+        assert!(!summary.contains('\n'), "{summary}");
+        assert!(
+            summary.ends_with(": invalid access to packet, off=12"),
+            "{summary}"
+        );
+        assert_eq!(
+            EbpfError::NotAttached.summary(),
+            "the sk_reuseport program is not attached"
+        );
     }
 
     #[test]

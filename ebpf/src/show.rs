@@ -83,8 +83,15 @@ pub fn steering_report(interface: Option<&str>) -> Result<SteeringReport, EbpfEr
     };
     let mut report = SteeringReport::default();
     for name in interfaces {
-        if let Some(xdp) = xdp_report(&name)? {
-            report.xdp.push(xdp);
+        match xdp_report(&name) {
+            Ok(Some(xdp)) => report.xdp.push(xdp),
+            Ok(None) => {}
+            // An interface listed a moment ago may be gone (a veth deleted meanwhile); only the one
+            // the caller named is an error.
+            Err(EbpfError::InterfaceNotFound(_)) if interface.is_none() => {}
+            Err(EbpfError::Netlink { ref source, .. })
+                if interface.is_none() && source.raw_os_error() == Some(libc::ENODEV) => {}
+            Err(error) => return Err(error),
         }
     }
     for program in kernel::programs_named(REUSEPORT_PROGRAM_NAME)? {

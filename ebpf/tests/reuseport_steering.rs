@@ -116,6 +116,20 @@ fn hash_policy_gives_every_worker_some_connections() {
         "the program's selections are the accepts"
     );
     assert_eq!(counters.select_failed, 0);
+
+    // `riptide-steering show` reads the same counters from the kernel by program id.
+    let program_id = steering.program_id().expect("program id");
+    let report = riptide_ebpf::show::steering_report(None).expect("report");
+    let shown = report
+        .reuseport
+        .iter()
+        .find(|r| r.program_id == program_id)
+        .expect("our program in the report");
+    assert_eq!(shown.workers, WORKERS);
+    assert_eq!(shown.counters.selected, accepted);
+    assert!(report.to_string().contains(&format!(
+        "program riptide_reuse id {program_id} for {WORKERS} workers"
+    )));
 }
 
 fn assert_balanced(counter: &ConnectionCounter) {
