@@ -1031,3 +1031,7 @@ fn check_options(options: &TopicOptions) -> Result<(), CatalogError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

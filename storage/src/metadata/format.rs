@@ -106,6 +106,19 @@ pub(crate) fn encode_record(
     Ok(())
 }
 
+/// Frames an arbitrary payload as record `sequence`, for tests that need records whose
+/// checksum holds but whose content is wrong.
+#[cfg(test)]
+pub(crate) fn encode_raw_record(sequence: u64, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; RECORD_HEADER_BYTES];
+    buf[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf[12..20].copy_from_slice(&sequence.to_le_bytes());
+    buf.extend_from_slice(payload);
+    let checksum = record_checksum(&buf[0..4], &buf[12..20], payload);
+    buf[4..12].copy_from_slice(&checksum.to_le_bytes());
+    buf
+}
+
 /// A record whose checksum holds; its payload is not decoded yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawRecord<'a> {
@@ -187,7 +200,8 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<(Catalog, u64), FormatErro
         .get(..SNAPSHOT_HEADER_BYTES)
         .ok_or(FormatError::Truncated)?;
     let version = u32::from_le_bytes(le_array(&header[8..12]));
-    if header[0..8] != SNAPSHOT_MAGIC || version != FORMAT_VERSION {
+    let reserved_clear = header[12..16] == [0u8; 4];
+    if header[0..8] != SNAPSHOT_MAGIC || version != FORMAT_VERSION || !reserved_clear {
         return Err(FormatError::BadHeader);
     }
     let last_sequence = u64::from_le_bytes(le_array(&header[16..24]));
@@ -225,4 +239,120 @@ fn le_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let n = bytes.len().min(N);
     array[..n].copy_from_slice(&bytes[..n]);
     array
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::model::UserStatus;
+
+    fn sample_change() -> Change {
+        Change::CreateUser {
+            user_id: 3,
+            username: "erin".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$abc$def".into(),
+            status: UserStatus::Inactive,
+            permissions: None,
+            created_at_us: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn log_header_golden_bytes() {
+        assert_eq!(
+            log_header(),
+            [b'R', b'I', b'P', b'T', b'M', b'L', b'O', b'G', 1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(check_log_header(&log_header()), Ok(()));
+        let mut wrong_version = log_header();
+        wrong_version[8] = 2;
+        assert_eq!(
+            check_log_header(&wrong_version),
+            Err(FormatError::BadHeader)
+        );
+        assert_eq!(
+            check_log_header(&log_header()[..15]),
+            Err(FormatError::BadHeader)
+        );
+    }
+
+    #[test]
+    fn record_round_trip_and_layout() {
+        let mut buf = Vec::new();
+        encode_record(7, &sample_change(), &mut buf).expect("encode");
+        let length = u32::from_le_bytes(le_array(&buf[0..4])) as usize;
+        assert_eq!(buf.len(), RECORD_HEADER_BYTES + length);
+        assert_eq!(&buf[12..20], &7u64.to_le_bytes());
+        let record = parse_record(&buf).expect("parse");
+        assert_eq!(record.sequence, 7);
+        assert_eq!(record.size_bytes, buf.len());
+        assert_eq!(decode_change(record.payload), Ok(sample_change()));
+        // Trailing bytes belong to the next record, not this one.
+        buf.extend_from_slice(&[0xAA; 5]);
+        assert_eq!(parse_record(&buf).map(|r| r.size_bytes), Ok(buf.len() - 5));
+    }
+
+    #[test]
+    fn every_truncation_of_a_record_is_detected() {
+        let mut buf = Vec::new();
+        encode_record(1, &sample_change(), &mut buf).expect("encode");
+        for cut in 0..buf.len() {
+            assert_eq!(
+                parse_record(&buf[..cut]),
+                Err(FormatError::Truncated),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_record_is_detected() {
+        let mut buf = Vec::new();
+        encode_record(1, &sample_change(), &mut buf).expect("encode");
+        for position in 0..buf.len() {
+            let mut garbled = buf.clone();
+            garbled[position] ^= 0x5A;
+            assert!(parse_record(&garbled).is_err(), "flip at {position}");
+        }
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_reading() {
+        let mut buf = vec![0u8; RECORD_HEADER_BYTES];
+        buf[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            parse_record(&buf),
+            Err(FormatError::TooLarge {
+                length: u64::from(u32::MAX),
+                max: RECORD_PAYLOAD_MAX_BYTES as u64
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_payload_with_valid_checksum_is_a_decode_error() {
+        assert!(matches!(
+            decode_change(&[0xFF; 9]),
+            Err(FormatError::Decode(_))
+        ));
+        assert!(matches!(decode_change(&[]), Err(FormatError::Decode(_))));
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_corruption() {
+        let mut catalog = Catalog::new();
+        catalog.apply(&sample_change()).expect("apply");
+        let bytes = encode_snapshot(&catalog, 41).expect("encode");
+        assert_eq!(&bytes[0..8], &SNAPSHOT_MAGIC);
+        let (decoded, last_sequence) = decode_snapshot(&bytes).expect("decode");
+        assert_eq!((decoded, last_sequence), (catalog, 41));
+        for position in 0..bytes.len() {
+            let mut garbled = bytes.clone();
+            garbled[position] ^= 0x01;
+            assert!(decode_snapshot(&garbled).is_err(), "flip at {position}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 }

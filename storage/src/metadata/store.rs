@@ -442,3 +442,7 @@ fn replay(
         last_sequence,
     })
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
