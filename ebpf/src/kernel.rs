@@ -24,20 +24,48 @@ pub(crate) fn program_by_id(program_id: u32) -> Result<Option<ProgramInfo>, Ebpf
     Ok(None)
 }
 
-/// Every loaded program whose kernel name is `name`.
+/// Every loaded program whose kernel name is `name`. Programs unloaded while the list is walked are
+/// skipped.
 pub(crate) fn programs_named(name: &str) -> Result<Vec<ProgramInfo>, EbpfError> {
     let mut out = Vec::new();
     for info in loaded_programs() {
-        let info = info.map_err(|source| EbpfError::Program {
-            program: "(any)",
-            action: "list programs",
-            source,
-        })?;
+        let info = match info {
+            Ok(info) => info,
+            Err(source) => {
+                let error = EbpfError::Program {
+                    program: "(any)",
+                    action: "list programs",
+                    source,
+                };
+                if vanished(&error) {
+                    continue;
+                }
+                return Err(error);
+            }
+        };
         if info.name_as_str() == Some(name) {
             out.push(info);
         }
     }
     Ok(out)
+}
+
+/// True when `error` comes from a kernel object (program, map, interface) that disappeared between
+/// listing it and reading it: ENOENT or ENODEV somewhere in its chain of causes.
+pub(crate) fn vanished(error: &EbpfError) -> bool {
+    if matches!(error, EbpfError::InterfaceNotFound(_)) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
+                return true;
+            }
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// True when a bpf_link holds program `program_id` (links die with the last fd that refers to

@@ -503,6 +503,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_counter_is_shareable_across_worker_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<ConnectionCounter>();
+    }
+
+    #[test]
     fn policies_round_trip() {
         for policy in [SteeringPolicy::Hash, SteeringPolicy::LeastConnections] {
             assert_eq!(SteeringPolicy::from_raw(policy.raw()), Some(policy));

@@ -82,20 +82,22 @@ pub fn steering_report(interface: Option<&str>) -> Result<SteeringReport, EbpfEr
         None => interface_names()?,
     };
     let mut report = SteeringReport::default();
+    // Other processes load and unload programs and delete interfaces while this walks them; what
+    // vanished meanwhile is left out. Only the interface the caller named must exist.
     for name in interfaces {
         match xdp_report(&name) {
             Ok(Some(xdp)) => report.xdp.push(xdp),
             Ok(None) => {}
-            // An interface listed a moment ago may be gone (a veth deleted meanwhile); only the one
-            // the caller named is an error.
-            Err(EbpfError::InterfaceNotFound(_)) if interface.is_none() => {}
-            Err(EbpfError::Netlink { ref source, .. })
-                if interface.is_none() && source.raw_os_error() == Some(libc::ENODEV) => {}
+            Err(error) if interface.is_none() && kernel::vanished(&error) => {}
             Err(error) => return Err(error),
         }
     }
     for program in kernel::programs_named(REUSEPORT_PROGRAM_NAME)? {
-        report.reuseport.push(reuseport_report(&program)?);
+        match reuseport_report(&program) {
+            Ok(reuse) => report.reuseport.push(reuse),
+            Err(error) if kernel::vanished(&error) => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(report)
 }

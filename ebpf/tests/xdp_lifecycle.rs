@@ -23,9 +23,10 @@ fn lab() -> (VethLab, Ipv4Addr, Ipv4Addr) {
     (lab, Ipv4Addr::new(a, b, c, 2), Ipv4Addr::new(a, b, c, 100))
 }
 
-/// Attaches an object through netlink with iproute2, the way a PMD or an operator would; the
-/// attachment outlives the `ip` process.
-fn attach_with_iproute(interface: &str, object: &[u8], tag: &str) {
+/// Attaches an object through netlink with iproute2 (libbpf loads it, as DPDK's af_xdp PMD does);
+/// the attachment outlives the `ip` process. `mode` is "xdp" (the kernel picks, like the PMD) or
+/// "xdpgeneric".
+fn attach_with_iproute(interface: &str, object: &[u8], tag: &str, mode: &str) {
     let dir = std::env::temp_dir().join(format!("riptide-ebpf-{tag}-{}", common::unique_name("")));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("prog.o");
@@ -37,7 +38,7 @@ fn attach_with_iproute(interface: &str, object: &[u8], tag: &str) {
             "set",
             "dev",
             interface,
-            "xdpgeneric",
+            mode,
             "obj",
             path.to_str().unwrap(),
             "sec",
@@ -111,10 +112,10 @@ fn netlink_attached_program_is_configurable_and_removed_as_stale() {
         return;
     }
     let (lab, peer, appliance) = lab();
-    attach_with_iproute(&lab.host_if, riptide_ebpf::XDP_STEER_OBJECT, "pmd");
+    attach_with_iproute(&lab.host_if, riptide_ebpf::XDP_STEER_OBJECT, "pmd", "xdp");
     let if_index = common::if_index(&lab.host_if);
     let attached = query_xdp(if_index).expect("query").expect("attached");
-    assert_eq!(attached.mode, XdpAttachMode::Generic);
+    assert_eq!(attached.mode, XdpAttachMode::Native);
 
     // What the dataplane does after DPDK's PMD attached our object: configure through the maps.
     let mut maps = XdpMaps::open_attached(&lab.host_if).expect("maps of the attached program");
@@ -163,7 +164,12 @@ fn netlink_attached_program_is_configurable_and_removed_as_stale() {
         None
     );
 
-    attach_with_iproute(&lab.host_if, riptide_ebpf::XDP_STEER_OBJECT, "stale");
+    attach_with_iproute(
+        &lab.host_if,
+        riptide_ebpf::XDP_STEER_OBJECT,
+        "stale",
+        "xdpgeneric",
+    );
     let stale = query_xdp(if_index)
         .expect("query")
         .expect("attached")
@@ -181,7 +187,12 @@ fn foreign_program_is_never_replaced() {
         return;
     }
     let (lab, _, appliance) = lab();
-    attach_with_iproute(&lab.host_if, riptide_ebpf::FOREIGN_TEST_OBJECT, "foreign");
+    attach_with_iproute(
+        &lab.host_if,
+        riptide_ebpf::FOREIGN_TEST_OBJECT,
+        "foreign",
+        "xdp",
+    );
     let if_index = common::if_index(&lab.host_if);
     let foreign = query_xdp(if_index).expect("query").expect("attached");
     let config = XdpConfig {
