@@ -104,20 +104,9 @@ fn killed_process_leaves_no_program_attached() {
     }
 }
 
-#[test]
-fn netlink_attached_program_is_configurable_and_removed_as_stale() {
-    if !common::kernel_features_available(
-        "netlink_attached_program_is_configurable_and_removed_as_stale",
-    ) {
-        return;
-    }
-    let (lab, peer, appliance) = lab();
-    attach_with_iproute(&lab.host_if, riptide_ebpf::XDP_STEER_OBJECT, "pmd", "xdp");
-    let if_index = common::if_index(&lab.host_if);
-    let attached = query_xdp(if_index).expect("query").expect("attached");
-    assert_eq!(attached.mode, XdpAttachMode::Native);
-
-    // What the dataplane does after DPDK's PMD attached our object: configure through the maps.
+/// What the dataplane does after DPDK's PMD attached our object: configure through the maps found
+/// via the interface, then check the configured program acts on an appliance frame.
+fn configure_through_maps_and_see_a_drop(lab: &VethLab, peer: Ipv4Addr, appliance: Ipv4Addr) {
     let mut maps = XdpMaps::open_attached(&lab.host_if).expect("maps of the attached program");
     assert_eq!(maps.config().expect("config"), None);
     maps.configure(&XdpConfig {
@@ -141,6 +130,22 @@ fn netlink_attached_program_is_configurable_and_removed_as_stale() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn netlink_attached_program_is_configurable_and_removed_as_stale() {
+    if !common::kernel_features_available(
+        "netlink_attached_program_is_configurable_and_removed_as_stale",
+    ) {
+        return;
+    }
+    let (lab, peer, appliance) = lab();
+    attach_with_iproute(&lab.host_if, riptide_ebpf::XDP_STEER_OBJECT, "pmd", "xdp");
+    let if_index = common::if_index(&lab.host_if);
+    let attached = query_xdp(if_index).expect("query").expect("attached");
+    assert_eq!(attached.mode, XdpAttachMode::Native);
+
+    configure_through_maps_and_see_a_drop(&lab, peer, appliance);
 
     // At the next start riptide detaches the leftover and attaches its own program.
     let steering = XdpSteering::attach(

@@ -147,21 +147,10 @@ fn assert_appliance_frames(frames: &[Vec<u8>], addresses: &Addresses) {
     assert_eq!(arps, ARPS, "ARPs on the AF_XDP socket");
 }
 
-#[test]
-fn xdp_steers_appliance_frames_to_af_xdp_and_passes_the_rest() {
-    if !common::kernel_features_available(
-        "xdp_steers_appliance_frames_to_af_xdp_and_passes_the_rest",
-    ) {
-        return;
-    }
-    let (lab, addresses) = lab();
-    let config = XdpConfig {
-        ip: addresses.appliance,
-        ports: vec![APPLIANCE_PORT],
-    };
-    let mut steering =
-        XdpSteering::attach(&lab.host_if, &config, XdpModePreference::NativeThenGeneric)
-            .expect("attach XDP");
+/// Attaches to the host end of the veth pair; veth has native XDP, so no fallback may happen.
+fn attach_natively(lab: &VethLab, config: &XdpConfig) -> XdpSteering {
+    let steering = XdpSteering::attach(&lab.host_if, config, XdpModePreference::NativeThenGeneric)
+        .expect("attach XDP");
     println!(
         "attached to {} in {} mode (fallback: {:?})",
         lab.host_if,
@@ -177,6 +166,23 @@ fn xdp_steers_appliance_frames_to_af_xdp_and_passes_the_rest() {
         .expect("program attached");
     assert_eq!(attached.program_id, steering.program_id());
 
+    steering
+}
+
+#[test]
+fn xdp_steers_appliance_frames_to_af_xdp_and_passes_the_rest() {
+    if !common::kernel_features_available(
+        "xdp_steers_appliance_frames_to_af_xdp_and_passes_the_rest",
+    ) {
+        return;
+    }
+    let (lab, addresses) = lab();
+    let config = XdpConfig {
+        ip: addresses.appliance,
+        ports: vec![APPLIANCE_PORT],
+    };
+    let if_index = common::if_index(&lab.host_if);
+    let mut steering = attach_natively(&lab, &config);
     // No socket on queue 0 yet: appliance frames are dropped and counted as such.
     send_syns(&lab, &addresses, APPLIANCE_PORT, 0, SYNS_BEFORE_SOCKET);
     let receiver = XskReceiver::bind(if_index, 0).expect("AF_XDP socket on queue 0");

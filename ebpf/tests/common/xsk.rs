@@ -104,33 +104,12 @@ impl XskReceiver {
         ] {
             set_option(&fd, option, &RING_ENTRIES, "ring size")?;
         }
-        // SAFETY: an all-zero xdp_mmap_offsets is a valid value (plain integers).
-        let mut offsets: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut length = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: offsets/length describe a writable buffer of the right size.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&raw mut offsets).cast(),
-                &mut length,
-            )
-        };
-        check(rc, "XDP_MMAP_OFFSETS")?;
-        let fill_bytes = offsets.fr.desc as usize + RING_ENTRIES as usize * size_of::<u64>();
-        let fill = Mapping::new(
-            fill_bytes,
-            Some((fd.as_fd(), libc::XDP_UMEM_PGOFF_FILL_RING as i64)),
-        )?;
-        let rx_bytes =
-            offsets.rx.desc as usize + RING_ENTRIES as usize * size_of::<libc::xdp_desc>();
-        let rx = Mapping::new(rx_bytes, Some((fd.as_fd(), libc::XDP_PGOFF_RX_RING)))?;
+        let (fill, fill_offsets, rx, rx_offsets) = map_rings(&fd)?;
         let receiver = XskReceiver {
             fill,
-            fill_offsets: offsets.fr,
+            fill_offsets,
             rx,
-            rx_offsets: offsets.rx,
+            rx_offsets,
             umem,
             fd,
         };
@@ -248,6 +227,39 @@ impl XskReceiver {
         self.refill(&returned);
         frames
     }
+}
+
+/// Maps the fill and rx rings the kernel sized after the ring-size options.
+fn map_rings(
+    fd: &OwnedFd,
+) -> io::Result<(
+    Mapping,
+    libc::xdp_ring_offset,
+    Mapping,
+    libc::xdp_ring_offset,
+)> {
+    // SAFETY: an all-zero xdp_mmap_offsets is a valid value (plain integers).
+    let mut offsets: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+    let mut length = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+    // SAFETY: offsets/length describe a writable buffer of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_MMAP_OFFSETS,
+            (&raw mut offsets).cast(),
+            &mut length,
+        )
+    };
+    check(rc, "XDP_MMAP_OFFSETS")?;
+    let fill_bytes = offsets.fr.desc as usize + RING_ENTRIES as usize * size_of::<u64>();
+    let fill = Mapping::new(
+        fill_bytes,
+        Some((fd.as_fd(), libc::XDP_UMEM_PGOFF_FILL_RING as i64)),
+    )?;
+    let rx_bytes = offsets.rx.desc as usize + RING_ENTRIES as usize * size_of::<libc::xdp_desc>();
+    let rx = Mapping::new(rx_bytes, Some((fd.as_fd(), libc::XDP_PGOFF_RX_RING)))?;
+    Ok((fill, offsets.fr, rx, offsets.rx))
 }
 
 fn set_option<T>(fd: &OwnedFd, option: libc::c_int, value: &T, what: &str) -> io::Result<()> {
