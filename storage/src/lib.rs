@@ -1,3 +1,25 @@
-//! placeholder
+//! riptide-storage: durable partition logs on io_uring + O_DIRECT, with group commit, crash
+//! recovery, consumer offsets and retention. See `docs/internals.md` for the `Shard` contract.
+//!
+//! Layers, bottom up: `io` (the only module talking to the kernel), `record` / `index` /
+//! `segment` (on-disk structures and recovery), `partition` (write path), `read` (polls),
+//! `offsets` (consumer offsets), `shard` (the public API, one per storage thread).
 
+pub mod constants;
+mod engine;
+pub mod index;
+pub mod io;
 pub mod metadata;
+mod offsets;
+mod partition;
+mod read;
+pub mod record;
+mod retention;
+pub mod segment;
+mod shard;
+pub mod stats;
+mod types;
+
+pub use shard::Shard;
+pub use stats::{LatencyHistogram, ShardStats};
+pub use types::*;

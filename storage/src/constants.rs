@@ -1,0 +1,49 @@
+//! Limits of the partition-log engine. Every buffer, pool, queue and retry loop is bounded by a
+//! constant here or by a configuration value validated against these.
+
+/// Size of a stored batch header (iggy-protocol.md §1A.4).
+pub const BATCH_HEADER_SIZE_BYTES: usize = 256;
+/// Size of a message frame header inside a batch.
+pub const MESSAGE_HEADER_SIZE_BYTES: usize = 48;
+/// Largest record the engine accepts: the protocol's default frame limit.
+pub const RECORD_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Messages in one record; the wire field is a u32 but frames are at least 48 bytes.
+pub const RECORD_MESSAGES_MAX: u32 = (RECORD_SIZE_MAX_BYTES / MESSAGE_HEADER_SIZE_BYTES) as u32;
+
+/// Direct-I/O alignment used when the kernel cannot tell us (statx STATX_DIOALIGN missing).
+pub const DIRECT_IO_ALIGNMENT_DEFAULT_BYTES: usize = 4096;
+/// Largest alignment we accept from a probe; anything larger is treated as a broken answer.
+pub const DIRECT_IO_ALIGNMENT_MAX_BYTES: usize = 64 * 1024;
+
+/// One sparse index entry: `[offset u64][timestamp u64][position u64]`.
+pub const INDEX_ENTRY_SIZE_BYTES: usize = 24;
+
+/// Segment size bounds (Iggy accepts 1 MiB..1 GiB; tests need smaller ones).
+pub const SEGMENT_SIZE_MIN_BYTES: u64 = 64 * 1024;
+/// See [`SEGMENT_SIZE_MIN_BYTES`].
+pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Submission-queue depth of a shard's io_uring; also the number of I/O slots.
+pub const RING_ENTRIES: u32 = 1024;
+/// I/O operations one shard may have in flight (user_data is a slot index below this).
+pub const IO_SLOTS_MAX: usize = RING_ENTRIES as usize;
+
+/// Appends queued in one partition (not yet written) before `append` pushes back.
+pub const PENDING_APPENDS_MAX: usize = 65_536;
+/// Chunk size of the synchronous recovery walk.
+pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
+/// Re-reads a single poll may issue while walking to its start record.
+pub const READ_STEPS_MAX: u32 = 8;
+
+/// Consumer-offset file: two slots, each `[offset u64][sequence u64][checksum u64]`, so a torn
+/// write of one slot leaves the other intact.
+pub const OFFSET_SLOT_SIZE_BYTES: usize = 24;
+/// Distance between the two slots: a different sector for each.
+pub const OFFSET_SLOT_STRIDE_BYTES: u64 = 4096;
+
+/// Buckets of the latency histogram (powers of two of microseconds: <1 µs .. >= 2^30 µs).
+pub const LATENCY_BUCKETS: usize = 32;
+
+const _: () = assert!(SEGMENT_SIZE_MIN_BYTES % DIRECT_IO_ALIGNMENT_MAX_BYTES as u64 == 0);
+const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
+const _: () = assert!(OFFSET_SLOT_SIZE_BYTES as u64 <= OFFSET_SLOT_STRIDE_BYTES);

@@ -1,0 +1,289 @@
+//! Consumer and consumer-group offsets of one partition, under `<partition>/offsets/`.
+//!
+//! ```text
+//! offsets/consumers/{id}   offsets/groups/{id}
+//! file: slot A @0, slot B @4096; slot = [offset u64][sequence u64][xxh3-64 of the first 16 B]
+//! ```
+//! Each store writes the slot `sequence % 2` with O_DSYNC, so a torn write can only damage the
+//! slot being written; loading picks the valid slot with the highest sequence. Stores that
+//! arrive while a write for the same consumer is in flight only update the value; the next
+//! write carries the latest value and acknowledges all of them (group commit).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use twox_hash::XxHash3_64;
+
+use crate::constants::{OFFSET_SLOT_SIZE_BYTES, OFFSET_SLOT_STRIDE_BYTES};
+use crate::engine::{Engine, SlotKind};
+use crate::io::{sync_dir, Op};
+use crate::types::{
+    Completion, CompletionResult, ConsumerKind, ConsumerRef, OffsetError, PartitionKey,
+};
+
+pub(crate) struct StoredOffset {
+    pub value: u64,
+    file: File,
+    sequence: u64,
+    buf: Box<[u8; OFFSET_SLOT_SIZE_BYTES]>,
+    in_flight: Option<Vec<u64>>,
+    waiting: Vec<u64>,
+}
+
+pub(crate) struct Offsets {
+    dir: PathBuf,
+    pub entries: HashMap<ConsumerRef, StoredOffset>,
+}
+
+fn encode_slot(offset: u64, sequence: u64) -> [u8; OFFSET_SLOT_SIZE_BYTES] {
+    let mut slot = [0u8; OFFSET_SLOT_SIZE_BYTES];
+    slot[0..8].copy_from_slice(&offset.to_le_bytes());
+    slot[8..16].copy_from_slice(&sequence.to_le_bytes());
+    let checksum = XxHash3_64::oneshot(&slot[0..16]);
+    slot[16..24].copy_from_slice(&checksum.to_le_bytes());
+    slot
+}
+
+/// `(offset, sequence)` of a valid slot.
+fn decode_slot(slot: &[u8]) -> Option<(u64, u64)> {
+    let word = |i: usize| u64::from_le_bytes(slot[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    if slot.len() < OFFSET_SLOT_SIZE_BYTES
+        || word(1) == 0
+        || XxHash3_64::oneshot(&slot[0..16]) != word(2)
+    {
+        return None;
+    }
+    Some((word(0), word(1)))
+}
+
+fn subdir(kind: ConsumerKind) -> &'static str {
+    match kind {
+        ConsumerKind::Consumer => "consumers",
+        ConsumerKind::Group => "groups",
+    }
+}
+
+impl Offsets {
+    /// Loads every stored offset under `dir`.
+    pub fn open(dir: &Path) -> io::Result<Offsets> {
+        let mut entries = HashMap::new();
+        for kind in [ConsumerKind::Consumer, ConsumerKind::Group] {
+            let sub = dir.join(subdir(kind));
+            std::fs::create_dir_all(&sub)?;
+            for entry in std::fs::read_dir(&sub)? {
+                let entry = entry?;
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(entry.path())?;
+                let mut best: Option<(u64, u64)> = None;
+                for slot_index in 0..2u64 {
+                    let mut slot = [0u8; OFFSET_SLOT_SIZE_BYTES];
+                    if file
+                        .read_exact_at(&mut slot, slot_index * OFFSET_SLOT_STRIDE_BYTES)
+                        .is_ok()
+                    {
+                        if let Some(found) = decode_slot(&slot) {
+                            best =
+                                Some(best.map_or(found, |b| if found.1 > b.1 { found } else { b }));
+                        }
+                    }
+                }
+                // A file without a valid slot was created but never acknowledged: no offset.
+                let Some((value, sequence)) = best else {
+                    continue;
+                };
+                let stored = StoredOffset {
+                    value,
+                    file,
+                    sequence,
+                    buf: Box::new([0; OFFSET_SLOT_SIZE_BYTES]),
+                    in_flight: None,
+                    waiting: Vec::new(),
+                };
+                entries.insert(ConsumerRef { kind, id }, stored);
+            }
+        }
+        Ok(Offsets {
+            dir: dir.to_path_buf(),
+            entries,
+        })
+    }
+
+    fn path(&self, consumer: ConsumerRef) -> PathBuf {
+        self.dir
+            .join(subdir(consumer.kind))
+            .join(consumer.id.to_string())
+    }
+
+    pub fn get(&self, consumer: ConsumerRef) -> Option<u64> {
+        self.entries.get(&consumer).map(|stored| stored.value)
+    }
+
+    /// Records `offset` and schedules its durable write; `token` completes with `OffsetStored`.
+    /// Returns the number of operations submitted (0 or 1).
+    pub fn store(
+        &mut self,
+        engine: &mut Engine,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+        token: u64,
+    ) -> Result<usize, OffsetError> {
+        if !self.entries.contains_key(&consumer) {
+            let path = self.path(consumer);
+            let errno = |e: io::Error| OffsetError::Io(e.raw_os_error().unwrap_or(libc::EIO));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(errno)?;
+            sync_dir(path.parent().unwrap_or(&self.dir)).map_err(errno)?;
+            let stored = StoredOffset {
+                value: offset,
+                file,
+                sequence: 0,
+                buf: Box::new([0; OFFSET_SLOT_SIZE_BYTES]),
+                in_flight: None,
+                waiting: Vec::new(),
+            };
+            self.entries.insert(consumer, stored);
+        }
+        let stored = self
+            .entries
+            .get_mut(&consumer)
+            .ok_or(OffsetError::NotFound)?;
+        stored.value = offset;
+        stored.waiting.push(token);
+        Ok(Self::submit(stored, engine, key, consumer))
+    }
+
+    fn submit(
+        stored: &mut StoredOffset,
+        engine: &mut Engine,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    ) -> usize {
+        if stored.in_flight.is_some() || stored.waiting.is_empty() {
+            return 0;
+        }
+        let sequence = stored.sequence + 1;
+        *stored.buf = encode_slot(stored.value, sequence);
+        let op = Op::Write {
+            fd: stored.file.as_raw_fd(),
+            ptr: stored.buf.as_ptr(),
+            len: OFFSET_SLOT_SIZE_BYTES,
+            offset: (sequence % 2) * OFFSET_SLOT_STRIDE_BYTES,
+            dsync: true,
+        };
+        // SAFETY: `buf` is boxed (stable address) and not rewritten while `in_flight` is set;
+        // the entry is not removed while an operation is in flight (deletes drain first).
+        if unsafe { engine.submit(key, SlotKind::OffsetWrite(consumer), op) }.is_err() {
+            return 0;
+        }
+        stored.sequence = sequence;
+        stored.in_flight = Some(std::mem::take(&mut stored.waiting));
+        1
+    }
+
+    /// Completes a slot write; returns operations newly submitted (0 or 1).
+    pub fn write_done(
+        &mut self,
+        engine: &mut Engine,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        result: i32,
+    ) -> usize {
+        let Some(stored) = self.entries.get_mut(&consumer) else {
+            return 0;
+        };
+        let outcome = if result == OFFSET_SLOT_SIZE_BYTES as i32 {
+            Ok(())
+        } else if result < 0 {
+            Err(OffsetError::Io(-result))
+        } else {
+            Err(OffsetError::Io(libc::EIO))
+        };
+        for token in stored.in_flight.take().unwrap_or_default() {
+            engine.completions.push(Completion {
+                token,
+                key,
+                result: CompletionResult::OffsetStored(outcome),
+            });
+        }
+        Self::submit(stored, engine, key, consumer)
+    }
+
+    /// Retries stores that found no free I/O slot.
+    pub fn service(&mut self, engine: &mut Engine, key: PartitionKey) -> usize {
+        let mut submitted = 0;
+        for (consumer, stored) in self.entries.iter_mut() {
+            submitted += Self::submit(stored, engine, key, *consumer);
+        }
+        submitted
+    }
+
+    /// Removes a stored offset (call only when no write is in flight for it).
+    pub fn delete(&mut self, consumer: ConsumerRef) -> Result<(), OffsetError> {
+        if self.entries.remove(&consumer).is_none() {
+            return Err(OffsetError::NotFound);
+        }
+        let path = self.path(consumer);
+        let errno = |e: io::Error| OffsetError::Io(e.raw_os_error().unwrap_or(libc::EIO));
+        std::fs::remove_file(&path).map_err(errno)?;
+        sync_dir(path.parent().unwrap_or(&self.dir)).map_err(errno)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_round_trip_and_torn_slot_detection() {
+        let slot = encode_slot(42, 7);
+        assert_eq!(decode_slot(&slot), Some((42, 7)));
+        let mut torn = slot;
+        torn[3] ^= 1;
+        assert_eq!(decode_slot(&torn), None);
+        assert_eq!(decode_slot(&[0u8; OFFSET_SLOT_SIZE_BYTES]), None);
+    }
+
+    #[test]
+    fn load_picks_the_highest_valid_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        Offsets::open(dir.path()).unwrap();
+        let path = dir.path().join("groups").join("3");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.write_all_at(&encode_slot(10, 4), 0).unwrap();
+        file.write_all_at(&encode_slot(11, 5), OFFSET_SLOT_STRIDE_BYTES)
+            .unwrap();
+        let group = ConsumerRef {
+            kind: ConsumerKind::Group,
+            id: 3,
+        };
+        assert_eq!(Offsets::open(dir.path()).unwrap().get(group), Some(11));
+        // The newer slot torn: the older one wins.
+        file.write_all_at(&[0xff; 4], OFFSET_SLOT_STRIDE_BYTES)
+            .unwrap();
+        assert_eq!(Offsets::open(dir.path()).unwrap().get(group), Some(10));
+    }
+}

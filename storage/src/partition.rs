@@ -1,0 +1,762 @@
+//! One partition: its segments, the write path with group commit, and the in-memory records
+//! (unwritten ones plus a cache of recent written ones).
+//!
+//! Write path: `append` stamps the batch and queues it in `mem`; `start_write` copies every
+//! queued record of the active segment into the aligned staging buffer, which begins with the
+//! segment's partial tail block, and submits ONE write (O_DSYNC when any record needs a durable
+//! acknowledgement). While it is in flight, new appends only queue — they all go into the next
+//! write (group commit). The staging buffer is then swapped with the spare one, which receives
+//! a copy of the new partial tail block, so the next write rewrites that block in full.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::engine::{Engine, SlotKind};
+use crate::io::{self, round_down, round_up, AlignedBuf, Op};
+use crate::offsets::Offsets;
+use crate::record::{self, RecordHeader};
+use crate::segment::{self, Segment};
+use crate::types::{
+    append_error_from_errno, AckMode, AppendError, Appended, Completion, CompletionResult,
+    PartitionInfo, PartitionKey, PartitionSettings, StorageConfig, StorageError,
+};
+
+pub(crate) struct MemRecord {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub timestamp_us: u64,
+    pub segment_base: u64,
+    pub position: u64,
+    pub bytes: Vec<u8>,
+    pub durable_ack: bool,
+}
+
+struct PendingAck {
+    base_offset: u64,
+    last_offset: u64,
+    token: u64,
+    started: Instant,
+}
+
+struct WriteInFlight {
+    file_position: u64,
+    len_bytes: usize,
+    end_position: u64,
+    last_offset: u64,
+    dsync: bool,
+}
+
+pub(crate) struct Partition {
+    pub key: PartitionKey,
+    pub dir: PathBuf,
+    pub settings: PartitionSettings,
+    pub alignment: usize,
+    pub direct: bool,
+    pub segments: Vec<Segment>,
+    pub mem: VecDeque<MemRecord>,
+    pub durable_next_offset: u64,
+    pub next_offset: u64,
+    pub in_flight_ops: usize,
+    pub offsets: Offsets,
+    config: StorageConfig,
+    last_timestamp_us: u64,
+    unwritten_bytes: usize,
+    unwritten_messages: u64,
+    written_cached_bytes: usize,
+    staged_next_offset: u64,
+    tail_segment_base: u64,
+    tail_position: u64,
+    staging: AlignedBuf,
+    staging_file_position: u64,
+    spare: AlignedBuf,
+    write: Option<WriteInFlight>,
+    acks: VecDeque<PendingAck>,
+    flush_waiters: Vec<(u64, bool)>,
+    fsync_waiters: Option<Vec<u64>>,
+    index_in_flight: Option<(u64, usize, Vec<u8>)>,
+    first_unflushed_at: Option<Instant>,
+}
+
+fn storage_io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::io(path, source)
+}
+
+impl Partition {
+    /// Opens (recovering) or creates the partition in `dir`.
+    pub fn open(
+        key: PartitionKey,
+        dir: &Path,
+        settings: PartitionSettings,
+        config: &StorageConfig,
+        create: bool,
+    ) -> Result<Partition, StorageError> {
+        std::fs::create_dir_all(dir).map_err(storage_io(dir))?;
+        let alignment = io::probe_direct_alignment(dir);
+        let mut bases = segment::list_segments(dir).map_err(storage_io(dir))?;
+        if create && !bases.is_empty() {
+            for base in bases.drain(..) {
+                let _ = std::fs::remove_file(segment::log_path(dir, base));
+                let _ = std::fs::remove_file(segment::index_path(dir, base));
+            }
+        }
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for base in &bases {
+            let (segment, report) =
+                segment::recover(dir, *base, config.direct_io, config.index_interval_bytes)
+                    .map_err(storage_io(&segment::log_path(dir, *base)))?;
+            if report.index_rebuilt {
+                tracing::warn!(
+                    ?key,
+                    base,
+                    "storage: segment index disagreed with the log; rebuilt"
+                );
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            let segment = Segment::create(dir, 0, config.direct_io).map_err(storage_io(dir))?;
+            segments.push(segment);
+            if config.preallocate {
+                io::preallocate(&segments[0].log.file, config.segment_size_bytes)
+                    .map_err(storage_io(dir))?;
+            }
+        } else if let Some(active) = segments.last() {
+            let prealloc = config.preallocate.then_some(config.segment_size_bytes);
+            segment::truncate_tail(active, prealloc).map_err(storage_io(dir))?;
+        }
+        std::fs::create_dir_all(dir.join("offsets")).map_err(storage_io(dir))?;
+        io::sync_dir(dir).map_err(storage_io(dir))?;
+        let offsets = Offsets::open(&dir.join("offsets")).map_err(storage_io(dir))?;
+        Ok(Self::assemble(
+            key, dir, settings, config, alignment, segments, offsets,
+        ))
+    }
+
+    fn assemble(
+        key: PartitionKey,
+        dir: &Path,
+        settings: PartitionSettings,
+        config: &StorageConfig,
+        alignment: usize,
+        segments: Vec<Segment>,
+        offsets: Offsets,
+    ) -> Partition {
+        let active = segments
+            .last()
+            .expect("a partition always has an active segment");
+        let next_offset = active.next_offset();
+        let direct = active.log.direct;
+        let mut staging = AlignedBuf::new(config.write_buffer_size_bytes, alignment);
+        let staging_file_position = round_down(active.end_bytes, alignment);
+        if staging_file_position < active.end_bytes {
+            // Load the partial tail block: the next write rewrites it in full.
+            let mut block = vec![0u8; (active.end_bytes - staging_file_position) as usize];
+            if let Ok(plain) = std::fs::File::open(segment::log_path(dir, active.base_offset)) {
+                let _ = std::os::unix::fs::FileExt::read_exact_at(
+                    &plain,
+                    &mut block,
+                    staging_file_position,
+                );
+            }
+            staging.push(&block);
+        }
+        let last_timestamp_us = segments
+            .iter()
+            .filter_map(|s| s.last_timestamp_us)
+            .max()
+            .unwrap_or(0);
+        Partition {
+            key,
+            dir: dir.to_path_buf(),
+            settings,
+            alignment,
+            direct,
+            tail_segment_base: active.base_offset,
+            tail_position: active.end_bytes,
+            staging_file_position,
+            segments,
+            mem: VecDeque::new(),
+            durable_next_offset: next_offset,
+            next_offset,
+            in_flight_ops: 0,
+            offsets,
+            config: config.clone(),
+            last_timestamp_us,
+            unwritten_bytes: 0,
+            unwritten_messages: 0,
+            written_cached_bytes: 0,
+            staged_next_offset: next_offset,
+            staging,
+            spare: AlignedBuf::new(config.write_buffer_size_bytes, alignment),
+            write: None,
+            acks: VecDeque::new(),
+            flush_waiters: Vec::new(),
+            fsync_waiters: None,
+            index_in_flight: None,
+            first_unflushed_at: None,
+        }
+    }
+
+    pub fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a partition always has an active segment")
+    }
+
+    /// Lowest offset still stored.
+    pub fn first_offset(&self) -> u64 {
+        self.segments[0].base_offset
+    }
+
+    /// Last acknowledged offset: readers never see a record before it is acknowledged.
+    pub fn visible_last_offset(&self) -> Option<u64> {
+        let end = self
+            .acks
+            .front()
+            .map_or(self.next_offset, |ack| ack.base_offset);
+        (end > self.first_offset()).then(|| end - 1)
+    }
+
+    pub fn info(&self) -> PartitionInfo {
+        let disk_messages: u64 = self.segments.iter().map(|s| s.messages_count).sum();
+        let size_bytes: u64 =
+            self.segments.iter().map(|s| s.end_bytes).sum::<u64>() + self.unwritten_bytes as u64;
+        PartitionInfo {
+            current_offset: self.visible_last_offset(),
+            messages_count: disk_messages + self.unwritten_messages,
+            size_bytes,
+            segments_count: self.segments.len() as u32,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.in_flight_ops == 0
+            && self
+                .mem
+                .back()
+                .is_none_or(|r| r.base_offset < self.durable_next_offset)
+    }
+
+    /// Stamps and queues `batch`. Durable appends complete through the engine later; memory
+    /// appends complete at once.
+    pub fn append(
+        &mut self,
+        engine: &mut Engine,
+        mut batch: Vec<u8>,
+        ack: AckMode,
+        token: u64,
+        now_us: u64,
+    ) -> Result<Appended, AppendError> {
+        let header = RecordHeader::parse(&batch).map_err(|_| AppendError::InvalidBatch)?;
+        if header.length_bytes != batch.len() {
+            return Err(AppendError::InvalidBatch);
+        }
+        if self.unwritten_bytes + batch.len() > self.config.pending_size_max_bytes {
+            return Err(AppendError::Backpressure);
+        }
+        if self.mem.len() >= crate::constants::PENDING_APPENDS_MAX
+            && self
+                .mem
+                .front()
+                .is_some_and(|r| r.base_offset >= self.durable_next_offset)
+        {
+            return Err(AppendError::Backpressure);
+        }
+        let segment_size = self.config.segment_size_bytes;
+        if self.tail_position > 0 && self.tail_position + batch.len() as u64 > segment_size {
+            self.tail_segment_base = self.next_offset;
+            self.tail_position = 0;
+        }
+        // Broker timestamps never go backwards, so timestamp seeks can use the index.
+        let timestamp_us = now_us.max(self.last_timestamp_us);
+        let stamped = record::stamp(
+            &mut batch,
+            self.key.partition_id as u64,
+            self.next_offset,
+            timestamp_us,
+        )
+        .map_err(|_| AppendError::InvalidBatch)?;
+        let appended = Appended {
+            base_offset: stamped.base_offset,
+            last_offset: stamped.last_offset(),
+        };
+        self.last_timestamp_us = timestamp_us;
+        self.next_offset = appended.last_offset + 1;
+        self.unwritten_bytes += batch.len();
+        self.unwritten_messages += stamped.message_count as u64;
+        let durable_ack = ack == AckMode::Durable;
+        self.mem.push_back(MemRecord {
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            timestamp_us,
+            segment_base: self.tail_segment_base,
+            position: self.tail_position,
+            bytes: batch,
+            durable_ack,
+        });
+        self.tail_position += stamped.length_bytes as u64;
+        self.first_unflushed_at.get_or_insert_with(Instant::now);
+        if durable_ack {
+            self.acks.push_back(PendingAck {
+                base_offset: appended.base_offset,
+                last_offset: appended.last_offset,
+                token,
+                started: Instant::now(),
+            });
+            self.start_write(engine, false);
+        } else {
+            engine.completions.push(Completion {
+                token,
+                key: self.key,
+                result: CompletionResult::Append(Ok(appended)),
+            });
+            if self.memory_flush_due() {
+                self.start_write(engine, false);
+            }
+        }
+        Ok(appended)
+    }
+
+    pub fn memory_flush_due(&self) -> bool {
+        let policy = self.config.memory_flush;
+        self.unwritten_bytes >= policy.size_bytes
+            || self.unwritten_messages >= policy.messages_count
+            || self
+                .first_unflushed_at
+                .is_some_and(|at| at.elapsed().as_micros() as u64 >= policy.interval_us)
+    }
+
+    /// Called on every shard tick: starts overdue memory-mode flushes and retries writes that
+    /// found no free slot.
+    pub fn service(&mut self, engine: &mut Engine) {
+        let has_unwritten = self
+            .mem
+            .back()
+            .is_some_and(|r| r.base_offset >= self.staged_next_offset);
+        let durable_waiting = !self.acks.is_empty() || !self.flush_waiters.is_empty();
+        if self.write.is_none() && has_unwritten && (durable_waiting || self.memory_flush_due()) {
+            self.start_write(engine, false);
+        }
+        self.finish_flush_waiters(engine);
+    }
+
+    /// Asks for everything queued to be written (and fdatasync'ed when `fsync`); completes
+    /// `token` with `Flushed`.
+    pub fn flush(&mut self, engine: &mut Engine, fsync: bool, token: u64) {
+        self.flush_waiters.push((token, fsync));
+        self.start_write(engine, false);
+        self.finish_flush_waiters(engine);
+    }
+
+    /// Submits one write of every queued record of the active segment (group commit).
+    pub fn start_write(&mut self, engine: &mut Engine, force_dsync: bool) {
+        if self.write.is_some() {
+            return;
+        }
+        let first = self
+            .mem
+            .partition_point(|r| r.base_offset < self.staged_next_offset);
+        let Some(first_record) = self.mem.get(first) else {
+            return;
+        };
+        if first_record.segment_base != self.active().base_offset {
+            if let Err(error) = self.rotate(first_record.segment_base) {
+                tracing::warn!(key = ?self.key, ?error, "storage: cannot create the next segment");
+                self.fail_unwritten(engine, error);
+                return;
+            }
+        }
+        let active_base = self.active().base_offset;
+        let mut dsync = force_dsync;
+        let mut last_offset = None;
+        let mut index = first;
+        while let Some(record) = self.mem.get(index) {
+            if record.segment_base != active_base {
+                break;
+            }
+            if self.staging.len() + record.bytes.len() > self.staging.capacity() {
+                if index != first {
+                    break;
+                }
+                self.grow_buffers(record.bytes.len());
+            }
+            let record = &self.mem[index];
+            self.staging.push(&record.bytes);
+            dsync |= record.durable_ack;
+            last_offset = Some(record.last_offset);
+            index += 1;
+        }
+        let Some(last_offset) = last_offset else {
+            return;
+        };
+        self.submit_staging(engine, last_offset, dsync);
+    }
+
+    fn submit_staging(&mut self, engine: &mut Engine, last_offset: u64, dsync: bool) {
+        let logical_len = self.staging.len();
+        let len_bytes = round_up(logical_len, self.alignment);
+        // Padding must be zeroes: recovery reads zeroes as the end of the log.
+        self.staging.full_mut()[logical_len..len_bytes].fill(0);
+        let file_position = self.staging_file_position;
+        assert_eq!(
+            file_position % self.alignment as u64,
+            0,
+            "write position must be aligned"
+        );
+        let fd = self.active().log.file.as_raw_fd();
+        let op = Op::Write {
+            fd,
+            ptr: self.staging.as_mut_ptr(),
+            len: len_bytes,
+            offset: file_position,
+            dsync,
+        };
+        // SAFETY: the staging buffer becomes `spare` below and is neither written nor freed until
+        // this write's completion is handled in `write_done` (at most one write per partition).
+        if unsafe { engine.submit(self.key, SlotKind::LogWrite, op) }.is_err() {
+            // No free slot: leave everything queued; `service` retries.
+            self.staging
+                .set_len(logical_len - self.staged_len_since(last_offset));
+            return;
+        }
+        self.in_flight_ops += 1;
+        let end_position = file_position + logical_len as u64;
+        let tail_start = round_down(end_position, self.alignment);
+        self.spare.set_len(0);
+        let tail = &self.staging.as_slice()[(tail_start - file_position) as usize..];
+        self.spare.push(tail);
+        std::mem::swap(&mut self.staging, &mut self.spare);
+        self.staging_file_position = tail_start;
+        self.staged_next_offset = last_offset + 1;
+        self.write = Some(WriteInFlight {
+            file_position,
+            len_bytes,
+            end_position,
+            last_offset,
+            dsync,
+        });
+    }
+
+    /// Bytes of records staged in this round (those with offsets up to `last_offset` that were
+    /// not staged before), to undo a staging that could not be submitted.
+    fn staged_len_since(&self, last_offset: u64) -> usize {
+        self.mem
+            .iter()
+            .filter(|r| r.base_offset >= self.staged_next_offset && r.last_offset <= last_offset)
+            .map(|r| r.bytes.len())
+            .sum()
+    }
+
+    fn grow_buffers(&mut self, record_len: usize) {
+        let capacity =
+            round_up(self.staging.len() + record_len, self.alignment).next_power_of_two();
+        let mut bigger = AlignedBuf::new(capacity, self.alignment);
+        bigger.push(self.staging.as_slice());
+        self.staging = bigger;
+        self.spare = AlignedBuf::new(capacity, self.alignment);
+    }
+
+    fn rotate(&mut self, base_offset: u64) -> Result<(), AppendError> {
+        let errno = |error: std::io::Error| {
+            append_error_from_errno(error.raw_os_error().unwrap_or(libc::EIO))
+        };
+        let segment =
+            Segment::create(&self.dir, base_offset, self.config.direct_io).map_err(errno)?;
+        if self.config.preallocate {
+            if let Err(error) = io::preallocate(&segment.log.file, self.config.segment_size_bytes) {
+                let _ = std::fs::remove_file(segment::log_path(&self.dir, base_offset));
+                let _ = std::fs::remove_file(segment::index_path(&self.dir, base_offset));
+                return Err(errno(error));
+            }
+        }
+        io::sync_dir(&self.dir).map_err(errno)?;
+        self.segments.push(segment);
+        self.staging.set_len(0);
+        self.staging_file_position = 0;
+        Ok(())
+    }
+
+    /// Handles the completion of the partition's log write.
+    pub fn write_done(&mut self, engine: &mut Engine, result: i32, started: Instant) {
+        self.in_flight_ops -= 1;
+        let Some(write) = self.write.take() else {
+            return;
+        };
+        if result < 0 || (result as usize) < write.len_bytes {
+            let error = if result < 0 {
+                append_error_from_errno(-result)
+            } else {
+                AppendError::NoSpace
+            };
+            tracing::warn!(key = ?self.key, ?error, "storage: segment write failed; failing the unwritten appends");
+            // Restore the staging buffer to the durable tail block (it is in `spare`).
+            std::mem::swap(&mut self.staging, &mut self.spare);
+            self.staging
+                .set_len((self.active().end_bytes - write.file_position) as usize);
+            self.staging_file_position = write.file_position;
+            self.fail_unwritten(engine, error);
+            return;
+        }
+        if write.dsync {
+            engine
+                .stats
+                .fsync_latency
+                .record(started.elapsed().as_micros() as u64);
+        }
+        engine.stats.bytes_written += (write.end_position - write.file_position) as u64;
+        self.account_written(write.last_offset);
+        while self
+            .acks
+            .front()
+            .is_some_and(|ack| ack.last_offset <= write.last_offset)
+        {
+            let Some(ack) = self.acks.pop_front() else {
+                break;
+            };
+            engine
+                .stats
+                .append_latency
+                .record(ack.started.elapsed().as_micros() as u64);
+            let appended = Appended {
+                base_offset: ack.base_offset,
+                last_offset: ack.last_offset,
+            };
+            engine.completions.push(Completion {
+                token: ack.token,
+                key: self.key,
+                result: CompletionResult::Append(Ok(appended)),
+            });
+        }
+        self.evict_cache();
+        self.write_index(engine);
+        let more = self
+            .mem
+            .back()
+            .is_some_and(|r| r.base_offset >= self.staged_next_offset);
+        if more
+            && (!self.acks.is_empty() || !self.flush_waiters.is_empty() || self.memory_flush_due())
+        {
+            self.start_write(engine, false);
+        }
+        self.finish_flush_waiters(engine);
+    }
+
+    fn account_written(&mut self, last_offset: u64) {
+        let interval = self.config.index_interval_bytes;
+        let from = self
+            .mem
+            .partition_point(|r| r.base_offset < self.durable_next_offset);
+        let mut written_bytes = 0usize;
+        let mut written_messages = 0u64;
+        let segments = &mut self.segments;
+        for record in self
+            .mem
+            .range(from..)
+            .take_while(|r| r.last_offset <= last_offset)
+        {
+            if let Ok(header) = RecordHeader::parse(&record.bytes) {
+                if let Some(segment) = segments
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.base_offset == record.segment_base)
+                {
+                    segment.account(&header, record.position, interval);
+                }
+            }
+            written_bytes += record.bytes.len();
+            written_messages += record.last_offset - record.base_offset + 1;
+        }
+        self.unwritten_bytes -= written_bytes;
+        self.unwritten_messages -= written_messages;
+        self.written_cached_bytes += written_bytes;
+        self.durable_next_offset = last_offset + 1;
+        if self.mem.back().is_none_or(|r| r.last_offset <= last_offset) {
+            self.first_unflushed_at = None;
+        }
+    }
+
+    fn evict_cache(&mut self) {
+        while self.written_cached_bytes > self.config.cache_size_bytes {
+            let Some(front) = self.mem.front() else { break };
+            if front.base_offset >= self.durable_next_offset {
+                break;
+            }
+            self.written_cached_bytes -= front.bytes.len();
+            self.mem.pop_front();
+        }
+    }
+
+    /// Drops every record not on disk, fails their pending acknowledgements and rewinds the
+    /// offsets: the log stays exactly what is on disk.
+    pub fn fail_unwritten(&mut self, engine: &mut Engine, error: AppendError) {
+        let keep = self
+            .mem
+            .partition_point(|r| r.base_offset < self.durable_next_offset);
+        let lost_memory_acks = self.mem.range(keep..).filter(|r| !r.durable_ack).count();
+        if lost_memory_acks > 0 {
+            tracing::warn!(key = ?self.key, lost_memory_acks, "storage: memory-acknowledged batches lost to a write failure");
+        }
+        self.mem.truncate(keep);
+        for ack in self.acks.drain(..) {
+            engine.stats.appends_failed += 1;
+            engine.completions.push(Completion {
+                token: ack.token,
+                key: self.key,
+                result: CompletionResult::Append(Err(error)),
+            });
+        }
+        for (token, _) in self.flush_waiters.drain(..) {
+            engine.completions.push(Completion {
+                token,
+                key: self.key,
+                result: CompletionResult::Flushed(Err(error)),
+            });
+        }
+        self.next_offset = self.durable_next_offset;
+        self.staged_next_offset = self.durable_next_offset;
+        self.unwritten_bytes = 0;
+        self.unwritten_messages = 0;
+        self.first_unflushed_at = None;
+        let (active_base, active_end) = (self.active().base_offset, self.active().end_bytes);
+        self.tail_segment_base = active_base;
+        self.tail_position = active_end;
+        self.last_timestamp_us = self
+            .segments
+            .iter()
+            .filter_map(|s| s.last_timestamp_us)
+            .max()
+            .unwrap_or(0);
+    }
+
+    fn finish_flush_waiters(&mut self, engine: &mut Engine) {
+        let all_written = self.write.is_none()
+            && self
+                .mem
+                .back()
+                .is_none_or(|r| r.base_offset < self.durable_next_offset);
+        if self.flush_waiters.is_empty() || !all_written || self.fsync_waiters.is_some() {
+            return;
+        }
+        let wants_fsync = self.flush_waiters.iter().any(|(_, fsync)| *fsync);
+        let tokens: Vec<u64> = self
+            .flush_waiters
+            .drain(..)
+            .map(|(token, _)| token)
+            .collect();
+        if !wants_fsync {
+            for token in tokens {
+                engine.completions.push(Completion {
+                    token,
+                    key: self.key,
+                    result: CompletionResult::Flushed(Ok(())),
+                });
+            }
+            return;
+        }
+        let op = Op::Fdatasync {
+            fd: self.active().log.file.as_raw_fd(),
+        };
+        // SAFETY: fdatasync references no memory.
+        match unsafe { engine.submit(self.key, SlotKind::LogFsync, op) } {
+            Ok(()) => {
+                self.in_flight_ops += 1;
+                self.fsync_waiters = Some(tokens);
+            }
+            Err(_) => self
+                .flush_waiters
+                .extend(tokens.into_iter().map(|t| (t, true))),
+        }
+    }
+
+    pub fn fsync_done(&mut self, engine: &mut Engine, result: i32) {
+        self.in_flight_ops -= 1;
+        let outcome = if result < 0 {
+            Err(append_error_from_errno(-result))
+        } else {
+            Ok(())
+        };
+        for token in self.fsync_waiters.take().unwrap_or_default() {
+            engine.completions.push(Completion {
+                token,
+                key: self.key,
+                result: CompletionResult::Flushed(outcome),
+            });
+        }
+        self.finish_flush_waiters(engine);
+    }
+
+    /// Hands new sparse index entries to the index file (no O_DSYNC: recovery rebuilds it).
+    fn write_index(&mut self, engine: &mut Engine) {
+        if self.index_in_flight.is_some() {
+            return;
+        }
+        let Some(segment) = self
+            .segments
+            .iter()
+            .find(|s| s.index_written < s.index.len())
+        else {
+            return;
+        };
+        let bytes: Vec<u8> = segment.index[segment.index_written..]
+            .iter()
+            .flat_map(|e| e.encode())
+            .collect();
+        let count = segment.index.len() - segment.index_written;
+        let offset = (segment.index_written * crate::constants::INDEX_ENTRY_SIZE_BYTES) as u64;
+        let op = Op::Write {
+            fd: segment.index_file.as_raw_fd(),
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+            offset,
+            dsync: false,
+        };
+        let base = segment.base_offset;
+        // SAFETY: `bytes` is kept in `index_in_flight` (its heap buffer does not move) until
+        // `index_done` handles this completion.
+        if unsafe { engine.submit(self.key, SlotKind::IndexWrite, op) }.is_ok() {
+            self.in_flight_ops += 1;
+            self.index_in_flight = Some((base, count, bytes));
+        }
+    }
+
+    pub fn index_done(&mut self, engine: &mut Engine, result: i32) {
+        self.in_flight_ops -= 1;
+        let Some((base, count, bytes)) = self.index_in_flight.take() else {
+            return;
+        };
+        if result >= 0 && result as usize == bytes.len() {
+            if let Some(segment) = self.segments.iter_mut().find(|s| s.base_offset == base) {
+                segment.index_written += count;
+            }
+        } else {
+            tracing::warn!(key = ?self.key, result, "storage: index write failed; recovery will rebuild the index");
+            if let Some(segment) = self.segments.iter_mut().find(|s| s.base_offset == base) {
+                segment.index_written = segment.index.len();
+            }
+        }
+        self.write_index(engine);
+    }
+
+    /// Removes the oldest `count` sealed segments (never the active one). Call only when idle.
+    pub fn delete_oldest_segments(&mut self, count: usize) -> Result<usize, StorageError> {
+        let sealed = self.segments.len() - 1;
+        let count = count.min(sealed);
+        for segment in self.segments.drain(..count) {
+            let log = segment::log_path(&self.dir, segment.base_offset);
+            std::fs::remove_file(&log).map_err(storage_io(&log))?;
+            let index = segment::index_path(&self.dir, segment.base_offset);
+            let _ = std::fs::remove_file(&index);
+        }
+        if count > 0 {
+            let first = self.first_offset();
+            let keep_from = self.mem.partition_point(|r| r.base_offset < first);
+            for record in self.mem.drain(..keep_from) {
+                self.written_cached_bytes -= record.bytes.len();
+            }
+            io::sync_dir(&self.dir).map_err(storage_io(&self.dir))?;
+        }
+        Ok(count)
+    }
+}

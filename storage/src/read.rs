@@ -1,0 +1,372 @@
+//! Polls: recent records come straight from memory; older ones through an io_uring read of the
+//! segment range the sparse index points at, walked and verified after the read.
+
+use std::os::fd::AsRawFd;
+
+use crate::constants::{BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX};
+use crate::engine::{Engine, SlotKind};
+use crate::index;
+use crate::io::{round_down, round_up, AlignedBuf, Op};
+use crate::partition::Partition;
+use crate::record::{self, RecordHeader};
+use crate::types::{ReadError, ReadResult, ReadStart};
+
+/// What qualifies a record for a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Messages with offset >= this.
+    Offset(u64),
+    /// Records stamped at or after this time (µs).
+    Timestamp(u64),
+}
+
+/// Accumulates the reply of one poll.
+pub(crate) struct Collector {
+    pub target: Target,
+    pub count_max: u32,
+    pub visible_last: u64,
+    pub result: ReadResult,
+}
+
+impl Collector {
+    pub fn new(target: Target, count_max: u32, visible_last: u64, partition_id: u32) -> Collector {
+        let result = ReadResult {
+            partition_id,
+            current_offset: Some(visible_last),
+            messages_count: 0,
+            bytes: Vec::new(),
+        };
+        Collector {
+            target,
+            count_max,
+            visible_last,
+            result,
+        }
+    }
+
+    pub fn full(&self) -> bool {
+        self.result.messages_count >= self.count_max
+    }
+
+    /// Adds the qualifying part of a verified record. Returns false once the poll is complete.
+    pub fn offer(&mut self, record: &[u8], header: &RecordHeader) -> bool {
+        if self.full() || header.base_offset > self.visible_last {
+            return false;
+        }
+        let first_wanted = match self.target {
+            Target::Offset(offset) => offset,
+            Target::Timestamp(timestamp_us) => {
+                if header.base_timestamp_us < timestamp_us {
+                    return true;
+                }
+                header.base_offset
+            }
+        };
+        if header.last_offset() < first_wanted {
+            return true;
+        }
+        let room = self.count_max - self.result.messages_count;
+        if header.base_offset >= first_wanted && header.message_count <= room {
+            self.result.bytes.extend_from_slice(record);
+            self.result.messages_count += header.message_count;
+        } else if let Some(slice) = record::slice(record, first_wanted, room) {
+            self.result.bytes.extend_from_slice(&slice.header);
+            self.result
+                .bytes
+                .extend_from_slice(&record[slice.frames.clone()]);
+            self.result.messages_count += slice.message_count;
+        }
+        if let Target::Timestamp(_) = self.target {
+            // Once inside the wanted time range, continue by offset.
+            self.target = Target::Offset(header.base_offset);
+        }
+        !self.full()
+    }
+}
+
+/// A disk read in flight.
+pub(crate) struct ReadJob {
+    pub token: u64,
+    pub collector: Collector,
+    pub segment_base: u64,
+    pub buf: AlignedBuf,
+    /// File position of `buf[0]` (aligned).
+    pub file_position: u64,
+    /// Where the next record starts (logical file position) and its expected base offset.
+    pub walk_position: u64,
+    pub expected_offset: u64,
+    /// Logical end of the bytes this read can hold: the segment's end when it was submitted
+    /// (later writes are not in the buffer).
+    pub walk_end: u64,
+    pub steps: u32,
+}
+
+/// Resolves the start of a poll to a target, or `None` when nothing can be returned.
+pub(crate) fn resolve(
+    partition: &Partition,
+    start: ReadStart,
+    count_max: u32,
+) -> Option<(Target, u64)> {
+    let visible_last = partition.visible_last_offset()?;
+    let first = partition.first_offset();
+    let target = match start {
+        ReadStart::Offset(offset) => Target::Offset(offset.max(first)),
+        ReadStart::First => Target::Offset(first),
+        ReadStart::Last => Target::Offset(
+            visible_last
+                .saturating_sub(count_max.saturating_sub(1) as u64)
+                .max(first),
+        ),
+        ReadStart::Timestamp(timestamp_us) => Target::Timestamp(timestamp_us),
+    };
+    if let Target::Offset(offset) = target {
+        if offset > visible_last {
+            return None;
+        }
+    }
+    Some((target, visible_last))
+}
+
+/// Serves the poll from memory when the records it needs are all still there.
+pub(crate) fn from_memory(partition: &Partition, collector: &mut Collector) -> bool {
+    let Some(front) = partition.mem.front() else {
+        return false;
+    };
+    let starts_in_memory = match collector.target {
+        Target::Offset(offset) => front.base_offset <= offset,
+        Target::Timestamp(timestamp_us) => {
+            front.timestamp_us < timestamp_us || front.base_offset == partition.first_offset()
+        }
+    };
+    if !starts_in_memory {
+        return false;
+    }
+    let from = match collector.target {
+        Target::Offset(offset) => partition.mem.partition_point(|r| r.last_offset < offset),
+        Target::Timestamp(timestamp_us) => partition
+            .mem
+            .partition_point(|r| r.timestamp_us < timestamp_us),
+    };
+    for record in partition.mem.range(from..) {
+        let Ok(header) = RecordHeader::parse(&record.bytes) else {
+            break;
+        };
+        if !collector.offer(&record.bytes, &header) {
+            break;
+        }
+    }
+    true
+}
+
+/// Plans the first disk read of a poll: segment, start position (from the sparse index) and
+/// length (up to the index entry past the wanted range, when there is one).
+pub(crate) fn plan(partition: &Partition, collector: &Collector) -> Option<(u64, u64, u64, u64)> {
+    let segments = &partition.segments;
+    let segment_index = match collector.target {
+        Target::Offset(offset) => segments
+            .partition_point(|s| s.base_offset <= offset)
+            .checked_sub(1)?,
+        Target::Timestamp(timestamp_us) => segments
+            .iter()
+            .position(|s| s.last_timestamp_us.is_some_and(|t| t >= timestamp_us))?,
+    };
+    let segment = &segments[segment_index];
+    let floor = match collector.target {
+        Target::Offset(offset) => index::floor_by_offset(&segment.index, offset),
+        Target::Timestamp(timestamp_us) => index::floor_by_timestamp(&segment.index, timestamp_us),
+    };
+    let (position, expected_offset, next_entry) = match floor {
+        Some((i, entry)) => (entry.position, entry.offset, i + 1),
+        None => (0, segment.base_offset, 0),
+    };
+    let wanted_last = match collector.target {
+        Target::Offset(offset) => offset.saturating_add(collector.count_max as u64),
+        Target::Timestamp(_) => u64::MAX,
+    };
+    let end = segment.index[next_entry.min(segment.index.len())..]
+        .iter()
+        .find(|e| e.offset > wanted_last)
+        .map_or(segment.end_bytes, |e| e.position);
+    Some((segment.base_offset, position, expected_offset, end))
+}
+
+/// Submits the read of `[position, end)` of the job's segment (clamped to the buffer).
+/// With `grow`, the buffer is enlarged to hold the whole range (a record larger than the
+/// pooled buffer); otherwise the range is clamped to the buffer.
+pub(crate) fn submit(
+    partition: &mut Partition,
+    engine: &mut Engine,
+    mut job: Box<ReadJob>,
+    position: u64,
+    end: u64,
+    grow: bool,
+) -> Result<(), ReadError> {
+    let Some(segment) = partition
+        .segments
+        .iter()
+        .find(|s| s.base_offset == job.segment_base)
+    else {
+        return Err(ReadError::Corrupt(job.expected_offset));
+    };
+    let alignment = partition.alignment;
+    let file_position = round_down(position, alignment);
+    let end = end
+        .min(segment.end_bytes)
+        .max(position + BATCH_HEADER_SIZE_BYTES as u64);
+    let want = round_up((end - file_position) as usize, alignment);
+    if grow && want > job.buf.capacity() {
+        job.buf = AlignedBuf::new(want, alignment);
+    }
+    let len = want.min(job.buf.capacity());
+    job.buf.set_len(0);
+    job.file_position = file_position;
+    job.walk_position = position;
+    job.walk_end = (file_position + len as u64).min(segment.end_bytes);
+    job.steps += 1;
+    let op = Op::Read {
+        fd: segment.log.file.as_raw_fd(),
+        ptr: job.buf.as_mut_ptr(),
+        len,
+        offset: file_position,
+    };
+    let key = partition.key;
+    // SAFETY: the buffer travels inside the slot (boxed job) and is not touched or freed until
+    // the engine returns this slot's completion.
+    match unsafe { engine.submit(key, SlotKind::Read(job), op) } {
+        Ok(()) => {
+            partition.in_flight_ops += 1;
+            Ok(())
+        }
+        Err(_) => Err(ReadError::Backpressure),
+    }
+}
+
+/// What to do after a read completed.
+pub(crate) enum Step {
+    /// Finished; the buffer goes back to the pool.
+    Done(Result<ReadResult, ReadError>, AlignedBuf),
+    /// Read again from this position up to this end.
+    Again(Box<ReadJob>, u64, u64),
+}
+
+/// Walks the records of a completed read.
+fn done(job: Box<ReadJob>, error: Option<ReadError>) -> Step {
+    let ReadJob { buf, collector, .. } = *job;
+    Step::Done(error.map_or(Ok(collector.result), Err), buf)
+}
+
+pub(crate) fn walk(partition: &Partition, mut job: Box<ReadJob>, result: i32) -> Step {
+    if result < 0 {
+        return done(job, Some(ReadError::Io(-result)));
+    }
+    job.buf.set_len(result as usize);
+    let Some(segment) = partition
+        .segments
+        .iter()
+        .find(|s| s.base_offset == job.segment_base)
+    else {
+        return done(job, None);
+    };
+    let segment_end = segment.end_bytes;
+    let buf_end = (job.file_position + job.buf.len() as u64).min(job.walk_end);
+    let mut needed = 0u64;
+    loop {
+        let position = job.walk_position;
+        if position >= buf_end || job.collector.full() {
+            break;
+        }
+        let from = (position - job.file_position) as usize;
+        let bytes = &job.buf.as_slice()[from..(buf_end - job.file_position) as usize];
+        let need = match RecordHeader::parse(bytes) {
+            Ok(header) if header.length_bytes <= bytes.len() => None,
+            Ok(header) => Some(header.length_bytes as u64),
+            Err(crate::record::RecordError::Truncated) => Some(BATCH_HEADER_SIZE_BYTES as u64),
+            Err(_) => {
+                let error = ReadError::Corrupt(job.expected_offset);
+                return done(job, Some(error));
+            }
+        };
+        if let Some(need) = need {
+            needed = need;
+            break;
+        }
+        let header = RecordHeader::parse(bytes).expect("parsed above");
+        let record_bytes = &bytes[..header.length_bytes];
+        if header.base_offset != job.expected_offset || record::verify(record_bytes).is_err() {
+            let error = ReadError::Corrupt(job.expected_offset);
+            return done(job, Some(error));
+        }
+        let more = job.collector.offer(record_bytes, &header);
+        job.walk_position = position + header.length_bytes as u64;
+        job.expected_offset = header.last_offset() + 1;
+        if !more {
+            break;
+        }
+    }
+    if job.collector.result.messages_count == 0
+        && job.walk_position < segment_end
+        && job.steps < READ_STEPS_MAX
+    {
+        // The next record did not fit in the buffer: read again from it.
+        let position = job.walk_position;
+        let span = needed.max((job.buf.capacity() - partition.alignment) as u64);
+        return Step::Again(job, position, (position + span).min(segment_end));
+    }
+    if job.collector.result.messages_count == 0 && job.walk_position >= segment_end {
+        // The wanted messages start in a later segment.
+        if let Some(next) = partition
+            .segments
+            .iter()
+            .find(|s| s.base_offset > job.segment_base)
+        {
+            if job.steps < READ_STEPS_MAX {
+                job.segment_base = next.base_offset;
+                job.expected_offset = next.base_offset;
+                let end = next
+                    .end_bytes
+                    .min((job.buf.capacity() - partition.alignment) as u64);
+                return Step::Again(job, 0, end);
+            }
+        }
+    }
+    done(job, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamped(base: u64, count: usize, timestamp_us: u64) -> Vec<u8> {
+        let payloads: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; 10]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let mut rec = record::build_batch(&refs, 1);
+        record::stamp(&mut rec, 0, base, timestamp_us).unwrap();
+        rec
+    }
+
+    #[test]
+    fn collector_slices_the_first_record_and_respects_count_and_visibility() {
+        let a = stamped(0, 4, 10);
+        let b = stamped(4, 4, 20);
+        let mut c = Collector::new(Target::Offset(2), 5, 7, 0);
+        assert!(c.offer(&a, &RecordHeader::parse(&a).unwrap()));
+        assert!(!c.offer(&b, &RecordHeader::parse(&b).unwrap()));
+        assert_eq!(c.result.messages_count, 5);
+        let first = RecordHeader::parse(&c.result.bytes).unwrap();
+        assert_eq!((first.base_offset, first.message_count), (0, 2));
+        let mut hidden = Collector::new(Target::Offset(0), 100, 3, 0);
+        hidden.offer(&a, &RecordHeader::parse(&a).unwrap());
+        assert!(!hidden.offer(&b, &RecordHeader::parse(&b).unwrap()));
+        assert_eq!(hidden.result.messages_count, 4);
+    }
+
+    #[test]
+    fn collector_by_timestamp_skips_older_records() {
+        let a = stamped(0, 2, 10);
+        let b = stamped(2, 2, 20);
+        let mut c = Collector::new(Target::Timestamp(15), 10, 3, 0);
+        c.offer(&a, &RecordHeader::parse(&a).unwrap());
+        c.offer(&b, &RecordHeader::parse(&b).unwrap());
+        assert_eq!(c.result.bytes, b);
+    }
+}

@@ -1,0 +1,499 @@
+//! The shard: one per storage thread, created inside it. Owns one io_uring and its partitions;
+//! no locks. Calls return at once; I/O completes through `wait` + `take_completions`.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::constants::DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES;
+use crate::constants::RING_ENTRIES;
+use crate::engine::{Engine, Slot, SlotKind};
+use crate::io::{AlignedBuf, Backend, Io};
+use crate::partition::Partition;
+use crate::read::{self, Collector, ReadJob, Step};
+use crate::retention::{segments_to_delete, SegmentSummary};
+use crate::stats::ShardStats;
+use crate::types::{
+    AckMode, AppendError, Appended, Completion, CompletionResult, ConsumerRef, OffsetError,
+    PartitionInfo, PartitionKey, PartitionSettings, ReadError, ReadOutcome, ReadStart,
+    StorageConfig, StorageError,
+};
+
+pub struct Shard {
+    config: StorageConfig,
+    engine: Engine,
+    partitions: HashMap<PartitionKey, Partition>,
+    read_buffers: Vec<AlignedBuf>,
+    reaped: Vec<(Slot, i32)>,
+    warned_buffered_io: bool,
+}
+
+impl Shard {
+    /// Creates the shard's ring and buffer pools. `wakeup_fd` (an eventfd) is kept armed in the
+    /// ring so a write to it ends `wait` early.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a value is outside the crate's limits.
+    pub fn new(config: StorageConfig, wakeup_fd: Option<RawFd>) -> Result<Shard, StorageError> {
+        config.validate()?;
+        let io = Io::new(RING_ENTRIES, wakeup_fd, config.force_buffered_syscalls);
+        let read_buffers = (0..config.read_buffers_count)
+            .map(|_| AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES))
+            .collect();
+        Ok(Shard {
+            config,
+            engine: Engine::new(io),
+            partitions: HashMap::new(),
+            read_buffers,
+            reaped: Vec::new(),
+            warned_buffered_io: false,
+        })
+    }
+
+    /// Which I/O engine this shard runs on (io_uring, or the loud fallback).
+    pub fn backend(&self) -> Backend {
+        self.engine.io.backend()
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.engine.stats
+    }
+
+    /// Creates an empty partition in `dir` (removing any segments already there).
+    pub fn create_partition(
+        &mut self,
+        key: PartitionKey,
+        dir: &Path,
+        settings: PartitionSettings,
+    ) -> Result<PartitionInfo, StorageError> {
+        self.insert_partition(key, dir, settings, true)
+    }
+
+    /// Opens an existing partition, recovering its segments (creates it when `dir` is empty).
+    pub fn open_partition(
+        &mut self,
+        key: PartitionKey,
+        dir: &Path,
+        settings: PartitionSettings,
+    ) -> Result<PartitionInfo, StorageError> {
+        self.insert_partition(key, dir, settings, false)
+    }
+
+    fn insert_partition(
+        &mut self,
+        key: PartitionKey,
+        dir: &Path,
+        settings: PartitionSettings,
+        create: bool,
+    ) -> Result<PartitionInfo, StorageError> {
+        if self.partitions.contains_key(&key) {
+            return Err(StorageError::PartitionExists(key));
+        }
+        let partition = Partition::open(key, dir, settings, &self.config, create)?;
+        if !partition.direct && self.config.direct_io && !self.warned_buffered_io {
+            self.warned_buffered_io = true;
+            tracing::warn!(dir = %dir.display(), "storage: the filesystem refused O_DIRECT; using buffered writes with O_DSYNC/fdatasync (durability unchanged)");
+        }
+        let info = partition.info();
+        self.partitions.insert(key, partition);
+        Ok(info)
+    }
+
+    /// Changes a partition's settings (expiry, size limit, acknowledgement mode).
+    pub fn set_settings(
+        &mut self,
+        key: PartitionKey,
+        settings: PartitionSettings,
+    ) -> Result<(), StorageError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(StorageError::UnknownPartition(key))?;
+        partition.settings = settings;
+        Ok(())
+    }
+
+    /// Appends a batch already validated by the protocol crate. Returns the assigned offsets at
+    /// once; exactly one `Append` completion with `token` follows (immediately for
+    /// `AckMode::Memory`, once on stable storage for `AckMode::Durable`).
+    ///
+    /// # Errors
+    /// `UnknownPartition`, `InvalidBatch` (not a record), `Backpressure` (queue full: retry after
+    /// taking completions). Write failures (`NoSpace`, `Io`) arrive as completions.
+    pub fn append(
+        &mut self,
+        key: PartitionKey,
+        batch: Vec<u8>,
+        ack: AckMode,
+        token: u64,
+        now_us: u64,
+    ) -> Result<Appended, AppendError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(AppendError::UnknownPartition(key))?;
+        let appended = partition.append(&mut self.engine, batch, ack, token, now_us)?;
+        self.engine.io.submit();
+        Ok(appended)
+    }
+
+    /// Polls a partition. `Ready` when served from memory (or nothing to return), otherwise
+    /// `Pending` and a `Read` completion with `token` follows.
+    ///
+    /// # Errors
+    /// `UnknownPartition`; `Backpressure` when every read buffer is in use.
+    pub fn read(
+        &mut self,
+        key: PartitionKey,
+        start: ReadStart,
+        count_max: u32,
+        token: u64,
+    ) -> Result<ReadOutcome, ReadError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(ReadError::UnknownPartition(key))?;
+        let Some((target, visible_last)) = read::resolve(partition, start, count_max) else {
+            let current_offset = partition.visible_last_offset();
+            return Ok(ReadOutcome::Ready(crate::types::ReadResult {
+                partition_id: key.partition_id,
+                current_offset,
+                ..Default::default()
+            }));
+        };
+        let mut collector = Collector::new(target, count_max, visible_last, key.partition_id);
+        if count_max == 0 || read::from_memory(partition, &mut collector) {
+            return Ok(ReadOutcome::Ready(collector.result));
+        }
+        let Some((segment_base, position, expected_offset, end)) =
+            read::plan(partition, &collector)
+        else {
+            return Ok(ReadOutcome::Ready(collector.result));
+        };
+        let buf = self.read_buffers.pop().ok_or(ReadError::Backpressure)?;
+        let job = Box::new(ReadJob {
+            token,
+            collector,
+            segment_base,
+            buf,
+            file_position: 0,
+            walk_position: position,
+            expected_offset,
+            walk_end: 0,
+            steps: 0,
+        });
+        match read::submit(partition, &mut self.engine, job, position, end, false) {
+            Ok(()) => {
+                self.engine.io.submit();
+                Ok(ReadOutcome::Pending)
+            }
+            Err(error) => {
+                self.read_buffers.push(AlignedBuf::new(
+                    self.config.read_buffer_size_bytes,
+                    POOL_ALIGNMENT_BYTES,
+                ));
+                Err(error)
+            }
+        }
+    }
+
+    /// Stores a consumer offset durably; an `OffsetStored` completion with `token` follows.
+    pub fn store_offset(
+        &mut self,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+        token: u64,
+    ) -> Result<(), OffsetError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(OffsetError::UnknownPartition(key))?;
+        partition.in_flight_ops +=
+            partition
+                .offsets
+                .store(&mut self.engine, key, consumer, offset, token)?;
+        self.engine.io.submit();
+        Ok(())
+    }
+
+    /// The stored offset of `consumer` (as acknowledged or pending acknowledgement).
+    pub fn get_offset(
+        &self,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    ) -> Result<Option<u64>, OffsetError> {
+        let partition = self
+            .partitions
+            .get(&key)
+            .ok_or(OffsetError::UnknownPartition(key))?;
+        Ok(partition.offsets.get(consumer))
+    }
+
+    /// Deletes a stored offset (synchronously: waits for the partition's I/O first).
+    pub fn delete_offset(
+        &mut self,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    ) -> Result<(), OffsetError> {
+        if !self.partitions.contains_key(&key) {
+            return Err(OffsetError::UnknownPartition(key));
+        }
+        self.drain(key);
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(OffsetError::UnknownPartition(key))?;
+        partition.offsets.delete(consumer)
+    }
+
+    /// Writes everything queued (and fdatasyncs when `fsync`); a `Flushed` completion follows.
+    pub fn flush(&mut self, key: PartitionKey, fsync: bool, token: u64) -> Result<(), AppendError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(AppendError::UnknownPartition(key))?;
+        partition.flush(&mut self.engine, fsync, token);
+        self.engine.io.submit();
+        Ok(())
+    }
+
+    pub fn partition_info(&self, key: PartitionKey) -> Option<PartitionInfo> {
+        self.partitions.get(&key).map(Partition::info)
+    }
+
+    pub fn partition_keys(&self) -> Vec<PartitionKey> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// Blocks until a completion, a wakeup, a due memory-mode flush, or `timeout`.
+    pub fn wait(&mut self, timeout: Duration) {
+        self.service();
+        if self.engine.completions.is_empty() {
+            self.engine.io.wait(timeout.min(self.flush_interval()));
+        }
+        self.process();
+        self.service();
+    }
+
+    fn flush_interval(&self) -> Duration {
+        Duration::from_micros(self.config.memory_flush.interval_us.max(1000))
+    }
+
+    /// Moves every finished operation's completion into `out`.
+    pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
+        self.process();
+        out.append(&mut self.engine.completions);
+    }
+
+    /// Starts writes that are due (memory-mode intervals, retries after slot exhaustion).
+    fn service(&mut self) {
+        for partition in self.partitions.values_mut() {
+            partition.service(&mut self.engine);
+            let submitted = partition.offsets.service(&mut self.engine, partition.key);
+            partition.in_flight_ops += submitted;
+        }
+        self.engine.io.submit();
+    }
+
+    /// Dispatches reaped I/O completions to their partitions.
+    fn process(&mut self) {
+        let mut reaped = std::mem::take(&mut self.reaped);
+        self.engine.reap(&mut reaped);
+        for (slot, result) in reaped.drain(..) {
+            let Some(partition) = self.partitions.get_mut(&slot.key) else {
+                tracing::error!(key = ?slot.key, "storage: completion for a partition no longer open");
+                continue;
+            };
+            match slot.kind {
+                SlotKind::LogWrite => partition.write_done(&mut self.engine, result, slot.started),
+                SlotKind::LogFsync => partition.fsync_done(&mut self.engine, result),
+                SlotKind::IndexWrite => partition.index_done(&mut self.engine, result),
+                SlotKind::OffsetWrite(consumer) => {
+                    partition.in_flight_ops -= 1;
+                    partition.in_flight_ops +=
+                        partition
+                            .offsets
+                            .write_done(&mut self.engine, slot.key, consumer, result);
+                }
+                SlotKind::Read(job) => {
+                    partition.in_flight_ops -= 1;
+                    let token = job.token;
+                    let outcome = match read::walk(partition, job, result) {
+                        Step::Done(outcome, buf) => {
+                            self.read_buffers.push(buf);
+                            Some(outcome)
+                        }
+                        Step::Again(job, position, end) => {
+                            let failed =
+                                read::submit(partition, &mut self.engine, job, position, end, true)
+                                    .err();
+                            if failed.is_some() {
+                                // The job (and its buffer) was dropped with the refused slot.
+                                self.read_buffers.push(AlignedBuf::new(
+                                    self.config.read_buffer_size_bytes,
+                                    POOL_ALIGNMENT_BYTES,
+                                ));
+                            }
+                            failed.map(Err)
+                        }
+                    };
+                    if let Some(outcome) = outcome {
+                        self.engine.completions.push(Completion {
+                            token,
+                            key: slot.key,
+                            result: CompletionResult::Read(outcome),
+                        });
+                    }
+                }
+            }
+        }
+        self.reaped = reaped;
+        self.engine.io.submit();
+    }
+
+    /// Applies every partition's expiry and size limit (oldest sealed segments first).
+    /// Returns the number of segments deleted.
+    pub fn apply_retention(&mut self, now_us: u64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        for key in self.partition_keys() {
+            let Some(partition) = self.partitions.get(&key) else {
+                continue;
+            };
+            let summaries: Vec<SegmentSummary> = partition
+                .segments
+                .iter()
+                .map(|s| SegmentSummary {
+                    size_bytes: s.end_bytes,
+                    last_timestamp_us: s.last_timestamp_us,
+                })
+                .collect();
+            let settings = partition.settings;
+            let count = segments_to_delete(
+                &summaries,
+                now_us,
+                settings.message_expiry_us,
+                settings.max_size_bytes,
+            );
+            if count > 0 {
+                deleted += self.delete_segments(key, count)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the partition's oldest `count` sealed segments (never the active one); returns
+    /// how many were deleted.
+    pub fn delete_segments(
+        &mut self,
+        key: PartitionKey,
+        count: usize,
+    ) -> Result<usize, StorageError> {
+        if !self.partitions.contains_key(&key) {
+            return Err(StorageError::UnknownPartition(key));
+        }
+        self.drain(key);
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(StorageError::UnknownPartition(key))?;
+        partition.delete_oldest_segments(count)
+    }
+
+    /// Removes every message and consumer offset of the partition; it restarts empty at
+    /// offset 0, as Iggy's purge does.
+    pub fn purge(&mut self, key: PartitionKey) -> Result<PartitionInfo, StorageError> {
+        let (dir, settings) = self.close_partition(key)?;
+        remove_partition_files(&dir)?;
+        self.create_partition(key, &dir, settings)
+    }
+
+    /// Closes the partition and removes its directory.
+    pub fn delete_partition(&mut self, key: PartitionKey) -> Result<(), StorageError> {
+        let (dir, _) = self.close_partition(key)?;
+        std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        if let Some(parent) = dir.parent() {
+            crate::io::sync_dir(parent).map_err(|e| StorageError::io(parent, e))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the partition's I/O, then forgets it (files stay).
+    pub fn close_partition(
+        &mut self,
+        key: PartitionKey,
+    ) -> Result<(std::path::PathBuf, PartitionSettings), StorageError> {
+        if !self.partitions.contains_key(&key) {
+            return Err(StorageError::UnknownPartition(key));
+        }
+        self.drain(key);
+        let partition = self
+            .partitions
+            .remove(&key)
+            .ok_or(StorageError::UnknownPartition(key))?;
+        Ok((partition.dir.clone(), partition.settings))
+    }
+
+    /// Writes and syncs everything, waiting for all I/O (the shard stays usable).
+    pub fn shutdown(&mut self) {
+        for key in self.partition_keys() {
+            if let Some(partition) = self.partitions.get_mut(&key) {
+                partition.flush(&mut self.engine, true, u64::MAX);
+            }
+            self.drain(key);
+        }
+        self.process();
+    }
+
+    /// Blocks until the partition has no I/O in flight (management operations only).
+    fn drain(&mut self, key: PartitionKey) {
+        loop {
+            let busy = self.partitions.get(&key).is_some_and(|p| !p.is_idle());
+            if !busy {
+                return;
+            }
+            if let Some(partition) = self.partitions.get_mut(&key) {
+                partition.flush(&mut self.engine, false, u64::MAX);
+            }
+            self.engine.io.wait(Duration::from_millis(10));
+            self.process();
+            self.engine.completions.retain(|c| {
+                !(c.token == u64::MAX
+                    && matches!(c.result, CompletionResult::Flushed(_))
+                    && c.key == key)
+            });
+        }
+    }
+}
+
+impl Drop for Shard {
+    /// The kernel may still write into buffers owned by partitions: wait for every operation
+    /// before they are freed.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.engine.io.in_flight() > 0 && Instant::now() < deadline {
+            self.engine.io.wait(Duration::from_millis(10));
+            self.process();
+        }
+        if self.engine.io.in_flight() > 0 {
+            // Leaking is the only memory-safe choice when the kernel still owns buffers.
+            tracing::error!("storage: I/O still in flight at shard drop; leaking its buffers");
+            std::mem::forget(std::mem::take(&mut self.partitions));
+        }
+    }
+}
+
+/// Removes segment and offset files of a partition directory (purge).
+fn remove_partition_files(dir: &Path) -> Result<(), StorageError> {
+    let offsets = dir.join("offsets");
+    if offsets.exists() {
+        std::fs::remove_dir_all(&offsets).map_err(|e| StorageError::io(&offsets, e))?;
+    }
+    for base in crate::segment::list_segments(dir).map_err(|e| StorageError::io(dir, e))? {
+        let log = crate::segment::log_path(dir, base);
+        std::fs::remove_file(&log).map_err(|e| StorageError::io(&log, e))?;
+        let _ = std::fs::remove_file(crate::segment::index_path(dir, base));
+    }
+    crate::io::sync_dir(dir).map_err(|e| StorageError::io(dir, e))
+}
