@@ -46,6 +46,8 @@ pub const LATENCY_MAX_US: u64 = 3_600_000_000;
 pub const HISTOGRAM_SIGNIFICANT_FIGURES: u8 = 3;
 /// A consumer that receives nothing new for this long declares the remaining messages lost.
 pub const CONSUMER_IDLE_TIMEOUT_MS: u64 = 10_000;
+/// A request without a reply for this long fails the actor (a hung server must not hang the run).
+pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Pause between two empty polls, so an idle consumer does not spin a core.
 pub const EMPTY_POLL_BACKOFF_MS: u64 = 1;
 /// Largest reply frame the client accepts (the server's default frame limit).

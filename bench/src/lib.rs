@@ -2,9 +2,12 @@
 //! See `args` for the command line, `runner` for how a run is organised, `stats` for what is
 //! measured, `payload` for verification and `report` for the outputs.
 
+pub mod actors;
 pub mod args;
+pub mod client;
 pub mod constants;
 pub mod payload;
 pub mod report;
+pub mod runner;
 pub mod stats;
 pub mod wire;

@@ -76,6 +76,14 @@ impl Recorder {
         self.end_to_end.saturating_record(latency_us);
     }
 
+    /// Moves the end-to-end figures (and message count) of `other` into this recorder.
+    pub fn take_end_to_end(&mut self, other: Recorder) {
+        // Same bounds on both sides, so adding cannot fail.
+        self.end_to_end
+            .add(&other.end_to_end)
+            .expect("same histogram bounds");
+    }
+
     /// Closes the measurement of one actor.
     pub fn finish(self, actor: ActorKind, id: u32, sampling_us: u64) -> ActorStats {
         let bytes: u64 = self.samples.iter().map(|s| s.bytes).sum();

@@ -1,3 +1,2 @@
-//! Layout constants used before the protocol crate is wired in.
-pub const BATCH_HEADER_SIZE_BYTES: usize = 256;
-pub const MESSAGE_HEADER_SIZE_BYTES: usize = 48;
+//! Layout sizes of the batch format, from the protocol crate (one source of truth).
+pub use riptide_protocol::constants::{BATCH_HEADER_SIZE_BYTES, MESSAGE_HEADER_SIZE_BYTES};

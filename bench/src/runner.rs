@@ -1,0 +1,371 @@
+//! One run: set up streams, topics and groups on an admin connection, start every actor on its
+//! own connection, show progress, gather the results into a [`BenchReport`].
+//!
+//! Placement follows iggy-bench: stream `bench-stream-{i}` with topic `topic-1`; producer `i` and
+//! pinned consumer `i` use stream `i % streams`; consumer group `j` lives on stream `j % streams`
+//! and consumer `i` joins group `i % groups`.
+
+use crate::actors::{
+    run_consumer, run_producer, run_producing_consumer, ActorContext, ActorError, ConsumerMode,
+    ConsumerPlan, GroupShared, ProducerPlan, RunClock,
+};
+use crate::args::{BenchConfig, Mode};
+use crate::client::{ClientError, Connection, CODE_CONSUMER_GROUP_NAME_ALREADY_EXISTS};
+use crate::constants::{PROGRESS_REFRESH_MS, STREAM_NAME_PREFIX, TOPIC_NAME};
+use crate::payload::{Verifier, VerifyReport};
+use crate::report::BenchReport;
+use crate::stats::ActorStats;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("setup: {0}")]
+    Setup(#[from] ClientError),
+    #[error(
+        "stream '{0}' or its topic '{TOPIC_NAME}' does not exist; run a producer benchmark first"
+    )]
+    MissingStream(String),
+    #[error("{actor}: {source}")]
+    Actor { actor: String, source: ActorError },
+    #[error("actor task failed: {0}")]
+    Join(String),
+}
+
+/// A stream of the run as set up on the server.
+#[derive(Debug, Clone, Copy)]
+struct StreamSetup {
+    stream_id: u32,
+    topic_id: u32,
+    /// Messages already in the topic when the run started (consumer-only modes use it).
+    messages_count: u64,
+}
+
+fn stream_name(i: u32) -> String {
+    format!("{STREAM_NAME_PREFIX}{i}")
+}
+
+/// Creates (or, for consumer-only modes and `--reuse-streams`, finds) the streams.
+async fn setup_streams(
+    admin: &mut Connection,
+    config: &BenchConfig,
+) -> Result<Vec<StreamSetup>, RunError> {
+    let mut out = Vec::with_capacity(config.streams as usize);
+    for i in 0..config.streams {
+        let name = stream_name(i);
+        let creates = config.mode.creates_streams();
+        if !creates || config.reuse_streams {
+            if let Some(t) = admin.find_topic(&name, TOPIC_NAME).await? {
+                out.push(StreamSetup {
+                    stream_id: t.stream_id,
+                    topic_id: t.topic_id,
+                    messages_count: t.messages_count,
+                });
+                continue;
+            }
+            if !creates {
+                return Err(RunError::MissingStream(name));
+            }
+        } else {
+            admin.delete_stream(&name).await?;
+        }
+        let stream_id = admin.create_stream(&name).await?;
+        let topic_id = admin
+            .create_topic(
+                stream_id,
+                TOPIC_NAME,
+                config.partitions,
+                config.ack.durability_option(),
+            )
+            .await?;
+        out.push(StreamSetup {
+            stream_id,
+            topic_id,
+            messages_count: 0,
+        });
+    }
+    Ok(out)
+}
+
+/// Creates (or finds) consumer group `j` on stream `j % streams`; returns the group ids.
+async fn setup_groups(
+    admin: &mut Connection,
+    config: &BenchConfig,
+    streams: &[StreamSetup],
+) -> Result<Vec<u32>, RunError> {
+    let mut ids = Vec::new();
+    for j in 0..config.consumer_groups {
+        let s = streams[(j % config.streams) as usize];
+        let name = format!("cg-{j}");
+        let id = match admin
+            .create_consumer_group(s.stream_id, s.topic_id, &name)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) if e.code() == Some(CODE_CONSUMER_GROUP_NAME_ALREADY_EXISTS) => admin
+                .find_consumer_group(s.stream_id, s.topic_id, &name)
+                .await?
+                .ok_or(RunError::Setup(e))?,
+            Err(e) => return Err(e.into()),
+        };
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn count_where(n: u32, modulo: u32, value: u32) -> u64 {
+    (0..n).filter(|i| i % modulo == value).count() as u64
+}
+
+type ActorTask = tokio::task::JoinHandle<Result<ActorStats, (String, ActorError)>>;
+
+/// Runs the benchmark described by `config` against the server.
+///
+/// # Errors
+/// [`RunError`] when setup fails or any actor fails.
+pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
+    let started_at_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut admin =
+        Connection::connect(&config.server_address, &config.username, &config.password).await?;
+    let streams = setup_streams(&mut admin, &config).await?;
+    let group_ids = setup_groups(&mut admin, &config, &streams).await?;
+    let ctx = ActorContext {
+        clock: RunClock::new(),
+        progress_messages: Arc::new(AtomicU64::new(0)),
+        warmup_us: config.warmup_us,
+        sampling_us: config.sampling_us,
+        message_size_bytes: config.message_size_bytes,
+        messages_per_batch: config.messages_per_batch,
+        inflight: config.inflight,
+    };
+    let per_actor = config.message_batches * u64::from(config.messages_per_batch);
+    let mut verifiers: Vec<Arc<Mutex<Verifier>>> = Vec::new();
+    let mut groups: Vec<Arc<GroupShared>> = Vec::new();
+    // Connections are opened (and logged in) before any actor starts, so login time is not measured.
+    let mut tasks: Vec<ActorTask> = Vec::new();
+    let mut progress_total = 0u64;
+    let producing = matches!(
+        config.mode,
+        Mode::PinnedProducer
+            | Mode::PinnedProducerAndConsumer
+            | Mode::BalancedProducer
+            | Mode::BalancedProducerAndConsumerGroup
+    );
+    let concurrent_producers = producing && config.consumers > 0;
+    // The largest sequence a producer can have written (bounds the verifier's bitmaps).
+    let sequence_bound = per_actor.max(streams.iter().map(|s| s.messages_count).max().unwrap_or(0));
+    if config.mode == Mode::EndToEndProducingConsumer {
+        for id in 0..config.producers {
+            let s = streams[(id % config.streams) as usize];
+            let plan = producer_plan(&config, id, s, Some(0));
+            let verifier = config.verify.then(|| {
+                Arc::new(Mutex::new(Verifier::new(
+                    config.message_size_bytes,
+                    per_actor,
+                    per_actor,
+                )))
+            });
+            verifiers.extend(verifier.clone());
+            let conn =
+                Connection::connect(&config.server_address, &config.username, &config.password)
+                    .await?;
+            let c = ctx.clone();
+            tasks.push(tokio::spawn(async move {
+                run_producing_consumer(conn, plan, verifier, c)
+                    .await
+                    .map_err(|e| (format!("producing consumer {id}"), e))
+            }));
+            progress_total += 2 * per_actor;
+        }
+    }
+    if producing {
+        let partition = matches!(
+            config.mode,
+            Mode::PinnedProducer | Mode::PinnedProducerAndConsumer
+        )
+        .then_some(0);
+        for id in 0..config.producers {
+            let s = streams[(id % config.streams) as usize];
+            let plan = producer_plan(&config, id, s, partition);
+            let conn =
+                Connection::connect(&config.server_address, &config.username, &config.password)
+                    .await?;
+            let c = ctx.clone();
+            tasks.push(tokio::spawn(async move {
+                run_producer(conn, plan, c)
+                    .await
+                    .map_err(|e| (format!("producer {id}"), e))
+            }));
+            progress_total += per_actor;
+        }
+    }
+    for id in 0..config.consumers {
+        let (plan, expected) = if config.consumer_groups == 0 {
+            let stream_index = id % config.streams;
+            let s = streams[stream_index as usize];
+            let expected = if concurrent_producers {
+                count_where(config.producers, config.streams, stream_index) * per_actor
+            } else {
+                per_actor
+            };
+            let verifier = config.verify.then(|| {
+                Arc::new(Mutex::new(Verifier::new(
+                    config.message_size_bytes,
+                    sequence_bound,
+                    expected,
+                )))
+            });
+            verifiers.extend(verifier.clone());
+            let mode = ConsumerMode::Pinned {
+                expected_messages: expected,
+                verifier,
+            };
+            (
+                ConsumerPlan {
+                    id,
+                    stream_id: s.stream_id,
+                    topic_id: s.topic_id,
+                    mode,
+                    end_to_end: concurrent_producers,
+                },
+                expected,
+            )
+        } else {
+            let group = id % config.consumer_groups;
+            let stream_index = group % config.streams;
+            let s = streams[stream_index as usize];
+            if groups.len() <= group as usize {
+                let target = if concurrent_producers {
+                    count_where(config.producers, config.streams, stream_index) * per_actor
+                } else {
+                    count_where(config.consumers, config.consumer_groups, group) * per_actor
+                };
+                let verifier = config.verify.then(|| {
+                    Mutex::new(Verifier::new(
+                        config.message_size_bytes,
+                        sequence_bound,
+                        target,
+                    ))
+                });
+                groups.push(Arc::new(GroupShared {
+                    received: AtomicU64::new(0),
+                    target_messages: target,
+                    verifier,
+                }));
+            }
+            let shared = groups[group as usize].clone();
+            let expected = if id < config.consumer_groups {
+                shared.target_messages
+            } else {
+                0
+            };
+            let mode = ConsumerMode::Group {
+                group_id: group_ids[group as usize],
+                shared,
+            };
+            (
+                ConsumerPlan {
+                    id,
+                    stream_id: s.stream_id,
+                    topic_id: s.topic_id,
+                    mode,
+                    end_to_end: concurrent_producers,
+                },
+                expected,
+            )
+        };
+        let mut conn =
+            Connection::connect(&config.server_address, &config.username, &config.password).await?;
+        if let ConsumerMode::Group { group_id, .. } = &plan.mode {
+            conn.join_consumer_group(plan.stream_id, plan.topic_id, *group_id)
+                .await?;
+        }
+        let c = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            run_consumer(conn, plan, c)
+                .await
+                .map_err(|e| (format!("consumer {id}"), e))
+        }));
+        progress_total += expected;
+    }
+    let actors = gather(tasks, &ctx, progress_total).await?;
+    let verify = config.verify.then(|| {
+        let mut total = VerifyReport::default();
+        for v in &verifiers {
+            total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+        }
+        for g in &groups {
+            if let Some(v) = &g.verifier {
+                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+            }
+        }
+        total
+    });
+    Ok(BenchReport::new(config, started_at_unix_s, actors, verify))
+}
+
+fn producer_plan(
+    config: &BenchConfig,
+    id: u32,
+    s: StreamSetup,
+    partition_id: Option<u32>,
+) -> ProducerPlan {
+    let senders = u64::from(config.producers.max(1));
+    ProducerPlan {
+        id,
+        stream_id: s.stream_id,
+        topic_id: s.topic_id,
+        partition_id,
+        batches: config.message_batches,
+        rate_bytes_per_sec: config
+            .rate_limit_bytes_per_sec
+            .map(|r| (r / senders).max(1)),
+    }
+}
+
+/// Waits for every actor while a progress bar (on a terminal) follows the message count.
+async fn gather(
+    tasks: Vec<ActorTask>,
+    ctx: &ActorContext,
+    progress_total: u64,
+) -> Result<Vec<ActorStats>, RunError> {
+    let bar = indicatif::ProgressBar::new(progress_total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} messages ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let progress = ctx.progress_messages.clone();
+    let ticker_bar = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            ticker_bar.set_position(progress.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(PROGRESS_REFRESH_MS)).await;
+        }
+    });
+    let mut actors = Vec::with_capacity(tasks.len());
+    let mut failure = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(stats)) => actors.push(stats),
+            Ok(Err((actor, source))) => {
+                failure.get_or_insert(RunError::Actor { actor, source });
+            }
+            Err(e) => {
+                failure.get_or_insert(RunError::Join(e.to_string()));
+            }
+        }
+    }
+    ticker.abort();
+    bar.set_position(ctx.progress_messages.load(Ordering::Relaxed));
+    bar.finish_and_clear();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(actors),
+    }
+}
