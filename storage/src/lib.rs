@@ -18,6 +18,7 @@ mod retention;
 pub mod segment;
 mod shard;
 pub mod stats;
+pub mod testkit;
 mod types;
 
 pub use shard::Shard;

@@ -137,11 +137,5 @@ pub fn partition_dir(root: &Path) -> std::path::PathBuf {
     root.join("streams/0/topics/0/partitions/0")
 }
 
-/// A record with the server-stamped fields (partition, base offset, base timestamp, batch
-/// checksum) zeroed: what must equal the batch the client sent.
-pub fn unstamped(record: &[u8]) -> Vec<u8> {
-    let mut out = record.to_vec();
-    out[0..24].fill(0);
-    out[40..48].fill(0);
-    out
-}
+#[allow(unused_imports)]
+pub use riptide_storage::testkit::unstamped;
