@@ -317,18 +317,32 @@ fn write_file_durably(
     bytes: &[u8],
 ) -> Result<(), MetadataError> {
     let temp_path = dir.join(temp_name);
+    let result = write_temp_and_rename(dir, &temp_path, &dir.join(final_name), bytes);
+    if result.is_err() {
+        // On a full disk the half-written temp file holds the very space the next attempt
+        // needs; open() would remove it anyway.
+        let _ = fs::remove_file(&temp_path);
+    }
+    result
+}
+
+fn write_temp_and_rename(
+    dir: &Path,
+    temp_path: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+) -> Result<(), MetadataError> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temp_path)
-        .map_err(io_error("create", &temp_path))?;
+        .open(temp_path)
+        .map_err(io_error("create", temp_path))?;
     file.write_all_at(bytes, 0)
-        .map_err(io_error("write", &temp_path))?;
-    file.sync_all().map_err(io_error("fsync", &temp_path))?;
+        .map_err(io_error("write", temp_path))?;
+    file.sync_all().map_err(io_error("fsync", temp_path))?;
     drop(file);
-    let final_path = dir.join(final_name);
-    fs::rename(&temp_path, &final_path).map_err(io_error("rename", &final_path))?;
+    fs::rename(temp_path, final_path).map_err(io_error("rename", final_path))?;
     sync_dir(dir)
 }
 
