@@ -90,6 +90,20 @@ pub fn render(report: &BenchReport) -> String {
         "messages sent: {}, received: {}",
         report.messages_sent, report.messages_received
     );
+    // One machine-readable line per group, for scripts (scripts/bench.sh reads these with awk).
+    for g in &report.groups {
+        let _ = writeln!(
+            out,
+            "summary: {} mb_per_sec={:.2} msg_per_sec={:.0} p50_us={} p99_us={} p999_us={} messages={}",
+            g.actor.label().replace(' ', "_"),
+            g.throughput.mb_per_sec,
+            g.throughput.messages_per_sec,
+            g.latency.p50_us,
+            g.latency.p99_us,
+            g.latency.p999_us,
+            g.throughput.messages
+        );
+    }
     if let Some(v) = &report.verify {
         let verdict = if v.passed() { "PASSED" } else { "FAILED" };
         let _ = writeln!(
@@ -117,6 +131,8 @@ mod tests {
         assert!(text.contains("all consumers end-to-end"), "{text}");
         assert!(text.contains("producer 1"));
         assert!(text.contains("p99.99"));
+        assert!(text.contains("summary: producer mb_per_sec="), "{text}");
+        assert!(text.contains("summary: consumer mb_per_sec="), "{text}");
         assert!(text.contains("verify: PASSED"), "{text}");
         // 2 group rows + 1 end-to-end + 3 actors.
         assert_eq!(rows(&r).len(), 6);

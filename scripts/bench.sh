@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Runs riptide's standard benchmark suite against a freshly started appliance and prints ONE table:
+# every figure in MB/s and as a fraction of the machine ceiling measured in the same run.
+#
+# Ceilings (measured on the filesystem that holds the data directory, and on loopback):
+#   disk write  dd oflag=direct conv=fdatasync, sequential 1 MiB blocks
+#   disk read   dd iflag=direct of the same file
+#   loopback    riptide-loopback-ceiling: one TCP connection on 127.0.0.1, 1 MiB writes
+# Suite, for each acknowledgement mode (durable, memory):
+#   pinned-producer, pinned-consumer, pinned-producer-and-consumer,
+#   balanced-producer + balanced-consumer-group
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: scripts/bench.sh [options]
+Builds riptide in release mode, starts riptide-dataplane on a fresh data directory, measures the
+machine's ceilings, runs the standard suite and prints one table (MB/s and fraction of ceiling).
+
+  --quick                 small sizes: the whole run takes about a minute
+  --producers N           producers (and consumers) per benchmark      (default 4, quick 2)
+  --batches N             batches per actor                             (default 250, quick 40)
+  --message-size BYTES    payload bytes per message                     (default 1000)
+  --messages-per-batch N  messages per batch                            (default 1000)
+  --partitions N          partitions in the balanced benchmarks         (default 8, quick 4)
+  --inflight N            requests in flight per connection             (default 1)
+  --acks "durable memory" acknowledgement modes to run                  (default both)
+  --data-parent DIR       where the fresh data directory is created     (default /var/tmp)
+  --output DIR            keep every benchmark's JSON/HTML/PNG here     (default: a temp dir)
+  --skip-build            use the binaries already built
+  -h, --help              this text
+Environment: CARGO_TARGET_DIR (default <repo>/target) locates the binaries.
+USAGE
+}
+
+producers=""; batches=""; partitions=""
+message_size=1000; messages_per_batch=1000; inflight=1
+acks="durable memory"; data_parent=/var/tmp; output=""; quick=0; build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --producers) producers="$2"; shift ;;
+    --batches) batches="$2"; shift ;;
+    --message-size) message_size="$2"; shift ;;
+    --messages-per-batch) messages_per_batch="$2"; shift ;;
+    --partitions) partitions="$2"; shift ;;
+    --inflight) inflight="$2"; shift ;;
+    --acks) acks="$2"; shift ;;
+    --data-parent) data_parent="$2"; shift ;;
+    --output) output="$2"; shift ;;
+    --skip-build) build=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$quick" -eq 1 ]; then
+  producers="${producers:-2}"; batches="${batches:-40}"; partitions="${partitions:-4}"
+else
+  producers="${producers:-4}"; batches="${batches:-250}"; partitions="${partitions:-8}"
+fi
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+release="$target/release"
+
+if [ "$build" -eq 1 ]; then
+  echo "bench.sh: building release binaries" >&2
+  (cd "$repo" && cargo build --release -p riptide-dataplane -p riptide-bench -p riptide-storage >&2)
+fi
+for bin in riptide-dataplane riptide-bench riptide-loopback-ceiling; do
+  [ -x "$release/$bin" ] || { echo "bench.sh: $release/$bin missing (build failed?)" >&2; exit 1; }
+done
+
+work="$(mktemp -d "$data_parent/riptide-bench.XXXXXX")"
+data="$work/data"
+mkdir -p "$data"
+[ -n "$output" ] || output="$work/results"
+mkdir -p "$output"
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$data" "$work/ceiling.bin"
+}
+trap cleanup EXIT
+
+# Volume of one producer run: the disk ceiling writes and reads the same amount.
+volume_mb=$(( producers * batches * message_size * messages_per_batch / 1000000 ))
+[ "$volume_mb" -ge 64 ] || volume_mb=64
+
+# MB/s (10^6 bytes) from dd's closing line: "<bytes> bytes (...) copied, <seconds> s, ...".
+dd_mb_per_sec() {
+  awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") s = $(i-1); printf "%.1f\n", $1 / s / 1e6 }'
+}
+
+echo "bench.sh: measuring ceilings on $(df --output=source,fstype "$data_parent" | tail -1) ($volume_mb MB)" >&2
+disk_write=$(dd if=/dev/zero of="$work/ceiling.bin" bs=1M count="$volume_mb" oflag=direct conv=fdatasync 2>&1 | dd_mb_per_sec)
+disk_read=$(dd if="$work/ceiling.bin" of=/dev/null bs=1M iflag=direct 2>&1 | dd_mb_per_sec)
+rm -f "$work/ceiling.bin"
+loopback=$("$release/riptide-loopback-ceiling" --total-bytes "${volume_mb}MB" | sed -n 's/^loopback_mb_per_sec=//p')
+
+echo "bench.sh: starting riptide-dataplane (data $data)" >&2
+IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
+  "$release/riptide-dataplane" >"$work/server.log" 2>&1 &
+server_pid=$!
+address=""
+for _ in $(seq 1 600); do
+  if [ -f "$data/runtime/current_config.toml" ]; then
+    address=$(awk '/^\[/{tcp=($0=="[tcp]")} tcp && /^address/ {gsub(/"/, "", $3); print $3}' "$data/runtime/current_config.toml")
+    [ -n "$address" ] && break
+  fi
+  kill -0 "$server_pid" 2>/dev/null || { echo "bench.sh: server exited; log:" >&2; cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$address" ] || { echo "bench.sh: server did not report its address" >&2; exit 1; }
+echo "bench.sh: server at $address" >&2
+
+rows=()
+# run NAME ACK MODE [MODE OPTIONS...]: one benchmark; appends a row per actor group.
+run() {
+  local name="$1" ack="$2"; shift 2
+  local dir="$output/$name-$ack" log
+  log="$("$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" -b "$batches" \
+    --ack "$ack" --inflight "$inflight" "$@" tcp --server-address "$address" output -o "$dir" 2>"$dir.err")" || {
+      echo "bench.sh: $name ($ack) failed:" >&2; cat "$dir.err" >&2; echo "$log" >&2; exit 1; }
+  echo "$log" >"$dir.txt"
+  while read -r _ actor fields; do
+    rows+=("$name $ack $actor $fields")
+  done < <(grep '^summary: ' <<<"$log")
+}
+
+for ack in $acks; do
+  run pinned-producer "$ack" pinned-producer -p "$producers"
+  run pinned-consumer "$ack" pinned-consumer -c "$producers"
+  run pinned-producer-and-consumer "$ack" pinned-producer-and-consumer -p "$producers" -c "$producers"
+  run balanced-producer "$ack" balanced-producer -p "$producers" -a "$partitions"
+  run balanced-consumer-group "$ack" balanced-consumer-group -c "$producers" -g 1
+done
+
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+fraction() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+lower() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
+
+echo
+echo "riptide bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $producers actors x $batches batches x $messages_per_batch x $message_size B, inflight $inflight"
+printf 'ceilings: disk write %s MB/s, disk read %s MB/s, loopback TCP %s MB/s\n' "$disk_write" "$disk_read" "$loopback"
+printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' benchmark ack actors MB/s ceiling fraction p50_ms p99_ms
+for r in "${rows[@]}"; do
+  read -r name ack actor fields <<<"$r"
+  mbps=$(field mb_per_sec "$fields"); p50=$(field p50_us "$fields"); p99=$(field p99_us "$fields")
+  if [ "$actor" = "producer" ]; then
+    # Producers are bound by both the disk and the network: the lower ceiling applies.
+    ceiling=$(lower "$disk_write" "$loopback"); ceiling_name="min(disk w, tcp)"
+  else
+    ceiling="$loopback"; ceiling_name="loopback tcp"
+  fi
+  printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' "$name" "$ack" "${actor}s" "$mbps" \
+    "$ceiling_name" "$(fraction "$mbps" "$ceiling")" \
+    "$(awk -v u="$p50" 'BEGIN{printf "%.3f", u/1000}')" "$(awk -v u="$p99" 'BEGIN{printf "%.3f", u/1000}')"
+done
+echo "results: $output"
