@@ -24,7 +24,9 @@ pub use object::{
     write_xdp_object, REUSEPORT_STEER_OBJECT, XDP_OBJECT_FILE_NAME, XDP_STEER_OBJECT,
 };
 pub use reuseport::{ConnectionCounter, ReuseportCounters, ReuseportSteering, SteeringPolicy};
-pub use xdp::{XdpConfig, XdpCounters, XdpMaps, XdpModePreference, XdpSteering};
+pub use xdp::{
+    XdpAction, XdpConfig, XdpCounters, XdpMaps, XdpModePreference, XdpProgram, XdpRun, XdpSteering,
+};
 
 /// Loads the deliberately broken test program (`src/bpf/tests/broken.c`) and returns the verifier's
 /// verdict. Exists so the tests (and a curious operator) can see what a verifier error looks like.

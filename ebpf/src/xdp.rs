@@ -250,6 +250,149 @@ pub enum XdpModePreference {
     GenericOnly,
 }
 
+/// What the XDP program decided for a frame (its return code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAction {
+    /// XDP_ABORTED.
+    Aborted,
+    /// XDP_DROP.
+    Drop,
+    /// XDP_PASS: to the kernel.
+    Pass,
+    /// XDP_TX.
+    Tx,
+    /// XDP_REDIRECT: to the AF_XDP socket.
+    Redirect,
+    /// Any other code.
+    Other(u32),
+}
+
+impl XdpAction {
+    fn from_code(code: u32) -> XdpAction {
+        match code {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Other(other),
+        }
+    }
+}
+
+/// The outcome of running frames through the program with BPF_PROG_TEST_RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpRun {
+    /// The program's decision.
+    pub action: XdpAction,
+    /// Mean time of one run, as the kernel measured it.
+    pub duration_per_run_ns: u64,
+}
+
+/// riptide's XDP program loaded into the kernel but not attached to any interface: the first half
+/// of [`XdpSteering::attach`], and on its own a way to run frames through the real program in the
+/// kernel (tests, benchmarks, checking a configuration).
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    maps: XdpMaps,
+    xsks: XskMap<MapData>,
+    program_id: u32,
+}
+
+impl XdpProgram {
+    /// Loads the program (through the verifier) and writes `config`.
+    ///
+    /// # Errors
+    /// [`EbpfError::Object`] when the maps cannot be created, [`EbpfError::Verifier`] with the
+    /// verifier log, [`EbpfError::InvalidArgument`] for a bad configuration.
+    pub fn load(config: &XdpConfig) -> Result<XdpProgram, EbpfError> {
+        let mut ebpf =
+            EbpfLoader::new()
+                .load(XDP_STEER_OBJECT)
+                .map_err(|source| EbpfError::Object {
+                    object: OBJECT,
+                    source,
+                })?;
+        let config_map = take(&mut ebpf, XDP_CONFIG_MAP_NAME)?;
+        let counters_map = take(&mut ebpf, XDP_COUNTERS_MAP_NAME)?;
+        let mut maps = XdpMaps::from_maps(config_map, counters_map)?;
+        maps.configure(config)?;
+        let xsks =
+            XskMap::try_from(take(&mut ebpf, XSKS_MAP_NAME)?).map_err(|source| EbpfError::Map {
+                map: XSKS_MAP_NAME,
+                source,
+            })?;
+        let program = xdp_program(&mut ebpf)?;
+        program
+            .load()
+            .map_err(|error| load_error(XDP_PROGRAM_NAME, error))?;
+        let program_id = program
+            .info()
+            .map_err(|source| EbpfError::Program {
+                program: XDP_PROGRAM_NAME,
+                action: "info",
+                source,
+            })?
+            .id();
+        Ok(XdpProgram {
+            ebpf,
+            maps,
+            xsks,
+            program_id,
+        })
+    }
+
+    /// Runs `frame` through the program `repeat` times (at least once) on receive queue 0 and
+    /// returns its decision. Counters count these runs like real frames. A redirect is decided
+    /// but not carried out.
+    ///
+    /// # Errors
+    /// The kernel's error, e.g. EINVAL for a frame shorter than an Ethernet header.
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<XdpRun, EbpfError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let program: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM_NAME)
+            .ok_or_else(|| EbpfError::Missing {
+                object: OBJECT,
+                kind: "program",
+                name: XDP_PROGRAM_NAME.into(),
+            })?
+            .try_into()
+            .map_err(|source| EbpfError::Program {
+                program: XDP_PROGRAM_NAME,
+                action: "type check",
+                source,
+            })?;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let result = program
+            .test_run(options)
+            .map_err(|source| EbpfError::Program {
+                program: XDP_PROGRAM_NAME,
+                action: "test run",
+                source,
+            })?;
+        Ok(XdpRun {
+            action: XdpAction::from_code(result.return_value),
+            duration_per_run_ns: result.duration.as_nanos() as u64,
+        })
+    }
+
+    /// The configuration and counter maps.
+    pub fn maps(&mut self) -> &mut XdpMaps {
+        &mut self.maps
+    }
+
+    /// The kernel id of the loaded program.
+    pub fn program_id(&self) -> u32 {
+        self.program_id
+    }
+}
+
 /// riptide's XDP steering program, loaded and attached by this process.
 pub struct XdpSteering {
     // Holds the program and its link; dropping it detaches.
@@ -277,35 +420,13 @@ impl XdpSteering {
     ) -> Result<XdpSteering, EbpfError> {
         let if_index = interface_index(interface)?;
         remove_stale(interface)?;
-        let mut ebpf =
-            EbpfLoader::new()
-                .load(XDP_STEER_OBJECT)
-                .map_err(|source| EbpfError::Object {
-                    object: OBJECT,
-                    source,
-                })?;
-        let config_map = take(&mut ebpf, XDP_CONFIG_MAP_NAME)?;
-        let counters_map = take(&mut ebpf, XDP_COUNTERS_MAP_NAME)?;
-        let mut maps = XdpMaps::from_maps(config_map, counters_map)?;
-        maps.configure(config)?;
-        let xsks =
-            XskMap::try_from(take(&mut ebpf, XSKS_MAP_NAME)?).map_err(|source| EbpfError::Map {
-                map: XSKS_MAP_NAME,
-                source,
-            })?;
-
+        let XdpProgram {
+            mut ebpf,
+            maps,
+            xsks,
+            program_id,
+        } = XdpProgram::load(config)?;
         let program = xdp_program(&mut ebpf)?;
-        program
-            .load()
-            .map_err(|error| load_error(XDP_PROGRAM_NAME, error))?;
-        let program_id = program
-            .info()
-            .map_err(|source| EbpfError::Program {
-                program: XDP_PROGRAM_NAME,
-                action: "info",
-                source,
-            })?
-            .id();
         let (mode, fallback_reason) =
             attach_with_preference(program, interface, if_index, preference)?;
         Ok(XdpSteering {
