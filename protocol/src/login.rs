@@ -14,10 +14,11 @@ use crate::constants::{
     PROTOCOL_VERSION_COMPONENT_BITS, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN,
 };
 use crate::request::Rejection;
+use bytes::BytesMut;
 use iggy_binary_protocol::requests::users::{LoginRegisterRequest, LoginRegisterWithPatRequest};
-use iggy_binary_protocol::{ClientVersionInfo, WireDecode};
+use iggy_binary_protocol::{ClientVersionInfo, WireDecode, WireEncode, WireError, WireName};
 // iggy wraps passwords and tokens in `secrecy` types.
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The client's version prefix, as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,40 @@ pub const fn pack_protocol_version(major: u32, minor: u32, patch: u32) -> u32 {
         | (patch & mask)
 }
 
+/// Client side: encodes a Register body of either shape, as the iggy SDK does.
+///
+/// # Errors
+/// [`WireError::Validation`] when the SDK name or version is empty or longer than 255 bytes.
+pub fn encode_register(login: &Login, buf: &mut BytesMut) -> Result<(), WireError> {
+    let version = login.version();
+    let version_info = ClientVersionInfo {
+        protocol_version: version.protocol_version,
+        sdk_name: WireName::new(version.sdk_name.as_str())?,
+        sdk_version: WireName::new(version.sdk_version.as_str())?,
+    };
+    match login {
+        Login::Password {
+            username,
+            password,
+            context,
+            ..
+        } => LoginRegisterRequest {
+            version_info,
+            username: WireName::new(username.as_str())?,
+            password: SecretString::from(password.as_str()),
+            client_context: context.clone(),
+        }
+        .encode(buf),
+        Login::Token { token, context, .. } => LoginRegisterWithPatRequest {
+            version_info,
+            token: SecretString::from(token.as_str()),
+            client_context: context.clone(),
+        }
+        .encode(buf),
+    }
+    Ok(())
+}
+
 /// Decodes a Register body and applies the version gate.
 ///
 /// # Errors
@@ -145,8 +180,6 @@ pub fn parse_register(body: &[u8]) -> Result<Login, LoginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iggy_binary_protocol::{WireEncode, WireName};
-    use secrecy::SecretString;
 
     fn info(protocol_version: u32) -> ClientVersionInfo {
         ClientVersionInfo {

@@ -13,6 +13,7 @@
 use crate::codes::{CommandCode, ErrorCode, EvictionReason, Operation};
 use crate::constants::BATCH_HEADER_SIZE_BYTES;
 use crate::login::{self, Login, LoginError};
+use bytes::BytesMut;
 use iggy_binary_protocol::requests::consumer_groups::*;
 use iggy_binary_protocol::requests::consumer_offsets::*;
 use iggy_binary_protocol::requests::messages::{FlushUnsavedBufferRequest, PollMessagesRequest};
@@ -29,7 +30,7 @@ use iggy_binary_protocol::requests::system::{
 };
 use iggy_binary_protocol::requests::topics::*;
 use iggy_binary_protocol::requests::users::*;
-use iggy_binary_protocol::{WireDecode, WireError};
+use iggy_binary_protocol::{WireDecode, WireEncode, WireError};
 
 /// What a server does with a request it cannot accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +304,7 @@ impl<'a> SendMessages<'a> {
 }
 
 /// Every request a client can send, decoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum Request<'a> {
     Ping,
@@ -494,6 +495,97 @@ impl<'a> Request<'a> {
             // Logins only arrive as operation Register (`decode` routes those before here).
             other => return Err(DecodeError::UnknownCommand(other.as_u32())),
         })
+    }
+}
+
+impl Request<'_> {
+    /// The operation byte the iggy SDK puts in the header for this request.
+    pub fn operation(&self) -> Operation {
+        self.command().operation()
+    }
+
+    /// Client side: appends the body exactly as the iggy 0.11 SDK encodes it.
+    ///
+    /// # Errors
+    /// [`WireError::Validation`] when a login carries an empty or over-long SDK name/version.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        let mut buf = BytesMut::new();
+        match self {
+            Self::SendMessages(send) => {
+                SendMessages::emit_prefix(
+                    send.stream,
+                    send.topic,
+                    send.partitioning,
+                    send.messages_count,
+                    out,
+                );
+                out.extend_from_slice(send.batch);
+                return Ok(());
+            }
+            Self::LoginRegister(login) | Self::LoginRegisterWithPat(login) => {
+                login::encode_register(login, &mut buf)?;
+            }
+            _ => self.encode_typed(&mut buf),
+        }
+        out.extend_from_slice(&buf);
+        Ok(())
+    }
+
+    fn encode_typed(&self, buf: &mut BytesMut) {
+        let typed: &dyn WireEncodeDyn = match self {
+            Self::GetSnapshot(r) => r,
+            Self::DescribeOptions(r) => r,
+            Self::AttachConsumerSession(r) => r,
+            Self::GetClient(r) => r,
+            Self::GetUser(r) => r,
+            Self::CreateUser(r) => r,
+            Self::DeleteUser(r) => r,
+            Self::UpdateUser(r) => r,
+            Self::UpdatePermissions(r) => r,
+            Self::ChangePassword(r) => r,
+            Self::CreatePersonalAccessToken(r) => r,
+            Self::DeletePersonalAccessToken(r) => r,
+            Self::PollMessages(r) | Self::GetPollRouting(r) | Self::PollMessagesOnPrimary(r) => r,
+            Self::FlushUnsavedBuffer(r) => r,
+            Self::GetConsumerOffset(r) | Self::GetConsumerOffsetRouting(r) => r,
+            Self::StoreConsumerOffset(r) => r,
+            Self::DeleteConsumerOffset(r) => r,
+            Self::GetStream(r) => r,
+            Self::CreateStream(r) => r,
+            Self::DeleteStream(r) => r,
+            Self::UpdateStream(r) => r,
+            Self::PurgeStream(r) => r,
+            Self::GetTopic(r) => r,
+            Self::GetTopics(r) => r,
+            Self::CreateTopic(r) => r,
+            Self::DeleteTopic(r) => r,
+            Self::UpdateTopic(r) => r,
+            Self::PurgeTopic(r) => r,
+            Self::CreatePartitions(r) => r,
+            Self::DeletePartitions(r) => r,
+            Self::DeleteSegments(r) => r,
+            Self::GetConsumerGroup(r) => r,
+            Self::GetConsumerGroups(r) => r,
+            Self::CreateConsumerGroup(r) => r,
+            Self::DeleteConsumerGroup(r) => r,
+            Self::JoinConsumerGroup(r) => r,
+            Self::LeaveConsumerGroup(r) => r,
+            Self::SyncConsumerGroup(r) => r,
+            // Body-less commands; logins and sends are encoded by `encode`.
+            _ => return,
+        };
+        typed.encode_into(buf);
+    }
+}
+
+/// Object-safe view of `WireEncode` so one match can pick the body to encode.
+trait WireEncodeDyn {
+    fn encode_into(&self, buf: &mut BytesMut);
+}
+
+impl<T: WireEncode> WireEncodeDyn for T {
+    fn encode_into(&self, buf: &mut BytesMut) {
+        self.encode(buf);
     }
 }
 
