@@ -27,6 +27,10 @@ pub struct MapSummary {
     pub name: String,
     /// Map type, as aya names it.
     pub kind: String,
+    /// Entries the map can hold.
+    pub max_entries: u32,
+    /// Bytes of one value.
+    pub value_size_bytes: u32,
 }
 
 /// The XDP program on one interface.
@@ -178,6 +182,17 @@ fn reuseport_report(program: &ProgramInfo) -> Result<ReuseportReport, EbpfError>
     })
 }
 
+/// The maps of loaded program `program_id`, sorted by name (empty when it no longer exists).
+///
+/// # Errors
+/// bpf syscall errors (e.g. without root).
+pub fn program_maps(program_id: u32) -> Result<Vec<MapSummary>, EbpfError> {
+    match kernel::program_by_id(program_id)? {
+        Some(program) => map_summaries(&program),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn map_summaries(program: &ProgramInfo) -> Result<Vec<MapSummary>, EbpfError> {
     let mut out = Vec::new();
     for (name, map) in kernel::maps_of(program, "(listed)")? {
@@ -192,6 +207,8 @@ fn map_summaries(program: &ProgramInfo) -> Result<Vec<MapSummary>, EbpfError> {
             id: info.id(),
             name,
             kind,
+            max_entries: info.max_entries(),
+            value_size_bytes: info.value_size(),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -200,7 +217,11 @@ fn map_summaries(program: &ProgramInfo) -> Result<Vec<MapSummary>, EbpfError> {
 
 fn write_maps(f: &mut fmt::Formatter<'_>, maps: &[MapSummary]) -> fmt::Result {
     for map in maps {
-        writeln!(f, "    map {} id {} ({})", map.name, map.id, map.kind)?;
+        writeln!(
+            f,
+            "    map {} id {} ({}, {} entries)",
+            map.name, map.id, map.kind, map.max_entries
+        )?;
     }
     Ok(())
 }

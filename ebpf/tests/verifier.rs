@@ -40,3 +40,46 @@ fn reuseport_program_passes_the_verifier() {
     assert_eq!(counters.selected, vec![0; 4]);
     assert_eq!(counters.policy, Some(SteeringPolicy::LeastConnections));
 }
+
+/// The C programs repeat the limits in `constants.rs`; the loaded maps must agree with them.
+#[test]
+fn map_sizes_match_the_rust_constants() {
+    if !common::kernel_features_available("map_sizes_match_the_rust_constants") {
+        return;
+    }
+    use riptide_ebpf::constants::*;
+    let find = |maps: &[riptide_ebpf::show::MapSummary], name: &str| {
+        maps.iter()
+            .find(|map| map.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no map {name}"))
+    };
+    let config = riptide_ebpf::XdpConfig {
+        ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+        ports: vec![1],
+    };
+    let xdp = riptide_ebpf::XdpProgram::load(&config).expect("load XDP");
+    let maps = riptide_ebpf::show::program_maps(xdp.program_id()).expect("XDP maps");
+    assert_eq!(find(&maps, XSKS_MAP_NAME).max_entries, XSKS_QUEUES_MAX);
+    // struct xdp_config: address, count, XDP_PORTS_MAX ports of 2 bytes.
+    assert_eq!(
+        find(&maps, XDP_CONFIG_MAP_NAME).value_size_bytes as usize,
+        8 + 2 * XDP_PORTS_MAX
+    );
+    assert_eq!(find(&maps, XDP_COUNTERS_MAP_NAME).max_entries, 5);
+
+    let reuse = ReuseportSteering::load(SteeringPolicy::Hash, 1).expect("load reuseport");
+    let maps =
+        riptide_ebpf::show::program_maps(reuse.program_id().expect("id")).expect("reuseport maps");
+    for name in [
+        REUSE_WORKERS_MAP_NAME,
+        REUSE_CONNS_MAP_NAME,
+        REUSE_SELECTED_MAP_NAME,
+    ] {
+        assert_eq!(
+            find(&maps, name).max_entries,
+            REUSEPORT_WORKERS_MAX,
+            "{name}"
+        );
+    }
+}
