@@ -550,6 +550,214 @@ pub fn poll_body(
 mod tests {
     use super::*;
 
+    use riptide_protocol::batch::{stamp, Batch};
+    use riptide_protocol::constants::FRAME_SIZE_MAX_BYTES;
+    use riptide_protocol::header::{ReplyRepr, RequestHeader};
+    use riptide_protocol::login::Login;
+    use riptide_protocol::reply::{
+        login_reply, poll_reply_prefix, result_err, result_ok, send_confirmations, SendConfirmation,
+    };
+    use riptide_protocol::request::{Identifier, Partitioning, Request, SendMessages};
+    use std::io::{Read, Write};
+
+    /// One request as the protocol crate's server-side decoders see it.
+    struct Seen {
+        header: [u8; HEADER_SIZE_BYTES],
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn read(socket: &mut std::net::TcpStream) -> Seen {
+            let mut header = [0u8; HEADER_SIZE_BYTES];
+            socket.read_exact(&mut header).unwrap();
+            let view = RequestHeader::new_checked(&header[..]).unwrap();
+            view.validate(FRAME_SIZE_MAX_BYTES)
+                .expect("header passes the server's validation");
+            let mut body = vec![0u8; view.size_bytes() as usize - HEADER_SIZE_BYTES];
+            socket.read_exact(&mut body).unwrap();
+            Seen { header, body }
+        }
+        fn view(&self) -> RequestHeader<&[u8]> {
+            RequestHeader::new_checked(&self.header[..]).unwrap()
+        }
+        fn request(&self) -> Request<'_> {
+            let v = self.view();
+            Request::decode(v.operation(), v.command_code(), &self.body).expect("body decodes")
+        }
+        fn reply(&self, socket: &mut std::net::TcpStream, status: u32, body: &[u8]) {
+            let mut header = [0u8; HEADER_SIZE_BYTES];
+            ReplyRepr::echo(&self.view(), 7, status).emit(body.len() as u32, &mut header);
+            socket.write_all(&header).unwrap();
+            socket.write_all(body).unwrap();
+        }
+    }
+
+    /// The server side of the conversation in `client_speaks_what_the_server_decodes`, written
+    /// with the protocol crate's own decoders and encoders.
+    fn peer(listener: std::net::TcpListener) {
+        let (mut s, _) = listener.accept().unwrap();
+        let login = Seen::read(&mut s);
+        assert_eq!((login.view().request(), login.view().session()), (0, 0));
+        match login.request() {
+            Request::LoginRegister(Login::Password {
+                username, password, ..
+            }) => {
+                assert_eq!((username.as_str(), password.as_str()), ("iggy", "secret"));
+            }
+            other => panic!("expected a Register, got {other:?}"),
+        }
+        let mut body = Vec::new();
+        login_reply(0, 7, &mut body);
+        login.reply(&mut s, 0, &body);
+
+        let create = Seen::read(&mut s);
+        assert_eq!(
+            (create.view().request(), create.view().session()),
+            (1, 7),
+            "metadata ops consume ids from 1"
+        );
+        assert!(
+            matches!(create.request(), Request::CreateStream(r) if r.name.as_str() == "bench-stream-0")
+        );
+        let mut body = Vec::new();
+        result_ok(&mut body);
+        body.extend_from_slice(&3u32.to_le_bytes());
+        create.reply(&mut s, 0, &body);
+
+        let topic = Seen::read(&mut s);
+        assert_eq!(topic.view().request(), 2);
+        match topic.request() {
+            Request::CreateTopic(r) => {
+                assert_eq!((r.partitions_count, r.name.as_str()), (1, "topic-1"));
+                assert!(String::from_utf8_lossy(r.options.as_bytes()).contains("persisted"));
+            }
+            other => panic!("expected CreateTopic, got {other:?}"),
+        }
+        let mut body = Vec::new();
+        result_ok(&mut body);
+        body.extend_from_slice(&5u32.to_le_bytes());
+        topic.reply(&mut s, 0, &body);
+
+        let delete = Seen::read(&mut s);
+        assert!(matches!(delete.request(), Request::DeleteStream(_)));
+        let mut body = Vec::new();
+        result_err(
+            riptide_protocol::codes::ErrorCode::from_wire(1010).unwrap(),
+            &mut body,
+        );
+        delete.reply(&mut s, 0, &body);
+
+        let send = Seen::read(&mut s);
+        assert_eq!(
+            send.view().request(),
+            4,
+            "after ids 1..=3, partition ops reuse the current id 4"
+        );
+        let mut record = {
+            let parsed = SendMessages::parse(&send.body).expect("SendMessages body parses");
+            assert_eq!(parsed.stream, Identifier::Numeric(3));
+            assert_eq!(parsed.topic, Identifier::Numeric(5));
+            assert_eq!(parsed.partitioning, Partitioning::PartitionId(0));
+            assert_eq!(parsed.messages_count, 10);
+            Batch::new_checked(parsed.batch).expect("batch checksums valid");
+            parsed.batch.to_vec()
+        };
+        let mut body = Vec::new();
+        send_confirmations(
+            &[SendConfirmation {
+                stream_id: 3,
+                topic_id: 5,
+                partition_id: 0,
+                base_offset: 0,
+            }],
+            &mut body,
+        );
+        send.reply(&mut s, 0, &body);
+
+        let poll = Seen::read(&mut s);
+        match poll.request() {
+            Request::PollMessages(r) => assert_eq!((r.strategy.value, r.count), (0, 10)),
+            other => panic!("expected PollMessages, got {other:?}"),
+        }
+        stamp(&mut record, 0, 0, 1).unwrap();
+        let mut body = poll_reply_prefix(0, 9, 10).to_vec();
+        body.extend_from_slice(&record);
+        poll.reply(&mut s, 0, &body);
+
+        let refused = Seen::read(&mut s);
+        refused.reply(&mut s, 4009, &[]);
+    }
+
+    #[tokio::test]
+    async fn client_speaks_what_the_server_decodes() {
+        use crate::actors::{build_batch, process_poll_reply};
+        use crate::payload::Verifier;
+        use riptide_protocol::batch::BatchBuilder;
+        use riptide_protocol::wire::{WireConsumer, WirePollingStrategy};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || peer(listener));
+        let mut conn = Connection::connect(&address, "iggy", "secret")
+            .await
+            .unwrap();
+        assert_eq!(conn.create_stream("bench-stream-0").await.unwrap(), 3);
+        assert_eq!(
+            conn.create_topic(3, "topic-1", 1, "persisted")
+                .await
+                .unwrap(),
+            5
+        );
+        assert!(
+            !conn.delete_stream("bench-stream-9").await.unwrap(),
+            "not found is not an error"
+        );
+        let mut prefix = Vec::new();
+        SendMessages::emit_prefix(
+            Identifier::Numeric(3),
+            Identifier::Numeric(5),
+            Partitioning::PartitionId(0),
+            10,
+            &mut prefix,
+        );
+        let mut builder = BatchBuilder::new();
+        let mut scratch = vec![0u8; 100];
+        let batch = build_batch(&mut builder, &mut scratch, 0, 0, 10, 5).unwrap();
+        conn.send_request(CommandCode::SendMessages, &prefix, batch)
+            .await
+            .unwrap();
+        conn.read_reply(CommandCode::SendMessages).await.unwrap();
+        let body = poll_body(
+            WireConsumer::consumer(WireIdentifier::numeric(1)),
+            3,
+            5,
+            Some(0),
+            WirePollingStrategy::offset(0),
+            10,
+            false,
+        );
+        conn.send_request(CommandCode::PollMessages, &body, &[])
+            .await
+            .unwrap();
+        let reply = conn
+            .read_reply(CommandCode::PollMessages)
+            .await
+            .unwrap()
+            .to_vec();
+        let mut verifier = Verifier::new(100, 10, 10);
+        let outcome = process_poll_reply(&reply, 3, Some(&mut verifier), None).unwrap();
+        assert_eq!(outcome.messages, 10);
+        assert!(verifier.report().passed(), "{:?}", verifier.report());
+        conn.send_request(CommandCode::PollMessages, &body, &[])
+            .await
+            .unwrap();
+        let err = conn
+            .read_reply(CommandCode::PollMessages)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(4009), "{err}");
+        server.join().unwrap();
+    }
+
     #[test]
     fn client_ids_are_distinct_and_non_zero() {
         let a = new_client_id(1);
