@@ -267,3 +267,28 @@ fn driver_without_native_xdp_falls_back_to_generic_and_says_why() {
         "native-only attach to loopback must fail"
     );
 }
+
+#[test]
+fn riptide_steering_writes_the_object_for_the_pmd() {
+    let dir = std::env::temp_dir().join(format!("riptide-ebpf-obj-{}", common::unique_name("")));
+    let output = Command::new(env!("CARGO_BIN_EXE_riptide-steering"))
+        .args(["write-object", dir.to_str().unwrap()])
+        .output()
+        .expect("run riptide-steering");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = String::from_utf8(output.stdout).expect("utf-8");
+    let written = std::fs::read(path.trim()).expect("read the written object");
+    assert_eq!(written, riptide_ebpf::XDP_STEER_OBJECT);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_riptide-steering"))
+        .arg("bogus")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage:"));
+}

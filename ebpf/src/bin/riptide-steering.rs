@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<()> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
+        ["-h"] | ["--help"] | ["help"] => println!("{USAGE}"),
         [] | ["show"] => print!("{}", show::steering_report(None)?),
         ["--interface", interface] | ["show", "--interface", interface] => {
             print!("{}", show::steering_report(Some(interface))?)
