@@ -433,6 +433,46 @@ fn torn_last_record_after_a_snapshot_leaves_the_acknowledged_prefix() {
     assert!(tmp.path().join(SNAPSHOT_FILE_NAME).exists());
 }
 
+/// Record boundaries of a log written from `changes`: `ends[k]` is the log size once k
+/// changes are on disk.
+fn record_ends(dir: &Path, changes: &[Change]) -> Vec<u64> {
+    let (mut store, _) = MetadataStore::open(dir).expect("open");
+    let mut ends = vec![store.log_size_bytes()];
+    for change in changes {
+        store.apply(change).expect("apply");
+        ends.push(store.log_size_bytes());
+    }
+    ends
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Cutting the log anywhere (not only in its last record) keeps exactly the records that
+    /// lie wholly before the cut.
+    #[test]
+    fn cut_anywhere_keeps_the_whole_records_before_it(
+        seed in 1u64..u64::MAX,
+        count in 2usize..80,
+        cut_fraction in 0.0f64..1.0,
+    ) {
+        let _guard = no_fork_while_reopening();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let changes = workload(seed, count, FIXED_PASSWORD_HASH);
+        let ends = record_ends(tmp.path(), &changes);
+        let header_bytes = ends[0];
+        let total_bytes = *ends.last().expect("ends");
+        let cut = header_bytes + ((total_bytes - header_bytes) as f64 * cut_fraction) as u64;
+        let log_path = tmp.path().join(LOG_FILE_NAME);
+        let log = fs::read(&log_path).expect("read log");
+        fs::write(&log_path, &log[..cut as usize]).expect("cut log");
+        let whole = ends.iter().rposition(|end| *end <= cut).expect("header survives");
+        let (_, catalog) = MetadataStore::open(tmp.path()).expect("reopen");
+        proptest::prop_assert_eq!(catalog, catalog_after(&changes[..whole]));
+        proptest::prop_assert_eq!(fs::metadata(&log_path).expect("stat").len(), ends[whole]);
+    }
+}
+
 // ----- crash test --------------------------------------------------------------------------
 
 const CRASH_CHILD_DIR_ENV: &str = "RIPTIDE_METADATA_CRASH_CHILD_DIR";
