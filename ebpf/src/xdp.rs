@@ -418,6 +418,8 @@ impl XdpSteering {
         config: &XdpConfig,
         preference: XdpModePreference,
     ) -> Result<XdpSteering, EbpfError> {
+        // Check everything that can be checked before touching the interface.
+        config.to_raw()?;
         let if_index = interface_index(interface)?;
         remove_stale(interface)?;
         let XdpProgram {
