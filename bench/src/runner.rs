@@ -120,6 +120,193 @@ fn count_where(n: u32, modulo: u32, value: u32) -> u64 {
 
 type ActorTask = tokio::task::JoinHandle<Result<ActorStats, (String, ActorError)>>;
 
+/// Everything needed to start the actors, and what they leave behind for the report.
+struct Launch {
+    config: BenchConfig,
+    ctx: ActorContext,
+    streams: Vec<StreamSetup>,
+    group_ids: Vec<u32>,
+    /// Messages each producer sends (and a pinned consumer reads by default).
+    per_actor: u64,
+    /// The largest sequence a producer can have written (bounds the verifier's bitmaps).
+    sequence_bound: u64,
+    /// Producers of this run send while consumers read (end-to-end latency is meaningful).
+    concurrent_producers: bool,
+    tasks: Vec<ActorTask>,
+    verifiers: Vec<Arc<Mutex<Verifier>>>,
+    groups: Vec<Arc<GroupShared>>,
+    progress_total: u64,
+}
+
+impl Launch {
+    async fn connect(&self) -> Result<Connection, RunError> {
+        let c = &self.config;
+        Ok(Connection::connect(&c.server_address, &c.username, &c.password).await?)
+    }
+
+    fn stream_of(&self, index: u32) -> StreamSetup {
+        self.streams[(index % self.config.streams) as usize]
+    }
+
+    fn new_verifier(&self, expected: u64) -> Option<Verifier> {
+        self.config.verify.then(|| {
+            Verifier::new(
+                self.config.message_size_bytes,
+                self.sequence_bound,
+                expected,
+            )
+        })
+    }
+
+    async fn spawn_producing_consumers(&mut self) -> Result<(), RunError> {
+        for id in 0..self.config.producers {
+            let plan = producer_plan(&self.config, id, self.stream_of(id), Some(0));
+            let verifier = self
+                .new_verifier(self.per_actor)
+                .map(|v| Arc::new(Mutex::new(v)));
+            self.verifiers.extend(verifier.clone());
+            let conn = self.connect().await?;
+            let c = self.ctx.clone();
+            self.tasks.push(tokio::spawn(async move {
+                run_producing_consumer(conn, plan, verifier, c)
+                    .await
+                    .map_err(|e| (format!("producing consumer {id}"), e))
+            }));
+            self.progress_total += 2 * self.per_actor;
+        }
+        Ok(())
+    }
+
+    async fn spawn_producers(&mut self) -> Result<(), RunError> {
+        let pinned = matches!(
+            self.config.mode,
+            Mode::PinnedProducer | Mode::PinnedProducerAndConsumer
+        );
+        for id in 0..self.config.producers {
+            let plan = producer_plan(&self.config, id, self.stream_of(id), pinned.then_some(0));
+            let conn = self.connect().await?;
+            let c = self.ctx.clone();
+            self.tasks.push(tokio::spawn(async move {
+                run_producer(conn, plan, c)
+                    .await
+                    .map_err(|e| (format!("producer {id}"), e))
+            }));
+            self.progress_total += self.per_actor;
+        }
+        Ok(())
+    }
+
+    /// Messages the producers of this run send to stream `index`.
+    fn produced_to(&self, index: u32) -> u64 {
+        count_where(self.config.producers, self.config.streams, index) * self.per_actor
+    }
+
+    /// A pinned consumer reads its stream from offset 0.
+    fn pinned_consumer(&mut self, id: u32) -> (ConsumerPlan, u64) {
+        let s = self.stream_of(id);
+        let expected = if self.concurrent_producers {
+            self.produced_to(id % self.config.streams)
+        } else {
+            self.per_actor
+        };
+        let verifier = self.new_verifier(expected).map(|v| Arc::new(Mutex::new(v)));
+        self.verifiers.extend(verifier.clone());
+        let mode = ConsumerMode::Pinned {
+            expected_messages: expected,
+            verifier,
+        };
+        (
+            ConsumerPlan {
+                id,
+                stream_id: s.stream_id,
+                topic_id: s.topic_id,
+                mode,
+                end_to_end: self.concurrent_producers,
+            },
+            expected,
+        )
+    }
+
+    /// A group member; the group's target is everything produced to its stream in this run, or
+    /// (consumer-only run) `--message-batches` per member, as iggy-bench counts it.
+    fn group_consumer(&mut self, id: u32) -> (ConsumerPlan, u64) {
+        let c = &self.config;
+        let group = id % c.consumer_groups;
+        let stream_index = group % c.streams;
+        let s = self.stream_of(stream_index);
+        if self.groups.len() <= group as usize {
+            let target = if self.concurrent_producers {
+                self.produced_to(stream_index)
+            } else {
+                count_where(c.consumers, c.consumer_groups, group) * self.per_actor
+            };
+            let verifier = self.new_verifier(target).map(Mutex::new);
+            self.groups.push(Arc::new(GroupShared {
+                received: AtomicU64::new(0),
+                target_messages: target,
+                verifier,
+            }));
+        }
+        let shared = self.groups[group as usize].clone();
+        // The first member of each group carries the group's share of the progress bar.
+        let expected = if id < c.consumer_groups {
+            shared.target_messages
+        } else {
+            0
+        };
+        let mode = ConsumerMode::Group {
+            group_id: self.group_ids[group as usize],
+            shared,
+        };
+        (
+            ConsumerPlan {
+                id,
+                stream_id: s.stream_id,
+                topic_id: s.topic_id,
+                mode,
+                end_to_end: self.concurrent_producers,
+            },
+            expected,
+        )
+    }
+
+    async fn spawn_consumers(&mut self) -> Result<(), RunError> {
+        for id in 0..self.config.consumers {
+            let (plan, expected) = if self.config.consumer_groups == 0 {
+                self.pinned_consumer(id)
+            } else {
+                self.group_consumer(id)
+            };
+            let mut conn = self.connect().await?;
+            if let ConsumerMode::Group { group_id, .. } = &plan.mode {
+                conn.join_consumer_group(plan.stream_id, plan.topic_id, *group_id)
+                    .await?;
+            }
+            let c = self.ctx.clone();
+            self.tasks.push(tokio::spawn(async move {
+                run_consumer(conn, plan, c)
+                    .await
+                    .map_err(|e| (format!("consumer {id}"), e))
+            }));
+            self.progress_total += expected;
+        }
+        Ok(())
+    }
+
+    fn verify_report(&self) -> Option<VerifyReport> {
+        self.config.verify.then(|| {
+            let mut total = VerifyReport::default();
+            for v in &self.verifiers {
+                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+            }
+            for v in self.groups.iter().filter_map(|g| g.verifier.as_ref()) {
+                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+            }
+            total
+        })
+    }
+}
+
 /// Runs the benchmark described by `config` against the server.
 ///
 /// # Errors
@@ -132,21 +319,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
         Connection::connect(&config.server_address, &config.username, &config.password).await?;
     let streams = setup_streams(&mut admin, &config).await?;
     let group_ids = setup_groups(&mut admin, &config, &streams).await?;
-    let ctx = ActorContext {
-        clock: RunClock::new(),
-        progress_messages: Arc::new(AtomicU64::new(0)),
-        warmup_us: config.warmup_us,
-        sampling_us: config.sampling_us,
-        message_size_bytes: config.message_size_bytes,
-        messages_per_batch: config.messages_per_batch,
-        inflight: config.inflight,
-    };
     let per_actor = config.message_batches * u64::from(config.messages_per_batch);
-    let mut verifiers: Vec<Arc<Mutex<Verifier>>> = Vec::new();
-    let mut groups: Vec<Arc<GroupShared>> = Vec::new();
-    // Connections are opened (and logged in) before any actor starts, so login time is not measured.
-    let mut tasks: Vec<ActorTask> = Vec::new();
-    let mut progress_total = 0u64;
     let producing = matches!(
         config.mode,
         Mode::PinnedProducer
@@ -154,157 +327,45 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
             | Mode::BalancedProducer
             | Mode::BalancedProducerAndConsumerGroup
     );
-    let concurrent_producers = producing && config.consumers > 0;
-    // The largest sequence a producer can have written (bounds the verifier's bitmaps).
-    let sequence_bound = per_actor.max(streams.iter().map(|s| s.messages_count).max().unwrap_or(0));
-    if config.mode == Mode::EndToEndProducingConsumer {
-        for id in 0..config.producers {
-            let s = streams[(id % config.streams) as usize];
-            let plan = producer_plan(&config, id, s, Some(0));
-            let verifier = config.verify.then(|| {
-                Arc::new(Mutex::new(Verifier::new(
-                    config.message_size_bytes,
-                    per_actor,
-                    per_actor,
-                )))
-            });
-            verifiers.extend(verifier.clone());
-            let conn =
-                Connection::connect(&config.server_address, &config.username, &config.password)
-                    .await?;
-            let c = ctx.clone();
-            tasks.push(tokio::spawn(async move {
-                run_producing_consumer(conn, plan, verifier, c)
-                    .await
-                    .map_err(|e| (format!("producing consumer {id}"), e))
-            }));
-            progress_total += 2 * per_actor;
-        }
+    let mut launch = Launch {
+        ctx: ActorContext {
+            clock: RunClock::new(),
+            progress_messages: Arc::new(AtomicU64::new(0)),
+            warmup_us: config.warmup_us,
+            sampling_us: config.sampling_us,
+            message_size_bytes: config.message_size_bytes,
+            messages_per_batch: config.messages_per_batch,
+            inflight: config.inflight,
+        },
+        sequence_bound: per_actor.max(streams.iter().map(|s| s.messages_count).max().unwrap_or(0)),
+        concurrent_producers: producing && config.consumers > 0,
+        streams,
+        group_ids,
+        per_actor,
+        tasks: Vec::new(),
+        verifiers: Vec::new(),
+        groups: Vec::new(),
+        progress_total: 0,
+        config,
+    };
+    // Actors start as soon as they are spawned; each measures only its own requests, so the
+    // logins of actors spawned later are in nobody's figures.
+    if launch.config.mode == Mode::EndToEndProducingConsumer {
+        launch.spawn_producing_consumers().await?;
     }
     if producing {
-        let partition = matches!(
-            config.mode,
-            Mode::PinnedProducer | Mode::PinnedProducerAndConsumer
-        )
-        .then_some(0);
-        for id in 0..config.producers {
-            let s = streams[(id % config.streams) as usize];
-            let plan = producer_plan(&config, id, s, partition);
-            let conn =
-                Connection::connect(&config.server_address, &config.username, &config.password)
-                    .await?;
-            let c = ctx.clone();
-            tasks.push(tokio::spawn(async move {
-                run_producer(conn, plan, c)
-                    .await
-                    .map_err(|e| (format!("producer {id}"), e))
-            }));
-            progress_total += per_actor;
-        }
+        launch.spawn_producers().await?;
     }
-    for id in 0..config.consumers {
-        let (plan, expected) = if config.consumer_groups == 0 {
-            let stream_index = id % config.streams;
-            let s = streams[stream_index as usize];
-            let expected = if concurrent_producers {
-                count_where(config.producers, config.streams, stream_index) * per_actor
-            } else {
-                per_actor
-            };
-            let verifier = config.verify.then(|| {
-                Arc::new(Mutex::new(Verifier::new(
-                    config.message_size_bytes,
-                    sequence_bound,
-                    expected,
-                )))
-            });
-            verifiers.extend(verifier.clone());
-            let mode = ConsumerMode::Pinned {
-                expected_messages: expected,
-                verifier,
-            };
-            (
-                ConsumerPlan {
-                    id,
-                    stream_id: s.stream_id,
-                    topic_id: s.topic_id,
-                    mode,
-                    end_to_end: concurrent_producers,
-                },
-                expected,
-            )
-        } else {
-            let group = id % config.consumer_groups;
-            let stream_index = group % config.streams;
-            let s = streams[stream_index as usize];
-            if groups.len() <= group as usize {
-                let target = if concurrent_producers {
-                    count_where(config.producers, config.streams, stream_index) * per_actor
-                } else {
-                    count_where(config.consumers, config.consumer_groups, group) * per_actor
-                };
-                let verifier = config.verify.then(|| {
-                    Mutex::new(Verifier::new(
-                        config.message_size_bytes,
-                        sequence_bound,
-                        target,
-                    ))
-                });
-                groups.push(Arc::new(GroupShared {
-                    received: AtomicU64::new(0),
-                    target_messages: target,
-                    verifier,
-                }));
-            }
-            let shared = groups[group as usize].clone();
-            let expected = if id < config.consumer_groups {
-                shared.target_messages
-            } else {
-                0
-            };
-            let mode = ConsumerMode::Group {
-                group_id: group_ids[group as usize],
-                shared,
-            };
-            (
-                ConsumerPlan {
-                    id,
-                    stream_id: s.stream_id,
-                    topic_id: s.topic_id,
-                    mode,
-                    end_to_end: concurrent_producers,
-                },
-                expected,
-            )
-        };
-        let mut conn =
-            Connection::connect(&config.server_address, &config.username, &config.password).await?;
-        if let ConsumerMode::Group { group_id, .. } = &plan.mode {
-            conn.join_consumer_group(plan.stream_id, plan.topic_id, *group_id)
-                .await?;
-        }
-        let c = ctx.clone();
-        tasks.push(tokio::spawn(async move {
-            run_consumer(conn, plan, c)
-                .await
-                .map_err(|e| (format!("consumer {id}"), e))
-        }));
-        progress_total += expected;
-    }
-    let actors = gather(tasks, &ctx, progress_total).await?;
-    let verify = config.verify.then(|| {
-        let mut total = VerifyReport::default();
-        for v in &verifiers {
-            total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
-        }
-        for g in &groups {
-            if let Some(v) = &g.verifier {
-                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
-            }
-        }
-        total
-    });
-    Ok(BenchReport::new(config, started_at_unix_s, actors, verify))
+    launch.spawn_consumers().await?;
+    let tasks = std::mem::take(&mut launch.tasks);
+    let actors = gather(tasks, &launch.ctx, launch.progress_total).await?;
+    let verify = launch.verify_report();
+    Ok(BenchReport::new(
+        launch.config,
+        started_at_unix_s,
+        actors,
+        verify,
+    ))
 }
 
 fn producer_plan(
