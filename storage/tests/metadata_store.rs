@@ -208,23 +208,25 @@ fn propose_stream_side(
             group_id: model.next_consumer_group_id(stream_id, topic_id?).ok()?,
             name: format!("group-{step}"),
         },
-        9 => {
-            // Groups are sparse: look for any topic that has one.
-            let (stream_id, topic_id, group_id) = model.streams().values().find_map(|s| {
-                s.topics.values().find_map(|t| {
-                    let group_id = t.consumer_groups.keys().next()?;
-                    Some((s.id, t.id, *group_id))
-                })
-            })?;
-            Change::DeleteConsumerGroup {
-                stream_id,
-                topic_id,
-                group_id,
-            }
-        }
+        9 => delete_some_group(model)?,
         _ => return None,
     };
     Some(change)
+}
+
+/// Groups are sparse: deletes the first group of any topic.
+fn delete_some_group(model: &Catalog) -> Option<Change> {
+    let (stream_id, topic_id, group_id) = model.streams().values().find_map(|s| {
+        s.topics.values().find_map(|t| {
+            let group_id = t.consumer_groups.keys().next()?;
+            Some((s.id, t.id, *group_id))
+        })
+    })?;
+    Some(Change::DeleteConsumerGroup {
+        stream_id,
+        topic_id,
+        group_id,
+    })
 }
 
 fn propose_user_side(

@@ -463,25 +463,7 @@ impl Catalog {
                 partitions,
                 options,
                 ..
-            } => {
-                check_length(
-                    "topic name",
-                    name,
-                    NAME_LENGTH_MIN_BYTES,
-                    NAME_LENGTH_MAX_BYTES,
-                )?;
-                let stream = self.find_stream(*stream_id)?;
-                check_count("topics", stream.topics.len(), TOPICS_PER_STREAM_COUNT_MAX)?;
-                if stream.topics.contains_key(topic_id) {
-                    return Err(CatalogError::TopicIdExists {
-                        stream_id: *stream_id,
-                        topic_id: *topic_id,
-                    });
-                }
-                self.check_topic_name_free(*stream_id, name, *topic_id)?;
-                check_new_partitions(0, partitions)?;
-                check_options(options)
-            }
+            } => self.validate_create_topic(*stream_id, *topic_id, name, partitions, options),
             Change::UpdateTopic {
                 stream_id,
                 topic_id,
@@ -531,6 +513,33 @@ impl Catalog {
             }
             _ => Err(CatalogError::Inconsistent("not a topic change")),
         }
+    }
+
+    fn validate_create_topic(
+        &self,
+        stream_id: u32,
+        topic_id: u32,
+        name: &str,
+        partitions: &[Partition],
+        options: &TopicOptions,
+    ) -> Result<(), CatalogError> {
+        check_length(
+            "topic name",
+            name,
+            NAME_LENGTH_MIN_BYTES,
+            NAME_LENGTH_MAX_BYTES,
+        )?;
+        let stream = self.find_stream(stream_id)?;
+        check_count("topics", stream.topics.len(), TOPICS_PER_STREAM_COUNT_MAX)?;
+        if stream.topics.contains_key(&topic_id) {
+            return Err(CatalogError::TopicIdExists {
+                stream_id,
+                topic_id,
+            });
+        }
+        self.check_topic_name_free(stream_id, name, topic_id)?;
+        check_new_partitions(0, partitions)?;
+        check_options(options)
     }
 
     fn validate_group_change(&self, change: &Change) -> Result<(), CatalogError> {
