@@ -103,6 +103,10 @@ impl StoreConfig {
 
 /// The durable metadata store. Owns the log file (locked against a second opener) and a copy
 /// of the catalog, from which it writes snapshots.
+///
+/// `apply` blocks for one write plus fdatasync (milliseconds on most disks): call it from a
+/// thread that may block, not from a hot-path event loop. The directory lock is an `flock`
+/// on the log; a child forked by the owning process shares it until the child execs.
 #[derive(Debug)]
 pub struct MetadataStore {
     dir: PathBuf,
