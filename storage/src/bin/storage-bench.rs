@@ -1,0 +1,263 @@
+//! Storage benchmark: appends 1000-byte messages in batches of 1000 in `durable` and `memory`
+//! modes and prints MB/s next to a raw O_DIRECT sequential write of the same bytes to the same
+//! filesystem (the ceiling, measured in the same run), then a cold sequential read of the log
+//! next to a raw O_DIRECT sequential read.
+//!
+//! Usage: storage-bench [--size-bytes 2GiB] [--dir PATH]
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use riptide_storage::io::{preallocate, AlignedBuf};
+use riptide_storage::record::build_batch;
+use riptide_storage::{
+    AckMode, CompletionResult, PartitionKey, PartitionSettings, ReadOutcome, ReadStart, Shard,
+    StorageConfig,
+};
+
+const MESSAGE_PAYLOAD_BYTES: usize = 1000;
+const MESSAGES_PER_BATCH: usize = 1000;
+const RAW_CHUNK_BYTES: usize = 1024 * 1024;
+/// Batches queued beyond the one being written: enough to keep the disk busy.
+const APPENDS_IN_FLIGHT_MAX: usize = 64;
+const KEY: PartitionKey = PartitionKey {
+    stream_id: 0,
+    topic_id: 0,
+    partition_id: 0,
+};
+
+struct Args {
+    size_bytes: u64,
+    dir: PathBuf,
+}
+
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().with_context(|| format!("bad size {text}"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => bail!("unknown size unit {other}"),
+    };
+    Ok(number * scale)
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        size_bytes: 2 << 30,
+        dir: std::env::temp_dir().join("riptide-storage-bench"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--size-bytes" => args.size_bytes = parse_size(&value)?,
+            "--dir" => args.dir = PathBuf::from(value),
+            other => {
+                bail!("unknown flag {other}; usage: storage-bench [--size-bytes 2GiB] [--dir PATH]")
+            }
+        }
+    }
+    Ok(args)
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+fn drop_caches() {
+    // Root only; O_DIRECT reads are cold regardless, and the log is read with O_DIRECT too.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+fn raw_write(path: &Path, size_bytes: u64) -> anyhow::Result<Duration> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    preallocate(&file, size_bytes)?;
+    let mut buf = AlignedBuf::new(RAW_CHUNK_BYTES, 4096);
+    buf.full_mut().fill(0xA5);
+    buf.set_len(RAW_CHUNK_BYTES);
+    let started = Instant::now();
+    let mut position = 0;
+    while position < size_bytes {
+        file.write_all_at(buf.as_slice(), position)?;
+        position += RAW_CHUNK_BYTES as u64;
+    }
+    file.sync_data()?;
+    Ok(started.elapsed())
+}
+
+fn raw_read(path: &Path, size_bytes: u64) -> anyhow::Result<Duration> {
+    drop_caches();
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    let mut buf = AlignedBuf::new(RAW_CHUNK_BYTES, 4096);
+    let started = Instant::now();
+    let mut position = 0;
+    while position < size_bytes {
+        file.read_exact_at(buf.full_mut(), position)?;
+        position += RAW_CHUNK_BYTES as u64;
+    }
+    Ok(started.elapsed())
+}
+
+fn engine_config() -> StorageConfig {
+    StorageConfig {
+        write_buffer_size_bytes: 8 << 20,
+        pending_size_max_bytes: 256 << 20,
+        read_buffer_size_bytes: 2 << 20,
+        cache_size_bytes: 4 << 20,
+        ..StorageConfig::default()
+    }
+}
+
+/// Appends `batches` copies of `batch`; returns the elapsed time until the last is durable
+/// (memory mode: until the final flush with fdatasync completes).
+fn append_all(dir: &Path, batch: &[u8], batches: u64, ack: AckMode) -> anyhow::Result<Duration> {
+    let mut shard = Shard::new(engine_config(), None)?;
+    shard.create_partition(
+        KEY,
+        dir,
+        PartitionSettings {
+            ack_mode: ack,
+            ..Default::default()
+        },
+    )?;
+    let mut done = Vec::new();
+    let (mut sent, mut acked, mut in_flight) = (0u64, 0u64, 0usize);
+    let (mut flush_sent, mut finished) = (false, false);
+    let started = Instant::now();
+    while !finished {
+        while sent < batches && in_flight < APPENDS_IN_FLIGHT_MAX {
+            match shard.append(KEY, batch.to_vec(), ack, sent, 0) {
+                Ok(_) => sent += 1,
+                Err(riptide_storage::AppendError::Backpressure) => break,
+                Err(error) => bail!("append failed: {error}"),
+            }
+            in_flight += usize::from(ack == AckMode::Durable);
+        }
+        if ack == AckMode::Memory && sent == batches && !flush_sent {
+            shard.flush(KEY, true, u64::MAX)?;
+            flush_sent = true;
+        }
+        shard.wait(Duration::from_millis(100));
+        shard.take_completions(&mut done);
+        for completion in done.drain(..) {
+            match completion.result {
+                CompletionResult::Append(Ok(_)) if ack == AckMode::Durable => {
+                    acked += 1;
+                    in_flight -= 1;
+                    finished = acked == batches;
+                }
+                CompletionResult::Append(Ok(_)) => {}
+                CompletionResult::Flushed(Ok(())) => finished = true,
+                other => bail!("unexpected completion {other:?}"),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    shard.shutdown();
+    Ok(elapsed)
+}
+
+/// Reads the whole log back, polling 1000 messages at a time from a freshly opened shard.
+fn read_all(dir: &Path, messages: u64) -> anyhow::Result<(Duration, u64)> {
+    drop_caches();
+    let mut shard = Shard::new(engine_config(), None)?;
+    shard.open_partition(KEY, dir, PartitionSettings::default())?;
+    let mut done = Vec::new();
+    let (mut offset, mut bytes) = (0u64, 0u64);
+    let started = Instant::now();
+    while offset < messages {
+        let result = match shard.read(
+            KEY,
+            ReadStart::Offset(offset),
+            MESSAGES_PER_BATCH as u32,
+            offset,
+        )? {
+            ReadOutcome::Ready(result) => result,
+            ReadOutcome::Pending => loop {
+                shard.wait(Duration::from_millis(100));
+                shard.take_completions(&mut done);
+                if let Some(c) = done.pop() {
+                    match c.result {
+                        CompletionResult::Read(result) => break result?,
+                        other => bail!("unexpected completion {other:?}"),
+                    }
+                }
+            },
+        };
+        if result.messages_count == 0 {
+            bail!("read stalled at offset {offset}");
+        }
+        offset += result.messages_count as u64;
+        bytes += result.bytes.len() as u64;
+    }
+    Ok((started.elapsed(), bytes))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let payload = vec![0x5Au8; MESSAGE_PAYLOAD_BYTES];
+    let payloads: Vec<&[u8]> = (0..MESSAGES_PER_BATCH)
+        .map(|_| payload.as_slice())
+        .collect();
+    let batch = build_batch(&payloads, 1);
+    let batches = args.size_bytes.div_ceil(batch.len() as u64);
+    let total_bytes = batches * batch.len() as u64;
+    let raw_bytes = total_bytes.div_ceil(RAW_CHUNK_BYTES as u64) * RAW_CHUNK_BYTES as u64;
+    println!(
+        "storage-bench: {batches} batches x {} B = {total_bytes} B in {}",
+        batch.len(),
+        args.dir.display()
+    );
+    let raw_path = args.dir.join("raw.bin");
+    let raw_write_time = raw_write(&raw_path, raw_bytes)?;
+    let raw_read_time = raw_read(&raw_path, raw_bytes)?;
+    std::fs::remove_file(&raw_path)?;
+    let raw_write_mbs = mb_per_s(raw_bytes, raw_write_time);
+    let raw_read_mbs = mb_per_s(raw_bytes, raw_read_time);
+    println!(
+        "{:<34} {:>10} {:>16} {:>7}",
+        "case", "MB/s", "ceiling MB/s", "ratio"
+    );
+    for (name, ack) in [
+        ("append durable (O_DSYNC, group commit)", AckMode::Durable),
+        ("append memory (flush by size)", AckMode::Memory),
+    ] {
+        let dir = args.dir.join(format!("{ack:?}").to_lowercase());
+        let _ = std::fs::remove_dir_all(&dir);
+        let elapsed = append_all(&dir, &batch, batches, ack)?;
+        let mbs = mb_per_s(total_bytes, elapsed);
+        println!(
+            "{name:<34} {mbs:>10.1} {raw_write_mbs:>16.1} {:>6.1}%",
+            100.0 * mbs / raw_write_mbs
+        );
+        if ack == AckMode::Durable {
+            let (elapsed, bytes) = read_all(&dir, batches * MESSAGES_PER_BATCH as u64)?;
+            let mbs = mb_per_s(bytes, elapsed);
+            println!(
+                "{:<34} {mbs:>10.1} {raw_read_mbs:>16.1} {:>6.1}%",
+                "cold sequential read (poll 1000)",
+                100.0 * mbs / raw_read_mbs
+            );
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
