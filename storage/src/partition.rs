@@ -239,6 +239,14 @@ impl Partition {
                 .is_none_or(|r| r.base_offset < self.durable_next_offset)
     }
 
+    /// Whether `append` would take a batch of `len` bytes now (the same checks it makes), so a
+    /// caller can hold a batch back instead of having it refused with `Backpressure`.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.unwritten_bytes + len <= self.config.pending_size_max_bytes
+            && !(self.mem.len() >= crate::constants::PENDING_APPENDS_MAX
+                && self.mem.front().is_some_and(|r| r.base_offset >= self.durable_next_offset))
+    }
+
     /// Stamps and queues `batch`. Durable appends complete through the engine later; memory
     /// appends complete at once.
     pub fn append(

@@ -138,6 +138,12 @@ impl Shard {
         Ok(appended)
     }
 
+    /// Whether `append` would accept a batch of `len` bytes for `key` now (unknown partitions
+    /// answer true: `append` then reports `UnknownPartition`).
+    pub fn has_room(&self, key: PartitionKey, len: usize) -> bool {
+        self.partitions.get(&key).is_none_or(|partition| partition.has_room(len))
+    }
+
     /// Polls a partition. `Ready` when served from memory (or nothing to return), otherwise
     /// `Pending` and a `Read` completion with `token` follows.
     ///
