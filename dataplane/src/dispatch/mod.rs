@@ -1,0 +1,311 @@
+//! Command dispatch: one decoded request in, a reply body, an error status, an eviction, or
+//! storage-shard requests out. The same code serves every network backend.
+
+mod access;
+mod groups;
+mod messages;
+mod options;
+mod resources;
+mod system;
+mod users;
+
+use crate::session::{ConnectionState, WorkerContext};
+use crate::shard::{ShardOp, ShardOutcome};
+use crate::shared::Shared;
+use crate::stats::WorkerCounters;
+use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
+use riptide_protocol::header::RequestHeader;
+use riptide_protocol::request::Request;
+use riptide_protocol::wire::WireIdentifier;
+use riptide_storage::metadata::{Catalog, CatalogError, Stream, Topic};
+use std::sync::atomic::Ordering;
+
+pub use access::Action;
+
+/// Most shard requests one frame can cause (one per shard at most, for multi-partition
+/// operations); the session checks ring room for this many before dispatching a frame.
+pub const SHARD_REQUESTS_PER_FRAME_MAX: usize = 64;
+
+/// What a request resolved to.
+pub enum Handled {
+    /// Success with this body (already result-framed where the operation needs it).
+    Reply(Vec<u8>),
+    /// A pre-commit denial: the status goes in the reply header, the body is empty.
+    Error(ErrorCode),
+    /// The session is over.
+    Evict(EvictionReason),
+    /// Work for storage shards; the reply is built when all of them answered.
+    Shard { requests: Vec<(usize, ShardOp)>, continuation: Continuation },
+}
+
+/// How to build a reply from shard outcomes.
+pub enum Continuation {
+    /// SendMessages: the confirmation of the appended batch.
+    SendConfirmation { stream_id: u32, topic_id: u32, partition_id: u32, base_offset: Option<u64>, messages: u64 },
+    /// PollMessages: prefix plus stored records.
+    Poll { result: Option<riptide_storage::ReadResult>, partition_id: u32 },
+    /// GetConsumerOffset: the offsets, or an empty body when none is stored.
+    ConsumerOffset { partition_id: u32, offsets: Option<(Option<u64>, Option<u64>)> },
+    /// This body once every shard succeeded.
+    Body(Vec<u8>),
+}
+
+impl Continuation {
+    pub fn absorb(&mut self, outcome: ShardOutcome) {
+        match (self, outcome) {
+            (Continuation::SendConfirmation { base_offset, .. }, ShardOutcome::Appended { base_offset: base, .. }) => {
+                *base_offset = Some(base);
+            }
+            (Continuation::Poll { result, .. }, ShardOutcome::Polled(polled)) => *result = Some(polled),
+            (Continuation::ConsumerOffset { offsets, .. }, ShardOutcome::Offset { current, stored }) => {
+                *offsets = Some((current, stored));
+            }
+            _ => {}
+        }
+    }
+
+    /// The reply body chunks (the poll reply keeps the stored records as their own chunk).
+    pub fn finish(&mut self, _shared: &Shared, counters: &WorkerCounters) -> Vec<Vec<u8>> {
+        match std::mem::replace(self, Continuation::Body(Vec::new())) {
+            Continuation::SendConfirmation { stream_id, topic_id, partition_id, base_offset, messages } => {
+                counters.messages_in.fetch_add(messages, Ordering::Relaxed);
+                let confirmation = riptide_protocol::reply::SendConfirmation {
+                    stream_id,
+                    topic_id,
+                    partition_id,
+                    base_offset: base_offset.unwrap_or(0),
+                };
+                let mut body = Vec::with_capacity(24);
+                riptide_protocol::reply::send_confirmations(&[confirmation], &mut body);
+                vec![body]
+            }
+            Continuation::Poll { result, partition_id } => messages::poll_reply(result, partition_id, counters),
+            Continuation::ConsumerOffset { partition_id, offsets } => {
+                vec![messages::consumer_offset_reply(partition_id, offsets)]
+            }
+            Continuation::Body(body) => vec![body],
+        }
+    }
+}
+
+/// Whether a frame may start while earlier requests of its connection are still in flight: only
+/// the data-plane commands, whose order is kept by the shard rings. Everything else waits, so
+/// metadata changes observe every earlier request.
+pub fn may_pipeline(frame: &[u8]) -> bool {
+    let Ok(header) = RequestHeader::new_checked(frame) else { return false };
+    match Operation::from_u8(header.operation()) {
+        Some(Operation::SendMessages | Operation::StoreConsumerOffset) => true,
+        Some(Operation::NonReplicated) => matches!(header.command_code(), 1 | 100 | 120),
+        _ => false,
+    }
+}
+
+/// Dispatches one decoded request.
+pub fn handle(request: Request<'_>, header: &RequestHeader<&[u8]>, state: &mut ConnectionState, ctx: &mut WorkerContext) -> Handled {
+    let request = match request {
+        Request::Ping => return Handled::Reply(Vec::new()),
+        Request::LoginRegister(login) | Request::LoginRegisterWithPat(login) => {
+            return users::login(login, state, ctx);
+        }
+        other => other,
+    };
+    let Some(session) = state.session else {
+        // Before login only ping and login are accepted: reads get Unauthenticated, writes an
+        // eviction (as an Iggy 0.11 server does).
+        return match Operation::from_u8(header.operation()) {
+            Some(Operation::NonReplicated) => Handled::Error(ErrorCode::Unauthenticated),
+            _ => Handled::Evict(EvictionReason::NoSession),
+        };
+    };
+    if header.session() != 0 && header.session() != session.session_id {
+        return Handled::Evict(EvictionReason::SessionTooLow);
+    }
+    let catalog = ctx.shared.catalog();
+    let Some(user) = catalog.user(session.user_id) else {
+        state.session = None;
+        return Handled::Evict(EvictionReason::InvalidCredentials);
+    };
+    let caller = access::Caller { user_id: user.id, permissions: user.permissions.clone() };
+    let call = Call { catalog: &catalog, caller: &caller, state, ctx };
+    match request {
+        Request::SendMessages(send) => messages::send(send, call),
+        Request::PollMessages(poll) | Request::PollMessagesOnPrimary(poll) => messages::poll(poll, call),
+        other => dispatch_rest(other, call),
+    }
+}
+
+fn dispatch_rest(request: Request<'_>, call: Call<'_>) -> Handled {
+    match request {
+        Request::FlushUnsavedBuffer(r) => messages::flush(r, call),
+        Request::GetConsumerOffset(r) => messages::get_offset(r, call),
+        Request::StoreConsumerOffset(r) => messages::store_offset(r, call),
+        Request::DeleteConsumerOffset(r) => messages::delete_offset(r, call),
+        Request::GetStream(_)
+        | Request::GetStreams
+        | Request::CreateStream(_)
+        | Request::UpdateStream(_)
+        | Request::DeleteStream(_)
+        | Request::PurgeStream(_)
+        | Request::GetTopic(_)
+        | Request::GetTopics(_)
+        | Request::CreateTopic(_)
+        | Request::UpdateTopic(_)
+        | Request::DeleteTopic(_)
+        | Request::PurgeTopic(_)
+        | Request::CreatePartitions(_)
+        | Request::DeletePartitions(_)
+        | Request::DeleteSegments(_) => resources::handle(request, call),
+        Request::GetConsumerGroup(_)
+        | Request::GetConsumerGroups(_)
+        | Request::CreateConsumerGroup(_)
+        | Request::DeleteConsumerGroup(_)
+        | Request::JoinConsumerGroup(_)
+        | Request::LeaveConsumerGroup(_)
+        | Request::SyncConsumerGroup(_) => groups::handle(request, call),
+        Request::GetUser(_)
+        | Request::GetUsers
+        | Request::CreateUser(_)
+        | Request::DeleteUser(_)
+        | Request::UpdateUser(_)
+        | Request::UpdatePermissions(_)
+        | Request::ChangePassword(_)
+        | Request::Logout
+        | Request::GetPersonalAccessTokens
+        | Request::CreatePersonalAccessToken(_)
+        | Request::DeletePersonalAccessToken(_) => users::handle(request, call),
+        other => system::handle(other, call),
+    }
+}
+
+/// Everything a handler needs for one request.
+pub struct Call<'a> {
+    pub catalog: &'a Catalog,
+    pub caller: &'a access::Caller,
+    pub state: &'a mut ConnectionState,
+    pub ctx: &'a mut WorkerContext,
+}
+
+impl Call<'_> {
+    /// `Unauthorized` unless the caller may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), ErrorCode> {
+        if self.caller.may(action) {
+            Ok(())
+        } else {
+            Err(ErrorCode::Unauthorized)
+        }
+    }
+}
+
+/// Unwraps a handler's `Result` into [`Handled`].
+pub fn done(result: Result<Handled, ErrorCode>) -> Handled {
+    result.unwrap_or_else(Handled::Error)
+}
+
+/// A result-framed success body: `[count = 0]` then the payload.
+pub fn result_ok(payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + payload.len());
+    riptide_protocol::reply::result_ok(&mut body);
+    body.extend_from_slice(payload);
+    body
+}
+
+/// Encodes an iggy wire response type into a fresh body.
+pub fn encoded<T: riptide_protocol::wire::WireEncode>(response: &T) -> Vec<u8> {
+    let mut body = Vec::with_capacity(response.encoded_size());
+    riptide_protocol::reply::encode(response, &mut body);
+    body
+}
+
+/// An identifier as a borrowed id or name, from either the zero-copy send view or iggy's types.
+#[derive(Debug, Clone, Copy)]
+pub enum IdRef<'a> {
+    Numeric(u32),
+    Name(&'a str),
+}
+
+impl<'a> From<&'a WireIdentifier> for IdRef<'a> {
+    fn from(id: &'a WireIdentifier) -> Self {
+        match id {
+            WireIdentifier::Numeric(id) => IdRef::Numeric(*id),
+            WireIdentifier::String(name) => IdRef::Name(name.as_str()),
+        }
+    }
+}
+
+impl<'a> From<riptide_protocol::request::Identifier<'a>> for IdRef<'a> {
+    fn from(id: riptide_protocol::request::Identifier<'a>) -> Self {
+        match id {
+            riptide_protocol::request::Identifier::Numeric(id) => IdRef::Numeric(id),
+            riptide_protocol::request::Identifier::Name(name) => IdRef::Name(name),
+        }
+    }
+}
+
+pub fn resolve_stream<'c>(catalog: &'c Catalog, id: IdRef<'_>) -> Result<&'c Stream, ErrorCode> {
+    match id {
+        IdRef::Numeric(id) => catalog.stream(id).ok_or(ErrorCode::StreamIdNotFound),
+        IdRef::Name(name) => catalog.stream_by_name(name).ok_or(ErrorCode::StreamNameNotFound),
+    }
+}
+
+pub fn resolve_topic<'c>(stream: &'c Stream, id: IdRef<'_>) -> Result<&'c Topic, ErrorCode> {
+    match id {
+        IdRef::Numeric(id) => stream.topics.get(&id).ok_or(ErrorCode::TopicIdNotFound),
+        IdRef::Name(name) => stream.topics.values().find(|topic| topic.name == name).ok_or(ErrorCode::TopicNameNotFound),
+    }
+}
+
+pub fn resolve_refs<'c>(catalog: &'c Catalog, stream: IdRef<'_>, topic: IdRef<'_>) -> Result<(&'c Stream, &'c Topic), ErrorCode> {
+    let stream = resolve_stream(catalog, stream)?;
+    let topic = resolve_topic(stream, topic)?;
+    Ok((stream, topic))
+}
+
+pub fn resolve_stream_topic<'c>(
+    catalog: &'c Catalog,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+) -> Result<(&'c Stream, &'c Topic), ErrorCode> {
+    resolve_refs(catalog, IdRef::from(stream), IdRef::from(topic))
+}
+
+/// The Iggy error code for a catalog validation failure.
+pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
+    match error {
+        CatalogError::StreamNotFound(_) => ErrorCode::StreamIdNotFound,
+        CatalogError::StreamIdExists(_) => ErrorCode::CannotCreateStream,
+        CatalogError::StreamNameExists(_) => ErrorCode::StreamNameAlreadyExists,
+        CatalogError::TopicNotFound { .. } => ErrorCode::TopicIdNotFound,
+        CatalogError::TopicIdExists { .. } => ErrorCode::CannotCreateTopic,
+        CatalogError::TopicNameExists(_) => ErrorCode::TopicNameAlreadyExists,
+        CatalogError::PartitionIdsNotContiguous { .. } | CatalogError::PartitionsCountInvalid { .. } => {
+            ErrorCode::InvalidPartitionsCount
+        }
+        CatalogError::ConsumerGroupNotFound(_) => ErrorCode::ConsumerGroupIdNotFound,
+        CatalogError::ConsumerGroupIdExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
+        CatalogError::ConsumerGroupNameExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
+        CatalogError::UserNotFound(_) => ErrorCode::ResourceNotFound,
+        CatalogError::UserIdExists(_) | CatalogError::UsernameExists(_) => ErrorCode::UserAlreadyExists,
+        CatalogError::CannotDeleteRootUser => ErrorCode::CannotDeleteUser,
+        CatalogError::TokenNotFound(_) => ErrorCode::ResourceNotFound,
+        CatalogError::TokenNameExists(_) | CatalogError::TokenHashExists => {
+            ErrorCode::PersonalAccessTokenAlreadyExists
+        }
+        CatalogError::InvalidLength { what, .. } => invalid_length_code(what),
+        CatalogError::LimitReached { .. } => ErrorCode::Error,
+        CatalogError::InvalidOption(_) => ErrorCode::InvalidOptionValue,
+        CatalogError::Inconsistent(_) => ErrorCode::Error,
+    }
+}
+
+fn invalid_length_code(what: &str) -> ErrorCode {
+    match what {
+        w if w.contains("stream") => ErrorCode::InvalidStreamName,
+        w if w.contains("topic") => ErrorCode::InvalidTopicName,
+        w if w.contains("password") => ErrorCode::InvalidPassword,
+        w if w.contains("user") => ErrorCode::InvalidUsername,
+        w if w.contains("group") => ErrorCode::InvalidConsumerGroupName,
+        w if w.contains("token") => ErrorCode::InvalidPersonalAccessTokenName,
+        _ => ErrorCode::InvalidFormat,
+    }
+}

@@ -1,0 +1,146 @@
+//! Server and client information: stats, me, clients, cluster metadata (one node), and the
+//! cluster-routing commands of iggy 0.11, which a single node answers as the primary for all.
+
+use super::{done, encoded, Action, Call, Handled};
+use crate::shared::lock;
+use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::request::Request;
+use riptide_protocol::reply::types::{
+    ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse, ConsumerGroupInfoResponse,
+    GetClientsResponse, StatsResponse,
+};
+use std::net::SocketAddr;
+
+const TRANSPORT_TCP: u8 = 1;
+const NODE_ROLE_LEADER: u8 = 0;
+const NODE_STATUS_HEALTHY: u8 = 0;
+const CLUSTER_NAME: &str = "riptide";
+const NODE_NAME: &str = "riptide-0";
+
+pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
+    done(match request {
+        Request::GetStats => stats(&call),
+        Request::GetMe => Ok(Handled::Reply(client_details(&call, call.state.client_id).unwrap_or_default())),
+        Request::GetClient(r) => {
+            call.require(Action::ReadServers).map(|()| Handled::Reply(client_details(&call, r.client_id).unwrap_or_default()))
+        }
+        Request::GetClients => clients(&call),
+        Request::GetClusterMetadata => Ok(Handled::Reply(encoded(&cluster_metadata(&call)))),
+        Request::GetSnapshot(_) | Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
+        // One node: every session is already attached to the primary, and routing answers "here".
+        Request::AttachConsumerSession(_) => Ok(Handled::Reply(Vec::new())),
+        Request::GetPollRouting(_) | Request::GetConsumerOffsetRouting(_) => Err(ErrorCode::FeatureUnavailable),
+        _ => Err(ErrorCode::InvalidCommand),
+    })
+}
+
+fn client_response(call: &Call<'_>, client: &crate::shared::ClientInfo) -> ClientResponse {
+    ClientResponse {
+        client_id: client.client_id,
+        user_id: client.user_id.unwrap_or(u32::MAX),
+        transport: TRANSPORT_TCP,
+        address: client.address.clone(),
+        consumer_groups_count: group_memberships(call, client.client_id).len() as u32,
+    }
+}
+
+fn group_memberships(call: &Call<'_>, client_id: u32) -> Vec<ConsumerGroupInfoResponse> {
+    let groups = lock(&call.ctx.shared.groups);
+    let mut memberships = Vec::new();
+    for stream in call.catalog.streams().values() {
+        for topic in stream.topics.values() {
+            for group in topic.consumer_groups.values() {
+                let member = groups.group((stream.id, topic.id, group.id)).is_some_and(|g| g.assigned(client_id).is_some());
+                if member {
+                    memberships.push(ConsumerGroupInfoResponse { stream_id: stream.id, topic_id: topic.id, group_id: group.id });
+                }
+            }
+        }
+    }
+    memberships
+}
+
+/// The client's details, or `None` (an empty reply) when no such client is connected.
+fn client_details(call: &Call<'_>, client_id: u32) -> Option<Vec<u8>> {
+    let client = lock(&call.ctx.shared.clients).get(&client_id).cloned()?;
+    let details = ClientDetailsResponse { client: client_response(call, &client), consumer_groups: group_memberships(call, client_id) };
+    Some(encoded(&details))
+}
+
+fn clients(call: &Call<'_>) -> Result<Handled, ErrorCode> {
+    call.require(Action::ReadServers)?;
+    let connected: Vec<_> = lock(&call.ctx.shared.clients).values().cloned().collect();
+    let clients = connected.iter().map(|client| client_response(call, client)).collect();
+    Ok(Handled::Reply(encoded(&GetClientsResponse { clients })))
+}
+
+fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
+    let address = call.ctx.shared.bound_address().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    ClusterMetadataResponse {
+        name: CLUSTER_NAME.to_string(),
+        nodes: vec![ClusterNodeResponse {
+            name: NODE_NAME.to_string(),
+            ip: address.ip().to_string(),
+            tcp_port: address.port(),
+            quic_port: 0,
+            http_port: 0,
+            websocket_port: 0,
+            role: NODE_ROLE_LEADER,
+            status: NODE_STATUS_HEALTHY,
+        }],
+    }
+}
+
+fn stats(call: &Call<'_>) -> Result<Handled, ErrorCode> {
+    call.require(Action::ReadServers)?;
+    let shared = &call.ctx.shared;
+    let catalog = call.catalog;
+    let (mut topics, mut partitions, mut groups, mut messages, mut size, mut segments) = (0u32, 0u32, 0u32, 0u64, 0u64, 0u32);
+    for stream in catalog.streams().values() {
+        for topic in stream.topics.values() {
+            topics += 1;
+            groups += topic.consumer_groups.len() as u32;
+            for partition in &topic.partitions {
+                partitions += 1;
+                let key = riptide_storage::PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id: partition.id };
+                let info = shared.partition_info(key);
+                messages += info.messages_count;
+                size += info.size_bytes;
+                segments += info.segments_count;
+            }
+        }
+    }
+    let host = crate::host::HostFacts::read(&shared.data_dir);
+    let now = crate::shared::now_us();
+    let response = StatsResponse {
+        process_id: std::process::id(),
+        cpu_usage: 0.0,
+        total_cpu_usage: 0.0,
+        memory_usage: host.process_rss_bytes,
+        total_memory: host.memory_total_bytes,
+        available_memory: host.memory_available_bytes,
+        run_time: now.saturating_sub(shared.started_at_us),
+        start_time: shared.started_at_us,
+        read_bytes: host.process_read_bytes,
+        written_bytes: host.process_written_bytes,
+        messages_size_bytes: size,
+        streams_count: catalog.streams().len() as u32,
+        topics_count: topics,
+        partitions_count: partitions,
+        segments_count: segments,
+        messages_count: messages,
+        clients_count: lock(&shared.clients).len() as u32,
+        consumer_groups_count: groups,
+        hostname: host.hostname,
+        os_name: host.os_name,
+        os_version: host.os_version,
+        kernel_version: host.kernel_version,
+        iggy_server_version: env!("CARGO_PKG_VERSION").to_string(),
+        iggy_server_semver: None,
+        cache_metrics: Vec::new(),
+        threads_count: (shared.shard_counters.len() + shared.worker_counters.len() + 1) as u32,
+        free_disk_space: host.disk_free_bytes,
+        total_disk_space: host.disk_total_bytes,
+    };
+    Ok(Handled::Reply(encoded(&response)))
+}

@@ -1,0 +1,315 @@
+//! Start-up and shutdown of the appliance in kernel mode.
+//!
+//! Order matters: the metadata store is opened (and the root user created on first boot), the
+//! storage shards open and recover their partitions, the listeners bind and steering attaches,
+//! the network workers start, and only then is `runtime/current_config.toml` written — tools
+//! treat that file as "ready". SIGTERM or SIGINT stops accepting, lets in-flight requests
+//! finish, and makes every shard sync before the process exits.
+
+use crate::config::{Config, SteeringPolicy};
+use crate::kernel::{bind_listeners, KernelWorker};
+use crate::ring::build_mesh;
+use crate::session::WorkerContext;
+use crate::shard::ShardLoop;
+use crate::shared::{now_us, Shared};
+use crate::stats::{write_snapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
+use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why the appliance could not start (each names what to do).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source} (check system.path / IGGY_SYSTEM_PATH)")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("metadata store: {0}")]
+    Metadata(String),
+    #[error("cannot listen on {address}: {source} (check tcp.address / IGGY_TCP_ADDRESS)")]
+    Listen { address: String, source: std::io::Error },
+    #[error("storage shard {shard}: {message}")]
+    Shard { shard: usize, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Runs the appliance until SIGTERM/SIGINT.
+///
+/// # Errors
+/// A [`StartError`] when start-up fails; nothing is left running then.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let data_dir = config.system.path.clone();
+    for dir in [data_dir.clone(), data_dir.join("runtime"), data_dir.join("metadata")] {
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
+    }
+    let signals = block_termination_signals()?;
+    let (store, catalog) = open_metadata(&config, &data_dir)?;
+    let workers = config.network_workers();
+    let shards = config.storage_shards();
+    let shared = Arc::new(Shared::new(config.clone(), store, catalog, workers, shards));
+    let (links, rings, worker_wakers, shard_wakers) =
+        build_mesh(workers, shards, config.dataplane.ring_capacity).map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+    let cores = pin_plan(&config, workers + shards);
+
+    let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
+    let address = config.tcp_address().map_err(|e| StartError::Other(e.to_string()))?;
+    let listeners = bind_listeners(address, workers)
+        .map_err(|source| StartError::Listen { address: config.tcp.address.clone(), source })?;
+    let bound = listeners[0].local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    shared.set_bound_address(bound);
+    let steering = attach_steering(&config, &listeners);
+    let counter = steering.as_ref().map(riptide_ebpf::reuseport::ReuseportSteering::connection_counter);
+    let steering_label = steering.as_ref().map_or("so_reuseport_hash".to_string(), |s| format!("ebpf_{}", s.policy()));
+
+    let worker_threads = start_workers(&shared, listeners, links, &worker_wakers, &cores[..workers], counter)?;
+    write_current_config(&data_dir, bound, &config)?;
+    tracing::info!(address = %bound, workers, shards, steering = %steering_label, data = %data_dir.display(), "riptide is ready");
+
+    wait_for_signal(&shared, &signals, &cores, workers, &steering_label);
+    tracing::info!("shutting down: draining connections and syncing storage");
+    shared.request_shutdown();
+    for waker in worker_wakers.iter().chain(shard_wakers.iter()) {
+        waker.wake();
+    }
+    for thread in worker_threads {
+        let _ = thread.join();
+    }
+    shared.request_storage_stop();
+    for waker in &shard_wakers {
+        waker.wake();
+    }
+    for thread in shard_threads {
+        let _ = thread.join();
+    }
+    drop(steering);
+    tracing::info!("riptide stopped");
+    Ok(())
+}
+
+fn open_metadata(config: &Config, data_dir: &Path) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
+    let (mut store, mut catalog) =
+        MetadataStore::open(&data_dir.join("metadata")).map_err(|e| StartError::Metadata(e.to_string()))?;
+    if catalog.users().is_empty() {
+        let password_hash = hash_password(&config.root.password).map_err(|e| StartError::Metadata(e.to_string()))?;
+        let change = Change::CreateUser {
+            user_id: 0,
+            username: config.root.username.clone(),
+            password_hash,
+            status: UserStatus::Active,
+            permissions: Some(Permissions::root()),
+            created_at_us: now_us(),
+        };
+        store.apply(&change).map_err(|e| StartError::Metadata(e.to_string()))?;
+        catalog.apply(&change).map_err(|e| StartError::Metadata(e.to_string()))?;
+        tracing::info!(username = %config.root.username, "created the root user (first boot)");
+    }
+    Ok((store, catalog))
+}
+
+/// Starts the network worker threads; each builds its io_uring inside its own thread.
+fn start_workers(
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    links: Vec<Vec<crate::ring::ShardLink>>,
+    wakers: &[Arc<crate::ring::Waker>],
+    cores: &[Option<usize>],
+    counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
+        let ctx = WorkerContext::new(index, Arc::clone(shared), worker_links);
+        let (waker, counter, ready, core) = (Arc::clone(&wakers[index]), counter.clone(), ready_tx.clone(), cores[index]);
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-net-{index}"))
+            .spawn(move || {
+                pin(core, "network worker", index);
+                match KernelWorker::new(listener, ctx, waker, counter) {
+                    Ok(worker) => {
+                        let _ = ready.send(Ok(()));
+                        worker.run();
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(format!(
+                            "io_uring for network worker {index}: {error} (is io_uring disabled by seccomp or kernel.io_uring_disabled?)"
+                        )));
+                    }
+                }
+            })
+            .map_err(|e| StartError::Other(format!("spawn network worker: {e}")))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                shared.request_shutdown();
+                return Err(StartError::Other(message));
+            }
+            Err(_) => return Err(StartError::Other("a network worker exited during start-up".to_string())),
+        }
+    }
+    Ok(threads)
+}
+
+/// Starts the shard threads and waits until each has opened its partitions.
+fn start_shards(
+    shared: &Arc<Shared>,
+    rings: Vec<Vec<crate::ring::WorkerShardRings>>,
+    wakers: &[Arc<crate::ring::Waker>],
+    cores: &[Option<usize>],
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (index, shard_rings) in rings.into_iter().enumerate() {
+        let shared = Arc::clone(shared);
+        let waker = Arc::clone(&wakers[index]);
+        let ready = ready_tx.clone();
+        let core = cores[index];
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-shard-{index}"))
+            .spawn(move || {
+                pin(core, "storage shard", index);
+                match ShardLoop::new(index, shared, shard_rings, waker) {
+                    Ok(shard) => {
+                        let _ = ready.send((index, Ok(())));
+                        shard.run();
+                    }
+                    Err(error) => {
+                        let _ = ready.send((index, Err(error.to_string())));
+                    }
+                }
+            })
+            .map_err(|e| StartError::Other(format!("spawn storage shard: {e}")))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((shard, Err(message))) => {
+                shared.request_shutdown();
+                shared.request_storage_stop();
+                return Err(StartError::Shard { shard, message });
+            }
+            Err(_) => return Err(StartError::Other("a storage shard exited during start-up".to_string())),
+        }
+    }
+    Ok(threads)
+}
+
+/// Cores for each thread in order (workers, then shards): the configured list, else the
+/// available cores round-robin. `None` when the machine reports no core ids.
+fn pin_plan(config: &Config, threads: usize) -> Vec<Option<usize>> {
+    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let plan: &[usize] = if config.dataplane.cores.is_empty() { &available } else { &config.dataplane.cores };
+    (0..threads).map(|i| (!plan.is_empty()).then(|| plan[i % plan.len()])).collect()
+}
+
+fn pin(core: Option<usize>, role: &str, index: usize) {
+    let Some(id) = core else {
+        tracing::warn!(role, index, "no core ids reported: thread left unpinned");
+        return;
+    };
+    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        tracing::warn!(role, index, core = id, "pinning failed: thread left unpinned");
+    }
+}
+
+/// Loads the sk_reuseport steering program; on any failure plain SO_REUSEPORT hashing spreads
+/// connections and the log says why, in one line.
+fn attach_steering(config: &Config, listeners: &[std::net::TcpListener]) -> Option<riptide_ebpf::reuseport::ReuseportSteering> {
+    if !config.steering.enabled || listeners.len() < 2 {
+        return None;
+    }
+    let policy = match config.steering.policy {
+        SteeringPolicy::Hash => riptide_ebpf::reuseport::SteeringPolicy::Hash,
+        SteeringPolicy::LeastConnections => riptide_ebpf::reuseport::SteeringPolicy::LeastConnections,
+    };
+    let fds: Vec<_> = listeners.iter().map(AsFd::as_fd).collect();
+    let attached = riptide_ebpf::reuseport::ReuseportSteering::load(policy, listeners.len() as u32)
+        .and_then(|mut steering| steering.attach(&fds).map(|()| steering));
+    match attached {
+        Ok(steering) => Some(steering),
+        Err(error) => {
+            tracing::warn!(reason = %error.summary(), "sk_reuseport steering program not loaded; falling back to plain SO_REUSEPORT hashing");
+            None
+        }
+    }
+}
+
+/// `<data>/runtime/current_config.toml`: the bound address (as iggy-server writes it) and the
+/// effective configuration, written atomically.
+fn write_current_config(data_dir: &Path, bound: SocketAddr, config: &Config) -> Result<(), StartError> {
+    let mut effective = config.clone();
+    effective.tcp.address = bound.to_string();
+    let text = effective.to_toml_masked();
+    let path = data_dir.join("runtime").join("current_config.toml");
+    let temp = path.with_extension("toml.tmp");
+    std::fs::write(&temp, text)
+        .and_then(|()| std::fs::rename(&temp, &path))
+        .map_err(|source| StartError::DataDir { path: path.display().to_string(), source })
+}
+
+/// Blocks SIGTERM and SIGINT in every thread (threads inherit the mask) and returns a signalfd
+/// the main thread polls.
+fn block_termination_signals() -> Result<nix::sys::signalfd::SignalFd, StartError> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().map_err(|e| StartError::Other(format!("block signals: {e}")))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| StartError::Other(format!("signalfd: {e}")))
+}
+
+/// Publishes statistics until a termination signal arrives.
+fn wait_for_signal(
+    shared: &Shared,
+    signals: &nix::sys::signalfd::SignalFd,
+    cores: &[Option<usize>],
+    workers: usize,
+    steering: &str,
+) {
+    let mut next_publish = Instant::now();
+    loop {
+        if let Ok(Some(signal)) = signals.read_signal() {
+            tracing::info!(signal = signal.ssi_signo, "termination signal received");
+            return;
+        }
+        if Instant::now() >= next_publish {
+            next_publish = Instant::now() + Duration::from_millis(STATS_PUBLISH_INTERVAL_MS);
+            if let Err(error) = write_snapshot(&shared.data_dir, &snapshot(shared, cores, workers, steering)) {
+                tracing::debug!(%error, "stats snapshot not written");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn snapshot(shared: &Shared, cores: &[Option<usize>], workers: usize, steering: &str) -> StatsSnapshot {
+    let catalog = shared.catalog();
+    let topics: usize = catalog.streams().values().map(|s| s.topics.len()).sum();
+    let partitions: usize = catalog.streams().values().flat_map(|s| s.topics.values()).map(|t| t.partitions.len()).sum();
+    StatsSnapshot {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        mode: "kernel".to_string(),
+        tcp_address: shared.bound_address().map(|a| a.to_string()).unwrap_or_default(),
+        started_at_us: shared.started_at_us,
+        written_at_us: now_us(),
+        steering: steering.to_string(),
+        ring_capacity: shared.config.dataplane.ring_capacity as u64,
+        workers: shared.worker_counters.iter().enumerate().map(|(i, c)| c.snapshot(i, cores[i])).collect(),
+        shards: shared.shard_counters.iter().enumerate().map(|(i, c)| c.snapshot(i, cores[workers + i])).collect(),
+        ports: Vec::new(),
+        streams: catalog.streams().len() as u64,
+        topics: topics as u64,
+        partitions: partitions as u64,
+    }
+}

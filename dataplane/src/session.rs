@@ -1,0 +1,367 @@
+//! One client connection as a sans-I/O state machine, shared by the kernel and DPDK backends.
+//!
+//! Bytes go in with [`Connection::on_received`]; complete frames are decoded and dispatched;
+//! replies come out, in request order, through [`Connection::pending_output`] /
+//! [`Connection::consume_output`]. Requests that need a storage shard go over the worker's rings;
+//! their replies come back through [`Connection::on_shard_reply`]. When a ring is full the
+//! connection stops taking frames (backpressure) and [`Connection::wants_read`] turns false until
+//! the backend calls [`Connection::process`] again after replies drained.
+
+use crate::dispatch::{self, Continuation, Handled};
+use crate::ring::ShardLink;
+use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
+use crate::shared::{lock, ClientInfo, Shared};
+use riptide_protocol::codes::{ErrorCode, EvictionReason};
+use riptide_protocol::constants::{HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN};
+use riptide_protocol::header::{EvictionRepr, ReplyRepr, RequestHeader};
+use riptide_protocol::request::{Rejection, Request};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes of consumed input after which the input buffer is compacted.
+const INPUT_COMPACT_THRESHOLD_BYTES: usize = 64 * 1024;
+
+/// What a logged-in connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: u32,
+    pub session_id: u64,
+}
+
+/// The per-connection facts handlers need.
+#[derive(Debug)]
+pub struct ConnectionState {
+    pub client_id: u32,
+    pub address: String,
+    pub session: Option<Session>,
+}
+
+/// Per network worker (kernel thread or DPDK lcore): its rings and its view of shared state.
+pub struct WorkerContext {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub links: Vec<ShardLink>,
+    /// Round-robin counters of balanced partitioning, per (stream, topic), local to the worker.
+    pub balanced_next: HashMap<(u32, u32), u32>,
+}
+
+impl WorkerContext {
+    pub fn new(index: usize, shared: Arc<Shared>, links: Vec<ShardLink>) -> WorkerContext {
+        WorkerContext { index, shared, links, balanced_next: HashMap::new() }
+    }
+
+    /// Whether every shard can take one more request (checked before a frame is dispatched,
+    /// so a dispatched request is never refused by a full ring).
+    fn every_link_has_room(&self, needed: usize) -> bool {
+        self.links.iter().all(|link| link.capacity - link.outstanding >= needed && link.requests.slots() >= needed)
+    }
+
+    fn send(&mut self, shard: usize, request: ShardRequest) {
+        let link = &mut self.links[shard];
+        link.outstanding += 1;
+        if link.requests.push(request).is_err() {
+            // every_link_has_room was checked for this frame before dispatch.
+            tracing::error!(shard, "request ring full after a room check");
+        }
+    }
+
+    /// Wakes the shards that were sent requests since the last call.
+    pub fn wake_shards(&mut self, sent: &mut [bool]) {
+        for (shard, flag) in sent.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                self.links[shard].shard_waker.wake();
+            }
+        }
+    }
+
+    /// Takes every reply waiting in the rings.
+    pub fn drain_replies(&mut self, mut deliver: impl FnMut(ShardReply)) {
+        for link in &mut self.links {
+            while let Ok(reply) = link.replies.pop() {
+                link.outstanding = link.outstanding.saturating_sub(1);
+                deliver(reply);
+            }
+        }
+    }
+}
+
+enum SlotState {
+    Ready,
+    Waiting { remaining: u32, continuation: Continuation, failure: Option<ErrorCode> },
+}
+
+/// A request in flight: its reply header and the reply once known.
+struct Inflight {
+    seq: u64,
+    reply: ReplyRepr,
+    state: SlotState,
+    chunks: Vec<Vec<u8>>,
+}
+
+pub struct Connection {
+    pub id: ConnectionId,
+    pub state: ConnectionState,
+    input: Vec<u8>,
+    input_start: usize,
+    output: VecDeque<Vec<u8>>,
+    output_sent_bytes: usize,
+    inflight: VecDeque<Inflight>,
+    next_seq: u64,
+    inflight_max: usize,
+    blocked: bool,
+    closing: bool,
+    pub last_activity: Instant,
+    /// Shards sent a request since the backend last woke them.
+    pub shards_to_wake: Vec<bool>,
+}
+
+impl Connection {
+    pub fn new(id: ConnectionId, address: String, ctx: &WorkerContext) -> Connection {
+        let client_id = ctx.shared.next_client_id();
+        lock(&ctx.shared.clients).insert(
+            client_id,
+            ClientInfo { client_id, address: address.clone(), user_id: None, transport: "TCP" },
+        );
+        Connection {
+            id,
+            state: ConnectionState { client_id, address, session: None },
+            input: Vec::new(),
+            input_start: 0,
+            output: VecDeque::new(),
+            output_sent_bytes: 0,
+            inflight: VecDeque::new(),
+            next_seq: 1,
+            inflight_max: ctx.shared.config.dataplane.connection_inflight_max,
+            blocked: false,
+            closing: false,
+            last_activity: Instant::now(),
+            shards_to_wake: vec![false; ctx.links.len()],
+        }
+    }
+
+    /// Appends received bytes and processes every complete frame it can.
+    pub fn on_received(&mut self, bytes: &[u8], ctx: &mut WorkerContext) {
+        self.last_activity = Instant::now();
+        self.input.extend_from_slice(bytes);
+        self.process(ctx);
+    }
+
+    /// Whether the backend should keep reading from the socket.
+    pub fn wants_read(&self) -> bool {
+        !self.closing && !self.blocked && self.inflight.len() < self.inflight_max
+    }
+
+    /// Whether the connection is finished: closing and everything sent.
+    pub fn is_closed(&self) -> bool {
+        self.closing && self.output.is_empty()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Bytes ready to send, as chunks (the first may be partly sent already).
+    pub fn pending_output(&self) -> impl Iterator<Item = &[u8]> {
+        let first_offset = self.output_sent_bytes;
+        self.output.iter().enumerate().map(move |(i, chunk)| if i == 0 { &chunk[first_offset..] } else { &chunk[..] })
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Marks `sent` bytes of the pending output as written.
+    pub fn consume_output(&mut self, mut sent: usize) {
+        while sent > 0 {
+            let Some(front) = self.output.front() else { return };
+            let left = front.len() - self.output_sent_bytes;
+            if sent < left {
+                self.output_sent_bytes += sent;
+                return;
+            }
+            sent -= left;
+            self.output.pop_front();
+            self.output_sent_bytes = 0;
+        }
+    }
+
+    /// Decodes and dispatches complete frames while the connection may take more.
+    pub fn process(&mut self, ctx: &mut WorkerContext) {
+        self.blocked = false;
+        // The input buffer is taken out while frames borrow it, so handlers can use `self`.
+        let input = std::mem::take(&mut self.input);
+        while !self.closing && self.inflight.len() < self.inflight_max {
+            let available = &input[self.input_start..];
+            if available.len() < HEADER_SIZE_BYTES {
+                break;
+            }
+            let frame_len = match frame_length(available, ctx.shared.config.limits.frame_size_max_bytes) {
+                Ok(len) => len,
+                Err(reason) => {
+                    self.evict(available, reason, ctx);
+                    break;
+                }
+            };
+            if available.len() < frame_len {
+                break;
+            }
+            let frame = &available[..frame_len];
+            if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
+                break;
+            }
+            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_FRAME_MAX.min(ctx.links.len())) {
+                self.blocked = true;
+                ctx.shared.worker_counters[ctx.index].ring_full_stalls.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            self.input_start += frame_len;
+            self.handle_frame(frame, ctx);
+        }
+        self.input = input;
+        self.compact_input();
+        self.flush_ready();
+    }
+
+    fn compact_input(&mut self) {
+        if self.input_start == self.input.len() {
+            self.input.clear();
+            self.input_start = 0;
+        } else if self.input_start > INPUT_COMPACT_THRESHOLD_BYTES {
+            self.input.drain(..self.input_start);
+            self.input_start = 0;
+        }
+    }
+
+    fn handle_frame(&mut self, frame: &[u8], ctx: &mut WorkerContext) {
+        let counters = &ctx.shared.worker_counters[ctx.index];
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let Ok(header) = RequestHeader::new_checked(frame) else {
+            self.evict(frame, EvictionReason::InvalidRequestOperation, ctx);
+            return;
+        };
+        if let Err(reason) = header.validate(ctx.shared.config.limits.frame_size_max_bytes as usize) {
+            self.evict(frame, reason, ctx);
+            return;
+        }
+        let body = &frame[HEADER_SIZE_BYTES..];
+        let session_id = self.state.session.map_or(0, |s| s.session_id);
+        let mut reply = ReplyRepr::echo(&header, session_id, 0);
+        let handled = match Request::decode(header.operation(), header.command_code(), body) {
+            Ok(request) => dispatch::handle(request, &header, &mut self.state, ctx),
+            Err(error) => match error.rejection() {
+                Rejection::Status(code) => Handled::Error(code),
+                Rejection::Evict(reason) => Handled::Evict(reason),
+            },
+        };
+        reply.session = self.state.session.map_or(session_id, |s| s.session_id);
+        reply.commit = ctx.shared.metadata_commit();
+        self.accept(handled, reply, frame, ctx);
+    }
+
+    fn accept(&mut self, handled: Handled, mut reply: ReplyRepr, frame: &[u8], ctx: &mut WorkerContext) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let (state, chunks) = match handled {
+            Handled::Reply(body) => (SlotState::Ready, vec![body]),
+            Handled::Error(code) => {
+                ctx.shared.worker_counters[ctx.index].request_errors.fetch_add(1, Ordering::Relaxed);
+                reply.status = code.as_u32();
+                (SlotState::Ready, Vec::new())
+            }
+            Handled::Evict(reason) => {
+                self.evict(frame, reason, ctx);
+                return;
+            }
+            Handled::Shard { requests, continuation } => {
+                let remaining = requests.len() as u32;
+                for (shard, op) in requests {
+                    let token = RequestToken { connection: self.id, seq };
+                    ctx.send(shard, ShardRequest { token, op });
+                    self.shards_to_wake[shard] = true;
+                }
+                (SlotState::Waiting { remaining, continuation, failure: None }, Vec::new())
+            }
+        };
+        self.inflight.push_back(Inflight { seq, reply, state, chunks });
+    }
+
+    /// Sends an eviction and closes the connection once it is written.
+    fn evict(&mut self, frame: &[u8], reason: EvictionReason, ctx: &WorkerContext) {
+        ctx.shared.worker_counters[ctx.index].evictions.fetch_add(1, Ordering::Relaxed);
+        let client = frame.get(128..144).map_or(0, |b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])));
+        let eviction = EvictionRepr {
+            cluster: 0,
+            client,
+            reason,
+            server_protocol_version: SERVER_PROTOCOL_VERSION,
+            server_protocol_version_min: SERVER_PROTOCOL_VERSION_MIN,
+        };
+        let mut header = [0u8; HEADER_SIZE_BYTES];
+        eviction.emit(&mut header);
+        // Replies already owed go first, then the eviction; nothing after it is read.
+        self.inflight.push_back(Inflight { seq: u64::MAX, reply: ReplyRepr::default(), state: SlotState::Ready, chunks: vec![header.to_vec()] });
+        self.closing = true;
+        self.flush_ready();
+    }
+
+    /// A shard answered one of this connection's requests.
+    pub fn on_shard_reply(&mut self, seq: u64, outcome: ShardOutcome, ctx: &mut WorkerContext) {
+        let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) else { return };
+        let SlotState::Waiting { remaining, continuation, failure } = &mut slot.state else { return };
+        *remaining -= 1;
+        match outcome {
+            ShardOutcome::Failed(code) => *failure = failure.or(Some(code)),
+            outcome => continuation.absorb(outcome),
+        }
+        if *remaining == 0 {
+            match failure.take() {
+                Some(code) => {
+                    slot.reply.status = code.as_u32();
+                    ctx.shared.worker_counters[ctx.index].request_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                None => slot.chunks = continuation.finish(&ctx.shared, &ctx.shared.worker_counters[ctx.index]),
+            }
+            slot.state = SlotState::Ready;
+        }
+        self.flush_ready();
+    }
+
+    /// Moves finished replies at the front of the in-flight queue to the output, in order.
+    fn flush_ready(&mut self) {
+        while matches!(self.inflight.front(), Some(slot) if matches!(slot.state, SlotState::Ready)) {
+            let Some(slot) = self.inflight.pop_front() else { break };
+            if slot.seq == u64::MAX {
+                self.output.extend(slot.chunks);
+                continue;
+            }
+            let body_len: usize = slot.chunks.iter().map(Vec::len).sum();
+            let mut header = [0u8; HEADER_SIZE_BYTES];
+            slot.reply.emit(body_len as u32, &mut header);
+            self.output.push_back(header.to_vec());
+            self.output.extend(slot.chunks.into_iter().filter(|chunk| !chunk.is_empty()));
+        }
+    }
+
+    /// The connection is gone: leave consumer groups and the client registry.
+    pub fn on_closed(&mut self, ctx: &WorkerContext) {
+        lock(&ctx.shared.groups).remove_client(self.state.client_id);
+        lock(&ctx.shared.clients).remove(&self.state.client_id);
+        self.closing = true;
+    }
+
+    /// Requests still waiting for a shard (their replies must be drained before the slot is reused).
+    pub fn awaiting_shards(&self) -> bool {
+        self.inflight.iter().any(|slot| matches!(slot.state, SlotState::Waiting { .. }))
+    }
+}
+
+/// The frame length announced by a header, checked against the limits.
+fn frame_length(header: &[u8], frame_size_max_bytes: u64) -> Result<usize, EvictionReason> {
+    let size = u32::from_le_bytes(header[48..52].try_into().unwrap_or([0; 4])) as usize;
+    if size < HEADER_SIZE_BYTES || size as u64 > frame_size_max_bytes {
+        return Err(EvictionReason::InvalidRequestBodySize);
+    }
+    Ok(size)
+}

@@ -1,0 +1,488 @@
+//! Storage shards: one pinned thread each, owning a share of the partitions through a
+//! `riptide_storage::Shard` (one io_uring). Network workers reach a shard only through its rings.
+//!
+//! A shard loop drains its request rings, starts storage operations, waits on its io_uring (which
+//! also watches the shard's wakeup eventfd), and turns completions into replies on the ring back
+//! to the worker that asked. Replies never overflow: a worker keeps at most `ring_capacity`
+//! requests outstanding per shard, and the reply ring has that capacity.
+
+use crate::ring::{Waker, WorkerShardRings};
+use crate::shared::{PartitionCounters, Shared};
+use riptide_protocol::codes::ErrorCode;
+use riptide_storage::{
+    AckMode, AppendError, CompletionResult, ConsumerRef, OffsetError, PartitionKey,
+    PartitionSettings, ReadError, ReadOutcome, ReadResult, ReadStart, Shard as StorageShard,
+    StorageError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest a shard sleeps when idle: bounds how late shutdown and retention are noticed.
+const SHARD_IDLE_WAIT_MS: u64 = 100;
+/// Requests taken from one worker's ring per loop turn, so one busy worker cannot starve others.
+const REQUESTS_PER_RING_TURN_MAX: usize = 256;
+
+/// Identifies a connection across its worker's slot reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// Where a shard reply goes: the connection and its request sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestToken {
+    pub connection: ConnectionId,
+    pub seq: u64,
+}
+
+/// Where a poll starts; `Next` is resolved by the shard from the consumer's stored offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollFrom {
+    Offset(u64),
+    Timestamp(u64),
+    First,
+    Last,
+    Next(ConsumerRef),
+}
+
+#[derive(Debug)]
+pub enum ShardOp {
+    Append {
+        key: PartitionKey,
+        batch: Vec<u8>,
+        ack: AckMode,
+    },
+    Poll {
+        key: PartitionKey,
+        from: PollFrom,
+        count: u32,
+        auto_commit: Option<ConsumerRef>,
+    },
+    GetOffset {
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    },
+    StoreOffset {
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+    },
+    DeleteOffset {
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    },
+    Flush {
+        key: PartitionKey,
+        fsync: bool,
+    },
+    OpenPartitions(Vec<(PartitionKey, PartitionSettings)>),
+    DeletePartitions(Vec<PartitionKey>),
+    Purge(Vec<PartitionKey>),
+    DeleteSegments {
+        key: PartitionKey,
+        count: u32,
+    },
+    SetSettings(Vec<(PartitionKey, PartitionSettings)>),
+}
+
+#[derive(Debug)]
+pub struct ShardRequest {
+    pub token: RequestToken,
+    pub op: ShardOp,
+}
+
+#[derive(Debug)]
+pub enum ShardOutcome {
+    Appended { base_offset: u64, last_offset: u64 },
+    Polled(ReadResult),
+    Offset { current: Option<u64>, stored: Option<u64> },
+    Done,
+    Failed(ErrorCode),
+}
+
+#[derive(Debug)]
+pub struct ShardReply {
+    pub token: RequestToken,
+    pub outcome: ShardOutcome,
+}
+
+/// What a storage token stands for until its completion arrives.
+struct PendingOp {
+    worker: usize,
+    token: RequestToken,
+    auto_commit: Option<ConsumerRef>,
+    started: Instant,
+}
+
+/// The state of one storage shard thread.
+pub struct ShardLoop {
+    index: usize,
+    shared: Arc<Shared>,
+    storage: StorageShard,
+    rings: Vec<WorkerShardRings>,
+    /// Keeps the eventfd registered in the storage ring open for the shard's lifetime.
+    _wakeup: Arc<Waker>,
+    pending: HashMap<u64, PendingOp>,
+    next_storage_token: u64,
+    /// Requests refused with storage backpressure, retried before new ones are taken.
+    deferred: VecDeque<(usize, ShardRequest)>,
+    counters: HashMap<PartitionKey, Arc<PartitionCounters>>,
+    completions: Vec<riptide_storage::Completion>,
+    workers_to_wake: Vec<bool>,
+    next_retention: Instant,
+}
+
+impl ShardLoop {
+    /// Builds the shard inside its own thread (the storage shard is not `Send`) and opens the
+    /// partitions this shard owns.
+    ///
+    /// # Errors
+    /// The storage error of the ring set-up or of a partition's recovery.
+    pub fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        rings: Vec<WorkerShardRings>,
+        waker: Arc<Waker>,
+    ) -> Result<ShardLoop, StorageError> {
+        let storage = StorageShard::new(shared.storage_config(), Some(waker.fd()))?;
+        tracing::info!(shard = index, backend = ?storage.backend(), "storage shard ready");
+        let workers = rings.len();
+        let mut shard = ShardLoop {
+            index,
+            shared,
+            storage,
+            rings,
+            _wakeup: waker,
+            pending: HashMap::new(),
+            next_storage_token: 1,
+            deferred: VecDeque::new(),
+            counters: HashMap::new(),
+            completions: Vec::new(),
+            workers_to_wake: vec![false; workers],
+            next_retention: Instant::now(),
+        };
+        for (key, settings) in shard.shared.owned_partitions(index) {
+            shard.open_partition(key, settings)?;
+        }
+        Ok(shard)
+    }
+
+    fn open_partition(&mut self, key: PartitionKey, settings: PartitionSettings) -> Result<(), StorageError> {
+        let dir = self.shared.partition_dir(key);
+        let info = self.storage.open_partition(key, &dir, settings)?;
+        let counters = self.shared.register_partition(key);
+        counters.publish(&info);
+        self.counters.insert(key, counters);
+        self.shared.shard_counters[self.index].partitions.store(self.counters.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs until shutdown is requested and every ring is drained; then syncs everything.
+    pub fn run(mut self) {
+        loop {
+            let took_work = self.take_requests();
+            let timeout = if took_work { Duration::ZERO } else { Duration::from_millis(SHARD_IDLE_WAIT_MS) };
+            self.storage.wait(timeout);
+            self.handle_completions();
+            self.run_retention_when_due();
+            self.wake_workers();
+            if self.shared.storage_stopping() && !took_work && self.pending.is_empty() && self.deferred.is_empty() {
+                break;
+            }
+        }
+        self.storage.shutdown();
+        tracing::info!(shard = self.index, "storage shard stopped; data synced");
+    }
+
+    fn take_requests(&mut self) -> bool {
+        let mut took = false;
+        while let Some((worker, request)) = self.deferred.pop_front() {
+            took = true;
+            if let Err(request) = self.start(worker, request) {
+                self.deferred.push_front((worker, request));
+                return took;
+            }
+        }
+        for worker in 0..self.rings.len() {
+            for _ in 0..REQUESTS_PER_RING_TURN_MAX {
+                let Ok(request) = self.rings[worker].requests.pop() else { break };
+                took = true;
+                if let Err(request) = self.start(worker, request) {
+                    self.deferred.push_back((worker, request));
+                    return took;
+                }
+            }
+        }
+        let depth: usize = self.rings.iter().map(|r| r.requests.slots()).sum();
+        self.shared.shard_counters[self.index].request_ring_depth.store(depth as u64, Ordering::Relaxed);
+        took
+    }
+
+    /// Starts one request, or gives it back when storage is momentarily full (retried later).
+    fn start(&mut self, worker: usize, request: ShardRequest) -> Result<(), ShardRequest> {
+        let storage_token = self.next_storage_token;
+        let token = request.token;
+        let started = match request.op {
+            ShardOp::Append { key, batch, ack } => {
+                if !self.storage.has_room(key, batch.len()) {
+                    return Err(ShardRequest { token, op: ShardOp::Append { key, batch, ack } });
+                }
+                self.storage.append(key, batch, ack, storage_token, now_us()).map(drop).map_err(append_error_code)
+            }
+            ShardOp::Poll { key, from, count, auto_commit } => {
+                match self.start_poll(key, from, count, storage_token) {
+                    Ok(ReadOutcome::Ready(result)) => {
+                        let outcome = self.finish_poll(key, result, auto_commit);
+                        self.reply(worker, token, outcome);
+                        return Ok(());
+                    }
+                    Ok(ReadOutcome::Pending) => {
+                        self.remember(storage_token, worker, token, auto_commit);
+                        return Ok(());
+                    }
+                    Err(ReadError::Backpressure) => {
+                        return Err(ShardRequest { token, op: ShardOp::Poll { key, from, count, auto_commit } });
+                    }
+                    Err(error) => Err(read_error_code(error)),
+                }
+            }
+            ShardOp::StoreOffset { key, consumer, offset } => {
+                self.storage.store_offset(key, consumer, offset, storage_token).map_err(offset_error_code)
+            }
+            ShardOp::Flush { key, fsync } => self.storage.flush(key, fsync, storage_token).map_err(append_error_code),
+            other => {
+                let outcome = self.run_control(other);
+                self.reply(worker, token, outcome);
+                return Ok(());
+            }
+        };
+        match started {
+            Ok(()) => self.remember(storage_token, worker, token, None),
+            Err(code) => self.reply(worker, token, ShardOutcome::Failed(code)),
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, storage_token: u64, worker: usize, token: RequestToken, auto_commit: Option<ConsumerRef>) {
+        self.pending.insert(storage_token, PendingOp { worker, token, auto_commit, started: Instant::now() });
+        self.next_storage_token += 1;
+    }
+
+    fn start_poll(&mut self, key: PartitionKey, from: PollFrom, count: u32, storage_token: u64) -> Result<ReadOutcome, ReadError> {
+        let start = match from {
+            PollFrom::Offset(offset) => ReadStart::Offset(offset),
+            PollFrom::Timestamp(timestamp_us) => ReadStart::Timestamp(timestamp_us),
+            PollFrom::First => ReadStart::First,
+            PollFrom::Last => ReadStart::Last,
+            PollFrom::Next(consumer) => match self.storage.get_offset(key, consumer) {
+                Ok(Some(stored)) => ReadStart::Offset(stored.saturating_add(1)),
+                Ok(None) => ReadStart::First,
+                Err(OffsetError::UnknownPartition(key)) => return Err(ReadError::UnknownPartition(key)),
+                Err(_) => ReadStart::First,
+            },
+        };
+        self.shared.shard_counters[self.index].reads.fetch_add(1, Ordering::Relaxed);
+        self.storage.read(key, start, count, storage_token)
+    }
+
+    /// Auto-commit stores the last offset returned; the poll reply does not wait for that write
+    /// (as in Iggy, an auto-commit is not separately acknowledged), but it is durable soon after.
+    fn finish_poll(&mut self, key: PartitionKey, result: ReadResult, auto_commit: Option<ConsumerRef>) -> ShardOutcome {
+        if let (Some(consumer), Some(last)) = (auto_commit, last_offset_of(&result)) {
+            let storage_token = self.next_storage_token;
+            self.next_storage_token += 1;
+            if let Err(error) = self.storage.store_offset(key, consumer, last, storage_token) {
+                tracing::warn!(?key, ?error, "auto-commit of consumer offset failed");
+            }
+        }
+        ShardOutcome::Polled(result)
+    }
+
+    /// Operations that finish synchronously on the shard (metadata-plane changes of partitions).
+    fn run_control(&mut self, op: ShardOp) -> ShardOutcome {
+        let result = match op {
+            ShardOp::GetOffset { key, consumer } => {
+                return match self.storage.get_offset(key, consumer) {
+                    Ok(stored) => ShardOutcome::Offset {
+                        current: self.storage.partition_info(key).and_then(|info| info.current_offset),
+                        stored,
+                    },
+                    Err(error) => ShardOutcome::Failed(offset_error_code(error)),
+                };
+            }
+            ShardOp::DeleteOffset { key, consumer } => self.storage.delete_offset(key, consumer).map_err(offset_error_code),
+            ShardOp::OpenPartitions(partitions) => partitions.into_iter().try_for_each(|(key, settings)| {
+                if self.counters.contains_key(&key) {
+                    return self.storage.set_settings(key, settings).map_err(storage_error_code);
+                }
+                self.open_partition(key, settings).map_err(storage_error_code)
+            }),
+            ShardOp::DeletePartitions(keys) => keys.into_iter().try_for_each(|key| {
+                self.counters.remove(&key);
+                self.shared.unregister_partition(key);
+                match self.storage.delete_partition(key) {
+                    Ok(()) | Err(StorageError::UnknownPartition(_)) => Ok(()),
+                    Err(error) => Err(storage_error_code(error)),
+                }
+            }),
+            ShardOp::Purge(keys) => keys.into_iter().try_for_each(|key| {
+                let info = self.storage.purge(key).map_err(storage_error_code)?;
+                self.publish(key, Some(info));
+                Ok(())
+            }),
+            ShardOp::DeleteSegments { key, count } => {
+                let deleted = self.storage.delete_segments(key, count as usize).map_err(storage_error_code);
+                self.publish(key, None);
+                deleted.map(drop)
+            }
+            ShardOp::SetSettings(partitions) => partitions
+                .into_iter()
+                .try_for_each(|(key, settings)| self.storage.set_settings(key, settings).map_err(storage_error_code)),
+            ShardOp::Append { .. } | ShardOp::Poll { .. } | ShardOp::StoreOffset { .. } | ShardOp::Flush { .. } => {
+                Err(ErrorCode::InvalidCommand)
+            }
+        };
+        self.shared.shard_counters[self.index].partitions.store(self.counters.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(()) => ShardOutcome::Done,
+            Err(code) => ShardOutcome::Failed(code),
+        }
+    }
+
+    fn handle_completions(&mut self) {
+        self.storage.take_completions(&mut self.completions);
+        let mut completions = std::mem::take(&mut self.completions);
+        for completion in completions.drain(..) {
+            let key = completion.key;
+            let Some(pending) = self.pending.remove(&completion.token) else { continue };
+            let outcome = match completion.result {
+                CompletionResult::Append(Ok(appended)) => {
+                    self.count_append(appended.last_offset - appended.base_offset + 1, pending.started);
+                    self.publish(key, None);
+                    ShardOutcome::Appended { base_offset: appended.base_offset, last_offset: appended.last_offset }
+                }
+                CompletionResult::Append(Err(error)) => {
+                    self.shared.shard_counters[self.index].append_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(?key, %error, "append failed");
+                    ShardOutcome::Failed(append_error_code(error))
+                }
+                CompletionResult::Read(Ok(result)) => self.finish_poll(key, result, pending.auto_commit),
+                CompletionResult::Read(Err(error)) => ShardOutcome::Failed(read_error_code(error)),
+                CompletionResult::OffsetStored(Ok(())) | CompletionResult::Flushed(Ok(())) => ShardOutcome::Done,
+                CompletionResult::OffsetStored(Err(error)) => ShardOutcome::Failed(offset_error_code(error)),
+                CompletionResult::Flushed(Err(error)) => ShardOutcome::Failed(append_error_code(error)),
+            };
+            self.reply(pending.worker, pending.token, outcome);
+        }
+        self.completions = completions;
+    }
+
+    fn count_append(&self, messages: u64, started: Instant) {
+        let counters = &self.shared.shard_counters[self.index];
+        counters.appends.fetch_add(1, Ordering::Relaxed);
+        counters.messages_appended.fetch_add(messages, Ordering::Relaxed);
+        counters.append_latency.record_us(started.elapsed().as_micros() as u64);
+    }
+
+    /// Copies a partition's offsets and sizes to the counters the metadata replies read.
+    fn publish(&self, key: PartitionKey, info: Option<riptide_storage::PartitionInfo>) {
+        let info = info.or_else(|| self.storage.partition_info(key));
+        if let (Some(counters), Some(info)) = (self.counters.get(&key), info) {
+            counters.publish(&info);
+        }
+    }
+
+    fn reply(&mut self, worker: usize, token: RequestToken, outcome: ShardOutcome) {
+        let reply = ShardReply { token, outcome };
+        // Cannot fail: a worker keeps at most ring capacity requests outstanding per shard.
+        if self.rings[worker].replies.push(reply).is_err() {
+            tracing::error!(shard = self.index, worker, "reply ring full: worker exceeded its outstanding limit");
+        }
+        self.workers_to_wake[worker] = true;
+    }
+
+    fn wake_workers(&mut self) {
+        for (worker, wake) in self.workers_to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.rings[worker].worker_waker.wake();
+            }
+        }
+    }
+
+    fn run_retention_when_due(&mut self) {
+        let now = Instant::now();
+        if now < self.next_retention {
+            return;
+        }
+        self.next_retention = now + Duration::from_millis(self.shared.config.retention.cleaner_interval_ms);
+        match self.storage.apply_retention(now_us()) {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(shard = self.index, segments = deleted, "retention deleted expired segments");
+                for key in self.counters.keys() {
+                    self.publish(*key, None);
+                }
+            }
+            Err(error) => tracing::warn!(shard = self.index, %error, "retention failed"),
+        }
+    }
+}
+
+/// The offset of the last message in a poll result (base offset + count of the last record).
+fn last_offset_of(result: &ReadResult) -> Option<u64> {
+    if result.messages_count == 0 {
+        return None;
+    }
+    let mut position = 0usize;
+    let mut last = None;
+    while let Some(header) = result.bytes.get(position..position + riptide_protocol::constants::BATCH_HEADER_SIZE_BYTES) {
+        let view = riptide_protocol::batch::BatchHeader::new_checked(header).ok()?;
+        let count = u64::from(view.message_count());
+        if count > 0 {
+            last = Some(view.base_offset() + count - 1);
+        }
+        let length = usize::try_from(view.batch_length_bytes()).ok()?;
+        if length == 0 {
+            break;
+        }
+        position += length;
+    }
+    last
+}
+
+fn now_us() -> u64 {
+    crate::shared::now_us()
+}
+
+fn append_error_code(error: AppendError) -> ErrorCode {
+    match error {
+        AppendError::UnknownPartition(_) => ErrorCode::PartitionNotFound,
+        AppendError::InvalidBatch => ErrorCode::InvalidFormat,
+        AppendError::Backpressure | AppendError::NoSpace | AppendError::Io(_) => ErrorCode::CannotAppendMessage,
+    }
+}
+
+fn read_error_code(error: ReadError) -> ErrorCode {
+    match error {
+        ReadError::UnknownPartition(_) => ErrorCode::PartitionNotFound,
+        _ => ErrorCode::CannotReadMessage,
+    }
+}
+
+fn storage_error_code(error: StorageError) -> ErrorCode {
+    match error {
+        StorageError::UnknownPartition(_) => ErrorCode::PartitionNotFound,
+        _ => ErrorCode::Error,
+    }
+}
+
+fn offset_error_code(error: OffsetError) -> ErrorCode {
+    match error {
+        OffsetError::UnknownPartition(_) => ErrorCode::PartitionNotFound,
+        OffsetError::NotFound => ErrorCode::ConsumerOffsetNotFound,
+        OffsetError::Io(_) => ErrorCode::Error,
+    }
+}
