@@ -30,6 +30,10 @@ mod dpdk {
         "rte_socket_id",
         "rte_thread_register",
         "rte_thread_unregister",
+        "rte_eal_remote_launch",
+        "rte_eal_wait_lcore",
+        "rte_get_main_lcore",
+        "rte_lcore_count",
         "rte_eth_dev_count_avail",
         "rte_eth_dev_get_port_by_name",
         "rte_eth_dev_get_name_by_port",
@@ -78,8 +82,14 @@ mod dpdk {
     pub fn build() {
         let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
         let shim_dir = manifest_dir.join("dpdk");
-        println!("cargo:rerun-if-changed={}", shim_dir.join("shim.h").display());
-        println!("cargo:rerun-if-changed={}", shim_dir.join("shim.c").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            shim_dir.join("shim.h").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            shim_dir.join("shim.c").display()
+        );
         println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
         // Links every shared library of libdpdk.pc; the linker's --as-needed drops unused ones.
@@ -87,7 +97,9 @@ mod dpdk {
             .atleast_version("22.11")
             .probe("libdpdk")
             .unwrap_or_else(|error| {
-                fail(&format!("DPDK 22.11 (libdpdk) not found by pkg-config: {error}"))
+                fail(&format!(
+                    "DPDK 22.11 (libdpdk) not found by pkg-config: {error}"
+                ))
             });
         let cflags = dpdk_cflags();
         compile_shim(&shim_dir, &cflags);
@@ -115,7 +127,10 @@ mod dpdk {
 
     fn compile_shim(shim_dir: &std::path::Path, cflags: &[String]) {
         let mut build = cc::Build::new();
-        build.file(shim_dir.join("shim.c")).include(shim_dir).opt_level(2);
+        build
+            .file(shim_dir.join("shim.c"))
+            .include(shim_dir)
+            .opt_level(2);
         for flag in cflags {
             build.flag(flag);
         }
@@ -126,11 +141,20 @@ mod dpdk {
             .unwrap_or_else(|error| fail(&format!("compiling dpdk/shim.c failed: {error}")));
     }
 
-    fn generate_bindings(shim_dir: &std::path::Path, cflags: &[String], library: &pkg_config::Library) {
+    fn generate_bindings(
+        shim_dir: &std::path::Path,
+        cflags: &[String],
+        library: &pkg_config::Library,
+    ) {
         let mut builder = bindgen::Builder::default()
             .header(shim_dir.join("shim.h").display().to_string())
             .clang_args(cflags)
-            .clang_args(library.include_paths.iter().map(|path| format!("-I{}", path.display())))
+            .clang_args(
+                library
+                    .include_paths
+                    .iter()
+                    .map(|path| format!("-I{}", path.display())),
+            )
             // The mbuf and mempool are only handled through pointers and the shim: opaque keeps
             // their (bitfield-heavy, cache-aligned) layouts out of the Rust side.
             .opaque_type("rte_mbuf")
@@ -149,7 +173,8 @@ mod dpdk {
             builder = builder.allowlist_var(var);
         }
         // bindgen panics when it cannot load libclang; turn that into an error naming the fix.
-        let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+        let generated =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
         let bindings = match generated {
             Ok(Ok(bindings)) => bindings,
             Ok(Err(error)) => fail(&format!("bindgen over dpdk/shim.h failed: {error}")),

@@ -1,0 +1,52 @@
+//! Limits and defaults of the DPDK backend, in one place.
+
+/// Mbufs taken from (or handed to) the driver in one rx/tx burst: DPDK's customary 32 amortises the
+/// per-call cost without holding many packets back.
+pub const BURST_PACKETS_MAX: usize = 32;
+
+/// Largest Ethernet frame (header + 1500-byte IP MTU) smoltcp may emit. No jumbo frames: an mbuf
+/// of the default data room holds a whole frame, so received frames are one segment.
+pub const ETHERNET_FRAME_MAX_BYTES: usize = 1514;
+
+/// Queues per port the backend configures at most (one per lcore).
+pub const PORT_QUEUES_MAX: u16 = 64;
+
+/// Descriptors per rx/tx ring when the configuration does not say (the driver may adjust them).
+pub const RX_DESCRIPTORS_DEFAULT: u16 = 1024;
+pub const TX_DESCRIPTORS_DEFAULT: u16 = 1024;
+
+/// Mbufs per queue's mempool: the rx ring, the tx ring, packets held by the lcore, plus slack.
+/// DPDK advises 2^n - 1 for its ring-backed pools.
+pub const MBUFS_PER_QUEUE_DEFAULT: u32 = 4095;
+
+/// Per-lcore mbuf cache of a mempool (must not exceed DPDK's RTE_MEMPOOL_CACHE_MAX_SIZE, 512).
+pub const MBUF_CACHE_SIZE: u32 = 256;
+pub const MEMPOOL_CACHE_MAX_SIZE: u32 = 512;
+const _: () = assert!(MBUF_CACHE_SIZE <= MEMPOOL_CACHE_MAX_SIZE);
+
+/// Longest mempool name DPDK accepts (RTE_MEMPOOL_NAMESIZE minus the "MP_" prefix it adds).
+pub const MEMPOOL_NAME_MAX_BYTES: usize = 26;
+
+/// EAL arguments riptide builds at most (lcores, memory, devices, ...); a bound on config size.
+pub const EAL_ARGS_MAX: usize = 256;
+
+/// TCP connections one lcore serves at once; the configuration picks a value up to this.
+pub const CONNECTIONS_PER_LCORE_MAX: usize = 65_536;
+
+/// Listening sockets kept ready per lcore by default: smoltcp needs one listening socket per
+/// connection being accepted, so this many SYNs can be in progress at once.
+pub const LISTEN_BACKLOG_DEFAULT: usize = 16;
+
+/// Socket buffers per TCP connection by default (smoltcp allocates them once, at start-up).
+pub const SOCKET_RX_BUFFER_DEFAULT_BYTES: usize = 64 * 1024;
+pub const SOCKET_TX_BUFFER_DEFAULT_BYTES: usize = 64 * 1024;
+
+/// Idle polling turns before an lcore starts sleeping, and the default sleep between empty turns.
+pub const IDLE_TURNS_BEFORE_SLEEP_DEFAULT: u32 = 64;
+pub const IDLE_SLEEP_DEFAULT_US: u64 = 50;
+/// Longest sleep of an idle lcore: bounds the added latency of the first packet after a pause.
+pub const IDLE_SLEEP_MAX_US: u64 = 10_000;
+
+/// A TCP connection that hears nothing for this long (dead peer, unanswered FIN) is reset, so its
+/// socket slot comes back.
+pub const SOCKET_TIMEOUT_S: u64 = 120;

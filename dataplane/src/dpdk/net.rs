@@ -1,0 +1,376 @@
+//! smoltcp over DPDK mbufs: a `phy::Device` whose frames are the mbufs of rx/tx bursts (no
+//! allocation per packet: received frames are read in place, transmitted frames are written
+//! straight into an mbuf from the queue's pool), and the interface configuration (the appliance's
+//! own IPv4 address; smoltcp answers ARP and ping for it).
+
+use std::net::Ipv4Addr;
+
+use smoltcp::iface::{Config, Interface};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+
+use super::constants::{BURST_PACKETS_MAX, ETHERNET_FRAME_MAX_BYTES};
+use super::ffi;
+use super::port::QueueHandle;
+
+/// Counters of one device (one queue of one port, polled by one lcore).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames smoltcp produced that could not be queued: no mbuf free or the tx burst stayed full.
+    pub tx_dropped: u64,
+    /// Tx mbuf allocations that failed (the queue's mempool was exhausted).
+    pub tx_no_mbuf: u64,
+    /// Received frames spread over several mbufs (never with riptide's MTU): dropped.
+    pub rx_dropped_segmented: u64,
+}
+
+/// A smoltcp device over one DPDK queue.
+pub struct MbufDevice {
+    queue: QueueHandle,
+    rx: RxRing,
+    /// Separate from `rx` so an rx token (holding them) and a tx token can coexist.
+    rx_counters: RxCounters,
+    tx: TxRing,
+}
+
+#[derive(Debug, Default)]
+struct RxCounters {
+    packets: u64,
+    bytes: u64,
+    dropped_segmented: u64,
+}
+
+#[derive(Debug, Default)]
+struct TxCounters {
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+    no_mbuf: u64,
+}
+
+/// Mbufs of the last rx burst not yet handed to smoltcp.
+struct RxRing {
+    mbufs: [*mut ffi::rte_mbuf; BURST_PACKETS_MAX],
+    count: usize,
+    next: usize,
+}
+
+/// Frames written by smoltcp, waiting for the next tx burst.
+struct TxRing {
+    port_id: u16,
+    queue_id: u16,
+    pool: *mut ffi::rte_mempool,
+    mbufs: [*mut ffi::rte_mbuf; BURST_PACKETS_MAX],
+    /// Frame length of each queued mbuf, to count the bytes the driver actually took.
+    lens_bytes: [u16; BURST_PACKETS_MAX],
+    count: usize,
+    counters: TxCounters,
+    /// Where a frame goes when no mbuf could be had: smoltcp's token must still get a buffer.
+    scratch: Box<[u8; ETHERNET_FRAME_MAX_BYTES]>,
+}
+
+impl MbufDevice {
+    pub fn new(queue: QueueHandle) -> MbufDevice {
+        let tx = TxRing {
+            port_id: queue.port_id(),
+            queue_id: queue.queue_id(),
+            pool: queue.pool(),
+            mbufs: [std::ptr::null_mut(); BURST_PACKETS_MAX],
+            lens_bytes: [0; BURST_PACKETS_MAX],
+            count: 0,
+            counters: TxCounters::default(),
+            scratch: Box::new([0; ETHERNET_FRAME_MAX_BYTES]),
+        };
+        let rx = RxRing {
+            mbufs: [std::ptr::null_mut(); BURST_PACKETS_MAX],
+            count: 0,
+            next: 0,
+        };
+        MbufDevice {
+            queue,
+            rx,
+            rx_counters: RxCounters::default(),
+            tx,
+        }
+    }
+
+    pub fn queue(&self) -> &QueueHandle {
+        &self.queue
+    }
+
+    pub fn counters(&self) -> DeviceCounters {
+        DeviceCounters {
+            rx_packets: self.rx_counters.packets,
+            rx_bytes: self.rx_counters.bytes,
+            tx_packets: self.tx.counters.packets,
+            tx_bytes: self.tx.counters.bytes,
+            tx_dropped: self.tx.counters.dropped,
+            tx_no_mbuf: self.tx.counters.no_mbuf,
+            rx_dropped_segmented: self.rx_counters.dropped_segmented,
+        }
+    }
+
+    /// Takes up to a burst of frames from the queue, once the previous burst is consumed.
+    /// Returns the frames received.
+    pub fn rx_burst(&mut self) -> usize {
+        if self.rx.next < self.rx.count {
+            return 0;
+        }
+        let capacity = BURST_PACKETS_MAX as u16;
+        // SAFETY: the queue is set up and polled by this lcore only; mbufs has room for capacity.
+        let received = unsafe {
+            ffi::riptide_rx_burst(
+                self.queue.port_id(),
+                self.queue.queue_id(),
+                self.rx.mbufs.as_mut_ptr(),
+                capacity,
+            )
+        };
+        self.rx.count = usize::from(received);
+        self.rx.next = 0;
+        self.rx_counters.packets += u64::from(received);
+        self.rx.count
+    }
+
+    /// Hands the frames smoltcp wrote to the driver. Frames the driver does not take stay queued
+    /// for the next call. Returns the frames sent.
+    pub fn flush_tx(&mut self) -> usize {
+        self.tx.flush()
+    }
+
+    /// Frames written but not yet accepted by the driver.
+    pub fn tx_pending(&self) -> usize {
+        self.tx.count
+    }
+}
+
+impl TxRing {
+    fn flush(&mut self) -> usize {
+        if self.count == 0 {
+            return 0;
+        }
+        // SAFETY: the first `count` entries are mbufs we own; the driver takes ownership of the
+        // first `sent` of them.
+        let sent = unsafe {
+            ffi::riptide_tx_burst(
+                self.port_id,
+                self.queue_id,
+                self.mbufs.as_mut_ptr(),
+                self.count as u16,
+            )
+        };
+        let sent = usize::from(sent);
+        self.counters.packets += sent as u64;
+        self.counters.bytes += self.lens_bytes[..sent]
+            .iter()
+            .map(|&len| u64::from(len))
+            .sum::<u64>();
+        self.mbufs.copy_within(sent..self.count, 0);
+        self.lens_bytes.copy_within(sent..self.count, 0);
+        self.count -= sent;
+        sent
+    }
+}
+
+impl Drop for MbufDevice {
+    fn drop(&mut self) {
+        let unread = self.rx.count - self.rx.next;
+        // SAFETY: mbufs [next, count) of the rx burst and [0, count) of the tx queue are ours.
+        unsafe {
+            ffi::riptide_pktmbuf_free_bulk(
+                self.rx.mbufs[self.rx.next..].as_mut_ptr(),
+                unread as u32,
+            );
+            ffi::riptide_pktmbuf_free_bulk(self.tx.mbufs.as_mut_ptr(), self.tx.count as u32);
+        }
+    }
+}
+
+/// One received frame; the mbuf goes back to its pool when the token is consumed or dropped.
+pub struct MbufRxToken<'a> {
+    mbuf: *mut ffi::rte_mbuf,
+    counters: &'a mut RxCounters,
+}
+
+pub struct MbufTxToken<'a> {
+    tx: &'a mut TxRing,
+}
+
+impl Device for MbufDevice {
+    type RxToken<'a> = MbufRxToken<'a>;
+    type TxToken<'a> = MbufTxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(MbufRxToken<'_>, MbufTxToken<'_>)> {
+        if self.rx.next >= self.rx.count {
+            return None;
+        }
+        let mbuf = self.rx.mbufs[self.rx.next];
+        self.rx.next += 1;
+        Some((
+            MbufRxToken {
+                mbuf,
+                counters: &mut self.rx_counters,
+            },
+            MbufTxToken { tx: &mut self.tx },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<MbufTxToken<'_>> {
+        Some(MbufTxToken { tx: &mut self.tx })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut capabilities = DeviceCapabilities::default();
+        capabilities.medium = Medium::Ethernet;
+        capabilities.max_transmission_unit = ETHERNET_FRAME_MAX_BYTES;
+        capabilities.max_burst_size = Some(BURST_PACKETS_MAX);
+        capabilities
+    }
+}
+
+impl RxToken for MbufRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let mbuf = self.mbuf;
+        // SAFETY: mbuf is a received mbuf we own until it is freed in Drop below.
+        let segments = unsafe { ffi::riptide_pktmbuf_segs_count(mbuf) };
+        let result = if segments == 1 {
+            // SAFETY: a one-segment mbuf's data is data_len contiguous bytes at mtod.
+            let frame = unsafe {
+                std::slice::from_raw_parts(
+                    ffi::riptide_pktmbuf_data(mbuf).cast::<u8>(),
+                    usize::from(ffi::riptide_pktmbuf_data_len(mbuf)),
+                )
+            };
+            self.counters.bytes += frame.len() as u64;
+            f(frame)
+        } else {
+            // An empty frame makes smoltcp drop it as malformed; our MTU never produces these.
+            self.counters.dropped_segmented += 1;
+            f(&[])
+        };
+        drop(self);
+        result
+    }
+}
+
+impl Drop for MbufRxToken<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this token owns the mbuf; it is freed exactly once, here.
+        unsafe { ffi::riptide_pktmbuf_free(self.mbuf) };
+    }
+}
+
+impl TxToken for MbufTxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let len = len.min(ETHERNET_FRAME_MAX_BYTES);
+        if self.tx.count == BURST_PACKETS_MAX {
+            self.tx.flush();
+        }
+        let mbuf = if self.tx.count < BURST_PACKETS_MAX {
+            self.tx.alloc(len)
+        } else {
+            None
+        };
+        let Some((mbuf, data)) = mbuf else {
+            if self.tx.count < BURST_PACKETS_MAX {
+                self.tx.counters.no_mbuf += 1;
+            }
+            self.tx.counters.dropped += 1;
+            return f(&mut self.tx.scratch[..len]);
+        };
+        // SAFETY: data points at len writable bytes appended to the mbuf we own.
+        let frame = unsafe { std::slice::from_raw_parts_mut(data, len) };
+        let result = f(frame);
+        self.tx.mbufs[self.tx.count] = mbuf;
+        self.tx.lens_bytes[self.tx.count] = len as u16;
+        self.tx.count += 1;
+        result
+    }
+}
+
+impl TxRing {
+    /// An mbuf with `len` bytes of room appended, or None when the pool is empty.
+    fn alloc(&mut self, len: usize) -> Option<(*mut ffi::rte_mbuf, *mut u8)> {
+        // SAFETY: the pool belongs to this queue and outlives the device.
+        let mbuf = unsafe { ffi::riptide_pktmbuf_alloc(self.pool) };
+        if mbuf.is_null() {
+            return None;
+        }
+        // SAFETY: mbuf is freshly allocated and ours; len <= 1514 fits the default data room.
+        let data = unsafe { ffi::riptide_pktmbuf_append(mbuf, len as u16) };
+        if data.is_null() {
+            // SAFETY: mbuf is ours and not queued anywhere.
+            unsafe { ffi::riptide_pktmbuf_free(mbuf) };
+            return None;
+        }
+        Some((mbuf, data.cast::<u8>()))
+    }
+}
+
+/// The appliance's address on the DPDK port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub mac: [u8; 6],
+    pub ip_address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetError {
+    #[error("invalid interface configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// A smoltcp interface with the appliance's IPv4 address (and default route via the gateway).
+///
+/// Errors: [`NetError::InvalidConfig`] for a prefix over 32, a multicast/broadcast MAC or an
+/// unspecified address.
+pub fn build_interface(
+    config: &InterfaceConfig,
+    device: &mut impl Device,
+    now: Instant,
+) -> Result<Interface, NetError> {
+    if config.prefix_len > 32 {
+        return Err(NetError::InvalidConfig(format!(
+            "prefix_len {} > 32",
+            config.prefix_len
+        )));
+    }
+    if config.ip_address.is_unspecified() || config.ip_address.is_broadcast() {
+        return Err(NetError::InvalidConfig(format!(
+            "ip_address {}",
+            config.ip_address
+        )));
+    }
+    let mac = EthernetAddress(config.mac);
+    if !mac.is_unicast() {
+        return Err(NetError::InvalidConfig(format!(
+            "port MAC {mac} is not unicast"
+        )));
+    }
+    let mut interface = Interface::new(Config::new(HardwareAddress::Ethernet(mac)), device, now);
+    let address = Ipv4Address::from(config.ip_address);
+    interface.update_ip_addrs(|addresses| {
+        // One address: the vector's capacity (smoltcp's IFACE_MAX_ADDR_COUNT) is at least 1.
+        let _ = addresses.push(IpCidr::new(address.into(), config.prefix_len));
+    });
+    if let Some(gateway) = config.gateway {
+        interface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(gateway))
+            .map_err(|_| NetError::InvalidConfig("route table full".to_string()))?;
+    }
+    Ok(interface)
+}
