@@ -44,6 +44,6 @@ pub const OFFSET_SLOT_STRIDE_BYTES: u64 = 4096;
 /// Buckets of the latency histogram (powers of two of microseconds: <1 µs .. >= 2^30 µs).
 pub const LATENCY_BUCKETS: usize = 32;
 
-const _: () = assert!(SEGMENT_SIZE_MIN_BYTES % DIRECT_IO_ALIGNMENT_MAX_BYTES as u64 == 0);
+const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(DIRECT_IO_ALIGNMENT_MAX_BYTES as u64));
 const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
 const _: () = assert!(OFFSET_SLOT_SIZE_BYTES as u64 <= OFFSET_SLOT_STRIDE_BYTES);

@@ -244,7 +244,10 @@ impl Partition {
     pub fn has_room(&self, len: usize) -> bool {
         self.unwritten_bytes + len <= self.config.pending_size_max_bytes
             && !(self.mem.len() >= crate::constants::PENDING_APPENDS_MAX
-                && self.mem.front().is_some_and(|r| r.base_offset >= self.durable_next_offset))
+                && self
+                    .mem
+                    .front()
+                    .is_some_and(|r| r.base_offset >= self.durable_next_offset))
     }
 
     /// Stamps and queues `batch`. Durable appends complete through the engine later; memory
@@ -257,21 +260,7 @@ impl Partition {
         token: u64,
         now_us: u64,
     ) -> Result<Appended, AppendError> {
-        let header = RecordHeader::parse(&batch).map_err(|_| AppendError::InvalidBatch)?;
-        if header.length_bytes != batch.len() {
-            return Err(AppendError::InvalidBatch);
-        }
-        if self.unwritten_bytes + batch.len() > self.config.pending_size_max_bytes {
-            return Err(AppendError::Backpressure);
-        }
-        if self.mem.len() >= crate::constants::PENDING_APPENDS_MAX
-            && self
-                .mem
-                .front()
-                .is_some_and(|r| r.base_offset >= self.durable_next_offset)
-        {
-            return Err(AppendError::Backpressure);
-        }
+        self.admit(&batch)?;
         let segment_size = self.config.segment_size_bytes;
         if self.tail_position > 0 && self.tail_position + batch.len() as u64 > segment_size {
             self.tail_segment_base = self.next_offset;
@@ -306,6 +295,36 @@ impl Partition {
         });
         self.tail_position += stamped.length_bytes as u64;
         self.first_unflushed_at.get_or_insert_with(Instant::now);
+        self.acknowledge_or_queue(engine, appended, durable_ack, token);
+        Ok(appended)
+    }
+
+    /// Shape and queue limits checked before a batch gets offsets.
+    fn admit(&self, batch: &[u8]) -> Result<(), AppendError> {
+        let header = RecordHeader::parse(batch).map_err(|_| AppendError::InvalidBatch)?;
+        if header.length_bytes != batch.len() {
+            return Err(AppendError::InvalidBatch);
+        }
+        if self.unwritten_bytes + batch.len() > self.config.pending_size_max_bytes {
+            return Err(AppendError::Backpressure);
+        }
+        let written = self
+            .mem
+            .partition_point(|r| r.base_offset < self.durable_next_offset);
+        if self.mem.len() - written >= crate::constants::PENDING_APPENDS_MAX {
+            return Err(AppendError::Backpressure);
+        }
+        Ok(())
+    }
+
+    /// Durable appends wait for their write; memory appends complete now.
+    fn acknowledge_or_queue(
+        &mut self,
+        engine: &mut Engine,
+        appended: Appended,
+        durable_ack: bool,
+        token: u64,
+    ) {
         if durable_ack {
             self.acks.push_back(PendingAck {
                 base_offset: appended.base_offset,
@@ -324,7 +343,6 @@ impl Partition {
                 self.start_write(engine, false);
             }
         }
-        Ok(appended)
     }
 
     pub fn memory_flush_due(&self) -> bool {
@@ -513,7 +531,7 @@ impl Partition {
                 .fsync_latency
                 .record(started.elapsed().as_micros() as u64);
         }
-        engine.stats.bytes_written += (write.end_position - write.file_position) as u64;
+        engine.stats.bytes_written += write.end_position - write.file_position;
         self.account_written(write.last_offset);
         while self
             .acks

@@ -250,14 +250,14 @@ pub(crate) enum Step {
 }
 
 /// Walks the records of a completed read.
-fn done(job: Box<ReadJob>, error: Option<ReadError>) -> Step {
-    let ReadJob { buf, collector, .. } = *job;
+fn done(job: ReadJob, error: Option<ReadError>) -> Step {
+    let ReadJob { buf, collector, .. } = job;
     Step::Done(error.map_or(Ok(collector.result), Err), buf)
 }
 
 pub(crate) fn walk(partition: &Partition, mut job: Box<ReadJob>, result: i32) -> Step {
     if result < 0 {
-        return done(job, Some(ReadError::Io(-result)));
+        return done(*job, Some(ReadError::Io(-result)));
     }
     job.buf.set_len(result as usize);
     let Some(segment) = partition
@@ -265,71 +265,64 @@ pub(crate) fn walk(partition: &Partition, mut job: Box<ReadJob>, result: i32) ->
         .iter()
         .find(|s| s.base_offset == job.segment_base)
     else {
-        return done(job, None);
+        return done(*job, None);
     };
     let segment_end = segment.end_bytes;
-    let buf_end = (job.file_position + job.buf.len() as u64).min(job.walk_end);
-    let mut needed = 0u64;
-    loop {
-        let position = job.walk_position;
-        if position >= buf_end || job.collector.full() {
-            break;
-        }
-        let from = (position - job.file_position) as usize;
-        let bytes = &job.buf.as_slice()[from..(buf_end - job.file_position) as usize];
-        let need = match RecordHeader::parse(bytes) {
-            Ok(header) if header.length_bytes <= bytes.len() => None,
-            Ok(header) => Some(header.length_bytes as u64),
-            Err(crate::record::RecordError::Truncated) => Some(BATCH_HEADER_SIZE_BYTES as u64),
-            Err(_) => {
-                let error = ReadError::Corrupt(job.expected_offset);
-                return done(job, Some(error));
-            }
-        };
-        if let Some(need) = need {
-            needed = need;
-            break;
-        }
-        let header = RecordHeader::parse(bytes).expect("parsed above");
-        let record_bytes = &bytes[..header.length_bytes];
-        if header.base_offset != job.expected_offset || record::verify(record_bytes).is_err() {
-            let error = ReadError::Corrupt(job.expected_offset);
-            return done(job, Some(error));
-        }
-        let more = job.collector.offer(record_bytes, &header);
-        job.walk_position = position + header.length_bytes as u64;
-        job.expected_offset = header.last_offset() + 1;
-        if !more {
-            break;
-        }
+    let needed = match walk_buffer(&mut job) {
+        Ok(needed) => needed,
+        Err(error) => return done(*job, Some(error)),
+    };
+    if job.collector.result.messages_count > 0 || job.steps >= READ_STEPS_MAX {
+        return done(*job, None);
     }
-    if job.collector.result.messages_count == 0
-        && job.walk_position < segment_end
-        && job.steps < READ_STEPS_MAX
-    {
+    if job.walk_position < segment_end {
         // The next record did not fit in the buffer: read again from it.
         let position = job.walk_position;
         let span = needed.max((job.buf.capacity() - partition.alignment) as u64);
         return Step::Again(job, position, (position + span).min(segment_end));
     }
-    if job.collector.result.messages_count == 0 && job.walk_position >= segment_end {
-        // The wanted messages start in a later segment.
-        if let Some(next) = partition
-            .segments
-            .iter()
-            .find(|s| s.base_offset > job.segment_base)
-        {
-            if job.steps < READ_STEPS_MAX {
-                job.segment_base = next.base_offset;
-                job.expected_offset = next.base_offset;
-                let end = next
-                    .end_bytes
-                    .min((job.buf.capacity() - partition.alignment) as u64);
-                return Step::Again(job, 0, end);
-            }
+    // The wanted messages start in a later segment.
+    let next = partition
+        .segments
+        .iter()
+        .find(|s| s.base_offset > job.segment_base);
+    let Some(next) = next else {
+        return done(*job, None);
+    };
+    job.segment_base = next.base_offset;
+    job.expected_offset = next.base_offset;
+    let end = next
+        .end_bytes
+        .min((job.buf.capacity() - partition.alignment) as u64);
+    Step::Again(job, 0, end)
+}
+
+/// Offers every whole, verified record in the buffer to the collector. Returns the length of
+/// the record cut off by the end of the buffer (0 if none).
+fn walk_buffer(job: &mut ReadJob) -> Result<u64, ReadError> {
+    let buf_end = (job.file_position + job.buf.len() as u64).min(job.walk_end);
+    while job.walk_position < buf_end && !job.collector.full() {
+        let from = (job.walk_position - job.file_position) as usize;
+        let bytes = &job.buf.as_slice()[from..(buf_end - job.file_position) as usize];
+        let header = match RecordHeader::parse(bytes) {
+            Ok(header) if header.length_bytes <= bytes.len() => header,
+            Ok(header) => return Ok(header.length_bytes as u64),
+            Err(crate::record::RecordError::Truncated) => return Ok(BATCH_HEADER_SIZE_BYTES as u64),
+            Err(_) => return Err(ReadError::Corrupt(job.expected_offset)),
+        };
+        let record_bytes = &bytes[..header.length_bytes];
+        // Checked after every read: a disk that returns wrong bytes is reported, never served.
+        if header.base_offset != job.expected_offset || record::verify(record_bytes).is_err() {
+            return Err(ReadError::Corrupt(job.expected_offset));
+        }
+        let more = job.collector.offer(record_bytes, &header);
+        job.walk_position += header.length_bytes as u64;
+        job.expected_offset = header.last_offset() + 1;
+        if !more {
+            break;
         }
     }
-    done(job, None)
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -179,10 +179,7 @@ pub fn walk(file: &File, position: u64, expected_offset: u64) -> io::Result<Walk
     let mut position = position;
     let mut expected = expected_offset;
     let mut records = Vec::new();
-    loop {
-        let Some(head) = reader.get(position, BATCH_HEADER_SIZE_BYTES)? else {
-            break;
-        };
+    while let Some(head) = reader.get(position, BATCH_HEADER_SIZE_BYTES)? {
         let Ok(header) = RecordHeader::parse(head) else {
             break;
         };

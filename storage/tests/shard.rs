@@ -2,70 +2,72 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
 use riptide_storage::*;
+
+/// Appends 40 durable batches of 3 messages (~9 KiB each, so several 256 KiB segments) and
+/// checks offsets, counters and a poll served from memory. Returns the batches sent.
+fn write_forty(dir: &Path) -> Vec<Vec<u8>> {
+    let mut shard = shard(small_config());
+    let info = shard
+        .create_partition(KEY, dir, PartitionSettings::default())
+        .unwrap();
+    assert_eq!(info.current_offset, None);
+    let mut originals = Vec::new();
+    for i in 0..40u64 {
+        let b = batch(i, 3, 3000);
+        originals.push(b.clone());
+        let appended = append_durable(&mut shard, KEY, b, i).unwrap();
+        assert_eq!(
+            appended,
+            Appended {
+                base_offset: i * 3,
+                last_offset: i * 3 + 2
+            }
+        );
+    }
+    let info = shard.partition_info(KEY).unwrap();
+    assert_eq!((info.current_offset, info.messages_count), (Some(119), 120));
+    assert!(info.segments_count >= 2, "{info:?}");
+    let got = read(&mut shard, KEY, ReadStart::Offset(5), 4).unwrap();
+    assert_eq!((got.messages_count, got.current_offset), (4, Some(119)));
+    let payloads = reply_payloads(&got.bytes);
+    assert_eq!(payloads.len(), 4);
+    assert!(
+        payloads[0].starts_with(b"1:2:"),
+        "offset 5 is message 2 of batch 1"
+    );
+    originals
+}
 
 #[test]
 fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
     let root = tempfile::tempdir().unwrap();
     let dir = partition_dir(root.path());
-    let mut originals = Vec::new();
-    {
-        let mut shard = shard(small_config());
-        let info = shard
-            .create_partition(KEY, &dir, PartitionSettings::default())
-            .unwrap();
-        assert_eq!(info.current_offset, None);
-        for i in 0..40u64 {
-            let b = batch(i, 3, 3000);
-            originals.push(b.clone());
-            let appended = append_durable(&mut shard, KEY, b, i).unwrap();
-            assert_eq!(
-                appended,
-                Appended {
-                    base_offset: i * 3,
-                    last_offset: i * 3 + 2
-                }
-            );
-        }
-        let info = shard.partition_info(KEY).unwrap();
-        assert_eq!(info.current_offset, Some(119));
-        assert_eq!(info.messages_count, 120);
-        assert!(
-            info.segments_count >= 2,
-            "40 x 1 KiB records in 256 KiB segments... {info:?}"
-        );
-        let got = read(&mut shard, KEY, ReadStart::Offset(5), 4).unwrap();
-        assert_eq!(got.messages_count, 4);
-        assert_eq!(got.current_offset, Some(119));
-        let payloads = reply_payloads(&got.bytes);
-        assert_eq!(payloads.len(), 4);
-        assert!(payloads[0].starts_with(b"1:2:"));
-    }
+    let originals = write_forty(&dir);
     let mut shard = shard(small_config());
     let info = shard
         .open_partition(KEY, &dir, PartitionSettings::default())
         .unwrap();
-    assert_eq!(info.current_offset, Some(119));
-    assert_eq!(info.messages_count, 120);
-    // Every record comes back byte-identical apart from the stamped fields.
-    let all = read(&mut shard, KEY, ReadStart::First, 1_000).unwrap();
-    let stored = records(&all.bytes);
-    assert!(!stored.is_empty());
-    let mut next = 0u64;
-    let mut offset = 0;
-    while offset < 120 {
-        let got = read(&mut shard, KEY, ReadStart::Offset(offset), 1_000).unwrap();
+    assert_eq!((info.current_offset, info.messages_count), (Some(119), 120));
+    // Every record comes back from disk byte-identical apart from the stamped fields.
+    let mut next = 0usize;
+    while next < originals.len() {
+        let got = read(&mut shard, KEY, ReadStart::Offset(next as u64 * 3), 1_000).unwrap();
+        assert!(got.messages_count > 0);
         for r in records(&got.bytes) {
             let header = riptide_storage::record::verify(&r).unwrap();
-            assert_eq!(header.base_offset, next * 3);
-            assert_eq!(unstamped(&r), unstamped(&originals[next as usize]));
+            assert_eq!(header.base_offset, next as u64 * 3);
+            assert_eq!(unstamped(&r), unstamped(&originals[next]));
             next += 1;
         }
-        offset = next * 3;
-        assert!(got.messages_count > 0);
     }
-    assert_eq!(next, 40);
+    // A poll that starts inside a record on disk gets a slice with a rewritten header.
+    let sliced = read(&mut shard, KEY, ReadStart::Offset(4), 2).unwrap();
+    let payloads = reply_payloads(&sliced.bytes);
+    assert!(payloads[0].starts_with(b"1:1:") && payloads[1].starts_with(b"1:2:"));
     // Last returns the newest messages; a start past the end returns nothing.
     let last = read(&mut shard, KEY, ReadStart::Last, 2).unwrap();
     assert_eq!(reply_payloads(&last.bytes).len(), 2);
@@ -83,4 +85,70 @@ fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
             .base_offset,
         120
     );
+}
+
+#[test]
+fn group_commit_puts_concurrent_appends_into_few_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let mut shard = shard(small_config());
+    shard
+        .create_partition(
+            KEY,
+            &partition_dir(root.path()),
+            PartitionSettings::default(),
+        )
+        .unwrap();
+    for token in 0..50u64 {
+        shard
+            .append(KEY, batch(token, 1, 100), AckMode::Durable, token, now_us())
+            .unwrap();
+    }
+    let mut parked = Vec::new();
+    for token in 0..50u64 {
+        assert!(matches!(
+            wait_for(&mut shard, token, &mut parked).result,
+            CompletionResult::Append(Ok(_))
+        ));
+    }
+    let writes = shard.stats().fsync_latency.count;
+    assert!(
+        writes < 50,
+        "50 appends issued together took {writes} durable writes"
+    );
+    assert_eq!(shard.stats().append_latency.count, 50);
+}
+
+#[test]
+fn a_wakeup_eventfd_ends_wait_early() {
+    // SAFETY: eventfd takes plain integers and returns a new descriptor we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+    assert!(fd >= 0);
+    // A long flush interval, so only the wakeup can end the wait early.
+    let mut config = small_config();
+    config.memory_flush.interval_us = 60_000_000;
+    let mut shard = Shard::new(config, Some(fd)).unwrap();
+    if shard.backend() != riptide_storage::io::Backend::IoUring {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but io_uring is unavailable"
+        );
+        eprintln!("skipped: the wakeup fd needs io_uring");
+        return;
+    }
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // SAFETY: writes 8 bytes from a local u64 to the eventfd, which outlives the thread.
+        unsafe { libc::write(fd, (&1u64 as *const u64).cast(), 8) };
+    });
+    let started = std::time::Instant::now();
+    shard.wait(std::time::Duration::from_secs(10));
+    let waited = started.elapsed();
+    writer.join().unwrap();
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "wait ignored the wakeup ({waited:?})"
+    );
+    drop(shard);
+    // SAFETY: closes the descriptor created above, no longer used.
+    unsafe { libc::close(fd) };
 }
