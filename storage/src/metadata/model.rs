@@ -145,6 +145,13 @@ impl ExplicitOptions {
             .filter(move |key| self.contains(*key))
     }
 
+    /// The keys derived from defaults (not sent by the client), in catalog order.
+    pub fn derived_keys(self) -> impl Iterator<Item = TopicOptionKey> {
+        TopicOptionKey::ALL
+            .into_iter()
+            .filter(move |key| !self.contains(*key))
+    }
+
     pub(crate) const fn is_known(self) -> bool {
         self.bits >> TopicOptionKey::ALL.len() == 0
     }
@@ -296,4 +303,33 @@ pub struct TopicPermissions {
     pub read_topic: bool,
     pub poll_messages: bool,
     pub send_messages: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_and_derived_keys_partition_the_catalog() {
+        let explicit = ExplicitOptions::NONE
+            .with(TopicOptionKey::SegmentSize)
+            .with(TopicOptionKey::Durability);
+        let names: Vec<_> = explicit.keys().map(TopicOptionKey::name).collect();
+        assert_eq!(names, ["segment_size", "durability"]);
+        assert_eq!(
+            explicit.derived_keys().count(),
+            TopicOptionKey::ALL.len() - 2
+        );
+        assert!(explicit.derived_keys().all(|key| !explicit.contains(key)));
+        assert!(explicit.is_known());
+        assert!(!ExplicitOptions { bits: 1 << 12 }.is_known());
+    }
+
+    #[test]
+    fn option_keys_round_trip_by_name() {
+        for key in TopicOptionKey::ALL {
+            assert_eq!(TopicOptionKey::from_name(key.name()), Some(key));
+        }
+        assert_eq!(TopicOptionKey::from_name("enforce_fsync"), None);
+    }
 }
