@@ -4,15 +4,16 @@
 use std::time::Instant;
 
 use crate::constants::IO_SLOTS_MAX;
-use crate::io::{Io, IoCompletion, Op};
+use crate::io::{Io, IoBuffer, PushError, Request};
 use crate::read::ReadJob;
 use crate::stats::ShardStats;
 use crate::types::{Completion, ConsumerRef, PartitionKey};
 
-/// What an in-flight operation is for.
+/// What an in-flight request is for.
 pub(crate) enum SlotKind {
     LogWrite,
     LogFsync,
+    /// Index entries of the segment with this base offset.
     IndexWrite,
     Read(Box<ReadJob>),
     OffsetWrite(ConsumerRef),
@@ -32,14 +33,10 @@ pub(crate) struct Engine {
     pub stats: ShardStats,
 }
 
-/// No free I/O slot: the operation is retried when completions free one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SlotsExhausted;
-
 impl Engine {
-    pub fn new(io: Io) -> Engine {
+    pub fn new(force_buffered: bool, wakeup_fd: Option<std::os::fd::RawFd>) -> Engine {
         Engine {
-            io,
+            io: Io::new(IO_SLOTS_MAX, wakeup_fd, force_buffered),
             slots: (0..IO_SLOTS_MAX).map(|_| None).collect(),
             free: (0..IO_SLOTS_MAX).rev().collect(),
             completions: Vec::new(),
@@ -47,35 +44,40 @@ impl Engine {
         }
     }
 
-    /// Queues `op` for `key`.
-    ///
-    /// # Safety
-    /// As [`Io::push`]: the memory behind the op stays valid and untouched until the slot's
-    /// completion is returned by [`Engine::reap`].
-    pub unsafe fn submit(
+    /// Queues `request` over `buffer` for `key`. When every slot is taken (or the request does
+    /// not fit its buffer) the kind and buffer are handed back; the caller retries later.
+    pub fn submit(
         &mut self,
         key: PartitionKey,
         kind: SlotKind,
-        op: Op,
-    ) -> Result<(), SlotsExhausted> {
+        request: Request,
+        buffer: IoBuffer,
+    ) -> Result<(), (SlotKind, IoBuffer)> {
         let Some(index) = self.free.pop() else {
-            return Err(SlotsExhausted);
+            return Err((kind, buffer));
         };
-        self.slots[index] = Some(Slot {
-            key,
-            kind,
-            started: Instant::now(),
-        });
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.io.push(index as u64, op) };
-        Ok(())
+        match self.io.push(index, request, buffer) {
+            Ok(()) => {
+                self.slots[index] = Some(Slot {
+                    key,
+                    kind,
+                    started: Instant::now(),
+                });
+                Ok(())
+            }
+            Err(PushError::SlotBusy(buffer)) | Err(PushError::BufferTooSmall(buffer)) => {
+                tracing::error!(?request, "storage: request refused by the I/O layer");
+                self.free.push(index);
+                Err((kind, buffer))
+            }
+        }
     }
 
-    /// Returns the completed operations with their slots.
-    pub fn reap(&mut self, out: &mut Vec<(Slot, i32)>) {
-        let mut raw: Vec<IoCompletion> = Vec::new();
+    /// Returns the completed requests with their slots and buffers.
+    pub fn reap(&mut self, out: &mut Vec<(Slot, i32, IoBuffer)>) {
+        let mut raw = Vec::new();
         self.io.reap(&mut raw);
-        for done in raw {
+        for (done, buffer) in raw {
             let index = done.user_data as usize;
             let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
                 tracing::error!(
@@ -85,7 +87,7 @@ impl Engine {
                 continue;
             };
             self.free.push(index);
-            out.push((slot, done.result));
+            out.push((slot, done.result, buffer));
         }
     }
 }

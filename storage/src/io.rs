@@ -103,32 +103,59 @@ pub fn round_down(value: u64, alignment: usize) -> u64 {
     value - value % alignment as u64
 }
 
-/// One I/O request. The caller owns the memory behind `ptr` until the completion is reaped.
-#[derive(Debug, Clone, Copy)]
-pub enum Op {
+/// Memory handed to the kernel with a request. [`Io`] owns it from `push` until the request's
+/// completion is reaped, so no caller can touch or free it while the kernel may use it.
+pub enum IoBuffer {
+    /// Direct-I/O buffer; requests may use its whole capacity.
+    Aligned(AlignedBuf),
+    /// Plain bytes (index entries, offset slots); requests may use `len()` bytes.
+    Bytes(Vec<u8>),
+    None,
+}
+
+impl IoBuffer {
+    /// Start and usable length of the memory.
+    fn region(&mut self) -> (*mut u8, usize) {
+        match self {
+            IoBuffer::Aligned(buf) => (buf.as_mut_ptr(), buf.capacity()),
+            IoBuffer::Bytes(bytes) => (bytes.as_mut_ptr(), bytes.len()),
+            IoBuffer::None => (std::ptr::null_mut(), 0),
+        }
+    }
+}
+
+/// One I/O request; the memory comes from the [`IoBuffer`] pushed with it, from byte 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
     Write {
         fd: RawFd,
-        ptr: *const u8,
-        len: usize,
         offset: u64,
+        len: usize,
         dsync: bool,
     },
     Read {
         fd: RawFd,
-        ptr: *mut u8,
-        len: usize,
         offset: u64,
+        len: usize,
     },
     Fdatasync {
         fd: RawFd,
     },
 }
 
+/// Why a request was not queued; the buffer is handed back.
+pub enum PushError {
+    /// `user_data` out of range or already in flight.
+    SlotBusy(IoBuffer),
+    /// The request's length exceeds its buffer.
+    BufferTooSmall(IoBuffer),
+}
+
 /// Which engine carries the I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     IoUring,
-    /// Fallback when io_uring is refused: pwritev2/preadv/fdatasync executed at submission.
+    /// Fallback when io_uring is refused: pwritev2/pread/fdatasync executed at submission.
     BufferedSyscalls,
 }
 
@@ -145,20 +172,23 @@ pub const WAKEUP_USER_DATA: u64 = u64::MAX;
 pub struct Io {
     ring: Option<IoUring>,
     ready: VecDeque<IoCompletion>,
+    /// Buffers of in-flight requests, indexed by `user_data`.
+    buffers: Vec<Option<IoBuffer>>,
     wakeup_fd: Option<RawFd>,
     in_flight: usize,
     unsubmitted: usize,
 }
 
 impl Io {
-    /// Opens the shard's ring. When the kernel refuses io_uring (seccomp, old kernel) or
-    /// `force_buffered` is set, logs one line and uses [`Backend::BufferedSyscalls`].
-    pub fn new(entries: u32, wakeup_fd: Option<RawFd>, force_buffered: bool) -> Io {
+    /// Opens the shard's ring with room for `slots` requests in flight (`user_data` below
+    /// `slots`). When the kernel refuses io_uring (seccomp, old kernel) or `force_buffered` is
+    /// set, logs one line and uses [`Backend::BufferedSyscalls`].
+    pub fn new(slots: usize, wakeup_fd: Option<RawFd>, force_buffered: bool) -> Io {
         let ring = if force_buffered {
             tracing::warn!("storage: io_uring disabled by configuration; using the buffered-syscalls fallback (pwrite + fdatasync)");
             None
         } else {
-            match IoUring::new(entries) {
+            match IoUring::new(slots.next_power_of_two() as u32) {
                 Ok(ring) => Some(ring),
                 Err(error) => {
                     tracing::warn!(%error, "storage: io_uring refused by the kernel; using the buffered-syscalls fallback (pwrite + fdatasync)");
@@ -166,9 +196,11 @@ impl Io {
                 }
             }
         };
+        let buffers = (0..slots).map(|_| None).collect();
         let mut io = Io {
             ring,
             ready: VecDeque::new(),
+            buffers,
             wakeup_fd,
             in_flight: 0,
             unsubmitted: 0,
@@ -185,7 +217,7 @@ impl Io {
         }
     }
 
-    /// Operations submitted whose completion has not been reaped yet.
+    /// Requests submitted whose completion has not been reaped yet.
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -198,33 +230,44 @@ impl Io {
             .multi(true)
             .build()
             .user_data(WAKEUP_USER_DATA);
-        // SAFETY: a poll entry references no memory of ours; only the fd, which the caller keeps open.
-        if unsafe { ring.submission().push(&entry) }.is_err() {
-            let _ = ring.submit();
-            // SAFETY: as above.
-            let _ = unsafe { ring.submission().push(&entry) };
-        }
+        push_entry(ring, &entry);
         self.unsubmitted += 1;
     }
 
-    /// Queues `op` with `user_data`.
-    ///
-    /// # Safety
-    /// The memory behind the op's pointer must stay valid, and unused by anyone else, until the
-    /// completion carrying `user_data` has been returned by [`Io::reap`].
-    pub unsafe fn push(&mut self, user_data: u64, op: Op) {
+    /// Queues `request` over `buffer` as `user_data`. The buffer comes back with the completion.
+    pub fn push(
+        &mut self,
+        user_data: usize,
+        request: Request,
+        buffer: IoBuffer,
+    ) -> Result<(), PushError> {
+        if self.buffers.get(user_data).is_none_or(Option::is_some) {
+            return Err(PushError::SlotBusy(buffer));
+        }
+        let len = match request {
+            Request::Write { len, .. } | Request::Read { len, .. } => len,
+            Request::Fdatasync { .. } => 0,
+        };
+        let slot = &mut self.buffers[user_data];
+        let (ptr, available) = slot.insert(buffer).region();
+        if len > available || len > u32::MAX as usize {
+            let buffer = slot.take().unwrap_or(IoBuffer::None);
+            return Err(PushError::BufferTooSmall(buffer));
+        }
         self.in_flight += 1;
         let Some(ring) = self.ring.as_mut() else {
-            let result = execute_now(op);
-            self.ready.push_back(IoCompletion { user_data, result });
-            return;
+            let result = execute_now(request, ptr);
+            self.ready.push_back(IoCompletion {
+                user_data: user_data as u64,
+                result,
+            });
+            return Ok(());
         };
-        let entry = match op {
-            Op::Write {
+        let entry = match request {
+            Request::Write {
                 fd,
-                ptr,
-                len,
                 offset,
+                len,
                 dsync,
             } => {
                 let flags = if dsync { libc::RWF_DSYNC } else { 0 };
@@ -233,21 +276,17 @@ impl Io {
                     .rw_flags(flags)
                     .build()
             }
-            Op::Read {
-                fd,
-                ptr,
-                len,
-                offset,
-            } => opcode::Read::new(types::Fd(fd), ptr, len as u32)
+            Request::Read { fd, offset, len } => opcode::Read::new(types::Fd(fd), ptr, len as u32)
                 .offset(offset)
                 .build(),
-            Op::Fdatasync { fd } => opcode::Fsync::new(types::Fd(fd))
+            Request::Fdatasync { fd } => opcode::Fsync::new(types::Fd(fd))
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
         }
-        .user_data(user_data);
+        .user_data(user_data as u64);
         push_entry(ring, &entry);
         self.unsubmitted += 1;
+        Ok(())
     }
 
     /// Hands queued entries to the kernel without waiting.
@@ -281,22 +320,16 @@ impl Io {
         let args = types::SubmitArgs::new().timespec(&timespec);
         match ring.submitter().submit_with_args(1, &args) {
             Ok(_) => self.unsubmitted = 0,
-            Err(error)
-                if error.raw_os_error() == Some(libc::ETIME)
-                    || error.raw_os_error() == Some(libc::EINTR) =>
-            {
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {
                 self.unsubmitted = 0
             }
             Err(error) => tracing::warn!(%error, "storage: io_uring wait failed"),
         }
     }
 
-    /// Moves completions into `out`, handling the wakeup poll internally.
-    pub fn reap(&mut self, out: &mut Vec<IoCompletion>) {
-        while let Some(done) = self.ready.pop_front() {
-            self.in_flight -= 1;
-            out.push(done);
-        }
+    /// Moves completions, with their buffers, into `out`; handles the wakeup poll internally.
+    pub fn reap(&mut self, out: &mut Vec<(IoCompletion, IoBuffer)>) {
+        let mut done: Vec<IoCompletion> = self.ready.drain(..).collect();
         let mut rearm = false;
         if let Some(ring) = self.ring.as_mut() {
             for cqe in ring.completion() {
@@ -307,12 +340,26 @@ impl Io {
                     rearm |= !io_uring::cqueue::more(cqe.flags());
                     continue;
                 }
-                self.in_flight -= 1;
-                out.push(IoCompletion {
+                done.push(IoCompletion {
                     user_data: cqe.user_data(),
                     result: cqe.result(),
                 });
             }
+        }
+        for completion in done {
+            let buffer = self
+                .buffers
+                .get_mut(completion.user_data as usize)
+                .and_then(Option::take);
+            let Some(buffer) = buffer else {
+                tracing::error!(
+                    user_data = completion.user_data,
+                    "storage: completion for an unknown request"
+                );
+                continue;
+            };
+            self.in_flight -= 1;
+            out.push((completion, buffer));
         }
         if rearm {
             self.arm_wakeup();
@@ -320,14 +367,37 @@ impl Io {
     }
 }
 
+impl Drop for Io {
+    /// The kernel may still use buffers of in-flight requests: wait for them, and leak the
+    /// buffers if that takes implausibly long (freeing them could corrupt memory).
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut sink = Vec::new();
+        while self.in_flight > 0 && std::time::Instant::now() < deadline {
+            self.wait(Duration::from_millis(10));
+            self.reap(&mut sink);
+            sink.clear();
+        }
+        if self.in_flight > 0 {
+            tracing::error!(
+                in_flight = self.in_flight,
+                "storage: I/O still in flight at shutdown; leaking its buffers"
+            );
+            std::mem::forget(std::mem::take(&mut self.buffers));
+        }
+    }
+}
+
 fn push_entry(ring: &mut IoUring, entry: &squeue::Entry) {
     loop {
-        // SAFETY: the entry's buffers are guaranteed alive by the contract of `Io::push`.
+        // SAFETY: the entry's memory is an `IoBuffer` stored in `Io::buffers` (heap memory that
+        // does not move) until the completion is reaped, or none at all (poll, fsync); its fd
+        // is kept open by the partition, which drains its requests before closing files.
         if unsafe { ring.submission().push(entry) }.is_ok() {
             return;
         }
-        // The submission queue is full: hand it to the kernel and retry (bounded by the ring size
-        // because the slot pool never exceeds the ring's entries).
+        // The submission queue is full: hand it to the kernel and retry (bounded: the ring has
+        // at least as many entries as there are request slots).
         let _ = ring.submit();
     }
 }
@@ -338,35 +408,30 @@ fn drain_eventfd(fd: RawFd) {
     let _ = unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
 }
 
-/// The buffered fallback: performs `op` with plain syscalls and returns the kernel-style result.
-fn execute_now(op: Op) -> i32 {
-    let result = match op {
-        Op::Write {
+/// The buffered fallback: performs `request` with plain syscalls over `ptr` (checked by
+/// `Io::push` to cover the request's length) and returns the kernel-style result.
+fn execute_now(request: Request, ptr: *mut u8) -> i32 {
+    let result = match request {
+        Request::Write {
             fd,
-            ptr,
-            len,
             offset,
+            len,
             dsync,
         } => {
             let iov = libc::iovec {
-                iov_base: ptr as *mut libc::c_void,
+                iov_base: ptr.cast(),
                 iov_len: len,
             };
             let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-            // SAFETY: the caller of `Io::push` guarantees ptr..ptr+len is readable.
+            // SAFETY: ptr..ptr+len lies in the buffer `Io::push` holds for this request.
             unsafe { libc::pwritev2(fd, &iov, 1, offset as i64, flags) as i64 }
         }
-        Op::Read {
-            fd,
-            ptr,
-            len,
-            offset,
-        } => {
-            // SAFETY: the caller of `Io::push` guarantees ptr..ptr+len is writable and unshared.
+        Request::Read { fd, offset, len } => {
+            // SAFETY: ptr..ptr+len lies in the buffer `Io::push` holds, used by no one else.
             unsafe { libc::pread(fd, ptr.cast(), len, offset as i64) as i64 }
         }
         // SAFETY: fdatasync takes only a descriptor.
-        Op::Fdatasync { fd } => unsafe { libc::fdatasync(fd) as i64 },
+        Request::Fdatasync { fd } => unsafe { libc::fdatasync(fd) as i64 },
     };
     if result < 0 {
         -io::Error::last_os_error()
@@ -474,6 +539,15 @@ mod tests {
         );
     }
 
+    fn complete(io: &mut Io) -> (IoCompletion, IoBuffer) {
+        let mut out = Vec::new();
+        while out.is_empty() {
+            io.wait(Duration::from_millis(100));
+            io.reap(&mut out);
+        }
+        out.remove(0)
+    }
+
     fn write_and_read_back(force_buffered: bool) {
         let dir = tempfile::tempdir().unwrap();
         let log = open_log(&dir.path().join("x.log"), true, true).unwrap();
@@ -484,50 +558,47 @@ mod tests {
         let mut buf = AlignedBuf::new(4096, 4096);
         buf.full_mut()[..5].copy_from_slice(b"hello");
         let fd = log.file.as_raw_fd();
-        // SAFETY: buf lives until the completion is reaped below.
-        unsafe {
-            io.push(
-                7,
-                Op::Write {
-                    fd,
-                    ptr: buf.as_mut_ptr(),
-                    len: 4096,
-                    offset: 0,
-                    dsync: true,
-                },
-            )
+        let write = Request::Write {
+            fd,
+            offset: 0,
+            len: 4096,
+            dsync: true,
         };
-        let mut out = Vec::new();
-        while out.is_empty() {
-            io.wait(Duration::from_millis(100));
-            io.reap(&mut out);
-        }
+        assert!(io.push(7, write, IoBuffer::Aligned(buf)).is_ok());
+        assert!(matches!(
+            io.push(7, Request::Fdatasync { fd }, IoBuffer::None),
+            Err(PushError::SlotBusy(_))
+        ));
+        let (done, _) = complete(&mut io);
         assert_eq!(
-            out[0],
+            done,
             IoCompletion {
                 user_data: 7,
                 result: 4096
             }
         );
-        let mut back = AlignedBuf::new(4096, 4096);
-        // SAFETY: back lives until the completion is reaped below.
-        unsafe {
-            io.push(
-                8,
-                Op::Read {
-                    fd,
-                    ptr: back.as_mut_ptr(),
-                    len: 4096,
-                    offset: 0,
-                },
-            )
+        let too_long = Request::Read {
+            fd,
+            offset: 0,
+            len: 8192,
         };
-        out.clear();
-        while out.is_empty() {
-            io.wait(Duration::from_millis(100));
-            io.reap(&mut out);
-        }
-        assert_eq!(out[0].result, 4096);
+        assert!(matches!(
+            io.push(1, too_long, IoBuffer::Aligned(AlignedBuf::new(4096, 4096))),
+            Err(PushError::BufferTooSmall(_))
+        ));
+        let read = Request::Read {
+            fd,
+            offset: 0,
+            len: 4096,
+        };
+        assert!(io
+            .push(1, read, IoBuffer::Aligned(AlignedBuf::new(4096, 4096)))
+            .is_ok());
+        let (done, buffer) = complete(&mut io);
+        assert_eq!(done.result, 4096);
+        let IoBuffer::Aligned(mut back) = buffer else {
+            panic!("the read buffer comes back")
+        };
         assert_eq!(&back.full_mut()[..5], b"hello");
         assert_eq!(io.in_flight(), 0);
     }

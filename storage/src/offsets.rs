@@ -20,7 +20,7 @@ use twox_hash::XxHash3_64;
 
 use crate::constants::{OFFSET_SLOT_SIZE_BYTES, OFFSET_SLOT_STRIDE_BYTES};
 use crate::engine::{Engine, SlotKind};
-use crate::io::{sync_dir, Op};
+use crate::io::{sync_dir, IoBuffer, Request};
 use crate::types::{
     Completion, CompletionResult, ConsumerKind, ConsumerRef, OffsetError, PartitionKey,
 };
@@ -29,7 +29,8 @@ pub(crate) struct StoredOffset {
     pub value: u64,
     file: File,
     sequence: u64,
-    buf: Box<[u8; OFFSET_SLOT_SIZE_BYTES]>,
+    /// The slot buffer; `None` while its write is in flight (the I/O layer holds it).
+    buf: Option<Vec<u8>>,
     in_flight: Option<Vec<u64>>,
     waiting: Vec<u64>,
 }
@@ -108,7 +109,7 @@ impl Offsets {
                     value,
                     file,
                     sequence,
-                    buf: Box::new([0; OFFSET_SLOT_SIZE_BYTES]),
+                    buf: Some(vec![0; OFFSET_SLOT_SIZE_BYTES]),
                     in_flight: None,
                     waiting: Vec::new(),
                 };
@@ -156,7 +157,7 @@ impl Offsets {
                 value: offset,
                 file,
                 sequence: 0,
-                buf: Box::new([0; OFFSET_SLOT_SIZE_BYTES]),
+                buf: Some(vec![0; OFFSET_SLOT_SIZE_BYTES]),
                 in_flight: None,
                 waiting: Vec::new(),
             };
@@ -180,23 +181,38 @@ impl Offsets {
         if stored.in_flight.is_some() || stored.waiting.is_empty() {
             return 0;
         }
+        let Some(mut buf) = stored.buf.take() else {
+            return 0;
+        };
         let sequence = stored.sequence + 1;
-        *stored.buf = encode_slot(stored.value, sequence);
-        let op = Op::Write {
+        buf.clear();
+        buf.extend_from_slice(&encode_slot(stored.value, sequence));
+        let request = Request::Write {
             fd: stored.file.as_raw_fd(),
-            ptr: stored.buf.as_ptr(),
-            len: OFFSET_SLOT_SIZE_BYTES,
             offset: (sequence % 2) * OFFSET_SLOT_STRIDE_BYTES,
+            len: OFFSET_SLOT_SIZE_BYTES,
             dsync: true,
         };
-        // SAFETY: `buf` is boxed (stable address) and not rewritten while `in_flight` is set;
-        // the entry is not removed while an operation is in flight (deletes drain first).
-        if unsafe { engine.submit(key, SlotKind::OffsetWrite(consumer), op) }.is_err() {
-            return 0;
+        match engine.submit(
+            key,
+            SlotKind::OffsetWrite(consumer),
+            request,
+            IoBuffer::Bytes(buf),
+        ) {
+            Ok(()) => {
+                stored.sequence = sequence;
+                stored.in_flight = Some(std::mem::take(&mut stored.waiting));
+                1
+            }
+            Err((_, returned)) => {
+                // No free slot: `service` retries.
+                stored.buf = Some(match returned {
+                    IoBuffer::Bytes(buf) => buf,
+                    _ => vec![0; OFFSET_SLOT_SIZE_BYTES],
+                });
+                0
+            }
         }
-        stored.sequence = sequence;
-        stored.in_flight = Some(std::mem::take(&mut stored.waiting));
-        1
     }
 
     /// Completes a slot write; returns operations newly submitted (0 or 1).
@@ -206,10 +222,15 @@ impl Offsets {
         key: PartitionKey,
         consumer: ConsumerRef,
         result: i32,
+        buffer: IoBuffer,
     ) -> usize {
         let Some(stored) = self.entries.get_mut(&consumer) else {
             return 0;
         };
+        stored.buf = Some(match buffer {
+            IoBuffer::Bytes(buf) => buf,
+            _ => vec![0; OFFSET_SLOT_SIZE_BYTES],
+        });
         let outcome = if result == OFFSET_SLOT_SIZE_BYTES as i32 {
             Ok(())
         } else if result < 0 {

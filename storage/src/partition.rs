@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::engine::{Engine, SlotKind};
-use crate::io::{self, round_down, round_up, AlignedBuf, Op};
+use crate::io::{self, round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::offsets::Offsets;
 use crate::record::{self, RecordHeader};
 use crate::segment::{self, Segment};
@@ -70,12 +70,14 @@ pub(crate) struct Partition {
     tail_position: u64,
     staging: AlignedBuf,
     staging_file_position: u64,
-    spare: AlignedBuf,
+    /// The other write buffer; `None` while it is in flight.
+    spare: Option<AlignedBuf>,
     write: Option<WriteInFlight>,
     acks: VecDeque<PendingAck>,
     flush_waiters: Vec<(u64, bool)>,
     fsync_waiters: Option<Vec<u64>>,
-    index_in_flight: Option<(u64, usize, Vec<u8>)>,
+    /// Index write in flight: segment base offset, entries, bytes.
+    index_in_flight: Option<(u64, usize, usize)>,
     first_unflushed_at: Option<Instant>,
 }
 
@@ -129,9 +131,10 @@ impl Partition {
         std::fs::create_dir_all(dir.join("offsets")).map_err(storage_io(dir))?;
         io::sync_dir(dir).map_err(storage_io(dir))?;
         let offsets = Offsets::open(&dir.join("offsets")).map_err(storage_io(dir))?;
-        Ok(Self::assemble(
-            key, dir, settings, config, alignment, segments, offsets,
-        ))
+        let mut partition =
+            Self::assemble(key, dir, settings, config, alignment, segments, offsets);
+        partition.reload_tail().map_err(storage_io(dir))?;
+        Ok(partition)
     }
 
     fn assemble(
@@ -148,20 +151,9 @@ impl Partition {
             .expect("a partition always has an active segment");
         let next_offset = active.next_offset();
         let direct = active.log.direct;
-        let mut staging = AlignedBuf::new(config.write_buffer_size_bytes, alignment);
+        // Filled by `reload_tail` once assembled.
+        let staging = AlignedBuf::new(config.write_buffer_size_bytes, alignment);
         let staging_file_position = round_down(active.end_bytes, alignment);
-        if staging_file_position < active.end_bytes {
-            // Load the partial tail block: the next write rewrites it in full.
-            let mut block = vec![0u8; (active.end_bytes - staging_file_position) as usize];
-            if let Ok(plain) = std::fs::File::open(segment::log_path(dir, active.base_offset)) {
-                let _ = std::os::unix::fs::FileExt::read_exact_at(
-                    &plain,
-                    &mut block,
-                    staging_file_position,
-                );
-            }
-            staging.push(&block);
-        }
         let last_timestamp_us = segments
             .iter()
             .filter_map(|s| s.last_timestamp_us)
@@ -189,7 +181,7 @@ impl Partition {
             written_cached_bytes: 0,
             staged_next_offset: next_offset,
             staging,
-            spare: AlignedBuf::new(config.write_buffer_size_bytes, alignment),
+            spare: Some(AlignedBuf::new(config.write_buffer_size_bytes, alignment)),
             write: None,
             acks: VecDeque::new(),
             flush_waiters: Vec::new(),
@@ -431,38 +423,68 @@ impl Partition {
             0,
             "write position must be aligned"
         );
-        let fd = self.active().log.file.as_raw_fd();
-        let op = Op::Write {
-            fd,
-            ptr: self.staging.as_mut_ptr(),
-            len: len_bytes,
-            offset: file_position,
-            dsync,
-        };
-        // SAFETY: the staging buffer becomes `spare` below and is neither written nor freed until
-        // this write's completion is handled in `write_done` (at most one write per partition).
-        if unsafe { engine.submit(self.key, SlotKind::LogWrite, op) }.is_err() {
-            // No free slot: leave everything queued; `service` retries.
-            self.staging
-                .set_len(logical_len - self.staged_len_since(last_offset));
+        let Some(mut next) = self.spare.take() else {
             return;
-        }
-        self.in_flight_ops += 1;
+        };
+        // The next write starts with this write's partial tail block.
         let end_position = file_position + logical_len as u64;
         let tail_start = round_down(end_position, self.alignment);
-        self.spare.set_len(0);
-        let tail = &self.staging.as_slice()[(tail_start - file_position) as usize..];
-        self.spare.push(tail);
-        std::mem::swap(&mut self.staging, &mut self.spare);
-        self.staging_file_position = tail_start;
-        self.staged_next_offset = last_offset + 1;
-        self.write = Some(WriteInFlight {
-            file_position,
-            len_bytes,
-            end_position,
-            last_offset,
+        next.set_len(0);
+        next.push(&self.staging.as_slice()[(tail_start - file_position) as usize..]);
+        let in_flight = std::mem::replace(&mut self.staging, next);
+        let fd = self.active().log.file.as_raw_fd();
+        let request = Request::Write {
+            fd,
+            offset: file_position,
+            len: len_bytes,
             dsync,
-        });
+        };
+        match engine.submit(
+            self.key,
+            SlotKind::LogWrite,
+            request,
+            IoBuffer::Aligned(in_flight),
+        ) {
+            Ok(()) => {
+                self.in_flight_ops += 1;
+                self.staging_file_position = tail_start;
+                self.staged_next_offset = last_offset + 1;
+                self.write = Some(WriteInFlight {
+                    file_position,
+                    len_bytes,
+                    end_position,
+                    last_offset,
+                    dsync,
+                });
+            }
+            Err((_, IoBuffer::Aligned(mut refused))) => {
+                // No free slot: unstage this round and leave it queued; `service` retries.
+                refused.set_len(logical_len - self.staged_len_since(last_offset));
+                self.spare = Some(std::mem::replace(&mut self.staging, refused));
+            }
+            Err(_) => {
+                // The I/O layer always hands back what it was given; should that ever break,
+                // rebuild the tail block from disk rather than write a wrong one.
+                tracing::error!(key = ?self.key, "storage: write buffer lost; reloading the tail block");
+                self.spare = Some(AlignedBuf::new(self.staging.capacity(), self.alignment));
+                if let Err(error) = self.reload_tail() {
+                    tracing::error!(key = ?self.key, %error, "storage: cannot reload the tail block");
+                }
+            }
+        }
+    }
+
+    /// Loads the active segment's durable partial tail block into the staging buffer: the next
+    /// write rewrites that block in full.
+    fn reload_tail(&mut self) -> std::io::Result<()> {
+        let (base, end) = (self.active().base_offset, self.active().end_bytes);
+        self.staging_file_position = round_down(end, self.alignment);
+        let mut block = vec![0u8; (end - self.staging_file_position) as usize];
+        let plain = std::fs::File::open(segment::log_path(&self.dir, base))?;
+        std::os::unix::fs::FileExt::read_exact_at(&plain, &mut block, self.staging_file_position)?;
+        self.staging.set_len(0);
+        self.staging.push(&block);
+        Ok(())
     }
 
     /// Bytes of records staged in this round (those with offsets up to `last_offset` that were
@@ -481,7 +503,7 @@ impl Partition {
         let mut bigger = AlignedBuf::new(capacity, self.alignment);
         bigger.push(self.staging.as_slice());
         self.staging = bigger;
-        self.spare = AlignedBuf::new(capacity, self.alignment);
+        self.spare = Some(AlignedBuf::new(capacity, self.alignment));
     }
 
     fn rotate(&mut self, base_offset: u64) -> Result<(), AppendError> {
@@ -505,8 +527,17 @@ impl Partition {
     }
 
     /// Handles the completion of the partition's log write.
-    pub fn write_done(&mut self, engine: &mut Engine, result: i32, started: Instant) {
+    pub fn write_done(
+        &mut self,
+        engine: &mut Engine,
+        result: i32,
+        started: Instant,
+        buffer: IoBuffer,
+    ) {
         self.in_flight_ops -= 1;
+        let IoBuffer::Aligned(mut written) = buffer else {
+            return;
+        };
         let Some(write) = self.write.take() else {
             return;
         };
@@ -517,14 +548,14 @@ impl Partition {
                 AppendError::NoSpace
             };
             tracing::warn!(key = ?self.key, ?error, "storage: segment write failed; failing the unwritten appends");
-            // Restore the staging buffer to the durable tail block (it is in `spare`).
-            std::mem::swap(&mut self.staging, &mut self.spare);
-            self.staging
-                .set_len((self.active().end_bytes - write.file_position) as usize);
+            // Restore the staging buffer to the durable part of the failed write's buffer.
+            written.set_len((self.active().end_bytes - write.file_position) as usize);
+            self.spare = Some(std::mem::replace(&mut self.staging, written));
             self.staging_file_position = write.file_position;
             self.fail_unwritten(engine, error);
             return;
         }
+        self.spare = Some(written);
         if write.dsync {
             engine
                 .stats
@@ -681,11 +712,10 @@ impl Partition {
             }
             return;
         }
-        let op = Op::Fdatasync {
+        let request = Request::Fdatasync {
             fd: self.active().log.file.as_raw_fd(),
         };
-        // SAFETY: fdatasync references no memory.
-        match unsafe { engine.submit(self.key, SlotKind::LogFsync, op) } {
+        match engine.submit(self.key, SlotKind::LogFsync, request, IoBuffer::None) {
             Ok(()) => {
                 self.in_flight_ops += 1;
                 self.fsync_waiters = Some(tokens);
@@ -731,28 +761,34 @@ impl Partition {
             .collect();
         let count = segment.index.len() - segment.index_written;
         let offset = (segment.index_written * crate::constants::INDEX_ENTRY_SIZE_BYTES) as u64;
-        let op = Op::Write {
+        let request = Request::Write {
             fd: segment.index_file.as_raw_fd(),
-            ptr: bytes.as_ptr(),
-            len: bytes.len(),
             offset,
+            len: bytes.len(),
             dsync: false,
         };
         let base = segment.base_offset;
-        // SAFETY: `bytes` is kept in `index_in_flight` (its heap buffer does not move) until
-        // `index_done` handles this completion.
-        if unsafe { engine.submit(self.key, SlotKind::IndexWrite, op) }.is_ok() {
+        let len = bytes.len();
+        if engine
+            .submit(
+                self.key,
+                SlotKind::IndexWrite,
+                request,
+                IoBuffer::Bytes(bytes),
+            )
+            .is_ok()
+        {
             self.in_flight_ops += 1;
-            self.index_in_flight = Some((base, count, bytes));
+            self.index_in_flight = Some((base, count, len));
         }
     }
 
     pub fn index_done(&mut self, engine: &mut Engine, result: i32) {
         self.in_flight_ops -= 1;
-        let Some((base, count, bytes)) = self.index_in_flight.take() else {
+        let Some((base, count, len)) = self.index_in_flight.take() else {
             return;
         };
-        if result >= 0 && result as usize == bytes.len() {
+        if result >= 0 && result as usize == len {
             if let Some(segment) = self.segments.iter_mut().find(|s| s.base_offset == base) {
                 segment.index_written += count;
             }

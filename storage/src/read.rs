@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use crate::constants::{BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX};
 use crate::engine::{Engine, SlotKind};
 use crate::index;
-use crate::io::{round_down, round_up, AlignedBuf, Op};
+use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
 use crate::record::{self, RecordHeader};
 use crate::types::{ReadError, ReadResult, ReadStart};
@@ -89,7 +89,6 @@ pub(crate) struct ReadJob {
     pub token: u64,
     pub collector: Collector,
     pub segment_base: u64,
-    pub buf: AlignedBuf,
     /// File position of `buf[0]` (aligned).
     pub file_position: u64,
     /// Where the next record starts (logical file position) and its expected base offset.
@@ -190,23 +189,23 @@ pub(crate) fn plan(partition: &Partition, collector: &Collector) -> Option<(u64,
     Some((segment.base_offset, position, expected_offset, end))
 }
 
-/// Submits the read of `[position, end)` of the job's segment (clamped to the buffer).
-/// With `grow`, the buffer is enlarged to hold the whole range (a record larger than the
-/// pooled buffer); otherwise the range is clamped to the buffer.
+/// Submits the read of `[position, end)` of the job's segment into `buf`, clamped to the
+/// buffer — or, with `grow`, enlarging the buffer to hold the whole range (a record larger than
+/// the pooled buffer). On failure the buffer is handed back for the pool.
 pub(crate) fn submit(
     partition: &mut Partition,
     engine: &mut Engine,
     mut job: Box<ReadJob>,
-    position: u64,
-    end: u64,
+    mut buf: AlignedBuf,
+    (position, end): (u64, u64),
     grow: bool,
-) -> Result<(), ReadError> {
-    let Some(segment) = partition
+) -> Result<(), (ReadError, AlignedBuf)> {
+    let segment = partition
         .segments
         .iter()
-        .find(|s| s.base_offset == job.segment_base)
-    else {
-        return Err(ReadError::Corrupt(job.expected_offset));
+        .find(|s| s.base_offset == job.segment_base);
+    let Some(segment) = segment else {
+        return Err((ReadError::Corrupt(job.expected_offset), buf));
     };
     let alignment = partition.alignment;
     let file_position = round_down(position, alignment);
@@ -214,30 +213,31 @@ pub(crate) fn submit(
         .min(segment.end_bytes)
         .max(position + BATCH_HEADER_SIZE_BYTES as u64);
     let want = round_up((end - file_position) as usize, alignment);
-    if grow && want > job.buf.capacity() {
-        job.buf = AlignedBuf::new(want, alignment);
+    if grow && want > buf.capacity() {
+        buf = AlignedBuf::new(want, alignment);
     }
-    let len = want.min(job.buf.capacity());
-    job.buf.set_len(0);
+    let len = want.min(buf.capacity());
     job.file_position = file_position;
     job.walk_position = position;
     job.walk_end = (file_position + len as u64).min(segment.end_bytes);
     job.steps += 1;
-    let op = Op::Read {
+    let request = Request::Read {
         fd: segment.log.file.as_raw_fd(),
-        ptr: job.buf.as_mut_ptr(),
-        len,
         offset: file_position,
+        len,
     };
-    let key = partition.key;
-    // SAFETY: the buffer travels inside the slot (boxed job) and is not touched or freed until
-    // the engine returns this slot's completion.
-    match unsafe { engine.submit(key, SlotKind::Read(job), op) } {
+    match engine.submit(
+        partition.key,
+        SlotKind::Read(job),
+        request,
+        IoBuffer::Aligned(buf),
+    ) {
         Ok(()) => {
             partition.in_flight_ops += 1;
             Ok(())
         }
-        Err(_) => Err(ReadError::Backpressure),
+        Err((_, IoBuffer::Aligned(buf))) => Err((ReadError::Backpressure, buf)),
+        Err(_) => Err((ReadError::Backpressure, AlignedBuf::new(want, alignment))),
     }
 }
 
@@ -245,41 +245,45 @@ pub(crate) fn submit(
 pub(crate) enum Step {
     /// Finished; the buffer goes back to the pool.
     Done(Result<ReadResult, ReadError>, AlignedBuf),
-    /// Read again from this position up to this end.
-    Again(Box<ReadJob>, u64, u64),
+    /// Read again into the buffer, from this position up to this end.
+    Again(Box<ReadJob>, AlignedBuf, (u64, u64)),
 }
 
-/// Walks the records of a completed read.
-fn done(job: ReadJob, error: Option<ReadError>) -> Step {
-    let ReadJob { buf, collector, .. } = job;
-    Step::Done(error.map_or(Ok(collector.result), Err), buf)
+fn done(job: ReadJob, buf: AlignedBuf, error: Option<ReadError>) -> Step {
+    Step::Done(error.map_or(Ok(job.collector.result), Err), buf)
 }
 
-pub(crate) fn walk(partition: &Partition, mut job: Box<ReadJob>, result: i32) -> Step {
+/// Walks the records of a completed read (`result` bytes in `buf`).
+pub(crate) fn walk(
+    partition: &Partition,
+    mut job: Box<ReadJob>,
+    result: i32,
+    mut buf: AlignedBuf,
+) -> Step {
     if result < 0 {
-        return done(*job, Some(ReadError::Io(-result)));
+        return done(*job, buf, Some(ReadError::Io(-result)));
     }
-    job.buf.set_len(result as usize);
+    buf.set_len(result as usize);
     let Some(segment) = partition
         .segments
         .iter()
         .find(|s| s.base_offset == job.segment_base)
     else {
-        return done(*job, None);
+        return done(*job, buf, None);
     };
     let segment_end = segment.end_bytes;
-    let needed = match walk_buffer(&mut job) {
+    let needed = match walk_buffer(&mut job, &buf) {
         Ok(needed) => needed,
-        Err(error) => return done(*job, Some(error)),
+        Err(error) => return done(*job, buf, Some(error)),
     };
     if job.collector.result.messages_count > 0 || job.steps >= READ_STEPS_MAX {
-        return done(*job, None);
+        return done(*job, buf, None);
     }
     if job.walk_position < segment_end {
         // The next record did not fit in the buffer: read again from it.
         let position = job.walk_position;
-        let span = needed.max((job.buf.capacity() - partition.alignment) as u64);
-        return Step::Again(job, position, (position + span).min(segment_end));
+        let span = needed.max((buf.capacity() - partition.alignment) as u64);
+        return Step::Again(job, buf, (position, (position + span).min(segment_end)));
     }
     // The wanted messages start in a later segment.
     let next = partition
@@ -287,23 +291,23 @@ pub(crate) fn walk(partition: &Partition, mut job: Box<ReadJob>, result: i32) ->
         .iter()
         .find(|s| s.base_offset > job.segment_base);
     let Some(next) = next else {
-        return done(*job, None);
+        return done(*job, buf, None);
     };
     job.segment_base = next.base_offset;
     job.expected_offset = next.base_offset;
     let end = next
         .end_bytes
-        .min((job.buf.capacity() - partition.alignment) as u64);
-    Step::Again(job, 0, end)
+        .min((buf.capacity() - partition.alignment) as u64);
+    Step::Again(job, buf, (0, end))
 }
 
 /// Offers every whole, verified record in the buffer to the collector. Returns the length of
 /// the record cut off by the end of the buffer (0 if none).
-fn walk_buffer(job: &mut ReadJob) -> Result<u64, ReadError> {
-    let buf_end = (job.file_position + job.buf.len() as u64).min(job.walk_end);
+fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, ReadError> {
+    let buf_end = (job.file_position + buf.len() as u64).min(job.walk_end);
     while job.walk_position < buf_end && !job.collector.full() {
         let from = (job.walk_position - job.file_position) as usize;
-        let bytes = &job.buf.as_slice()[from..(buf_end - job.file_position) as usize];
+        let bytes = &buf.as_slice()[from..(buf_end - job.file_position) as usize];
         let header = match RecordHeader::parse(bytes) {
             Ok(header) if header.length_bytes <= bytes.len() => header,
             Ok(header) => return Ok(header.length_bytes as u64),

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::constants::DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES;
-use crate::constants::RING_ENTRIES;
 use crate::engine::{Engine, Slot, SlotKind};
-use crate::io::{AlignedBuf, Backend, Io};
+use crate::io::{AlignedBuf, Backend, IoBuffer};
 use crate::partition::Partition;
 use crate::read::{self, Collector, ReadJob, Step};
 use crate::retention::{segments_to_delete, SegmentSummary};
@@ -22,10 +21,11 @@ use crate::types::{
 
 pub struct Shard {
     config: StorageConfig,
+    /// Declared before `partitions`: dropped first, so the ring finishes with the files open.
     engine: Engine,
     partitions: HashMap<PartitionKey, Partition>,
     read_buffers: Vec<AlignedBuf>,
-    reaped: Vec<(Slot, i32)>,
+    reaped: Vec<(Slot, i32, IoBuffer)>,
     warned_buffered_io: bool,
 }
 
@@ -37,13 +37,13 @@ impl Shard {
     /// `InvalidConfig` when a value is outside the crate's limits.
     pub fn new(config: StorageConfig, wakeup_fd: Option<RawFd>) -> Result<Shard, StorageError> {
         config.validate()?;
-        let io = Io::new(RING_ENTRIES, wakeup_fd, config.force_buffered_syscalls);
         let read_buffers = (0..config.read_buffers_count)
             .map(|_| AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES))
             .collect();
+        let engine = Engine::new(config.force_buffered_syscalls, wakeup_fd);
         Ok(Shard {
             config,
-            engine: Engine::new(io),
+            engine,
             partitions: HashMap::new(),
             read_buffers,
             reaped: Vec::new(),
@@ -141,7 +141,9 @@ impl Shard {
     /// Whether `append` would accept a batch of `len` bytes for `key` now (unknown partitions
     /// answer true: `append` then reports `UnknownPartition`).
     pub fn has_room(&self, key: PartitionKey, len: usize) -> bool {
-        self.partitions.get(&key).is_none_or(|partition| partition.has_room(len))
+        self.partitions
+            .get(&key)
+            .is_none_or(|partition| partition.has_room(len))
     }
 
     /// Polls a partition. `Ready` when served from memory (or nothing to return), otherwise
@@ -182,23 +184,26 @@ impl Shard {
             token,
             collector,
             segment_base,
-            buf,
             file_position: 0,
             walk_position: position,
             expected_offset,
             walk_end: 0,
             steps: 0,
         });
-        match read::submit(partition, &mut self.engine, job, position, end, false) {
+        match read::submit(
+            partition,
+            &mut self.engine,
+            job,
+            buf,
+            (position, end),
+            false,
+        ) {
             Ok(()) => {
                 self.engine.io.submit();
                 Ok(ReadOutcome::Pending)
             }
-            Err(error) => {
-                self.read_buffers.push(AlignedBuf::new(
-                    self.config.read_buffer_size_bytes,
-                    POOL_ALIGNMENT_BYTES,
-                ));
+            Err((error, buf)) => {
+                self.read_buffers.push(buf);
                 Err(error)
             }
         }
@@ -307,56 +312,69 @@ impl Shard {
     fn process(&mut self) {
         let mut reaped = std::mem::take(&mut self.reaped);
         self.engine.reap(&mut reaped);
-        for (slot, result) in reaped.drain(..) {
+        for (slot, result, buffer) in reaped.drain(..) {
             let Some(partition) = self.partitions.get_mut(&slot.key) else {
                 tracing::error!(key = ?slot.key, "storage: completion for a partition no longer open");
                 continue;
             };
+            let engine = &mut self.engine;
             match slot.kind {
-                SlotKind::LogWrite => partition.write_done(&mut self.engine, result, slot.started),
-                SlotKind::LogFsync => partition.fsync_done(&mut self.engine, result),
-                SlotKind::IndexWrite => partition.index_done(&mut self.engine, result),
+                SlotKind::LogWrite => partition.write_done(engine, result, slot.started, buffer),
+                SlotKind::LogFsync => partition.fsync_done(engine, result),
+                SlotKind::IndexWrite => partition.index_done(engine, result),
                 SlotKind::OffsetWrite(consumer) => {
                     partition.in_flight_ops -= 1;
-                    partition.in_flight_ops +=
-                        partition
-                            .offsets
-                            .write_done(&mut self.engine, slot.key, consumer, result);
+                    partition.in_flight_ops += partition
+                        .offsets
+                        .write_done(engine, slot.key, consumer, result, buffer);
                 }
                 SlotKind::Read(job) => {
                     partition.in_flight_ops -= 1;
-                    let token = job.token;
-                    let outcome = match read::walk(partition, job, result) {
-                        Step::Done(outcome, buf) => {
-                            self.read_buffers.push(buf);
-                            Some(outcome)
-                        }
-                        Step::Again(job, position, end) => {
-                            let failed =
-                                read::submit(partition, &mut self.engine, job, position, end, true)
-                                    .err();
-                            if failed.is_some() {
-                                // The job (and its buffer) was dropped with the refused slot.
-                                self.read_buffers.push(AlignedBuf::new(
-                                    self.config.read_buffer_size_bytes,
-                                    POOL_ALIGNMENT_BYTES,
-                                ));
-                            }
-                            failed.map(Err)
-                        }
+                    let buf = match buffer {
+                        IoBuffer::Aligned(buf) => buf,
+                        _ => AlignedBuf::new(
+                            self.config.read_buffer_size_bytes,
+                            POOL_ALIGNMENT_BYTES,
+                        ),
                     };
-                    if let Some(outcome) = outcome {
-                        self.engine.completions.push(Completion {
-                            token,
-                            key: slot.key,
-                            result: CompletionResult::Read(outcome),
-                        });
-                    }
+                    Self::read_done(partition, engine, &mut self.read_buffers, job, result, buf);
                 }
             }
         }
         self.reaped = reaped;
         self.engine.io.submit();
+    }
+
+    /// Finishes a poll, or continues it with another read.
+    fn read_done(
+        partition: &mut Partition,
+        engine: &mut Engine,
+        pool: &mut Vec<AlignedBuf>,
+        job: Box<ReadJob>,
+        result: i32,
+        buf: AlignedBuf,
+    ) {
+        let (token, key) = (job.token, partition.key);
+        let outcome = match read::walk(partition, job, result, buf) {
+            Step::Done(outcome, buf) => {
+                pool.push(buf);
+                outcome
+            }
+            Step::Again(job, buf, range) => {
+                match read::submit(partition, engine, job, buf, range, true) {
+                    Ok(()) => return,
+                    Err((error, buf)) => {
+                        pool.push(buf);
+                        Err(error)
+                    }
+                }
+            }
+        };
+        engine.completions.push(Completion {
+            token,
+            key,
+            result: CompletionResult::Read(outcome),
+        });
     }
 
     /// Applies every partition's expiry and size limit (oldest sealed segments first).
@@ -474,18 +492,13 @@ impl Shard {
 }
 
 impl Drop for Shard {
-    /// The kernel may still write into buffers owned by partitions: wait for every operation
-    /// before they are freed.
+    /// Lets in-flight writes finish while the files are open (the ring itself also waits for
+    /// its buffers when dropped, and `engine` is dropped before `partitions` closes the files).
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.engine.io.in_flight() > 0 && Instant::now() < deadline {
             self.engine.io.wait(Duration::from_millis(10));
             self.process();
-        }
-        if self.engine.io.in_flight() > 0 {
-            // Leaking is the only memory-safe choice when the kernel still owns buffers.
-            tracing::error!("storage: I/O still in flight at shard drop; leaking its buffers");
-            std::mem::forget(std::mem::take(&mut self.partitions));
         }
     }
 }
