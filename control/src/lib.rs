@@ -1,1 +1,11 @@
-//! riptide-control: work in progress.
+//! riptide-control: configuration checks against the host, supervision of the dataplane, the
+//! control API with Prometheus metrics, live configuration changes, and the `riptidectl` CLI.
+
+pub mod api;
+pub mod cli;
+pub mod constants;
+pub mod control;
+pub mod host_checks;
+pub mod live;
+pub mod metrics;
+pub mod supervisor;

@@ -1,0 +1,285 @@
+//! The control API: a small HTTP/JSON server on loopback.
+//!
+//! | route            | answer                                                                |
+//! |------------------|-----------------------------------------------------------------------|
+//! | GET /health      | 200 when the dataplane runs and publishes fresh stats, else 503       |
+//! | GET /status      | supervision, mode, cores, queues, rings, connections, partitions/shard |
+//! | GET /config      | the effective configuration (JSON; `?format=toml` for TOML)           |
+//! | PUT/POST /config | a live change (TOML or JSON); 409 lists keys that need a restart      |
+//! | GET /steering    | connection steering: policy, state and per-worker connection counts   |
+//! | GET /metrics     | Prometheus text                                                       |
+//! | POST /shutdown   | stops the dataplane cleanly, then riptide-control exits               |
+
+use crate::constants::{CONFIG_BODY_SIZE_MAX_BYTES, STATS_STALE_MS};
+use crate::host_checks::Finding;
+use crate::live::{self, LiveError};
+use crate::metrics;
+use crate::supervisor::{SharedStatus, State, SupervisorStatus};
+use axum::extract::{DefaultBodyLimit, Query, State as AxumState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use riptide_dataplane::config::Config;
+use riptide_dataplane::stats::{stats_path, StatsSnapshot};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The effective configuration: riptide.toml, the environment, then live changes.
+    pub config: Mutex<Config>,
+    /// The live overrides in force (what `live.toml` holds).
+    pub overrides: Mutex<toml::Table>,
+    pub config_path: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub supervisor: SharedStatus,
+    /// Host-check warnings found at start-up, shown in /status.
+    pub warnings: Vec<Finding>,
+    /// Stops supervision (POST /shutdown); taken by the first request.
+    pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The router over the shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/config", get(get_config).put(put_config).post(put_config))
+        .route("/steering", get(steering))
+        .route("/metrics", get(metrics_page))
+        .route("/shutdown", post(shutdown))
+        .layer(DefaultBodyLimit::max(CONFIG_BODY_SIZE_MAX_BYTES))
+        .with_state(state)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The latest snapshot and its age, or why there is none.
+pub fn read_stats(data_dir: &Path) -> Result<(StatsSnapshot, u64), String> {
+    let path = stats_path(data_dir);
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("no statistics at {}: {e}", path.display()))?;
+    let snapshot: StatsSnapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("unreadable statistics at {}: {e}", path.display()))?;
+    let age_ms = now_us().saturating_sub(snapshot.written_at_us) / 1000;
+    Ok((snapshot, age_ms))
+}
+
+fn supervisor_copy(state: &AppState) -> SupervisorStatus {
+    lock(&state.supervisor).clone()
+}
+
+fn error_json(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn health(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let supervisor = supervisor_copy(&state);
+    let stats = read_stats(&state.data_dir);
+    let problem = match (&supervisor.state, &stats) {
+        (State::Running, Ok((_, age_ms))) if *age_ms <= STATS_STALE_MS => None,
+        (State::Running, Ok((_, age_ms))) => Some(format!("statistics are {age_ms} ms old")),
+        (State::Running, Err(reason)) => Some(reason.clone()),
+        (other, _) => Some(format!("dataplane is {other:?}")),
+    };
+    let body = json!({
+        "status": if problem.is_none() { "ok" } else { "unavailable" },
+        "dataplane": supervisor.state,
+        "problem": problem,
+    });
+    let code = if problem.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Per-shard ring occupancy as a fraction of the ring's capacity.
+fn ring_occupancy(snapshot: &StatsSnapshot) -> Vec<Value> {
+    snapshot
+        .shards
+        .iter()
+        .map(|shard| {
+            let fraction = if snapshot.ring_capacity == 0 {
+                0.0
+            } else {
+                shard.request_ring_depth as f64 / snapshot.ring_capacity as f64
+            };
+            json!({ "shard": shard.index, "depth": shard.request_ring_depth, "capacity": snapshot.ring_capacity, "occupancy": fraction })
+        })
+        .collect()
+}
+
+async fn status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let supervisor = supervisor_copy(&state);
+    let config = lock(&state.config).clone();
+    let warnings: Vec<String> = state.warnings.iter().map(ToString::to_string).collect();
+    let mut body = json!({
+        "supervisor": supervisor,
+        "config_path": state.config_path,
+        "data_dir": state.data_dir,
+        "mode": config.dataplane.backend,
+        "configured": {
+            "network_workers": config.network_workers(),
+            "storage_shards": config.storage_shards(),
+            "cores": config.dataplane.cores,
+            "ring_capacity": config.dataplane.ring_capacity,
+        },
+        "warnings": warnings,
+    });
+    match read_stats(&state.data_dir) {
+        Ok((snapshot, age_ms)) => {
+            let connections: u64 = snapshot.workers.iter().map(|w| w.connections_open).sum();
+            body["stats"] = json!({
+                "age_ms": age_ms,
+                "stale": age_ms > STATS_STALE_MS,
+                "mode": snapshot.mode,
+                "version": snapshot.version,
+                "pid": snapshot.pid,
+                "tcp_address": snapshot.tcp_address,
+                "steering": snapshot.steering,
+                "connections": connections,
+                "streams": snapshot.streams,
+                "topics": snapshot.topics,
+                "partitions": snapshot.partitions,
+                "workers": snapshot.workers.iter().map(|w| json!({
+                    "worker": w.index, "core": w.core, "connections": w.connections_open,
+                    "requests": w.requests, "ring_full_stalls": w.ring_full_stalls,
+                })).collect::<Vec<_>>(),
+                "shards": snapshot.shards.iter().map(|s| json!({
+                    "shard": s.index, "core": s.core, "partitions": s.partitions,
+                    "appends": s.appends, "ring_depth": s.request_ring_depth,
+                })).collect::<Vec<_>>(),
+                "rings": ring_occupancy(&snapshot),
+                "ports": snapshot.ports,
+            });
+        }
+        Err(reason) => body["stats"] = json!({ "unavailable": reason }),
+    }
+    Json(body).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigQuery {
+    format: Option<String>,
+}
+
+async fn get_config(
+    AxumState(state): AxumState<Arc<AppState>>,
+    Query(query): Query<ConfigQuery>,
+) -> Response {
+    let config = lock(&state.config).clone();
+    let overrides = lock(&state.overrides).clone();
+    match query.format.as_deref() {
+        Some("toml") => (
+            [(header::CONTENT_TYPE, "application/toml")],
+            config.to_toml_masked(),
+        )
+            .into_response(),
+        None | Some("json") => {
+            let mut shown = config;
+            shown.root.password = "********".to_string();
+            Json(json!({
+                "config": shown,
+                "live_overrides": overrides,
+                "live_keys": live::LIVE_KEYS,
+                "config_path": state.config_path,
+            }))
+            .into_response()
+        }
+        Some(other) => error_json(
+            StatusCode::BAD_REQUEST,
+            format!("unknown format '{other}' (json or toml)"),
+        ),
+    }
+}
+
+async fn put_config(AxumState(state): AxumState<Arc<AppState>>, body: String) -> Response {
+    let change = match live::parse_change(&body) {
+        Ok(change) => change,
+        Err(e) => return error_json(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Holding the config lock across plan+write keeps concurrent changes from losing each other.
+    let mut config = lock(&state.config);
+    let mut overrides = lock(&state.overrides);
+    match live::plan_change(&config, &overrides, &change) {
+        Ok(applied) => match live::write_overrides(&state.data_dir, &applied.overrides) {
+            Ok(path) => {
+                *config = applied.config;
+                *overrides = applied.overrides;
+                tracing::info!(keys = ?applied.keys, "live configuration change written to {}", path.display());
+                Json(json!({ "applied": applied.keys, "live_file": path, "restart_needed": [] })).into_response()
+            }
+            Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        Err(LiveError::RestartNeeded(keys)) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": format!("a restart is needed for: {}; change riptide.toml and restart riptide-control", keys.join(", ")),
+                "restart_needed": keys,
+                "live_keys": live::LIVE_KEYS,
+            })),
+        )
+            .into_response(),
+        Err(e) => error_json(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let config = lock(&state.config).clone();
+    let mut body = json!({
+        "policy": config.steering.policy,
+        "enabled": config.steering.enabled,
+        "source": "stats snapshot",
+    });
+    match read_stats(&state.data_dir) {
+        Ok((snapshot, age_ms)) => {
+            body["state"] = json!(snapshot.steering);
+            body["age_ms"] = json!(age_ms);
+            body["workers"] = snapshot
+                .workers
+                .iter()
+                .map(|w| json!({ "worker": w.index, "connections_open": w.connections_open, "connections_accepted": w.connections_accepted }))
+                .collect();
+        }
+        Err(reason) => body["unavailable"] = json!(reason),
+    }
+    Json(body).into_response()
+}
+
+async fn metrics_page(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let supervisor = supervisor_copy(&state);
+    let stats = read_stats(&state.data_dir).ok();
+    let text = metrics::render(
+        &supervisor,
+        stats.as_ref().map(|(s, _)| s),
+        stats.as_ref().map(|(_, age)| *age),
+    );
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn shutdown(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    match lock(&state.shutdown).take() {
+        Some(sender) => {
+            let _ = sender.send(());
+            (StatusCode::ACCEPTED, Json(json!({ "status": "stopping" }))).into_response()
+        }
+        None => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "already stopping" })),
+        )
+            .into_response(),
+    }
+}
