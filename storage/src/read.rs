@@ -178,13 +178,21 @@ pub(crate) fn plan(partition: &Partition, collector: &Collector) -> Option<(u64,
         Some((i, entry)) => (entry.position, entry.offset, i + 1),
         None => (0, segment.base_offset, 0),
     };
+    // The first entry past the last wanted message starts a record that is not needed: the
+    // read can stop there.
     let wanted_last = match collector.target {
-        Target::Offset(offset) => offset.saturating_add(collector.count_max as u64),
+        Target::Offset(offset) => {
+            offset.saturating_add(collector.count_max.saturating_sub(1) as u64)
+        }
         Target::Timestamp(_) => u64::MAX,
     };
-    let end = segment.index[next_entry.min(segment.index.len())..]
-        .iter()
-        .find(|e| e.offset > wanted_last)
+    let past = segment
+        .index
+        .partition_point(|e| e.offset <= wanted_last)
+        .max(next_entry);
+    let end = segment
+        .index
+        .get(past)
         .map_or(segment.end_bytes, |e| e.position);
     Some((segment.base_offset, position, expected_offset, end))
 }

@@ -13,12 +13,14 @@
 //! LE header fields (partition_id, base_offset, base_timestamp, origin_timestamp, batch_length,
 //! message_count) followed by each frame's 8-byte checksum field.
 //!
-//! Admission validation belongs to `riptide_protocol::batch`; this module holds only what the
-//! engine itself must do with the bytes: stamp, verify during recovery, and slice for polls.
+//! Admission validation, stamping, full verification and slicing come from
+//! `riptide_protocol::batch` (the crate that owns the layout); this module adds the cheap header
+//! parse the engine needs on its hot paths, and test/benchmark batch building.
 
 use std::hash::Hasher;
 use std::ops::Range;
 
+use riptide_protocol::batch::{self, Batch, BatchError};
 use twox_hash::XxHash3_64;
 
 use crate::constants::{BATCH_HEADER_SIZE_BYTES, MESSAGE_HEADER_SIZE_BYTES, RECORD_SIZE_MAX_BYTES};
@@ -167,9 +169,37 @@ fn batch_checksum(record: &[u8], count: u32) -> Result<u64, RecordError> {
     Ok(hasher.finish())
 }
 
-/// Fully verifies `record` (exactly one record): shape, tiling, every message checksum and the
-/// batch checksum. Used by recovery, which trusts nothing on disk.
+fn from_batch_error(error: BatchError) -> RecordError {
+    match error {
+        BatchError::HeaderTruncated => RecordError::Truncated,
+        BatchError::LengthMismatch { declared, actual } if declared > actual as u64 => {
+            RecordError::Truncated
+        }
+        BatchError::MessageChecksum { .. } => RecordError::MessageChecksum,
+        BatchError::BatchChecksum => RecordError::BatchChecksum,
+        BatchError::HeaderReservedNotZero
+        | BatchError::LengthMismatch { .. }
+        | BatchError::Empty => RecordError::BadHeader,
+        _ => RecordError::BadFrames,
+    }
+}
+
+/// Fully verifies `record` (exactly one record) with the protocol's batch validation: shape,
+/// tiling, every message checksum and the batch checksum. Used by recovery and after every
+/// disk read, which trust nothing on disk.
 pub fn verify(record: &[u8]) -> Result<RecordHeader, RecordError> {
+    let header = RecordHeader::parse(record)?;
+    if record.len() != header.length_bytes {
+        return Err(RecordError::Truncated);
+    }
+    Batch::new_checked(record).map_err(from_batch_error)?;
+    Ok(header)
+}
+
+/// Verifies the checksums of a record that may be a poll slice (whose frames keep their
+/// original `offset_delta`, so the protocol's admission rules do not apply): shape, tiling,
+/// every message checksum and the batch checksum. Used by tests and clients of poll replies.
+pub fn verify_checksums(record: &[u8]) -> Result<RecordHeader, RecordError> {
     let header = RecordHeader::parse(record)?;
     if record.len() != header.length_bytes {
         return Err(RecordError::Truncated);
@@ -191,7 +221,8 @@ pub fn verify(record: &[u8]) -> Result<RecordHeader, RecordError> {
     Ok(header)
 }
 
-/// Writes the server fields into a validated batch and recomputes its batch checksum.
+/// Writes the server fields into a validated batch and recomputes its batch checksum (the
+/// protocol's `stamp`).
 pub fn stamp(
     record: &mut [u8],
     partition_id: u64,
@@ -202,11 +233,7 @@ pub fn stamp(
     if record.len() != header.length_bytes {
         return Err(RecordError::Truncated);
     }
-    record[field::PARTITION_ID].copy_from_slice(&partition_id.to_le_bytes());
-    record[field::BASE_OFFSET].copy_from_slice(&base_offset.to_le_bytes());
-    record[field::BASE_TIMESTAMP].copy_from_slice(&base_timestamp_us.to_le_bytes());
-    let checksum = batch_checksum(record, header.message_count)?;
-    record[field::BATCH_CHECKSUM].copy_from_slice(&checksum.to_le_bytes());
+    batch::stamp(record, partition_id, base_offset, base_timestamp_us).map_err(from_batch_error)?;
     RecordHeader::parse(record)
 }
 
@@ -220,43 +247,15 @@ pub struct Slice {
 }
 
 /// Slices `record` (a verified stored record) to the messages with offset >= `first_offset`,
-/// at most `count_max` of them. `None` when no message qualifies. The rewritten header keeps
-/// base offset and timestamps (frames keep their deltas) and clamps length, count and checksum,
-/// as Iggy's server does.
+/// at most `count_max` of them, with the protocol's `slice_record`. `None` when no message
+/// qualifies. The rewritten header keeps base offset and timestamps (frames keep their deltas)
+/// and clamps length, count and checksum, as Iggy's server does.
 pub fn slice(record: &[u8], first_offset: u64, count_max: u32) -> Option<Slice> {
-    let header = RecordHeader::parse(record).ok()?;
-    let frames = record.get(BATCH_HEADER_SIZE_BYTES..header.length_bytes)?;
-    let mut start = None;
-    let mut end = 0usize;
-    let mut taken = 0u32;
-    let mut hasher = XxHash3_64::new();
-    let mut checksums = Vec::new();
-    frame_ranges(frames, header.message_count, |range| {
-        let delta = u32_at(&frames[range.clone()], field::FRAME_OFFSET_DELTA) as u64;
-        if header.base_offset + delta >= first_offset && taken < count_max {
-            start.get_or_insert(range.start);
-            end = range.end;
-            taken += 1;
-            checksums.push(range.start);
-        }
-    })
-    .ok()?;
-    let start = start?;
-    let mut new_header = [0u8; BATCH_HEADER_SIZE_BYTES];
-    new_header.copy_from_slice(&record[..BATCH_HEADER_SIZE_BYTES]);
-    let length = (BATCH_HEADER_SIZE_BYTES + end - start) as u64;
-    new_header[field::BATCH_LENGTH].copy_from_slice(&length.to_le_bytes());
-    new_header[field::MESSAGE_COUNT].copy_from_slice(&taken.to_le_bytes());
-    hash_header_fields(&mut hasher, &new_header);
-    for frame_start in checksums {
-        hasher.write(&frames[frame_start..frame_start + 8]);
-    }
-    new_header[field::BATCH_CHECKSUM].copy_from_slice(&hasher.finish().to_le_bytes());
-    let base = BATCH_HEADER_SIZE_BYTES;
+    let sliced = batch::slice_record(record, first_offset, count_max)?;
     Some(Slice {
-        header: new_header,
-        frames: base + start..base + end,
-        message_count: taken,
+        header: sliced.header,
+        frames: sliced.frames,
+        message_count: sliced.message_count,
     })
 }
 
@@ -311,7 +310,7 @@ mod tests {
 
     #[test]
     fn built_batch_verifies_and_stamp_keeps_it_valid() {
-        let mut record = build_batch(&[b"alpha", b"", b"gamma-gamma"], 77);
+        let mut record = build_batch(&[b"alpha", b"b", b"gamma-gamma"], 77);
         let header = verify(&record).unwrap();
         assert_eq!(header.message_count, 3);
         assert_eq!(header.length_bytes, record.len());
@@ -352,7 +351,7 @@ mod tests {
         assert_eq!(sliced.message_count, 2);
         let mut rebuilt = sliced.header.to_vec();
         rebuilt.extend_from_slice(&record[sliced.frames.clone()]);
-        let header = verify(&rebuilt).unwrap();
+        let header = verify_checksums(&rebuilt).unwrap();
         assert_eq!(header.base_offset, 10);
         assert_eq!(payloads(&rebuilt), vec![b"m1".to_vec(), b"m2".to_vec()]);
         assert!(slice(&record, 14, 5).is_none());
