@@ -1,0 +1,40 @@
+//! Every decoder of riptide-protocol on arbitrary bytes: none may panic.
+//! Run with `cargo +nightly fuzz run decode` from `protocol/`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use riptide_protocol::batch::{slice_record, stamp, Batch};
+use riptide_protocol::header::{frame_size_bytes, RequestHeader};
+use riptide_protocol::login::parse_register;
+use riptide_protocol::reply::parse_result;
+use riptide_protocol::request::{Request, SendMessages};
+
+fuzz_target!(|data: &[u8]| {
+    // The first five bytes choose the addressing, the rest is the body.
+    if let Some((head, body)) = data.split_first_chunk::<5>() {
+        let code = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+        if let Err(error) = Request::decode(head[0], code, body) {
+            let _ = error.rejection();
+        }
+        if let Ok(send) = SendMessages::parse(body) {
+            let _ = Batch::new_checked(send.batch);
+        }
+    }
+    let _ = frame_size_bytes(data, 1 << 26);
+    if let Ok(header) = RequestHeader::new_checked(data) {
+        let _ = header.validate(1 << 26);
+        let _ = header.resolved_command();
+    }
+    let _ = parse_register(data);
+    let _ = parse_result(data);
+    if let Ok(batch) = Batch::new_checked(data) {
+        let _ = batch.messages().count();
+    }
+    let offset = data
+        .get(8..16)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let _ = slice_record(data, offset.wrapping_add(1), 3);
+    let mut copy = data.to_vec();
+    let _ = stamp(&mut copy, 1, 2, 3);
+});
