@@ -97,11 +97,10 @@ impl Partition {
         std::fs::create_dir_all(dir).map_err(storage_io(dir))?;
         let alignment = io::probe_direct_alignment(dir);
         let mut bases = segment::list_segments(dir).map_err(storage_io(dir))?;
-        if create && !bases.is_empty() {
-            for base in bases.drain(..) {
-                let _ = std::fs::remove_file(segment::log_path(dir, base));
-                let _ = std::fs::remove_file(segment::index_path(dir, base));
-            }
+        if create {
+            // A new partition starts empty, whatever an earlier one left in the directory.
+            remove_partition_files(dir)?;
+            bases.clear();
         }
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for base in &bases {
@@ -821,4 +820,18 @@ impl Partition {
         }
         Ok(count)
     }
+}
+
+/// Removes the segment and consumer-offset files of a partition directory (create, purge).
+pub(crate) fn remove_partition_files(dir: &Path) -> Result<(), StorageError> {
+    let offsets = dir.join("offsets");
+    if offsets.exists() {
+        std::fs::remove_dir_all(&offsets).map_err(storage_io(&offsets))?;
+    }
+    for base in segment::list_segments(dir).map_err(storage_io(dir))? {
+        let log = segment::log_path(dir, base);
+        std::fs::remove_file(&log).map_err(storage_io(&log))?;
+        let _ = std::fs::remove_file(segment::index_path(dir, base));
+    }
+    io::sync_dir(dir).map_err(storage_io(dir))
 }

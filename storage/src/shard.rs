@@ -16,7 +16,7 @@ use crate::stats::ShardStats;
 use crate::types::{
     AckMode, AppendError, Appended, Completion, CompletionResult, ConsumerRef, OffsetError,
     PartitionInfo, PartitionKey, PartitionSettings, ReadError, ReadOutcome, ReadStart,
-    StorageConfig, StorageError,
+    StorageConfig, StorageError, INTERNAL_TOKEN,
 };
 
 pub struct Shard {
@@ -429,7 +429,6 @@ impl Shard {
     /// offset 0, as Iggy's purge does.
     pub fn purge(&mut self, key: PartitionKey) -> Result<PartitionInfo, StorageError> {
         let (dir, settings) = self.close_partition(key)?;
-        remove_partition_files(&dir)?;
         self.create_partition(key, &dir, settings)
     }
 
@@ -463,7 +462,7 @@ impl Shard {
     pub fn shutdown(&mut self) {
         for key in self.partition_keys() {
             if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.flush(&mut self.engine, true, u64::MAX);
+                partition.flush(&mut self.engine, true, INTERNAL_TOKEN);
             }
             self.drain(key);
         }
@@ -478,12 +477,12 @@ impl Shard {
                 return;
             }
             if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.flush(&mut self.engine, false, u64::MAX);
+                partition.flush(&mut self.engine, false, INTERNAL_TOKEN);
             }
             self.engine.io.wait(Duration::from_millis(10));
             self.process();
             self.engine.completions.retain(|c| {
-                !(c.token == u64::MAX
+                !(c.token == INTERNAL_TOKEN
                     && matches!(c.result, CompletionResult::Flushed(_))
                     && c.key == key)
             });
@@ -501,18 +500,4 @@ impl Drop for Shard {
             self.process();
         }
     }
-}
-
-/// Removes segment and offset files of a partition directory (purge).
-fn remove_partition_files(dir: &Path) -> Result<(), StorageError> {
-    let offsets = dir.join("offsets");
-    if offsets.exists() {
-        std::fs::remove_dir_all(&offsets).map_err(|e| StorageError::io(&offsets, e))?;
-    }
-    for base in crate::segment::list_segments(dir).map_err(|e| StorageError::io(dir, e))? {
-        let log = crate::segment::log_path(dir, base);
-        std::fs::remove_file(&log).map_err(|e| StorageError::io(&log, e))?;
-        let _ = std::fs::remove_file(crate::segment::index_path(dir, base));
-    }
-    crate::io::sync_dir(dir).map_err(|e| StorageError::io(dir, e))
 }

@@ -181,6 +181,9 @@ pub struct PartitionInfo {
     pub segments_count: u32,
 }
 
+/// Token the shard uses for its own flushes (drain, shutdown); callers must not use it.
+pub const INTERNAL_TOKEN: u64 = u64::MAX;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub token: u64,

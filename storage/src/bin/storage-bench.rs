@@ -151,7 +151,7 @@ fn append_all(dir: &Path, batch: &[u8], batches: u64, ack: AckMode) -> anyhow::R
             in_flight += usize::from(ack == AckMode::Durable);
         }
         if ack == AckMode::Memory && sent == batches && !flush_sent {
-            shard.flush(KEY, true, u64::MAX)?;
+            shard.flush(KEY, true, batches)?;
             flush_sent = true;
         }
         shard.wait(Duration::from_millis(100));
