@@ -1,0 +1,1021 @@
+//! Bad input on the wire (issue 3, point 5): raw bytes for each case — truncated frames, sizes
+//! below 256 or above the frame limit, wrong checksums, unknown codes and operations, malformed
+//! bodies, commands before login, a wrong protocol version, legacy login codes. Each case checks
+//! the reply (status or eviction reason), whether the connection is closed, that the server is
+//! still alive, and that a well-behaved SDK client keeps working with nothing acknowledged lost.
+
+mod common;
+
+use anyhow::{bail, ensure, Context};
+use common::raw::{self, code, command, eviction, Outcome, RawConnection};
+use common::*;
+use iggy::prelude::*;
+use std::time::Duration;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// A connection the server must drop is given this long to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+const INVALID_COMMAND: u32 = 3;
+const UNAUTHENTICATED: u32 = 40;
+const INVALID_MESSAGE_CHECKSUM: u32 = 4027;
+const INVALID_BATCH_CHECKSUM: u32 = 4039;
+
+/// A well-behaved SDK client that keeps sending and reading back between the bad inputs; its
+/// every confirmed message must stay readable.
+struct Witness {
+    client: IggyClient,
+    sent: Vec<String>,
+}
+
+impl Witness {
+    async fn new(server: &Server) -> anyhow::Result<Witness> {
+        let client = server.client().await?;
+        client
+            .create_stream("witness")
+            .await
+            .sdk("witness stream")?;
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            ..Default::default()
+        };
+        client
+            .create_topic(&name("witness"), "w", &options)
+            .await
+            .sdk("witness topic")?;
+        Ok(Witness {
+            client,
+            sent: Vec::new(),
+        })
+    }
+
+    /// Sends one message and reads every confirmed message back.
+    async fn check(&mut self, after: &str) -> anyhow::Result<()> {
+        let text = format!("after {after} #{}", self.sent.len());
+        let mut batch = vec![IggyMessage::from(text.clone())];
+        self.client
+            .send_messages(
+                &name("witness"),
+                &name("w"),
+                &Partitioning::partition_id(0),
+                &mut batch,
+            )
+            .await
+            .sdk(&format!("witness send after {after}"))?;
+        self.sent.push(text);
+        let polled = self
+            .client
+            .poll_messages(
+                &name("witness"),
+                &name("w"),
+                Some(0),
+                &Consumer::default(),
+                &PollingStrategy::offset(0),
+                10_000,
+                false,
+            )
+            .await
+            .sdk(&format!("witness poll after {after}"))?;
+        let got = payloads(&polled);
+        ensure!(got == self.sent, "witness lost data after {after}: {got:?}");
+        Ok(())
+    }
+}
+
+async fn logged_in(server: &Server) -> anyhow::Result<RawConnection> {
+    let mut connection = RawConnection::connect(server.address()).await?;
+    connection.login_root().await?;
+    Ok(connection)
+}
+
+/// Expects an eviction with `reason` followed by a closed connection.
+async fn expect_eviction(
+    connection: &mut RawConnection,
+    reason: u8,
+    what: &str,
+) -> anyhow::Result<()> {
+    match connection.read_outcome(raw::REPLY_TIMEOUT).await? {
+        Outcome::Frame(frame) if frame.is_eviction() && frame.eviction_reason() == reason => {
+            ensure!(
+                frame.size() == 256,
+                "{what}: eviction of size {}",
+                frame.size()
+            );
+        }
+        Outcome::Frame(frame) => bail!(
+            "{what}: expected eviction reason {reason}, got {}",
+            frame.describe()
+        ),
+        other => bail!("{what}: expected eviction reason {reason}, got {other:?}"),
+    }
+    connection
+        .expect_closed(CLOSE_WAIT)
+        .await
+        .with_context(|| format!("{what}: after the eviction"))
+}
+
+/// Expects the server to drop the connection; an eviction frame before the close is allowed.
+async fn expect_dropped(connection: &mut RawConnection, what: &str) -> anyhow::Result<()> {
+    match connection.read_outcome(CLOSE_WAIT).await? {
+        Outcome::Closed => Ok(()),
+        Outcome::Frame(frame) if frame.is_eviction() => connection
+            .expect_closed(CLOSE_WAIT)
+            .await
+            .with_context(|| format!("{what}: after the eviction")),
+        Outcome::Frame(frame) => bail!(
+            "{what}: expected a closed connection, got {}",
+            frame.describe()
+        ),
+        Outcome::Silent => bail!("{what}: connection still open after {CLOSE_WAIT:?}"),
+    }
+}
+
+/// Expects a reply with `status`, and that the connection still serves a ping.
+async fn expect_status_and_open(
+    connection: &mut RawConnection,
+    status: u32,
+    what: &str,
+) -> anyhow::Result<()> {
+    let frame = connection
+        .read_frame()
+        .await
+        .with_context(|| what.to_owned())?;
+    ensure!(
+        frame.is_reply() && frame.status() == status,
+        "{what}: expected a reply with status {status}, got {}",
+        frame.describe()
+    );
+    ensure!(
+        frame.body.is_empty(),
+        "{what}: a denial carries a {}-byte body",
+        frame.body.len()
+    );
+    let pong = connection
+        .ping()
+        .await
+        .with_context(|| format!("{what}: ping afterwards"))?;
+    ensure!(
+        pong.is_reply() && pong.status() == 0,
+        "{what}: ping afterwards got {}",
+        pong.describe()
+    );
+    Ok(())
+}
+
+#[test]
+fn test_hashes_match_reference_vectors() {
+    // Reference values from twox-hash 2.1.5 (and the XXH3 specification for the empty input).
+    assert_eq!(xxh3::xxh3_64(b""), Some(0x2d06_8005_38d3_94c2));
+    assert_eq!(xxh3::xxh3_64(b"abc"), Some(0x78af_5f94_892f_3950));
+    let vectors: [(usize, u64); 6] = [
+        (5, 0x9986_20e1_0e3a_4b37),
+        (12, 0x6829_454b_e0cc_3199),
+        (52, 0x7244_26ca_2f2c_cba2),
+        (100, 0xb593_7857_f0d7_8c9f),
+        (200, 0x746c_d002_5327_bf5b),
+        (240, 0x6455_6dc6_b462_a6cf),
+    ];
+    for (len, expected) in vectors {
+        let input: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        assert_eq!(xxh3::xxh3_64(&input), Some(expected), "xxh3 of {len} bytes");
+    }
+    assert_eq!(xxh3::xxh3_64(&[0u8; 241]), None);
+    for (key, expected) in [
+        (&b""[..], 0x02cc_5d05u32),
+        (b"a", 0x550d_7456),
+        (b"key-1", 0x3963_6a09),
+        (b"order-42", 0xbbc3_3ad1),
+        (b"abcdefghijklmnopqrstuvwxyz", 0x63a1_4d5f),
+    ] {
+        assert_eq!(xxh32::xxh32(key), expected, "xxh32 of {key:?}");
+    }
+}
+
+#[tokio::test]
+async fn unauthenticated_ping_is_answered_as_in_the_worked_example() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let header = raw::RequestHeader {
+            command: command::REQUEST,
+            client: 0xABCD,
+            request: 1,
+            operation: raw::operation::NON_REPLICATED,
+            session: 0,
+            code: code::PING,
+            request_checksum: 0,
+            size_override: None,
+        };
+        connection.send_bytes(&header.emit(&[])).await?;
+        let reply = connection.read_frame().await?;
+        ensure!(
+            reply.command() == command::REPLY,
+            "command {}",
+            reply.command()
+        );
+        ensure!(
+            reply.size() == 256 && reply.body.is_empty(),
+            "size {}",
+            reply.size()
+        );
+        ensure!(reply.status() == 0, "status {}", reply.status());
+        ensure!(
+            reply.reply_client() == 0xABCD,
+            "client echo {:#x}",
+            reply.reply_client()
+        );
+        ensure!(
+            reply.reply_request() == 1,
+            "request echo {}",
+            reply.reply_request()
+        );
+        ensure!(
+            reply.reply_operation() == raw::operation::NON_REPLICATED,
+            "operation echo"
+        );
+        // Two pings in one write are both answered, in order.
+        let mut two = header.emit(&[]);
+        two.extend(
+            raw::RequestHeader {
+                request: 2,
+                ..header
+            }
+            .emit(&[]),
+        );
+        connection.send_bytes(&two).await?;
+        ensure!(
+            connection.read_frame().await?.reply_request() == 1,
+            "first of two pings"
+        );
+        ensure!(
+            connection.read_frame().await?.reply_request() == 2,
+            "second of two pings"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn server_side_balanced_and_key_partitioning() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut connection = logged_in(&server).await?;
+        let created = connection
+            .call(code::CREATE_STREAM, &raw::wire_name("raw"))
+            .await?;
+        ensure!(
+            created.result_code()? == 0,
+            "create_stream: {}",
+            created.describe()
+        );
+        let mut topic = raw::numeric_identifier(0);
+        topic.extend_from_slice(&3u32.to_le_bytes());
+        topic.extend(raw::wire_name("t"));
+        let created = connection.call(code::CREATE_TOPIC, &topic).await?;
+        ensure!(
+            created.result_code()? == 0,
+            "create_topic: {}",
+            created.describe()
+        );
+
+        // Balanced: the server's per-topic round robin visits every partition.
+        let mut partitions = Vec::new();
+        for i in 0..3u32 {
+            let payload = format!("bal-{i}");
+            let batch = raw::batch(&[payload.as_bytes()], 1)?;
+            let body = raw::send_messages_body(0, 0, &raw::Partitioning::Balanced, 1, &batch);
+            let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+            ensure!(
+                reply.is_reply() && reply.status() == 0,
+                "balanced send: {}",
+                reply.describe()
+            );
+            let confirmations = raw::confirmations(&reply.body)?;
+            ensure!(confirmations.len() == 1, "balanced send: {confirmations:?}");
+            partitions.push(confirmations[0].2);
+        }
+        partitions.sort_unstable();
+        ensure!(
+            partitions == vec![0, 1, 2],
+            "server-side balanced sends landed on {partitions:?}"
+        );
+
+        // Messages key: XxHash32(key) % 3.
+        for key in [&b"order-42"[..], b"key-1", b"a"] {
+            let batch = raw::batch(&[key], 1)?;
+            let body =
+                raw::send_messages_body(0, 0, &raw::Partitioning::MessagesKey(key), 1, &batch);
+            let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+            ensure!(
+                reply.is_reply() && reply.status() == 0,
+                "keyed send: {}",
+                reply.describe()
+            );
+            let confirmations = raw::confirmations(&reply.body)?;
+            let expected = xxh32::xxh32(key) % 3;
+            ensure!(
+                confirmations.first().map(|c| c.2) == Some(expected),
+                "key {:?}: confirmations {confirmations:?}, expected partition {expected}",
+                String::from_utf8_lossy(key)
+            );
+            let poll = raw::poll_body(0, 0, expected, 0, 100);
+            let reply = connection.call(code::POLL_MESSAGES, &poll).await?;
+            let (partition, _, payloads) = raw::poll_reply(&reply.body)?;
+            ensure!(
+                partition == expected && payloads.iter().any(|p| p == key),
+                "key not stored on {expected}"
+            );
+        }
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn broken_frames_close_only_their_connection() {
+    let mut server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let ping = |request| raw::RequestHeader {
+            command: command::REQUEST,
+            client: 0x77,
+            request,
+            operation: raw::operation::NON_REPLICATED,
+            session: 0,
+            code: code::PING,
+            request_checksum: 0,
+            size_override: None,
+        };
+
+        // Truncated header, then EOF: nothing to answer, the server just lets go.
+        let mut truncated = RawConnection::connect(server.address()).await?;
+        truncated.send_bytes(&ping(1).emit(&[])[..100]).await?;
+        truncated.shutdown_write().await?;
+        expect_dropped(&mut truncated, "truncated header").await?;
+        witness.check("a truncated header").await?;
+
+        // Truncated body (size says 300 bytes of body, 40 arrive), then EOF.
+        let mut truncated = logged_in(&server).await?;
+        let mut header = truncated.header_for(code::CREATE_STREAM);
+        header.size_override = Some(256 + 300);
+        truncated
+            .send_bytes(&header.emit(&raw::wire_name("never-created")))
+            .await?;
+        truncated.shutdown_write().await?;
+        expect_dropped(&mut truncated, "truncated body").await?;
+        ensure!(
+            witness
+                .client
+                .get_stream(&name("never-created"))
+                .await
+                .sdk("get_stream")?
+                .is_none(),
+            "a truncated create_stream was applied"
+        );
+        witness.check("a truncated body").await?;
+
+        // size < 256.
+        for size in [0u32, 1, 255] {
+            let mut small = RawConnection::connect(server.address()).await?;
+            small
+                .send_bytes(
+                    &raw::RequestHeader {
+                        size_override: Some(size),
+                        ..ping(1)
+                    }
+                    .emit(&[]),
+                )
+                .await?;
+            expect_dropped(&mut small, &format!("size {size}")).await?;
+        }
+        witness.check("sizes below 256").await?;
+
+        // size above the frame limit (64 MiB by default): dropped without waiting for the body.
+        for size in [64 * 1024 * 1024 + 1, u32::MAX] {
+            let mut large = RawConnection::connect(server.address()).await?;
+            large
+                .send_bytes(
+                    &raw::RequestHeader {
+                        size_override: Some(size),
+                        ..ping(1)
+                    }
+                    .emit(&[]),
+                )
+                .await?;
+            expect_dropped(&mut large, &format!("size {size}")).await?;
+        }
+        witness.check("sizes above the frame limit").await?;
+
+        // A header that is not a request (command byte != 5), and plain garbage.
+        let mut not_request = RawConnection::connect(server.address()).await?;
+        not_request
+            .send_bytes(
+                &raw::RequestHeader {
+                    command: command::REPLY,
+                    ..ping(1)
+                }
+                .emit(&[]),
+            )
+            .await?;
+        expect_dropped(&mut not_request, "command byte 8 (Reply) from a client").await?;
+        let mut garbage = RawConnection::connect(server.address()).await?;
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        garbage.send_bytes(&noise).await?;
+        expect_dropped(&mut garbage, "4 KiB of noise").await?;
+        // A zero client id is invalid.
+        let mut zero_client = RawConnection::connect(server.address()).await?;
+        zero_client
+            .send_bytes(
+                &raw::RequestHeader {
+                    client: 0,
+                    ..ping(1)
+                }
+                .emit(&[]),
+            )
+            .await?;
+        expect_dropped(&mut zero_client, "client id 0").await?;
+        witness.check("non-request frames").await?;
+        ensure!(server.is_running(), "the server died on broken frames");
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn frame_size_limit_is_a_configuration_value() {
+    let server = Server::start_with_env(&[("RIPTIDE_LIMITS_FRAME_SIZE_MAX_BYTES", "65536")])
+        .expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = logged_in(&server).await?;
+        let mut header = connection.header_for(code::PING);
+        header.size_override = Some(65_537);
+        connection.send_bytes(&header.emit(&[])).await?;
+        expect_dropped(&mut connection, "a 65537-byte frame with a 64 KiB limit").await?;
+        // Below the limit everything works.
+        let mut connection = logged_in(&server).await?;
+        let pong = connection.ping().await?;
+        ensure!(pong.status() == 0, "ping {}", pong.describe());
+        witness.check("a frame above the configured limit").await?;
+        // The SDK's own oversized send is refused without harming the server.
+        let mut big = vec![IggyMessage::from(vec![1u8; 100_000])];
+        let sent = witness
+            .client
+            .send_messages(
+                &name("witness"),
+                &name("w"),
+                &Partitioning::partition_id(0),
+                &mut big,
+            )
+            .await;
+        ensure!(sent.is_err(), "a 100 KB batch passed a 64 KiB frame limit");
+        let mut witness = Witness {
+            client: server.client().await?,
+            sent: witness.sent,
+        };
+        witness.check("an oversized SDK send").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+/// A logged-in connection with a one-partition topic `raw`/`t` (stream 1, topic 0; the
+/// witness owns stream 0).
+async fn raw_topic(server: &Server) -> anyhow::Result<RawConnection> {
+    let mut connection = logged_in(server).await?;
+    let created = connection
+        .call(code::CREATE_STREAM, &raw::wire_name("raw"))
+        .await?;
+    ensure!(
+        created.result_code()? == 0,
+        "create_stream: {}",
+        created.describe()
+    );
+    let mut topic = raw::numeric_identifier(1);
+    topic.extend_from_slice(&1u32.to_le_bytes());
+    topic.extend(raw::wire_name("t"));
+    let created = connection.call(code::CREATE_TOPIC, &topic).await?;
+    ensure!(
+        created.result_code()? == 0,
+        "create_topic: {}",
+        created.describe()
+    );
+    Ok(connection)
+}
+
+async fn stored_payloads(connection: &mut RawConnection) -> anyhow::Result<Vec<Vec<u8>>> {
+    let reply = connection
+        .call(code::POLL_MESSAGES, &raw::poll_body(1, 0, 0, 0, 1000))
+        .await?;
+    ensure!(
+        reply.is_reply() && reply.status() == 0,
+        "poll: {}",
+        reply.describe()
+    );
+    Ok(raw::poll_reply(&reply.body)?.2)
+}
+
+#[tokio::test]
+async fn wrong_checksums_are_refused_with_their_status() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = raw_topic(&server).await?;
+        let good = raw::batch(&[b"one", b"two"], 1_700_000_000_000_000)?;
+        let partitioning = raw::Partitioning::PartitionId(0);
+
+        // A payload byte changed after sealing: the message checksum no longer matches (the batch
+        // checksum covers only the checksum fields, so it still does).
+        let mut body_flip = good.clone();
+        let payload_at = raw::FIRST_FRAME_OFFSET + raw::MESSAGE_HEADER_SIZE_BYTES;
+        body_flip[payload_at] ^= 0x20;
+        let reply = connection
+            .call(
+                code::SEND_MESSAGES,
+                &raw::send_messages_body(1, 0, &partitioning, 2, &body_flip),
+            )
+            .await?;
+        ensure!(
+            reply.is_reply() && reply.status() == INVALID_MESSAGE_CHECKSUM,
+            "corrupted payload: expected status {INVALID_MESSAGE_CHECKSUM}, got {}",
+            reply.describe()
+        );
+        let pong = connection
+            .ping()
+            .await
+            .context("ping after a message checksum error")?;
+        ensure!(
+            pong.status() == 0,
+            "connection unusable after 4027: {}",
+            pong.describe()
+        );
+
+        // The batch checksum field itself is wrong.
+        let mut batch_flip = good.clone();
+        batch_flip[40] ^= 0x01;
+        let reply = connection
+            .call(
+                code::SEND_MESSAGES,
+                &raw::send_messages_body(1, 0, &partitioning, 2, &batch_flip),
+            )
+            .await?;
+        ensure!(
+            reply.is_reply() && reply.status() == INVALID_BATCH_CHECKSUM,
+            "corrupted batch checksum: expected status {INVALID_BATCH_CHECKSUM}, got {}",
+            reply.describe()
+        );
+        let pong = connection
+            .ping()
+            .await
+            .context("ping after a batch checksum error")?;
+        ensure!(
+            pong.status() == 0,
+            "connection unusable after 4039: {}",
+            pong.describe()
+        );
+
+        ensure!(
+            stored_payloads(&mut connection).await?.is_empty(),
+            "a refused batch was stored"
+        );
+        let reply = connection
+            .call(
+                code::SEND_MESSAGES,
+                &raw::send_messages_body(1, 0, &partitioning, 2, &good),
+            )
+            .await?;
+        ensure!(
+            reply.is_reply() && reply.status() == 0,
+            "the intact batch: {}",
+            reply.describe()
+        );
+        let confirmations = raw::confirmations(&reply.body)?;
+        ensure!(
+            confirmations == vec![(1, 0, 0, 0)],
+            "confirmations {confirmations:?}"
+        );
+        ensure!(
+            stored_payloads(&mut connection).await? == vec![b"one".to_vec(), b"two".to_vec()],
+            "the intact batch was not stored as sent"
+        );
+        witness.check("checksum errors").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+/// How the server refused a request; success is a test failure.
+async fn refusal(connection: &mut RawConnection, what: &str) -> anyhow::Result<String> {
+    match connection.read_outcome(raw::REPLY_TIMEOUT).await? {
+        Outcome::Frame(frame) if frame.is_reply() && frame.status() != 0 => {
+            ensure!(
+                frame.body.is_empty(),
+                "{what}: a denial with a {}-byte body",
+                frame.body.len()
+            );
+            let pong = connection
+                .ping()
+                .await
+                .with_context(|| format!("{what}: ping after the denial"))?;
+            ensure!(
+                pong.status() == 0,
+                "{what}: ping after the denial got {}",
+                pong.describe()
+            );
+            Ok(format!("status {}", frame.status()))
+        }
+        Outcome::Frame(frame) if frame.is_reply() => match frame.result_code() {
+            Ok(code) if code != 0 => Ok(format!("result code {code}")),
+            _ => bail!("{what}: accepted ({})", frame.describe()),
+        },
+        Outcome::Frame(frame) if frame.is_eviction() => {
+            let reason = frame.eviction_reason();
+            ensure!(
+                reason == eviction::INVALID_REQUEST_BODY || reason == 6 || reason == eviction::MALFORMED_LOGIN,
+                "{what}: eviction reason {reason} (expected InvalidRequestBody 5 or InvalidRequestBodySize 6)"
+            );
+            connection
+                .expect_closed(CLOSE_WAIT)
+                .await
+                .with_context(|| format!("{what}: after the eviction"))?;
+            Ok(format!("eviction {reason}"))
+        }
+        Outcome::Frame(frame) => bail!("{what}: unexpected {}", frame.describe()),
+        Outcome::Closed => Ok("closed".into()),
+        Outcome::Silent => bail!("{what}: no answer within {:?}", raw::REPLY_TIMEOUT),
+    }
+}
+
+/// Sends `body` for `code` on a fresh logged-in connection and expects a refusal.
+async fn expect_refused(
+    server: &Server,
+    code: u32,
+    body: &[u8],
+    what: &str,
+) -> anyhow::Result<String> {
+    let mut connection = logged_in(server).await?;
+    let header = connection.header_for(code);
+    connection.send_bytes(&header.emit(body)).await?;
+    let how = refusal(&mut connection, what).await?;
+    println!("{what}: refused with {how}");
+    Ok(how)
+}
+
+fn send_body_with(metadata_length: Option<u32>, messages_count: u32, batch: &[u8]) -> Vec<u8> {
+    let mut body = raw::send_messages_body(
+        1,
+        0,
+        &raw::Partitioning::PartitionId(0),
+        messages_count,
+        batch,
+    );
+    if let Some(length) = metadata_length {
+        body[..4].copy_from_slice(&length.to_le_bytes());
+    }
+    body
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_without_effect() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = raw_topic(&server).await?;
+        let cases: Vec<(u32, Vec<u8>, &str)> = vec![
+            (
+                code::CREATE_STREAM,
+                vec![],
+                "create_stream with an empty body",
+            ),
+            (
+                code::CREATE_STREAM,
+                vec![200, b'a', b'b', b'c'],
+                "create_stream with a name overrunning the body",
+            ),
+            (
+                code::CREATE_STREAM,
+                vec![0],
+                "create_stream with an empty name",
+            ),
+            (
+                code::CREATE_TOPIC,
+                vec![9, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1, b't'],
+                "create_topic with identifier kind 9",
+            ),
+            (
+                code::GET_STREAM,
+                vec![1, 3, 0, 0, 0],
+                "get_stream with a 3-byte numeric identifier",
+            ),
+            (
+                code::GET_TOPIC,
+                vec![1, 4, 1, 0],
+                "get_topic truncated inside an identifier",
+            ),
+            (
+                code::POLL_MESSAGES,
+                raw::poll_body(1, 0, 0, 0, 10)[..10].to_vec(),
+                "truncated poll",
+            ),
+            (
+                code::POLL_MESSAGES,
+                {
+                    let mut body = raw::poll_body(1, 0, 0, 0, 10);
+                    let strategy_at = body.len() - 4 - 1 - 8 - 1;
+                    body[strategy_at] = 9;
+                    body
+                },
+                "poll with strategy kind 9",
+            ),
+        ];
+        for (code, body, what) in &cases {
+            expect_refused(&server, *code, body, what).await?;
+        }
+        let good = raw::batch(&[b"x", b"y"], 1)?;
+        let mut reserved = good.clone();
+        reserved[100] = 1;
+        let mut long_batch = good.clone();
+        long_batch[32..40].copy_from_slice(&(good.len() as u64 + 64).to_le_bytes());
+        let mut overrun = good.clone();
+        let payload_length_at = raw::FIRST_FRAME_OFFSET + 36;
+        overrun[payload_length_at..payload_length_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        let send_cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                send_body_with(Some(500), 2, &good),
+                "send with metadata_length past the body",
+            ),
+            (
+                send_body_with(None, 5, &good),
+                "send with messages_count 5 for a 2-message batch",
+            ),
+            (
+                send_body_with(None, 2, &good[..good.len() - 1]),
+                "send with a batch one byte short",
+            ),
+            (
+                send_body_with(None, 2, &good[..200]),
+                "send with a truncated batch header",
+            ),
+            (
+                send_body_with(None, 2, &reserved),
+                "send with non-zero reserved batch header bytes",
+            ),
+            (
+                send_body_with(None, 2, &long_batch),
+                "send whose batch_length exceeds the body",
+            ),
+            (
+                send_body_with(None, 2, &overrun),
+                "send whose frame overruns the batch",
+            ),
+            (
+                send_body_with(None, 0, &raw::batch(&[], 1)?),
+                "send of an empty batch",
+            ),
+        ];
+        for (body, what) in &send_cases {
+            expect_refused(&server, code::SEND_MESSAGES, body, what).await?;
+        }
+        ensure!(
+            stored_payloads(&mut connection).await?.is_empty(),
+            "a malformed send stored messages"
+        );
+        let streams = witness.client.get_streams().await.sdk("get_streams")?;
+        ensure!(
+            streams.len() == 2,
+            "malformed creates left {} streams",
+            streams.len()
+        );
+        witness.check("malformed bodies").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn unknown_codes_and_operations() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        // Unknown non-replicated command codes: InvalidCommand, the connection stays usable.
+        for unknown in [0u32, 2, 9_999, u32::MAX] {
+            let mut connection = logged_in(&server).await?;
+            let mut header = connection.header_for(code::PING);
+            header.code = unknown;
+            connection.send_bytes(&header.emit(&[])).await?;
+            expect_status_and_open(
+                &mut connection,
+                INVALID_COMMAND,
+                &format!("unknown code {unknown}"),
+            )
+            .await?;
+        }
+        // Unknown or server-internal operations: eviction InvalidRequestOperation.
+        for operation in [77u8, 64, 68, 150, 163, 255] {
+            let mut connection = logged_in(&server).await?;
+            let mut header = connection.header_for(code::CREATE_STREAM);
+            header.operation = operation;
+            connection
+                .send_bytes(&header.emit(&raw::wire_name("never")))
+                .await?;
+            expect_eviction(
+                &mut connection,
+                eviction::INVALID_REQUEST_OPERATION,
+                &format!("operation {operation}"),
+            )
+            .await?;
+        }
+        // Operation 0 (Reserved) fails header validation.
+        let mut connection = logged_in(&server).await?;
+        let mut header = connection.header_for(code::PING);
+        header.operation = raw::operation::RESERVED;
+        connection.send_bytes(&header.emit(&[])).await?;
+        expect_dropped(&mut connection, "operation 0").await?;
+        ensure!(
+            witness
+                .client
+                .get_stream(&name("never"))
+                .await
+                .sdk("get_stream")?
+                .is_none(),
+            "an unknown operation created a stream"
+        );
+        witness.check("unknown codes and operations").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn commands_before_login_are_refused() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        // Non-replicated reads: status 40 Unauthenticated, connection kept (ping still allowed).
+        let mut connection = RawConnection::connect(server.address()).await?;
+        for read in [code::GET_STREAMS, code::GET_ME, code::GET_STATS] {
+            let header = connection.header_for(read);
+            connection.send_bytes(&header.emit(&[])).await?;
+            expect_status_and_open(
+                &mut connection,
+                UNAUTHENTICATED,
+                &format!("code {read} before login"),
+            )
+            .await?;
+        }
+        let poll = raw::poll_body(0, 0, 0, 0, 10);
+        let header = connection.header_for(code::POLL_MESSAGES);
+        connection.send_bytes(&header.emit(&poll)).await?;
+        expect_status_and_open(&mut connection, UNAUTHENTICATED, "poll before login").await?;
+
+        // Replicated operations from an unbound connection: eviction NoSession.
+        let mut connection = RawConnection::connect(server.address()).await?;
+        connection.session = 1;
+        let header = connection.header_for(code::CREATE_STREAM);
+        connection
+            .send_bytes(&header.emit(&raw::wire_name("sneaky")))
+            .await?;
+        expect_eviction(
+            &mut connection,
+            eviction::NO_SESSION,
+            "create_stream before login",
+        )
+        .await?;
+
+        let mut connection = RawConnection::connect(server.address()).await?;
+        connection.session = 1;
+        let batch = raw::batch(&[b"sneaky"], 1)?;
+        let body = raw::send_messages_body(0, 0, &raw::Partitioning::PartitionId(0), 1, &batch);
+        let header = connection.header_for(code::SEND_MESSAGES);
+        connection.send_bytes(&header.emit(&body)).await?;
+        expect_eviction(
+            &mut connection,
+            eviction::NO_SESSION,
+            "send_messages before login",
+        )
+        .await?;
+
+        ensure!(
+            witness
+                .client
+                .get_stream(&name("sneaky"))
+                .await
+                .sdk("get_stream")?
+                .is_none(),
+            "an unauthenticated create_stream was applied"
+        );
+        witness.check("commands before login").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn login_gate_versions_legacy_codes_and_credentials() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        // Protocol versions outside the server's window: eviction IncompatibleProtocol with the
+        // window in the header.
+        for version in [12u32 << 10, 1 << 20, 10 << 10, 0] {
+            let mut connection = RawConnection::connect(server.address()).await?;
+            let header = connection.header_for(code::LOGIN_REGISTER);
+            connection
+                .send_bytes(&header.emit(&raw::login_body(version, ROOT_USERNAME, ROOT_PASSWORD)))
+                .await?;
+            let frame = connection.read_frame().await?;
+            ensure!(
+                frame.is_eviction() && frame.eviction_reason() == eviction::INCOMPATIBLE_PROTOCOL,
+                "protocol version {version:#x}: got {}",
+                frame.describe()
+            );
+            let (current, minimum) = frame.eviction_protocol_window();
+            ensure!(
+                minimum <= raw::PROTOCOL_VERSION_0_11_0 && raw::PROTOCOL_VERSION_0_11_0 <= current,
+                "version window [{minimum:#x}, {current:#x}] excludes the SDK's 0.11.0"
+            );
+            connection
+                .expect_closed(CLOSE_WAIT)
+                .await
+                .context("after the version eviction")?;
+        }
+        // Legacy login codes 38/44: eviction MalformedLogin.
+        for legacy in [code::LOGIN_USER_LEGACY, code::LOGIN_PAT_LEGACY] {
+            let mut connection = RawConnection::connect(server.address()).await?;
+            let header = connection.header_for(legacy);
+            connection
+                .send_bytes(&header.emit(&raw::login_body(0, ROOT_USERNAME, ROOT_PASSWORD)))
+                .await?;
+            expect_eviction(
+                &mut connection,
+                eviction::MALFORMED_LOGIN,
+                &format!("legacy login code {legacy}"),
+            )
+            .await?;
+        }
+        // Wrong password: eviction InvalidCredentials.
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let header = connection.header_for(code::LOGIN_REGISTER);
+        connection
+            .send_bytes(&header.emit(&raw::login_body(
+                raw::PROTOCOL_VERSION_0_11_0,
+                ROOT_USERNAME,
+                "nope",
+            )))
+            .await?;
+        expect_eviction(&mut connection, 9, "wrong password").await?;
+        // A Register with a truncated body or a non-zero session is refused.
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let header = connection.header_for(code::LOGIN_REGISTER);
+        let body = raw::login_body(raw::PROTOCOL_VERSION_0_11_0, ROOT_USERNAME, ROOT_PASSWORD);
+        connection
+            .send_bytes(&header.emit(&body[..body.len() - 6]))
+            .await?;
+        expect_dropped(&mut connection, "truncated register body").await?;
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let mut header = connection.header_for(code::LOGIN_REGISTER);
+        header.session = 5;
+        connection.send_bytes(&header.emit(&body)).await?;
+        expect_dropped(&mut connection, "register with session 5").await?;
+        // And a correct Register still works after all that.
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let frame = connection
+            .register(raw::PROTOCOL_VERSION_0_11_0, ROOT_USERNAME, ROOT_PASSWORD)
+            .await?;
+        ensure!(
+            frame.is_reply() && frame.status() == 0 && connection.session != 0,
+            "login: {}",
+            frame.describe()
+        );
+        let payload = frame.result_payload()?;
+        ensure!(
+            raw::u32_at(payload, 0) == 0,
+            "root user id {}",
+            raw::u32_at(payload, 0)
+        );
+        witness.check("login gate cases").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}

@@ -1,0 +1,2064 @@
+//! Conformance of `riptide-dataplane` with the official `iggy` 0.11.0 SDK over TCP: every command
+//! the SDK sends, the high-level producer and consumer-group APIs, concurrent clients, permission
+//! denials and a restart with streams, messages and consumer offsets intact.
+//!
+//! Each test starts its own server (fresh data directory, port 0) so they run in parallel.
+
+mod common;
+
+use anyhow::{bail, ensure, Context};
+use common::*;
+use iggy::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// Assignments after a join/leave settle within this bound (no timing is asserted).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+const UNAUTHORIZED: u32 = 41;
+const INVALID_CREDENTIALS: u32 = 42;
+const STREAM_NAME_ALREADY_EXISTS: u32 = 1012;
+const TOPIC_NAME_ALREADY_EXISTS: u32 = 2013;
+
+/// Creates a stream and a topic with `partitions_count` partitions; returns their ids.
+async fn stream_and_topic(
+    client: &IggyClient,
+    stream: &str,
+    topic: &str,
+    partitions_count: u32,
+) -> anyhow::Result<(u32, u32)> {
+    let stream_details = client.create_stream(stream).await.sdk("create_stream")?;
+    let options = TopicCreateOptions {
+        partitions_count: Some(partitions_count),
+        ..Default::default()
+    };
+    let topic_details = client
+        .create_topic(&id(stream_details.id), topic, &options)
+        .await
+        .sdk("create_topic")?;
+    ensure!(
+        topic_details.partitions_count == partitions_count
+            && topic_details.partitions.len() == partitions_count as usize,
+        "create_topic returned {} partitions ({} listed), asked for {partitions_count}",
+        topic_details.partitions_count,
+        topic_details.partitions.len()
+    );
+    Ok((stream_details.id, topic_details.id))
+}
+
+async fn send_to(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+    partitioning: &Partitioning,
+    tag: &str,
+    count: u32,
+) -> anyhow::Result<SendMessagesResponse> {
+    let mut batch = messages(tag, count);
+    client
+        .send_messages(&id(stream_id), &id(topic_id), partitioning, &mut batch)
+        .await
+        .sdk("send_messages")
+}
+
+async fn poll(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+    consumer: &Consumer,
+    strategy: PollingStrategy,
+    count: u32,
+    auto_commit: bool,
+) -> anyhow::Result<PolledMessages> {
+    client
+        .poll_messages(
+            &id(stream_id),
+            &id(topic_id),
+            Some(partition_id),
+            consumer,
+            &strategy,
+            count,
+            auto_commit,
+        )
+        .await
+        .sdk("poll_messages")
+}
+
+fn offsets(polled: &PolledMessages) -> Vec<u64> {
+    polled.messages.iter().map(|m| m.header.offset).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions and system commands
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn ping_login_by_password_and_logout() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let anonymous = server.anonymous_client().await?;
+        anonymous.ping().await.sdk("ping before login")?;
+        let identity = anonymous
+            .login_user(ROOT_USERNAME, ROOT_PASSWORD)
+            .await
+            .sdk("login_user")?;
+        ensure!(
+            identity.user_id == 0,
+            "root user id {} != 0",
+            identity.user_id
+        );
+        anonymous
+            .get_streams()
+            .await
+            .sdk("get_streams after login")?;
+        anonymous.logout_user().await.sdk("logout_user")?;
+        anonymous.ping().await.sdk("ping after logout")?;
+        anonymous
+            .login_user(ROOT_USERNAME, ROOT_PASSWORD)
+            .await
+            .sdk("login again after logout")?;
+        anonymous.get_me().await.sdk("get_me after re-login")?;
+
+        let wrong = server.anonymous_client().await?;
+        expect_code(
+            wrong.login_user(ROOT_USERNAME, "wrong-password").await,
+            INVALID_CREDENTIALS,
+            "login with a wrong password",
+        )?;
+        expect_code(
+            wrong.login_user("nobody", "whatever").await,
+            INVALID_CREDENTIALS,
+            "login of an unknown user",
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn get_me_clients_stats_and_cluster_metadata() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let first = server.client().await?;
+        let second = server.client().await?;
+        let me = first.get_me().await.sdk("get_me")?;
+        ensure!(me.user_id == Some(0), "get_me user_id {:?}", me.user_id);
+        ensure!(
+            me.transport.eq_ignore_ascii_case("tcp"),
+            "transport {}",
+            me.transport
+        );
+        let other = second.get_me().await.sdk("get_me (second)")?;
+        ensure!(
+            me.client_id != other.client_id,
+            "two connections share client id {}",
+            me.client_id
+        );
+
+        let clients = first.get_clients().await.sdk("get_clients")?;
+        let ids: BTreeSet<u32> = clients.iter().map(|c| c.client_id).collect();
+        ensure!(
+            ids.contains(&me.client_id) && ids.contains(&other.client_id),
+            "get_clients {ids:?} lacks {} or {}",
+            me.client_id,
+            other.client_id
+        );
+        let fetched = first.get_client(other.client_id).await.sdk("get_client")?;
+        let fetched = fetched.context("get_client of a connected client returned None")?;
+        ensure!(fetched.client_id == other.client_id && fetched.user_id == Some(0));
+        ensure!(
+            first
+                .get_client(u32::MAX - 7)
+                .await
+                .sdk("get_client unknown")?
+                .is_none(),
+            "get_client of an unknown id returned Some"
+        );
+
+        stream_and_topic(&first, "stats-stream", "stats-topic", 2).await?;
+        send_to(&first, 0, 0, &Partitioning::partition_id(1), "s", 5).await?;
+        let stats = first.get_stats().await.sdk("get_stats")?;
+        ensure!(
+            stats.streams_count == 1,
+            "stats streams_count {}",
+            stats.streams_count
+        );
+        ensure!(
+            stats.topics_count == 1,
+            "stats topics_count {}",
+            stats.topics_count
+        );
+        ensure!(
+            stats.partitions_count == 2,
+            "stats partitions_count {}",
+            stats.partitions_count
+        );
+        ensure!(
+            stats.messages_count == 5,
+            "stats messages_count {}",
+            stats.messages_count
+        );
+        ensure!(
+            stats.clients_count >= 2,
+            "stats clients_count {}",
+            stats.clients_count
+        );
+        ensure!(stats.process_id > 0, "stats process_id 0");
+
+        let cluster = first
+            .get_cluster_metadata()
+            .await
+            .sdk("get_cluster_metadata")?;
+        ensure!(
+            cluster.nodes.len() == 1,
+            "cluster has {} nodes",
+            cluster.nodes.len()
+        );
+        let node = &cluster.nodes[0];
+        ensure!(
+            node.endpoints.tcp == server.address().port(),
+            "cluster node tcp port {} != bound port {}",
+            node.endpoints.tcp,
+            server.address().port()
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams, topics, partitions, segments
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn streams_create_get_list_update_purge_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let alpha = client
+            .create_stream("alpha")
+            .await
+            .sdk("create_stream alpha")?;
+        let beta = client
+            .create_stream("beta")
+            .await
+            .sdk("create_stream beta")?;
+        ensure!(
+            alpha.id == 0 && beta.id == 1,
+            "stream ids {} {} (0-based expected)",
+            alpha.id,
+            beta.id
+        );
+        ensure!(alpha.name == "alpha" && alpha.topics_count == 0);
+        expect_code(
+            client.create_stream("alpha").await,
+            STREAM_NAME_ALREADY_EXISTS,
+            "duplicate stream name",
+        )?;
+
+        let by_id = client.get_stream(&id(1)).await.sdk("get_stream by id")?;
+        ensure!(
+            by_id.map(|s| s.name) == Some("beta".into()),
+            "get_stream(1) != beta"
+        );
+        let by_name = client
+            .get_stream(&name("alpha"))
+            .await
+            .sdk("get_stream by name")?;
+        ensure!(
+            by_name.map(|s| s.id) == Some(0),
+            "get_stream(\"alpha\") != id 0"
+        );
+        ensure!(
+            client
+                .get_stream(&id(77))
+                .await
+                .sdk("get_stream unknown")?
+                .is_none(),
+            "get_stream of an unknown id returned Some"
+        );
+        let listed: Vec<String> = client
+            .get_streams()
+            .await
+            .sdk("get_streams")?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        ensure!(
+            listed.len() == 2 && listed.contains(&"alpha".into()),
+            "get_streams {listed:?}"
+        );
+
+        client
+            .update_stream(&id(0), "alpha-renamed", &StreamUpdateOptions::default())
+            .await
+            .sdk("update_stream")?;
+        let renamed = client
+            .get_stream(&name("alpha-renamed"))
+            .await
+            .sdk("get renamed")?;
+        ensure!(
+            renamed.map(|s| s.id) == Some(0),
+            "renamed stream not found by its new name"
+        );
+
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            ..Default::default()
+        };
+        client
+            .create_topic(&id(0), "t", &options)
+            .await
+            .sdk("create_topic")?;
+        send_to(&client, 0, 0, &Partitioning::partition_id(0), "p", 3).await?;
+        client.purge_stream(&id(0)).await.sdk("purge_stream")?;
+        let purged = client
+            .get_stream(&id(0))
+            .await
+            .sdk("get purged")?
+            .context("purged stream gone")?;
+        ensure!(
+            purged.messages_count == 0,
+            "purged stream still has {} messages",
+            purged.messages_count
+        );
+        ensure!(purged.topics_count == 1, "purge removed the topic");
+
+        client.delete_stream(&id(0)).await.sdk("delete_stream")?;
+        ensure!(
+            client
+                .get_stream(&id(0))
+                .await
+                .sdk("get deleted")?
+                .is_none(),
+            "deleted stream still there"
+        );
+        ensure!(client.get_streams().await.sdk("get_streams")?.len() == 1);
+        expect_code(
+            client.delete_stream(&id(0)).await,
+            1009,
+            "delete a deleted stream",
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn topics_create_get_list_update_purge_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (stream_id, topic_id) = stream_and_topic(&client, "s", "orders", 3).await?;
+        ensure!(topic_id == 0, "first topic id {topic_id}");
+        let ids: Vec<u32> = client
+            .get_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("get_topic")?
+            .context("get_topic returned None")?
+            .partitions
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        ensure!(
+            ids == vec![0, 1, 2],
+            "partition ids {ids:?} (0-based expected)"
+        );
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            message_expiry: Some(IggyExpiry::NeverExpire),
+            ..Default::default()
+        };
+        let second = client
+            .create_topic(&id(stream_id), "payments", &options)
+            .await
+            .sdk("create_topic 2")?;
+        ensure!(second.id == 1, "second topic id {}", second.id);
+        expect_code(
+            client
+                .create_topic(&id(stream_id), "orders", &options)
+                .await,
+            TOPIC_NAME_ALREADY_EXISTS,
+            "duplicate topic name",
+        )?;
+        let by_name = client
+            .get_topic(&id(stream_id), &name("payments"))
+            .await
+            .sdk("get_topic by name")?;
+        ensure!(by_name.map(|t| t.id) == Some(1), "get_topic by name");
+        let topics = client.get_topics(&id(stream_id)).await.sdk("get_topics")?;
+        ensure!(topics.len() == 2, "get_topics returned {}", topics.len());
+
+        let update = TopicUpdateOptions {
+            message_expiry: Some(IggyExpiry::ExpireDuration(IggyDuration::from(
+                3_600_000_000,
+            ))),
+            ..Default::default()
+        };
+        client
+            .update_topic(&id(stream_id), &id(1), "payments-v2", &update)
+            .await
+            .sdk("update_topic")?;
+        let updated = client
+            .get_topic(&id(stream_id), &id(1))
+            .await
+            .sdk("get updated")?
+            .context("gone")?;
+        ensure!(
+            updated.name == "payments-v2",
+            "update_topic name: {}",
+            updated.name
+        );
+        ensure!(
+            updated.message_expiry == IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000)),
+            "update_topic expiry: {:?}",
+            updated.message_expiry
+        );
+
+        send_to(
+            &client,
+            stream_id,
+            topic_id,
+            &Partitioning::partition_id(2),
+            "m",
+            4,
+        )
+        .await?;
+        let before = client
+            .get_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("get")?
+            .context("gone")?;
+        ensure!(
+            before.messages_count == 4,
+            "topic messages_count {}",
+            before.messages_count
+        );
+        client
+            .purge_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("purge_topic")?;
+        let after = client
+            .get_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("get")?
+            .context("gone")?;
+        ensure!(
+            after.messages_count == 0,
+            "purged topic has {} messages",
+            after.messages_count
+        );
+        let polled = poll(
+            &client,
+            stream_id,
+            topic_id,
+            2,
+            &Consumer::default(),
+            PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            polled.messages.is_empty(),
+            "purged partition still serves {} messages",
+            polled.messages.len()
+        );
+
+        client
+            .delete_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("delete_topic")?;
+        ensure!(client
+            .get_topic(&id(stream_id), &id(topic_id))
+            .await
+            .sdk("get")?
+            .is_none());
+        ensure!(
+            client
+                .get_topics(&id(stream_id))
+                .await
+                .sdk("get_topics")?
+                .len()
+                == 1
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn partitions_create_and_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 2).await?;
+        client
+            .create_partitions(&id(s), &id(t), 3)
+            .await
+            .sdk("create_partitions")?;
+        let topic = client
+            .get_topic(&id(s), &id(t))
+            .await
+            .sdk("get_topic")?
+            .context("gone")?;
+        let ids: Vec<u32> = topic.partitions.iter().map(|p| p.id).collect();
+        ensure!(
+            topic.partitions_count == 5 && ids == vec![0, 1, 2, 3, 4],
+            "after +3: {ids:?}"
+        );
+        send_to(&client, s, t, &Partitioning::partition_id(4), "new", 2).await?;
+
+        client
+            .delete_partitions(&id(s), &id(t), 2)
+            .await
+            .sdk("delete_partitions")?;
+        let topic = client
+            .get_topic(&id(s), &id(t))
+            .await
+            .sdk("get_topic")?
+            .context("gone")?;
+        let ids: Vec<u32> = topic.partitions.iter().map(|p| p.id).collect();
+        ensure!(
+            topic.partitions_count == 3 && ids == vec![0, 1, 2],
+            "after -2: {ids:?}"
+        );
+        let mut batch = messages("gone", 1);
+        let sent = client
+            .send_messages(&id(s), &id(t), &Partitioning::partition_id(4), &mut batch)
+            .await;
+        ensure!(sent.is_err(), "send to a deleted partition succeeded");
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn delete_segments_removes_the_oldest_segments() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let stream = client.create_stream("s").await.sdk("create_stream")?;
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            segment_size: Some(IggyByteSize::from(1_048_576u64)),
+            ..Default::default()
+        };
+        client
+            .create_topic(&id(stream.id), "t", &options)
+            .await
+            .sdk("create_topic")?;
+        // Three 1 MiB segments' worth of 4 KiB messages, in batches of 64.
+        let payload = vec![7u8; 4096];
+        for _ in 0..12 {
+            let mut batch: Vec<IggyMessage> = (0..64)
+                .map(|_| IggyMessage::from(payload.clone()))
+                .collect();
+            client
+                .send_messages(&id(0), &id(0), &Partitioning::partition_id(0), &mut batch)
+                .await
+                .sdk("send 256 KiB")?;
+        }
+        let before = client
+            .get_topic(&id(0), &id(0))
+            .await
+            .sdk("get_topic")?
+            .context("gone")?;
+        let segments_before = before.partitions[0].segments_count;
+        ensure!(
+            segments_before >= 3,
+            "3 MiB in 1 MiB segments gave {segments_before} segments"
+        );
+        client
+            .delete_segments(&id(0), &id(0), 0, 1)
+            .await
+            .sdk("delete_segments")?;
+        let after = client
+            .get_topic(&id(0), &id(0))
+            .await
+            .sdk("get_topic")?
+            .context("gone")?;
+        let partition = &after.partitions[0];
+        ensure!(
+            partition.segments_count == segments_before - 1,
+            "segments {segments_before} -> {}",
+            partition.segments_count
+        );
+        ensure!(
+            partition.current_offset == 767,
+            "current offset {}",
+            partition.current_offset
+        );
+        let first = poll(
+            &client,
+            0,
+            0,
+            0,
+            &Consumer::default(),
+            PollingStrategy::first(),
+            1,
+            false,
+        )
+        .await?;
+        let first_offset = first
+            .messages
+            .first()
+            .map(|m| m.header.offset)
+            .context("no messages left")?;
+        ensure!(first_offset > 0, "the oldest segment still serves offset 0");
+        ensure!(
+            partition.messages_count == 768 - first_offset,
+            "messages_count {} but first offset {first_offset}",
+            partition.messages_count
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a confirmation reply: one entry for the batch, on the expected stream/topic/partition,
+/// starting at the expected offset.
+fn check_confirmation(
+    response: &SendMessagesResponse,
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+    base_offset: u64,
+) -> anyhow::Result<()> {
+    let got: Vec<(u32, u32, u32, u64)> = response
+        .confirmations
+        .iter()
+        .map(|c| (c.stream_id, c.topic_id, c.partition_id, c.base_offset))
+        .collect();
+    ensure!(
+        got == vec![(stream_id, topic_id, partition_id, base_offset)],
+        "confirmations {got:?}, expected [({stream_id}, {topic_id}, {partition_id}, {base_offset})]"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn send_messages_with_every_partitioning_confirms_offsets() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 3).await?;
+        // Partition id: two batches on partition 1 continue each other's offsets.
+        let first = send_to(&client, s, t, &Partitioning::partition_id(1), "a", 4).await?;
+        check_confirmation(&first, s, t, 1, 0)?;
+        let second = send_to(&client, s, t, &Partitioning::partition_id(1), "b", 2).await?;
+        check_confirmation(&second, s, t, 1, 4)?;
+
+        // Balanced: the SDK round-robins over the partitions; each confirmation names one.
+        let mut balanced_partitions = Vec::new();
+        for round in 0..3 {
+            let response = send_to(
+                &client,
+                s,
+                t,
+                &Partitioning::balanced(),
+                &format!("bal{round}"),
+                1,
+            )
+            .await?;
+            ensure!(
+                response.confirmations.len() == 1,
+                "balanced send: {} confirmations",
+                response.confirmations.len()
+            );
+            balanced_partitions.push(response.confirmations[0].partition_id);
+        }
+        balanced_partitions.sort_unstable();
+        ensure!(
+            balanced_partitions == vec![0, 1, 2],
+            "balanced sends landed on {balanced_partitions:?}"
+        );
+
+        // Messages key: XxHash32(key) % partitions_count, the same partition every time.
+        for key in ["order-42", "key-1", "a"] {
+            let expected = xxh32::xxh32(key.as_bytes()) % 3;
+            let partitioning = Partitioning::messages_key_str(key).sdk("messages_key_str")?;
+            let one = send_to(&client, s, t, &partitioning, key, 1).await?;
+            let two = send_to(&client, s, t, &partitioning, key, 1).await?;
+            for response in [&one, &two] {
+                ensure!(
+                    response.confirmations.first().map(|c| c.partition_id) == Some(expected),
+                    "key {key:?}: confirmation {:?}, expected partition {expected}",
+                    response.confirmations.first().map(|c| c.partition_id)
+                );
+            }
+            ensure!(
+                two.confirmations[0].base_offset == one.confirmations[0].base_offset + 1,
+                "key {key:?}: offsets {} then {}",
+                one.confirmations[0].base_offset,
+                two.confirmations[0].base_offset
+            );
+        }
+
+        let polled = poll(
+            &client,
+            s,
+            t,
+            1,
+            &Consumer::default(),
+            PollingStrategy::offset(0),
+            100,
+            false,
+        )
+        .await?;
+        let got = payloads(&polled);
+        ensure!(
+            got[..6] == ["a-0", "a-1", "a-2", "a-3", "b-0", "b-1"],
+            "partition 1 holds {got:?}"
+        );
+        ensure!(
+            offsets(&polled) == (0..got.len() as u64).collect::<Vec<_>>(),
+            "offsets {:?}",
+            offsets(&polled)
+        );
+        ensure!(
+            polled.partition_id == 1,
+            "poll reply partition {}",
+            polled.partition_id
+        );
+        ensure!(
+            polled.current_offset == got.len() as u64 - 1,
+            "current_offset {}",
+            polled.current_offset
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn messages_keep_ids_headers_and_payload_bytes() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 1).await?;
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            HeaderKey::try_from("trace").sdk("header key")?,
+            HeaderValue::try_from("abc-123").sdk("header value")?,
+        );
+        let binary: Vec<u8> = (0..=255u8).collect();
+        let message = IggyMessage::builder()
+            .id(0xDEAD_BEEF_u128)
+            .payload(binary.clone().into())
+            .user_headers(headers.clone())
+            .build()
+            .sdk("build message")?;
+        let mut batch = vec![message, IggyMessage::from(vec![0u8; 70_000])];
+        client
+            .send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
+            .await
+            .sdk("send")?;
+        let polled = poll(
+            &client,
+            s,
+            t,
+            0,
+            &Consumer::default(),
+            PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            polled.messages.len() == 2,
+            "polled {} messages",
+            polled.messages.len()
+        );
+        let first = &polled.messages[0];
+        ensure!(first.header.id == 0xDEAD_BEEF, "id {:#x}", first.header.id);
+        ensure!(first.payload[..] == binary[..], "binary payload changed");
+        let got_headers = first.user_headers_map().sdk("user headers")?;
+        ensure!(got_headers == Some(headers), "user headers {got_headers:?}");
+        ensure!(
+            polled.messages[1].payload.len() == 70_000,
+            "large payload length"
+        );
+        ensure!(
+            polled.messages[1].header.id != 0,
+            "the SDK mints ids; the server must keep them"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn poll_with_every_strategy_and_auto_commit() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 1).await?;
+        send_to(&client, s, t, &Partitioning::partition_id(0), "early", 5).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let middle_us = IggyTimestamp::now().as_micros();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        send_to(&client, s, t, &Partitioning::partition_id(0), "late", 5).await?;
+        let consumer = Consumer::new(name("reader"));
+
+        let by_offset = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::offset(3),
+            4,
+            false,
+        )
+        .await?;
+        ensure!(
+            offsets(&by_offset) == vec![3, 4, 5, 6],
+            "offset(3) x4: {:?}",
+            offsets(&by_offset)
+        );
+        let first = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::first(),
+            2,
+            false,
+        )
+        .await?;
+        ensure!(
+            payloads(&first) == ["early-0", "early-1"],
+            "first: {:?}",
+            payloads(&first)
+        );
+        let last = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::last(),
+            1,
+            false,
+        )
+        .await?;
+        ensure!(
+            payloads(&last) == ["late-4"],
+            "last x1: {:?}",
+            payloads(&last)
+        );
+        let last3 = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::last(),
+            3,
+            false,
+        )
+        .await?;
+        ensure!(
+            offsets(&last3) == vec![7, 8, 9],
+            "last x3: {:?}",
+            offsets(&last3)
+        );
+        let by_time = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::timestamp(middle_us.into()),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            payloads(&by_time).first().map(String::as_str) == Some("late-0"),
+            "timestamp(middle): {:?}",
+            payloads(&by_time)
+        );
+        ensure!(
+            by_time
+                .messages
+                .iter()
+                .all(|m| m.header.timestamp >= middle_us),
+            "timestamps before the asked one"
+        );
+        let beyond = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::offset(10),
+            5,
+            false,
+        )
+        .await?;
+        ensure!(
+            beyond.messages.is_empty(),
+            "offset past the end served {:?}",
+            offsets(&beyond)
+        );
+
+        // Next + auto-commit walks the partition without overlap or gap.
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let next = poll(
+                &client,
+                s,
+                t,
+                0,
+                &consumer,
+                PollingStrategy::next(),
+                3,
+                true,
+            )
+            .await?;
+            seen.extend(offsets(&next));
+        }
+        ensure!(
+            seen == (0..10).collect::<Vec<u64>>(),
+            "next+auto_commit walked {seen:?}"
+        );
+        let stored = client
+            .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
+            .await
+            .sdk("get_consumer_offset")?
+            .context("auto-commit stored no offset")?;
+        ensure!(
+            stored.stored_offset == 9 && stored.current_offset == 9,
+            "stored {stored:?}"
+        );
+        // Next without auto-commit does not move the stored offset.
+        send_to(&client, s, t, &Partitioning::partition_id(0), "more", 2).await?;
+        let peek = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::next(),
+            10,
+            false,
+        )
+        .await?;
+        let again = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::next(),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            offsets(&peek) == vec![10, 11] && offsets(&again) == vec![10, 11],
+            "next without commit"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn consumer_offsets_store_get_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 2).await?;
+        send_to(&client, s, t, &Partitioning::partition_id(1), "m", 10).await?;
+        let consumer = Consumer::new(id(7));
+        ensure!(
+            client
+                .get_consumer_offset(&consumer, &id(s), &id(t), Some(1))
+                .await
+                .sdk("get none")?
+                .is_none(),
+            "offset present before any store"
+        );
+        client
+            .store_consumer_offset(&consumer, &id(s), &id(t), Some(1), 4)
+            .await
+            .sdk("store_consumer_offset")?;
+        let info = client
+            .get_consumer_offset(&consumer, &id(s), &id(t), Some(1))
+            .await
+            .sdk("get_consumer_offset")?
+            .context("stored offset missing")?;
+        ensure!(
+            info.partition_id == 1 && info.stored_offset == 4 && info.current_offset == 9,
+            "get_consumer_offset {info:?}"
+        );
+        let next = poll(
+            &client,
+            s,
+            t,
+            1,
+            &consumer,
+            PollingStrategy::next(),
+            2,
+            false,
+        )
+        .await?;
+        ensure!(
+            offsets(&next) == vec![5, 6],
+            "next after stored 4: {:?}",
+            offsets(&next)
+        );
+        ensure!(
+            client
+                .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
+                .await
+                .sdk("other partition")?
+                .is_none(),
+            "offset leaked to partition 0"
+        );
+        let other = Consumer::new(id(8));
+        ensure!(
+            client
+                .get_consumer_offset(&other, &id(s), &id(t), Some(1))
+                .await
+                .sdk("other consumer")?
+                .is_none(),
+            "offset leaked to another consumer"
+        );
+        client
+            .delete_consumer_offset(&consumer, &id(s), &id(t), Some(1))
+            .await
+            .sdk("delete_consumer_offset")?;
+        ensure!(
+            client
+                .get_consumer_offset(&consumer, &id(s), &id(t), Some(1))
+                .await
+                .sdk("get deleted")?
+                .is_none(),
+            "offset still there after delete"
+        );
+        let restart = poll(
+            &client,
+            s,
+            t,
+            1,
+            &consumer,
+            PollingStrategy::next(),
+            1,
+            false,
+        )
+        .await?;
+        ensure!(
+            offsets(&restart) == vec![0],
+            "next after delete: {:?}",
+            offsets(&restart)
+        );
+        expect_code(
+            client
+                .delete_consumer_offset(&consumer, &id(s), &id(t), Some(1))
+                .await,
+            3021,
+            "delete a missing consumer offset",
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn flush_unsaved_buffer_succeeds_and_keeps_messages() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 1).await?;
+        send_to(&client, s, t, &Partitioning::partition_id(0), "f", 3).await?;
+        client
+            .flush_unsaved_buffer(&id(s), &id(t), 0, false)
+            .await
+            .sdk("flush no fsync")?;
+        client
+            .flush_unsaved_buffer(&id(s), &id(t), 0, true)
+            .await
+            .sdk("flush fsync")?;
+        let polled = poll(
+            &client,
+            s,
+            t,
+            0,
+            &Consumer::default(),
+            PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            payloads(&polled) == ["f-0", "f-1", "f-2"],
+            "after flush: {:?}",
+            payloads(&polled)
+        );
+        ensure!(
+            client
+                .flush_unsaved_buffer(&id(s), &id(t), 9, true)
+                .await
+                .is_err(),
+            "flush of a missing partition succeeded"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer groups
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn consumer_groups_create_get_list_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (s, t) = stream_and_topic(&client, "s", "t", 3).await?;
+        let group = client
+            .create_consumer_group(&id(s), &id(t), "workers")
+            .await
+            .sdk("create group")?;
+        ensure!(
+            group.id == 0 && group.name == "workers",
+            "created {group:?}"
+        );
+        ensure!(
+            group.partitions_count == 3 && group.members_count == 0,
+            "created {group:?}"
+        );
+        let second = client
+            .create_consumer_group(&id(s), &id(t), "audit")
+            .await
+            .sdk("create group 2")?;
+        ensure!(second.id == 1, "second group id {}", second.id);
+        expect_code(
+            client
+                .create_consumer_group(&id(s), &id(t), "workers")
+                .await,
+            5004,
+            "duplicate group name",
+        )?;
+        let by_name = client
+            .get_consumer_group(&id(s), &id(t), &name("audit"))
+            .await
+            .sdk("get by name")?;
+        ensure!(by_name.map(|g| g.id) == Some(1), "get group by name");
+        let listed = client
+            .get_consumer_groups(&id(s), &id(t))
+            .await
+            .sdk("get_consumer_groups")?;
+        let names: BTreeSet<String> = listed.into_iter().map(|g| g.name).collect();
+        ensure!(
+            names == BTreeSet::from(["workers".into(), "audit".into()]),
+            "groups {names:?}"
+        );
+        client
+            .delete_consumer_group(&id(s), &id(t), &id(1))
+            .await
+            .sdk("delete group")?;
+        ensure!(
+            client
+                .get_consumer_group(&id(s), &id(t), &id(1))
+                .await
+                .sdk("get deleted")?
+                .is_none(),
+            "deleted group still there"
+        );
+        expect_code(
+            client.join_consumer_group(&id(s), &id(t), &id(1)).await,
+            5000,
+            "join a deleted group",
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+/// Waits until the group's members hold the expected partition counts (sorted) and together
+/// cover every partition exactly once; returns the assignment by member id.
+async fn settled_assignment(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+    group: &str,
+    expected_counts: &[u32],
+    partitions_count: u32,
+) -> anyhow::Result<BTreeMap<u32, Vec<u32>>> {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        let details = client
+            .get_consumer_group(&id(stream_id), &id(topic_id), &name(group))
+            .await
+            .sdk("get_consumer_group")?
+            .context("group vanished")?;
+        let mut counts: Vec<u32> = details
+            .members
+            .iter()
+            .map(|m| m.partitions.len() as u32)
+            .collect();
+        counts.sort_unstable();
+        let mut all: Vec<u32> = details
+            .members
+            .iter()
+            .flat_map(|m| m.partitions.clone())
+            .collect();
+        all.sort_unstable();
+        if counts == expected_counts && all == (0..partitions_count).collect::<Vec<_>>() {
+            ensure!(
+                details.members_count == expected_counts.len() as u32,
+                "members_count {}",
+                details.members_count
+            );
+            return Ok(details
+                .members
+                .iter()
+                .map(|m| (m.id, m.partitions.clone()))
+                .collect());
+        }
+        last = Some(details);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "group {group} never settled to partition counts {expected_counts:?}; last state {last:?}"
+    )
+}
+
+#[tokio::test]
+async fn consumer_group_rebalances_on_join_leave_and_disconnect() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let admin = server.client().await?;
+        let (s, t) = stream_and_topic(&admin, "s", "t", 4).await?;
+        admin
+            .create_consumer_group(&id(s), &id(t), "g")
+            .await
+            .sdk("create group")?;
+        let a = server.client().await?;
+        let b = server.client().await?;
+        let c = server.client().await?;
+        a.join_consumer_group(&id(s), &id(t), &name("g"))
+            .await
+            .sdk("A joins")?;
+        settled_assignment(&admin, s, t, "g", &[4], 4)
+            .await
+            .context("after A joined")?;
+        b.join_consumer_group(&id(s), &id(t), &name("g"))
+            .await
+            .sdk("B joins")?;
+        settled_assignment(&admin, s, t, "g", &[2, 2], 4)
+            .await
+            .context("after B joined")?;
+        c.join_consumer_group(&id(s), &id(t), &name("g"))
+            .await
+            .sdk("C joins")?;
+        settled_assignment(&admin, s, t, "g", &[1, 1, 2], 4)
+            .await
+            .context("after C joined")?;
+        let me_a = a.get_me().await.sdk("get_me A")?;
+        ensure!(
+            me_a.consumer_groups_count == 1,
+            "A's get_me shows {} groups",
+            me_a.consumer_groups_count
+        );
+
+        b.leave_consumer_group(&id(s), &id(t), &name("g"))
+            .await
+            .sdk("B leaves")?;
+        settled_assignment(&admin, s, t, "g", &[2, 2], 4)
+            .await
+            .context("after B left")?;
+        expect_code(
+            b.leave_consumer_group(&id(s), &id(t), &name("g")).await,
+            5006,
+            "leave twice",
+        )?;
+
+        c.disconnect().await.sdk("C disconnects")?;
+        drop(c);
+        let only_a = settled_assignment(&admin, s, t, "g", &[4], 4)
+            .await
+            .context("after C disconnected")?;
+        ensure!(
+            only_a.contains_key(&me_a.client_id),
+            "A ({}) not the remaining member: {only_a:?}",
+            me_a.client_id
+        );
+
+        // A polls as the group and, owning every partition, sees every message once.
+        for partition in 0..4 {
+            send_to(
+                &admin,
+                s,
+                t,
+                &Partitioning::partition_id(partition),
+                &format!("p{partition}"),
+                2,
+            )
+            .await?;
+        }
+        let group = Consumer::group(name("g"));
+        let mut got = BTreeSet::new();
+        for _ in 0..12 {
+            let polled = a
+                .poll_messages(
+                    &id(s),
+                    &id(t),
+                    None,
+                    &group,
+                    &PollingStrategy::next(),
+                    10,
+                    true,
+                )
+                .await
+                .sdk("group poll")?;
+            for message in &polled.messages {
+                let payload = String::from_utf8_lossy(&message.payload).into_owned();
+                ensure!(
+                    got.insert(payload.clone()),
+                    "message {payload} delivered twice"
+                );
+            }
+            if got.len() == 8 {
+                break;
+            }
+        }
+        ensure!(got.len() == 8, "group member polled {got:?}");
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users, permissions and personal access tokens
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn users_create_get_list_update_password_permissions_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let root = server.client().await?;
+        let created = root
+            .create_user("alice", "secret-1", UserStatus::Active, None)
+            .await
+            .sdk("create_user")?;
+        ensure!(
+            created.username == "alice" && created.id != 0,
+            "created {created:?}"
+        );
+        expect_code(
+            root.create_user("alice", "other-pw", UserStatus::Active, None)
+                .await,
+            46,
+            "duplicate username",
+        )?;
+        let by_name = root
+            .get_user(&name("alice"))
+            .await
+            .sdk("get_user by name")?;
+        ensure!(
+            by_name.map(|u| u.id) == Some(created.id),
+            "get_user by name"
+        );
+        let users = root.get_users().await.sdk("get_users")?;
+        let names: BTreeSet<String> = users.into_iter().map(|u| u.username).collect();
+        ensure!(
+            names == BTreeSet::from(["iggy".into(), "alice".into()]),
+            "users {names:?}"
+        );
+
+        root.update_user(
+            &id(created.id),
+            Some("alice2"),
+            None,
+            &UserUpdateOptions::default(),
+        )
+        .await
+        .sdk("update_user rename")?;
+        ensure!(
+            root.get_user(&name("alice2"))
+                .await
+                .sdk("get renamed")?
+                .is_some(),
+            "rename lost"
+        );
+        root.change_password(&id(created.id), "secret-1", "secret-2")
+            .await
+            .sdk("change_password")?;
+        server
+            .client_for("alice2", "secret-2")
+            .await
+            .context("login with the new password")?;
+        let old = server.anonymous_client().await?;
+        expect_code(
+            old.login_user("alice2", "secret-1").await,
+            INVALID_CREDENTIALS,
+            "old password",
+        )?;
+
+        let permissions = Permissions {
+            global: GlobalPermissions {
+                read_streams: true,
+                ..Default::default()
+            },
+            streams: None,
+        };
+        root.update_permissions(&id(created.id), Some(permissions.clone()))
+            .await
+            .sdk("update_permissions")?;
+        let fetched = root
+            .get_user(&id(created.id))
+            .await
+            .sdk("get_user")?
+            .context("user gone")?;
+        ensure!(
+            fetched.permissions == Some(permissions),
+            "permissions {:?}",
+            fetched.permissions
+        );
+
+        root.update_user(
+            &id(created.id),
+            None,
+            Some(UserStatus::Inactive),
+            &UserUpdateOptions::default(),
+        )
+        .await
+        .sdk("deactivate")?;
+        let inactive = server.anonymous_client().await?;
+        ensure!(
+            inactive.login_user("alice2", "secret-2").await.is_err(),
+            "inactive user logged in"
+        );
+
+        root.delete_user(&id(created.id)).await.sdk("delete_user")?;
+        ensure!(
+            root.get_user(&id(created.id))
+                .await
+                .sdk("get deleted")?
+                .is_none(),
+            "user not deleted"
+        );
+        let deleted = server.anonymous_client().await?;
+        expect_code(
+            deleted.login_user("alice2", "secret-2").await,
+            INVALID_CREDENTIALS,
+            "deleted user",
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn permissions_are_enforced_for_non_root_users() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let root = server.client().await?;
+        let (s, t) = stream_and_topic(&root, "s0", "t", 1).await?;
+        let (s1, t1) = stream_and_topic(&root, "s1", "t", 1).await?;
+        send_to(&root, s, t, &Partitioning::partition_id(0), "root", 2).await?;
+
+        root.create_user("nobody", "pw-nobody", UserStatus::Active, None)
+            .await
+            .sdk("create nobody")?;
+        let nobody = server.client_for("nobody", "pw-nobody").await?;
+        nobody.ping().await.sdk("ping needs no permission")?;
+        nobody.get_me().await.sdk("get_me needs no permission")?;
+        expect_code(
+            nobody.get_streams().await,
+            UNAUTHORIZED,
+            "get_streams without read_streams",
+        )?;
+        expect_code(
+            nobody.create_stream("x").await,
+            UNAUTHORIZED,
+            "create_stream without manage_streams",
+        )?;
+        let mut batch = messages("denied", 1);
+        expect_code(
+            nobody
+                .send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
+                .await,
+            UNAUTHORIZED,
+            "send without send_messages",
+        )?;
+        expect_code(
+            nobody
+                .poll_messages(
+                    &id(s),
+                    &id(t),
+                    Some(0),
+                    &Consumer::default(),
+                    &PollingStrategy::first(),
+                    1,
+                    false,
+                )
+                .await,
+            UNAUTHORIZED,
+            "poll without poll_messages",
+        )?;
+        expect_code(
+            nobody.get_users().await,
+            UNAUTHORIZED,
+            "get_users without read_users",
+        )?;
+        expect_code(
+            nobody
+                .create_user("mallory", "pw-mallory", UserStatus::Active, None)
+                .await,
+            UNAUTHORIZED,
+            "create_user without manage_users",
+        )?;
+        expect_code(
+            nobody.delete_stream(&id(s)).await,
+            UNAUTHORIZED,
+            "delete_stream",
+        )?;
+
+        // Stream-scoped: send and poll on stream s only.
+        let mut streams = BTreeMap::new();
+        streams.insert(
+            s as usize,
+            StreamPermissions {
+                send_messages: true,
+                poll_messages: true,
+                read_stream: true,
+                ..Default::default()
+            },
+        );
+        let scoped = Permissions {
+            global: GlobalPermissions::default(),
+            streams: Some(streams),
+        };
+        root.create_user("scoped", "pw-scoped", UserStatus::Active, Some(scoped))
+            .await
+            .sdk("create scoped")?;
+        let user = server.client_for("scoped", "pw-scoped").await?;
+        let mut batch = messages("allowed", 1);
+        user.send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
+            .await
+            .sdk("scoped send on its stream")?;
+        let polled = poll(
+            &user,
+            s,
+            t,
+            0,
+            &Consumer::default(),
+            PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await?;
+        ensure!(
+            polled.messages.len() == 3,
+            "scoped poll saw {} messages",
+            polled.messages.len()
+        );
+        let mut batch = messages("denied", 1);
+        expect_code(
+            user.send_messages(&id(s1), &id(t1), &Partitioning::partition_id(0), &mut batch)
+                .await,
+            UNAUTHORIZED,
+            "scoped send on another stream",
+        )?;
+        expect_code(
+            user.delete_topic(&id(s), &id(t)).await,
+            UNAUTHORIZED,
+            "scoped delete_topic",
+        )?;
+        // Nothing denied left a trace.
+        let topic = root
+            .get_topic(&id(s1), &id(t1))
+            .await
+            .sdk("get_topic")?
+            .context("gone")?;
+        ensure!(
+            topic.messages_count == 0,
+            "a denied send stored {} messages",
+            topic.messages_count
+        );
+        ensure!(
+            root.get_streams().await.sdk("get_streams")?.len() == 2,
+            "a denied command changed streams"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn personal_access_tokens_create_list_login_delete() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let root = server.client().await?;
+        let raw = root
+            .create_personal_access_token("ci", PersonalAccessTokenExpiry::NeverExpire)
+            .await
+            .sdk("create PAT")?;
+        ensure!(!raw.token.is_empty(), "empty token");
+        expect_code(
+            root.create_personal_access_token("ci", PersonalAccessTokenExpiry::NeverExpire)
+                .await,
+            51,
+            "duplicate PAT name",
+        )?;
+        let tokens = root.get_personal_access_tokens().await.sdk("list PATs")?;
+        ensure!(
+            tokens.len() == 1 && tokens[0].name == "ci",
+            "tokens {tokens:?}"
+        );
+        ensure!(
+            tokens[0].expiry_at.is_none(),
+            "never-expiring token has expiry {:?}",
+            tokens[0].expiry_at
+        );
+
+        let by_token = server.anonymous_client().await?;
+        let identity = by_token
+            .login_with_personal_access_token(&raw.token)
+            .await
+            .sdk("login with PAT")?;
+        ensure!(
+            identity.user_id == 0,
+            "PAT login as user {}",
+            identity.user_id
+        );
+        by_token
+            .get_streams()
+            .await
+            .sdk("command after PAT login")?;
+
+        let bogus = server.anonymous_client().await?;
+        ensure!(
+            bogus
+                .login_with_personal_access_token("not-a-real-token")
+                .await
+                .is_err(),
+            "login with a bogus token succeeded"
+        );
+        root.delete_personal_access_token("ci")
+            .await
+            .sdk("delete PAT")?;
+        ensure!(
+            root.get_personal_access_tokens()
+                .await
+                .sdk("list")?
+                .is_empty(),
+            "PAT not deleted"
+        );
+        let after = server.anonymous_client().await?;
+        ensure!(
+            after
+                .login_with_personal_access_token(&raw.token)
+                .await
+                .is_err(),
+            "login with a deleted token succeeded"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// High-level SDK APIs, concurrency, restart
+// ---------------------------------------------------------------------------------------------
+
+/// Collects what an `IggyConsumer` delivers and signals once it has `expected` messages.
+struct Collector {
+    received: Mutex<Vec<(u32, u64, String)>>,
+    expected: usize,
+    done: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl iggy::consumer_ext::MessageConsumer for Collector {
+    async fn consume(&self, message: ReceivedMessage) -> Result<(), IggyError> {
+        let payload = String::from_utf8_lossy(&message.message.payload).into_owned();
+        let mut received = self.received.lock().expect("collector lock");
+        received.push((message.partition_id, message.message.header.offset, payload));
+        if received.len() >= self.expected {
+            if let Some(done) = self.done.lock().expect("done lock").take() {
+                let _ = done.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn high_level_producer_and_consumer_group() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let producer = client
+            .producer("hl-stream", "hl-topic")
+            .sdk("producer builder")?
+            .partitioning(Partitioning::balanced())
+            .create_topic_if_not_exists(3, IggyExpiry::NeverExpire, MaxTopicSize::ServerDefault)
+            .build();
+        producer.init().await.sdk("producer init")?;
+        for round in 0..6 {
+            producer
+                .send(messages(&format!("hl{round}"), 5))
+                .await
+                .sdk("producer send")?;
+        }
+        let topic = client
+            .get_topic(&name("hl-stream"), &name("hl-topic"))
+            .await
+            .sdk("get_topic")?;
+        let topic = topic.context("the producer did not create its topic")?;
+        ensure!(
+            topic.partitions_count == 3 && topic.messages_count == 30,
+            "topic {topic:?}"
+        );
+
+        let consumer_client = server.client().await?;
+        let mut consumer = consumer_client
+            .consumer_group("hl-group", "hl-stream", "hl-topic")
+            .sdk("consumer builder")?
+            .auto_commit(AutoCommit::When(AutoCommitWhen::PollingMessages))
+            .create_consumer_group_if_not_exists()
+            .auto_join_consumer_group()
+            .polling_strategy(PollingStrategy::next())
+            .poll_interval(IggyDuration::from(10_000))
+            .batch_length(7)
+            .build();
+        consumer.init().await.sdk("consumer init")?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let collector = Box::leak(Box::new(Collector {
+            received: Mutex::new(Vec::new()),
+            expected: 30,
+            done: Mutex::new(Some(done_tx)),
+        }));
+        let collector: &'static Collector = collector;
+        let consuming = tokio::spawn(async move {
+            let result = consumer.consume_messages(collector, stop_rx).await;
+            (consumer, result)
+        });
+        let finished = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
+        let _ = stop_tx.send(());
+        let (mut consumer, result) = consuming.await?;
+        result.sdk("consume_messages")?;
+        consumer.shutdown().await.sdk("consumer shutdown")?;
+        let received = collector.received.lock().expect("lock").clone();
+        ensure!(
+            finished.is_ok(),
+            "the consumer group delivered {} of 30 messages",
+            received.len()
+        );
+        let unique: BTreeSet<&String> = received.iter().map(|(_, _, p)| p).collect();
+        ensure!(
+            unique.len() == 30,
+            "{} distinct of {} delivered",
+            unique.len(),
+            received.len()
+        );
+        let stored = consumer_client
+            .get_consumer_offset(
+                &Consumer::group(name("hl-group")),
+                &name("hl-stream"),
+                &name("hl-topic"),
+                Some(0),
+            )
+            .await
+            .sdk("group offset")?;
+        ensure!(
+            stored.is_some(),
+            "auto-commit stored no group offset on partition 0"
+        );
+        producer.shutdown().await;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn concurrent_clients_interleave_without_loss() {
+    const CLIENTS: u32 = 4;
+    const BATCHES: u32 = 25;
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let admin = server.client().await?;
+        let (s, t) = stream_and_topic(&admin, "s", "t", 2).await?;
+        let mut tasks = Vec::new();
+        for writer in 0..CLIENTS {
+            let client = server.client().await?;
+            tasks.push(tokio::spawn(async move {
+                // Writers 0 and 2 share partition 0, 1 and 3 share partition 1.
+                let partitioning = Partitioning::partition_id(writer % 2);
+                let mut confirmed = Vec::new();
+                for batch in 0..BATCHES {
+                    let mut msgs = messages(&format!("w{writer}b{batch}"), 3);
+                    let response = client
+                        .send_messages(&id(s), &id(t), &partitioning, &mut msgs)
+                        .await
+                        .sdk("concurrent send")?;
+                    confirmed.push(response.confirmations[0].base_offset);
+                    // Readers run alongside the writers.
+                    client
+                        .poll_messages(
+                            &id(s),
+                            &id(t),
+                            Some(writer % 2),
+                            &Consumer::default(),
+                            &PollingStrategy::last(),
+                            5,
+                            false,
+                        )
+                        .await
+                        .sdk("concurrent poll")?;
+                }
+                anyhow::Ok(confirmed)
+            }));
+        }
+        let mut base_offsets: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for (writer, task) in tasks.into_iter().enumerate() {
+            let confirmed = task.await??;
+            base_offsets
+                .entry(writer as u32 % 2)
+                .or_default()
+                .extend(confirmed);
+        }
+        for (partition, mut bases) in base_offsets {
+            bases.sort_unstable();
+            let expected: Vec<u64> = (0..2 * BATCHES as u64).map(|i| 3 * i).collect();
+            ensure!(
+                bases == expected,
+                "partition {partition}: base offsets {bases:?}"
+            );
+            let polled = poll(
+                &admin,
+                s,
+                t,
+                partition,
+                &Consumer::default(),
+                PollingStrategy::offset(0),
+                1000,
+                false,
+            )
+            .await?;
+            ensure!(
+                offsets(&polled) == (0..6 * BATCHES as u64).collect::<Vec<_>>(),
+                "partition {partition} offsets not contiguous: {} messages",
+                polled.messages.len()
+            );
+            // Each batch of 3 stays together, in order.
+            for chunk in polled.messages.chunks(3) {
+                let tags: BTreeSet<String> = chunk
+                    .iter()
+                    .map(|m| {
+                        String::from_utf8_lossy(&m.payload)
+                            .rsplit_once('-')
+                            .map(|(a, _)| a.to_owned())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                ensure!(
+                    tags.len() == 1,
+                    "batches interleaved inside one batch: {tags:?}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn restart_keeps_streams_messages_offsets_users_and_groups() {
+    let mut server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        {
+            let client = server.client().await?;
+            let (s, t) = stream_and_topic(&client, "durable", "events", 2).await?;
+            send_to(&client, s, t, &Partitioning::partition_id(0), "e", 10).await?;
+            send_to(&client, s, t, &Partitioning::partition_id(1), "f", 3).await?;
+            client
+                .store_consumer_offset(&Consumer::new(name("reader")), &id(s), &id(t), Some(0), 6)
+                .await
+                .sdk("store offset")?;
+            client
+                .create_consumer_group(&id(s), &id(t), "group")
+                .await
+                .sdk("create group")?;
+            client
+                .create_user("carol", "pw-carol", UserStatus::Active, None)
+                .await
+                .sdk("create user")?;
+            client
+                .create_personal_access_token(
+                    "restart-token",
+                    PersonalAccessTokenExpiry::NeverExpire,
+                )
+                .await
+                .sdk("create PAT")?;
+        }
+        server.restart()?;
+        check_after_restart(&server, 0)
+            .await
+            .context("after a graceful restart")?;
+        server.sigkill()?;
+        server.start_again()?;
+        check_after_restart(&server, 0)
+            .await
+            .context("after SIGKILL and start")?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+async fn check_after_restart(server: &Server, s: u32) -> anyhow::Result<()> {
+    let client = server.client().await?;
+    let stream = client
+        .get_stream(&name("durable"))
+        .await
+        .sdk("get_stream")?
+        .context("stream lost")?;
+    ensure!(
+        stream.id == s && stream.topics_count == 1,
+        "stream {stream:?}"
+    );
+    let topic = client
+        .get_topic(&id(s), &name("events"))
+        .await
+        .sdk("get_topic")?
+        .context("topic lost")?;
+    ensure!(
+        topic.partitions_count == 2 && topic.messages_count == 13,
+        "topic {topic:?}"
+    );
+    let polled = poll(
+        &client,
+        s,
+        0,
+        0,
+        &Consumer::default(),
+        PollingStrategy::first(),
+        100,
+        false,
+    )
+    .await?;
+    ensure!(
+        payloads(&polled) == (0..10).map(|i| format!("e-{i}")).collect::<Vec<_>>(),
+        "partition 0 after restart: {:?}",
+        payloads(&polled)
+    );
+    ensure!(
+        offsets(&polled) == (0..10).collect::<Vec<u64>>(),
+        "offsets {:?}",
+        offsets(&polled)
+    );
+    let stored = client
+        .get_consumer_offset(&Consumer::new(name("reader")), &id(s), &id(0), Some(0))
+        .await
+        .sdk("get offset")?
+        .context("consumer offset lost")?;
+    ensure!(
+        stored.stored_offset == 6,
+        "stored offset {}",
+        stored.stored_offset
+    );
+    let next = poll(
+        &client,
+        s,
+        0,
+        0,
+        &Consumer::new(name("reader")),
+        PollingStrategy::next(),
+        2,
+        false,
+    )
+    .await?;
+    ensure!(
+        offsets(&next) == vec![7, 8],
+        "next after restart {:?}",
+        offsets(&next)
+    );
+    ensure!(
+        client
+            .get_consumer_group(&id(s), &id(0), &name("group"))
+            .await
+            .sdk("get group")?
+            .is_some(),
+        "consumer group lost"
+    );
+    server
+        .client_for("carol", "pw-carol")
+        .await
+        .context("user lost")?;
+    let tokens = client.get_personal_access_tokens().await.sdk("list PATs")?;
+    ensure!(
+        tokens.iter().any(|t| t.name == "restart-token"),
+        "PAT lost: {tokens:?}"
+    );
+    // Appends continue after the recovered offsets.
+    let more = send_to(&client, s, 0, &Partitioning::partition_id(1), "g", 1).await?;
+    let base = more.confirmations.first().map(|c| c.base_offset);
+    let expected = client
+        .get_topic(&id(s), &id(0))
+        .await
+        .sdk("get_topic")?
+        .context("topic lost")?
+        .partitions[1]
+        .current_offset;
+    ensure!(
+        base == Some(expected),
+        "append after restart at {base:?}, partition current {expected}"
+    );
+    Ok(())
+}
