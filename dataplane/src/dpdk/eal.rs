@@ -194,7 +194,7 @@ impl LcoreJoin {
 extern "C" fn launch_trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: arg came from Box::into_raw in Eal::launch and is consumed here exactly once.
     let work = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || work())) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
         Ok(()) => 0,
         Err(_) => -1,
     }

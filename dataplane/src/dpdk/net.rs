@@ -361,7 +361,7 @@ pub fn build_interface(
         )));
     }
     let mut interface = Interface::new(Config::new(HardwareAddress::Ethernet(mac)), device, now);
-    let address = Ipv4Address::from(config.ip_address);
+    let address: Ipv4Address = config.ip_address;
     interface.update_ip_addrs(|addresses| {
         // One address: the vector's capacity (smoltcp's IFACE_MAX_ADDR_COUNT) is at least 1.
         let _ = addresses.push(IpCidr::new(address.into(), config.prefix_len));
@@ -369,7 +369,7 @@ pub fn build_interface(
     if let Some(gateway) = config.gateway {
         interface
             .routes_mut()
-            .add_default_ipv4_route(Ipv4Address::from(gateway))
+            .add_default_ipv4_route(gateway)
             .map_err(|_| NetError::InvalidConfig("route table full".to_string()))?;
     }
     Ok(interface)
