@@ -8,23 +8,20 @@
 
 mod dpdk_lab;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dpdk_lab::{lab_eal_config, prerequisites_met, VethLab};
+use dpdk_lab::{
+    assert_arp_answered, echo_clients, lab_eal_config, prerequisites_met, wait_for_closes,
+    EchoLcore, VethLab,
+};
 use riptide_dataplane::dpdk::eal::Eal;
-use riptide_dataplane::dpdk::lcore::echo::EchoWorker;
-use riptide_dataplane::dpdk::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats};
+use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
 use riptide_dataplane::dpdk::port::{Port, PortConfig, PortError};
 
 const APPLIANCE_PORT: u16 = 8090;
 const CONNECTIONS: usize = 24;
 const LISTEN_BACKLOG: usize = 4;
 const ECHO_BYTES_PER_CONNECTION: usize = 48 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn dpdk_af_packet_lcore_serves_arp_ping_and_tcp() {
@@ -56,35 +53,15 @@ fn dpdk_af_packet_lcore_serves_arp_ping_and_tcp() {
         idle_turns_before_sleep: 16,
         sleep_us: 200,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let (stats_sender, stats_receiver) = mpsc::channel::<Arc<LcoreStats>>();
-    let (worker_sender, worker_receiver) = mpsc::channel::<EchoWorker>();
-    let queue = port.queue(0).expect("queue 0");
-    let lcore_stop = Arc::clone(&stop);
-    let worker_lcore = eal_config.lcores[1];
-    let join = eal
-        .launch(worker_lcore, move || {
-            let mut lcore = Lcore::new(queue, lcore_config, EchoWorker::default()).expect("lcore");
-            stats_sender.send(lcore.stats()).expect("send stats");
-            lcore.run(&lcore_stop);
-            worker_sender
-                .send(std::mem::take(lcore.worker()))
-                .expect("send worker");
-        })
-        .expect("launch lcore");
-    let stats = stats_receiver
-        .recv_timeout(IO_TIMEOUT)
-        .expect("lcore started");
+    let lcore = EchoLcore::launch(&eal, eal_config.lcores[1], &port, lcore_config);
 
-    check_ping_and_arp(&lab, mac);
-    let echoed_bytes = check_concurrent_echo(&lab);
-    wait_for_closes(&stats, CONNECTIONS as u64);
+    check_ping(&lab);
+    assert_arp_answered(&lab, mac);
+    let echoed_bytes = echo_clients(&lab, APPLIANCE_PORT, CONNECTIONS, ECHO_BYTES_PER_CONNECTION);
+    wait_for_closes(&lcore.stats, CONNECTIONS as u64);
 
-    stop.store(true, Ordering::Relaxed);
-    assert!(join.join(), "lcore loop panicked");
-    let worker = worker_receiver
-        .recv_timeout(IO_TIMEOUT)
-        .expect("worker back");
+    let stats = std::sync::Arc::clone(&lcore.stats);
+    let worker = lcore.stop();
     assert_eq!(worker.bytes_echoed, echoed_bytes as u64);
     assert_eq!(worker.connections_opened, CONNECTIONS as u64);
     assert_eq!(worker.connections_closed, CONNECTIONS as u64);
@@ -93,9 +70,8 @@ fn dpdk_af_packet_lcore_serves_arp_ping_and_tcp() {
     drop(eal);
 }
 
-/// ping from the namespace: smoltcp must answer ARP (the neighbour entry carries the port's MAC)
-/// and ICMP echo for the appliance address.
-fn check_ping_and_arp(lab: &VethLab, mac: [u8; 6]) {
+/// ping from the namespace: smoltcp answers ICMP echo for the appliance address.
+fn check_ping(lab: &VethLab) {
     let target = lab.appliance_ip.to_string();
     let (ok, output) = lab.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &target]);
     assert!(ok, "ping {target} through the DPDK port failed:\n{output}");
@@ -103,88 +79,7 @@ fn check_ping_and_arp(lab: &VethLab, mac: [u8; 6]) {
         output.contains("3 received"),
         "ping lost replies:\n{output}"
     );
-    let (_, neighbours) = lab.exec("ip", &["neigh", "show", &target]);
-    let mac_text = mac
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    assert!(
-        neighbours.contains(&mac_text),
-        "ARP entry for {target} is not the port MAC {mac_text}: {neighbours}"
-    );
 }
-
-/// Opens CONNECTIONS connections one after the other (more than the listen backlog, so the
-/// listener pool must be replenished), keeps them all open, then echoes a distinct pattern on
-/// every one from its own thread. Returns the bytes echoed in total.
-fn check_concurrent_echo(lab: &VethLab) -> usize {
-    let address = SocketAddr::from((lab.appliance_ip, APPLIANCE_PORT));
-    lab.in_namespace(|| {
-        let streams: Vec<TcpStream> = (0..CONNECTIONS)
-            .map(|index| {
-                let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)
-                    .unwrap_or_else(|error| panic!("connection {index} to {address}: {error}"));
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                stream
-            })
-            .collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = streams
-                .into_iter()
-                .enumerate()
-                .map(|(index, stream)| scope.spawn(move || echo_round_trip(index, stream)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().expect("client thread"))
-                .sum()
-        })
-    })
-}
-
-fn echo_round_trip(index: usize, mut stream: TcpStream) -> usize {
-    let pattern: Vec<u8> = (0..ECHO_BYTES_PER_CONNECTION)
-        .map(|offset| (offset * 31 + index * 7) as u8)
-        .collect();
-    let mut writer = stream.try_clone().expect("clone stream");
-    let sender = std::thread::spawn({
-        let pattern = pattern.clone();
-        move || writer.write_all(&pattern).expect("write")
-    });
-    let mut echoed = vec![0; pattern.len()];
-    stream
-        .read_exact(&mut echoed)
-        .unwrap_or_else(|error| panic!("connection {index} read: {error}"));
-    sender.join().expect("writer thread");
-    assert!(echoed == pattern, "connection {index}: echoed bytes differ");
-    stream.shutdown(std::net::Shutdown::Both).expect("shutdown");
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    assert!(
-        rest.is_empty(),
-        "connection {index}: unexpected bytes after the echo"
-    );
-    pattern.len()
-}
-
-/// The lcore retires connections after the FIN exchange; wait until all are gone.
-fn wait_for_closes(stats: &LcoreStats, expected: u64) {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        let snapshot = stats.snapshot();
-        if snapshot.connections_closed == expected && snapshot.connections_active == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "connections not retired: {snapshot:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn check_stats(port: &Port, stats: &LcoreStats, echoed_bytes: usize) {
     let port_stats = port.stats().expect("port stats");
     let lcore = stats.snapshot();

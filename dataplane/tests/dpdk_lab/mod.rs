@@ -5,11 +5,20 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
-use riptide_dataplane::dpdk::eal::EalConfig;
+use riptide_dataplane::dpdk::eal::{Eal, EalConfig, LcoreJoin};
+use riptide_dataplane::dpdk::lcore::echo::EchoWorker;
+use riptide_dataplane::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
+use riptide_dataplane::dpdk::port::Port;
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the test can run here. In CI (`CI=true`) a missing prerequisite fails the test;
 /// elsewhere the test prints why it skips and passes.
@@ -163,4 +172,142 @@ pub fn lab_eal_config(vdev: String) -> EalConfig {
     let mut config = EalConfig::no_huge(lcores, 256, &prefix);
     config.vdevs.push(vdev);
     config
+}
+
+/// An lcore running the echo service on queue 0 of a port.
+pub struct EchoLcore {
+    stop: Arc<AtomicBool>,
+    join: Option<LcoreJoin>,
+    pub stats: Arc<LcoreStats>,
+    workers: mpsc::Receiver<EchoWorker>,
+}
+
+impl EchoLcore {
+    pub fn launch(eal: &Eal, lcore_id: u32, port: &Port, config: LcoreConfig) -> EchoLcore {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stats_sender, stats_receiver) = mpsc::channel::<Arc<LcoreStats>>();
+        let (worker_sender, workers) = mpsc::channel::<EchoWorker>();
+        let queue = port.queue(0).expect("queue 0");
+        let lcore_stop = Arc::clone(&stop);
+        let join = eal
+            .launch(lcore_id, move || {
+                let mut lcore = Lcore::new(queue, config, EchoWorker::default()).expect("lcore");
+                stats_sender.send(lcore.stats()).expect("send stats");
+                lcore.run(&lcore_stop);
+                worker_sender
+                    .send(std::mem::take(lcore.worker()))
+                    .expect("send worker");
+            })
+            .expect("launch lcore");
+        let stats = stats_receiver
+            .recv_timeout(IO_TIMEOUT)
+            .expect("lcore started");
+        EchoLcore {
+            stop,
+            join: Some(join),
+            stats,
+            workers,
+        }
+    }
+
+    /// Stops the loop and returns its worker (with the echo counters).
+    pub fn stop(mut self) -> EchoWorker {
+        self.stop.store(true, Ordering::Relaxed);
+        let join = self.join.take().expect("joined once");
+        assert!(join.join(), "lcore loop panicked");
+        self.workers.recv_timeout(IO_TIMEOUT).expect("worker back")
+    }
+}
+
+/// Opens `connections` connections one after the other (so the listener pool must be
+/// replenished when they outnumber the backlog), keeps them all open, then echoes a distinct
+/// pattern of `bytes_per_connection` on every one from its own thread. Returns the bytes echoed.
+pub fn echo_clients(
+    lab: &VethLab,
+    port: u16,
+    connections: usize,
+    bytes_per_connection: usize,
+) -> usize {
+    let address = SocketAddr::from((lab.appliance_ip, port));
+    lab.in_namespace(|| {
+        let streams: Vec<TcpStream> = (0..connections)
+            .map(|index| {
+                let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)
+                    .unwrap_or_else(|error| panic!("connection {index} to {address}: {error}"));
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                stream
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = streams
+                .into_iter()
+                .enumerate()
+                .map(|(index, stream)| {
+                    scope.spawn(move || echo_round_trip(index, stream, bytes_per_connection))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("client thread"))
+                .sum()
+        })
+    })
+}
+
+fn echo_round_trip(index: usize, mut stream: TcpStream, bytes: usize) -> usize {
+    let pattern: Vec<u8> = (0..bytes)
+        .map(|offset| (offset * 31 + index * 7) as u8)
+        .collect();
+    let mut writer = stream.try_clone().expect("clone stream");
+    let sender = std::thread::spawn({
+        let pattern = pattern.clone();
+        move || writer.write_all(&pattern).expect("write")
+    });
+    let mut echoed = vec![0; pattern.len()];
+    stream
+        .read_exact(&mut echoed)
+        .unwrap_or_else(|error| panic!("connection {index} read: {error}"));
+    sender.join().expect("writer thread");
+    assert!(echoed == pattern, "connection {index}: echoed bytes differ");
+    stream.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "connection {index}: unexpected bytes after the echo"
+    );
+    pattern.len()
+}
+
+/// The lcore retires connections after the FIN exchange; wait until `expected` are gone.
+pub fn wait_for_closes(stats: &LcoreStats, expected: u64) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let snapshot = stats.snapshot();
+        if snapshot.connections_closed == expected && snapshot.connections_active == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections not retired: {snapshot:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The neighbour entry the namespace learnt for the appliance address must be the port's MAC:
+/// smoltcp answered the ARP request.
+pub fn assert_arp_answered(lab: &VethLab, mac: [u8; 6]) {
+    let target = lab.appliance_ip.to_string();
+    let (_, neighbours) = lab.exec("ip", &["neigh", "show", &target]);
+    let mac_text = mac
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(
+        neighbours.contains(&mac_text),
+        "ARP entry for {target} is not the port MAC {mac_text}: {neighbours}"
+    );
 }
