@@ -452,8 +452,11 @@ async fn broken_frames_close_only_their_connection() {
 
 #[tokio::test]
 async fn frame_size_limit_is_a_configuration_value() {
-    let server = Server::start_with_env(&[("RIPTIDE_LIMITS_FRAME_SIZE_MAX_BYTES", "65536")])
-        .expect("server starts");
+    let server = Server::start_with_env(&[
+        ("RIPTIDE_LIMITS_FRAME_SIZE_MAX_BYTES", "65536"),
+        ("RIPTIDE_LIMITS_BATCH_SIZE_MAX_BYTES", "65536"),
+    ])
+    .expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let mut witness = Witness::new(&server).await?;
         let mut connection = logged_in(&server).await?;
@@ -972,7 +975,8 @@ async fn login_gate_versions_legacy_codes_and_credentials() {
             )
             .await?;
         }
-        // Wrong password: eviction InvalidCredentials.
+        // Wrong password: refused with InvalidCredentials, as a reply status (42) or as an
+        // eviction (reason 9) that closes the connection; never a session.
         let mut connection = RawConnection::connect(server.address()).await?;
         let header = connection.header_for(code::LOGIN_REGISTER);
         connection
@@ -982,7 +986,29 @@ async fn login_gate_versions_legacy_codes_and_credentials() {
                 "nope",
             )))
             .await?;
-        expect_eviction(&mut connection, 9, "wrong password").await?;
+        let frame = connection.read_frame().await?;
+        if frame.is_eviction() {
+            ensure!(
+                frame.eviction_reason() == 9,
+                "wrong password: eviction reason {}",
+                frame.eviction_reason()
+            );
+            connection.expect_closed(CLOSE_WAIT).await?;
+        } else {
+            ensure!(
+                frame.is_reply() && frame.status() == 42 && frame.body.is_empty(),
+                "wrong password: expected status 42 or eviction 9, got {}",
+                frame.describe()
+            );
+            let header = connection.header_for(code::GET_STREAMS);
+            connection.send_bytes(&header.emit(&[])).await?;
+            expect_status_and_open(
+                &mut connection,
+                UNAUTHENTICATED,
+                "get_streams after a failed login",
+            )
+            .await?;
+        }
         // A Register with a truncated body or a non-zero session is refused.
         let mut connection = RawConnection::connect(server.address()).await?;
         let header = connection.header_for(code::LOGIN_REGISTER);

@@ -546,38 +546,44 @@ async fn partitions_create_and_delete() {
     server.finish().expect("server still healthy");
 }
 
+/// Creates stream 0 / topic 0 with one partition and `options`, then appends 3 MiB in 12
+/// batches of 64 x 4 KiB messages (768 messages); returns the partition's segment count.
+async fn fill_three_mib(client: &IggyClient, options: TopicCreateOptions) -> anyhow::Result<u32> {
+    let stream = client.create_stream("s").await.sdk("create_stream")?;
+    client
+        .create_topic(&id(stream.id), "t", &options)
+        .await
+        .sdk("create_topic")?;
+    let payload = vec![7u8; 4096];
+    for _ in 0..12 {
+        let mut batch: Vec<IggyMessage> = (0..64)
+            .map(|_| IggyMessage::from(payload.clone()))
+            .collect();
+        client
+            .send_messages(&id(0), &id(0), &Partitioning::partition_id(0), &mut batch)
+            .await
+            .sdk("send 256 KiB")?;
+    }
+    let topic = client
+        .get_topic(&id(0), &id(0))
+        .await
+        .sdk("get_topic")?
+        .context("topic gone")?;
+    Ok(topic.partitions[0].segments_count)
+}
+
 #[tokio::test]
 async fn delete_segments_removes_the_oldest_segments() {
-    let server = Server::start().expect("server starts");
+    // 1 MiB segments server-wide, so 3 MiB of messages make several segments.
+    let server = Server::start_with_env(&[("RIPTIDE_STORAGE_SEGMENT_SIZE_BYTES", "1048576")])
+        .expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let client = server.client().await?;
-        let stream = client.create_stream("s").await.sdk("create_stream")?;
         let options = TopicCreateOptions {
             partitions_count: Some(1),
-            segment_size: Some(IggyByteSize::from(1_048_576u64)),
             ..Default::default()
         };
-        client
-            .create_topic(&id(stream.id), "t", &options)
-            .await
-            .sdk("create_topic")?;
-        // Three 1 MiB segments' worth of 4 KiB messages, in batches of 64.
-        let payload = vec![7u8; 4096];
-        for _ in 0..12 {
-            let mut batch: Vec<IggyMessage> = (0..64)
-                .map(|_| IggyMessage::from(payload.clone()))
-                .collect();
-            client
-                .send_messages(&id(0), &id(0), &Partitioning::partition_id(0), &mut batch)
-                .await
-                .sdk("send 256 KiB")?;
-        }
-        let before = client
-            .get_topic(&id(0), &id(0))
-            .await
-            .sdk("get_topic")?
-            .context("gone")?;
-        let segments_before = before.partitions[0].segments_count;
+        let segments_before = fill_three_mib(&client, options).await?;
         ensure!(
             segments_before >= 3,
             "3 MiB in 1 MiB segments gave {segments_before} segments"
@@ -623,6 +629,30 @@ async fn delete_segments_removes_the_oldest_segments() {
             partition.messages_count == 768 - first_offset,
             "messages_count {} but first offset {first_offset}",
             partition.messages_count
+        );
+        let appended = send_to(&client, 0, 0, &Partitioning::partition_id(0), "after", 1).await?;
+        check_confirmation(&appended, 0, 0, 0, 768)?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
+#[tokio::test]
+async fn topic_segment_size_option_rotates_segments() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let options = TopicCreateOptions {
+            partitions_count: Some(1),
+            segment_size: Some(IggyByteSize::from(1_048_576u64)),
+            ..Default::default()
+        };
+        let segments = fill_three_mib(&client, options).await?;
+        ensure!(
+            segments >= 3,
+            "topic option segment_size = 1 MiB, 3 MiB appended: {segments} segment(s)"
         );
         Ok(())
     })
@@ -930,6 +960,7 @@ async fn poll_with_every_strategy_and_auto_commit() {
 
         // Next + auto-commit walks the partition without overlap or gap.
         let mut seen = Vec::new();
+        let mut walk = Vec::new();
         for _ in 0..4 {
             let next = poll(
                 &client,
@@ -942,11 +973,18 @@ async fn poll_with_every_strategy_and_auto_commit() {
                 true,
             )
             .await?;
+            let stored = client
+                .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
+                .await
+                .sdk("get_consumer_offset")?
+                .map(|info| info.stored_offset);
+            walk.push((offsets(&next), stored));
             seen.extend(offsets(&next));
         }
+        // The batches hold offsets 0..=4 and 5..=9, so polls of 3 start inside batches.
         ensure!(
             seen == (0..10).collect::<Vec<u64>>(),
-            "next+auto_commit walked {seen:?}"
+            "next+auto_commit (count 3) walked {seen:?}; (polled offsets, stored offset after) per poll: {walk:?}"
         );
         let stored = client
             .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
@@ -1497,6 +1535,7 @@ async fn users_create_get_list_update_password_permissions_delete() {
 async fn permissions_are_enforced_for_non_root_users() {
     let server = Server::start().expect("server starts");
     bounded(TEST_TIMEOUT, async {
+        let mut findings = Findings::default();
         let root = server.client().await?;
         let (s, t) = stream_and_topic(&root, "s0", "t", 1).await?;
         let (s1, t1) = stream_and_topic(&root, "s1", "t", 1).await?;
@@ -1508,25 +1547,25 @@ async fn permissions_are_enforced_for_non_root_users() {
         let nobody = server.client_for("nobody", "pw-nobody").await?;
         nobody.ping().await.sdk("ping needs no permission")?;
         nobody.get_me().await.sdk("get_me needs no permission")?;
-        expect_code(
+        findings.check(expect_code(
             nobody.get_streams().await,
             UNAUTHORIZED,
             "get_streams without read_streams",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             nobody.create_stream("x").await,
             UNAUTHORIZED,
             "create_stream without manage_streams",
-        )?;
+        ));
         let mut batch = messages("denied", 1);
-        expect_code(
+        findings.check(expect_code(
             nobody
                 .send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
                 .await,
             UNAUTHORIZED,
             "send without send_messages",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             nobody
                 .poll_messages(
                     &id(s),
@@ -1540,24 +1579,24 @@ async fn permissions_are_enforced_for_non_root_users() {
                 .await,
             UNAUTHORIZED,
             "poll without poll_messages",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             nobody.get_users().await,
             UNAUTHORIZED,
             "get_users without read_users",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             nobody
                 .create_user("mallory", "pw-mallory", UserStatus::Active, None)
                 .await,
             UNAUTHORIZED,
             "create_user without manage_users",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             nobody.delete_stream(&id(s)).await,
             UNAUTHORIZED,
             "delete_stream",
-        )?;
+        ));
 
         // Stream-scoped: send and poll on stream s only.
         let mut streams = BTreeMap::new();
@@ -1599,17 +1638,17 @@ async fn permissions_are_enforced_for_non_root_users() {
             polled.messages.len()
         );
         let mut batch = messages("denied", 1);
-        expect_code(
+        findings.check(expect_code(
             user.send_messages(&id(s1), &id(t1), &Partitioning::partition_id(0), &mut batch)
                 .await,
             UNAUTHORIZED,
             "scoped send on another stream",
-        )?;
-        expect_code(
+        ));
+        findings.check(expect_code(
             user.delete_topic(&id(s), &id(t)).await,
             UNAUTHORIZED,
             "scoped delete_topic",
-        )?;
+        ));
         // Nothing denied left a trace.
         let topic = root
             .get_topic(&id(s1), &id(t1))
@@ -1625,7 +1664,7 @@ async fn permissions_are_enforced_for_non_root_users() {
             root.get_streams().await.sdk("get_streams")?.len() == 2,
             "a denied command changed streams"
         );
-        Ok(())
+        findings.finish()
     })
     .await
     .expect("test body");
@@ -1638,19 +1677,19 @@ async fn personal_access_tokens_create_list_login_delete() {
     bounded(TEST_TIMEOUT, async {
         let root = server.client().await?;
         let raw = root
-            .create_personal_access_token("ci", PersonalAccessTokenExpiry::NeverExpire)
+            .create_personal_access_token("ci-token", PersonalAccessTokenExpiry::NeverExpire)
             .await
             .sdk("create PAT")?;
         ensure!(!raw.token.is_empty(), "empty token");
         expect_code(
-            root.create_personal_access_token("ci", PersonalAccessTokenExpiry::NeverExpire)
+            root.create_personal_access_token("ci-token", PersonalAccessTokenExpiry::NeverExpire)
                 .await,
             51,
             "duplicate PAT name",
         )?;
         let tokens = root.get_personal_access_tokens().await.sdk("list PATs")?;
         ensure!(
-            tokens.len() == 1 && tokens[0].name == "ci",
+            tokens.len() == 1 && tokens[0].name == "ci-token",
             "tokens {tokens:?}"
         );
         ensure!(
@@ -1682,7 +1721,7 @@ async fn personal_access_tokens_create_list_login_delete() {
                 .is_err(),
             "login with a bogus token succeeded"
         );
-        root.delete_personal_access_token("ci")
+        root.delete_personal_access_token("ci-token")
             .await
             .sdk("delete PAT")?;
         ensure!(
@@ -1838,12 +1877,14 @@ async fn concurrent_clients_interleave_without_loss() {
                 // Writers 0 and 2 share partition 0, 1 and 3 share partition 1.
                 let partitioning = Partitioning::partition_id(writer % 2);
                 let mut confirmed = Vec::new();
+                let started = std::time::Instant::now();
                 for batch in 0..BATCHES {
+                    let at = format!("writer {writer}, batch {batch}, {:?} in", started.elapsed());
                     let mut msgs = messages(&format!("w{writer}b{batch}"), 3);
                     let response = client
                         .send_messages(&id(s), &id(t), &partitioning, &mut msgs)
                         .await
-                        .sdk("concurrent send")?;
+                        .sdk(&format!("concurrent send ({at})"))?;
                     confirmed.push(response.confirmations[0].base_offset);
                     // Readers run alongside the writers.
                     client
@@ -1857,7 +1898,7 @@ async fn concurrent_clients_interleave_without_loss() {
                             false,
                         )
                         .await
-                        .sdk("concurrent poll")?;
+                        .sdk(&format!("concurrent poll ({at})"))?;
                 }
                 anyhow::Ok(confirmed)
             }));
@@ -1947,12 +1988,13 @@ async fn restart_keeps_streams_messages_offsets_users_and_groups() {
                 .sdk("create PAT")?;
         }
         server.restart()?;
-        check_after_restart(&server, 0)
+        check_after_restart(&server, 0, 13)
             .await
             .context("after a graceful restart")?;
         server.sigkill()?;
         server.start_again()?;
-        check_after_restart(&server, 0)
+        // The first check appended one message to partition 1.
+        check_after_restart(&server, 0, 14)
             .await
             .context("after SIGKILL and start")?;
         Ok(())
@@ -1962,7 +2004,7 @@ async fn restart_keeps_streams_messages_offsets_users_and_groups() {
     server.finish().expect("server still healthy");
 }
 
-async fn check_after_restart(server: &Server, s: u32) -> anyhow::Result<()> {
+async fn check_after_restart(server: &Server, s: u32, messages_count: u64) -> anyhow::Result<()> {
     let client = server.client().await?;
     let stream = client
         .get_stream(&name("durable"))
@@ -1979,7 +2021,7 @@ async fn check_after_restart(server: &Server, s: u32) -> anyhow::Result<()> {
         .sdk("get_topic")?
         .context("topic lost")?;
     ensure!(
-        topic.partitions_count == 2 && topic.messages_count == 13,
+        topic.partitions_count == 2 && topic.messages_count == messages_count,
         "topic {topic:?}"
     );
     let polled = poll(

@@ -215,7 +215,7 @@ impl Server {
             .env("IGGY_TCP_ADDRESS", tcp_address)
             .env("IGGY_ROOT_USERNAME", ROOT_USERNAME)
             .env("IGGY_ROOT_PASSWORD", ROOT_PASSWORD)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", server_log_filter())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -259,6 +259,12 @@ impl Server {
             std::thread::sleep(POLL_INTERVAL);
         }
     }
+}
+
+/// The server's log filter: `info`, or `CONFORMANCE_SERVER_LOG` when set (e.g. `debug` while
+/// chasing a failure).
+fn server_log_filter() -> String {
+    std::env::var("CONFORMANCE_SERVER_LOG").unwrap_or_else(|_| "info".to_string())
 }
 
 /// Reads `[tcp] address = "ip:port"` once the file is complete enough to parse.
@@ -352,4 +358,27 @@ pub fn payloads(polled: &PolledMessages) -> Vec<String> {
         .iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect()
+}
+
+/// Collects independent check failures so one test reports every mismatch at once.
+#[derive(Default)]
+pub struct Findings(Vec<String>);
+
+impl Findings {
+    pub fn check(&mut self, result: anyhow::Result<()>) {
+        if let Err(error) = result {
+            self.0.push(format!("{error:#}"));
+        }
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "{} check(s) failed:\n  - {}",
+            self.0.len(),
+            self.0.join("\n  - ")
+        )
+    }
 }
