@@ -49,6 +49,11 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    #[error("no reply to {command:?} within {timeout_ms} ms")]
+    CallTimeout {
+        command: CommandCode,
+        timeout_ms: u64,
+    },
     #[error("server evicted the session (reason {0})")]
     Evicted(u8),
     #[error("{command:?} failed with IggyError code {code}")]
@@ -334,8 +339,17 @@ impl Connection {
         command: CommandCode,
         body: &[u8],
     ) -> Result<Vec<u8>, ClientError> {
-        self.send_request(command, body, &[]).await?;
-        let reply = self.read_reply(command).await?;
+        let timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
+        let timed_out = || ClientError::CallTimeout {
+            command,
+            timeout_ms: SETUP_TIMEOUT_MS,
+        };
+        tokio::time::timeout(timeout, self.send_request(command, body, &[]))
+            .await
+            .map_err(|_| timed_out())??;
+        let reply = tokio::time::timeout(timeout, self.read_reply(command))
+            .await
+            .map_err(|_| timed_out())??;
         if !command.operation().is_result_framed() {
             return Ok(reply.to_vec());
         }

@@ -60,7 +60,7 @@ pub const VERIFY_ERRORS_LISTED_MAX: usize = 20;
 pub const CHART_WIDTH_PX: u32 = 1200;
 pub const CHART_HEIGHT_PX: u32 = 600;
 /// Timeout of connecting and of the setup requests (login, create stream/topic).
-pub const SETUP_TIMEOUT_MS: u64 = 30_000;
+pub const SETUP_TIMEOUT_MS: u64 = 10_000;
 
 const _: () = assert!(MESSAGE_SIZE_MIN_BYTES <= MESSAGE_SIZE_DEFAULT_BYTES);
 const _: () = assert!(INFLIGHT_DEFAULT >= 1 && INFLIGHT_DEFAULT <= INFLIGHT_MAX);

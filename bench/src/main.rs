@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         }
     };
     print!("{}", table::render(&result));
+    if result.config.verify && result.verify.is_none() {
+        println!("verify: nothing read back in this mode; run a consumer benchmark with --verify to check the data");
+    }
     if let Some(out) = output {
         match report::write_all(&result, &out.output_dir) {
             Ok(files) => {

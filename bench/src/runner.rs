@@ -293,8 +293,10 @@ impl Launch {
         Ok(())
     }
 
+    /// `None` without `--verify`, and in producer-only runs where nothing is read back.
     fn verify_report(&self) -> Option<VerifyReport> {
-        self.config.verify.then(|| {
+        let anything_read = !self.verifiers.is_empty() || !self.groups.is_empty();
+        (self.config.verify && anything_read).then(|| {
             let mut total = VerifyReport::default();
             for v in &self.verifiers {
                 total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
