@@ -13,6 +13,7 @@ pub mod metadata;
 mod offsets;
 mod partition;
 mod read;
+mod readahead;
 pub mod record;
 mod retention;
 pub mod segment;

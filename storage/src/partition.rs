@@ -60,6 +60,8 @@ pub(crate) struct Partition {
     pub next_offset: u64,
     pub in_flight_ops: usize,
     pub offsets: Offsets,
+    /// Sequential readahead of old data (see `readahead`).
+    pub readahead: Option<crate::readahead::Readahead>,
     config: StorageConfig,
     last_timestamp_us: u64,
     unwritten_bytes: usize,
@@ -173,6 +175,7 @@ impl Partition {
             next_offset,
             in_flight_ops: 0,
             offsets,
+            readahead: None,
             config: config.clone(),
             last_timestamp_us,
             unwritten_bytes: 0,

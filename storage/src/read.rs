@@ -207,6 +207,7 @@ pub(crate) fn submit(
     mut buf: AlignedBuf,
     (position, end): (u64, u64),
     grow: bool,
+    speculative: bool,
 ) -> Result<(), (ReadError, AlignedBuf)> {
     let segment = partition
         .segments
@@ -234,12 +235,12 @@ pub(crate) fn submit(
         offset: file_position,
         len,
     };
-    match engine.submit(
-        partition.key,
-        SlotKind::Read(job),
-        request,
-        IoBuffer::Aligned(buf),
-    ) {
+    let kind = if speculative {
+        SlotKind::Readahead(job)
+    } else {
+        SlotKind::Read(job)
+    };
+    match engine.submit(partition.key, kind, request, IoBuffer::Aligned(buf)) {
         Ok(()) => {
             partition.in_flight_ops += 1;
             Ok(())
@@ -251,14 +252,24 @@ pub(crate) fn submit(
 
 /// What to do after a read completed.
 pub(crate) enum Step {
-    /// Finished; the buffer goes back to the pool.
-    Done(Result<ReadResult, ReadError>, AlignedBuf),
+    /// Finished; the buffer goes back to the pool. After a successful poll, where the next
+    /// sequential poll would start (segment, position, offset): the readahead's start.
+    Done(
+        Result<ReadResult, ReadError>,
+        AlignedBuf,
+        Option<(u64, u64, u64)>,
+    ),
     /// Read again into the buffer, from this position up to this end.
     Again(Box<ReadJob>, AlignedBuf, (u64, u64)),
 }
 
 fn done(job: ReadJob, buf: AlignedBuf, error: Option<ReadError>) -> Step {
-    Step::Done(error.map_or(Ok(job.collector.result), Err), buf)
+    let next = (error.is_none() && job.collector.result.messages_count > 0).then_some((
+        job.segment_base,
+        job.walk_position,
+        job.expected_offset,
+    ));
+    Step::Done(error.map_or(Ok(job.collector.result), Err), buf, next)
 }
 
 /// Walks the records of a completed read (`result` bytes in `buf`).

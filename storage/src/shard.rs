@@ -10,7 +10,8 @@ use crate::constants::DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES;
 use crate::engine::{Engine, Slot, SlotKind};
 use crate::io::{AlignedBuf, Backend, IoBuffer};
 use crate::partition::Partition;
-use crate::read::{self, Collector, ReadJob, Step};
+use crate::read::{self, Collector, ReadJob};
+use crate::readahead;
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::stats::ShardStats;
 use crate::types::{
@@ -174,6 +175,21 @@ impl Shard {
         if count_max == 0 || read::from_memory(partition, &mut collector) {
             return Ok(ReadOutcome::Ready(collector.result));
         }
+        let pool_size = self.config.read_buffers_count;
+        let collector = match readahead::serve(
+            partition,
+            &mut self.engine,
+            &mut self.read_buffers,
+            pool_size,
+            token,
+            collector,
+        ) {
+            Ok(outcome) => {
+                self.engine.io.submit();
+                return outcome;
+            }
+            Err(collector) => collector,
+        };
         let Some((segment_base, position, expected_offset, end)) =
             read::plan(partition, &collector)
         else {
@@ -196,6 +212,7 @@ impl Shard {
             job,
             buf,
             (position, end),
+            false,
             false,
         ) {
             Ok(()) => {
@@ -330,14 +347,30 @@ impl Shard {
                 }
                 SlotKind::Read(job) => {
                     partition.in_flight_ops -= 1;
-                    let buf = match buffer {
-                        IoBuffer::Aligned(buf) => buf,
-                        _ => AlignedBuf::new(
-                            self.config.read_buffer_size_bytes,
-                            POOL_ALIGNMENT_BYTES,
-                        ),
-                    };
-                    Self::read_done(partition, engine, &mut self.read_buffers, job, result, buf);
+                    let buf = pool_buffer(buffer, &self.config);
+                    let pool_size = self.config.read_buffers_count;
+                    Self::read_done(
+                        partition,
+                        engine,
+                        &mut self.read_buffers,
+                        pool_size,
+                        job,
+                        result,
+                        buf,
+                    );
+                }
+                SlotKind::Readahead(job) => {
+                    let buf = pool_buffer(buffer, &self.config);
+                    let pool_size = self.config.read_buffers_count;
+                    readahead::completed(
+                        partition,
+                        engine,
+                        &mut self.read_buffers,
+                        pool_size,
+                        job,
+                        result,
+                        buf,
+                    );
                 }
             }
         }
@@ -345,36 +378,26 @@ impl Shard {
         self.engine.io.submit();
     }
 
-    /// Finishes a poll, or continues it with another read.
+    /// Finishes a poll (chaining a readahead), or continues it with another read.
     fn read_done(
         partition: &mut Partition,
         engine: &mut Engine,
         pool: &mut Vec<AlignedBuf>,
+        pool_size: usize,
         job: Box<ReadJob>,
         result: i32,
         buf: AlignedBuf,
     ) {
         let (token, key) = (job.token, partition.key);
-        let outcome = match read::walk(partition, job, result, buf) {
-            Step::Done(outcome, buf) => {
-                pool.push(buf);
-                outcome
-            }
-            Step::Again(job, buf, range) => {
-                match read::submit(partition, engine, job, buf, range, true) {
-                    Ok(()) => return,
-                    Err((error, buf)) => {
-                        pool.push(buf);
-                        Err(error)
-                    }
-                }
-            }
-        };
-        engine.completions.push(Completion {
-            token,
-            key,
-            result: CompletionResult::Read(outcome),
-        });
+        if let Some(outcome) =
+            readahead::finish(partition, engine, pool, pool_size, job, result, buf)
+        {
+            engine.completions.push(Completion {
+                token,
+                key,
+                result: CompletionResult::Read(outcome),
+            });
+        }
     }
 
     /// Applies every partition's expiry and size limit (oldest sealed segments first).
@@ -470,10 +493,14 @@ impl Shard {
     }
 
     /// Blocks until the partition has no I/O in flight (management operations only).
+    /// A completed readahead is dropped too: the operation may remove what it read.
     fn drain(&mut self, key: PartitionKey) {
         loop {
             let busy = self.partitions.get(&key).is_some_and(|p| !p.is_idle());
             if !busy {
+                if let Some(partition) = self.partitions.get_mut(&key) {
+                    readahead::abandon(partition, &mut self.read_buffers);
+                }
                 return;
             }
             if let Some(partition) = self.partitions.get_mut(&key) {
@@ -487,6 +514,14 @@ impl Shard {
                     && c.key == key)
             });
         }
+    }
+}
+
+/// The read buffer a completion hands back (a fresh one should the I/O layer ever not).
+fn pool_buffer(buffer: IoBuffer, config: &StorageConfig) -> AlignedBuf {
+    match buffer {
+        IoBuffer::Aligned(buf) => buf,
+        _ => AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES),
     }
 }
 
