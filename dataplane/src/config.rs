@@ -520,12 +520,12 @@ fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Resul
             continue;
         };
         let rest = rest.to_ascii_lowercase();
-        let Some((section, key)) = rest.split_once('_') else {
-            return Err(ConfigError::Environment {
-                variable: variable.clone(),
-                message: "expected RIPTIDE_<SECTION>_<KEY>".to_string(),
-            });
-        };
+        // Only variables naming a configuration section are overrides: other RIPTIDE_* variables
+        // (scripts', tests') are not ours to refuse. A wrong key inside a section is refused.
+        let Some((section, key)) = rest.split_once('_') else { continue };
+        if !table.contains_key(section) {
+            continue;
+        }
         set_from_env(table, variable, section, key, value)?;
     }
     Ok(())

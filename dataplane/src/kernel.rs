@@ -268,6 +268,9 @@ impl KernelWorker {
         let Some(connection) = slot.connection.as_mut() else { return };
         if result <= 0 {
             // 0: the peer closed; negative: ECONNRESET and friends. Either way the stream ends.
+            if result < 0 {
+                tracing::debug!(slot = index, error = %std::io::Error::from_raw_os_error(-result), "receive failed");
+            }
             slot.shut_down = true;
             connection.on_closed(&self.ctx);
         } else {
@@ -286,6 +289,7 @@ impl KernelWorker {
         slot.send_in_flight = false;
         let Some(connection) = slot.connection.as_mut() else { return };
         if result < 0 {
+            tracing::debug!(slot = index, error = %std::io::Error::from_raw_os_error(-result), "send failed");
             slot.shut_down = true;
             connection.on_closed(&self.ctx);
         } else {

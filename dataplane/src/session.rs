@@ -249,11 +249,21 @@ impl Connection {
         let session_id = self.state.session.map_or(0, |s| s.session_id);
         let mut reply = ReplyRepr::echo(&header, session_id, 0);
         let handled = match Request::decode(header.operation(), header.command_code(), body) {
-            Ok(request) => dispatch::handle(request, &header, &mut self.state, ctx),
-            Err(error) => match error.rejection() {
-                Rejection::Status(code) => Handled::Error(code),
-                Rejection::Evict(reason) => Handled::Evict(reason),
-            },
+            Ok(request) => {
+                let command = request.command();
+                let handled = dispatch::handle(request, &header, &mut self.state, ctx);
+                if let Handled::Error(code) = &handled {
+                    tracing::debug!(client = self.state.client_id, ?command, ?code, "request refused");
+                }
+                handled
+            }
+            Err(error) => {
+                tracing::debug!(client = self.state.client_id, %error, "request not decoded");
+                match error.rejection() {
+                    Rejection::Status(code) => Handled::Error(code),
+                    Rejection::Evict(reason) => Handled::Evict(reason),
+                }
+            }
         };
         reply.session = self.state.session.map_or(session_id, |s| s.session_id);
         reply.commit = ctx.shared.metadata_commit();

@@ -431,21 +431,21 @@ impl ShardLoop {
     }
 }
 
-/// The offset of the last message in a poll result (base offset + count of the last record).
+/// The offset of the last message in a poll result: the last record's base offset plus its
+/// last frame's delta (a sliced record keeps its base offset and the frames' original deltas).
 fn last_offset_of(result: &ReadResult) -> Option<u64> {
-    if result.messages_count == 0 {
-        return None;
-    }
+    use riptide_protocol::batch::{BatchHeader, Frames};
+    use riptide_protocol::constants::BATCH_HEADER_SIZE_BYTES;
     let mut position = 0usize;
     let mut last = None;
-    while let Some(header) = result.bytes.get(position..position + riptide_protocol::constants::BATCH_HEADER_SIZE_BYTES) {
-        let view = riptide_protocol::batch::BatchHeader::new_checked(header).ok()?;
-        let count = u64::from(view.message_count());
-        if count > 0 {
-            last = Some(view.base_offset() + count - 1);
+    while let Some(header_bytes) = result.bytes.get(position..position + BATCH_HEADER_SIZE_BYTES) {
+        let header = BatchHeader::new_checked(header_bytes).ok()?;
+        let length = usize::try_from(header.batch_length_bytes()).ok()?;
+        let frames = result.bytes.get(position + BATCH_HEADER_SIZE_BYTES..position + length)?;
+        if let Some(frame) = Frames::over(frames).last() {
+            last = Some(header.base_offset() + u64::from(frame.offset_delta()));
         }
-        let length = usize::try_from(view.batch_length_bytes()).ok()?;
-        if length == 0 {
+        if length <= BATCH_HEADER_SIZE_BYTES {
             break;
         }
         position += length;

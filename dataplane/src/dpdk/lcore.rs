@@ -35,9 +35,10 @@ use super::port::{PortError, QueueHandle};
 pub trait ConnectionHandler<C> {
     /// Bytes received from the peer, in order.
     fn on_received(&mut self, bytes: &[u8], context: &mut C);
-    /// Bytes waiting to be sent to the peer (may be empty).
-    fn pending_output(&self) -> &[u8];
-    /// The first `written_bytes` of `pending_output` were accepted by the TCP socket.
+    /// Bytes waiting to be sent to the peer, in order, as chunks (none when nothing is waiting;
+    /// the first chunk may be the rest of a partly sent one).
+    fn pending_output(&self) -> impl Iterator<Item = &[u8]>;
+    /// The first `written_bytes` of `pending_output` (across chunks) were accepted by the socket.
     fn consume_output(&mut self, written_bytes: usize);
     /// False while the handler cannot take more input (backpressure: a full ring to storage).
     fn wants_read(&self) -> bool;
@@ -538,20 +539,26 @@ fn serve_connection<W: Worker>(
             Ok(_) => busy = true,
         }
     }
-    for _ in 0..2 {
-        let output = handler.pending_output();
-        if output.is_empty() || !socket.can_send() {
+    let mut written_bytes = 0;
+    for chunk in handler.pending_output() {
+        if !socket.can_send() {
             break;
         }
-        match socket.send_slice(output) {
-            Ok(0) | Err(_) => break,
-            Ok(written_bytes) => {
-                handler.consume_output(written_bytes);
-                busy = true;
+        match socket.send_slice(chunk) {
+            Ok(written) => {
+                written_bytes += written;
+                if written < chunk.len() {
+                    break;
+                }
             }
+            Err(_) => break,
         }
     }
-    let drained = handler.pending_output().is_empty();
+    if written_bytes > 0 {
+        handler.consume_output(written_bytes);
+        busy = true;
+    }
+    let drained = handler.pending_output().all(<[u8]>::is_empty);
     let peer_done = !socket.may_recv() && socket.state() == tcp::State::CloseWait;
     let open = matches!(
         socket.state(),
@@ -602,8 +609,9 @@ pub mod echo {
             worker.bytes_echoed += bytes.len() as u64;
         }
 
-        fn pending_output(&self) -> &[u8] {
-            &self.output[self.sent_bytes..]
+        fn pending_output(&self) -> impl Iterator<Item = &[u8]> {
+            let rest = &self.output[self.sent_bytes..];
+            (!rest.is_empty()).then_some(rest).into_iter()
         }
 
         fn consume_output(&mut self, written_bytes: usize) {
@@ -708,12 +716,14 @@ mod tests {
     fn echo_handler_returns_bytes_and_applies_backpressure() {
         let mut worker = EchoWorker::default();
         let mut connection = EchoConnection::default();
+        let pending =
+            |connection: &EchoConnection| connection.pending_output().collect::<Vec<_>>().concat();
         connection.on_received(b"hello", &mut worker);
-        assert_eq!(connection.pending_output(), b"hello");
+        assert_eq!(pending(&connection), b"hello");
         connection.consume_output(2);
-        assert_eq!(connection.pending_output(), b"llo");
+        assert_eq!(pending(&connection), b"llo");
         connection.consume_output(3);
-        assert!(connection.pending_output().is_empty());
+        assert_eq!(connection.pending_output().count(), 0);
         assert_eq!(worker.bytes_echoed, 5);
         assert!(connection.wants_read());
         connection.on_received(&vec![7; ECHO_BUFFER_MAX_BYTES], &mut worker);
