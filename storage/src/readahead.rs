@@ -120,12 +120,14 @@ pub(crate) fn serve(
             return Err(collector);
         }
         readahead.waiter = Some((token, collector));
+        engine.stats.readahead_hits += 1;
         return Ok(Ok(ReadOutcome::Pending));
     }
     let Some((mut job, buf, result)) = readahead.ready.take() else {
         return Err(collector);
     };
     partition.readahead = None;
+    engine.stats.readahead_hits += 1;
     (job.token, job.collector) = (token, collector);
     match finish(partition, engine, pool, pool_size, job, result, buf) {
         Some(Ok(result)) => Ok(Ok(ReadOutcome::Ready(result))),

@@ -58,6 +58,8 @@ pub struct ShardStats {
     pub fsync_latency: LatencyHistogram,
     pub appends_failed: u64,
     pub bytes_written: u64,
+    /// Polls answered by a sequential readahead (already read or in flight).
+    pub readahead_hits: u64,
 }
 
 #[cfg(test)]

@@ -183,6 +183,11 @@ fn sequential_and_random_polls_agree_with_what_was_written() {
             check(&mut shard, rng.between(0, 39) as usize, 3);
         }
     }
+    let hits = shard.stats().readahead_hits;
+    assert!(
+        hits >= 10,
+        "sequential polls should mostly hit the readahead ({hits})"
+    );
     // Polls of several records at once, sequentially.
     let mut offset = 0u64;
     let mut payloads = Vec::new();
