@@ -53,6 +53,25 @@ pub enum ActorError {
     PollReply(&'static str),
     #[error("cannot build a batch: {0}")]
     Batch(String),
+    #[error("{source} ({done} of {total} {unit} done)")]
+    Progress {
+        source: Box<ActorError>,
+        done: u64,
+        total: u64,
+        unit: &'static str,
+    },
+}
+
+impl ActorError {
+    /// Adds how far the actor got, so a stall can be located in the server's statistics.
+    fn at(self, done: u64, total: u64, unit: &'static str) -> ActorError {
+        ActorError::Progress {
+            source: Box::new(self),
+            done,
+            total,
+            unit,
+        }
+    }
 }
 
 /// What every actor shares with the runner.
@@ -195,14 +214,20 @@ pub async fn run_producer(
         pending.push_back(start_us);
         if pending.len() >= ctx.inflight as usize {
             let started = pending.pop_front().unwrap_or(start_us);
-            with_timeout("send", conn.read_reply(CommandCode::SendMessages)).await?;
+            let acked = batch + 1 - ctx.inflight as u64;
+            with_timeout("send", conn.read_reply(CommandCode::SendMessages))
+                .await
+                .map_err(|e| e.at(acked, plan.batches, "batches acknowledged"))?;
             recorder.record(started, ctx.clock.now_us(), per_batch, payload_bytes);
             ctx.progress_messages
                 .fetch_add(u64::from(per_batch), Ordering::Relaxed);
         }
     }
     while let Some(started) = pending.pop_front() {
-        with_timeout("send", conn.read_reply(CommandCode::SendMessages)).await?;
+        let acked = plan.batches - pending.len() as u64 - 1;
+        with_timeout("send", conn.read_reply(CommandCode::SendMessages))
+            .await
+            .map_err(|e| e.at(acked, plan.batches, "batches acknowledged"))?;
         recorder.record(started, ctx.clock.now_us(), per_batch, payload_bytes);
         ctx.progress_messages
             .fetch_add(u64::from(per_batch), Ordering::Relaxed);
@@ -405,7 +430,9 @@ async fn consume_pinned(
         let Some((started_us, count)) = pending.pop_front() else {
             break;
         };
-        let body = with_timeout("poll", conn.read_reply(CommandCode::PollMessages)).await?;
+        let body = with_timeout("poll", conn.read_reply(CommandCode::PollMessages))
+            .await
+            .map_err(|e| e.at(received, expected, "messages received"))?;
         let outcome = take_reply(body, plan, ctx, recorder, verifier.as_deref(), started_us)?;
         received += u64::from(outcome.messages);
         if outcome.messages > 0 {
