@@ -45,3 +45,14 @@ pub const UP_TIMEOUT_MS: u64 = 30_000;
 pub const DOWN_TIMEOUT_MS: u64 = 60_000;
 /// Timeout of one request to the control API.
 pub const CONTROL_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// riptidectl's own environment variables. They share the `RIPTIDE_` prefix with the
+/// configuration's `RIPTIDE_<SECTION>_<KEY>` overrides, which refuse unknown names, so they are
+/// removed from the environment the configuration is loaded from and the processes started.
+pub const CLIENT_ENV_VARIABLES: [&str; 5] = [
+    "RIPTIDE_ADDRESS",
+    "RIPTIDE_USERNAME",
+    "RIPTIDE_PASSWORD",
+    "RIPTIDE_CONTROL",
+    "RIPTIDE_CONTEXT",
+];

@@ -2,7 +2,9 @@
 //! supervise the dataplane, and map how supervision ended to an exit code.
 
 use crate::api::{self, AppState};
-use crate::constants::{DATAPLANE_BINARY_NAME, EXIT_CODE_CONFIG, EXIT_CODE_CRASH_LOOP};
+use crate::constants::{
+    CLIENT_ENV_VARIABLES, DATAPLANE_BINARY_NAME, EXIT_CODE_CONFIG, EXIT_CODE_CRASH_LOOP,
+};
 use crate::host_checks::{self, HostPaths, Severity};
 use crate::live;
 use crate::supervisor::{self, Launch, Outcome};
@@ -24,7 +26,7 @@ pub const CONTROL_ADDRESS_FILE_NAME: &str = "control_address";
 pub struct Options {
     /// riptide.toml to use (keys it omits keep the embedded defaults; RIPTIDE_<SECTION>_<KEY> and
     /// IGGY_* environment variables override it).
-    #[arg(long, short = 'c', env = "RIPTIDE_CONFIG")]
+    #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
     /// The dataplane binary (default: riptide-dataplane next to this executable).
     #[arg(long)]
@@ -90,6 +92,31 @@ pub fn locate_dataplane(flag: Option<&Path>) -> Result<PathBuf, StartError> {
         )));
     }
     Ok(candidate)
+}
+
+/// The environment the configuration sees: the process's, less riptidectl's own variables.
+pub fn config_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(name, _)| !CLIENT_ENV_VARIABLES.contains(&name.as_str()))
+        .collect()
+}
+
+/// [`Config::load`] with [`config_environment`].
+///
+/// # Errors
+/// The [`ConfigError`](riptide_dataplane::config::ConfigError) of the load.
+pub fn load_config(path: Option<&Path>) -> Result<Config, riptide_dataplane::config::ConfigError> {
+    let file = match path {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+            riptide_dataplane::config::ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?),
+        None => None,
+    };
+    let file = path.zip(file.as_deref());
+    Config::load_from(file, &config_environment())
 }
 
 fn init_logging(level: &str) {

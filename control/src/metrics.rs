@@ -344,7 +344,8 @@ fn render_ports(page: &mut Page, stats: &StatsSnapshot) {
             ),
         ]
     };
-    let counters: [(&str, &str, fn(&PortSnapshot) -> u64); 9] = [
+    type PortCounter = (&'static str, &'static str, fn(&PortSnapshot) -> u64);
+    let counters: [PortCounter; 9] = [
         ("riptide_port_rx_packets_total", "Packets received.", |p| {
             p.rx_packets
         }),

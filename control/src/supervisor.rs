@@ -137,6 +137,9 @@ pub struct Launch {
 impl Launch {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.dataplane_bin);
+        for name in crate::constants::CLIENT_ENV_VARIABLES {
+            command.env_remove(name);
+        }
         if let Some(path) = &self.config_path {
             command.arg("--config").arg(path);
         }

@@ -80,7 +80,7 @@ fn control_address_for(
 ) -> Result<String, CliError> {
     match config {
         Some(path) => {
-            let loaded = riptide_dataplane::config::Config::load(Some(path))
+            let loaded = crate::control::load_config(Some(path))
                 .map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
             Ok(loaded.control.address)
         }
@@ -138,6 +138,12 @@ pub async fn up(target: &Target, args: UpArgs, json: bool) -> CliResult {
     let mut command = std::process::Command::new(&binary);
     if let Some(config) = &args.config {
         command.arg("--config").arg(config);
+    }
+    if let Some(dataplane) = &args.dataplane_bin {
+        command.arg("--dataplane-bin").arg(dataplane);
+    }
+    for name in crate::constants::CLIENT_ENV_VARIABLES {
+        command.env_remove(name);
     }
     // Its own process group: a Ctrl-C in this terminal later must not reach the appliance.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);

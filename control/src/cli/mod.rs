@@ -126,6 +126,9 @@ pub struct UpArgs {
     /// The riptide-control binary (default: next to riptidectl).
     #[arg(long)]
     pub control_bin: Option<PathBuf>,
+    /// The dataplane binary for riptide-control (default: next to riptide-control).
+    #[arg(long)]
+    pub dataplane_bin: Option<PathBuf>,
     /// riptide-control's log file.
     #[arg(long, default_value = "riptide-control.log")]
     pub log: PathBuf,
