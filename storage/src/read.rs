@@ -252,24 +252,32 @@ pub(crate) fn submit(
 
 /// What to do after a read completed.
 pub(crate) enum Step {
-    /// Finished; the buffer goes back to the pool. After a successful poll, where the next
-    /// sequential poll would start (segment, position, offset): the readahead's start.
+    /// Finished. After a successful poll the job comes back too: its walk position is where
+    /// the next sequential poll starts, and the buffer may already hold what follows.
     Done(
         Result<ReadResult, ReadError>,
         AlignedBuf,
-        Option<(u64, u64, u64)>,
+        Option<Box<ReadJob>>,
     ),
     /// Read again into the buffer, from this position up to this end.
     Again(Box<ReadJob>, AlignedBuf, (u64, u64)),
 }
 
-fn done(job: ReadJob, buf: AlignedBuf, error: Option<ReadError>) -> Step {
-    let next = (error.is_none() && job.collector.result.messages_count > 0).then_some((
-        job.segment_base,
-        job.walk_position,
-        job.expected_offset,
-    ));
-    Step::Done(error.map_or(Ok(job.collector.result), Err), buf, next)
+fn done(mut job: Box<ReadJob>, buf: AlignedBuf, error: Option<ReadError>) -> Step {
+    let result = std::mem::take(&mut job.collector.result);
+    let continues = error.is_none() && result.messages_count > 0;
+    Step::Done(error.map_or(Ok(result), Err), buf, continues.then_some(job))
+}
+
+/// Whether `buf` (as read for `job`) holds a whole record at the job's walk position.
+pub(crate) fn holds_next_record(job: &ReadJob, buf: &AlignedBuf) -> bool {
+    let end = (job.file_position + buf.len() as u64).min(job.walk_end);
+    if job.walk_position < job.file_position || job.walk_position >= end {
+        return false;
+    }
+    let from = (job.walk_position - job.file_position) as usize;
+    let bytes = &buf.as_slice()[from..(end - job.file_position) as usize];
+    RecordHeader::parse(bytes).is_ok_and(|header| header.length_bytes <= bytes.len())
 }
 
 /// Walks the records of a completed read (`result` bytes in `buf`).
@@ -280,7 +288,7 @@ pub(crate) fn walk(
     mut buf: AlignedBuf,
 ) -> Step {
     if result < 0 {
-        return done(*job, buf, Some(ReadError::Io(-result)));
+        return done(job, buf, Some(ReadError::Io(-result)));
     }
     buf.set_len(result as usize);
     let Some(segment) = partition
@@ -288,15 +296,15 @@ pub(crate) fn walk(
         .iter()
         .find(|s| s.base_offset == job.segment_base)
     else {
-        return done(*job, buf, None);
+        return done(job, buf, None);
     };
     let segment_end = segment.end_bytes;
     let needed = match walk_buffer(&mut job, &buf) {
         Ok(needed) => needed,
-        Err(error) => return done(*job, buf, Some(error)),
+        Err(error) => return done(job, buf, Some(error)),
     };
     if job.collector.result.messages_count > 0 || job.steps >= READ_STEPS_MAX {
-        return done(*job, buf, None);
+        return done(job, buf, None);
     }
     if job.walk_position < segment_end {
         // The next record did not fit in the buffer: read again from it.
@@ -310,7 +318,7 @@ pub(crate) fn walk(
         .iter()
         .find(|s| s.base_offset > job.segment_base);
     let Some(next) = next else {
-        return done(*job, buf, None);
+        return done(job, buf, None);
     };
     job.segment_base = next.base_offset;
     job.expected_offset = next.base_offset;

@@ -189,6 +189,43 @@ pub(crate) fn completed(
     }
 }
 
+/// After a poll: keep the rest of its buffer as the readahead when it holds the next record,
+/// otherwise read ahead from where the poll ended.
+fn continue_after(
+    partition: &mut Partition,
+    engine: &mut Engine,
+    pool: &mut Vec<AlignedBuf>,
+    pool_size: usize,
+    mut job: Box<ReadJob>,
+    buf: AlignedBuf,
+) {
+    if partition.readahead.is_some() {
+        pool.push(buf);
+        return;
+    }
+    if read::holds_next_record(&job, &buf) {
+        job.steps = 0;
+        let len = buf.len() as i32;
+        let start_offset = job.expected_offset;
+        partition.readahead = Some(Readahead {
+            start_offset,
+            in_flight: false,
+            waiter: None,
+            abandoned: false,
+            ready: Some((job, buf, len)),
+        });
+        return;
+    }
+    pool.push(buf);
+    start(
+        partition,
+        engine,
+        pool,
+        pool_size,
+        (job.segment_base, job.walk_position, job.expected_offset),
+    );
+}
+
 /// Walks a completed read for its poll; returns the outcome, or `None` when the poll went on
 /// with another read (its completion follows). Chains the next readahead.
 pub(crate) fn finish(
@@ -202,9 +239,9 @@ pub(crate) fn finish(
 ) -> Option<Result<ReadResult, ReadError>> {
     match read::walk(partition, job, result, buf) {
         Step::Done(outcome, buf, next) => {
-            pool.push(buf);
-            if let Some(at) = next {
-                start(partition, engine, pool, pool_size, at);
+            match next {
+                Some(job) => continue_after(partition, engine, pool, pool_size, job, buf),
+                None => pool.push(buf),
             }
             Some(outcome)
         }
