@@ -620,8 +620,20 @@ async fn wrong_checksums_are_refused_with_their_status() {
     server.finish().expect("server still healthy");
 }
 
-/// How the server refused a request; success is a test failure.
-async fn refusal(connection: &mut RawConnection, what: &str) -> anyhow::Result<String> {
+/// Eviction reasons that fit a malformed body.
+const BODY_EVICTIONS: &[u8] = &[
+    eviction::INVALID_REQUEST_BODY,
+    6, // InvalidRequestBodySize
+    eviction::MALFORMED_LOGIN,
+];
+
+/// How the server refused a request (a status, a non-zero result, or an eviction with one of
+/// `evictions` followed by a close); success is a test failure.
+async fn refusal(
+    connection: &mut RawConnection,
+    evictions: &[u8],
+    what: &str,
+) -> anyhow::Result<String> {
     match connection.read_outcome(raw::REPLY_TIMEOUT).await? {
         Outcome::Frame(frame) if frame.is_reply() && frame.status() != 0 => {
             ensure!(
@@ -647,8 +659,8 @@ async fn refusal(connection: &mut RawConnection, what: &str) -> anyhow::Result<S
         Outcome::Frame(frame) if frame.is_eviction() => {
             let reason = frame.eviction_reason();
             ensure!(
-                reason == eviction::INVALID_REQUEST_BODY || reason == 6 || reason == eviction::MALFORMED_LOGIN,
-                "{what}: eviction reason {reason} (expected InvalidRequestBody 5 or InvalidRequestBodySize 6)"
+                evictions.contains(&reason),
+                "{what}: eviction reason {reason} (expected one of {evictions:?})"
             );
             connection
                 .expect_closed(CLOSE_WAIT)
@@ -662,6 +674,25 @@ async fn refusal(connection: &mut RawConnection, what: &str) -> anyhow::Result<S
     }
 }
 
+/// After a refused Register that left the connection open, reads are still unauthenticated.
+async fn expect_no_session(
+    connection: &mut RawConnection,
+    how: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    if how.starts_with("eviction") || how == "closed" {
+        return Ok(());
+    }
+    let header = connection.header_for(code::GET_STREAMS);
+    connection.send_bytes(&header.emit(&[])).await?;
+    expect_status_and_open(
+        connection,
+        UNAUTHENTICATED,
+        &format!("get_streams after {what}"),
+    )
+    .await
+}
+
 /// Sends `body` for `code` on a fresh logged-in connection and expects a refusal.
 async fn expect_refused(
     server: &Server,
@@ -672,7 +703,7 @@ async fn expect_refused(
     let mut connection = logged_in(server).await?;
     let header = connection.header_for(code);
     connection.send_bytes(&header.emit(body)).await?;
-    let how = refusal(&mut connection, what).await?;
+    let how = refusal(&mut connection, BODY_EVICTIONS, what).await?;
     println!("{what}: refused with {how}");
     Ok(how)
 }
@@ -1016,12 +1047,27 @@ async fn login_gate_versions_legacy_codes_and_credentials() {
         connection
             .send_bytes(&header.emit(&body[..body.len() - 6]))
             .await?;
-        expect_dropped(&mut connection, "truncated register body").await?;
+        let how = refusal(&mut connection, BODY_EVICTIONS, "truncated register body").await?;
+        println!("truncated register body: refused with {how}");
+        expect_no_session(&mut connection, &how, "truncated register body").await?;
         let mut connection = RawConnection::connect(server.address()).await?;
         let mut header = connection.header_for(code::LOGIN_REGISTER);
         header.session = 5;
         connection.send_bytes(&header.emit(&body)).await?;
-        expect_dropped(&mut connection, "register with session 5").await?;
+        let how = refusal(
+            &mut connection,
+            &[
+                eviction::NO_SESSION,
+                7,
+                8,
+                12,
+                eviction::INVALID_REQUEST_OPERATION,
+            ],
+            "register with session 5",
+        )
+        .await?;
+        println!("register with session 5: refused with {how}");
+        expect_no_session(&mut connection, &how, "register with session 5").await?;
         // And a correct Register still works after all that.
         let mut connection = RawConnection::connect(server.address()).await?;
         let frame = connection

@@ -71,6 +71,45 @@ async fn poll(
     consumer: &Consumer,
     strategy: PollingStrategy,
     count: u32,
+) -> anyhow::Result<PolledMessages> {
+    poll_with(
+        client,
+        (stream_id, topic_id, partition_id),
+        consumer,
+        strategy,
+        count,
+        false,
+    )
+    .await
+}
+
+/// A poll with auto-commit.
+async fn poll_committing(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+    consumer: &Consumer,
+    strategy: PollingStrategy,
+    count: u32,
+) -> anyhow::Result<PolledMessages> {
+    poll_with(
+        client,
+        (stream_id, topic_id, partition_id),
+        consumer,
+        strategy,
+        count,
+        true,
+    )
+    .await
+}
+
+async fn poll_with(
+    client: &IggyClient,
+    (stream_id, topic_id, partition_id): (u32, u32, u32),
+    consumer: &Consumer,
+    strategy: PollingStrategy,
+    count: u32,
     auto_commit: bool,
 ) -> anyhow::Result<PolledMessages> {
     client
@@ -465,7 +504,6 @@ async fn topics_create_get_list_update_purge_delete() {
             &Consumer::default(),
             PollingStrategy::first(),
             10,
-            false,
         )
         .await?;
         ensure!(
@@ -616,7 +654,6 @@ async fn delete_segments_removes_the_oldest_segments() {
             &Consumer::default(),
             PollingStrategy::first(),
             1,
-            false,
         )
         .await?;
         let first_offset = first
@@ -752,7 +789,6 @@ async fn send_messages_with_every_partitioning_confirms_offsets() {
             &Consumer::default(),
             PollingStrategy::offset(0),
             100,
-            false,
         )
         .await?;
         let got = payloads(&polled);
@@ -813,7 +849,6 @@ async fn messages_keep_ids_headers_and_payload_bytes() {
             &Consumer::default(),
             PollingStrategy::first(),
             10,
-            false,
         )
         .await?;
         ensure!(
@@ -854,80 +889,35 @@ async fn poll_with_every_strategy_and_auto_commit() {
         send_to(&client, s, t, &Partitioning::partition_id(0), "late", 5).await?;
         let consumer = Consumer::new(name("reader"));
 
-        let by_offset = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::offset(3),
-            4,
-            false,
-        )
+        let by_offset = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(3), 4)
         .await?;
         ensure!(
             offsets(&by_offset) == vec![3, 4, 5, 6],
             "offset(3) x4: {:?}",
             offsets(&by_offset)
         );
-        let first = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::first(),
-            2,
-            false,
-        )
+        let first = poll(&client, s, t, 0, &consumer, PollingStrategy::first(), 2)
         .await?;
         ensure!(
             payloads(&first) == ["early-0", "early-1"],
             "first: {:?}",
             payloads(&first)
         );
-        let last = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::last(),
-            1,
-            false,
-        )
+        let last = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 1)
         .await?;
         ensure!(
             payloads(&last) == ["late-4"],
             "last x1: {:?}",
             payloads(&last)
         );
-        let last3 = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::last(),
-            3,
-            false,
-        )
+        let last3 = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 3)
         .await?;
         ensure!(
             offsets(&last3) == vec![7, 8, 9],
             "last x3: {:?}",
             offsets(&last3)
         );
-        let by_time = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::timestamp(middle_us.into()),
-            10,
-            false,
-        )
+        let by_time = poll(&client, s, t, 0, &consumer, PollingStrategy::timestamp(middle_us.into()), 10)
         .await?;
         ensure!(
             payloads(&by_time).first().map(String::as_str) == Some("late-0"),
@@ -941,16 +931,7 @@ async fn poll_with_every_strategy_and_auto_commit() {
                 .all(|m| m.header.timestamp >= middle_us),
             "timestamps before the asked one"
         );
-        let beyond = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::offset(10),
-            5,
-            false,
-        )
+        let beyond = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(10), 5)
         .await?;
         ensure!(
             beyond.messages.is_empty(),
@@ -962,16 +943,7 @@ async fn poll_with_every_strategy_and_auto_commit() {
         let mut seen = Vec::new();
         let mut walk = Vec::new();
         for _ in 0..4 {
-            let next = poll(
-                &client,
-                s,
-                t,
-                0,
-                &consumer,
-                PollingStrategy::next(),
-                3,
-                true,
-            )
+            let next = poll_committing(&client, s, t, 0, &consumer, PollingStrategy::next(), 3)
             .await?;
             let stored = client
                 .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
@@ -997,27 +969,9 @@ async fn poll_with_every_strategy_and_auto_commit() {
         );
         // Next without auto-commit does not move the stored offset.
         send_to(&client, s, t, &Partitioning::partition_id(0), "more", 2).await?;
-        let peek = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::next(),
-            10,
-            false,
-        )
+        let peek = poll(&client, s, t, 0, &consumer, PollingStrategy::next(), 10)
         .await?;
-        let again = poll(
-            &client,
-            s,
-            t,
-            0,
-            &consumer,
-            PollingStrategy::next(),
-            10,
-            false,
-        )
+        let again = poll(&client, s, t, 0, &consumer, PollingStrategy::next(), 10)
         .await?;
         ensure!(
             offsets(&peek) == vec![10, 11] && offsets(&again) == vec![10, 11],
@@ -1059,17 +1013,7 @@ async fn consumer_offsets_store_get_delete() {
             info.partition_id == 1 && info.stored_offset == 4 && info.current_offset == 9,
             "get_consumer_offset {info:?}"
         );
-        let next = poll(
-            &client,
-            s,
-            t,
-            1,
-            &consumer,
-            PollingStrategy::next(),
-            2,
-            false,
-        )
-        .await?;
+        let next = poll(&client, s, t, 1, &consumer, PollingStrategy::next(), 2).await?;
         ensure!(
             offsets(&next) == vec![5, 6],
             "next after stored 4: {:?}",
@@ -1104,17 +1048,7 @@ async fn consumer_offsets_store_get_delete() {
                 .is_none(),
             "offset still there after delete"
         );
-        let restart = poll(
-            &client,
-            s,
-            t,
-            1,
-            &consumer,
-            PollingStrategy::next(),
-            1,
-            false,
-        )
-        .await?;
+        let restart = poll(&client, s, t, 1, &consumer, PollingStrategy::next(), 1).await?;
         ensure!(
             offsets(&restart) == vec![0],
             "next after delete: {:?}",
@@ -1157,7 +1091,6 @@ async fn flush_unsaved_buffer_succeeds_and_keeps_messages() {
             &Consumer::default(),
             PollingStrategy::first(),
             10,
-            false,
         )
         .await?;
         ensure!(
@@ -1629,7 +1562,6 @@ async fn permissions_are_enforced_for_non_root_users() {
             &Consumer::default(),
             PollingStrategy::first(),
             10,
-            false,
         )
         .await?;
         ensure!(
@@ -1926,7 +1858,6 @@ async fn concurrent_clients_interleave_without_loss() {
                 &Consumer::default(),
                 PollingStrategy::offset(0),
                 1000,
-                false,
             )
             .await?;
             ensure!(
@@ -1956,6 +1887,79 @@ async fn concurrent_clients_interleave_without_loss() {
     .await
     .expect("test body");
     server.finish().expect("server still healthy");
+}
+
+/// One raw connection's send+poll round trips; returns how far it got if a reply is missing.
+async fn raw_round_trips(
+    address: std::net::SocketAddr,
+    connection_index: u32,
+    round_trips: u32,
+) -> anyhow::Result<()> {
+    use common::raw::{self, code, RawConnection};
+    let mut connection = RawConnection::connect(address).await?;
+    connection.client += u128::from(connection_index) + 1;
+    connection.login_root().await?;
+    let partition_id = connection_index % 2;
+    for round in 0..round_trips {
+        let payload = format!("c{connection_index}r{round}");
+        let batch = raw::batch(&[payload.as_bytes()], 1)?;
+        let body = raw::send_messages_body(
+            0,
+            0,
+            &raw::Partitioning::PartitionId(partition_id),
+            1,
+            &batch,
+        );
+        let reply = connection
+            .call(code::SEND_MESSAGES, &body)
+            .await
+            .with_context(|| format!("connection {connection_index}, round trip {round}: send"))?;
+        ensure!(reply.status() == 0, "send: {}", reply.describe());
+        let poll = raw::poll_body(0, 0, partition_id, 0, 5);
+        let reply = connection
+            .call(code::POLL_MESSAGES, &poll)
+            .await
+            .with_context(|| format!("connection {connection_index}, round trip {round}: poll"))?;
+        ensure!(reply.status() == 0, "poll: {}", reply.describe());
+    }
+    Ok(())
+}
+
+/// Many connections spread over both network workers, each doing send+poll round trips on
+/// partitions owned by both shards: every request must get its reply.
+#[tokio::test]
+async fn concurrent_raw_connections_on_every_worker_all_get_replies() {
+    const CONNECTIONS: u32 = 8;
+    const ROUND_TRIPS: u32 = 40;
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let admin = server.client().await?;
+        stream_and_topic(&admin, "s", "t", 2).await?;
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|index| tokio::spawn(raw_round_trips(server.address(), index, ROUND_TRIPS)))
+            .collect();
+        let mut findings = Findings::default();
+        for task in tasks {
+            findings.check(task.await?);
+        }
+        findings.finish()?;
+        let topic = admin
+            .get_topic(&id(0), &id(0))
+            .await
+            .sdk("get_topic")?
+            .context("topic gone")?;
+        ensure!(
+            topic.messages_count == u64::from(CONNECTIONS * ROUND_TRIPS),
+            "messages_count {}",
+            topic.messages_count
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server
+        .finish()
+        .expect("server still healthy (and exits on SIGTERM)");
 }
 
 #[tokio::test]
@@ -2032,7 +2036,6 @@ async fn check_after_restart(server: &Server, s: u32, messages_count: u64) -> an
         &Consumer::default(),
         PollingStrategy::first(),
         100,
-        false,
     )
     .await?;
     ensure!(
@@ -2063,7 +2066,6 @@ async fn check_after_restart(server: &Server, s: u32, messages_count: u64) -> an
         &Consumer::new(name("reader")),
         PollingStrategy::next(),
         2,
-        false,
     )
     .await?;
     ensure!(
