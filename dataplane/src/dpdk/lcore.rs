@@ -62,6 +62,9 @@ pub trait Worker: Sized {
     fn poll(&mut self, _connections: &mut Connections<Self::Connection>) -> bool {
         false
     }
+    /// Called once per turn after connections were served (e.g. to wake the storage shards
+    /// that were sent requests during the turn).
+    fn end_turn(&mut self, _connections: &mut Connections<Self::Connection>) {}
 }
 
 /// Live connection handlers of one lcore, indexed by [`ConnectionId`].
@@ -401,6 +404,7 @@ impl<W: Worker> Lcore<W> {
         let mut busy = received > 0 || polled == smoltcp::iface::PollResult::SocketStateChanged;
         busy |= self.worker.poll(&mut self.connections);
         busy |= self.serve_sockets();
+        self.worker.end_turn(&mut self.connections);
         if busy {
             // Send what the handlers just wrote without waiting for the next turn.
             self.interface

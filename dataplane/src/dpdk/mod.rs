@@ -7,3 +7,4 @@ pub mod ffi;
 pub mod lcore;
 pub mod net;
 pub mod port;
+pub mod session_worker;

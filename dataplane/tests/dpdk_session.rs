@@ -1,0 +1,181 @@
+//! The real session layer on a DPDK lcore: the official `iggy` 0.11 SDK, over the kernel's TCP
+//! stack in another namespace, logs in, creates a stream and a topic, sends messages (confirmed by
+//! a real storage shard) and polls them back, through `net_af_packet` and smoltcp.
+//!
+//! One #[test] per binary: DPDK's EAL can be initialised once per process.
+
+#![cfg(feature = "dpdk")]
+
+mod dpdk_lab;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use dpdk_lab::{lab_eal_config, prerequisites_met, VethLab, IO_TIMEOUT};
+use iggy::prelude::*;
+use riptide_dataplane::config::Config;
+use riptide_dataplane::dpdk::eal::Eal;
+use riptide_dataplane::dpdk::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats};
+use riptide_dataplane::dpdk::port::{Port, PortConfig};
+use riptide_dataplane::dpdk::session_worker::SessionWorker;
+use riptide_dataplane::ring::build_mesh;
+use riptide_dataplane::session::WorkerContext;
+use riptide_dataplane::shard::ShardLoop;
+use riptide_dataplane::shared::{now_us, Shared};
+use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
+
+const APPLIANCE_PORT: u16 = 8090;
+const MESSAGES: u32 = 50;
+
+#[test]
+fn dpdk_session_serves_the_iggy_sdk() {
+    if !prerequisites_met("dpdk_session_serves_the_iggy_sdk") {
+        return;
+    }
+    let lab = VethLab::create("ss", 43);
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let shared = start_shared(data_dir.path());
+    let (mut links, mut rings, _worker_wakers, shard_wakers) =
+        build_mesh(1, 1, shared.config.dataplane.ring_capacity).expect("rings");
+    let shard_shared = Arc::clone(&shared);
+    let shard_waker = Arc::clone(&shard_wakers[0]);
+    let shard_rings = rings.remove(0);
+    let shard = std::thread::spawn(move || {
+        ShardLoop::new(0, shard_shared, shard_rings, shard_waker)
+            .expect("shard")
+            .run();
+    });
+
+    let eal_config = lab_eal_config(format!("net_af_packet0,iface={}", lab.dataplane_iface));
+    let eal = Eal::init(&eal_config).expect("EAL init");
+    let port_config = PortConfig {
+        mbufs_per_queue: 2047,
+        ..PortConfig::default()
+    };
+    let port = Port::open(&eal, "net_af_packet0", &port_config).expect("open port");
+    let mut lcore_config = LcoreConfig::new(lab.appliance_ip, lab.prefix_len, APPLIANCE_PORT);
+    lcore_config.connections_max = 8;
+    lcore_config.listen_backlog = 4;
+    lcore_config.idle = IdleBackoff {
+        idle_turns_before_sleep: 16,
+        sleep_us: 200,
+    };
+    let ctx = WorkerContext::new(0, Arc::clone(&shared), links.remove(0));
+    let queue = port.queue(0).expect("queue 0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let lcore_stop = Arc::clone(&stop);
+    let (stats_sender, stats_receiver) = mpsc::channel::<Arc<LcoreStats>>();
+    let join = eal
+        .launch(eal_config.lcores[1], move || {
+            let worker = SessionWorker::new(ctx);
+            let mut lcore = Lcore::new(queue, lcore_config, worker).expect("lcore");
+            stats_sender.send(lcore.stats()).expect("send stats");
+            lcore.run(&lcore_stop);
+        })
+        .expect("launch lcore");
+    let stats = stats_receiver
+        .recv_timeout(IO_TIMEOUT)
+        .expect("lcore started");
+
+    let address = format!("{}:{APPLIANCE_PORT}", lab.appliance_ip);
+    let outcome = lab.in_namespace(|| sdk_scenario(&address));
+
+    stop.store(true, Ordering::Relaxed);
+    assert!(join.join(), "lcore loop panicked");
+    shared.request_shutdown();
+    shared.request_storage_stop();
+    shard_wakers[0].wake();
+    shard.join().expect("shard thread");
+    outcome.expect("iggy SDK scenario over DPDK");
+    let snapshot = stats.snapshot();
+    println!("lcore stats: {snapshot:?}");
+    assert!(snapshot.connections_accepted >= 1, "{snapshot:?}");
+    drop(port);
+    drop(eal);
+}
+
+/// The shared state of a fresh server with the root user, as the dataplane binary builds it.
+fn start_shared(data_dir: &std::path::Path) -> Arc<Shared> {
+    let mut config = Config::load(None).expect("default config");
+    config.system.path = data_dir.to_path_buf();
+    let (mut store, mut catalog) =
+        MetadataStore::open(&data_dir.join("metadata")).expect("metadata store");
+    let change = Change::CreateUser {
+        user_id: 0,
+        username: config.root.username.clone(),
+        password_hash: hash_password(&config.root.password).expect("hash"),
+        status: UserStatus::Active,
+        permissions: Some(Permissions::root()),
+        created_at_us: now_us(),
+    };
+    store.apply(&change).expect("store root user");
+    catalog.apply(&change).expect("catalog root user");
+    Arc::new(Shared::new(config, store, catalog, 1, 1))
+}
+
+fn sdk_scenario(address: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), sdk_steps(address))
+            .await
+            .map_err(|_| anyhow!("the SDK scenario timed out"))?
+    })
+}
+
+async fn sdk_steps(address: &str) -> anyhow::Result<()> {
+    let connection = format!("iggy://iggy:iggy@{address}?reconnection_retries=2");
+    let client = IggyClient::from_connection_string(&connection)?;
+    client
+        .connect()
+        .await
+        .context("connect + login over DPDK")?;
+    client.ping().await.context("ping")?;
+    let stream = client
+        .create_stream("dpdk")
+        .await
+        .context("create_stream")?;
+    let options = TopicCreateOptions {
+        partitions_count: Some(1),
+        ..Default::default()
+    };
+    let stream_id = Identifier::numeric(stream.id)?;
+    let topic = client
+        .create_topic(&stream_id, "t", &options)
+        .await
+        .context("create_topic")?;
+    let topic_id = Identifier::numeric(topic.id)?;
+    let mut batch: Vec<IggyMessage> = (0..MESSAGES)
+        .map(|index| IggyMessage::from(format!("m-{index}")))
+        .collect();
+    let partitioning = Partitioning::partition_id(0);
+    client
+        .send_messages(&stream_id, &topic_id, &partitioning, &mut batch)
+        .await
+        .context("send_messages")?;
+    let consumer = Consumer::new(Identifier::numeric(1)?);
+    let polled = client
+        .poll_messages(
+            &stream_id,
+            &topic_id,
+            Some(0),
+            &consumer,
+            &PollingStrategy::offset(0),
+            MESSAGES,
+            false,
+        )
+        .await
+        .context("poll_messages")?;
+    let payloads: Vec<String> = polled
+        .messages
+        .iter()
+        .map(|message| String::from_utf8_lossy(&message.payload).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..MESSAGES).map(|index| format!("m-{index}")).collect();
+    anyhow::ensure!(payloads == expected, "polled {payloads:?}");
+    client.disconnect().await.context("disconnect")?;
+    Ok(())
+}
