@@ -67,7 +67,10 @@ pub(crate) struct Partition {
     unwritten_bytes: usize,
     unwritten_messages: u64,
     written_cached_bytes: usize,
+    /// Records below this offset are in a submitted write (or written).
     staged_next_offset: u64,
+    /// Records below this offset are in the staging buffer or a submitted write.
+    copied_next_offset: u64,
     tail_segment_base: u64,
     tail_position: u64,
     staging: AlignedBuf,
@@ -182,6 +185,7 @@ impl Partition {
             unwritten_messages: 0,
             written_cached_bytes: 0,
             staged_next_offset: next_offset,
+            copied_next_offset: next_offset,
             staging,
             spare: Some(AlignedBuf::new(config.write_buffer_size_bytes, alignment)),
             write: None,
@@ -289,6 +293,7 @@ impl Partition {
         });
         self.tail_position += stamped.length_bytes as u64;
         self.first_unflushed_at.get_or_insert_with(Instant::now);
+        self.precopy();
         self.acknowledge_or_queue(engine, appended, durable_ack, token);
         Ok(appended)
     }
@@ -381,6 +386,8 @@ impl Partition {
         let Some(first_record) = self.mem.get(first) else {
             return;
         };
+        // Records already copied all belong to the active segment; a record of the next
+        // segment is first only when nothing is copied.
         if first_record.segment_base != self.active().base_offset {
             if let Err(error) = self.rotate(first_record.segment_base) {
                 tracing::warn!(key = ?self.key, ?error, "storage: cannot create the next segment");
@@ -388,30 +395,40 @@ impl Partition {
                 return;
             }
         }
+        self.precopy();
+        if self.copied_next_offset == self.staged_next_offset {
+            // The first record does not fit even a fresh buffer: grow both (spare is home).
+            let len = self.mem[first].bytes.len();
+            self.grow_buffers(len);
+            self.precopy();
+        }
+        if self.copied_next_offset == self.staged_next_offset {
+            return;
+        }
+        let staged = first
+            ..self
+                .mem
+                .partition_point(|r| r.base_offset < self.copied_next_offset);
+        let dsync = force_dsync || self.mem.range(staged).any(|r| r.durable_ack);
+        self.submit_staging(engine, self.copied_next_offset - 1, dsync);
+    }
+
+    /// Copies queued records of the active segment into the staging buffer as far as it has
+    /// room — also while a write is in flight, so the copy overlaps the disk's work.
+    fn precopy(&mut self) {
         let active_base = self.active().base_offset;
-        let mut dsync = force_dsync;
-        let mut last_offset = None;
-        let mut index = first;
+        let mut index = self
+            .mem
+            .partition_point(|r| r.base_offset < self.copied_next_offset);
         while let Some(record) = self.mem.get(index) {
-            if record.segment_base != active_base {
+            let fits = self.staging.len() + record.bytes.len() <= self.staging.capacity();
+            if record.segment_base != active_base || !fits {
                 break;
             }
-            if self.staging.len() + record.bytes.len() > self.staging.capacity() {
-                if index != first {
-                    break;
-                }
-                self.grow_buffers(record.bytes.len());
-            }
-            let record = &self.mem[index];
             self.staging.push(&record.bytes);
-            dsync |= record.durable_ack;
-            last_offset = Some(record.last_offset);
+            self.copied_next_offset = record.last_offset + 1;
             index += 1;
         }
-        let Some(last_offset) = last_offset else {
-            return;
-        };
-        self.submit_staging(engine, last_offset, dsync);
     }
 
     fn submit_staging(&mut self, engine: &mut Engine, last_offset: u64, dsync: bool) {
@@ -459,9 +476,8 @@ impl Partition {
                     dsync,
                 });
             }
-            Err((_, IoBuffer::Aligned(mut refused))) => {
-                // No free slot: unstage this round and leave it queued; `service` retries.
-                refused.set_len(logical_len - self.staged_len_since(last_offset));
+            Err((_, IoBuffer::Aligned(refused))) => {
+                // No free slot: keep everything staged; `service` retries.
                 self.spare = Some(std::mem::replace(&mut self.staging, refused));
             }
             Err(_) => {
@@ -487,16 +503,6 @@ impl Partition {
         self.staging.set_len(0);
         self.staging.push(&block);
         Ok(())
-    }
-
-    /// Bytes of records staged in this round (those with offsets up to `last_offset` that were
-    /// not staged before), to undo a staging that could not be submitted.
-    fn staged_len_since(&self, last_offset: u64) -> usize {
-        self.mem
-            .iter()
-            .filter(|r| r.base_offset >= self.staged_next_offset && r.last_offset <= last_offset)
-            .map(|r| r.bytes.len())
-            .sum()
     }
 
     fn grow_buffers(&mut self, record_len: usize) {
@@ -675,6 +681,7 @@ impl Partition {
         }
         self.next_offset = self.durable_next_offset;
         self.staged_next_offset = self.durable_next_offset;
+        self.copied_next_offset = self.durable_next_offset;
         self.unwritten_bytes = 0;
         self.unwritten_messages = 0;
         self.first_unflushed_at = None;

@@ -146,7 +146,7 @@ fn engine_config() -> StorageConfig {
     StorageConfig {
         write_buffer_size_bytes: 16 << 20,
         pending_size_max_bytes: 256 << 20,
-        read_buffer_size_bytes: 2 << 20,
+        read_buffer_size_bytes: 8 << 20,
         cache_size_bytes: 4 << 20,
         ..StorageConfig::default()
     }
@@ -260,10 +260,11 @@ fn main() -> anyhow::Result<()> {
     let raw_bytes = total_bytes.div_ceil(RAW_CHUNK_BYTES as u64) * RAW_CHUNK_BYTES as u64;
     let config = engine_config();
     println!(
-        "storage-bench: {batches} batches x {} B = {total_bytes} B in {} (write buffer {} B, segment {} B)",
+        "storage-bench: {batches} batches x {} B = {total_bytes} B in {} (write buffer {} B, read buffer {} B, segment {} B)",
         batch.len(),
         args.dir.display(),
         config.write_buffer_size_bytes,
+        config.read_buffer_size_bytes,
         config.segment_size_bytes,
     );
     println!("ceilings, measured right before each case on the same filesystem: raw O_DIRECT sequential pwrite of the");
