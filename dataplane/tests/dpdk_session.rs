@@ -1,6 +1,7 @@
 //! The real session layer on a DPDK lcore: the official `iggy` 0.11 SDK, over the kernel's TCP
 //! stack in another namespace, logs in, creates a stream and a topic, sends messages (confirmed by
-//! a real storage shard) and polls them back, through `net_af_packet` and smoltcp.
+//! a real storage shard) and polls them back, through `net_af_packet` and smoltcp, with the
+//! backend started from riptide.toml's `[dpdk]` section.
 //!
 //! One #[test] per binary: DPDK's EAL can be initialised once per process.
 
@@ -8,18 +9,15 @@
 
 mod dpdk_lab;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use dpdk_lab::{lab_eal_config, prerequisites_met, VethLab, IO_TIMEOUT};
+use dpdk_lab::{lab_eal_config, prerequisites_met, VethLab};
 use iggy::prelude::*;
 use riptide_dataplane::config::Config;
-use riptide_dataplane::dpdk::eal::Eal;
-use riptide_dataplane::dpdk::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats};
-use riptide_dataplane::dpdk::port::{Port, PortConfig};
-use riptide_dataplane::dpdk::session_worker::SessionWorker;
+use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan};
 use riptide_dataplane::ring::build_mesh;
 use riptide_dataplane::session::WorkerContext;
 use riptide_dataplane::shard::ShardLoop;
@@ -48,52 +46,44 @@ fn dpdk_session_serves_the_iggy_sdk() {
             .run();
     });
 
-    let eal_config = lab_eal_config(format!("net_af_packet0,iface={}", lab.dataplane_iface));
-    let eal = Eal::init(&eal_config).expect("EAL init");
-    let port_config = PortConfig {
-        mbufs_per_queue: 2047,
-        ..PortConfig::default()
-    };
-    let port = Port::open(&eal, "net_af_packet0", &port_config).expect("open port");
-    let mut lcore_config = LcoreConfig::new(lab.appliance_ip, lab.prefix_len, APPLIANCE_PORT);
-    lcore_config.connections_max = 8;
-    lcore_config.listen_backlog = 4;
-    lcore_config.idle = IdleBackoff {
-        idle_turns_before_sleep: 16,
-        sleep_us: 200,
-    };
+    let mut config = shared.config.clone();
+    config.dpdk.lcores = lab_eal_config(String::new())
+        .lcores
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    config.dpdk.no_huge = true;
+    config.dpdk.memory_mb = 256;
+    config.dpdk.vdevs = vec![format!("net_af_packet0,iface={}", lab.dataplane_iface)];
+    config.dpdk.ip_address = lab.appliance_ip.to_string();
+    config.dpdk.prefix_len = lab.prefix_len;
+    config.dpdk.port = APPLIANCE_PORT;
+    config.dpdk.idle_backoff_us = 200;
+    let mut plan = DpdkPlan::from_config(&config, data_dir.path()).expect("plan");
+    plan.eal.file_prefix = format!("riptide-test-session-{}", std::process::id());
     let ctx = WorkerContext::new(0, Arc::clone(&shared), links.remove(0));
-    let queue = port.queue(0).expect("queue 0");
-    let stop = Arc::new(AtomicBool::new(false));
-    let lcore_stop = Arc::clone(&stop);
-    let (stats_sender, stats_receiver) = mpsc::channel::<Arc<LcoreStats>>();
-    let join = eal
-        .launch(eal_config.lcores[1], move || {
-            let worker = SessionWorker::new(ctx);
-            let mut lcore = Lcore::new(queue, lcore_config, worker).expect("lcore");
-            stats_sender.send(lcore.stats()).expect("send stats");
-            lcore.run(&lcore_stop);
-        })
-        .expect("launch lcore");
-    let stats = stats_receiver
-        .recv_timeout(IO_TIMEOUT)
-        .expect("lcore started");
+    let backend = DpdkBackend::start(&plan, vec![ctx]).expect("DPDK backend");
 
     let address = format!("{}:{APPLIANCE_PORT}", lab.appliance_ip);
     let outcome = lab.in_namespace(|| sdk_scenario(&address));
-
-    stop.store(true, Ordering::Relaxed);
-    assert!(join.join(), "lcore loop panicked");
+    let running = backend.stats().expect("stats while running");
+    assert_eq!(running.lcores.len(), 1);
+    let stats = backend.stop().expect("final stats");
     shared.request_shutdown();
     shared.request_storage_stop();
     shard_wakers[0].wake();
     shard.join().expect("shard thread");
     outcome.expect("iggy SDK scenario over DPDK");
-    let snapshot = stats.snapshot();
-    println!("lcore stats: {snapshot:?}");
-    assert!(snapshot.connections_accepted >= 1, "{snapshot:?}");
-    drop(port);
-    drop(eal);
+    println!("backend stats: {stats:?}");
+    let lcore = stats.lcores[0];
+    assert!(lcore.connections_accepted >= 1, "{lcore:?}");
+    assert_eq!(lcore.rx_packets, stats.port.rx_packets);
+    assert!(stats.port.tx_packets > 0, "{stats:?}");
+    let counters = &shared.worker_counters[0];
+    assert!(
+        counters.requests.load(Ordering::Relaxed) >= 6,
+        "session counted no requests"
+    );
 }
 
 /// The shared state of a fresh server with the root user, as the dataplane binary builds it.

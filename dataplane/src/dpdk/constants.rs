@@ -50,3 +50,10 @@ pub const IDLE_SLEEP_MAX_US: u64 = 10_000;
 /// A TCP connection that hears nothing for this long (dead peer, unanswered FIN) is reset, so its
 /// socket slot comes back.
 pub const SOCKET_TIMEOUT_S: u64 = 120;
+
+/// TCP connections per polling lcore when `[tcp] connections_max` would give more: each costs
+/// its socket buffers (128 KiB by default), allocated at start-up.
+pub const LCORE_CONNECTIONS_DEFAULT: usize = 512;
+
+/// How long the backend waits for a launched lcore to set up its TCP stack.
+pub const LCORE_START_TIMEOUT_MS: u64 = 5_000;

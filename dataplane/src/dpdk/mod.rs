@@ -1,6 +1,8 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
-//! smoltcp over mbuf bursts (`net`) and the per-lcore polling loop (`lcore`).
+//! smoltcp over mbuf bursts (`net`), the per-lcore polling loop (`lcore`), the session layer on
+//! an lcore (`session_worker`) and the backend the server starts from riptide.toml (`backend`).
 
+pub mod backend;
 pub mod constants;
 pub mod eal;
 pub mod ffi;

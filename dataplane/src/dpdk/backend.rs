@@ -1,0 +1,408 @@
+//! The DPDK backend as the server starts it: riptide.toml's `[dpdk]` section becomes an EAL
+//! configuration, one port and one polling lcore per worker lcore, each running the shared
+//! session layer ([`SessionWorker`]) over its own port queue.
+//!
+//! The server builds the shared state and the worker/shard rings as for the kernel backend (one
+//! `WorkerContext` per polling lcore: [`DpdkPlan::worker_lcores`] tells how many), then calls
+//! [`DpdkBackend::start`].
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::constants::{LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS};
+use super::eal::{Eal, EalConfig, EalError, EalMemory, LcoreJoin, Vdev};
+use super::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats, LcoreStatsSnapshot};
+use super::port::{Port, PortConfig, PortError, PortStats};
+use super::session_worker::SessionWorker;
+use crate::config::Config;
+use crate::session::WorkerContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("invalid [dpdk] configuration: {0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    Eal(#[from] EalError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("writing riptide's XDP object to {dir}: {source}")]
+    XdpObject { dir: String, source: std::io::Error },
+    #[error(
+        "configuring riptide's XDP program on {iface}: {reason} (is the af_xdp PMD's xdp_prog \
+         riptide's xdp_steer.o?)"
+    )]
+    XdpSteering { iface: String, reason: String },
+    #[error("lcore {lcore_id} failed to start: {reason}")]
+    LcoreStart { lcore_id: u32, reason: String },
+}
+
+/// Everything the backend needs, derived from the configuration; fields may be adjusted before
+/// [`DpdkBackend::start`] (tests pick their own file prefix, for example).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkPlan {
+    pub eal: EalConfig,
+    /// The DPDK device to use: the first vdev's name or the first PCI address.
+    pub device: String,
+    /// Lcores that poll, one port queue each (the EAL's lcores after the main one).
+    pub worker_lcores: Vec<u32>,
+    pub lcore: LcoreConfig,
+    /// The interface of an af_xdp vdev, whose XDP program must learn the address and port.
+    pub xdp_iface: Option<String>,
+}
+
+impl DpdkPlan {
+    /// Translates `[dpdk]` (and `[tcp] connections_max`). An af_xdp vdev without `xdp_prog`
+    /// gets riptide's steering object, written into `runtime_dir`.
+    ///
+    /// Errors: [`BackendError::InvalidConfig`] naming the key, [`BackendError::XdpObject`].
+    pub fn from_config(config: &Config, runtime_dir: &Path) -> Result<DpdkPlan, BackendError> {
+        let dpdk = &config.dpdk;
+        let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
+        let lcores: Vec<u32> = dpdk.lcores.iter().map(|&lcore| lcore as u32).collect();
+        if lcores.len() < 2 {
+            return invalid(
+                "lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]".into(),
+            );
+        }
+        let Ok(ip_address) = dpdk.ip_address.parse::<Ipv4Addr>() else {
+            return invalid(format!(
+                "ip_address '{}' is not an IPv4 address",
+                dpdk.ip_address
+            ));
+        };
+        let gateway = match dpdk.gateway.as_str() {
+            "" => None,
+            text => match text.parse::<Ipv4Addr>() {
+                Ok(gateway) => Some(gateway),
+                Err(_) => return invalid(format!("gateway '{text}' is not an IPv4 address")),
+            },
+        };
+        let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
+        let device = match (vdevs.first(), dpdk.allow_pci.first()) {
+            (Some(vdev), _) => Vdev::parse(vdev)?.name,
+            (None, Some(pci)) => pci.clone(),
+            (None, None) => return invalid("give a device in vdevs or allow_pci".into()),
+        };
+        let memory = if dpdk.no_huge {
+            EalMemory::NoHuge {
+                memory_mb: dpdk.memory_mb,
+            }
+        } else {
+            EalMemory::Hugepages {
+                memory_mb: Some(dpdk.memory_mb),
+            }
+        };
+        let eal = EalConfig {
+            lcores: lcores.clone(),
+            memory_channels: dpdk.memory_channels,
+            memory,
+            allow_pci: dpdk.allow_pci.clone(),
+            vdevs,
+            file_prefix: format!("riptide-{}", dpdk.port),
+            driver_paths: Vec::new(),
+            log_level: None,
+        };
+        let worker_lcores = lcores[1..].to_vec();
+        let mut lcore = LcoreConfig::new(ip_address, dpdk.prefix_len, dpdk.port);
+        lcore.gateway = gateway;
+        let per_lcore = config.tcp.connections_max as usize / worker_lcores.len();
+        lcore.connections_max = per_lcore.clamp(1, LCORE_CONNECTIONS_DEFAULT);
+        lcore.listen_backlog = lcore.listen_backlog.min(lcore.connections_max);
+        lcore.idle = IdleBackoff {
+            sleep_us: dpdk.idle_backoff_us,
+            ..IdleBackoff::default()
+        };
+        Ok(DpdkPlan {
+            eal,
+            device,
+            worker_lcores,
+            lcore,
+            xdp_iface,
+        })
+    }
+}
+
+/// Adds `xdp_prog=<riptide's object>` to af_xdp vdevs that have none; returns the vdevs and the
+/// af_xdp interface (whose program needs configuring once the PMD loaded it).
+fn with_xdp_object(
+    vdevs: &[String],
+    runtime_dir: &Path,
+) -> Result<(Vec<String>, Option<String>), BackendError> {
+    let mut result = Vec::with_capacity(vdevs.len());
+    let mut xdp_iface = None;
+    for text in vdevs {
+        let vdev = Vdev::parse(text)?;
+        if vdev.driver() != "net_af_xdp" {
+            result.push(text.clone());
+            continue;
+        }
+        xdp_iface = vdev.option("iface").map(str::to_string);
+        if vdev.option("xdp_prog").is_some() {
+            result.push(text.clone());
+            continue;
+        }
+        let path = riptide_ebpf::write_xdp_object(runtime_dir).map_err(|source| {
+            BackendError::XdpObject {
+                dir: runtime_dir.display().to_string(),
+                source,
+            }
+        })?;
+        result.push(format!("{text},xdp_prog={}", path.display()));
+    }
+    Ok((result, xdp_iface))
+}
+
+/// Port, lcore and XDP counters of the backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct DpdkStats {
+    pub port: PortStats,
+    pub lcores: Vec<LcoreStatsSnapshot>,
+}
+
+/// The running backend. Stop it with [`DpdkBackend::stop`] (dropping it stops it too).
+pub struct DpdkBackend {
+    stop: Arc<AtomicBool>,
+    lcores: Vec<LcoreJoin>,
+    lcore_stats: Vec<Arc<LcoreStats>>,
+    xdp_maps: Option<riptide_ebpf::XdpMaps>,
+    // Declared last: dropped after the lcores stopped, the port before the EAL.
+    port: Option<Port>,
+    eal: Option<Eal>,
+}
+
+impl DpdkBackend {
+    /// Starts the EAL, the port (one queue per polling lcore) and one [`SessionWorker`] loop per
+    /// polling lcore; `contexts` has one `WorkerContext` per entry of `plan.worker_lcores`.
+    ///
+    /// Errors: EAL, port and XDP errors (each naming its fix), [`BackendError::LcoreStart`].
+    pub fn start(
+        plan: &DpdkPlan,
+        contexts: Vec<WorkerContext>,
+    ) -> Result<DpdkBackend, BackendError> {
+        if contexts.len() != plan.worker_lcores.len() {
+            let reason = format!(
+                "{} worker contexts for {} polling lcores",
+                contexts.len(),
+                plan.worker_lcores.len()
+            );
+            return Err(BackendError::InvalidConfig(reason));
+        }
+        let eal = Eal::init(&plan.eal)?;
+        let queues = u16::try_from(plan.worker_lcores.len())
+            .map_err(|_| BackendError::InvalidConfig("too many lcores".into()))?;
+        let port = Port::open(
+            &eal,
+            &plan.device,
+            &PortConfig {
+                queues,
+                ..PortConfig::default()
+            },
+        )?;
+        let xdp_maps = match &plan.xdp_iface {
+            Some(iface) => Some(configure_xdp(iface, plan)?),
+            None => None,
+        };
+        let mut backend = DpdkBackend {
+            stop: Arc::new(AtomicBool::new(false)),
+            lcores: Vec::new(),
+            lcore_stats: Vec::new(),
+            xdp_maps,
+            port: Some(port),
+            eal: Some(eal),
+        };
+        for ((queue_id, &lcore_id), ctx) in (0u16..).zip(&plan.worker_lcores).zip(contexts) {
+            backend.launch(lcore_id, queue_id, plan.lcore.clone(), ctx)?;
+        }
+        let link = backend.port()?.wait_link_up(Duration::from_secs(1))?;
+        tracing::info!(device = %plan.device, ?link, lcores = ?plan.worker_lcores, "DPDK backend ready");
+        Ok(backend)
+    }
+
+    fn port(&self) -> Result<&Port, BackendError> {
+        self.port
+            .as_ref()
+            .ok_or_else(|| BackendError::InvalidConfig("backend stopped".into()))
+    }
+
+    fn launch(
+        &mut self,
+        lcore_id: u32,
+        queue_id: u16,
+        config: LcoreConfig,
+        ctx: WorkerContext,
+    ) -> Result<(), BackendError> {
+        let queue = self.port()?.queue(queue_id)?;
+        let stop = Arc::clone(&self.stop);
+        let (ready_sender, ready) = mpsc::channel::<Result<Arc<LcoreStats>, String>>();
+        let eal = self
+            .eal
+            .as_ref()
+            .ok_or_else(|| BackendError::InvalidConfig("no EAL".into()))?;
+        let join = eal.launch(lcore_id, move || {
+            match Lcore::new(queue, config, SessionWorker::new(ctx)) {
+                Ok(mut lcore) => {
+                    let _ = ready_sender.send(Ok(lcore.stats()));
+                    lcore.run(&stop);
+                }
+                Err(error) => {
+                    let _ = ready_sender.send(Err(error.to_string()));
+                }
+            }
+        })?;
+        self.lcores.push(join);
+        match ready.recv_timeout(Duration::from_millis(LCORE_START_TIMEOUT_MS)) {
+            Ok(Ok(stats)) => {
+                self.lcore_stats.push(stats);
+                Ok(())
+            }
+            Ok(Err(reason)) => Err(BackendError::LcoreStart { lcore_id, reason }),
+            Err(_) => Err(BackendError::LcoreStart {
+                lcore_id,
+                reason: "no answer".into(),
+            }),
+        }
+    }
+
+    /// Port and lcore counters now.
+    ///
+    /// Errors: [`BackendError::Port`] when the driver cannot report.
+    pub fn stats(&self) -> Result<DpdkStats, BackendError> {
+        let port = self.port()?.stats()?;
+        let lcores = self
+            .lcore_stats
+            .iter()
+            .map(|stats| stats.snapshot())
+            .collect();
+        Ok(DpdkStats { port, lcores })
+    }
+
+    /// Counters of riptide's XDP program, when the port is af_xdp.
+    pub fn xdp_counters(&self) -> Option<riptide_ebpf::XdpCounters> {
+        self.xdp_maps.as_ref().and_then(|maps| maps.counters().ok())
+    }
+
+    /// Stops the lcores, then the port and the EAL; returns the final counters (read after
+    /// the lcores stopped, so port and lcore figures agree).
+    ///
+    /// Errors: [`BackendError::Port`] when the final counters cannot be read (it stops anyway).
+    pub fn stop(mut self) -> Result<DpdkStats, BackendError> {
+        self.stop_lcores();
+        let stats = self.stats();
+        self.shut_down();
+        stats
+    }
+
+    fn stop_lcores(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for join in self.lcores.drain(..) {
+            if !join.join() {
+                tracing::error!("a DPDK lcore loop panicked");
+            }
+        }
+    }
+
+    fn shut_down(&mut self) {
+        self.stop_lcores();
+        self.xdp_maps = None;
+        self.port = None;
+        self.eal = None;
+    }
+}
+
+impl Drop for DpdkBackend {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+fn configure_xdp(iface: &str, plan: &DpdkPlan) -> Result<riptide_ebpf::XdpMaps, BackendError> {
+    let error = |reason: String| BackendError::XdpSteering {
+        iface: iface.to_string(),
+        reason,
+    };
+    let mut maps = riptide_ebpf::XdpMaps::open_attached(iface).map_err(|e| error(e.to_string()))?;
+    let steer = riptide_ebpf::XdpConfig {
+        ip: plan.lcore.ip_address,
+        ports: vec![plan.lcore.tcp_port],
+    };
+    maps.configure(&steer).map_err(|e| error(e.to_string()))?;
+    Ok(maps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::load(None).expect("embedded defaults");
+        config.dpdk.lcores = vec![0, 1];
+        config.dpdk.vdevs = vec!["net_af_packet0,iface=lo".to_string()];
+        config.dpdk.ip_address = "10.1.2.3".to_string();
+        config.dpdk.prefix_len = 24;
+        config.dpdk.gateway = String::new();
+        config.dpdk.port = 8090;
+        config
+    }
+
+    #[test]
+    fn plan_from_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.dpdk.no_huge = true;
+        config.dpdk.memory_mb = 256;
+        config.dpdk.gateway = "10.1.2.1".to_string();
+        config.tcp.connections_max = 100_000;
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.device, "net_af_packet0");
+        assert_eq!(plan.worker_lcores, vec![1]);
+        assert_eq!(plan.eal.lcores, vec![0, 1]);
+        assert_eq!(plan.eal.memory, EalMemory::NoHuge { memory_mb: 256 });
+        assert_eq!(plan.lcore.ip_address, Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(plan.lcore.gateway, Some(Ipv4Addr::new(10, 1, 2, 1)));
+        assert_eq!(plan.lcore.connections_max, LCORE_CONNECTIONS_DEFAULT);
+        assert_eq!(plan.xdp_iface, None);
+    }
+
+    #[test]
+    fn af_xdp_vdev_gets_riptides_xdp_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7".to_string()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        let vdev = Vdev::parse(&plan.eal.vdevs[0]).unwrap();
+        let object = vdev.option("xdp_prog").expect("xdp_prog added");
+        assert_eq!(
+            std::fs::read(object).unwrap(),
+            riptide_ebpf::XDP_STEER_OBJECT
+        );
+        assert_eq!(plan.xdp_iface.as_deref(), Some("eth7"));
+        config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o".to_string()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.eal.vdevs, config.dpdk.vdevs);
+    }
+
+    #[test]
+    fn invalid_sections_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        type Breaks = fn(&mut Config);
+        let cases: [(&str, Breaks); 4] = [
+            ("lcores", |config| config.dpdk.lcores = vec![1]),
+            ("ip_address", |config| {
+                config.dpdk.ip_address = "fe80::1".to_string()
+            }),
+            ("gateway", |config| config.dpdk.gateway = "nope".to_string()),
+            ("vdevs or allow_pci", |config| config.dpdk.vdevs.clear()),
+        ];
+        for (key, breaks) in cases {
+            let mut config = config();
+            breaks(&mut config);
+            let error = DpdkPlan::from_config(&config, dir.path()).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
+    }
+}
