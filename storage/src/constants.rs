@@ -30,6 +30,8 @@ pub const IO_SLOTS_MAX: usize = RING_ENTRIES as usize;
 
 /// Appends queued in one partition (not yet written) before `append` pushes back.
 pub const PENDING_APPENDS_MAX: usize = 65_536;
+/// Evicted record buffers a shard keeps for its caller to reuse (`Shard::take_recycled`).
+pub const RECYCLED_BUFFERS_MAX: usize = 256;
 /// Chunk size of the synchronous recovery walk.
 pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 /// Re-reads a single poll may issue while walking to its start record.

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::constants::IO_SLOTS_MAX;
+use crate::constants::{IO_SLOTS_MAX, RECYCLED_BUFFERS_MAX};
 use crate::io::{Io, IoBuffer, PushError, Request};
 use crate::read::ReadJob;
 use crate::stats::ShardStats;
@@ -33,6 +33,8 @@ pub(crate) struct Engine {
     free: Vec<usize>,
     pub completions: Vec<Completion>,
     pub stats: ShardStats,
+    /// Buffers of records evicted from memory, for the caller to reuse.
+    pub recycled: Vec<Vec<u8>>,
 }
 
 impl Engine {
@@ -43,6 +45,7 @@ impl Engine {
             free: (0..IO_SLOTS_MAX).rev().collect(),
             completions: Vec::new(),
             stats: ShardStats::default(),
+            recycled: Vec::new(),
         }
     }
 
@@ -72,6 +75,14 @@ impl Engine {
                 self.free.push(index);
                 Err((kind, buffer))
             }
+        }
+    }
+
+    /// Keeps a record buffer for reuse, up to [`RECYCLED_BUFFERS_MAX`]; beyond that it is freed.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.recycled.len() < RECYCLED_BUFFERS_MAX {
+            bytes.clear();
+            self.recycled.push(bytes);
         }
     }
 

@@ -594,7 +594,7 @@ impl Partition {
                 result: CompletionResult::Append(Ok(appended)),
             });
         }
-        self.evict_cache();
+        self.evict_cache(engine);
         self.write_index(engine);
         let more = self
             .mem
@@ -642,14 +642,18 @@ impl Partition {
         }
     }
 
-    fn evict_cache(&mut self) {
+    /// Drops the oldest written records beyond the cache size; their buffers go to the
+    /// engine's recycle list (bounded) for the caller to reuse instead of allocating.
+    fn evict_cache(&mut self, engine: &mut Engine) {
         while self.written_cached_bytes > self.config.cache_size_bytes {
             let Some(front) = self.mem.front() else { break };
             if front.base_offset >= self.durable_next_offset {
                 break;
             }
             self.written_cached_bytes -= front.bytes.len();
-            self.mem.pop_front();
+            if let Some(record) = self.mem.pop_front() {
+                engine.recycle(record.bytes);
+            }
         }
     }
 

@@ -287,6 +287,12 @@ impl Shard {
         Ok(())
     }
 
+    /// Moves buffers of records no longer needed into `out` (empty, capacity kept), so the
+    /// caller can receive the next batches into them instead of allocating.
+    pub fn take_recycled(&mut self, out: &mut Vec<Vec<u8>>) {
+        out.append(&mut self.engine.recycled);
+    }
+
     pub fn partition_info(&self, key: PartitionKey) -> Option<PartitionInfo> {
         self.partitions.get(&key).map(Partition::info)
     }

@@ -116,6 +116,11 @@ fn group_commit_puts_concurrent_appends_into_few_writes() {
         "50 appends issued together took {writes} durable writes"
     );
     assert_eq!(shard.stats().append_latency.count, 50);
+    // Written records left memory (the test cache holds none): their buffers come back.
+    let mut recycled = Vec::new();
+    shard.take_recycled(&mut recycled);
+    assert_eq!(recycled.len(), 50);
+    assert!(recycled.iter().all(|b| b.is_empty() && b.capacity() > 0));
 }
 
 #[test]

@@ -165,12 +165,16 @@ fn append_all(dir: &Path, batch: &[u8], batches: u64, ack: AckMode) -> anyhow::R
         },
     )?;
     let mut done = Vec::new();
+    let mut recycled: Vec<Vec<u8>> = Vec::new();
     let (mut sent, mut acked, mut in_flight) = (0u64, 0u64, 0usize);
     let (mut flush_sent, mut finished) = (false, false);
     let started = Instant::now();
     while !finished {
         while sent < batches && in_flight < APPENDS_IN_FLIGHT_MAX {
-            match shard.append(KEY, batch.to_vec(), ack, sent, 0) {
+            // Reuse buffers the shard is done with, as the dataplane would for network reads.
+            let mut bytes = recycled.pop().unwrap_or_default();
+            bytes.extend_from_slice(batch);
+            match shard.append(KEY, bytes, ack, sent, 0) {
                 Ok(_) => sent += 1,
                 Err(riptide_storage::AppendError::Backpressure) => break,
                 Err(error) => bail!("append failed: {error}"),
@@ -183,6 +187,7 @@ fn append_all(dir: &Path, batch: &[u8], batches: u64, ack: AckMode) -> anyhow::R
         }
         shard.wait(Duration::from_millis(100));
         shard.take_completions(&mut done);
+        shard.take_recycled(&mut recycled);
         for completion in done.drain(..) {
             match completion.result {
                 CompletionResult::Append(Ok(_)) if ack == AckMode::Durable => {
