@@ -69,6 +69,15 @@ impl DpdkPlan {
                 "lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]".into(),
             );
         }
+        if lcores.len() > 2 {
+            // Each lcore runs its own smoltcp; with RSS an ARP reply reaches one queue only, so
+            // the other lcores would never learn their peers' MACs. Until ARP frames are shared
+            // between lcores, one polling lcore serves the port.
+            return invalid(
+                "lcores: one polling lcore per port for now (the main lcore plus one, e.g. [0, 1])"
+                    .into(),
+            );
+        }
         let Ok(ip_address) = dpdk.ip_address.parse::<Ipv4Addr>() else {
             return invalid(format!(
                 "ip_address '{}' is not an IPv4 address",
@@ -390,8 +399,11 @@ mod tests {
     fn invalid_sections_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         type Breaks = fn(&mut Config);
-        let cases: [(&str, Breaks); 4] = [
+        let cases: [(&str, Breaks); 5] = [
             ("lcores", |config| config.dpdk.lcores = vec![1]),
+            ("one polling lcore", |config| {
+                config.dpdk.lcores = vec![0, 1, 2]
+            }),
             ("ip_address", |config| {
                 config.dpdk.ip_address = "fe80::1".to_string()
             }),
