@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use riptide_storage::io::{preallocate, AlignedBuf};
 use riptide_storage::record::build_batch;
 use riptide_storage::{
-    AckMode, CompletionResult, PartitionKey, PartitionSettings, ReadOutcome, ReadStart, Shard,
-    StorageConfig,
+    AckMode, CompletionResult, MemoryFlush, PartitionKey, PartitionSettings, ReadOutcome,
+    ReadStart, Shard, StorageConfig,
 };
 
 const MESSAGE_PAYLOAD_BYTES: usize = 1000;
@@ -142,13 +142,20 @@ fn raw_read(path: &Path, size_bytes: u64) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// Throughput settings: 16 MiB group-commit writes (memory mode flushes once a write's worth
+/// has accumulated), 8 MiB readahead, 64 MiB of unwritten appends before backpressure.
 fn engine_config() -> StorageConfig {
+    let defaults = StorageConfig::default();
     StorageConfig {
         write_buffer_size_bytes: 16 << 20,
-        pending_size_max_bytes: 256 << 20,
+        pending_size_max_bytes: 64 << 20,
         read_buffer_size_bytes: 8 << 20,
         cache_size_bytes: 4 << 20,
-        ..StorageConfig::default()
+        memory_flush: MemoryFlush {
+            size_bytes: 16 << 20,
+            ..defaults.memory_flush
+        },
+        ..defaults
     }
 }
 
