@@ -2,8 +2,10 @@
 //! recovery, consumer offsets and retention. See `docs/internals.md` for the `Shard` contract.
 //!
 //! Layers, bottom up: `io` (the only module talking to the kernel), `record` / `index` /
-//! `segment` (on-disk structures and recovery), `partition` (write path), `read` (polls),
-//! `offsets` (consumer offsets), `shard` (the public API, one per storage thread).
+//! `segment` (on-disk structures and recovery), `partition` (write path with group commit),
+//! `read` and `readahead` (polls), `offsets` (consumer offsets), `retention`, `shard` (the
+//! public API, one per storage thread). `testkit` builds deterministic batches for tests, the
+//! crash helper and the benchmark.
 
 pub mod constants;
 mod engine;
