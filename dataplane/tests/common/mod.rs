@@ -219,7 +219,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        for (key, value) in &self.extra_env {
+        for (key, value) in self.extra_env.iter().cloned().chain(debug_env()) {
             command.env(key, value);
         }
         let child = command.spawn().context("spawning riptide-dataplane")?;
@@ -265,6 +265,17 @@ impl Server {
 /// chasing a failure).
 fn server_log_filter() -> String {
     std::env::var("CONFORMANCE_SERVER_LOG").unwrap_or_else(|_| "info".to_string())
+}
+
+/// Extra server environment for chasing a failure, from `CONFORMANCE_SERVER_ENV`
+/// (`KEY=value,KEY=value`, e.g. `RIPTIDE_DATAPLANE_NETWORK_WORKERS=1`).
+fn debug_env() -> Vec<(String, String)> {
+    std::env::var("CONFORMANCE_SERVER_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect()
 }
 
 /// Reads `[tcp] address = "ip:port"` once the file is complete enough to parse.
