@@ -1644,6 +1644,16 @@ async fn personal_access_tokens_create_list_login_delete() {
             .get_streams()
             .await
             .sdk("command after PAT login")?;
+        // The connection-string form `iggy://<token>@host:port` signs in with the token.
+        let by_string = IggyClient::from_connection_string(&format!(
+            "iggy://{}@{}?reconnection_retries=2",
+            raw.token,
+            server.address()
+        ))
+        .sdk("PAT connection string")?;
+        by_string.connect().await.sdk("connect with a PAT")?;
+        let me = by_string.get_me().await.sdk("get_me with a PAT")?;
+        ensure!(me.user_id == Some(0), "PAT session user {:?}", me.user_id);
 
         let bogus = server.anonymous_client().await?;
         ensure!(
