@@ -6,7 +6,7 @@
 //! | GET /status      | supervision, mode, cores, queues, rings, connections, partitions/shard |
 //! | GET /config      | the effective configuration (JSON; `?format=toml` for TOML)           |
 //! | PUT/POST /config | a live change (TOML or JSON); 409 lists keys that need a restart      |
-//! | GET /steering    | connection steering: policy, state and per-worker connection counts   |
+//! | GET /steering    | steering policy, state, per-worker connections; XDP program counters  |
 //! | GET /metrics     | Prometheus text                                                       |
 //! | POST /shutdown   | stops the dataplane cleanly, then riptide-control exits               |
 
@@ -255,6 +255,19 @@ async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
                 .collect();
         }
         Err(reason) => body["unavailable"] = json!(reason),
+    }
+    let interfaces = crate::steering::xdp_interfaces(&config);
+    if !interfaces.is_empty() {
+        // Map reads are syscalls; keep them off the async workers.
+        let views = tokio::task::spawn_blocking(move || {
+            interfaces
+                .iter()
+                .map(|i| crate::steering::read_xdp(i))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        body["xdp"] = json!(views);
     }
     Json(body).into_response()
 }

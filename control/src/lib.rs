@@ -8,4 +8,5 @@ pub mod control;
 pub mod host_checks;
 pub mod live;
 pub mod metrics;
+pub mod steering;
 pub mod supervisor;
