@@ -550,6 +550,7 @@ impl Partition {
             return;
         };
         if result < 0 || (result as usize) < write.len_bytes {
+            // A short write is what a filesystem running out of blocks returns.
             let error = if result < 0 {
                 append_error_from_errno(-result)
             } else {
@@ -564,6 +565,10 @@ impl Partition {
             return;
         }
         self.spare = Some(written);
+        self.write_succeeded(engine, &write, started);
+    }
+
+    fn write_succeeded(&mut self, engine: &mut Engine, write: &WriteInFlight, started: Instant) {
         if write.dsync {
             engine
                 .stats

@@ -100,6 +100,28 @@ pub(crate) struct ReadJob {
     pub steps: u32,
 }
 
+impl ReadJob {
+    /// A poll's read starting at the record at `position` (base offset `expected_offset`).
+    pub fn new(
+        token: u64,
+        collector: Collector,
+        segment_base: u64,
+        position: u64,
+        expected_offset: u64,
+    ) -> Box<ReadJob> {
+        Box::new(ReadJob {
+            token,
+            collector,
+            segment_base,
+            file_position: 0,
+            walk_position: position,
+            expected_offset,
+            walk_end: 0,
+            steps: 0,
+        })
+    }
+}
+
 /// Resolves the start of a poll to a target, or `None` when nothing can be returned.
 pub(crate) fn resolve(
     partition: &Partition,

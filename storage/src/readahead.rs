@@ -69,16 +69,7 @@ pub(crate) fn start(
         visible_last,
         partition.key.partition_id,
     );
-    let job = Box::new(ReadJob {
-        token: INTERNAL_TOKEN,
-        collector,
-        segment_base,
-        file_position: 0,
-        walk_position: position,
-        expected_offset: offset,
-        walk_end: 0,
-        steps: 0,
-    });
+    let job = ReadJob::new(INTERNAL_TOKEN, collector, segment_base, position, offset);
     match read::submit(partition, engine, job, buf, (position, end), false, true) {
         Ok(()) => {
             partition.readahead = Some(Readahead {

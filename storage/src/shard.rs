@@ -196,16 +196,7 @@ impl Shard {
             return Ok(ReadOutcome::Ready(collector.result));
         };
         let buf = self.read_buffers.pop().ok_or(ReadError::Backpressure)?;
-        let job = Box::new(ReadJob {
-            token,
-            collector,
-            segment_base,
-            file_position: 0,
-            walk_position: position,
-            expected_offset,
-            walk_end: 0,
-            steps: 0,
-        });
+        let job = ReadJob::new(token, collector, segment_base, position, expected_offset);
         match read::submit(
             partition,
             &mut self.engine,

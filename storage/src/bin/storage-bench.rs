@@ -259,21 +259,16 @@ fn row(name: &str, bytes: u64, elapsed: Duration, ceiling_bytes: u64, ceiling: D
     );
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
-    std::fs::create_dir_all(&args.dir)?;
-    let payload = vec![0x5Au8; MESSAGE_PAYLOAD_BYTES];
-    let payloads: Vec<&[u8]> = (0..MESSAGES_PER_BATCH)
-        .map(|_| payload.as_slice())
-        .collect();
-    let batch = build_batch(&payloads, 1);
-    let batches = args.size_bytes.div_ceil(batch.len() as u64);
-    let total_bytes = batches * batch.len() as u64;
-    let raw_bytes = total_bytes.div_ceil(RAW_CHUNK_BYTES as u64) * RAW_CHUNK_BYTES as u64;
-    let config = engine_config();
+fn print_header(
+    args: &Args,
+    config: &StorageConfig,
+    batches: u64,
+    batch_bytes: usize,
+    total_bytes: u64,
+) {
     println!(
         "storage-bench: {batches} batches x {} B = {total_bytes} B in {} (write buffer {} B, read buffer {} B, segment {} B)",
-        batch.len(),
+        batch_bytes,
         args.dir.display(),
         config.write_buffer_size_bytes,
         config.read_buffer_size_bytes,
@@ -286,6 +281,21 @@ fn main() -> anyhow::Result<()> {
         "{:<40} {:>9} {:>14} {:>7}",
         "case", "MB/s", "ceiling MB/s", "ratio"
     );
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let payload = vec![0x5Au8; MESSAGE_PAYLOAD_BYTES];
+    let payloads: Vec<&[u8]> = (0..MESSAGES_PER_BATCH)
+        .map(|_| payload.as_slice())
+        .collect();
+    let batch = build_batch(&payloads, 1);
+    let batches = args.size_bytes.div_ceil(batch.len() as u64);
+    let total_bytes = batches * batch.len() as u64;
+    let raw_bytes = total_bytes.div_ceil(RAW_CHUNK_BYTES as u64) * RAW_CHUNK_BYTES as u64;
+    let config = engine_config();
+    print_header(&args, &config, batches, batch.len(), total_bytes);
     let raw_path = args.dir.join("raw.bin");
     let durable = args.dir.join("durable");
     let memory = args.dir.join("memory");
