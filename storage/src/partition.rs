@@ -240,12 +240,11 @@ impl Partition {
     /// Whether `append` would take a batch of `len` bytes now (the same checks it makes), so a
     /// caller can hold a batch back instead of having it refused with `Backpressure`.
     pub fn has_room(&self, len: usize) -> bool {
+        let written = self
+            .mem
+            .partition_point(|r| r.base_offset < self.durable_next_offset);
         self.unwritten_bytes + len <= self.config.pending_size_max_bytes
-            && !(self.mem.len() >= crate::constants::PENDING_APPENDS_MAX
-                && self
-                    .mem
-                    .front()
-                    .is_some_and(|r| r.base_offset >= self.durable_next_offset))
+            && self.mem.len() - written < crate::constants::PENDING_APPENDS_MAX
     }
 
     /// Stamps and queues `batch`. Durable appends complete through the engine later; memory
@@ -304,13 +303,7 @@ impl Partition {
         if header.length_bytes != batch.len() {
             return Err(AppendError::InvalidBatch);
         }
-        if self.unwritten_bytes + batch.len() > self.config.pending_size_max_bytes {
-            return Err(AppendError::Backpressure);
-        }
-        let written = self
-            .mem
-            .partition_point(|r| r.base_offset < self.durable_next_offset);
-        if self.mem.len() - written >= crate::constants::PENDING_APPENDS_MAX {
+        if !self.has_room(batch.len()) {
             return Err(AppendError::Backpressure);
         }
         Ok(())

@@ -371,3 +371,37 @@ fn bad_input_is_an_error_not_a_panic() {
     )
     .is_err());
 }
+
+#[test]
+fn has_room_predicts_backpressure() {
+    let root = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        pending_size_max_bytes: 64 * 1024 * 1024,
+        ..small_config()
+    };
+    let mut shard = common::shard(config);
+    shard
+        .create_partition(
+            KEY,
+            &partition_dir(root.path()),
+            PartitionSettings::default(),
+        )
+        .unwrap();
+    let big = batch(1, 16, 1024 * 1024);
+    let mut appended = 0;
+    while shard.has_room(KEY, big.len()) {
+        shard
+            .append(KEY, big.clone(), AckMode::Memory, appended, now_us())
+            .unwrap();
+        appended += 1;
+        assert!(appended < 1000, "has_room never said no");
+    }
+    assert_eq!(
+        shard.append(KEY, big.clone(), AckMode::Memory, 0, now_us()),
+        Err(AppendError::Backpressure)
+    );
+    shard.flush(KEY, false, 5).unwrap();
+    let mut parked = Vec::new();
+    wait_for(&mut shard, 5, &mut parked);
+    assert!(shard.has_room(KEY, big.len()), "room again once written");
+}
