@@ -1942,7 +1942,7 @@ async fn ping_on_fresh_connection(address: std::net::SocketAddr) -> anyhow::Resu
         .await
         .context("diagnostic: a ping on a fresh connection after the stall")?;
     bail!(
-        "diagnostic: a fresh connection still gets ping replies ({}), so the stall is past the network worker",
+        "diagnostic: a fresh connection still gets ping replies ({}), so the worker loops are alive and only the stuck connections are not served (compare runtime/stats.json: shard appends vs sends issued)",
         pong.describe()
     )
 }
@@ -2029,7 +2029,7 @@ async fn concurrent_raw_connections_on_every_worker_all_get_replies() {
             findings.check(result);
         }
         if stalled {
-            // Tells a stalled network worker (no ping either) from a stalled shard.
+            // Tells a dead worker loop (no ping either) from connections that stopped being served.
             findings.check(ping_on_fresh_connection(server.address()).await);
         }
         findings.finish()?;
