@@ -11,7 +11,9 @@ use crate::stats::{ShardCounters, WorkerCounters};
 use arc_swap::ArcSwap;
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{Catalog, Change, Durability, MetadataStore, Topic};
-use riptide_storage::{AckMode, MemoryFlush, PartitionInfo, PartitionKey, PartitionSettings, StorageConfig};
+use riptide_storage::{
+    AckMode, MemoryFlush, PartitionInfo, PartitionKey, PartitionSettings, StorageConfig,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -27,7 +29,9 @@ pub fn now_us() -> u64 {
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the data are plain
 /// registries whose invariants hold between statements).
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A partition's offsets and sizes as its shard last published them.
@@ -42,10 +46,13 @@ pub struct PartitionCounters {
 
 impl PartitionCounters {
     pub fn publish(&self, info: &PartitionInfo) {
-        self.next_offset.store(info.current_offset.map_or(0, |o| o + 1), Ordering::Relaxed);
-        self.messages_count.store(info.messages_count, Ordering::Relaxed);
+        self.next_offset
+            .store(info.current_offset.map_or(0, |o| o + 1), Ordering::Relaxed);
+        self.messages_count
+            .store(info.messages_count, Ordering::Relaxed);
         self.size_bytes.store(info.size_bytes, Ordering::Relaxed);
-        self.segments_count.store(u64::from(info.segments_count), Ordering::Relaxed);
+        self.segments_count
+            .store(u64::from(info.segments_count), Ordering::Relaxed);
     }
 
     pub fn read(&self) -> PartitionInfo {
@@ -90,7 +97,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, store: MetadataStore, catalog: Catalog, workers: usize, shards: usize) -> Shared {
+    pub fn new(
+        config: Config,
+        store: MetadataStore,
+        catalog: Catalog,
+        workers: usize,
+        shards: usize,
+    ) -> Shared {
         Shared {
             data_dir: config.system.path.clone(),
             config,
@@ -134,7 +147,8 @@ impl Shared {
         let current = self.catalog.load_full();
         let (change, result) = build(&current)?;
         let mut next = Catalog::clone(&current);
-        next.apply(&change).map_err(|error| crate::dispatch::catalog_error_code(&error))?;
+        next.apply(&change)
+            .map_err(|error| crate::dispatch::catalog_error_code(&error))?;
         store.apply(&change).map_err(|error| {
             tracing::error!(%error, "metadata change could not be made durable");
             ErrorCode::Error
@@ -176,7 +190,11 @@ impl Shared {
             for topic in stream.topics.values() {
                 let settings = self.partition_settings(topic);
                 for partition in &topic.partitions {
-                    let key = PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id: partition.id };
+                    let key = PartitionKey {
+                        stream_id: stream.id,
+                        topic_id: topic.id,
+                        partition_id: partition.id,
+                    };
                     if self.shard_for(key) == shard {
                         owned.push((key, settings));
                     }
@@ -204,10 +222,13 @@ impl Shared {
         let partitions = topic.partitions.len().max(1) as u64;
         PartitionSettings {
             ack_mode,
-            message_expiry_us: (topic.options.message_expiry_us != u64::MAX && topic.options.message_expiry_us != 0)
+            message_expiry_us: (topic.options.message_expiry_us != u64::MAX
+                && topic.options.message_expiry_us != 0)
                 .then_some(topic.options.message_expiry_us),
-            max_size_bytes: (topic.options.max_topic_size_bytes != u64::MAX && topic.options.max_topic_size_bytes != 0)
+            max_size_bytes: (topic.options.max_topic_size_bytes != u64::MAX
+                && topic.options.max_topic_size_bytes != 0)
                 .then(|| topic.options.max_topic_size_bytes / partitions),
+            segment_size_bytes: Some(topic.options.segment_size_bytes),
         }
     }
 
@@ -237,7 +258,10 @@ impl Shared {
 
     /// The published counters of a partition (zeros until its shard opened it).
     pub fn partition_info(&self, key: PartitionKey) -> PartitionInfo {
-        lock(&self.partitions).get(&key).map(|c| c.read()).unwrap_or_default()
+        lock(&self.partitions)
+            .get(&key)
+            .map(|c| c.read())
+            .unwrap_or_default()
     }
 
     /// The address the TCP listeners bound (the configured port may be 0).

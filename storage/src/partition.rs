@@ -90,6 +90,22 @@ fn storage_io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::io(path, source)
 }
 
+/// The shard's configuration with this partition's own segment size, if it has one.
+fn partition_config(
+    config: &StorageConfig,
+    settings: &PartitionSettings,
+) -> Result<StorageConfig, StorageError> {
+    let Some(segment_size_bytes) = settings.segment_size_bytes else {
+        return Ok(config.clone());
+    };
+    let config = StorageConfig {
+        segment_size_bytes,
+        ..config.clone()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
 impl Partition {
     /// Opens (recovering) or creates the partition in `dir`.
     pub fn open(
@@ -99,6 +115,7 @@ impl Partition {
         config: &StorageConfig,
         create: bool,
     ) -> Result<Partition, StorageError> {
+        let config = &partition_config(config, &settings)?;
         std::fs::create_dir_all(dir).map_err(storage_io(dir))?;
         let alignment = io::probe_direct_alignment(dir);
         let mut bases = segment::list_segments(dir).map_err(storage_io(dir))?;

@@ -51,6 +51,9 @@ pub struct PartitionSettings {
     pub message_expiry_us: Option<u64>,
     /// Oldest sealed segments are deleted while the partition is larger; `None` = unlimited.
     pub max_size_bytes: Option<u64>,
+    /// Segment size of this partition (a topic's `segment_size` option), fixed when the
+    /// partition opens; `None` = the shard's `StorageConfig::segment_size_bytes`.
+    pub segment_size_bytes: Option<u64>,
 }
 
 impl Default for PartitionSettings {
@@ -58,6 +61,7 @@ impl Default for PartitionSettings {
         PartitionSettings {
             ack_mode: AckMode::Durable,
             message_expiry_us: None,
+            segment_size_bytes: None,
             max_size_bytes: None,
         }
     }

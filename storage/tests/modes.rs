@@ -405,3 +405,33 @@ fn has_room_predicts_backpressure() {
     wait_for(&mut shard, 5, &mut parked);
     assert!(shard.has_room(KEY, big.len()), "room again once written");
 }
+
+#[test]
+fn a_partition_segment_size_overrides_the_shard_default() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = partition_dir(root.path());
+    let mut shard = common::shard(small_config());
+    let settings = PartitionSettings {
+        segment_size_bytes: Some(64 * 1024),
+        ..Default::default()
+    };
+    shard.create_partition(KEY, &dir, settings).unwrap();
+    // 40 batches of ~8 KiB: about 5 segments of 64 KiB, where the shard default (256 KiB) makes 2.
+    fill_segments(&mut shard, 40);
+    let info = shard.partition_info(KEY).unwrap();
+    assert!(info.segments_count >= 4, "{info:?}");
+    let too_small = PartitionSettings {
+        segment_size_bytes: Some(1),
+        ..Default::default()
+    };
+    assert!(shard
+        .create_partition(
+            PartitionKey {
+                partition_id: 9,
+                ..KEY
+            },
+            &root.path().join("x"),
+            too_small
+        )
+        .is_err());
+}
