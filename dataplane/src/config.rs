@@ -522,7 +522,9 @@ fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Resul
         let rest = rest.to_ascii_lowercase();
         // Only variables naming a configuration section are overrides: other RIPTIDE_* variables
         // (scripts', tests') are not ours to refuse. A wrong key inside a section is refused.
-        let Some((section, key)) = rest.split_once('_') else { continue };
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
         if !table.contains_key(section) {
             continue;
         }

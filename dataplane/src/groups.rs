@@ -70,7 +70,9 @@ impl GroupRegistry {
 
     /// Removes a member; false when it was not one.
     pub fn leave(&mut self, key: GroupKey, client_id: u32) -> bool {
-        let Some(group) = self.groups.get_mut(&key) else { return false };
+        let Some(group) = self.groups.get_mut(&key) else {
+            return false;
+        };
         if group.members.remove(&client_id).is_none() {
             return false;
         }
@@ -80,7 +82,9 @@ impl GroupRegistry {
 
     /// Whether the client is a member of any group.
     pub fn has_member(&self, client_id: u32) -> bool {
-        self.groups.values().any(|group| group.members.contains_key(&client_id))
+        self.groups
+            .values()
+            .any(|group| group.members.contains_key(&client_id))
     }
 
     /// Removes a disconnected client from every group it was in.
@@ -95,7 +99,9 @@ impl GroupRegistry {
     /// Drops a deleted group, or every group of a deleted topic or stream (`None` = any).
     pub fn forget(&mut self, stream_id: u32, topic_id: Option<u32>, group_id: Option<u32>) {
         self.groups.retain(|(s, t, g), _| {
-            !(*s == stream_id && topic_id.is_none_or(|id| id == *t) && group_id.is_none_or(|id| id == *g))
+            !(*s == stream_id
+                && topic_id.is_none_or(|id| id == *t)
+                && group_id.is_none_or(|id| id == *g))
         });
     }
 
@@ -133,7 +139,10 @@ mod tests {
     fn partitions_are_dealt_round_robin_and_rebalanced_on_join_and_leave() {
         let mut registry = GroupRegistry::default();
         registry.join(KEY, 7, 3);
-        assert_eq!(registry.group(KEY).unwrap().assigned(7), Some(&[0, 1, 2][..]));
+        assert_eq!(
+            registry.group(KEY).unwrap().assigned(7),
+            Some(&[0, 1, 2][..])
+        );
         let generation = registry.group(KEY).unwrap().generation;
         registry.join(KEY, 9, 3);
         let group = registry.group(KEY).unwrap();
@@ -141,7 +150,10 @@ mod tests {
         assert_eq!(group.assigned(9), Some(&[1][..]));
         assert!(group.generation > generation);
         assert!(registry.leave(KEY, 7));
-        assert_eq!(registry.group(KEY).unwrap().assigned(9), Some(&[0, 1, 2][..]));
+        assert_eq!(
+            registry.group(KEY).unwrap().assigned(9),
+            Some(&[0, 1, 2][..])
+        );
         assert!(!registry.leave(KEY, 7));
     }
 
@@ -149,7 +161,9 @@ mod tests {
     fn next_partition_cycles_through_the_assignment() {
         let mut registry = GroupRegistry::default();
         registry.join(KEY, 1, 2);
-        let polled: Vec<_> = (0..4).map(|_| registry.next_partition(KEY, 1).unwrap()).collect();
+        let polled: Vec<_> = (0..4)
+            .map(|_| registry.next_partition(KEY, 1).unwrap())
+            .collect();
         assert_eq!(polled, vec![0, 1, 0, 1]);
         assert_eq!(registry.next_partition(KEY, 2), None);
     }

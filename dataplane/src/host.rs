@@ -26,7 +26,10 @@ impl HostFacts {
         let (disk_free_bytes, disk_total_bytes) = disk_space(data_dir);
         let uname = nix::sys::utsname::uname().ok();
         let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-            uname.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
+            uname
+                .as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
         };
         HostFacts {
             process_rss_bytes: kib_field(&status, "VmRSS:") * 1024,
@@ -60,7 +63,10 @@ fn disk_space(path: &Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(stat) => {
             let fragment = stat.fragment_size() as u64;
-            (stat.blocks_available() as u64 * fragment, stat.blocks() as u64 * fragment)
+            (
+                stat.blocks_available() as u64 * fragment,
+                stat.blocks() as u64 * fragment,
+            )
         }
         Err(_) => (0, 0),
     }

@@ -56,8 +56,15 @@ pub fn bind_listeners(address: SocketAddr, count: usize) -> std::io::Result<Vec<
 }
 
 fn reuseport_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
-    use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
-    let family = if address.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrStorage,
+    };
+    let family = if address.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     setsockopt(&fd, sockopt::ReusePort, &true)?;
@@ -103,14 +110,17 @@ impl KernelWorker {
         waker: Arc<Waker>,
         steering: Option<riptide_ebpf::reuseport::ConnectionCounter>,
     ) -> std::io::Result<KernelWorker> {
-        let heartbeat_timeout = Duration::from_millis(ctx.shared.config.heartbeat.interval_ms * 12 / 10);
+        let heartbeat_timeout =
+            Duration::from_millis(ctx.shared.config.heartbeat.interval_ms * 12 / 10);
         Ok(KernelWorker {
             ring: IoUring::new(RING_ENTRIES)?,
             listener,
             ctx,
             waker,
             wake_buffer: Box::new([0; 8]),
-            timeout: Box::new(types::Timespec::new().nsec(HOUSEKEEPING_INTERVAL_MS as u32 * 1_000_000)),
+            timeout: Box::new(
+                types::Timespec::new().nsec(HOUSEKEEPING_INTERVAL_MS as u32 * 1_000_000),
+            ),
             // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
             accept_address: Box::new((unsafe { std::mem::zeroed() }, 0)),
             accepting: false,
@@ -189,12 +199,18 @@ impl KernelWorker {
     }
 
     fn arm_timeout(&mut self) {
-        let entry = opcode::Timeout::new(&*self.timeout).build().user_data(user_data(KIND_TIMEOUT, 0, 0));
+        let entry = opcode::Timeout::new(&*self.timeout)
+            .build()
+            .user_data(user_data(KIND_TIMEOUT, 0, 0));
         self.push(entry);
     }
 
     fn reap(&mut self) {
-        let completions: Vec<(u64, i32)> = self.ring.completion().map(|cqe| (cqe.user_data(), cqe.result())).collect();
+        let completions: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|cqe| (cqe.user_data(), cqe.result()))
+            .collect();
         for (data, result) in completions {
             let (kind, slot, generation) = decode_user_data(data);
             match kind {
@@ -222,21 +238,34 @@ impl KernelWorker {
         let socket = unsafe { OwnedFd::from_raw_fd(result) };
         let counters = &self.ctx.shared.worker_counters[self.ctx.index];
         let open = counters.connections_open.load(Ordering::Relaxed);
-        if open >= u64::from(self.ctx.shared.config.tcp.connections_max) / self.ctx.shared.worker_counters.len().max(1) as u64 + 1 {
+        if open
+            >= u64::from(self.ctx.shared.config.tcp.connections_max)
+                / self.ctx.shared.worker_counters.len().max(1) as u64
+                + 1
+        {
             counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(worker = self.ctx.index, "connection refused: tcp.connections_max reached");
+            tracing::warn!(
+                worker = self.ctx.index,
+                "connection refused: tcp.connections_max reached"
+            );
             return;
         }
         let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpNoDelay, &true);
-        let peer = peer_address(&self.accept_address.0).map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let peer = peer_address(&self.accept_address.0)
+            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        counters
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(steering) = &self.steering {
             let _ = steering.opened(self.ctx.index as u32);
         }
         let index = self.allocate_slot();
         let slot = &mut self.slots[index as usize];
-        let id = ConnectionId { slot: index, generation: slot.generation };
+        let id = ConnectionId {
+            slot: index,
+            generation: slot.generation,
+        };
         slot.connection = Some(Connection::new(id, peer, &self.ctx));
         slot.socket = Some(socket);
         self.dirty.push(index);
@@ -263,9 +292,17 @@ impl KernelWorker {
     }
 
     fn on_recv(&mut self, index: u32, generation: u32, result: i32) {
-        let Some(slot) = self.slots.get_mut(index as usize).filter(|slot| slot.generation == generation) else { return };
+        let Some(slot) = self
+            .slots
+            .get_mut(index as usize)
+            .filter(|slot| slot.generation == generation)
+        else {
+            return;
+        };
         slot.recv_in_flight = false;
-        let Some(connection) = slot.connection.as_mut() else { return };
+        let Some(connection) = slot.connection.as_mut() else {
+            return;
+        };
         if result <= 0 {
             // 0: the peer closed; negative: ECONNRESET and friends. Either way the stream ends.
             if result < 0 {
@@ -277,7 +314,9 @@ impl KernelWorker {
             let received = &slot.recv_buffer[..result as usize];
             connection.on_received(received, &mut self.ctx);
             // A large frame in progress gets a larger buffer so it arrives in fewer receives.
-            if result as usize == slot.recv_buffer.len() && slot.recv_buffer.len() < RECV_BUFFER_LARGE_BYTES {
+            if result as usize == slot.recv_buffer.len()
+                && slot.recv_buffer.len() < RECV_BUFFER_LARGE_BYTES
+            {
                 slot.recv_buffer.resize(RECV_BUFFER_LARGE_BYTES, 0);
             }
         }
@@ -285,9 +324,17 @@ impl KernelWorker {
     }
 
     fn on_send(&mut self, index: u32, generation: u32, result: i32) {
-        let Some(slot) = self.slots.get_mut(index as usize).filter(|slot| slot.generation == generation) else { return };
+        let Some(slot) = self
+            .slots
+            .get_mut(index as usize)
+            .filter(|slot| slot.generation == generation)
+        else {
+            return;
+        };
         slot.send_in_flight = false;
-        let Some(connection) = slot.connection.as_mut() else { return };
+        let Some(connection) = slot.connection.as_mut() else {
+            return;
+        };
         if result < 0 {
             tracing::debug!(slot = index, error = %std::io::Error::from_raw_os_error(-result), "send failed");
             slot.shut_down = true;
@@ -303,7 +350,13 @@ impl KernelWorker {
         self.ctx.drain_replies(|reply| replies.push(reply));
         for reply in replies {
             let id = reply.token.connection;
-            let Some(slot) = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation) else { continue };
+            let Some(slot) = self
+                .slots
+                .get_mut(id.slot as usize)
+                .filter(|s| s.generation == id.generation)
+            else {
+                continue;
+            };
             if let Some(connection) = slot.connection.as_mut() {
                 connection.on_shard_reply(reply.token.seq, reply.outcome, &mut self.ctx);
                 // Replies may have freed ring room or in-flight slots: take more frames.
@@ -344,7 +397,10 @@ impl KernelWorker {
 
     fn service_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        let (Some(connection), Some(socket)) = (slot.connection.as_ref(), slot.socket.as_ref()) else { return };
+        let (Some(connection), Some(socket)) = (slot.connection.as_ref(), slot.socket.as_ref())
+        else {
+            return;
+        };
         let fd = socket.as_raw_fd();
         let generation = slot.generation;
         let finished = slot.shut_down || connection.is_closed();
@@ -363,20 +419,31 @@ impl KernelWorker {
         if !slot.send_in_flight && connection.has_output() {
             slot.send_iovecs.clear();
             for chunk in connection.pending_output().take(SEND_IOVECS_MAX) {
-                slot.send_iovecs.push(libc::iovec { iov_base: chunk.as_ptr() as *mut _, iov_len: chunk.len() });
+                slot.send_iovecs.push(libc::iovec {
+                    iov_base: chunk.as_ptr() as *mut _,
+                    iov_len: chunk.len(),
+                });
             }
-            let entry = opcode::Writev::new(types::Fd(fd), slot.send_iovecs.as_ptr(), slot.send_iovecs.len() as u32)
-                .build()
-                .user_data(user_data(KIND_SEND, index, generation));
+            let entry = opcode::Writev::new(
+                types::Fd(fd),
+                slot.send_iovecs.as_ptr(),
+                slot.send_iovecs.len() as u32,
+            )
+            .build()
+            .user_data(user_data(KIND_SEND, index, generation));
             slot.send_in_flight = true;
             self.push(entry);
         }
         let slot = &mut self.slots[index as usize];
         let wants_read = slot.connection.as_ref().is_some_and(Connection::wants_read);
         if !slot.recv_in_flight && wants_read {
-            let entry = opcode::Recv::new(types::Fd(fd), slot.recv_buffer.as_mut_ptr(), slot.recv_buffer.len() as u32)
-                .build()
-                .user_data(user_data(KIND_RECV, index, generation));
+            let entry = opcode::Recv::new(
+                types::Fd(fd),
+                slot.recv_buffer.as_mut_ptr(),
+                slot.recv_buffer.len() as u32,
+            )
+            .build()
+            .user_data(user_data(KIND_RECV, index, generation));
             slot.recv_in_flight = true;
             self.push(entry);
         }
@@ -401,7 +468,9 @@ impl KernelWorker {
     /// connections that have nothing left in flight.
     fn housekeeping(&mut self, shutting_down: bool) {
         for index in 0..self.slots.len() {
-            let Some(connection) = self.slots[index].connection.as_mut() else { continue };
+            let Some(connection) = self.slots[index].connection.as_mut() else {
+                continue;
+            };
             let silent = connection.last_activity.elapsed() > self.heartbeat_timeout;
             let idle = !connection.awaiting_shards() && !connection.has_output();
             if (shutting_down && idle) || (silent && self.is_group_member(index)) {
@@ -413,7 +482,9 @@ impl KernelWorker {
     }
 
     fn is_group_member(&self, index: usize) -> bool {
-        let Some(connection) = self.slots[index].connection.as_ref() else { return false };
+        let Some(connection) = self.slots[index].connection.as_ref() else {
+            return false;
+        };
         crate::shared::lock(&self.ctx.shared.groups).has_member(connection.state.client_id)
     }
 }
@@ -422,13 +493,16 @@ fn peer_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
             Some(SocketAddr::from((ip, u16::from_be(v4.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
             Some(SocketAddr::from((ip, u16::from_be(v6.sin6_port))))
         }
@@ -443,13 +517,18 @@ mod tests {
     #[test]
     fn user_data_round_trips() {
         let data = user_data(KIND_SEND, 0x00ab_cdef, 0xdead_beef);
-        assert_eq!(decode_user_data(data), (KIND_SEND, 0x00ab_cdef, 0xdead_beef));
+        assert_eq!(
+            decode_user_data(data),
+            (KIND_SEND, 0x00ab_cdef, 0xdead_beef)
+        );
     }
 
     #[test]
     fn listeners_share_one_port() {
         let listeners = bind_listeners("127.0.0.1:0".parse().unwrap(), 3).unwrap();
         let port = listeners[0].local_addr().unwrap().port();
-        assert!(listeners.iter().all(|l| l.local_addr().unwrap().port() == port));
+        assert!(listeners
+            .iter()
+            .all(|l| l.local_addr().unwrap().port() == port));
     }
 }

@@ -27,7 +27,9 @@ fn parse_args() -> Result<(Option<PathBuf>, Action), String> {
     let mut action = Action::Run;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" | "-c" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
+            }
             "--print-config" => action = Action::PrintConfig,
             "--print-default-config" => action = Action::PrintDefault,
             "--help" | "-h" => return Err(String::new()),
@@ -45,7 +47,10 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {

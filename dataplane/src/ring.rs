@@ -26,7 +26,9 @@ impl Waker {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -77,11 +79,21 @@ pub fn build_mesh(
     workers: usize,
     shards: usize,
     capacity: usize,
-) -> std::io::Result<(Vec<Vec<ShardLink>>, Vec<Vec<WorkerShardRings>>, Vec<Arc<Waker>>, Vec<Arc<Waker>>)> {
-    let worker_wakers: Vec<Arc<Waker>> = (0..workers).map(|_| Waker::new().map(Arc::new)).collect::<Result<_, _>>()?;
-    let shard_wakers: Vec<Arc<Waker>> = (0..shards).map(|_| Waker::new().map(Arc::new)).collect::<Result<_, _>>()?;
+) -> std::io::Result<(
+    Vec<Vec<ShardLink>>,
+    Vec<Vec<WorkerShardRings>>,
+    Vec<Arc<Waker>>,
+    Vec<Arc<Waker>>,
+)> {
+    let worker_wakers: Vec<Arc<Waker>> = (0..workers)
+        .map(|_| Waker::new().map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let shard_wakers: Vec<Arc<Waker>> = (0..shards)
+        .map(|_| Waker::new().map(Arc::new))
+        .collect::<Result<_, _>>()?;
     let mut links: Vec<Vec<ShardLink>> = (0..workers).map(|_| Vec::with_capacity(shards)).collect();
-    let mut rings: Vec<Vec<WorkerShardRings>> = (0..shards).map(|_| Vec::with_capacity(workers)).collect();
+    let mut rings: Vec<Vec<WorkerShardRings>> =
+        (0..shards).map(|_| Vec::with_capacity(workers)).collect();
     for (worker, worker_links) in links.iter_mut().enumerate() {
         for (shard, shard_rings) in rings.iter_mut().enumerate() {
             let (request_producer, request_consumer) = rtrb::RingBuffer::new(capacity);

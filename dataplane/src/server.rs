@@ -25,11 +25,17 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path}: {source} (check system.path / IGGY_SYSTEM_PATH)")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("metadata store: {0}")]
     Metadata(String),
     #[error("cannot listen on {address}: {source} (check tcp.address / IGGY_TCP_ADDRESS)")]
-    Listen { address: String, source: std::io::Error },
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("storage shard {shard}: {message}")]
     Shard { shard: usize, message: String },
     #[error("{0}")]
@@ -42,8 +48,15 @@ pub enum StartError {
 /// A [`StartError`] when start-up fails; nothing is left running then.
 pub fn run(config: Config) -> Result<(), StartError> {
     let data_dir = config.system.path.clone();
-    for dir in [data_dir.clone(), data_dir.join("runtime"), data_dir.join("metadata")] {
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
+    for dir in [
+        data_dir.clone(),
+        data_dir.join("runtime"),
+        data_dir.join("metadata"),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let signals = block_termination_signals()?;
     let (store, catalog) = open_metadata(&config, &data_dir)?;
@@ -51,20 +64,40 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let shards = config.storage_shards();
     let shared = Arc::new(Shared::new(config.clone(), store, catalog, workers, shards));
     let (links, rings, worker_wakers, shard_wakers) =
-        build_mesh(workers, shards, config.dataplane.ring_capacity).map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+        build_mesh(workers, shards, config.dataplane.ring_capacity)
+            .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
     let cores = pin_plan(&config, workers + shards);
 
     let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
-    let address = config.tcp_address().map_err(|e| StartError::Other(e.to_string()))?;
-    let listeners = bind_listeners(address, workers)
-        .map_err(|source| StartError::Listen { address: config.tcp.address.clone(), source })?;
-    let bound = listeners[0].local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let address = config
+        .tcp_address()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let listeners = bind_listeners(address, workers).map_err(|source| StartError::Listen {
+        address: config.tcp.address.clone(),
+        source,
+    })?;
+    let bound = listeners[0]
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
     shared.set_bound_address(bound);
     let steering = attach_steering(&config, &listeners);
-    let counter = steering.as_ref().map(riptide_ebpf::reuseport::ReuseportSteering::connection_counter);
-    let steering_label = steering.as_ref().map_or("so_reuseport_hash".to_string(), |s| format!("ebpf_{}", s.policy()));
+    let counter = steering
+        .as_ref()
+        .map(riptide_ebpf::reuseport::ReuseportSteering::connection_counter);
+    let steering_label = steering
+        .as_ref()
+        .map_or("so_reuseport_hash".to_string(), |s| {
+            format!("ebpf_{}", s.policy())
+        });
 
-    let worker_threads = start_workers(&shared, listeners, links, &worker_wakers, &cores[..workers], counter)?;
+    let worker_threads = start_workers(
+        &shared,
+        listeners,
+        links,
+        &worker_wakers,
+        &cores[..workers],
+        counter,
+    )?;
     write_current_config(&data_dir, bound, &config)?;
     tracing::info!(address = %bound, workers, shards, steering = %steering_label, data = %data_dir.display(), "riptide is ready");
 
@@ -89,11 +122,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn open_metadata(config: &Config, data_dir: &Path) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
-    let (mut store, mut catalog) =
-        MetadataStore::open(&data_dir.join("metadata")).map_err(|e| StartError::Metadata(e.to_string()))?;
+fn open_metadata(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
+    let (mut store, mut catalog) = MetadataStore::open(&data_dir.join("metadata"))
+        .map_err(|e| StartError::Metadata(e.to_string()))?;
     if catalog.users().is_empty() {
-        let password_hash = hash_password(&config.root.password).map_err(|e| StartError::Metadata(e.to_string()))?;
+        let password_hash = hash_password(&config.root.password)
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
         let change = Change::CreateUser {
             user_id: 0,
             username: config.root.username.clone(),
@@ -102,8 +139,12 @@ fn open_metadata(config: &Config, data_dir: &Path) -> Result<(MetadataStore, rip
             permissions: Some(Permissions::root()),
             created_at_us: now_us(),
         };
-        store.apply(&change).map_err(|e| StartError::Metadata(e.to_string()))?;
-        catalog.apply(&change).map_err(|e| StartError::Metadata(e.to_string()))?;
+        store
+            .apply(&change)
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
+        catalog
+            .apply(&change)
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
         tracing::info!(username = %config.root.username, "created the root user (first boot)");
     }
     Ok((store, catalog))
@@ -122,7 +163,12 @@ fn start_workers(
     let mut threads = Vec::new();
     for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
         let ctx = WorkerContext::new(index, Arc::clone(shared), worker_links);
-        let (waker, counter, ready, core) = (Arc::clone(&wakers[index]), counter.clone(), ready_tx.clone(), cores[index]);
+        let (waker, counter, ready, core) = (
+            Arc::clone(&wakers[index]),
+            counter.clone(),
+            ready_tx.clone(),
+            cores[index],
+        );
         let thread = std::thread::Builder::new()
             .name(format!("riptide-net-{index}"))
             .spawn(move || {
@@ -150,7 +196,11 @@ fn start_workers(
                 shared.request_shutdown();
                 return Err(StartError::Other(message));
             }
-            Err(_) => return Err(StartError::Other("a network worker exited during start-up".to_string())),
+            Err(_) => {
+                return Err(StartError::Other(
+                    "a network worker exited during start-up".to_string(),
+                ))
+            }
         }
     }
     Ok(threads)
@@ -196,7 +246,11 @@ fn start_shards(
                 shared.request_storage_stop();
                 return Err(StartError::Shard { shard, message });
             }
-            Err(_) => return Err(StartError::Other("a storage shard exited during start-up".to_string())),
+            Err(_) => {
+                return Err(StartError::Other(
+                    "a storage shard exited during start-up".to_string(),
+                ))
+            }
         }
     }
     Ok(threads)
@@ -205,9 +259,19 @@ fn start_shards(
 /// Cores for each thread in order (workers, then shards): the configured list, else the
 /// available cores round-robin. `None` when the machine reports no core ids.
 fn pin_plan(config: &Config, threads: usize) -> Vec<Option<usize>> {
-    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
-    let plan: &[usize] = if config.dataplane.cores.is_empty() { &available } else { &config.dataplane.cores };
-    (0..threads).map(|i| (!plan.is_empty()).then(|| plan[i % plan.len()])).collect()
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let plan: &[usize] = if config.dataplane.cores.is_empty() {
+        &available
+    } else {
+        &config.dataplane.cores
+    };
+    (0..threads)
+        .map(|i| (!plan.is_empty()).then(|| plan[i % plan.len()]))
+        .collect()
 }
 
 fn pin(core: Option<usize>, role: &str, index: usize) {
@@ -216,19 +280,29 @@ fn pin(core: Option<usize>, role: &str, index: usize) {
         return;
     };
     if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-        tracing::warn!(role, index, core = id, "pinning failed: thread left unpinned");
+        tracing::warn!(
+            role,
+            index,
+            core = id,
+            "pinning failed: thread left unpinned"
+        );
     }
 }
 
 /// Loads the sk_reuseport steering program; on any failure plain SO_REUSEPORT hashing spreads
 /// connections and the log says why, in one line.
-fn attach_steering(config: &Config, listeners: &[std::net::TcpListener]) -> Option<riptide_ebpf::reuseport::ReuseportSteering> {
+fn attach_steering(
+    config: &Config,
+    listeners: &[std::net::TcpListener],
+) -> Option<riptide_ebpf::reuseport::ReuseportSteering> {
     if !config.steering.enabled || listeners.len() < 2 {
         return None;
     }
     let policy = match config.steering.policy {
         SteeringPolicy::Hash => riptide_ebpf::reuseport::SteeringPolicy::Hash,
-        SteeringPolicy::LeastConnections => riptide_ebpf::reuseport::SteeringPolicy::LeastConnections,
+        SteeringPolicy::LeastConnections => {
+            riptide_ebpf::reuseport::SteeringPolicy::LeastConnections
+        }
     };
     let fds: Vec<_> = listeners.iter().map(AsFd::as_fd).collect();
     let attached = riptide_ebpf::reuseport::ReuseportSteering::load(policy, listeners.len() as u32)
@@ -244,7 +318,11 @@ fn attach_steering(config: &Config, listeners: &[std::net::TcpListener]) -> Opti
 
 /// `<data>/runtime/current_config.toml`: the bound address (as iggy-server writes it) and the
 /// effective configuration, written atomically.
-fn write_current_config(data_dir: &Path, bound: SocketAddr, config: &Config) -> Result<(), StartError> {
+fn write_current_config(
+    data_dir: &Path,
+    bound: SocketAddr,
+    config: &Config,
+) -> Result<(), StartError> {
     let mut effective = config.clone();
     effective.tcp.address = bound.to_string();
     let text = effective.to_toml_masked();
@@ -252,7 +330,10 @@ fn write_current_config(data_dir: &Path, bound: SocketAddr, config: &Config) -> 
     let temp = path.with_extension("toml.tmp");
     std::fs::write(&temp, text)
         .and_then(|()| std::fs::rename(&temp, &path))
-        .map_err(|source| StartError::DataDir { path: path.display().to_string(), source })
+        .map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Blocks SIGTERM and SIGINT in every thread (threads inherit the mask) and returns a signalfd
@@ -263,7 +344,8 @@ fn block_termination_signals() -> Result<nix::sys::signalfd::SignalFd, StartErro
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
-    set.thread_block().map_err(|e| StartError::Other(format!("block signals: {e}")))?;
+    set.thread_block()
+        .map_err(|e| StartError::Other(format!("block signals: {e}")))?;
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| StartError::Other(format!("signalfd: {e}")))
 }
@@ -284,7 +366,10 @@ fn wait_for_signal(
         }
         if Instant::now() >= next_publish {
             next_publish = Instant::now() + Duration::from_millis(STATS_PUBLISH_INTERVAL_MS);
-            if let Err(error) = write_snapshot(&shared.data_dir, &snapshot(shared, cores, workers, steering)) {
+            if let Err(error) = write_snapshot(
+                &shared.data_dir,
+                &snapshot(shared, cores, workers, steering),
+            ) {
                 tracing::debug!(%error, "stats snapshot not written");
             }
         }
@@ -292,21 +377,44 @@ fn wait_for_signal(
     }
 }
 
-fn snapshot(shared: &Shared, cores: &[Option<usize>], workers: usize, steering: &str) -> StatsSnapshot {
+fn snapshot(
+    shared: &Shared,
+    cores: &[Option<usize>],
+    workers: usize,
+    steering: &str,
+) -> StatsSnapshot {
     let catalog = shared.catalog();
     let topics: usize = catalog.streams().values().map(|s| s.topics.len()).sum();
-    let partitions: usize = catalog.streams().values().flat_map(|s| s.topics.values()).map(|t| t.partitions.len()).sum();
+    let partitions: usize = catalog
+        .streams()
+        .values()
+        .flat_map(|s| s.topics.values())
+        .map(|t| t.partitions.len())
+        .sum();
     StatsSnapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         mode: "kernel".to_string(),
-        tcp_address: shared.bound_address().map(|a| a.to_string()).unwrap_or_default(),
+        tcp_address: shared
+            .bound_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         started_at_us: shared.started_at_us,
         written_at_us: now_us(),
         steering: steering.to_string(),
         ring_capacity: shared.config.dataplane.ring_capacity as u64,
-        workers: shared.worker_counters.iter().enumerate().map(|(i, c)| c.snapshot(i, cores[i])).collect(),
-        shards: shared.shard_counters.iter().enumerate().map(|(i, c)| c.snapshot(i, cores[workers + i])).collect(),
+        workers: shared
+            .worker_counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.snapshot(i, cores[i]))
+            .collect(),
+        shards: shared
+            .shard_counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.snapshot(i, cores[workers + i]))
+            .collect(),
         ports: Vec::new(),
         streams: catalog.streams().len() as u64,
         topics: topics as u64,

@@ -12,7 +12,9 @@ use crate::ring::ShardLink;
 use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
 use crate::shared::{lock, ClientInfo, Shared};
 use riptide_protocol::codes::{ErrorCode, EvictionReason};
-use riptide_protocol::constants::{HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN};
+use riptide_protocol::constants::{
+    HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN,
+};
 use riptide_protocol::header::{EvictionRepr, ReplyRepr, RequestHeader};
 use riptide_protocol::request::{Rejection, Request};
 use std::collections::{HashMap, VecDeque};
@@ -49,13 +51,20 @@ pub struct WorkerContext {
 
 impl WorkerContext {
     pub fn new(index: usize, shared: Arc<Shared>, links: Vec<ShardLink>) -> WorkerContext {
-        WorkerContext { index, shared, links, balanced_next: HashMap::new() }
+        WorkerContext {
+            index,
+            shared,
+            links,
+            balanced_next: HashMap::new(),
+        }
     }
 
     /// Whether every shard can take one more request (checked before a frame is dispatched,
     /// so a dispatched request is never refused by a full ring).
     fn every_link_has_room(&self, needed: usize) -> bool {
-        self.links.iter().all(|link| link.capacity - link.outstanding >= needed && link.requests.slots() >= needed)
+        self.links.iter().all(|link| {
+            link.capacity - link.outstanding >= needed && link.requests.slots() >= needed
+        })
     }
 
     fn send(&mut self, shard: usize, request: ShardRequest) {
@@ -89,7 +98,11 @@ impl WorkerContext {
 
 enum SlotState {
     Ready,
-    Waiting { remaining: u32, continuation: Continuation, failure: Option<ErrorCode> },
+    Waiting {
+        remaining: u32,
+        continuation: Continuation,
+        failure: Option<ErrorCode>,
+    },
 }
 
 /// A request in flight: its reply header and the reply once known.
@@ -122,11 +135,20 @@ impl Connection {
         let client_id = ctx.shared.next_client_id();
         lock(&ctx.shared.clients).insert(
             client_id,
-            ClientInfo { client_id, address: address.clone(), user_id: None, transport: "TCP" },
+            ClientInfo {
+                client_id,
+                address: address.clone(),
+                user_id: None,
+                transport: "TCP",
+            },
         );
         Connection {
             id,
-            state: ConnectionState { client_id, address, session: None },
+            state: ConnectionState {
+                client_id,
+                address,
+                session: None,
+            },
             input: Vec::new(),
             input_start: 0,
             output: VecDeque::new(),
@@ -165,7 +187,13 @@ impl Connection {
     /// Bytes ready to send, as chunks (the first may be partly sent already).
     pub fn pending_output(&self) -> impl Iterator<Item = &[u8]> {
         let first_offset = self.output_sent_bytes;
-        self.output.iter().enumerate().map(move |(i, chunk)| if i == 0 { &chunk[first_offset..] } else { &chunk[..] })
+        self.output.iter().enumerate().map(move |(i, chunk)| {
+            if i == 0 {
+                &chunk[first_offset..]
+            } else {
+                &chunk[..]
+            }
+        })
     }
 
     pub fn has_output(&self) -> bool {
@@ -175,7 +203,9 @@ impl Connection {
     /// Marks `sent` bytes of the pending output as written.
     pub fn consume_output(&mut self, mut sent: usize) {
         while sent > 0 {
-            let Some(front) = self.output.front() else { return };
+            let Some(front) = self.output.front() else {
+                return;
+            };
             let left = front.len() - self.output_sent_bytes;
             if sent < left {
                 self.output_sent_bytes += sent;
@@ -197,13 +227,14 @@ impl Connection {
             if available.len() < HEADER_SIZE_BYTES {
                 break;
             }
-            let frame_len = match frame_length(available, ctx.shared.config.limits.frame_size_max_bytes) {
-                Ok(len) => len,
-                Err(reason) => {
-                    self.evict(available, reason, ctx);
-                    break;
-                }
-            };
+            let frame_len =
+                match frame_length(available, ctx.shared.config.limits.frame_size_max_bytes) {
+                    Ok(len) => len,
+                    Err(reason) => {
+                        self.evict(available, reason, ctx);
+                        break;
+                    }
+                };
             if available.len() < frame_len {
                 break;
             }
@@ -211,9 +242,12 @@ impl Connection {
             if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
                 break;
             }
-            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_FRAME_MAX.min(ctx.links.len())) {
+            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_FRAME_MAX.min(ctx.links.len()))
+            {
                 self.blocked = true;
-                ctx.shared.worker_counters[ctx.index].ring_full_stalls.fetch_add(1, Ordering::Relaxed);
+                ctx.shared.worker_counters[ctx.index]
+                    .ring_full_stalls
+                    .fetch_add(1, Ordering::Relaxed);
                 break;
             }
             self.input_start += frame_len;
@@ -241,7 +275,8 @@ impl Connection {
             self.evict(frame, EvictionReason::InvalidRequestOperation, ctx);
             return;
         };
-        if let Err(reason) = header.validate(ctx.shared.config.limits.frame_size_max_bytes as usize) {
+        if let Err(reason) = header.validate(ctx.shared.config.limits.frame_size_max_bytes as usize)
+        {
             self.evict(frame, reason, ctx);
             return;
         }
@@ -253,7 +288,12 @@ impl Connection {
                 let command = request.command();
                 let handled = dispatch::handle(request, &header, &mut self.state, ctx);
                 if let Handled::Error(code) = &handled {
-                    tracing::debug!(client = self.state.client_id, ?command, ?code, "request refused");
+                    tracing::debug!(
+                        client = self.state.client_id,
+                        ?command,
+                        ?code,
+                        "request refused"
+                    );
                 }
                 handled
             }
@@ -270,13 +310,21 @@ impl Connection {
         self.accept(handled, reply, frame, ctx);
     }
 
-    fn accept(&mut self, handled: Handled, mut reply: ReplyRepr, frame: &[u8], ctx: &mut WorkerContext) {
+    fn accept(
+        &mut self,
+        handled: Handled,
+        mut reply: ReplyRepr,
+        frame: &[u8],
+        ctx: &mut WorkerContext,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (state, chunks) = match handled {
             Handled::Reply(body) => (SlotState::Ready, vec![body]),
             Handled::Error(code) => {
-                ctx.shared.worker_counters[ctx.index].request_errors.fetch_add(1, Ordering::Relaxed);
+                ctx.shared.worker_counters[ctx.index]
+                    .request_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 reply.status = code.as_u32();
                 (SlotState::Ready, Vec::new())
             }
@@ -284,23 +332,45 @@ impl Connection {
                 self.evict(frame, reason, ctx);
                 return;
             }
-            Handled::Shard { requests, continuation } => {
+            Handled::Shard {
+                requests,
+                continuation,
+            } => {
                 let remaining = requests.len() as u32;
                 for (shard, op) in requests {
-                    let token = RequestToken { connection: self.id, seq };
+                    let token = RequestToken {
+                        connection: self.id,
+                        seq,
+                    };
                     ctx.send(shard, ShardRequest { token, op });
                     self.shards_to_wake[shard] = true;
                 }
-                (SlotState::Waiting { remaining, continuation, failure: None }, Vec::new())
+                (
+                    SlotState::Waiting {
+                        remaining,
+                        continuation,
+                        failure: None,
+                    },
+                    Vec::new(),
+                )
             }
         };
-        self.inflight.push_back(Inflight { seq, reply, state, chunks });
+        self.inflight.push_back(Inflight {
+            seq,
+            reply,
+            state,
+            chunks,
+        });
     }
 
     /// Sends an eviction and closes the connection once it is written.
     fn evict(&mut self, frame: &[u8], reason: EvictionReason, ctx: &WorkerContext) {
-        ctx.shared.worker_counters[ctx.index].evictions.fetch_add(1, Ordering::Relaxed);
-        let client = frame.get(128..144).map_or(0, |b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])));
+        ctx.shared.worker_counters[ctx.index]
+            .evictions
+            .fetch_add(1, Ordering::Relaxed);
+        let client = frame
+            .get(128..144)
+            .map_or(0, |b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])));
         let eviction = EvictionRepr {
             cluster: 0,
             client,
@@ -311,15 +381,29 @@ impl Connection {
         let mut header = [0u8; HEADER_SIZE_BYTES];
         eviction.emit(&mut header);
         // Replies already owed go first, then the eviction; nothing after it is read.
-        self.inflight.push_back(Inflight { seq: u64::MAX, reply: ReplyRepr::default(), state: SlotState::Ready, chunks: vec![header.to_vec()] });
+        self.inflight.push_back(Inflight {
+            seq: u64::MAX,
+            reply: ReplyRepr::default(),
+            state: SlotState::Ready,
+            chunks: vec![header.to_vec()],
+        });
         self.closing = true;
         self.flush_ready();
     }
 
     /// A shard answered one of this connection's requests.
     pub fn on_shard_reply(&mut self, seq: u64, outcome: ShardOutcome, ctx: &mut WorkerContext) {
-        let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) else { return };
-        let SlotState::Waiting { remaining, continuation, failure } = &mut slot.state else { return };
+        let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) else {
+            return;
+        };
+        let SlotState::Waiting {
+            remaining,
+            continuation,
+            failure,
+        } = &mut slot.state
+        else {
+            return;
+        };
         *remaining -= 1;
         match outcome {
             ShardOutcome::Failed(code) => *failure = failure.or(Some(code)),
@@ -329,9 +413,14 @@ impl Connection {
             match failure.take() {
                 Some(code) => {
                     slot.reply.status = code.as_u32();
-                    ctx.shared.worker_counters[ctx.index].request_errors.fetch_add(1, Ordering::Relaxed);
+                    ctx.shared.worker_counters[ctx.index]
+                        .request_errors
+                        .fetch_add(1, Ordering::Relaxed);
                 }
-                None => slot.chunks = continuation.finish(&ctx.shared, &ctx.shared.worker_counters[ctx.index]),
+                None => {
+                    slot.chunks =
+                        continuation.finish(&ctx.shared, &ctx.shared.worker_counters[ctx.index])
+                }
             }
             slot.state = SlotState::Ready;
         }
@@ -340,8 +429,11 @@ impl Connection {
 
     /// Moves finished replies at the front of the in-flight queue to the output, in order.
     fn flush_ready(&mut self) {
-        while matches!(self.inflight.front(), Some(slot) if matches!(slot.state, SlotState::Ready)) {
-            let Some(slot) = self.inflight.pop_front() else { break };
+        while matches!(self.inflight.front(), Some(slot) if matches!(slot.state, SlotState::Ready))
+        {
+            let Some(slot) = self.inflight.pop_front() else {
+                break;
+            };
             if slot.seq == u64::MAX {
                 self.output.extend(slot.chunks);
                 continue;
@@ -350,7 +442,8 @@ impl Connection {
             let mut header = [0u8; HEADER_SIZE_BYTES];
             slot.reply.emit(body_len as u32, &mut header);
             self.output.push_back(header.to_vec());
-            self.output.extend(slot.chunks.into_iter().filter(|chunk| !chunk.is_empty()));
+            self.output
+                .extend(slot.chunks.into_iter().filter(|chunk| !chunk.is_empty()));
         }
     }
 
@@ -363,7 +456,9 @@ impl Connection {
 
     /// Requests still waiting for a shard (their replies must be drained before the slot is reused).
     pub fn awaiting_shards(&self) -> bool {
-        self.inflight.iter().any(|slot| matches!(slot.state, SlotState::Waiting { .. }))
+        self.inflight
+            .iter()
+            .any(|slot| matches!(slot.state, SlotState::Waiting { .. }))
     }
 }
 

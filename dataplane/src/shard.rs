@@ -96,9 +96,15 @@ pub struct ShardRequest {
 
 #[derive(Debug)]
 pub enum ShardOutcome {
-    Appended { base_offset: u64, last_offset: u64 },
+    Appended {
+        base_offset: u64,
+        last_offset: u64,
+    },
     Polled(ReadResult),
-    Offset { current: Option<u64>, stored: Option<u64> },
+    Offset {
+        current: Option<u64>,
+        stored: Option<u64>,
+    },
     Done,
     Failed(ErrorCode),
 }
@@ -170,13 +176,19 @@ impl ShardLoop {
         Ok(shard)
     }
 
-    fn open_partition(&mut self, key: PartitionKey, settings: PartitionSettings) -> Result<(), StorageError> {
+    fn open_partition(
+        &mut self,
+        key: PartitionKey,
+        settings: PartitionSettings,
+    ) -> Result<(), StorageError> {
         let dir = self.shared.partition_dir(key);
         let info = self.storage.open_partition(key, &dir, settings)?;
         let counters = self.shared.register_partition(key);
         counters.publish(&info);
         self.counters.insert(key, counters);
-        self.shared.shard_counters[self.index].partitions.store(self.counters.len() as u64, Ordering::Relaxed);
+        self.shared.shard_counters[self.index]
+            .partitions
+            .store(self.counters.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -184,12 +196,20 @@ impl ShardLoop {
     pub fn run(mut self) {
         loop {
             let took_work = self.take_requests();
-            let timeout = if took_work { Duration::ZERO } else { Duration::from_millis(SHARD_IDLE_WAIT_MS) };
+            let timeout = if took_work {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(SHARD_IDLE_WAIT_MS)
+            };
             self.storage.wait(timeout);
             self.handle_completions();
             self.run_retention_when_due();
             self.wake_workers();
-            if self.shared.storage_stopping() && !took_work && self.pending.is_empty() && self.deferred.is_empty() {
+            if self.shared.storage_stopping()
+                && !took_work
+                && self.pending.is_empty()
+                && self.deferred.is_empty()
+            {
                 break;
             }
         }
@@ -208,7 +228,9 @@ impl ShardLoop {
         }
         for worker in 0..self.rings.len() {
             for _ in 0..REQUESTS_PER_RING_TURN_MAX {
-                let Ok(request) = self.rings[worker].requests.pop() else { break };
+                let Ok(request) = self.rings[worker].requests.pop() else {
+                    break;
+                };
                 took = true;
                 if let Err(request) = self.start(worker, request) {
                     self.deferred.push_back((worker, request));
@@ -217,7 +239,9 @@ impl ShardLoop {
             }
         }
         let depth: usize = self.rings.iter().map(|r| r.requests.slots()).sum();
-        self.shared.shard_counters[self.index].request_ring_depth.store(depth as u64, Ordering::Relaxed);
+        self.shared.shard_counters[self.index]
+            .request_ring_depth
+            .store(depth as u64, Ordering::Relaxed);
         took
     }
 
@@ -228,31 +252,56 @@ impl ShardLoop {
         let started = match request.op {
             ShardOp::Append { key, batch, ack } => {
                 if !self.storage.has_room(key, batch.len()) {
-                    return Err(ShardRequest { token, op: ShardOp::Append { key, batch, ack } });
+                    return Err(ShardRequest {
+                        token,
+                        op: ShardOp::Append { key, batch, ack },
+                    });
                 }
-                self.storage.append(key, batch, ack, storage_token, now_us()).map(drop).map_err(append_error_code)
+                self.storage
+                    .append(key, batch, ack, storage_token, now_us())
+                    .map(drop)
+                    .map_err(append_error_code)
             }
-            ShardOp::Poll { key, from, count, auto_commit } => {
-                match self.start_poll(key, from, count, storage_token) {
-                    Ok(ReadOutcome::Ready(result)) => {
-                        let outcome = self.finish_poll(key, result, auto_commit);
-                        self.reply(worker, token, outcome);
-                        return Ok(());
-                    }
-                    Ok(ReadOutcome::Pending) => {
-                        self.remember(storage_token, worker, token, auto_commit);
-                        return Ok(());
-                    }
-                    Err(ReadError::Backpressure) => {
-                        return Err(ShardRequest { token, op: ShardOp::Poll { key, from, count, auto_commit } });
-                    }
-                    Err(error) => Err(read_error_code(error)),
+            ShardOp::Poll {
+                key,
+                from,
+                count,
+                auto_commit,
+            } => match self.start_poll(key, from, count, storage_token) {
+                Ok(ReadOutcome::Ready(result)) => {
+                    let outcome = self.finish_poll(key, result, auto_commit);
+                    self.reply(worker, token, outcome);
+                    return Ok(());
                 }
-            }
-            ShardOp::StoreOffset { key, consumer, offset } => {
-                self.storage.store_offset(key, consumer, offset, storage_token).map_err(offset_error_code)
-            }
-            ShardOp::Flush { key, fsync } => self.storage.flush(key, fsync, storage_token).map_err(append_error_code),
+                Ok(ReadOutcome::Pending) => {
+                    self.remember(storage_token, worker, token, auto_commit);
+                    return Ok(());
+                }
+                Err(ReadError::Backpressure) => {
+                    return Err(ShardRequest {
+                        token,
+                        op: ShardOp::Poll {
+                            key,
+                            from,
+                            count,
+                            auto_commit,
+                        },
+                    });
+                }
+                Err(error) => Err(read_error_code(error)),
+            },
+            ShardOp::StoreOffset {
+                key,
+                consumer,
+                offset,
+            } => self
+                .storage
+                .store_offset(key, consumer, offset, storage_token)
+                .map_err(offset_error_code),
+            ShardOp::Flush { key, fsync } => self
+                .storage
+                .flush(key, fsync, storage_token)
+                .map_err(append_error_code),
             other => {
                 let outcome = self.run_control(other);
                 self.reply(worker, token, outcome);
@@ -266,12 +315,32 @@ impl ShardLoop {
         Ok(())
     }
 
-    fn remember(&mut self, storage_token: u64, worker: usize, token: RequestToken, auto_commit: Option<ConsumerRef>) {
-        self.pending.insert(storage_token, PendingOp { worker, token, auto_commit, started: Instant::now() });
+    fn remember(
+        &mut self,
+        storage_token: u64,
+        worker: usize,
+        token: RequestToken,
+        auto_commit: Option<ConsumerRef>,
+    ) {
+        self.pending.insert(
+            storage_token,
+            PendingOp {
+                worker,
+                token,
+                auto_commit,
+                started: Instant::now(),
+            },
+        );
         self.next_storage_token += 1;
     }
 
-    fn start_poll(&mut self, key: PartitionKey, from: PollFrom, count: u32, storage_token: u64) -> Result<ReadOutcome, ReadError> {
+    fn start_poll(
+        &mut self,
+        key: PartitionKey,
+        from: PollFrom,
+        count: u32,
+        storage_token: u64,
+    ) -> Result<ReadOutcome, ReadError> {
         let start = match from {
             PollFrom::Offset(offset) => ReadStart::Offset(offset),
             PollFrom::Timestamp(timestamp_us) => ReadStart::Timestamp(timestamp_us),
@@ -280,21 +349,33 @@ impl ShardLoop {
             PollFrom::Next(consumer) => match self.storage.get_offset(key, consumer) {
                 Ok(Some(stored)) => ReadStart::Offset(stored.saturating_add(1)),
                 Ok(None) => ReadStart::First,
-                Err(OffsetError::UnknownPartition(key)) => return Err(ReadError::UnknownPartition(key)),
+                Err(OffsetError::UnknownPartition(key)) => {
+                    return Err(ReadError::UnknownPartition(key))
+                }
                 Err(_) => ReadStart::First,
             },
         };
-        self.shared.shard_counters[self.index].reads.fetch_add(1, Ordering::Relaxed);
+        self.shared.shard_counters[self.index]
+            .reads
+            .fetch_add(1, Ordering::Relaxed);
         self.storage.read(key, start, count, storage_token)
     }
 
     /// Auto-commit stores the last offset returned; the poll reply does not wait for that write
     /// (as in Iggy, an auto-commit is not separately acknowledged), but it is durable soon after.
-    fn finish_poll(&mut self, key: PartitionKey, result: ReadResult, auto_commit: Option<ConsumerRef>) -> ShardOutcome {
+    fn finish_poll(
+        &mut self,
+        key: PartitionKey,
+        result: ReadResult,
+        auto_commit: Option<ConsumerRef>,
+    ) -> ShardOutcome {
         if let (Some(consumer), Some(last)) = (auto_commit, last_offset_of(&result)) {
             let storage_token = self.next_storage_token;
             self.next_storage_token += 1;
-            if let Err(error) = self.storage.store_offset(key, consumer, last, storage_token) {
+            if let Err(error) = self
+                .storage
+                .store_offset(key, consumer, last, storage_token)
+            {
                 tracing::warn!(?key, ?error, "auto-commit of consumer offset failed");
             }
         }
@@ -307,19 +388,31 @@ impl ShardLoop {
             ShardOp::GetOffset { key, consumer } => {
                 return match self.storage.get_offset(key, consumer) {
                     Ok(stored) => ShardOutcome::Offset {
-                        current: self.storage.partition_info(key).and_then(|info| info.current_offset),
+                        current: self
+                            .storage
+                            .partition_info(key)
+                            .and_then(|info| info.current_offset),
                         stored,
                     },
                     Err(error) => ShardOutcome::Failed(offset_error_code(error)),
                 };
             }
-            ShardOp::DeleteOffset { key, consumer } => self.storage.delete_offset(key, consumer).map_err(offset_error_code),
-            ShardOp::OpenPartitions(partitions) => partitions.into_iter().try_for_each(|(key, settings)| {
-                if self.counters.contains_key(&key) {
-                    return self.storage.set_settings(key, settings).map_err(storage_error_code);
-                }
-                self.open_partition(key, settings).map_err(storage_error_code)
-            }),
+            ShardOp::DeleteOffset { key, consumer } => self
+                .storage
+                .delete_offset(key, consumer)
+                .map_err(offset_error_code),
+            ShardOp::OpenPartitions(partitions) => {
+                partitions.into_iter().try_for_each(|(key, settings)| {
+                    if self.counters.contains_key(&key) {
+                        return self
+                            .storage
+                            .set_settings(key, settings)
+                            .map_err(storage_error_code);
+                    }
+                    self.open_partition(key, settings)
+                        .map_err(storage_error_code)
+                })
+            }
             ShardOp::DeletePartitions(keys) => keys.into_iter().try_for_each(|key| {
                 self.counters.remove(&key);
                 self.shared.unregister_partition(key);
@@ -334,18 +427,28 @@ impl ShardLoop {
                 Ok(())
             }),
             ShardOp::DeleteSegments { key, count } => {
-                let deleted = self.storage.delete_segments(key, count as usize).map_err(storage_error_code);
+                let deleted = self
+                    .storage
+                    .delete_segments(key, count as usize)
+                    .map_err(storage_error_code);
                 self.publish(key, None);
                 deleted.map(drop)
             }
-            ShardOp::SetSettings(partitions) => partitions
-                .into_iter()
-                .try_for_each(|(key, settings)| self.storage.set_settings(key, settings).map_err(storage_error_code)),
-            ShardOp::Append { .. } | ShardOp::Poll { .. } | ShardOp::StoreOffset { .. } | ShardOp::Flush { .. } => {
-                Err(ErrorCode::InvalidCommand)
+            ShardOp::SetSettings(partitions) => {
+                partitions.into_iter().try_for_each(|(key, settings)| {
+                    self.storage
+                        .set_settings(key, settings)
+                        .map_err(storage_error_code)
+                })
             }
+            ShardOp::Append { .. }
+            | ShardOp::Poll { .. }
+            | ShardOp::StoreOffset { .. }
+            | ShardOp::Flush { .. } => Err(ErrorCode::InvalidCommand),
         };
-        self.shared.shard_counters[self.index].partitions.store(self.counters.len() as u64, Ordering::Relaxed);
+        self.shared.shard_counters[self.index]
+            .partitions
+            .store(self.counters.len() as u64, Ordering::Relaxed);
         match result {
             Ok(()) => ShardOutcome::Done,
             Err(code) => ShardOutcome::Failed(code),
@@ -357,23 +460,41 @@ impl ShardLoop {
         let mut completions = std::mem::take(&mut self.completions);
         for completion in completions.drain(..) {
             let key = completion.key;
-            let Some(pending) = self.pending.remove(&completion.token) else { continue };
+            let Some(pending) = self.pending.remove(&completion.token) else {
+                continue;
+            };
             let outcome = match completion.result {
                 CompletionResult::Append(Ok(appended)) => {
-                    self.count_append(appended.last_offset - appended.base_offset + 1, pending.started);
+                    self.count_append(
+                        appended.last_offset - appended.base_offset + 1,
+                        pending.started,
+                    );
                     self.publish(key, None);
-                    ShardOutcome::Appended { base_offset: appended.base_offset, last_offset: appended.last_offset }
+                    ShardOutcome::Appended {
+                        base_offset: appended.base_offset,
+                        last_offset: appended.last_offset,
+                    }
                 }
                 CompletionResult::Append(Err(error)) => {
-                    self.shared.shard_counters[self.index].append_errors.fetch_add(1, Ordering::Relaxed);
+                    self.shared.shard_counters[self.index]
+                        .append_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(?key, %error, "append failed");
                     ShardOutcome::Failed(append_error_code(error))
                 }
-                CompletionResult::Read(Ok(result)) => self.finish_poll(key, result, pending.auto_commit),
+                CompletionResult::Read(Ok(result)) => {
+                    self.finish_poll(key, result, pending.auto_commit)
+                }
                 CompletionResult::Read(Err(error)) => ShardOutcome::Failed(read_error_code(error)),
-                CompletionResult::OffsetStored(Ok(())) | CompletionResult::Flushed(Ok(())) => ShardOutcome::Done,
-                CompletionResult::OffsetStored(Err(error)) => ShardOutcome::Failed(offset_error_code(error)),
-                CompletionResult::Flushed(Err(error)) => ShardOutcome::Failed(append_error_code(error)),
+                CompletionResult::OffsetStored(Ok(())) | CompletionResult::Flushed(Ok(())) => {
+                    ShardOutcome::Done
+                }
+                CompletionResult::OffsetStored(Err(error)) => {
+                    ShardOutcome::Failed(offset_error_code(error))
+                }
+                CompletionResult::Flushed(Err(error)) => {
+                    ShardOutcome::Failed(append_error_code(error))
+                }
             };
             self.reply(pending.worker, pending.token, outcome);
         }
@@ -383,8 +504,12 @@ impl ShardLoop {
     fn count_append(&self, messages: u64, started: Instant) {
         let counters = &self.shared.shard_counters[self.index];
         counters.appends.fetch_add(1, Ordering::Relaxed);
-        counters.messages_appended.fetch_add(messages, Ordering::Relaxed);
-        counters.append_latency.record_us(started.elapsed().as_micros() as u64);
+        counters
+            .messages_appended
+            .fetch_add(messages, Ordering::Relaxed);
+        counters
+            .append_latency
+            .record_us(started.elapsed().as_micros() as u64);
     }
 
     /// Copies a partition's offsets and sizes to the counters the metadata replies read.
@@ -399,7 +524,11 @@ impl ShardLoop {
         let reply = ShardReply { token, outcome };
         // Cannot fail: a worker keeps at most ring capacity requests outstanding per shard.
         if self.rings[worker].replies.push(reply).is_err() {
-            tracing::error!(shard = self.index, worker, "reply ring full: worker exceeded its outstanding limit");
+            tracing::error!(
+                shard = self.index,
+                worker,
+                "reply ring full: worker exceeded its outstanding limit"
+            );
         }
         self.workers_to_wake[worker] = true;
     }
@@ -417,11 +546,16 @@ impl ShardLoop {
         if now < self.next_retention {
             return;
         }
-        self.next_retention = now + Duration::from_millis(self.shared.config.retention.cleaner_interval_ms);
+        self.next_retention =
+            now + Duration::from_millis(self.shared.config.retention.cleaner_interval_ms);
         match self.storage.apply_retention(now_us()) {
             Ok(0) => {}
             Ok(deleted) => {
-                tracing::info!(shard = self.index, segments = deleted, "retention deleted expired segments");
+                tracing::info!(
+                    shard = self.index,
+                    segments = deleted,
+                    "retention deleted expired segments"
+                );
                 for key in self.counters.keys() {
                     self.publish(*key, None);
                 }
@@ -438,10 +572,15 @@ fn last_offset_of(result: &ReadResult) -> Option<u64> {
     use riptide_protocol::constants::BATCH_HEADER_SIZE_BYTES;
     let mut position = 0usize;
     let mut last = None;
-    while let Some(header_bytes) = result.bytes.get(position..position + BATCH_HEADER_SIZE_BYTES) {
+    while let Some(header_bytes) = result
+        .bytes
+        .get(position..position + BATCH_HEADER_SIZE_BYTES)
+    {
         let header = BatchHeader::new_checked(header_bytes).ok()?;
         let length = usize::try_from(header.batch_length_bytes()).ok()?;
-        let frames = result.bytes.get(position + BATCH_HEADER_SIZE_BYTES..position + length)?;
+        let frames = result
+            .bytes
+            .get(position + BATCH_HEADER_SIZE_BYTES..position + length)?;
         if let Some(frame) = Frames::over(frames).last() {
             last = Some(header.base_offset() + u64::from(frame.offset_delta()));
         }
@@ -461,7 +600,9 @@ fn append_error_code(error: AppendError) -> ErrorCode {
     match error {
         AppendError::UnknownPartition(_) => ErrorCode::PartitionNotFound,
         AppendError::InvalidBatch => ErrorCode::InvalidFormat,
-        AppendError::Backpressure | AppendError::NoSpace | AppendError::Io(_) => ErrorCode::CannotAppendMessage,
+        AppendError::Backpressure | AppendError::NoSpace | AppendError::Io(_) => {
+            ErrorCode::CannotAppendMessage
+        }
     }
 }
 

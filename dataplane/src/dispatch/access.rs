@@ -29,7 +29,9 @@ pub enum Action {
 
 impl Caller {
     pub fn may(&self, action: Action) -> bool {
-        let Some(permissions) = &self.permissions else { return false };
+        let Some(permissions) = &self.permissions else {
+            return false;
+        };
         let global = &permissions.global;
         let stream = |id: u32| permissions.streams.get(&id);
         let topic = |s: u32, t: u32| stream(s).and_then(|stream| stream.topics.get(&t));
@@ -41,9 +43,13 @@ impl Caller {
             Action::ReadStreams => global.read_streams || global.manage_streams,
             Action::ManageStreams => global.manage_streams,
             Action::ReadStream(s) => {
-                global.read_streams || global.manage_streams || stream(s).is_some_and(|p| p.read_stream || p.manage_stream)
+                global.read_streams
+                    || global.manage_streams
+                    || stream(s).is_some_and(|p| p.read_stream || p.manage_stream)
             }
-            Action::ManageStream(s) => global.manage_streams || stream(s).is_some_and(|p| p.manage_stream),
+            Action::ManageStream(s) => {
+                global.manage_streams || stream(s).is_some_and(|p| p.manage_stream)
+            }
             Action::CreateTopic(s) => {
                 global.manage_streams
                     || global.manage_topics
@@ -54,7 +60,9 @@ impl Caller {
                     || global.manage_streams
                     || global.read_topics
                     || global.manage_topics
-                    || stream(s).is_some_and(|p| p.read_stream || p.manage_stream || p.read_topics || p.manage_topics)
+                    || stream(s).is_some_and(|p| {
+                        p.read_stream || p.manage_stream || p.read_topics || p.manage_topics
+                    })
                     || topic(s, t).is_some_and(|p| p.read_topic || p.manage_topic)
             }
             Action::ManageTopic(s, t) => {
@@ -67,8 +75,10 @@ impl Caller {
                 global.read_streams
                     || global.manage_streams
                     || global.poll_messages
-                    || stream(s).is_some_and(|p| p.read_stream || p.manage_stream || p.poll_messages)
-                    || topic(s, t).is_some_and(|p| p.read_topic || p.manage_topic || p.poll_messages)
+                    || stream(s)
+                        .is_some_and(|p| p.read_stream || p.manage_stream || p.poll_messages)
+                    || topic(s, t)
+                        .is_some_and(|p| p.read_topic || p.manage_topic || p.poll_messages)
             }
             Action::Send(s, t) => {
                 global.manage_streams
@@ -86,14 +96,22 @@ mod tests {
     use riptide_storage::metadata::{StreamPermissions, TopicPermissions};
 
     fn caller(permissions: Option<Permissions>) -> Caller {
-        Caller { user_id: 1, permissions }
+        Caller {
+            user_id: 1,
+            permissions,
+        }
     }
 
     #[test]
     fn root_may_do_everything_and_no_permissions_nothing() {
         let root = caller(Some(Permissions::root()));
         let nobody = caller(None);
-        for action in [Action::ManageServers, Action::ManageUsers, Action::Send(0, 0), Action::Poll(3, 4)] {
+        for action in [
+            Action::ManageServers,
+            Action::ManageUsers,
+            Action::Send(0, 0),
+            Action::Poll(3, 4),
+        ] {
             assert!(root.may(action));
             assert!(!nobody.may(action));
         }
@@ -103,7 +121,13 @@ mod tests {
     fn topic_grants_apply_to_that_topic_only() {
         let mut permissions = Permissions::default();
         let mut stream = StreamPermissions::default();
-        stream.topics.insert(2, TopicPermissions { send_messages: true, ..TopicPermissions::default() });
+        stream.topics.insert(
+            2,
+            TopicPermissions {
+                send_messages: true,
+                ..TopicPermissions::default()
+            },
+        );
         permissions.streams.insert(1, stream);
         let user = caller(Some(permissions));
         assert!(user.may(Action::Send(1, 2)));

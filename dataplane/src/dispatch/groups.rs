@@ -5,11 +5,11 @@ use super::{done, encoded, resolve_stream_topic, result_ok, Action, Call, Handle
 use crate::groups::GroupKey;
 use crate::shared::lock;
 use riptide_protocol::codes::ErrorCode;
-use riptide_protocol::request::Request;
 use riptide_protocol::reply::types::{
-    ConsumerGroupDetailsResponse, ConsumerGroupMemberResponse, ConsumerGroupResponse, GetConsumerGroupsResponse,
-    SyncConsumerGroupResponse,
+    ConsumerGroupDetailsResponse, ConsumerGroupMemberResponse, ConsumerGroupResponse,
+    GetConsumerGroupsResponse, SyncConsumerGroupResponse,
 };
+use riptide_protocol::request::Request;
 use riptide_protocol::wire::{WireIdentifier, WireName};
 use riptide_storage::metadata::{Change, ConsumerGroup, Topic};
 
@@ -17,7 +17,9 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     done(match request {
         Request::GetConsumerGroup(r) => get(&call, &r.stream_id, &r.topic_id, &r.group_id),
         Request::GetConsumerGroups(r) => list(&call, &r.stream_id, &r.topic_id),
-        Request::CreateConsumerGroup(r) => create(&call, &r.stream_id, &r.topic_id, r.name.as_str()),
+        Request::CreateConsumerGroup(r) => {
+            create(&call, &r.stream_id, &r.topic_id, r.name.as_str())
+        }
         Request::DeleteConsumerGroup(r) => delete(&call, &r.stream_id, &r.topic_id, &r.group_id),
         Request::JoinConsumerGroup(r) => join(&call, &r.stream_id, &r.topic_id, &r.group_id),
         Request::LeaveConsumerGroup(r) => leave(&call, &r.stream_id, &r.topic_id, &r.group_id),
@@ -28,7 +30,10 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
 
 fn find_group<'t>(topic: &'t Topic, id: &WireIdentifier) -> Result<&'t ConsumerGroup, ErrorCode> {
     match id {
-        WireIdentifier::Numeric(id) => topic.consumer_groups.get(id).ok_or(ErrorCode::ConsumerGroupIdNotFound),
+        WireIdentifier::Numeric(id) => topic
+            .consumer_groups
+            .get(id)
+            .ok_or(ErrorCode::ConsumerGroupIdNotFound),
         WireIdentifier::String(name) => topic
             .consumer_groups
             .values()
@@ -51,7 +56,12 @@ fn target<'c>(
     Ok(((stream.id, topic.id, group.id), topic, group))
 }
 
-fn details(call: &Call<'_>, key: GroupKey, topic: &Topic, group: &ConsumerGroup) -> ConsumerGroupDetailsResponse {
+fn details(
+    call: &Call<'_>,
+    key: GroupKey,
+    topic: &Topic,
+    group: &ConsumerGroup,
+) -> ConsumerGroupDetailsResponse {
     let groups = lock(&call.ctx.shared.groups);
     let members: Vec<ConsumerGroupMemberResponse> = groups
         .group(key)
@@ -78,19 +88,31 @@ fn summary(topic: &Topic, group: &ConsumerGroup, members_count: u32) -> Consumer
         id: group.id,
         partitions_count: topic.partitions.len() as u32,
         members_count,
-        name: WireName::new(group.name.as_str()).unwrap_or_else(|_| WireName::new("?").expect("valid")),
+        name: WireName::new(group.name.as_str())
+            .unwrap_or_else(|_| WireName::new("?").expect("valid")),
     }
 }
 
-fn get(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group: &WireIdentifier) -> Result<Handled, ErrorCode> {
+fn get(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    group: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     match target(call, stream, topic, group, Action::ReadTopic) {
         Ok((key, topic, group)) => Ok(Handled::Reply(encoded(&details(call, key, topic, group)))),
-        Err(ErrorCode::ConsumerGroupIdNotFound | ErrorCode::ConsumerGroupNameNotFound) => Ok(Handled::Reply(Vec::new())),
+        Err(ErrorCode::ConsumerGroupIdNotFound | ErrorCode::ConsumerGroupNameNotFound) => {
+            Ok(Handled::Reply(Vec::new()))
+        }
         Err(error) => Err(error),
     }
 }
 
-fn list(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier) -> Result<Handled, ErrorCode> {
+fn list(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ReadTopic(stream.id, topic.id))?;
     let groups = lock(&call.ctx.shared.groups);
@@ -98,44 +120,96 @@ fn list(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier) -> Res
         .consumer_groups
         .values()
         .map(|group| {
-            let members = groups.group((stream.id, topic.id, group.id)).map_or(0, |g| g.members().len() as u32);
+            let members = groups
+                .group((stream.id, topic.id, group.id))
+                .map_or(0, |g| g.members().len() as u32);
             summary(topic, group, members)
         })
         .collect();
-    Ok(Handled::Reply(encoded(&GetConsumerGroupsResponse { groups: summaries })))
+    Ok(Handled::Reply(encoded(&GetConsumerGroupsResponse {
+        groups: summaries,
+    })))
 }
 
-fn create(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, name: &str) -> Result<Handled, ErrorCode> {
+fn create(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    name: &str,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
     let (group_id, catalog) = call.ctx.shared.mutate(|catalog| {
-        if catalog.consumer_group_by_name(stream_id, topic_id, name).is_some() {
+        if catalog
+            .consumer_group_by_name(stream_id, topic_id, name)
+            .is_some()
+        {
             return Err(ErrorCode::ConsumerGroupNameAlreadyExists);
         }
-        let group_id = catalog.next_consumer_group_id(stream_id, topic_id).map_err(|e| super::catalog_error_code(&e))?;
-        Ok((Change::CreateConsumerGroup { stream_id, topic_id, group_id, name: name.to_string() }, group_id))
+        let group_id = catalog
+            .next_consumer_group_id(stream_id, topic_id)
+            .map_err(|e| super::catalog_error_code(&e))?;
+        Ok((
+            Change::CreateConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+                name: name.to_string(),
+            },
+            group_id,
+        ))
     })?;
-    let topic = catalog.topic(stream_id, topic_id).ok_or(ErrorCode::TopicIdNotFound)?;
-    let group = topic.consumer_groups.get(&group_id).ok_or(ErrorCode::Error)?;
+    let topic = catalog
+        .topic(stream_id, topic_id)
+        .ok_or(ErrorCode::TopicIdNotFound)?;
+    let group = topic
+        .consumer_groups
+        .get(&group_id)
+        .ok_or(ErrorCode::Error)?;
     let reply = details(call, (stream_id, topic_id, group_id), topic, group);
     Ok(Handled::Reply(result_ok(&encoded(&reply))))
 }
 
-fn delete(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group: &WireIdentifier) -> Result<Handled, ErrorCode> {
-    let ((stream_id, topic_id, group_id), _, _) = target(call, stream, topic, group, Action::ManageTopic)?;
-    call.ctx.shared.mutate(|_| Ok((Change::DeleteConsumerGroup { stream_id, topic_id, group_id }, ())))?;
+fn delete(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    group: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
+    let ((stream_id, topic_id, group_id), _, _) =
+        target(call, stream, topic, group, Action::ManageTopic)?;
+    call.ctx.shared.mutate(|_| {
+        Ok((
+            Change::DeleteConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            },
+            (),
+        ))
+    })?;
     lock(&call.ctx.shared.groups).forget(stream_id, Some(topic_id), Some(group_id));
     Ok(Handled::Reply(result_ok(&[])))
 }
 
-fn join(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group: &WireIdentifier) -> Result<Handled, ErrorCode> {
+fn join(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    group: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (key, topic, _) = target(call, stream, topic, group, Action::Poll)?;
     lock(&call.ctx.shared.groups).join(key, call.state.client_id, topic.partitions.len() as u32);
     Ok(Handled::Reply(result_ok(&[])))
 }
 
-fn leave(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group: &WireIdentifier) -> Result<Handled, ErrorCode> {
+fn leave(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    group: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (key, _, _) = target(call, stream, topic, group, Action::Poll)?;
     if !lock(&call.ctx.shared.groups).leave(key, call.state.client_id) {
         return Err(ErrorCode::ConsumerGroupMemberNotFound);
@@ -144,11 +218,23 @@ fn leave(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group
 }
 
 /// The member's assignment and the group's generation; an empty body when not a member.
-fn sync(call: &Call<'_>, stream: &WireIdentifier, topic: &WireIdentifier, group: &WireIdentifier) -> Result<Handled, ErrorCode> {
+fn sync(
+    call: &Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    group: &WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (key, _, _) = target(call, stream, topic, group, Action::Poll)?;
     let groups = lock(&call.ctx.shared.groups);
-    let Some(state) = groups.group(key) else { return Ok(Handled::Reply(Vec::new())) };
-    let Some(partitions) = state.assigned(call.state.client_id) else { return Ok(Handled::Reply(Vec::new())) };
-    let reply = SyncConsumerGroupResponse { generation: state.generation, partitions: partitions.to_vec() };
+    let Some(state) = groups.group(key) else {
+        return Ok(Handled::Reply(Vec::new()));
+    };
+    let Some(partitions) = state.assigned(call.state.client_id) else {
+        return Ok(Handled::Reply(Vec::new()));
+    };
+    let reply = SyncConsumerGroupResponse {
+        generation: state.generation,
+        partitions: partitions.to_vec(),
+    };
     Ok(Handled::Reply(encoded(&reply)))
 }

@@ -29,7 +29,11 @@ pub fn send(send: SendMessages<'_>, call: Call<'_>) -> Handled {
 }
 
 fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCode> {
-    let (stream, topic) = super::resolve_refs(call.catalog, IdRef::from(send.stream), IdRef::from(send.topic))?;
+    let (stream, topic) = super::resolve_refs(
+        call.catalog,
+        IdRef::from(send.stream),
+        IdRef::from(send.topic),
+    )?;
     call.require(Action::Send(stream.id, topic.id))?;
     let limits = &call.ctx.shared.config.limits;
     if send.batch.len() as u64 > limits.batch_size_max_bytes {
@@ -45,7 +49,11 @@ fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCo
     }
     let partition_id = match send.partitioning {
         Partitioning::Balanced => {
-            let next = call.ctx.balanced_next.entry((stream.id, topic.id)).or_insert(0);
+            let next = call
+                .ctx
+                .balanced_next
+                .entry((stream.id, topic.id))
+                .or_insert(0);
             let partition = *next % partitions_count;
             *next = next.wrapping_add(1);
             partition
@@ -54,12 +62,25 @@ fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCo
         Partitioning::PartitionId(_) => return Err(ErrorCode::PartitionNotFound),
         Partitioning::MessagesKey(key) => twox_hash::XxHash32::oneshot(0, key) % partitions_count,
     };
-    let key = PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id };
+    let key = PartitionKey {
+        stream_id: stream.id,
+        topic_id: topic.id,
+        partition_id,
+    };
     let ack = call.ctx.shared.partition_settings(topic).ack_mode;
     let counters = &call.ctx.shared.worker_counters[call.ctx.index];
-    counters.bytes_in.fetch_add(send.batch.len() as u64, Ordering::Relaxed);
+    counters
+        .bytes_in
+        .fetch_add(send.batch.len() as u64, Ordering::Relaxed);
     Ok(Handled::Shard {
-        requests: vec![(call.ctx.shared.shard_for(key), ShardOp::Append { key, batch: send.batch.to_vec(), ack })],
+        requests: vec![(
+            call.ctx.shared.shard_for(key),
+            ShardOp::Append {
+                key,
+                batch: send.batch.to_vec(),
+                ack,
+            },
+        )],
         continuation: Continuation::SendConfirmation {
             stream_id: stream.id,
             topic_id: topic.id,
@@ -75,12 +96,17 @@ pub fn poll(request: PollMessagesRequest, call: Call<'_>) -> Handled {
 }
 
 fn poll_inner(request: PollMessagesRequest, call: Call<'_>) -> Result<Handled, ErrorCode> {
-    let (stream, topic) = resolve_stream_topic(call.catalog, &request.stream_id, &request.topic_id)?;
+    let (stream, topic) =
+        resolve_stream_topic(call.catalog, &request.stream_id, &request.topic_id)?;
     call.require(Action::Poll(stream.id, topic.id))?;
     let consumer = consumer_ref(topic, &request.consumer)?;
-    let Some(partition_id) = poll_partition(&call, stream.id, topic, consumer, request.partition_id)? else {
+    let Some(partition_id) =
+        poll_partition(&call, stream.id, topic, consumer, request.partition_id)?
+    else {
         // A group member with no partition assigned (more members than partitions) gets nothing.
-        return Ok(Handled::Reply(poll_reply(None, 0, &call.ctx.shared.worker_counters[call.ctx.index]).concat()));
+        return Ok(Handled::Reply(
+            poll_reply(None, 0, &call.ctx.shared.worker_counters[call.ctx.index]).concat(),
+        ));
     };
     let from = match request.strategy.kind {
         POLL_OFFSET => PollFrom::Offset(request.strategy.value),
@@ -90,12 +116,26 @@ fn poll_inner(request: PollMessagesRequest, call: Call<'_>) -> Result<Handled, E
         POLL_NEXT => PollFrom::Next(consumer),
         _ => return Err(ErrorCode::InvalidFormat),
     };
-    let count = request.count.min(call.ctx.shared.config.limits.poll_messages_max);
-    let key = PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id };
-    let op = ShardOp::Poll { key, from, count, auto_commit: request.auto_commit.then_some(consumer) };
+    let count = request
+        .count
+        .min(call.ctx.shared.config.limits.poll_messages_max);
+    let key = PartitionKey {
+        stream_id: stream.id,
+        topic_id: topic.id,
+        partition_id,
+    };
+    let op = ShardOp::Poll {
+        key,
+        from,
+        count,
+        auto_commit: request.auto_commit.then_some(consumer),
+    };
     Ok(Handled::Shard {
         requests: vec![(call.ctx.shared.shard_for(key), op)],
-        continuation: Continuation::Poll { result: None, partition_id },
+        continuation: Continuation::Poll {
+            result: None,
+            partition_id,
+        },
     })
 }
 
@@ -122,10 +162,14 @@ fn poll_partition(
     // A group member reads only the partitions assigned to it (the SDK re-syncs on 5009).
     let mut groups = crate::shared::lock(&call.ctx.shared.groups);
     let key = (stream_id, topic.id, consumer.id);
-    let assigned = groups.group(key).and_then(|group| group.assigned(call.state.client_id));
+    let assigned = groups
+        .group(key)
+        .and_then(|group| group.assigned(call.state.client_id));
     match (assigned, requested) {
         (None, _) => Err(ErrorCode::ConsumerGroupMemberNotFound),
-        (Some(assigned), Some(partition_id)) if assigned.contains(&partition_id) => Ok(Some(partition_id)),
+        (Some(assigned), Some(partition_id)) if assigned.contains(&partition_id) => {
+            Ok(Some(partition_id))
+        }
         (Some(_), Some(_)) => Err(ErrorCode::ConsumerGroupPartitionNotOwned),
         (Some(_), None) => Ok(groups.next_partition(key, call.state.client_id)),
     }
@@ -139,16 +183,24 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
             kind: ConsumerKind::Consumer,
             id: match &consumer.id {
                 WireIdentifier::Numeric(id) => *id,
-                WireIdentifier::String(name) => twox_hash::XxHash32::oneshot(0, name.as_str().as_bytes()),
+                WireIdentifier::String(name) => {
+                    twox_hash::XxHash32::oneshot(0, name.as_str().as_bytes())
+                }
             },
         }),
         CONSUMER_KIND_GROUP => {
             let group = match &consumer.id {
                 WireIdentifier::Numeric(id) => topic.consumer_groups.get(id),
-                WireIdentifier::String(name) => topic.consumer_groups.values().find(|g| g.name == name.as_str()),
+                WireIdentifier::String(name) => topic
+                    .consumer_groups
+                    .values()
+                    .find(|g| g.name == name.as_str()),
             };
             let group = group.ok_or(ErrorCode::ConsumerGroupIdNotFound)?;
-            Ok(ConsumerRef { kind: ConsumerKind::Group, id: group.id })
+            Ok(ConsumerRef {
+                kind: ConsumerKind::Group,
+                id: group.id,
+            })
         }
         _ => Err(ErrorCode::InvalidFormat),
     }
@@ -156,36 +208,59 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
 
 /// The poll reply: `[partition_id][current_offset][messages_count]` then the stored records as
 /// their own chunk (sent as they are, never re-encoded).
-pub fn poll_reply(result: Option<ReadResult>, partition_id: u32, counters: &WorkerCounters) -> Vec<Vec<u8>> {
+pub fn poll_reply(
+    result: Option<ReadResult>,
+    partition_id: u32,
+    counters: &WorkerCounters,
+) -> Vec<Vec<u8>> {
     let result = result.unwrap_or_default();
     let prefix = riptide_protocol::reply::poll_reply_prefix(
         partition_id,
         result.current_offset.unwrap_or(0),
         result.messages_count,
     );
-    counters.messages_out.fetch_add(u64::from(result.messages_count), Ordering::Relaxed);
-    counters.bytes_out.fetch_add(result.bytes.len() as u64, Ordering::Relaxed);
+    counters
+        .messages_out
+        .fetch_add(u64::from(result.messages_count), Ordering::Relaxed);
+    counters
+        .bytes_out
+        .fetch_add(result.bytes.len() as u64, Ordering::Relaxed);
     vec![prefix.to_vec(), result.bytes]
 }
 
 pub fn flush(request: FlushUnsavedBufferRequest, call: Call<'_>) -> Handled {
     done((|| {
-        let (stream, topic) = resolve_stream_topic(call.catalog, &request.stream_id, &request.topic_id)?;
+        let (stream, topic) =
+            resolve_stream_topic(call.catalog, &request.stream_id, &request.topic_id)?;
         call.require(Action::Send(stream.id, topic.id))?;
         let key = partition_key(stream.id, topic, Some(request.partition_id))?;
         Ok(Handled::Shard {
-            requests: vec![(call.ctx.shared.shard_for(key), ShardOp::Flush { key, fsync: request.fsync })],
+            requests: vec![(
+                call.ctx.shared.shard_for(key),
+                ShardOp::Flush {
+                    key,
+                    fsync: request.fsync,
+                },
+            )],
             continuation: Continuation::Body(Vec::new()),
         })
     })())
 }
 
-fn partition_key(stream_id: u32, topic: &Topic, partition_id: Option<u32>) -> Result<PartitionKey, ErrorCode> {
+fn partition_key(
+    stream_id: u32,
+    topic: &Topic,
+    partition_id: Option<u32>,
+) -> Result<PartitionKey, ErrorCode> {
     let partition_id = partition_id.unwrap_or(0);
     if partition_id as usize >= topic.partitions.len() {
         return Err(ErrorCode::PartitionNotFound);
     }
-    Ok(PartitionKey { stream_id, topic_id: topic.id, partition_id })
+    Ok(PartitionKey {
+        stream_id,
+        topic_id: topic.id,
+        partition_id,
+    })
 }
 
 /// Resolves the common prefix of the three consumer-offset requests.
@@ -204,18 +279,34 @@ fn offset_target(
 
 pub fn get_offset(request: GetConsumerOffsetRequest, call: Call<'_>) -> Handled {
     done((|| {
-        let (key, consumer) =
-            offset_target(&call, &request.consumer, &request.stream_id, &request.topic_id, request.partition_id)?;
+        let (key, consumer) = offset_target(
+            &call,
+            &request.consumer,
+            &request.stream_id,
+            &request.topic_id,
+            request.partition_id,
+        )?;
         Ok(Handled::Shard {
-            requests: vec![(call.ctx.shared.shard_for(key), ShardOp::GetOffset { key, consumer })],
-            continuation: Continuation::ConsumerOffset { partition_id: key.partition_id, offsets: None },
+            requests: vec![(
+                call.ctx.shared.shard_for(key),
+                ShardOp::GetOffset { key, consumer },
+            )],
+            continuation: Continuation::ConsumerOffset {
+                partition_id: key.partition_id,
+                offsets: None,
+            },
         })
     })())
 }
 
 /// `[partition_id][current_offset][stored_offset]`, or empty when nothing is stored.
-pub fn consumer_offset_reply(partition_id: u32, offsets: Option<(Option<u64>, Option<u64>)>) -> Vec<u8> {
-    let Some((current, Some(stored))) = offsets else { return Vec::new() };
+pub fn consumer_offset_reply(
+    partition_id: u32,
+    offsets: Option<(Option<u64>, Option<u64>)>,
+) -> Vec<u8> {
+    let Some((current, Some(stored))) = offsets else {
+        return Vec::new();
+    };
     super::encoded(&riptide_protocol::reply::types::ConsumerOffsetResponse {
         partition_id,
         current_offset: current.unwrap_or(0),
@@ -225,8 +316,13 @@ pub fn consumer_offset_reply(partition_id: u32, offsets: Option<(Option<u64>, Op
 
 pub fn store_offset(request: StoreConsumerOffsetRequest, call: Call<'_>) -> Handled {
     done((|| {
-        let (key, consumer) =
-            offset_target(&call, &request.consumer, &request.stream_id, &request.topic_id, request.partition_id)?;
+        let (key, consumer) = offset_target(
+            &call,
+            &request.consumer,
+            &request.stream_id,
+            &request.topic_id,
+            request.partition_id,
+        )?;
         let current = call.ctx.shared.partition_info(key).current_offset;
         if current.is_none_or(|current| request.offset > current) {
             return Err(ErrorCode::InvalidOffset);
@@ -234,7 +330,11 @@ pub fn store_offset(request: StoreConsumerOffsetRequest, call: Call<'_>) -> Hand
         Ok(Handled::Shard {
             requests: vec![(
                 call.ctx.shared.shard_for(key),
-                ShardOp::StoreOffset { key, consumer, offset: request.offset },
+                ShardOp::StoreOffset {
+                    key,
+                    consumer,
+                    offset: request.offset,
+                },
             )],
             continuation: Continuation::Body(result_ok(&[])),
         })
@@ -243,10 +343,18 @@ pub fn store_offset(request: StoreConsumerOffsetRequest, call: Call<'_>) -> Hand
 
 pub fn delete_offset(request: DeleteConsumerOffsetRequest, call: Call<'_>) -> Handled {
     done((|| {
-        let (key, consumer) =
-            offset_target(&call, &request.consumer, &request.stream_id, &request.topic_id, request.partition_id)?;
+        let (key, consumer) = offset_target(
+            &call,
+            &request.consumer,
+            &request.stream_id,
+            &request.topic_id,
+            request.partition_id,
+        )?;
         Ok(Handled::Shard {
-            requests: vec![(call.ctx.shared.shard_for(key), ShardOp::DeleteOffset { key, consumer })],
+            requests: vec![(
+                call.ctx.shared.shard_for(key),
+                ShardOp::DeleteOffset { key, consumer },
+            )],
             continuation: Continuation::Body(result_ok(&[])),
         })
     })())

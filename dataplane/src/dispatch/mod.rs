@@ -35,17 +35,32 @@ pub enum Handled {
     /// The session is over.
     Evict(EvictionReason),
     /// Work for storage shards; the reply is built when all of them answered.
-    Shard { requests: Vec<(usize, ShardOp)>, continuation: Continuation },
+    Shard {
+        requests: Vec<(usize, ShardOp)>,
+        continuation: Continuation,
+    },
 }
 
 /// How to build a reply from shard outcomes.
 pub enum Continuation {
     /// SendMessages: the confirmation of the appended batch.
-    SendConfirmation { stream_id: u32, topic_id: u32, partition_id: u32, base_offset: Option<u64>, messages: u64 },
+    SendConfirmation {
+        stream_id: u32,
+        topic_id: u32,
+        partition_id: u32,
+        base_offset: Option<u64>,
+        messages: u64,
+    },
     /// PollMessages: prefix plus stored records.
-    Poll { result: Option<riptide_storage::ReadResult>, partition_id: u32 },
+    Poll {
+        result: Option<riptide_storage::ReadResult>,
+        partition_id: u32,
+    },
     /// GetConsumerOffset: the offsets, or an empty body when none is stored.
-    ConsumerOffset { partition_id: u32, offsets: Option<(Option<u64>, Option<u64>)> },
+    ConsumerOffset {
+        partition_id: u32,
+        offsets: Option<(Option<u64>, Option<u64>)>,
+    },
     /// This body once every shard succeeded.
     Body(Vec<u8>),
 }
@@ -53,11 +68,21 @@ pub enum Continuation {
 impl Continuation {
     pub fn absorb(&mut self, outcome: ShardOutcome) {
         match (self, outcome) {
-            (Continuation::SendConfirmation { base_offset, .. }, ShardOutcome::Appended { base_offset: base, .. }) => {
+            (
+                Continuation::SendConfirmation { base_offset, .. },
+                ShardOutcome::Appended {
+                    base_offset: base, ..
+                },
+            ) => {
                 *base_offset = Some(base);
             }
-            (Continuation::Poll { result, .. }, ShardOutcome::Polled(polled)) => *result = Some(polled),
-            (Continuation::ConsumerOffset { offsets, .. }, ShardOutcome::Offset { current, stored }) => {
+            (Continuation::Poll { result, .. }, ShardOutcome::Polled(polled)) => {
+                *result = Some(polled)
+            }
+            (
+                Continuation::ConsumerOffset { offsets, .. },
+                ShardOutcome::Offset { current, stored },
+            ) => {
                 *offsets = Some((current, stored));
             }
             _ => {}
@@ -67,7 +92,13 @@ impl Continuation {
     /// The reply body chunks (the poll reply keeps the stored records as their own chunk).
     pub fn finish(&mut self, _shared: &Shared, counters: &WorkerCounters) -> Vec<Vec<u8>> {
         match std::mem::replace(self, Continuation::Body(Vec::new())) {
-            Continuation::SendConfirmation { stream_id, topic_id, partition_id, base_offset, messages } => {
+            Continuation::SendConfirmation {
+                stream_id,
+                topic_id,
+                partition_id,
+                base_offset,
+                messages,
+            } => {
                 counters.messages_in.fetch_add(messages, Ordering::Relaxed);
                 let confirmation = riptide_protocol::reply::SendConfirmation {
                     stream_id,
@@ -79,8 +110,14 @@ impl Continuation {
                 riptide_protocol::reply::send_confirmations(&[confirmation], &mut body);
                 vec![body]
             }
-            Continuation::Poll { result, partition_id } => messages::poll_reply(result, partition_id, counters),
-            Continuation::ConsumerOffset { partition_id, offsets } => {
+            Continuation::Poll {
+                result,
+                partition_id,
+            } => messages::poll_reply(result, partition_id, counters),
+            Continuation::ConsumerOffset {
+                partition_id,
+                offsets,
+            } => {
                 vec![messages::consumer_offset_reply(partition_id, offsets)]
             }
             Continuation::Body(body) => vec![body],
@@ -92,7 +129,9 @@ impl Continuation {
 /// the data-plane commands, whose order is kept by the shard rings. Everything else waits, so
 /// metadata changes observe every earlier request.
 pub fn may_pipeline(frame: &[u8]) -> bool {
-    let Ok(header) = RequestHeader::new_checked(frame) else { return false };
+    let Ok(header) = RequestHeader::new_checked(frame) else {
+        return false;
+    };
     match Operation::from_u8(header.operation()) {
         Some(Operation::SendMessages | Operation::StoreConsumerOffset) => true,
         Some(Operation::NonReplicated) => matches!(header.command_code(), 1 | 100 | 120),
@@ -101,7 +140,12 @@ pub fn may_pipeline(frame: &[u8]) -> bool {
 }
 
 /// Dispatches one decoded request.
-pub fn handle(request: Request<'_>, header: &RequestHeader<&[u8]>, state: &mut ConnectionState, ctx: &mut WorkerContext) -> Handled {
+pub fn handle(
+    request: Request<'_>,
+    header: &RequestHeader<&[u8]>,
+    state: &mut ConnectionState,
+    ctx: &mut WorkerContext,
+) -> Handled {
     let request = match request {
         Request::Ping => return Handled::Reply(Vec::new()),
         Request::LoginRegister(login) | Request::LoginRegisterWithPat(login) => {
@@ -125,11 +169,21 @@ pub fn handle(request: Request<'_>, header: &RequestHeader<&[u8]>, state: &mut C
         state.session = None;
         return Handled::Evict(EvictionReason::InvalidCredentials);
     };
-    let caller = access::Caller { user_id: user.id, permissions: user.permissions.clone() };
-    let call = Call { catalog: &catalog, caller: &caller, state, ctx };
+    let caller = access::Caller {
+        user_id: user.id,
+        permissions: user.permissions.clone(),
+    };
+    let call = Call {
+        catalog: &catalog,
+        caller: &caller,
+        state,
+        ctx,
+    };
     match request {
         Request::SendMessages(send) => messages::send(send, call),
-        Request::PollMessages(poll) | Request::PollMessagesOnPrimary(poll) => messages::poll(poll, call),
+        Request::PollMessages(poll) | Request::PollMessagesOnPrimary(poll) => {
+            messages::poll(poll, call)
+        }
         other => dispatch_rest(other, call),
     }
 }
@@ -244,18 +298,28 @@ impl<'a> From<riptide_protocol::request::Identifier<'a>> for IdRef<'a> {
 pub fn resolve_stream<'c>(catalog: &'c Catalog, id: IdRef<'_>) -> Result<&'c Stream, ErrorCode> {
     match id {
         IdRef::Numeric(id) => catalog.stream(id).ok_or(ErrorCode::StreamIdNotFound),
-        IdRef::Name(name) => catalog.stream_by_name(name).ok_or(ErrorCode::StreamNameNotFound),
+        IdRef::Name(name) => catalog
+            .stream_by_name(name)
+            .ok_or(ErrorCode::StreamNameNotFound),
     }
 }
 
 pub fn resolve_topic<'c>(stream: &'c Stream, id: IdRef<'_>) -> Result<&'c Topic, ErrorCode> {
     match id {
         IdRef::Numeric(id) => stream.topics.get(&id).ok_or(ErrorCode::TopicIdNotFound),
-        IdRef::Name(name) => stream.topics.values().find(|topic| topic.name == name).ok_or(ErrorCode::TopicNameNotFound),
+        IdRef::Name(name) => stream
+            .topics
+            .values()
+            .find(|topic| topic.name == name)
+            .ok_or(ErrorCode::TopicNameNotFound),
     }
 }
 
-pub fn resolve_refs<'c>(catalog: &'c Catalog, stream: IdRef<'_>, topic: IdRef<'_>) -> Result<(&'c Stream, &'c Topic), ErrorCode> {
+pub fn resolve_refs<'c>(
+    catalog: &'c Catalog,
+    stream: IdRef<'_>,
+    topic: IdRef<'_>,
+) -> Result<(&'c Stream, &'c Topic), ErrorCode> {
     let stream = resolve_stream(catalog, stream)?;
     let topic = resolve_topic(stream, topic)?;
     Ok((stream, topic))
@@ -278,14 +342,15 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::TopicNotFound { .. } => ErrorCode::TopicIdNotFound,
         CatalogError::TopicIdExists { .. } => ErrorCode::CannotCreateTopic,
         CatalogError::TopicNameExists(_) => ErrorCode::TopicNameAlreadyExists,
-        CatalogError::PartitionIdsNotContiguous { .. } | CatalogError::PartitionsCountInvalid { .. } => {
-            ErrorCode::InvalidPartitionsCount
-        }
+        CatalogError::PartitionIdsNotContiguous { .. }
+        | CatalogError::PartitionsCountInvalid { .. } => ErrorCode::InvalidPartitionsCount,
         CatalogError::ConsumerGroupNotFound(_) => ErrorCode::ConsumerGroupIdNotFound,
         CatalogError::ConsumerGroupIdExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
         CatalogError::ConsumerGroupNameExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
         CatalogError::UserNotFound(_) => ErrorCode::ResourceNotFound,
-        CatalogError::UserIdExists(_) | CatalogError::UsernameExists(_) => ErrorCode::UserAlreadyExists,
+        CatalogError::UserIdExists(_) | CatalogError::UsernameExists(_) => {
+            ErrorCode::UserAlreadyExists
+        }
         CatalogError::CannotDeleteRootUser => ErrorCode::CannotDeleteUser,
         CatalogError::TokenNotFound(_) => ErrorCode::ResourceNotFound,
         CatalogError::TokenNameExists(_) | CatalogError::TokenHashExists => {

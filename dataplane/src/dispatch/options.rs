@@ -32,14 +32,23 @@ enum Value<'a> {
 fn entries(options: &WireOptions) -> Result<Vec<(TopicOptionKey, Value<'_>)>, ErrorCode> {
     let mut parsed = Vec::new();
     for entry in options.iter() {
-        let key_name = std::str::from_utf8(entry.key).map_err(|_| ErrorCode::UnsupportedOptionKey)?;
+        let key_name =
+            std::str::from_utf8(entry.key).map_err(|_| ErrorCode::UnsupportedOptionKey)?;
         let key = TopicOptionKey::from_name(key_name).ok_or(ErrorCode::UnsupportedOptionKey)?;
         let value = match (entry.value_kind.0, entry.value) {
-            (KIND_STRING, text) => Value::Text(std::str::from_utf8(text).map_err(|_| ErrorCode::InvalidOptionValue)?),
-            (KIND_UINT64, bytes) => Value::Unsigned(u64::from_le_bytes(bytes.try_into().map_err(|_| ErrorCode::InvalidOptionValue)?)),
-            (KIND_UINT32, bytes) => {
-                Value::Unsigned(u64::from(u32::from_le_bytes(bytes.try_into().map_err(|_| ErrorCode::InvalidOptionValue)?)))
+            (KIND_STRING, text) => {
+                Value::Text(std::str::from_utf8(text).map_err(|_| ErrorCode::InvalidOptionValue)?)
             }
+            (KIND_UINT64, bytes) => Value::Unsigned(u64::from_le_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| ErrorCode::InvalidOptionValue)?,
+            )),
+            (KIND_UINT32, bytes) => Value::Unsigned(u64::from(u32::from_le_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| ErrorCode::InvalidOptionValue)?,
+            ))),
             (KIND_UINT8, [byte]) => Value::Unsigned(u64::from(*byte)),
             (KIND_BOOL, [0]) => Value::Bool(false),
             (KIND_BOOL, [1]) => Value::Bool(true),
@@ -55,9 +64,13 @@ fn entries(options: &WireOptions) -> Result<Vec<(TopicOptionKey, Value<'_>)>, Er
 ///
 /// # Errors
 /// UnsupportedOptionKey / InvalidOptionValue.
-pub fn parse_create(options: &WireOptions, segment_size_default_bytes: u64) -> Result<TopicOptions, ErrorCode> {
+pub fn parse_create(
+    options: &WireOptions,
+    segment_size_default_bytes: u64,
+) -> Result<TopicOptions, ErrorCode> {
     let mut topic = TopicOptions {
-        segment_size_bytes: segment_size_default_bytes.clamp(TOPIC_SEGMENT_SIZE_MIN_BYTES, TOPIC_SEGMENT_SIZE_MAX_BYTES),
+        segment_size_bytes: segment_size_default_bytes
+            .clamp(TOPIC_SEGMENT_SIZE_MIN_BYTES, TOPIC_SEGMENT_SIZE_MAX_BYTES),
         ..TopicOptions::default()
     };
     for (key, value) in entries(options)? {
@@ -67,7 +80,11 @@ pub fn parse_create(options: &WireOptions, segment_size_default_bytes: u64) -> R
     Ok(topic)
 }
 
-fn apply(topic: &mut TopicOptions, key: TopicOptionKey, value: &Value<'_>) -> Result<(), ErrorCode> {
+fn apply(
+    topic: &mut TopicOptions,
+    key: TopicOptionKey,
+    value: &Value<'_>,
+) -> Result<(), ErrorCode> {
     match key {
         TopicOptionKey::CompressionAlgorithm => topic.compression = compression(value)?,
         TopicOptionKey::MessageExpiry => topic.message_expiry_us = expiry_us(value)?,
@@ -75,14 +92,18 @@ fn apply(topic: &mut TopicOptions, key: TopicOptionKey, value: &Value<'_>) -> Re
         TopicOptionKey::SegmentSize => {
             let size = bytes(value)?;
             if size != 0 {
-                if !(TOPIC_SEGMENT_SIZE_MIN_BYTES..=TOPIC_SEGMENT_SIZE_MAX_BYTES).contains(&size) || size % 512 != 0 {
+                if !(TOPIC_SEGMENT_SIZE_MIN_BYTES..=TOPIC_SEGMENT_SIZE_MAX_BYTES).contains(&size)
+                    || size % 512 != 0
+                {
                     return Err(ErrorCode::InvalidOptionValue);
                 }
                 topic.segment_size_bytes = size;
             }
         }
         TopicOptionKey::Durability => topic.durability = durability(value)?,
-        TopicOptionKey::ConsumerOffsetDurability => topic.consumer_offset_durability = durability(value)?,
+        TopicOptionKey::ConsumerOffsetDurability => {
+            topic.consumer_offset_durability = durability(value)?
+        }
         TopicOptionKey::MessagesRequiredToSave => {
             let messages = unsigned(value)?;
             if messages == 0 || messages > 16 * 1024 * 1024 {
@@ -131,7 +152,10 @@ pub fn parse_update(options: &WireOptions) -> Result<TopicOptionsUpdate, ErrorCo
 fn unsigned(value: &Value<'_>) -> Result<u64, ErrorCode> {
     match value {
         Value::Unsigned(n) => Ok(*n),
-        Value::Text(text) => text.trim().parse().map_err(|_| ErrorCode::InvalidOptionValue),
+        Value::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ErrorCode::InvalidOptionValue),
         Value::Bool(_) => Err(ErrorCode::InvalidOptionValue),
     }
 }
@@ -173,7 +197,12 @@ fn expiry_us(value: &Value<'_>) -> Result<u64, ErrorCode> {
 /// Maximum topic size in bytes: `u64::MAX` = unlimited (also for 0 = server default).
 fn size_limit(value: &Value<'_>) -> Result<u64, ErrorCode> {
     match value {
-        Value::Text(text) if matches!(*text, "unlimited" | "Unlimited" | "none" | "server_default" | "default") => {
+        Value::Text(text)
+            if matches!(
+                *text,
+                "unlimited" | "Unlimited" | "none" | "server_default" | "default"
+            ) =>
+        {
             Ok(u64::MAX)
         }
         other => match bytes(other)? {
@@ -185,9 +214,13 @@ fn size_limit(value: &Value<'_>) -> Result<u64, ErrorCode> {
 
 /// A byte count: an integer, or a string with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
 fn bytes(value: &Value<'_>) -> Result<u64, ErrorCode> {
-    let Value::Text(text) = value else { return unsigned(value) };
+    let Value::Text(text) = value else {
+        return unsigned(value);
+    };
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().map_err(|_| ErrorCode::InvalidOptionValue)?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -207,34 +240,75 @@ fn bytes(value: &Value<'_>) -> Result<u64, ErrorCode> {
 
 /// The options a topic reply carries: the explicit block (keys the client set) and the derived
 /// block (every other key at its resolved value). Durability shows the effective value.
-pub fn reply_blocks(options: &TopicOptions, effective_durability: Durability) -> (WireOptions, WireOptions) {
+pub fn reply_blocks(
+    options: &TopicOptions,
+    effective_durability: Durability,
+) -> (WireOptions, WireOptions) {
     let mut explicit = Vec::new();
     let mut derived = Vec::new();
     for key in TopicOptionKey::ALL {
         let (kind, value) = encode_value(options, key, effective_durability);
-        let target = if options.explicit.contains(key) { &mut explicit } else { &mut derived };
+        let target = if options.explicit.contains(key) {
+            &mut explicit
+        } else {
+            &mut derived
+        };
         target.push((KIND_STRING, key.name().as_bytes().to_vec(), kind, value));
     }
     (block(&explicit), block(&derived))
 }
 
-fn encode_value(options: &TopicOptions, key: TopicOptionKey, durability: Durability) -> (u8, Vec<u8>) {
+fn encode_value(
+    options: &TopicOptions,
+    key: TopicOptionKey,
+    durability: Durability,
+) -> (u8, Vec<u8>) {
     let text = |s: &str| (KIND_STRING, s.as_bytes().to_vec());
-    let durability_name = |d: Durability| if d == Durability::Persisted { "persisted" } else { "replicated" };
+    let durability_name = |d: Durability| {
+        if d == Durability::Persisted {
+            "persisted"
+        } else {
+            "replicated"
+        }
+    };
     match key {
         TopicOptionKey::CompressionAlgorithm => {
-            text(if options.compression == CompressionAlgorithm::Gzip { "gzip" } else { "none" })
+            text(if options.compression == CompressionAlgorithm::Gzip {
+                "gzip"
+            } else {
+                "none"
+            })
         }
-        TopicOptionKey::MessageExpiry => (KIND_UINT64, options.message_expiry_us.to_le_bytes().to_vec()),
-        TopicOptionKey::MaxTopicSize => (KIND_UINT64, options.max_topic_size_bytes.to_le_bytes().to_vec()),
-        TopicOptionKey::SegmentSize => (KIND_UINT64, options.segment_size_bytes.to_le_bytes().to_vec()),
+        TopicOptionKey::MessageExpiry => (
+            KIND_UINT64,
+            options.message_expiry_us.to_le_bytes().to_vec(),
+        ),
+        TopicOptionKey::MaxTopicSize => (
+            KIND_UINT64,
+            options.max_topic_size_bytes.to_le_bytes().to_vec(),
+        ),
+        TopicOptionKey::SegmentSize => (
+            KIND_UINT64,
+            options.segment_size_bytes.to_le_bytes().to_vec(),
+        ),
         TopicOptionKey::Durability => text(durability_name(durability)),
-        TopicOptionKey::ConsumerOffsetDurability => text(durability_name(options.consumer_offset_durability)),
-        TopicOptionKey::MessagesRequiredToSave => (KIND_UINT32, options.messages_required_to_save.to_le_bytes().to_vec()),
-        TopicOptionKey::SizeOfMessagesRequiredToSave => {
-            (KIND_UINT64, options.size_of_messages_required_to_save_bytes.to_le_bytes().to_vec())
+        TopicOptionKey::ConsumerOffsetDurability => {
+            text(durability_name(options.consumer_offset_durability))
         }
-        TopicOptionKey::PreallocateSegments => (KIND_BOOL, vec![u8::from(options.preallocate_segments)]),
+        TopicOptionKey::MessagesRequiredToSave => (
+            KIND_UINT32,
+            options.messages_required_to_save.to_le_bytes().to_vec(),
+        ),
+        TopicOptionKey::SizeOfMessagesRequiredToSave => (
+            KIND_UINT64,
+            options
+                .size_of_messages_required_to_save_bytes
+                .to_le_bytes()
+                .to_vec(),
+        ),
+        TopicOptionKey::PreallocateSegments => {
+            (KIND_BOOL, vec![u8::from(options.preallocate_segments)])
+        }
     }
 }
 
@@ -256,13 +330,19 @@ mod tests {
     use super::*;
 
     fn wire(entries: &[(&str, u8, &[u8])]) -> WireOptions {
-        let owned: Vec<_> = entries.iter().map(|(k, kind, v)| (KIND_STRING, k.as_bytes().to_vec(), *kind, v.to_vec())).collect();
+        let owned: Vec<_> = entries
+            .iter()
+            .map(|(k, kind, v)| (KIND_STRING, k.as_bytes().to_vec(), *kind, v.to_vec()))
+            .collect();
         block(&owned)
     }
 
     #[test]
     fn create_overlays_sent_keys_and_marks_them_explicit() {
-        let options = wire(&[("durability", KIND_STRING, b"persisted"), ("message_expiry", KIND_STRING, b"7 days")]);
+        let options = wire(&[
+            ("durability", KIND_STRING, b"persisted"),
+            ("message_expiry", KIND_STRING, b"7 days"),
+        ]);
         let parsed = parse_create(&options, 1 << 30).unwrap();
         assert_eq!(parsed.durability, Durability::Persisted);
         assert_eq!(parsed.message_expiry_us, 7 * 24 * 3600 * 1_000_000);
@@ -273,9 +353,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        assert_eq!(parse_create(&wire(&[("enforce_fsync", KIND_BOOL, &[1])]), 1 << 30), Err(ErrorCode::UnsupportedOptionKey));
-        assert_eq!(parse_create(&wire(&[("durability", KIND_STRING, b"maybe")]), 1 << 30), Err(ErrorCode::InvalidOptionValue));
-        assert_eq!(parse_update(&wire(&[("segment_size", KIND_UINT64, &[0; 8])])), Err(ErrorCode::UnsupportedOptionKey));
+        assert_eq!(
+            parse_create(&wire(&[("enforce_fsync", KIND_BOOL, &[1])]), 1 << 30),
+            Err(ErrorCode::UnsupportedOptionKey)
+        );
+        assert_eq!(
+            parse_create(&wire(&[("durability", KIND_STRING, b"maybe")]), 1 << 30),
+            Err(ErrorCode::InvalidOptionValue)
+        );
+        assert_eq!(
+            parse_update(&wire(&[("segment_size", KIND_UINT64, &[0; 8])])),
+            Err(ErrorCode::UnsupportedOptionKey)
+        );
     }
 
     #[test]

@@ -3,12 +3,18 @@
 //! repaired at start-up: shards open every partition the catalog names (creating missing ones).
 
 use super::options;
-use super::{done, encoded, resolve_stream, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef};
+use super::{
+    done, encoded, resolve_stream, resolve_stream_topic, result_ok, Action, Call, Continuation,
+    Handled, IdRef,
+};
 use crate::shard::ShardOp;
 use crate::shared::{lock, now_us, Shared};
 use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::reply::types::{
+    GetStreamResponse, GetStreamsResponse, GetTopicResponse, GetTopicsResponse, PartitionResponse,
+    StreamResponse, TopicHeader,
+};
 use riptide_protocol::request::Request;
-use riptide_protocol::reply::types::{GetStreamResponse, GetStreamsResponse, GetTopicResponse, GetTopicsResponse, PartitionResponse, StreamResponse, TopicHeader};
 use riptide_protocol::wire::{WireName, WireOptions};
 use riptide_storage::metadata::{Catalog, Change, CompressionAlgorithm, Partition, Stream, Topic};
 use riptide_storage::{PartitionKey, PartitionSettings};
@@ -21,20 +27,45 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
         Request::GetStream(r) => get_stream(&call, IdRef::from(&r.stream_id)),
         Request::GetStreams => get_streams(&call),
         Request::CreateStream(r) => create_stream(&call, r.name.as_str(), &r.options),
-        Request::UpdateStream(r) => update_stream(&call, IdRef::from(&r.stream_id), r.name.as_str(), &r.options),
+        Request::UpdateStream(r) => update_stream(
+            &call,
+            IdRef::from(&r.stream_id),
+            r.name.as_str(),
+            &r.options,
+        ),
         Request::DeleteStream(r) => delete_stream(&call, IdRef::from(&r.stream_id)),
         Request::PurgeStream(r) => purge_stream(&call, IdRef::from(&r.stream_id)),
         Request::GetTopic(r) => get_topic(&call, &r.stream_id, &r.topic_id),
         Request::GetTopics(r) => get_topics(&call, IdRef::from(&r.stream_id)),
-        Request::CreateTopic(r) => create_topic(&call, IdRef::from(&r.stream_id), r.partitions_count, r.name.as_str(), &r.options),
-        Request::UpdateTopic(r) => update_topic(&call, &r.stream_id, &r.topic_id, r.name.as_str(), &r.options),
+        Request::CreateTopic(r) => create_topic(
+            &call,
+            IdRef::from(&r.stream_id),
+            r.partitions_count,
+            r.name.as_str(),
+            &r.options,
+        ),
+        Request::UpdateTopic(r) => update_topic(
+            &call,
+            &r.stream_id,
+            &r.topic_id,
+            r.name.as_str(),
+            &r.options,
+        ),
         Request::DeleteTopic(r) => delete_topic(&call, &r.stream_id, &r.topic_id),
         Request::PurgeTopic(r) => purge_topic(&call, &r.stream_id, &r.topic_id),
-        Request::CreatePartitions(r) => create_partitions(&call, &r.stream_id, &r.topic_id, r.partitions_count),
-        Request::DeletePartitions(r) => delete_partitions(&call, &r.stream_id, &r.topic_id, r.partitions_count),
-        Request::DeleteSegments(r) => {
-            delete_segments(&call, &r.stream_id, &r.topic_id, r.partition_id, r.segments_count)
+        Request::CreatePartitions(r) => {
+            create_partitions(&call, &r.stream_id, &r.topic_id, r.partitions_count)
         }
+        Request::DeletePartitions(r) => {
+            delete_partitions(&call, &r.stream_id, &r.topic_id, r.partitions_count)
+        }
+        Request::DeleteSegments(r) => delete_segments(
+            &call,
+            &r.stream_id,
+            &r.topic_id,
+            r.partition_id,
+            r.segments_count,
+        ),
         _ => Err(ErrorCode::InvalidCommand),
     })
 }
@@ -44,10 +75,11 @@ fn wire_name(name: &str) -> WireName {
 }
 
 fn stream_response(shared: &Shared, stream: &Stream) -> StreamResponse {
-    let (size_bytes, messages_count) = stream.topics.values().fold((0, 0), |(size, count), topic| {
-        let (topic_size, topic_count) = topic_totals(shared, stream.id, topic);
-        (size + topic_size, count + topic_count)
-    });
+    let (size_bytes, messages_count) =
+        stream.topics.values().fold((0, 0), |(size, count), topic| {
+            let (topic_size, topic_count) = topic_totals(shared, stream.id, topic);
+            (size + topic_size, count + topic_count)
+        });
     StreamResponse {
         id: stream.id,
         created_at: stream.created_at_us,
@@ -60,25 +92,39 @@ fn stream_response(shared: &Shared, stream: &Stream) -> StreamResponse {
 }
 
 fn partition_key(stream_id: u32, topic: &Topic, partition: &Partition) -> PartitionKey {
-    PartitionKey { stream_id, topic_id: topic.id, partition_id: partition.id }
+    PartitionKey {
+        stream_id,
+        topic_id: topic.id,
+        partition_id: partition.id,
+    }
 }
 
 fn topic_totals(shared: &Shared, stream_id: u32, topic: &Topic) -> (u64, u64) {
-    topic.partitions.iter().fold((0, 0), |(size, count), partition| {
-        let info = shared.partition_info(partition_key(stream_id, topic, partition));
-        (size + info.size_bytes, count + info.messages_count)
-    })
+    topic
+        .partitions
+        .iter()
+        .fold((0, 0), |(size, count), partition| {
+            let info = shared.partition_info(partition_key(stream_id, topic, partition));
+            (size + info.size_bytes, count + info.messages_count)
+        })
 }
 
 fn topic_header(shared: &Shared, stream_id: u32, topic: &Topic) -> TopicHeader {
     let (size_bytes, messages_count) = topic_totals(shared, stream_id, topic);
-    let (explicit, derived) = options::reply_blocks(&topic.options, shared.effective_durability(topic.options.durability));
+    let (explicit, derived) = options::reply_blocks(
+        &topic.options,
+        shared.effective_durability(topic.options.durability),
+    );
     TopicHeader {
         id: topic.id,
         created_at: topic.created_at_us,
         partitions_count: topic.partitions.len() as u32,
         message_expiry: topic.options.message_expiry_us,
-        compression_algorithm: if topic.options.compression == CompressionAlgorithm::Gzip { 2 } else { 1 },
+        compression_algorithm: if topic.options.compression == CompressionAlgorithm::Gzip {
+            2
+        } else {
+            1
+        },
         max_topic_size: topic.options.max_topic_size_bytes,
         size_bytes,
         messages_count,
@@ -104,16 +150,28 @@ fn topic_response(shared: &Shared, stream_id: u32, topic: &Topic) -> GetTopicRes
             }
         })
         .collect();
-    GetTopicResponse { topic: topic_header(shared, stream_id, topic), partitions }
+    GetTopicResponse {
+        topic: topic_header(shared, stream_id, topic),
+        partitions,
+    }
 }
 
 /// Requests to the shards owning `keys`, one request per shard.
-fn per_shard(shared: &Shared, keys: impl IntoIterator<Item = PartitionKey>, op: impl Fn(Vec<PartitionKey>) -> ShardOp) -> Vec<(usize, ShardOp)> {
+fn per_shard(
+    shared: &Shared,
+    keys: impl IntoIterator<Item = PartitionKey>,
+    op: impl Fn(Vec<PartitionKey>) -> ShardOp,
+) -> Vec<(usize, ShardOp)> {
     let mut by_shard: Vec<Vec<PartitionKey>> = vec![Vec::new(); shared.shards()];
     for key in keys {
         by_shard[shared.shard_for(key)].push(key);
     }
-    by_shard.into_iter().enumerate().filter(|(_, keys)| !keys.is_empty()).map(|(shard, keys)| (shard, op(keys))).collect()
+    by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(shard, keys)| (shard, op(keys)))
+        .collect()
 }
 
 /// Shard work whose reply is `body`; replies at once when no shard is involved.
@@ -121,20 +179,35 @@ fn after_shards(requests: Vec<(usize, ShardOp)>, body: Vec<u8>) -> Handled {
     if requests.is_empty() {
         Handled::Reply(body)
     } else {
-        Handled::Shard { requests, continuation: Continuation::Body(body) }
+        Handled::Shard {
+            requests,
+            continuation: Continuation::Body(body),
+        }
     }
 }
 
 fn all_partition_keys(stream_id: u32, topic: &Topic) -> impl Iterator<Item = PartitionKey> + '_ {
-    topic.partitions.iter().map(move |partition| partition_key(stream_id, topic, partition))
+    topic
+        .partitions
+        .iter()
+        .map(move |partition| partition_key(stream_id, topic, partition))
 }
 
 fn get_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
-    let Ok(stream) = resolve_stream(call.catalog, id) else { return Ok(Handled::Reply(Vec::new())) };
+    let Ok(stream) = resolve_stream(call.catalog, id) else {
+        return Ok(Handled::Reply(Vec::new()));
+    };
     call.require(Action::ReadStream(stream.id))?;
     let shared = &call.ctx.shared;
-    let topics = stream.topics.values().map(|topic| topic_header(shared, stream.id, topic)).collect();
-    Ok(Handled::Reply(encoded(&GetStreamResponse { stream: stream_response(shared, stream), topics })))
+    let topics = stream
+        .topics
+        .values()
+        .map(|topic| topic_header(shared, stream.id, topic))
+        .collect();
+    Ok(Handled::Reply(encoded(&GetStreamResponse {
+        stream: stream_response(shared, stream),
+        topics,
+    })))
 }
 
 fn get_streams(call: &Call<'_>) -> Result<Handled, ErrorCode> {
@@ -158,25 +231,51 @@ fn create_stream(call: &Call<'_>, name: &str, options: &WireOptions) -> Result<H
         if catalog.stream_by_name(name).is_some() {
             return Err(ErrorCode::StreamNameAlreadyExists);
         }
-        let stream_id = catalog.next_stream_id().map_err(|e| super::catalog_error_code(&e))?;
-        Ok((Change::CreateStream { stream_id, name: name.to_string(), created_at_us: now_us() }, stream_id))
+        let stream_id = catalog
+            .next_stream_id()
+            .map_err(|e| super::catalog_error_code(&e))?;
+        Ok((
+            Change::CreateStream {
+                stream_id,
+                name: name.to_string(),
+                created_at_us: now_us(),
+            },
+            stream_id,
+        ))
     })?;
     let stream = catalog.stream(stream_id).ok_or(ErrorCode::Error)?;
-    let reply = GetStreamResponse { stream: stream_response(&call.ctx.shared, stream), topics: Vec::new() };
+    let reply = GetStreamResponse {
+        stream: stream_response(&call.ctx.shared, stream),
+        topics: Vec::new(),
+    };
     Ok(Handled::Reply(result_ok(&encoded(&reply))))
 }
 
-fn update_stream(call: &Call<'_>, id: IdRef<'_>, name: &str, options: &WireOptions) -> Result<Handled, ErrorCode> {
+fn update_stream(
+    call: &Call<'_>,
+    id: IdRef<'_>,
+    name: &str,
+    options: &WireOptions,
+) -> Result<Handled, ErrorCode> {
     let stream_id = resolve_stream(call.catalog, id)?.id;
     call.require(Action::ManageStream(stream_id))?;
     if !options.is_empty() {
         return Err(ErrorCode::UnsupportedOptionKey);
     }
     call.ctx.shared.mutate(|catalog| {
-        if catalog.stream_by_name(name).is_some_and(|other| other.id != stream_id) {
+        if catalog
+            .stream_by_name(name)
+            .is_some_and(|other| other.id != stream_id)
+        {
             return Err(ErrorCode::StreamNameAlreadyExists);
         }
-        Ok((Change::UpdateStream { stream_id, name: name.to_string() }, ()))
+        Ok((
+            Change::UpdateStream {
+                stream_id,
+                name: name.to_string(),
+            },
+            (),
+        ))
     })?;
     Ok(Handled::Reply(result_ok(&[])))
 }
@@ -185,9 +284,14 @@ fn delete_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let stream = resolve_stream(call.catalog, id)?;
     call.require(Action::ManageStream(stream.id))?;
     let stream_id = stream.id;
-    call.ctx.shared.mutate(|_| Ok((Change::DeleteStream { stream_id }, ())))?;
+    call.ctx
+        .shared
+        .mutate(|_| Ok((Change::DeleteStream { stream_id }, ())))?;
     lock(&call.ctx.shared.groups).forget(stream_id, None, None);
-    let keys = stream.topics.values().flat_map(|topic| all_partition_keys(stream_id, topic));
+    let keys = stream
+        .topics
+        .values()
+        .flat_map(|topic| all_partition_keys(stream_id, topic));
     let requests = per_shard(&call.ctx.shared, keys, ShardOp::DeletePartitions);
     Ok(after_shards(requests, result_ok(&[])))
 }
@@ -195,58 +299,103 @@ fn delete_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
 fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let stream = resolve_stream(call.catalog, id)?;
     call.require(Action::ManageStream(stream.id))?;
-    let keys = stream.topics.values().flat_map(|topic| all_partition_keys(stream.id, topic));
+    let keys = stream
+        .topics
+        .values()
+        .flat_map(|topic| all_partition_keys(stream.id, topic));
     let requests = per_shard(&call.ctx.shared, keys, ShardOp::Purge);
     Ok(after_shards(requests, result_ok(&[])))
 }
 
-fn get_topic(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdentifier, topic: &riptide_protocol::wire::WireIdentifier) -> Result<Handled, ErrorCode> {
+fn get_topic(
+    call: &Call<'_>,
+    stream: &riptide_protocol::wire::WireIdentifier,
+    topic: &riptide_protocol::wire::WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let Ok((stream, topic)) = resolve_stream_topic(call.catalog, stream, topic) else {
         return Ok(Handled::Reply(Vec::new()));
     };
     call.require(Action::ReadTopic(stream.id, topic.id))?;
-    Ok(Handled::Reply(encoded(&topic_response(&call.ctx.shared, stream.id, topic))))
+    Ok(Handled::Reply(encoded(&topic_response(
+        &call.ctx.shared,
+        stream.id,
+        topic,
+    ))))
 }
 
 fn get_topics(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let stream = resolve_stream(call.catalog, id)?;
     call.require(Action::ReadStream(stream.id))?;
     let shared = &call.ctx.shared;
-    let topics = stream.topics.values().map(|topic| topic_header(shared, stream.id, topic)).collect();
+    let topics = stream
+        .topics
+        .values()
+        .map(|topic| topic_header(shared, stream.id, topic))
+        .collect();
     Ok(Handled::Reply(encoded(&GetTopicsResponse { topics })))
 }
 
-fn create_topic(call: &Call<'_>, stream: IdRef<'_>, partitions_count: u32, name: &str, wire_options: &WireOptions) -> Result<Handled, ErrorCode> {
+fn create_topic(
+    call: &Call<'_>,
+    stream: IdRef<'_>,
+    partitions_count: u32,
+    name: &str,
+    wire_options: &WireOptions,
+) -> Result<Handled, ErrorCode> {
     let stream_id = resolve_stream(call.catalog, stream)?.id;
     call.require(Action::CreateTopic(stream_id))?;
     if partitions_count > PARTITIONS_PER_REQUEST_MAX {
         return Err(ErrorCode::TooManyPartitions);
     }
     let shared = &call.ctx.shared;
-    let topic_options = options::parse_create(wire_options, shared.config.storage.segment_size_bytes)?;
+    let topic_options =
+        options::parse_create(wire_options, shared.config.storage.segment_size_bytes)?;
     let (topic_id, catalog) = shared.mutate(|catalog| {
-        let stream = catalog.stream(stream_id).ok_or(ErrorCode::StreamIdNotFound)?;
+        let stream = catalog
+            .stream(stream_id)
+            .ok_or(ErrorCode::StreamIdNotFound)?;
         if stream.topics.values().any(|topic| topic.name == name) {
             return Err(ErrorCode::TopicNameAlreadyExists);
         }
-        let topic_id = catalog.next_topic_id(stream_id).map_err(|e| super::catalog_error_code(&e))?;
+        let topic_id = catalog
+            .next_topic_id(stream_id)
+            .map_err(|e| super::catalog_error_code(&e))?;
         let created_at_us = now_us();
-        let partitions = (0..partitions_count).map(|id| Partition { id, created_at_us }).collect();
-        let change = Change::CreateTopic { stream_id, topic_id, name: name.to_string(), created_at_us, partitions, options: topic_options };
+        let partitions = (0..partitions_count)
+            .map(|id| Partition { id, created_at_us })
+            .collect();
+        let change = Change::CreateTopic {
+            stream_id,
+            topic_id,
+            name: name.to_string(),
+            created_at_us,
+            partitions,
+            options: topic_options,
+        };
         Ok((change, topic_id))
     })?;
     let topic = topic_in(&catalog, stream_id, topic_id)?;
     let settings = shared.partition_settings(topic);
     let requests = open_requests(shared, stream_id, topic, settings);
-    Ok(after_shards(requests, result_ok(&encoded(&topic_response(shared, stream_id, topic)))))
+    Ok(after_shards(
+        requests,
+        result_ok(&encoded(&topic_response(shared, stream_id, topic))),
+    ))
 }
 
 fn topic_in(catalog: &Catalog, stream_id: u32, topic_id: u32) -> Result<&Topic, ErrorCode> {
-    catalog.topic(stream_id, topic_id).ok_or(ErrorCode::TopicIdNotFound)
+    catalog
+        .topic(stream_id, topic_id)
+        .ok_or(ErrorCode::TopicIdNotFound)
 }
 
 /// Opens (or re-configures) every partition of a topic on its shard.
-fn open_requests(shared: &Shared, stream_id: u32, topic: &Topic, settings: PartitionSettings) -> Vec<(usize, ShardOp)> {
+fn open_requests(
+    shared: &Shared,
+    stream_id: u32,
+    topic: &Topic,
+    settings: PartitionSettings,
+) -> Vec<(usize, ShardOp)> {
     per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
         ShardOp::OpenPartitions(keys.into_iter().map(|key| (key, settings)).collect())
     })
@@ -265,11 +414,25 @@ fn update_topic(
     let (stream_id, topic_id) = (stream.id, topic.id);
     let shared = &call.ctx.shared;
     let ((), catalog) = shared.mutate(|catalog| {
-        let stream = catalog.stream(stream_id).ok_or(ErrorCode::StreamIdNotFound)?;
-        if stream.topics.values().any(|other| other.name == name && other.id != topic_id) {
+        let stream = catalog
+            .stream(stream_id)
+            .ok_or(ErrorCode::StreamIdNotFound)?;
+        if stream
+            .topics
+            .values()
+            .any(|other| other.name == name && other.id != topic_id)
+        {
             return Err(ErrorCode::TopicNameAlreadyExists);
         }
-        Ok((Change::UpdateTopic { stream_id, topic_id, name: name.to_string(), options: update }, ()))
+        Ok((
+            Change::UpdateTopic {
+                stream_id,
+                topic_id,
+                name: name.to_string(),
+                options: update,
+            },
+            (),
+        ))
     })?;
     let topic = topic_in(&catalog, stream_id, topic_id)?;
     let settings = shared.partition_settings(topic);
@@ -279,24 +442,53 @@ fn update_topic(
     Ok(after_shards(requests, result_ok(&[])))
 }
 
-fn delete_topic(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdentifier, topic: &riptide_protocol::wire::WireIdentifier) -> Result<Handled, ErrorCode> {
+fn delete_topic(
+    call: &Call<'_>,
+    stream: &riptide_protocol::wire::WireIdentifier,
+    topic: &riptide_protocol::wire::WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    call.ctx.shared.mutate(|_| Ok((Change::DeleteTopic { stream_id, topic_id }, ())))?;
+    call.ctx.shared.mutate(|_| {
+        Ok((
+            Change::DeleteTopic {
+                stream_id,
+                topic_id,
+            },
+            (),
+        ))
+    })?;
     lock(&call.ctx.shared.groups).forget(stream_id, Some(topic_id), None);
-    let requests = per_shard(&call.ctx.shared, all_partition_keys(stream_id, topic), ShardOp::DeletePartitions);
+    let requests = per_shard(
+        &call.ctx.shared,
+        all_partition_keys(stream_id, topic),
+        ShardOp::DeletePartitions,
+    );
     Ok(after_shards(requests, result_ok(&[])))
 }
 
-fn purge_topic(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdentifier, topic: &riptide_protocol::wire::WireIdentifier) -> Result<Handled, ErrorCode> {
+fn purge_topic(
+    call: &Call<'_>,
+    stream: &riptide_protocol::wire::WireIdentifier,
+    topic: &riptide_protocol::wire::WireIdentifier,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
-    let requests = per_shard(&call.ctx.shared, all_partition_keys(stream.id, topic), ShardOp::Purge);
+    let requests = per_shard(
+        &call.ctx.shared,
+        all_partition_keys(stream.id, topic),
+        ShardOp::Purge,
+    );
     Ok(after_shards(requests, result_ok(&[])))
 }
 
-fn create_partitions(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdentifier, topic: &riptide_protocol::wire::WireIdentifier, count: u32) -> Result<Handled, ErrorCode> {
+fn create_partitions(
+    call: &Call<'_>,
+    stream: &riptide_protocol::wire::WireIdentifier,
+    topic: &riptide_protocol::wire::WireIdentifier,
+    count: u32,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     if count == 0 || count > PARTITIONS_PER_REQUEST_MAX {
@@ -308,8 +500,17 @@ fn create_partitions(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdent
         let topic = topic_in(catalog, stream_id, topic_id)?;
         let first = topic.partitions.len() as u32;
         let created_at_us = now_us();
-        let partitions = (first..first + count).map(|id| Partition { id, created_at_us }).collect();
-        Ok((Change::CreatePartitions { stream_id, topic_id, partitions }, ()))
+        let partitions = (first..first + count)
+            .map(|id| Partition { id, created_at_us })
+            .collect();
+        Ok((
+            Change::CreatePartitions {
+                stream_id,
+                topic_id,
+                partitions,
+            },
+            (),
+        ))
     })?;
     let topic = topic_in(&catalog, stream_id, topic_id)?;
     lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
@@ -318,23 +519,41 @@ fn create_partitions(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdent
     Ok(after_shards(requests, result_ok(&[])))
 }
 
-fn delete_partitions(call: &Call<'_>, stream: &riptide_protocol::wire::WireIdentifier, topic: &riptide_protocol::wire::WireIdentifier, count: u32) -> Result<Handled, ErrorCode> {
+fn delete_partitions(
+    call: &Call<'_>,
+    stream: &riptide_protocol::wire::WireIdentifier,
+    topic: &riptide_protocol::wire::WireIdentifier,
+    count: u32,
+) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     if count == 0 || count > PARTITIONS_PER_REQUEST_MAX || count as usize > topic.partitions.len() {
         return Err(ErrorCode::InvalidPartitionsCount);
     }
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let removed: Vec<PartitionKey> = all_partition_keys(stream_id, topic).skip(topic.partitions.len() - count as usize).collect();
+    let removed: Vec<PartitionKey> = all_partition_keys(stream_id, topic)
+        .skip(topic.partitions.len() - count as usize)
+        .collect();
     let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|_| Ok((Change::DeletePartitions { stream_id, topic_id, count }, ())))?;
+    let ((), catalog) = shared.mutate(|_| {
+        Ok((
+            Change::DeletePartitions {
+                stream_id,
+                topic_id,
+                count,
+            },
+            (),
+        ))
+    })?;
     let topic = topic_in(&catalog, stream_id, topic_id)?;
     lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
     let mut requests = per_shard(shared, removed, ShardOp::DeletePartitions);
     let settings = shared.partition_settings(topic);
-    requests.extend(per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
-        ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect())
-    }));
+    requests.extend(per_shard(
+        shared,
+        all_partition_keys(stream_id, topic),
+        |keys| ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect()),
+    ));
     Ok(after_shards(requests, result_ok(&[])))
 }
 
@@ -350,7 +569,17 @@ fn delete_segments(
     if partition_id as usize >= topic.partitions.len() {
         return Err(ErrorCode::PartitionNotFound);
     }
-    let key = PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id };
-    let requests = vec![(call.ctx.shared.shard_for(key), ShardOp::DeleteSegments { key, count: segments_count })];
+    let key = PartitionKey {
+        stream_id: stream.id,
+        topic_id: topic.id,
+        partition_id,
+    };
+    let requests = vec![(
+        call.ctx.shared.shard_for(key),
+        ShardOp::DeleteSegments {
+            key,
+            count: segments_count,
+        },
+    )];
     Ok(after_shards(requests, result_ok(&[])))
 }

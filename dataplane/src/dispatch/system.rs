@@ -4,11 +4,11 @@
 use super::{done, encoded, Action, Call, Handled};
 use crate::shared::lock;
 use riptide_protocol::codes::ErrorCode;
-use riptide_protocol::request::Request;
 use riptide_protocol::reply::types::{
-    ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse, ConsumerGroupInfoResponse,
-    GetClientsResponse, StatsResponse,
+    ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse,
+    ConsumerGroupInfoResponse, GetClientsResponse, StatsResponse,
 };
+use riptide_protocol::request::Request;
 use std::net::SocketAddr;
 
 const TRANSPORT_TCP: u8 = 1;
@@ -20,16 +20,20 @@ const NODE_NAME: &str = "riptide-0";
 pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     done(match request {
         Request::GetStats => stats(&call),
-        Request::GetMe => Ok(Handled::Reply(client_details(&call, call.state.client_id).unwrap_or_default())),
-        Request::GetClient(r) => {
-            call.require(Action::ReadServers).map(|()| Handled::Reply(client_details(&call, r.client_id).unwrap_or_default()))
-        }
+        Request::GetMe => Ok(Handled::Reply(
+            client_details(&call, call.state.client_id).unwrap_or_default(),
+        )),
+        Request::GetClient(r) => call
+            .require(Action::ReadServers)
+            .map(|()| Handled::Reply(client_details(&call, r.client_id).unwrap_or_default())),
         Request::GetClients => clients(&call),
         Request::GetClusterMetadata => Ok(Handled::Reply(encoded(&cluster_metadata(&call)))),
         Request::GetSnapshot(_) | Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
         // One node: every session is already attached to the primary, and routing answers "here".
         Request::AttachConsumerSession(_) => Ok(Handled::Reply(Vec::new())),
-        Request::GetPollRouting(_) | Request::GetConsumerOffsetRouting(_) => Err(ErrorCode::FeatureUnavailable),
+        Request::GetPollRouting(_) | Request::GetConsumerOffsetRouting(_) => {
+            Err(ErrorCode::FeatureUnavailable)
+        }
         _ => Err(ErrorCode::InvalidCommand),
     })
 }
@@ -50,9 +54,15 @@ fn group_memberships(call: &Call<'_>, client_id: u32) -> Vec<ConsumerGroupInfoRe
     for stream in call.catalog.streams().values() {
         for topic in stream.topics.values() {
             for group in topic.consumer_groups.values() {
-                let member = groups.group((stream.id, topic.id, group.id)).is_some_and(|g| g.assigned(client_id).is_some());
+                let member = groups
+                    .group((stream.id, topic.id, group.id))
+                    .is_some_and(|g| g.assigned(client_id).is_some());
                 if member {
-                    memberships.push(ConsumerGroupInfoResponse { stream_id: stream.id, topic_id: topic.id, group_id: group.id });
+                    memberships.push(ConsumerGroupInfoResponse {
+                        stream_id: stream.id,
+                        topic_id: topic.id,
+                        group_id: group.id,
+                    });
                 }
             }
         }
@@ -63,19 +73,29 @@ fn group_memberships(call: &Call<'_>, client_id: u32) -> Vec<ConsumerGroupInfoRe
 /// The client's details, or `None` (an empty reply) when no such client is connected.
 fn client_details(call: &Call<'_>, client_id: u32) -> Option<Vec<u8>> {
     let client = lock(&call.ctx.shared.clients).get(&client_id).cloned()?;
-    let details = ClientDetailsResponse { client: client_response(call, &client), consumer_groups: group_memberships(call, client_id) };
+    let details = ClientDetailsResponse {
+        client: client_response(call, &client),
+        consumer_groups: group_memberships(call, client_id),
+    };
     Some(encoded(&details))
 }
 
 fn clients(call: &Call<'_>) -> Result<Handled, ErrorCode> {
     call.require(Action::ReadServers)?;
     let connected: Vec<_> = lock(&call.ctx.shared.clients).values().cloned().collect();
-    let clients = connected.iter().map(|client| client_response(call, client)).collect();
+    let clients = connected
+        .iter()
+        .map(|client| client_response(call, client))
+        .collect();
     Ok(Handled::Reply(encoded(&GetClientsResponse { clients })))
 }
 
 fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
-    let address = call.ctx.shared.bound_address().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let address = call
+        .ctx
+        .shared
+        .bound_address()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     ClusterMetadataResponse {
         name: CLUSTER_NAME.to_string(),
         nodes: vec![ClusterNodeResponse {
@@ -95,14 +115,19 @@ fn stats(call: &Call<'_>) -> Result<Handled, ErrorCode> {
     call.require(Action::ReadServers)?;
     let shared = &call.ctx.shared;
     let catalog = call.catalog;
-    let (mut topics, mut partitions, mut groups, mut messages, mut size, mut segments) = (0u32, 0u32, 0u32, 0u64, 0u64, 0u32);
+    let (mut topics, mut partitions, mut groups, mut messages, mut size, mut segments) =
+        (0u32, 0u32, 0u32, 0u64, 0u64, 0u32);
     for stream in catalog.streams().values() {
         for topic in stream.topics.values() {
             topics += 1;
             groups += topic.consumer_groups.len() as u32;
             for partition in &topic.partitions {
                 partitions += 1;
-                let key = riptide_storage::PartitionKey { stream_id: stream.id, topic_id: topic.id, partition_id: partition.id };
+                let key = riptide_storage::PartitionKey {
+                    stream_id: stream.id,
+                    topic_id: topic.id,
+                    partition_id: partition.id,
+                };
                 let info = shared.partition_info(key);
                 messages += info.messages_count;
                 size += info.size_bytes;

@@ -5,18 +5,18 @@ use crate::session::{ConnectionState, Session, WorkerContext};
 use crate::shared::{lock, now_us};
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::login::Login;
-use riptide_protocol::request::Request;
 use riptide_protocol::reply::types::{
-    GetPersonalAccessTokensResponse, GetUsersResponse, PersonalAccessTokenResponse, RawPersonalAccessTokenResponse,
-    UserDetailsResponse, UserResponse,
+    GetPersonalAccessTokensResponse, GetUsersResponse, PersonalAccessTokenResponse,
+    RawPersonalAccessTokenResponse, UserDetailsResponse, UserResponse,
 };
+use riptide_protocol::request::Request;
 use riptide_protocol::wire::{
-    WireGlobalPermissions, WireIdentifier, WireName, WireOptions, WirePermissions, WireStreamPermissions,
-    WireTopicPermissions,
+    WireGlobalPermissions, WireIdentifier, WireName, WireOptions, WirePermissions,
+    WireStreamPermissions, WireTopicPermissions,
 };
 use riptide_storage::metadata::{
-    generate_token, hash_password, hash_token, verify_password, Catalog, Change, GlobalPermissions, Permissions,
-    StreamPermissions, TopicPermissions, User, UserStatus,
+    generate_token, hash_password, hash_token, verify_password, Catalog, Change, GlobalPermissions,
+    Permissions, StreamPermissions, TopicPermissions, User, UserStatus,
 };
 
 /// Most personal access tokens per user (iggy's default).
@@ -30,7 +30,9 @@ const STATUS_INACTIVE: u8 = 2;
 pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext) -> Handled {
     let catalog = ctx.shared.catalog();
     let user = match &login {
-        Login::Password { username, password, .. } => match catalog.user_by_username(username) {
+        Login::Password {
+            username, password, ..
+        } => match catalog.user_by_username(username) {
             Some(user) if verify_password(password, &user.password_hash) => user,
             _ => return Handled::Error(ErrorCode::InvalidCredentials),
         },
@@ -46,7 +48,10 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
         return Handled::Error(ErrorCode::UserInactive);
     }
     let session_id = random_session_id();
-    state.session = Some(Session { user_id: user.id, session_id });
+    state.session = Some(Session {
+        user_id: user.id,
+        session_id,
+    });
     if let Some(client) = lock(&ctx.shared.clients).get_mut(&state.client_id) {
         client.user_id = Some(user.id);
     }
@@ -80,11 +85,24 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
         }
         Request::GetUser(r) => get_user(&call, &r.user_id),
         Request::GetUsers => get_users(&call),
-        Request::CreateUser(r) => create_user(&call, r.username.as_str(), &r.password, r.status, r.permissions.as_ref(), &r.options),
+        Request::CreateUser(r) => create_user(
+            &call,
+            r.username.as_str(),
+            &r.password,
+            r.status,
+            r.permissions.as_ref(),
+            &r.options,
+        ),
         Request::DeleteUser(r) => delete_user(&call, &r.user_id),
-        Request::UpdateUser(r) => update_user(&call, &r.user_id, r.username.as_ref(), r.status, &r.options),
-        Request::UpdatePermissions(r) => update_permissions(&call, &r.user_id, r.permissions.as_ref()),
-        Request::ChangePassword(r) => change_password(&call, &r.user_id, &r.current_password, &r.new_password),
+        Request::UpdateUser(r) => {
+            update_user(&call, &r.user_id, r.username.as_ref(), r.status, &r.options)
+        }
+        Request::UpdatePermissions(r) => {
+            update_permissions(&call, &r.user_id, r.permissions.as_ref())
+        }
+        Request::ChangePassword(r) => {
+            change_password(&call, &r.user_id, &r.current_password, &r.new_password)
+        }
         Request::GetPersonalAccessTokens => get_tokens(&call),
         Request::CreatePersonalAccessToken(r) => create_token(&call, r.name.as_str(), r.expiry),
         Request::DeletePersonalAccessToken(r) => delete_token(&call, r.name.as_str()),
@@ -104,18 +122,28 @@ fn user_response(user: &User) -> UserResponse {
     UserResponse {
         id: user.id,
         created_at: user.created_at_us,
-        status: if user.status == UserStatus::Active { STATUS_ACTIVE } else { STATUS_INACTIVE },
-        username: WireName::new(user.username.as_str()).unwrap_or_else(|_| WireName::new("?").expect("valid")),
+        status: if user.status == UserStatus::Active {
+            STATUS_ACTIVE
+        } else {
+            STATUS_INACTIVE
+        },
+        username: WireName::new(user.username.as_str())
+            .unwrap_or_else(|_| WireName::new("?").expect("valid")),
         options: WireOptions::empty(),
     }
 }
 
 fn user_details(user: &User) -> UserDetailsResponse {
-    UserDetailsResponse { user: user_response(user), permissions: user.permissions.as_ref().map(to_wire) }
+    UserDetailsResponse {
+        user: user_response(user),
+        permissions: user.permissions.as_ref().map(to_wire),
+    }
 }
 
 fn get_user(call: &Call<'_>, id: &WireIdentifier) -> Result<Handled, ErrorCode> {
-    let Ok(user) = find_user(call.catalog, id) else { return Ok(Handled::Reply(Vec::new())) };
+    let Ok(user) = find_user(call.catalog, id) else {
+        return Ok(Handled::Reply(Vec::new()));
+    };
     if user.id != call.caller.user_id {
         call.require(Action::ReadUsers)?;
     }
@@ -165,7 +193,9 @@ fn create_user(
         if catalog.user_by_username(username).is_some() {
             return Err(ErrorCode::UserAlreadyExists);
         }
-        let user_id = catalog.next_user_id().map_err(|e| super::catalog_error_code(&e))?;
+        let user_id = catalog
+            .next_user_id()
+            .map_err(|e| super::catalog_error_code(&e))?;
         let change = Change::CreateUser {
             user_id,
             username: username.to_string(),
@@ -186,7 +216,9 @@ fn delete_user(call: &Call<'_>, id: &WireIdentifier) -> Result<Handled, ErrorCod
     if user_id == call.caller.user_id {
         return Err(ErrorCode::CannotDeleteUser);
     }
-    call.ctx.shared.mutate(|_| Ok((Change::DeleteUser { user_id }, ())))?;
+    call.ctx
+        .shared
+        .mutate(|_| Ok((Change::DeleteUser { user_id }, ())))?;
     Ok(Handled::Reply(result_ok(&[])))
 }
 
@@ -203,30 +235,60 @@ fn update_user(
     }
     let user_id = find_user(call.catalog, id)?.id;
     let username = username.map(|name| name.as_str().to_string());
-    if username.as_ref().is_some_and(|name| !USERNAME_LENGTH_BYTES.contains(&name.len())) {
+    if username
+        .as_ref()
+        .is_some_and(|name| !USERNAME_LENGTH_BYTES.contains(&name.len()))
+    {
         return Err(ErrorCode::InvalidUsername);
     }
     let status = status.map(status_from_wire).transpose()?;
     call.ctx.shared.mutate(|catalog| {
         if let Some(name) = &username {
-            if catalog.user_by_username(name).is_some_and(|other| other.id != user_id) {
+            if catalog
+                .user_by_username(name)
+                .is_some_and(|other| other.id != user_id)
+            {
                 return Err(ErrorCode::UserAlreadyExists);
             }
         }
-        Ok((Change::UpdateUser { user_id, username, status }, ()))
+        Ok((
+            Change::UpdateUser {
+                user_id,
+                username,
+                status,
+            },
+            (),
+        ))
     })?;
     Ok(Handled::Reply(result_ok(&[])))
 }
 
-fn update_permissions(call: &Call<'_>, id: &WireIdentifier, permissions: Option<&WirePermissions>) -> Result<Handled, ErrorCode> {
+fn update_permissions(
+    call: &Call<'_>,
+    id: &WireIdentifier,
+    permissions: Option<&WirePermissions>,
+) -> Result<Handled, ErrorCode> {
     call.require(Action::ManageUsers)?;
     let user_id = find_user(call.catalog, id)?.id;
     let permissions = permissions.map(from_wire);
-    call.ctx.shared.mutate(|_| Ok((Change::UpdatePermissions { user_id, permissions }, ())))?;
+    call.ctx.shared.mutate(|_| {
+        Ok((
+            Change::UpdatePermissions {
+                user_id,
+                permissions,
+            },
+            (),
+        ))
+    })?;
     Ok(Handled::Reply(result_ok(&[])))
 }
 
-fn change_password(call: &Call<'_>, id: &WireIdentifier, current: &str, new: &str) -> Result<Handled, ErrorCode> {
+fn change_password(
+    call: &Call<'_>,
+    id: &WireIdentifier,
+    current: &str,
+    new: &str,
+) -> Result<Handled, ErrorCode> {
     let user = find_user(call.catalog, id)?;
     if user.id != call.caller.user_id {
         call.require(Action::ManageUsers)?;
@@ -236,21 +298,35 @@ fn change_password(call: &Call<'_>, id: &WireIdentifier, current: &str, new: &st
     }
     let password_hash = check_password(new)?;
     let user_id = user.id;
-    call.ctx.shared.mutate(|_| Ok((Change::ChangePassword { user_id, password_hash }, ())))?;
+    call.ctx.shared.mutate(|_| {
+        Ok((
+            Change::ChangePassword {
+                user_id,
+                password_hash,
+            },
+            (),
+        ))
+    })?;
     Ok(Handled::Reply(result_ok(&[])))
 }
 
 fn get_tokens(call: &Call<'_>) -> Result<Handled, ErrorCode> {
-    let user = call.catalog.user(call.caller.user_id).ok_or(ErrorCode::ResourceNotFound)?;
+    let user = call
+        .catalog
+        .user(call.caller.user_id)
+        .ok_or(ErrorCode::ResourceNotFound)?;
     let tokens = user
         .tokens
         .values()
         .map(|token| PersonalAccessTokenResponse {
-            name: WireName::new(token.name.as_str()).unwrap_or_else(|_| WireName::new("?").expect("valid")),
+            name: WireName::new(token.name.as_str())
+                .unwrap_or_else(|_| WireName::new("?").expect("valid")),
             expiry_at: token.expiry_at_us.unwrap_or(0),
         })
         .collect();
-    Ok(Handled::Reply(encoded(&GetPersonalAccessTokensResponse { tokens })))
+    Ok(Handled::Reply(encoded(&GetPersonalAccessTokensResponse {
+        tokens,
+    })))
 }
 
 /// `expiry` is a duration in µs: 0 (server default) and `u64::MAX` mean the token never expires.
@@ -258,7 +334,8 @@ fn create_token(call: &Call<'_>, name: &str, expiry_us: u64) -> Result<Handled, 
     let user_id = call.caller.user_id;
     let token = generate_token().map_err(|_| ErrorCode::Error)?;
     let token_hash = hash_token(&token);
-    let expiry_at_us = (expiry_us != 0 && expiry_us != u64::MAX).then(|| now_us().saturating_add(expiry_us));
+    let expiry_at_us =
+        (expiry_us != 0 && expiry_us != u64::MAX).then(|| now_us().saturating_add(expiry_us));
     call.ctx.shared.mutate(|catalog| {
         let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
         if user.tokens.contains_key(name) {
@@ -267,10 +344,20 @@ fn create_token(call: &Call<'_>, name: &str, expiry_us: u64) -> Result<Handled, 
         if user.tokens.len() >= TOKENS_PER_USER_MAX {
             return Err(ErrorCode::PersonalAccessTokensLimitReached);
         }
-        Ok((Change::CreatePersonalAccessToken { user_id, name: name.to_string(), token_hash, expiry_at_us }, ()))
+        Ok((
+            Change::CreatePersonalAccessToken {
+                user_id,
+                name: name.to_string(),
+                token_hash,
+                expiry_at_us,
+            },
+            (),
+        ))
     })?;
     let token = WireName::new(token).map_err(|_| ErrorCode::Error)?;
-    Ok(Handled::Reply(result_ok(&encoded(&RawPersonalAccessTokenResponse { token }))))
+    Ok(Handled::Reply(result_ok(&encoded(
+        &RawPersonalAccessTokenResponse { token },
+    ))))
 }
 
 fn delete_token(call: &Call<'_>, name: &str) -> Result<Handled, ErrorCode> {
@@ -280,7 +367,13 @@ fn delete_token(call: &Call<'_>, name: &str) -> Result<Handled, ErrorCode> {
         if !user.tokens.contains_key(name) {
             return Err(ErrorCode::ResourceNotFound);
         }
-        Ok((Change::DeletePersonalAccessToken { user_id, name: name.to_string() }, ()))
+        Ok((
+            Change::DeletePersonalAccessToken {
+                user_id,
+                name: name.to_string(),
+            },
+            (),
+        ))
     })?;
     Ok(Handled::Reply(result_ok(&[])))
 }
