@@ -1091,3 +1091,61 @@ async fn login_gate_versions_legacy_codes_and_credentials() {
     .expect("test body");
     server.finish().expect("server still healthy");
 }
+
+/// `tcp.connections_max` bounds the connections served at once across all workers: extra
+/// connections are closed at once, the ones already open keep working, and room frees up when
+/// connections close.
+#[tokio::test]
+async fn connection_limit_is_a_configuration_value() {
+    const CONNECTIONS_MAX: usize = 4;
+    const ATTEMPTS: usize = 12;
+    let server =
+        Server::start_with_env(&[("RIPTIDE_TCP_CONNECTIONS_MAX", "4")]).expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut served = Vec::new();
+        let mut refused = 0;
+        for _ in 0..ATTEMPTS {
+            let mut connection = RawConnection::connect(server.address()).await?;
+            let header = connection.header_for(code::PING);
+            // A refused connection may already be closed when we write.
+            let _ = connection.send_bytes(&header.emit(&[])).await;
+            match connection.read_outcome(CLOSE_WAIT).await? {
+                Outcome::Frame(frame) if frame.is_reply() && frame.status() == 0 => served.push(connection),
+                Outcome::Closed => refused += 1,
+                Outcome::Frame(frame) => bail!("over the limit: unexpected {}", frame.describe()),
+                Outcome::Silent => bail!("a connection over the limit was neither served nor closed"),
+            }
+        }
+        // The witness holds one of the connections.
+        ensure!(
+            served.len() < CONNECTIONS_MAX && !served.is_empty(),
+            "connections_max {CONNECTIONS_MAX} (one held by the witness): {} more served, {refused} refused",
+            served.len()
+        );
+        witness.check("connections over the limit").await?;
+        for connection in &mut served {
+            let pong = connection.ping().await?;
+            ensure!(pong.status() == 0, "a served connection stopped working: {}", pong.describe());
+        }
+        drop(served);
+        // Closed connections give their room back (the close is noticed asynchronously).
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        loop {
+            let mut connection = RawConnection::connect(server.address()).await?;
+            let header = connection.header_for(code::PING);
+            let _ = connection.send_bytes(&header.emit(&[])).await;
+            if let Outcome::Frame(frame) = connection.read_outcome(CLOSE_WAIT).await? {
+                ensure!(frame.status() == 0, "after closing: {}", frame.describe());
+                break;
+            }
+            ensure!(tokio::time::Instant::now() < deadline, "no room came back after closing every connection");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        witness.check("connections closed").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
