@@ -1149,3 +1149,67 @@ async fn connection_limit_is_a_configuration_value() {
     .expect("test body");
     server.finish().expect("server still healthy");
 }
+
+/// `limits.batch_messages_max` and `limits.batch_size_max_bytes` refuse a batch with an error
+/// status (the frame itself is fine, so the connection stays usable) and store nothing of it.
+#[tokio::test]
+async fn batch_limits_are_configuration_values() {
+    let server = Server::start_with_env(&[
+        ("RIPTIDE_LIMITS_BATCH_MESSAGES_MAX", "10"),
+        ("RIPTIDE_LIMITS_BATCH_SIZE_MAX_BYTES", "65536"),
+    ])
+    .expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = raw_topic(&server).await?;
+        let partitioning = raw::Partitioning::PartitionId(0);
+        let eleven: Vec<&[u8]> = vec![b"m"; 11];
+        let batch = raw::batch(&eleven, 1)?;
+        let body = raw::send_messages_body(1, 0, &partitioning, 11, &batch);
+        let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+        ensure!(
+            reply.is_reply() && reply.status() != 0,
+            "11 messages with batch_messages_max 10: {}",
+            reply.describe()
+        );
+        println!(
+            "11 messages over batch_messages_max 10: status {}",
+            reply.status()
+        );
+        let ten: Vec<&[u8]> = vec![b"m"; 10];
+        let batch = raw::batch(&ten, 1)?;
+        let body = raw::send_messages_body(1, 0, &partitioning, 10, &batch);
+        let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+        ensure!(reply.status() == 0, "10 messages: {}", reply.describe());
+
+        // 70 KB of payload in one message: over the 64 KiB batch size, under the frame limit.
+        let mut big = vec![IggyMessage::from(vec![5u8; 70_000])];
+        let sent = witness
+            .client
+            .send_messages(
+                &name("witness"),
+                &name("w"),
+                &Partitioning::partition_id(0),
+                &mut big,
+            )
+            .await;
+        ensure!(
+            sent.is_err(),
+            "a 70 KB batch passed batch_size_max_bytes 65536"
+        );
+        println!("70 KB batch over batch_size_max_bytes: {:?}", sent.err());
+        ensure!(
+            stored_payloads(&mut connection).await?.len() == 10,
+            "only the 10-message batch may be stored"
+        );
+        let mut witness = Witness {
+            client: server.client().await?,
+            sent: witness.sent,
+        };
+        witness.check("batches over the limits").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
