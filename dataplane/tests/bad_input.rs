@@ -1160,7 +1160,7 @@ async fn batch_limits_are_configuration_values() {
     ])
     .expect("server starts");
     bounded(TEST_TIMEOUT, async {
-        let mut witness = Witness::new(&server).await?;
+        let witness = Witness::new(&server).await?;
         let mut connection = raw_topic(&server).await?;
         let partitioning = raw::Partitioning::PartitionId(0);
         let eleven: Vec<&[u8]> = vec![b"m"; 11];
