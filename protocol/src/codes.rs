@@ -308,10 +308,11 @@ impl Operation {
         !matches!(self, Self::Reserved) && !self.is_internal()
     }
 
-    /// Metadata-plane mutations (128..160).
+    /// Metadata-plane mutations (128..160) other than DeleteSegments, which iggy resolves on
+    /// the partition's shard and which is therefore not result-framed (`Operation::is_metadata`).
     #[must_use]
     pub const fn is_metadata(self) -> bool {
-        (self as u8) >= 128 && (self as u8) < 160
+        (self as u8) >= 128 && (self as u8) < 160 && !matches!(self, Self::DeleteSegments)
     }
 
     /// Partition-plane operations (>= 160).
@@ -325,7 +326,9 @@ impl Operation {
     /// result-framed too; that case is the caller's (see [`crate::reply::login_reply`]).
     #[must_use]
     pub const fn is_result_framed(self) -> bool {
-        self.is_metadata() || matches!(self, Self::StoreConsumerOffset | Self::DeleteConsumerOffset)
+        self.is_metadata()
+            || self.is_internal()
+            || matches!(self, Self::StoreConsumerOffset | Self::DeleteConsumerOffset)
     }
 }
 
@@ -385,6 +388,16 @@ mod tests {
                 }
             }
         }
+        for op in Operation::ALL {
+            let theirs: IggyOperation = bytemuck::checked::cast(*op as u8);
+            assert_eq!(op.is_result_framed(), theirs.is_result_framed(), "{op:?}");
+            assert_eq!(op.is_partition(), theirs.is_partition(), "{op:?}");
+            assert_eq!(op.is_internal(), theirs.is_internal(), "{op:?}");
+            assert_eq!(op.is_client_allowed(), theirs.is_client_allowed(), "{op:?}");
+            let metadata = theirs.is_metadata() && !theirs.is_internal();
+            assert_eq!(op.is_metadata(), metadata, "{op:?}");
+        }
+        assert!(!Operation::DeleteSegments.is_result_framed());
         assert!(Operation::SendMessages.is_partition());
         assert!(Operation::CreateStream.is_result_framed());
         assert!(Operation::StoreConsumerOffset.is_result_framed());

@@ -204,6 +204,13 @@ impl<'a> Partitioning<'a> {
         Some((partitioning, end))
     }
 
+    /// The 0-based partition a messages key maps to, as iggy computes it:
+    /// `XxHash32(seed 0, key) % partitions_count`. `None` when the topic has no partitions.
+    pub fn messages_key_partition(key: &[u8], partitions_count: u32) -> Option<u32> {
+        let hash = twox_hash::XxHash32::oneshot(0, key);
+        hash.checked_rem(partitions_count)
+    }
+
     /// Appends the encoding.
     pub fn emit(&self, out: &mut Vec<u8>) {
         match self {
@@ -724,6 +731,23 @@ mod tests {
         wrong_count[18] = 2;
         assert_eq!(decode(&wrong_count), SendMessagesError::MessagesCount);
         assert_eq!(decode(&body[..100]), SendMessagesError::Truncated);
+    }
+
+    #[test]
+    fn messages_key_partition_is_xxhash32_seed_0_modulo_partitions() {
+        // XxHash32 of the empty input with seed 0 is the published test vector 0x02CC5D05.
+        assert_eq!(twox_hash::XxHash32::oneshot(0, b""), 0x02CC_5D05);
+        assert_eq!(
+            Partitioning::messages_key_partition(b"", 7),
+            Some(0x02CC_5D05 % 7)
+        );
+        let key = b"user-1";
+        let expected = twox_hash::XxHash32::oneshot(0, key) % 24;
+        assert_eq!(
+            Partitioning::messages_key_partition(key, 24),
+            Some(expected)
+        );
+        assert_eq!(Partitioning::messages_key_partition(key, 0), None);
     }
 
     #[test]
