@@ -2,7 +2,7 @@
 //! checks a page against the format (used by `riptidectl metrics --json` and the tests).
 
 use crate::supervisor::{State, SupervisorStatus};
-use riptide_dataplane::stats::{HistogramSnapshot, StatsSnapshot};
+use riptide_dataplane::stats::{HistogramSnapshot, ShardSnapshot, StatsSnapshot, WorkerSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -165,165 +165,138 @@ fn render_catalog(page: &mut Page, stats: &StatsSnapshot) {
     }
 }
 
-fn render_workers(page: &mut Page, stats: &StatsSnapshot) {
-    let workers = &stats.workers;
-    let label =
-        |w: &riptide_dataplane::stats::WorkerSnapshot| vec![("worker", w.index.to_string())];
-    page.per_item(
+/// A family of one counter or gauge per worker or shard: name, type, help, the value.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+const WORKER_FAMILIES: [Family<WorkerSnapshot>; 11] = [
+    (
         "riptide_connections",
         "gauge",
         "Open client connections.",
-        workers,
-        label,
         |w| w.connections_open,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_connections_accepted_total",
         "counter",
         "Connections accepted.",
-        workers,
-        label,
         |w| w.connections_accepted,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_connections_refused_total",
         "counter",
         "Connections refused over the limit.",
-        workers,
-        label,
         |w| w.connections_refused,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_requests_total",
         "counter",
         "Requests handled.",
-        workers,
-        label,
         |w| w.requests,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_request_errors_total",
         "counter",
         "Requests answered with an error.",
-        workers,
-        label,
         |w| w.request_errors,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_evictions_total",
         "counter",
         "Connections evicted for protocol violations.",
-        workers,
-        label,
         |w| w.evictions,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_messages_in_total",
         "counter",
         "Messages received from producers.",
-        workers,
-        label,
         |w| w.messages_in,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_bytes_in_total",
         "counter",
         "Bytes received from clients.",
-        workers,
-        label,
         |w| w.bytes_in,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_messages_out_total",
         "counter",
         "Messages sent to consumers.",
-        workers,
-        label,
         |w| w.messages_out,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_bytes_out_total",
         "counter",
         "Bytes sent to clients.",
-        workers,
-        label,
         |w| w.bytes_out,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_ring_full_stalls_total",
         "counter",
         "Times a full ring stopped reading a connection (backpressure).",
-        workers,
-        label,
         |w| w.ring_full_stalls,
-    );
-}
+    ),
+];
 
-fn render_shards(page: &mut Page, stats: &StatsSnapshot) {
-    let shards = &stats.shards;
-    let label = |s: &riptide_dataplane::stats::ShardSnapshot| vec![("shard", s.index.to_string())];
-    page.per_item(
+const SHARD_FAMILIES: [Family<ShardSnapshot>; 7] = [
+    (
         "riptide_shard_partitions",
         "gauge",
         "Partitions owned by the shard.",
-        shards,
-        label,
         |s| s.partitions,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_appends_total",
         "counter",
         "Batches appended.",
-        shards,
-        label,
         |s| s.appends,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_append_errors_total",
         "counter",
         "Appends that failed.",
-        shards,
-        label,
         |s| s.append_errors,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_messages_appended_total",
         "counter",
         "Messages appended.",
-        shards,
-        label,
         |s| s.messages_appended,
-    );
-    page.per_item(
+    ),
+    (
         "riptide_bytes_appended_total",
         "counter",
         "Bytes appended.",
-        shards,
-        label,
         |s| s.bytes_appended,
-    );
-    page.per_item(
-        "riptide_reads_total",
-        "counter",
-        "Reads served.",
-        shards,
-        label,
-        |s| s.reads,
-    );
-    page.per_item(
+    ),
+    ("riptide_reads_total", "counter", "Reads served.", |s| {
+        s.reads
+    }),
+    (
         "riptide_ring_depth",
         "gauge",
         "Requests waiting in the shard's rings.",
-        shards,
-        label,
         |s| s.request_ring_depth,
-    );
+    ),
+];
+
+fn render_workers(page: &mut Page, stats: &StatsSnapshot) {
+    let label = |w: &WorkerSnapshot| vec![("worker", w.index.to_string())];
+    for (name, kind, help, value) in WORKER_FAMILIES {
+        page.per_item(name, kind, help, &stats.workers, label, value);
+    }
+}
+
+fn render_shards(page: &mut Page, stats: &StatsSnapshot) {
+    let label = |s: &ShardSnapshot| vec![("shard", s.index.to_string())];
+    for (name, kind, help, value) in SHARD_FAMILIES {
+        page.per_item(name, kind, help, &stats.shards, label, value);
+    }
     page.family(
         "riptide_append_latency_seconds",
         "histogram",
         "Append latency, submit to durable acknowledgement.",
     );
-    for shard in shards {
+    for shard in &stats.shards {
         page.histogram(
             "riptide_append_latency_seconds",
             &label(shard),

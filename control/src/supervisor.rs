@@ -228,42 +228,59 @@ pub fn supervise(launch: &Launch, status: &SharedStatus, stop: &Receiver<()>) ->
             s.pid = None;
             s.last_exit = Some(exit);
         });
-        match decide(exit, started.elapsed(), &mut backoff) {
-            Decision::Stop => {
-                tracing::info!("dataplane exited cleanly; not restarting");
-                update(status, |s| s.state = State::Stopped);
-                return Outcome::Stopped;
-            }
-            Decision::Fatal => {
-                tracing::error!(
-                    "dataplane refused its configuration (exit {EXIT_CODE_CONFIG}); not restarting: fix the key named in its log"
-                );
-                update(status, |s| s.state = State::ConfigRefused);
-                return Outcome::ConfigRefused;
-            }
-            Decision::GiveUp => {
-                tracing::error!(
-                    "dataplane crashed {CONSECUTIVE_CRASHES_MAX} times in a row; giving up"
-                );
-                update(status, |s| s.state = State::GaveUp);
-                return Outcome::GaveUp;
-            }
-            Decision::Restart { delay } => {
-                tracing::warn!(
-                    ?exit,
-                    delay_ms = delay.as_millis() as u64,
-                    "dataplane crashed; restarting"
-                );
-                update(status, |s| {
-                    s.state = State::BackingOff;
-                    s.restarts += 1;
-                });
-                match stop.recv_timeout(delay) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                        update(status, |s| s.state = State::Stopped);
-                        return Outcome::Stopped;
-                    }
+        if let Some(outcome) = after_exit(
+            decide(exit, started.elapsed(), &mut backoff),
+            exit,
+            status,
+            stop,
+        ) {
+            return outcome;
+        }
+    }
+}
+
+/// Acts on a decision: `Some(outcome)` ends supervision, `None` starts the dataplane again.
+fn after_exit(
+    decision: Decision,
+    exit: ChildExit,
+    status: &SharedStatus,
+    stop: &Receiver<()>,
+) -> Option<Outcome> {
+    match decision {
+        Decision::Stop => {
+            tracing::info!("dataplane exited cleanly; not restarting");
+            update(status, |s| s.state = State::Stopped);
+            Some(Outcome::Stopped)
+        }
+        Decision::Fatal => {
+            tracing::error!(
+                "dataplane refused its configuration (exit {EXIT_CODE_CONFIG}); not restarting: fix the key named in its log"
+            );
+            update(status, |s| s.state = State::ConfigRefused);
+            Some(Outcome::ConfigRefused)
+        }
+        Decision::GiveUp => {
+            tracing::error!(
+                "dataplane crashed {CONSECUTIVE_CRASHES_MAX} times in a row; giving up"
+            );
+            update(status, |s| s.state = State::GaveUp);
+            Some(Outcome::GaveUp)
+        }
+        Decision::Restart { delay } => {
+            tracing::warn!(
+                ?exit,
+                delay_ms = delay.as_millis() as u64,
+                "dataplane crashed; restarting"
+            );
+            update(status, |s| {
+                s.state = State::BackingOff;
+                s.restarts += 1;
+            });
+            match stop.recv_timeout(delay) {
+                Err(RecvTimeoutError::Timeout) => None,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    update(status, |s| s.state = State::Stopped);
+                    Some(Outcome::Stopped)
                 }
             }
         }

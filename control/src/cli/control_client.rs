@@ -115,26 +115,32 @@ pub async fn up(target: &Target, args: UpArgs, json: bool) -> CliResult {
     let address = control_address_for(args.config.as_deref(), target)?;
     let control = Control::new(&address)?;
     if let Ok((200, _)) = control.get("/health").await {
-        return emit(
-            json,
-            &json!({"status": "already up", "control": address}),
-            || format!("riptide is already up (control API {address})"),
-        );
+        let already = json!({"status": "already up", "control": address});
+        return emit(json, &already, || {
+            format!("riptide is already up (control API {address})")
+        });
     }
-    let binary = locate_control_binary(args.control_bin)?;
+    let mut child = spawn_control(&args)?;
+    wait_healthy(&control, &mut child, &args.log).await?;
+    let pid = child.id();
+    let log = args.log.display();
+    emit(
+        json,
+        &json!({"status": "up", "control": address, "pid": pid, "log": args.log}),
+        || format!("riptide is up: riptide-control pid {pid} (control API {address}, log {log})"),
+    )
+}
+
+/// Starts riptide-control detached from this terminal, its output appended to the log.
+fn spawn_control(args: &UpArgs) -> Result<std::process::Child, CliError> {
+    let binary = locate_control_binary(args.control_bin.clone())?;
+    let failure = |what: String| CliError::new(exit::FAILURE, what);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&args.log)
-        .map_err(|e| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot open the log {}: {e}", args.log.display()),
-            )
-        })?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        .map_err(|e| failure(format!("cannot open the log {}: {e}", args.log.display())))?;
+    let log_err = log.try_clone().map_err(|e| failure(e.to_string()))?;
     let mut command = std::process::Command::new(&binary);
     if let Some(config) = &args.config {
         command.arg("--config").arg(config);
@@ -147,59 +153,45 @@ pub async fn up(target: &Target, args: UpArgs, json: bool) -> CliResult {
     }
     // Its own process group: a Ctrl-C in this terminal later must not reach the appliance.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
+    command
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot start {}: {e}", binary.display()),
-            )
-        })?;
+        .map_err(|e| failure(format!("cannot start {}: {e}", binary.display())))
+}
+
+/// Waits for /health; a riptide-control that exits meanwhile fails with its exit code's meaning.
+async fn wait_healthy(
+    control: &Control,
+    child: &mut std::process::Child,
+    log: &std::path::Path,
+) -> CliResult {
     let deadline = Instant::now() + Duration::from_millis(UP_TIMEOUT_MS);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let code = status.code().unwrap_or(exit::FAILURE);
-            let code = if code == exit::CONFIG {
+            let code = if status.code() == Some(exit::CONFIG) {
                 exit::CONFIG
             } else {
                 exit::FAILURE
             };
             return Err(CliError::new(
                 code,
-                format!(
-                    "riptide-control exited ({status}):\n{}",
-                    log_tail(&args.log)
-                ),
+                format!("riptide-control exited ({status}):\n{}", log_tail(log)),
             ));
         }
         if let Ok((200, _)) = control.get("/health").await {
-            break;
+            return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(CliError::new(
-                exit::UNREACHABLE,
-                format!(
-                    "not healthy after {UP_TIMEOUT_MS} ms; see {}",
-                    args.log.display()
-                ),
-            ));
+            let message = format!(
+                "not healthy after {UP_TIMEOUT_MS} ms; see {}",
+                log.display()
+            );
+            return Err(CliError::new(exit::UNREACHABLE, message));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    emit(
-        json,
-        &json!({"status": "up", "control": address, "pid": child.id(), "log": args.log}),
-        || {
-            format!(
-                "riptide is up: riptide-control pid {} (control API {address}, log {})",
-                child.id(),
-                args.log.display()
-            )
-        },
-    )
 }
 
 pub async fn down(target: &Target, json: bool) -> CliResult {

@@ -4,7 +4,7 @@ use super::context::Target;
 use super::output::{emit, print_json, println_checked, table};
 use super::{
     exit, CliError, CliResult, GroupCommand, MessageCommand, OutputFormat, PartitionCommand,
-    StreamCommand, TopicCommand, TopicOptions, UserCommand,
+    PollArgs, SendArgs, StreamCommand, TopicCommand, TopicOptions, UserCommand,
 };
 use crate::constants::{MESSAGE_PAYLOAD_SIZE_MAX_BYTES, SEND_MESSAGES_MAX};
 use base64::Engine as _;
@@ -82,20 +82,7 @@ pub async fn stream(target: &Target, command: StreamCommand, json: bool) -> CliR
                 .get_streams()
                 .await
                 .map_err(|e| server_error("list streams", e))?;
-            emit(json, &streams, || {
-                let mut t = table(&["id", "name", "topics", "messages", "size", "created"]);
-                for s in &streams {
-                    t.add_row(vec![
-                        s.id.to_string(),
-                        s.name.clone(),
-                        s.topics_count.to_string(),
-                        s.messages_count.to_string(),
-                        s.size.to_string(),
-                        s.created_at.to_string(),
-                    ]);
-                }
-                t.to_string()
-            })
+            emit(json, &streams, || streams_table(&streams))
         }
         StreamCommand::Get { stream } => {
             let id = identifier("stream", &stream)?;
@@ -104,26 +91,7 @@ pub async fn stream(target: &Target, command: StreamCommand, json: bool) -> CliR
                 .await
                 .map_err(|e| server_error("get stream", e))?;
             let details = details.ok_or_else(|| not_found(format!("stream '{stream}'")))?;
-            emit(json, &details, || {
-                let mut t = table(&["topic id", "name", "partitions", "messages", "size"]);
-                for topic in &details.topics {
-                    t.add_row(vec![
-                        topic.id.to_string(),
-                        topic.name.clone(),
-                        topic.partitions_count.to_string(),
-                        topic.messages_count.to_string(),
-                        topic.size.to_string(),
-                    ]);
-                }
-                format!(
-                    "stream {} '{}': {} topic(s), {} message(s), {}\n{t}",
-                    details.id,
-                    details.name,
-                    details.topics_count,
-                    details.messages_count,
-                    details.size
-                )
-            })
+            emit(json, &details, || stream_text(&details))
         }
         StreamCommand::Update { stream, name } => {
             let id = identifier("stream", &stream)?;
@@ -177,71 +145,18 @@ pub async fn topic(target: &Target, command: TopicCommand, json: bool) -> CliRes
             name,
             partitions,
             options,
-        } => {
-            let stream_id = identifier("stream", &stream)?;
-            let create = TopicCreateOptions {
-                partitions_count: Some(partitions),
-                compression_algorithm: parse_option("compression", &options.compression)?,
-                message_expiry: parse_option("message expiry", &options.message_expiry)?,
-                max_topic_size: parse_option("max size", &options.max_size)?,
-                ..TopicCreateOptions::default()
-            };
-            let created = client
-                .create_topic(&stream_id, &name, &create)
-                .await
-                .map_err(|e| server_error("create topic", e))?;
-            emit(json, &created, || {
-                format!(
-                    "created topic {} '{}' with {} partition(s) in stream '{stream}'",
-                    created.id, created.name, created.partitions_count
-                )
-            })
-        }
+        } => create_topic(&client, &stream, &name, partitions, &options, json).await,
         TopicCommand::List { stream } => {
             let stream_id = identifier("stream", &stream)?;
             let topics = client
                 .get_topics(&stream_id)
                 .await
                 .map_err(|e| server_error("list topics", e))?;
-            emit(json, &topics, || {
-                let mut t = table(&[
-                    "id",
-                    "name",
-                    "partitions",
-                    "messages",
-                    "size",
-                    "expiry",
-                    "max size",
-                ]);
-                for topic in &topics {
-                    t.add_row(vec![
-                        topic.id.to_string(),
-                        topic.name.clone(),
-                        topic.partitions_count.to_string(),
-                        topic.messages_count.to_string(),
-                        topic.size.to_string(),
-                        topic.message_expiry.to_string(),
-                        topic.max_topic_size.to_string(),
-                    ]);
-                }
-                t.to_string()
-            })
+            emit(json, &topics, || topics_table(&topics))
         }
         TopicCommand::Get { stream, topic } => {
             let details = topic_details(&client, &stream, &topic).await?;
-            emit(json, &details, || {
-                format!(
-                    "topic {} '{}': {} partition(s), {} message(s), {}, expiry {}, max size {}\n{}",
-                    details.id,
-                    details.name,
-                    details.partitions_count,
-                    details.messages_count,
-                    details.size,
-                    details.message_expiry,
-                    details.max_topic_size,
-                    partitions_table(&details.partitions)
-                )
-            })
+            emit(json, &details, || topic_text(&details))
         }
         TopicCommand::Update {
             stream,
@@ -404,27 +319,7 @@ pub async fn partition(target: &Target, command: PartitionCommand, json: bool) -
             stream,
             topic,
             partition,
-        } => {
-            let details = topic_details(&client, &stream, &topic).await?;
-            let found = details.partitions.iter().find(|p| p.id == partition);
-            let segments = found
-                .ok_or_else(|| not_found(format!("partition {partition} of topic '{topic}'")))?
-                .segments_count;
-            client
-                .delete_segments(
-                    &identifier("stream", &stream)?,
-                    &identifier("topic", &topic)?,
-                    partition,
-                    segments,
-                )
-                .await
-                .map_err(|e| server_error("purge partition", e))?;
-            emit(
-                json,
-                &json!({"purged": partition, "segments_deleted": segments}),
-                || format!("purged partition {partition} ({segments} segment(s))"),
-            )
-        }
+        } => purge_partition(&client, &stream, &topic, partition, json).await,
     }
 }
 
@@ -503,84 +398,90 @@ struct MessageView {
 
 pub async fn message(target: &Target, command: MessageCommand, json: bool) -> CliResult {
     match command {
-        MessageCommand::Send {
-            stream,
-            topic,
-            messages,
-            partition,
-            key,
-            file,
-            whole,
-        } => {
-            let payloads = collect_payloads(messages, file.as_deref(), whole)?;
-            let partitioning = match (partition, key) {
-                (Some(id), _) => Partitioning::partition_id(id),
-                (None, Some(key)) => Partitioning::messages_key_str(&key)
-                    .map_err(|e| CliError::new(exit::USAGE, format!("bad key: {e}")))?,
-                (None, None) => Partitioning::balanced(),
-            };
-            let mut batch = payloads
-                .into_iter()
-                .map(|p| IggyMessage::builder().payload(p.into()).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CliError::new(exit::USAGE, format!("bad message: {e}")))?;
-            let client = connect(target).await?;
-            client
-                .send_messages(
-                    &identifier("stream", &stream)?,
-                    &identifier("topic", &topic)?,
-                    &partitioning,
-                    &mut batch,
-                )
-                .await
-                .map_err(|e| server_error("send messages", e))?;
-            emit(
-                json,
-                &json!({"sent": batch.len(), "stream": stream, "topic": topic}),
-                || format!("sent {} message(s) to {stream}/{topic}", batch.len()),
-            )
-        }
-        MessageCommand::Poll {
-            stream,
-            topic,
-            partition,
-            offset,
-            first,
-            last,
-            next,
-            count,
-            consumer,
-            auto_commit,
-            output,
-        } => {
-            let strategy = match (offset, first, last, next) {
-                (Some(offset), ..) => PollingStrategy::offset(offset),
-                (None, _, true, _) => PollingStrategy::last(),
-                (None, _, _, true) => PollingStrategy::next(),
-                _ => PollingStrategy::first(),
-            };
-            let consumer = Consumer::new(identifier("consumer", &consumer)?);
-            let client = connect(target).await?;
-            let polled = client
-                .poll_messages(
-                    &identifier("stream", &stream)?,
-                    &identifier("topic", &topic)?,
-                    Some(partition),
-                    &consumer,
-                    &strategy,
-                    count,
-                    auto_commit,
-                )
-                .await
-                .map_err(|e| server_error("poll messages", e))?;
-            let format = output.unwrap_or(if json {
-                OutputFormat::Json
-            } else {
-                OutputFormat::Text
-            });
-            print_polled(&polled, format)
-        }
+        MessageCommand::Send(args) => send(target, args, json).await,
+        MessageCommand::Poll(args) => poll(target, args, json).await,
     }
+}
+
+async fn send(target: &Target, args: SendArgs, json: bool) -> CliResult {
+    let SendArgs {
+        stream,
+        topic,
+        messages,
+        partition,
+        key,
+        file,
+        whole,
+    } = args;
+    let payloads = collect_payloads(messages, file.as_deref(), whole)?;
+    let partitioning = match (partition, key) {
+        (Some(id), _) => Partitioning::partition_id(id),
+        (None, Some(key)) => Partitioning::messages_key_str(&key)
+            .map_err(|e| CliError::new(exit::USAGE, format!("bad key: {e}")))?,
+        (None, None) => Partitioning::balanced(),
+    };
+    let mut batch = payloads
+        .into_iter()
+        .map(|p| IggyMessage::builder().payload(p.into()).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::new(exit::USAGE, format!("bad message: {e}")))?;
+    let client = connect(target).await?;
+    client
+        .send_messages(
+            &identifier("stream", &stream)?,
+            &identifier("topic", &topic)?,
+            &partitioning,
+            &mut batch,
+        )
+        .await
+        .map_err(|e| server_error("send messages", e))?;
+    emit(
+        json,
+        &json!({"sent": batch.len(), "stream": stream, "topic": topic}),
+        || format!("sent {} message(s) to {stream}/{topic}", batch.len()),
+    )
+}
+
+async fn poll(target: &Target, args: PollArgs, json: bool) -> CliResult {
+    let PollArgs {
+        stream,
+        topic,
+        partition,
+        offset,
+        first,
+        last,
+        next,
+        count,
+        consumer,
+        auto_commit,
+        output,
+    } = args;
+    let strategy = match (offset, first, last, next) {
+        (Some(offset), ..) => PollingStrategy::offset(offset),
+        (None, _, true, _) => PollingStrategy::last(),
+        (None, _, _, true) => PollingStrategy::next(),
+        _ => PollingStrategy::first(),
+    };
+    let consumer = Consumer::new(identifier("consumer", &consumer)?);
+    let client = connect(target).await?;
+    let polled = client
+        .poll_messages(
+            &identifier("stream", &stream)?,
+            &identifier("topic", &topic)?,
+            Some(partition),
+            &consumer,
+            &strategy,
+            count,
+            auto_commit,
+        )
+        .await
+        .map_err(|e| server_error("poll messages", e))?;
+    let format = output.unwrap_or(if json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Text
+    });
+    print_polled(&polled, format)
 }
 
 fn print_polled(polled: &PolledMessages, format: OutputFormat) -> CliResult {
@@ -668,18 +569,7 @@ pub async fn group(target: &Target, command: GroupCommand, json: bool) -> CliRes
                 )
                 .await
                 .map_err(|e| server_error("list consumer groups", e))?;
-            emit(json, &groups, || {
-                let mut t = table(&["id", "name", "partitions", "members"]);
-                for g in &groups {
-                    t.add_row(vec![
-                        g.id.to_string(),
-                        g.name.clone(),
-                        g.partitions_count.to_string(),
-                        g.members_count.to_string(),
-                    ]);
-                }
-                t.to_string()
-            })
+            emit(json, &groups, || groups_table(&groups))
         }
         GroupCommand::Get {
             stream,
@@ -695,16 +585,7 @@ pub async fn group(target: &Target, command: GroupCommand, json: bool) -> CliRes
                 .await
                 .map_err(|e| server_error("get consumer group", e))?
                 .ok_or_else(|| not_found(format!("consumer group '{group}'")))?;
-            emit(json, &details, || {
-                let mut t = table(&["member", "partitions"]);
-                for m in &details.members {
-                    t.add_row(vec![m.id.to_string(), format!("{:?}", m.partitions)]);
-                }
-                format!(
-                    "consumer group {} '{}': {} member(s)\n{t}",
-                    details.id, details.name, details.members_count
-                )
-            })
+            emit(json, &details, || group_text(&details))
         }
         GroupCommand::Delete {
             stream,
@@ -761,18 +642,7 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
                 .get_users()
                 .await
                 .map_err(|e| server_error("list users", e))?;
-            emit(json, &users, || {
-                let mut t = table(&["id", "username", "status", "created"]);
-                for u in &users {
-                    t.add_row(vec![
-                        u.id.to_string(),
-                        u.username.clone(),
-                        u.status.to_string(),
-                        u.created_at.to_string(),
-                    ]);
-                }
-                t.to_string()
-            })
+            emit(json, &users, || users_table(&users))
         }
         UserCommand::Get { user } => {
             let details = client
@@ -791,21 +661,7 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
             user,
             username,
             status,
-        } => {
-            let status = status.as_deref().map(user_status).transpose()?;
-            client
-                .update_user(
-                    &identifier("user", &user)?,
-                    username.as_deref(),
-                    status,
-                    &UserUpdateOptions::default(),
-                )
-                .await
-                .map_err(|e| server_error("update user", e))?;
-            emit(json, &json!({"updated": user}), || {
-                format!("updated user '{user}'")
-            })
-        }
+        } => update_user(&client, &user, username, status, json).await,
         UserCommand::Delete { user } => {
             client
                 .delete_user(&identifier("user", &user)?)
@@ -825,4 +681,185 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
             })
         }
     }
+}
+
+/// A table of `items`, one row each.
+fn rows<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let mut t = table(header);
+    for item in items {
+        t.add_row(row(item));
+    }
+    t.to_string()
+}
+
+fn streams_table(streams: &[Stream]) -> String {
+    rows(
+        &["id", "name", "topics", "messages", "size", "created"],
+        streams,
+        |s| {
+            let counts = [s.topics_count.to_string(), s.messages_count.to_string()];
+            [
+                vec![s.id.to_string(), s.name.clone()],
+                counts.to_vec(),
+                vec![s.size.to_string(), s.created_at.to_string()],
+            ]
+            .concat()
+        },
+    )
+}
+
+fn stream_text(details: &StreamDetails) -> String {
+    let topics = topics_table(&details.topics);
+    let (id, name, count) = (details.id, &details.name, details.topics_count);
+    format!(
+        "stream {id} '{name}': {count} topic(s), {} message(s), {}\n{topics}",
+        details.messages_count, details.size
+    )
+}
+
+fn topics_table(topics: &[Topic]) -> String {
+    let header = [
+        "id",
+        "name",
+        "partitions",
+        "messages",
+        "size",
+        "expiry",
+        "max size",
+    ];
+    rows(&header, topics, |t| {
+        let counts = [
+            t.partitions_count.to_string(),
+            t.messages_count.to_string(),
+            t.size.to_string(),
+        ];
+        let limits = [t.message_expiry.to_string(), t.max_topic_size.to_string()];
+        [
+            vec![t.id.to_string(), t.name.clone()],
+            counts.to_vec(),
+            limits.to_vec(),
+        ]
+        .concat()
+    })
+}
+
+fn topic_text(details: &TopicDetails) -> String {
+    let (id, name, partitions) = (details.id, &details.name, details.partitions_count);
+    let (expiry, max_size) = (details.message_expiry, details.max_topic_size);
+    format!(
+        "topic {id} '{name}': {partitions} partition(s), {} message(s), {}, expiry {expiry}, max size {max_size}\n{}",
+        details.messages_count,
+        details.size,
+        partitions_table(&details.partitions)
+    )
+}
+
+fn groups_table(groups: &[ConsumerGroup]) -> String {
+    rows(&["id", "name", "partitions", "members"], groups, |g| {
+        vec![
+            g.id.to_string(),
+            g.name.clone(),
+            g.partitions_count.to_string(),
+            g.members_count.to_string(),
+        ]
+    })
+}
+
+fn group_text(details: &ConsumerGroupDetails) -> String {
+    let members = rows(&["member", "partitions"], &details.members, |m| {
+        vec![m.id.to_string(), format!("{:?}", m.partitions)]
+    });
+    format!(
+        "consumer group {} '{}': {} member(s)\n{members}",
+        details.id, details.name, details.members_count
+    )
+}
+
+fn users_table(users: &[UserInfo]) -> String {
+    rows(&["id", "username", "status", "created"], users, |u| {
+        vec![
+            u.id.to_string(),
+            u.username.clone(),
+            u.status.to_string(),
+            u.created_at.to_string(),
+        ]
+    })
+}
+
+async fn create_topic(
+    client: &IggyClient,
+    stream: &str,
+    name: &str,
+    partitions: u32,
+    options: &TopicOptions,
+    json: bool,
+) -> CliResult {
+    let stream_id = identifier("stream", stream)?;
+    let create = TopicCreateOptions {
+        partitions_count: Some(partitions),
+        compression_algorithm: parse_option("compression", &options.compression)?,
+        message_expiry: parse_option("message expiry", &options.message_expiry)?,
+        max_topic_size: parse_option("max size", &options.max_size)?,
+        ..TopicCreateOptions::default()
+    };
+    let created = client
+        .create_topic(&stream_id, name, &create)
+        .await
+        .map_err(|e| server_error("create topic", e))?;
+    emit(json, &created, || {
+        format!(
+            "created topic {} '{}' with {} partition(s) in stream '{stream}'",
+            created.id, created.name, created.partitions_count
+        )
+    })
+}
+
+async fn purge_partition(
+    client: &IggyClient,
+    stream: &str,
+    topic: &str,
+    partition: u32,
+    json: bool,
+) -> CliResult {
+    let details = topic_details(client, stream, topic).await?;
+    let found = details.partitions.iter().find(|p| p.id == partition);
+    let segments = found
+        .ok_or_else(|| not_found(format!("partition {partition} of topic '{topic}'")))?
+        .segments_count;
+    client
+        .delete_segments(
+            &identifier("stream", stream)?,
+            &identifier("topic", topic)?,
+            partition,
+            segments,
+        )
+        .await
+        .map_err(|e| server_error("purge partition", e))?;
+    emit(
+        json,
+        &json!({"purged": partition, "segments_deleted": segments}),
+        || format!("purged partition {partition} ({segments} segment(s))"),
+    )
+}
+
+async fn update_user(
+    client: &IggyClient,
+    user: &str,
+    username: Option<String>,
+    status: Option<String>,
+    json: bool,
+) -> CliResult {
+    let status = status.as_deref().map(user_status).transpose()?;
+    client
+        .update_user(
+            &identifier("user", user)?,
+            username.as_deref(),
+            status,
+            &UserUpdateOptions::default(),
+        )
+        .await
+        .map_err(|e| server_error("update user", e))?;
+    emit(json, &json!({"updated": user}), || {
+        format!("updated user '{user}'")
+    })
 }

@@ -255,48 +255,54 @@ pub enum OutputFormat {
 pub enum MessageCommand {
     /// Send messages: each argument is one message; without arguments each line of --file or
     /// stdin is one (or the whole input with --whole).
-    Send {
-        stream: String,
-        topic: String,
-        messages: Vec<String>,
-        #[arg(long, conflicts_with = "key")]
-        partition: Option<u32>,
-        /// Partition by this key (same key, same partition).
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long, short = 'f')]
-        file: Option<PathBuf>,
-        /// Send the whole input as one message (binary safe).
-        #[arg(long)]
-        whole: bool,
-    },
+    Send(SendArgs),
     /// Poll messages from a partition.
-    Poll {
-        stream: String,
-        topic: String,
-        #[arg(long, default_value_t = 0)]
-        partition: u32,
-        #[arg(long, conflicts_with_all = ["first", "last", "next"])]
-        offset: Option<u64>,
-        #[arg(long)]
-        first: bool,
-        #[arg(long)]
-        last: bool,
-        /// From the consumer's stored offset.
-        #[arg(long)]
-        next: bool,
-        #[arg(long, short = 'n', default_value_t = 10)]
-        count: u32,
-        /// Consumer id (numeric or name).
-        #[arg(long, default_value = "1")]
-        consumer: String,
-        /// Store the consumer offset after the poll.
-        #[arg(long)]
-        auto_commit: bool,
-        /// text (table), json, or raw (payloads only, one per line).
-        #[arg(long, short = 'o', value_enum)]
-        output: Option<OutputFormat>,
-    },
+    Poll(PollArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    pub stream: String,
+    pub topic: String,
+    pub messages: Vec<String>,
+    #[arg(long, conflicts_with = "key")]
+    pub partition: Option<u32>,
+    /// Partition by this key (same key, same partition).
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Send the whole input as one message (binary safe).
+    #[arg(long)]
+    pub whole: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    pub stream: String,
+    pub topic: String,
+    #[arg(long, default_value_t = 0)]
+    pub partition: u32,
+    #[arg(long, conflicts_with_all = ["first", "last", "next"])]
+    pub offset: Option<u64>,
+    #[arg(long)]
+    pub first: bool,
+    #[arg(long)]
+    pub last: bool,
+    /// From the consumer's stored offset.
+    #[arg(long)]
+    pub next: bool,
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub count: u32,
+    /// Consumer id (numeric or name).
+    #[arg(long, default_value = "1")]
+    pub consumer: String,
+    /// Store the consumer offset after the poll.
+    #[arg(long)]
+    pub auto_commit: bool,
+    /// text (table), json, or raw (payloads only, one per line).
+    #[arg(long, short = 'o', value_enum)]
+    pub output: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]
