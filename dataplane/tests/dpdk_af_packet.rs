@@ -8,6 +8,8 @@
 
 mod dpdk_lab;
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use dpdk_lab::{
@@ -60,14 +62,38 @@ fn dpdk_af_packet_lcore_serves_arp_ping_and_tcp() {
     let echoed_bytes = echo_clients(&lab, APPLIANCE_PORT, CONNECTIONS, ECHO_BYTES_PER_CONNECTION);
     wait_for_closes(&lcore.stats, CONNECTIONS as u64);
 
+    // A connection still open when the lcore stops is reset and its handler handed back.
+    let address = std::net::SocketAddr::from((lab.appliance_ip, APPLIANCE_PORT));
+    let mut lingering = lab.in_namespace(|| TcpStream::connect(address).expect("connect"));
+    lingering
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    wait_for_active(&lcore.stats, 1);
     let stats = std::sync::Arc::clone(&lcore.stats);
     let worker = lcore.stop();
+    let mut byte = [0; 1];
+    let reset = lingering
+        .read(&mut byte)
+        .expect_err("the stopped lcore resets connections");
+    assert_eq!(reset.kind(), std::io::ErrorKind::ConnectionReset, "{reset}");
     assert_eq!(worker.bytes_echoed, echoed_bytes as u64);
-    assert_eq!(worker.connections_opened, CONNECTIONS as u64);
-    assert_eq!(worker.connections_closed, CONNECTIONS as u64);
+    assert_eq!(worker.connections_opened, CONNECTIONS as u64 + 1);
+    assert_eq!(worker.connections_closed, CONNECTIONS as u64 + 1);
     check_stats(&port, &stats, echoed_bytes);
     drop(port);
     drop(eal);
+}
+
+fn wait_for_active(stats: &LcoreStats, expected: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stats.snapshot().connections_active != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            stats.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// ping from the namespace: smoltcp answers ICMP echo for the appliance address.
@@ -93,7 +119,7 @@ fn check_stats(port: &Port, stats: &LcoreStats, echoed_bytes: usize) {
     assert!(lcore.rx_bytes > echoed_bytes as u64, "{lcore:?}");
     assert!(lcore.tx_bytes > echoed_bytes as u64, "{lcore:?}");
     assert_eq!(lcore.tx_dropped, 0);
-    assert_eq!(lcore.connections_accepted, CONNECTIONS as u64);
+    assert_eq!(lcore.connections_accepted, CONNECTIONS as u64 + 1);
     assert_eq!(port_stats.queues.len(), 1);
     assert_eq!(port_stats.queues[0].rx_packets, port_stats.rx_packets);
     assert_eq!(port_stats.queues[0].tx_packets, port_stats.tx_packets);

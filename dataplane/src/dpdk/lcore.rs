@@ -72,6 +72,8 @@ pub trait Worker: Sized {
 pub struct Connections<H> {
     slots: Vec<Option<H>>,
     live_count: usize,
+    /// Connections the worker wants reset (e.g. silent consumer-group members).
+    close_requests: Vec<ConnectionId>,
 }
 
 impl<H> Connections<H> {
@@ -79,6 +81,15 @@ impl<H> Connections<H> {
         Connections {
             slots: (0..capacity).map(|_| None).collect(),
             live_count: 0,
+            close_requests: Vec::new(),
+        }
+    }
+
+    /// Asks the loop to reset connection `id` (RST) and retire its handler at its next turn.
+    pub fn request_close(&mut self, id: ConnectionId) {
+        let live = self.slots.get(id.0 as usize).is_some_and(Option::is_some);
+        if live && !self.close_requests.contains(&id) {
+            self.close_requests.push(id);
         }
     }
 
@@ -390,7 +401,29 @@ impl<W: Worker> Lcore<W> {
                 std::thread::sleep(sleep);
             }
         }
+        self.close_all();
         self.publish_stats();
+    }
+
+    /// The loop is stopping: reset every connection and hand every handler back to the worker,
+    /// so shared state (client registry, group memberships) forgets them.
+    fn close_all(&mut self) {
+        for index in 0..self.slots.len() {
+            let id = ConnectionId(index as u32);
+            if let Some(handler) = self.connections.remove(id) {
+                self.sockets
+                    .get_mut::<tcp::Socket>(self.slots[index].handle)
+                    .abort();
+                self.worker.connection_closed(id, handler);
+                self.counters.connections_closed += 1;
+                self.slots[index].state = SlotState::Draining;
+            }
+        }
+        // Emit the resets.
+        let now = self.now();
+        self.interface
+            .poll(now, &mut self.device, &mut self.sockets);
+        self.device.flush_tx();
     }
 
     /// One pass of the loop; returns whether anything happened (packets, bytes, state changes).
@@ -426,6 +459,13 @@ impl<W: Worker> Lcore<W> {
     /// Accepts established sockets, moves bytes between sockets and handlers, retires closed ones.
     fn serve_sockets(&mut self) -> bool {
         let mut busy = false;
+        for id in std::mem::take(&mut self.connections.close_requests) {
+            let slot = &mut self.slots[id.0 as usize];
+            if slot.state == SlotState::Connected {
+                // The retirement below sees the socket closed and hands the handler back.
+                self.sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+            }
+        }
         for index in 0..self.slots.len() {
             let id = ConnectionId(index as u32);
             let slot = &mut self.slots[index];
@@ -690,6 +730,11 @@ mod tests {
         connections.insert(ConnectionId(1), 10);
         connections.insert(ConnectionId(3), 30);
         assert_eq!(connections.len(), 2);
+        connections.request_close(ConnectionId(3));
+        connections.request_close(ConnectionId(3));
+        connections.request_close(ConnectionId(2));
+        connections.request_close(ConnectionId(99));
+        assert_eq!(connections.close_requests, vec![ConnectionId(3)]);
         assert_eq!(connections.get_mut(ConnectionId(3)), Some(&mut 30));
         assert_eq!(connections.get_mut(ConnectionId(0)), None);
         assert_eq!(connections.get_mut(ConnectionId(99)), None);

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::lcore::{self, ConnectionHandler, Connections, Worker};
 use crate::session::{Connection, WorkerContext};
@@ -20,17 +21,58 @@ pub struct SessionWorker {
     retired: Vec<Connection>,
     replies: Vec<ShardReply>,
     shards_to_wake: Vec<bool>,
+    /// A consumer-group member silent this long is evicted (1.2 x the heartbeat interval, as
+    /// in the kernel backend).
+    heartbeat_timeout: Duration,
+    last_housekeeping: Instant,
 }
+
+/// How often silent group members are looked for.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 
 impl SessionWorker {
     pub fn new(ctx: WorkerContext) -> SessionWorker {
         let shards = ctx.links.len();
+        let interval_ms = ctx.shared.config.heartbeat.interval_ms;
         SessionWorker {
             ctx,
             generations: Vec::new(),
             retired: Vec::new(),
             replies: Vec::new(),
             shards_to_wake: vec![false; shards],
+            heartbeat_timeout: Duration::from_millis(interval_ms.saturating_mul(12) / 10),
+            last_housekeeping: Instant::now(),
+        }
+    }
+
+    /// Resets consumer-group members that stopped talking, so their partitions are reassigned.
+    fn evict_silent_members(&mut self, connections: &mut Connections<Connection>) {
+        if self.last_housekeeping.elapsed() < HOUSEKEEPING_INTERVAL {
+            return;
+        }
+        self.last_housekeeping = Instant::now();
+        let mut silent = Vec::new();
+        for (id, connection) in connections.iter_mut() {
+            if connection.last_activity.elapsed() > self.heartbeat_timeout {
+                silent.push((id, connection.state.client_id));
+            }
+        }
+        if silent.is_empty() {
+            return;
+        }
+        let groups = crate::shared::lock(&self.ctx.shared.groups);
+        let members: Vec<lcore::ConnectionId> = silent
+            .into_iter()
+            .filter(|&(_, client_id)| groups.has_member(client_id))
+            .map(|(id, _)| id)
+            .collect();
+        drop(groups);
+        for id in members {
+            tracing::info!(
+                lcore_connection = id.0,
+                "evicting a silent consumer-group member"
+            );
+            connections.request_close(id);
         }
     }
 
@@ -99,6 +141,7 @@ impl Worker for SessionWorker {
                 connection.process(&mut self.ctx);
             }
         }
+        self.evict_silent_members(connections);
         busy
     }
 
