@@ -162,128 +162,126 @@ fn the_unit_starts_riptide_control_and_never_restarts_a_configuration_error() {
     }
 }
 
+/// hugepages.sh pointed at a scratch mount point, state directory, fstab and unit directory.
+struct HugepagesScratch {
+    _dir: tempfile::TempDir,
+    mount: PathBuf,
+    state: PathBuf,
+    fstab: PathBuf,
+    units: PathBuf,
+    knob: PathBuf,
+}
+
+const FSTAB_BEFORE: &str = "UUID=x / ext4 defaults 0 1\n";
+
+impl HugepagesScratch {
+    fn new() -> HugepagesScratch {
+        let dir = tempfile::tempdir().unwrap();
+        let node_knob =
+            Path::new("/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
+        let knob = if node_knob.exists() {
+            node_knob.to_path_buf()
+        } else {
+            PathBuf::from("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+        };
+        let scratch = HugepagesScratch {
+            mount: dir.path().join("mnt"),
+            state: dir.path().join("state"),
+            fstab: dir.path().join("fstab"),
+            units: dir.path().join("units"),
+            knob,
+            _dir: dir,
+        };
+        std::fs::write(&scratch.fstab, FSTAB_BEFORE).unwrap();
+        std::fs::create_dir_all(&scratch.units).unwrap();
+        scratch
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        let (mount, state) = (self.mount.to_string_lossy(), self.state.to_string_lossy());
+        let args = [
+            &["--nodes", "0", "--mount", &mount, "--state-dir", &state][..],
+            extra,
+        ]
+        .concat();
+        let env = [
+            ("RIPTIDE_FSTAB", self.fstab.as_path()),
+            ("RIPTIDE_UNIT_DIR", self.units.as_path()),
+        ];
+        run_env(&script("hugepages.sh"), &args, &env)
+    }
+
+    fn count(&self) -> u64 {
+        std::fs::read_to_string(&self.knob)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn mounted(&self) -> bool {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let mount = self.mount.to_string_lossy();
+        mounts
+            .lines()
+            .any(|l| l.contains(&*mount) && l.contains("hugetlbfs"))
+    }
+
+    /// What a real run must have left: pages, the mount, the unit and the fstab entry.
+    fn check_applied(&self, before: u64, wanted: &str) {
+        assert!(self.mounted(), "hugetlbfs mounted");
+        assert!(self.count() > before, "pages reserved");
+        let unit = std::fs::read_to_string(self.units.join("riptide-hugepages.service")).unwrap();
+        assert!(unit.contains(&format!("echo {wanted} > ")), "{unit}");
+        let fstab = std::fs::read_to_string(&self.fstab).unwrap();
+        let entry = format!("nodev {} hugetlbfs pagesize=2M 0 0", self.mount.display());
+        assert!(fstab.contains(&entry), "{fstab}");
+    }
+}
+
 #[test]
 fn hugepages_reserve_mount_persist_and_undo_for_real() {
+    let supported = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
     if !require(
-        is_root() && Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists(),
+        is_root() && supported,
         "needs root and 2 MiB hugepages support",
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let knob = Path::new("/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages");
-    let knob = if knob.exists() {
-        knob.to_path_buf()
-    } else {
-        PathBuf::from("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
-    };
-    let read_count = || {
-        std::fs::read_to_string(&knob)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let before = read_count();
+    let scratch = HugepagesScratch::new();
+    let before = scratch.count();
     let wanted = (before + 2).to_string();
-    let mount = dir.path().join("mnt");
-    let state = dir.path().join("state");
-    let fstab = dir.path().join("fstab");
-    std::fs::write(&fstab, "UUID=x / ext4 defaults 0 1\n").unwrap();
-    let units = dir.path().join("units");
-    std::fs::create_dir_all(&units).unwrap();
-    let env = [
-        ("RIPTIDE_FSTAB", fstab.as_path()),
-        ("RIPTIDE_UNIT_DIR", units.as_path()),
-    ];
-    let args_base = [
-        "--nodes",
-        "0",
-        "--mount",
-        &mount.to_string_lossy(),
-        "--state-dir",
-        &state.to_string_lossy(),
-    ]
-    .map(str::to_string);
-    let with = |extra: &[&str]| -> Vec<String> {
-        args_base
-            .iter()
-            .cloned()
-            .chain(extra.iter().map(|s| s.to_string()))
-            .collect()
-    };
 
-    let dry = run_env(
-        &script("hugepages.sh"),
-        &with(&["--pages", &wanted, "--dry-run"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        &env,
-    );
+    let dry = scratch.run(&["--pages", &wanted, "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry));
     assert!(
         text(&dry).contains(&format!("would write '{wanted}'")),
         "{}",
         text(&dry)
     );
-    assert_eq!(read_count(), before, "a dry run changes nothing");
-    assert!(!mount.exists());
+    assert_eq!(scratch.count(), before, "a dry run changes nothing");
+    assert!(!scratch.mount.exists());
 
-    let real = run_env(
-        &script("hugepages.sh"),
-        &with(&["--pages", &wanted])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        &env,
-    );
+    let real = scratch.run(&["--pages", &wanted]);
     assert!(real.status.success(), "{}", text(&real));
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let result = std::panic::catch_unwind(|| {
-        assert!(
-            mounts
-                .lines()
-                .any(|l| l.contains(&*mount.to_string_lossy()) && l.contains("hugetlbfs")),
-            "hugetlbfs mounted"
-        );
-        assert!(read_count() > before, "pages reserved: {}", text(&real));
-        let unit = std::fs::read_to_string(units.join("riptide-hugepages.service")).unwrap();
-        assert!(unit.contains(&format!("echo {wanted} > ")), "{unit}");
-        let fstab_text = std::fs::read_to_string(&fstab).unwrap();
-        assert!(
-            fstab_text.contains(&format!(
-                "nodev {} hugetlbfs pagesize=2M 0 0",
-                mount.display()
-            )),
-            "{fstab_text}"
-        );
-    });
-    let undo = run_env(
-        &script("hugepages.sh"),
-        &with(&["--undo"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        &env,
-    );
+    // Undo even when a check fails, so the machine is left as it was.
+    let applied = std::panic::catch_unwind(|| scratch.check_applied(before, &wanted));
+    let undo = scratch.run(&["--undo"]);
     assert!(undo.status.success(), "{}", text(&undo));
-    result.unwrap();
-    assert_eq!(read_count(), before, "undo restores the earlier count");
-    assert!(!std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .contains(&*mount.to_string_lossy()));
+    applied.unwrap();
+    assert_eq!(scratch.count(), before, "undo restores the earlier count");
+    assert!(!scratch.mounted());
     assert_eq!(
-        std::fs::read_to_string(&fstab).unwrap(),
-        "UUID=x / ext4 defaults 0 1\n"
+        std::fs::read_to_string(&scratch.fstab).unwrap(),
+        FSTAB_BEFORE
     );
-    assert!(!units.join("riptide-hugepages.service").exists());
+    assert!(!scratch.units.join("riptide-hugepages.service").exists());
 
     let bad = run(&script("hugepages.sh"), &["--nodes", "999", "--dry-run"]);
+    let complaint = text(&bad);
     assert!(
-        !bad.status.success() && text(&bad).contains("node 999 does not exist"),
-        "{}",
-        text(&bad)
+        !bad.status.success() && complaint.contains("node 999 does not exist"),
+        "{complaint}"
     );
 }
 
