@@ -377,7 +377,15 @@ fn isolate_cores_shows_the_diff_asks_and_edits_grub() {
     assert!(std::fs::read_to_string(&grub)
         .unwrap()
         .contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\""));
+}
 
+#[test]
+fn isolate_cores_refuses_bad_requests_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let grub = dir.path().join("grub");
+    std::fs::write(&grub, "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n").unwrap();
+    let grub_arg = grub.to_string_lossy().to_string();
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/present").unwrap();
     for (cores, complaint) in [
         ("9999", "does not exist"),
         ("x", "not a CPU number"),
@@ -555,7 +563,7 @@ fn netns_lab_comes_up_carries_traffic_and_goes_away() {
 }
 
 #[test]
-fn provision_dry_run_and_install_into_a_scratch_root() {
+fn provision_dry_run_shows_every_step_and_skips_the_reboot_ones() {
     let dry = run(&script("provision.sh"), &["--dry-run", "--no-reboot-steps"]);
     assert!(dry.status.success(), "{}", text(&dry));
     let plan = text(&dry);
@@ -570,7 +578,10 @@ fn provision_dry_run_and_install_into_a_scratch_root() {
         assert!(plan.contains(step), "the plan shows '{step}':\n{plan}");
     }
     assert!(plan.contains("would run: cargo build --release"), "{plan}");
+}
 
+#[test]
+fn provision_installs_into_a_scratch_root_and_keeps_the_operators_configuration() {
     let Some(dataplane) = common::dataplane_bin() else {
         assert!(!in_ci(), "riptide-dataplane must be built in CI");
         eprintln!("SKIPPED (install part): riptide-dataplane is not built");
