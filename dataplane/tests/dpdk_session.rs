@@ -61,6 +61,7 @@ fn dpdk_session_serves_the_iggy_sdk() {
     config.dpdk.idle_backoff_us = 200;
     let mut plan = DpdkPlan::from_config(&config, data_dir.path()).expect("plan");
     plan.eal.file_prefix = format!("riptide-test-session-{}", std::process::id());
+    plan.eal.memory = riptide_dataplane::dpdk::eal::EalMemory::NoHuge { memory_mb: 256 };
     let ctx = WorkerContext::new(0, Arc::clone(&shared), links.remove(0));
     let backend = DpdkBackend::start(&plan, vec![ctx]).expect("DPDK backend");
 

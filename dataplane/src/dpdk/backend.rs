@@ -115,6 +115,7 @@ impl DpdkPlan {
             file_prefix: format!("riptide-{}", dpdk.port),
             driver_paths: Vec::new(),
             log_level: None,
+            in_memory: false,
         };
         let worker_lcores = lcores[1..].to_vec();
         let mut lcore = LcoreConfig::new(ip_address, dpdk.prefix_len, dpdk.port);

@@ -39,6 +39,9 @@ pub struct EalConfig {
     pub driver_paths: Vec<PathBuf>,
     /// EAL log level (`--log-level`), e.g. "notice"; None keeps DPDK's default.
     pub log_level: Option<String>,
+    /// `--in-memory`: no runtime files and no hugetlbfs files (no secondary process can attach).
+    /// Hugepages only: DPDK refuses it together with `--no-huge`.
+    pub in_memory: bool,
 }
 
 /// Why the EAL could not start; each message names the fix.
@@ -80,6 +83,9 @@ static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug)]
 pub struct Eal {
     main_lcore_id: u32,
+    /// The EAL's runtime directory (config and memory maps), removed after `rte_eal_cleanup`,
+    /// which leaves it behind; None with `--in-memory`.
+    runtime_dir: Option<PathBuf>,
 }
 
 impl Eal {
@@ -123,7 +129,11 @@ impl Eal {
         // SAFETY: the EAL is initialised; this only reads its configuration.
         let main_lcore_id = unsafe { ffi::rte_get_main_lcore() };
         tracing::info!(args = ?args, main_lcore_id, "DPDK EAL initialised");
-        Ok(Eal { main_lcore_id })
+        let runtime_dir = (!config.in_memory).then(|| runtime_dir(&config.file_prefix));
+        Ok(Eal {
+            main_lcore_id,
+            runtime_dir,
+        })
     }
 
     pub fn main_lcore_id(&self) -> u32 {
@@ -170,6 +180,11 @@ impl Drop for Eal {
         if result != 0 {
             tracing::warn!(result, "rte_eal_cleanup failed");
         }
+        if let Some(dir) = &self.runtime_dir {
+            if let Err(error) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot remove the EAL runtime dir");
+            }
+        }
     }
 }
 
@@ -200,6 +215,18 @@ extern "C" fn launch_trampoline(arg: *mut c_void) -> c_int {
     }
 }
 
+/// Where the EAL keeps its runtime files: /var/run/dpdk/<prefix> for root, else under
+/// $XDG_RUNTIME_DIR (or /tmp), as DPDK's eal_get_runtime_dir decides.
+fn runtime_dir(file_prefix: &str) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+    };
+    base.join("dpdk").join(file_prefix)
+}
+
 /// DPDK's text for an rte_errno value.
 pub fn rte_strerror(errno: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
@@ -219,6 +246,7 @@ impl EalConfig {
             file_prefix: file_prefix.to_string(),
             driver_paths: Vec::new(),
             log_level: None,
+            in_memory: false,
         }
     }
 
@@ -271,6 +299,12 @@ impl EalConfig {
         }
         for path in &self.driver_paths {
             args.extend(["-d".to_string(), path.display().to_string()]);
+        }
+        if self.in_memory {
+            if matches!(self.memory, EalMemory::NoHuge { .. }) {
+                return invalid("--in-memory needs hugepages; DPDK refuses it with no_huge");
+            }
+            args.push("--in-memory".to_string());
         }
         if let Some(level) = &self.log_level {
             args.extend(["--log-level".to_string(), level.clone()]);
@@ -465,6 +499,15 @@ mod tests {
         assert!(!args
             .iter()
             .any(|arg| arg == "--no-pci" || arg == "--no-huge"));
+    }
+
+    #[test]
+    fn in_memory_needs_hugepages() {
+        let mut config = config();
+        config.in_memory = true;
+        assert!(matches!(config.args(), Err(EalError::InvalidConfig(_))));
+        config.memory = EalMemory::Hugepages { memory_mb: None };
+        assert!(config.args().unwrap().contains(&"--in-memory".to_string()));
     }
 
     #[test]
