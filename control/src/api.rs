@@ -220,7 +220,13 @@ async fn put_config(AxumState(state): AxumState<Arc<AppState>>, body: String) ->
                 *config = applied.config;
                 *overrides = applied.overrides;
                 tracing::info!(keys = ?applied.keys, "live configuration change written to {}", path.display());
-                Json(json!({ "applied": applied.keys, "live_file": path, "restart_needed": [] })).into_response()
+                Json(json!({
+                    "applied": applied.keys,
+                    "live_file": path,
+                    "restart_needed": [],
+                    "note": "the dataplane applies the live file when it sees it change",
+                }))
+                .into_response()
             }
             Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },

@@ -553,3 +553,61 @@ fn shell_completions_are_generated() {
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn an_unreachable_appliance_is_exit_code_3_for_both_planes() {
+    let data_plane = std::process::Command::new(common::ctl_bin())
+        .args(["--address", "127.0.0.1:1", "stream", "list"])
+        .env_remove("RIPTIDE_CONTEXT")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&data_plane), 3, "{}", stderr(&data_plane));
+    assert!(stderr(&data_plane).contains("127.0.0.1:1"));
+    let control = std::process::Command::new(common::ctl_bin())
+        .args(["--control", "127.0.0.1:1", "metrics"])
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&control), 3, "{}", stderr(&control));
+    assert!(
+        stderr(&control).contains("riptidectl up"),
+        "says what to do"
+    );
+}
+
+#[test]
+fn consumer_groups_and_users_are_managed_through_riptidectl() {
+    let Some(appliance) = Appliance::start() else {
+        return;
+    };
+    appliance.ctl_json(&["stream", "create", "g"]);
+    appliance.ctl_json(&["topic", "create", "g", "t", "--partitions", "2"]);
+    let group = appliance.ctl_json(&["consumer-group", "create", "g", "t", "workers"]);
+    assert_eq!(group["name"], "workers", "{group}");
+    let groups = appliance.ctl_json(&["consumer-group", "list", "g", "t"]);
+    assert_eq!(groups.as_array().map(Vec::len), Some(1), "{groups}");
+    let details = appliance.ctl_json(&["consumer-group", "get", "g", "t", "workers"]);
+    assert_eq!(details["members_count"], 0, "{details}");
+    appliance.ctl_json(&["consumer-group", "delete", "g", "t", "workers"]);
+    let gone = appliance.ctl(&["consumer-group", "get", "g", "t", "workers"]);
+    assert_eq!(exit_code(&gone), 5, "{}", stderr(&gone));
+
+    let user = appliance.ctl_json(&["user", "create", "alice", "secret-pass"]);
+    assert_eq!(user["username"], "alice", "{user}");
+    let users = appliance.ctl_json(&["user", "list"]);
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"alice") && names.contains(&"iggy"),
+        "{users}"
+    );
+    appliance.ctl_json(&["user", "update", "alice", "--status", "inactive"]);
+    let alice = appliance.ctl_json(&["user", "get", "alice"]);
+    assert_eq!(alice["status"], "inactive", "{alice}");
+    appliance.ctl_json(&["user", "delete", "alice"]);
+    let gone = appliance.ctl(&["user", "get", "alice"]);
+    assert_eq!(exit_code(&gone), 5, "{}", stderr(&gone));
+}

@@ -620,8 +620,8 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
     let client = connect(target).await?;
     match command {
         UserCommand::Create {
-            username,
-            password,
+            name,
+            secret,
             inactive,
         } => {
             let status = if inactive {
@@ -630,7 +630,7 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
                 UserStatus::Active
             };
             let created = client
-                .create_user(&username, &password, status, None)
+                .create_user(&name, &secret, status, None)
                 .await
                 .map_err(|e| server_error("create user", e))?;
             emit(json, &created, || {
@@ -659,9 +659,9 @@ pub async fn user(target: &Target, command: UserCommand, json: bool) -> CliResul
         }
         UserCommand::Update {
             user,
-            username,
+            new_name,
             status,
-        } => update_user(&client, &user, username, status, json).await,
+        } => update_user(&client, &user, new_name, status, json).await,
         UserCommand::Delete { user } => {
             client
                 .delete_user(&identifier("user", &user)?)

@@ -330,9 +330,12 @@ pub enum GroupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    // Field names differ from the global --username/--password (clap ids are shared).
     Create {
-        username: String,
-        password: String,
+        #[arg(value_name = "USERNAME")]
+        name: String,
+        #[arg(value_name = "PASSWORD")]
+        secret: String,
         #[arg(long)]
         inactive: bool,
     },
@@ -342,8 +345,9 @@ pub enum UserCommand {
     },
     Update {
         user: String,
-        #[arg(long)]
-        username: Option<String>,
+        /// New username.
+        #[arg(long = "rename", value_name = "USERNAME")]
+        new_name: Option<String>,
         /// active or inactive
         #[arg(long)]
         status: Option<String>,
