@@ -2031,6 +2031,12 @@ async fn concurrent_raw_connections_on_every_worker_all_get_replies() {
         if stalled {
             // Tells a dead worker loop (no ping either) from connections that stopped being served.
             findings.check(ping_on_fresh_connection(server.address()).await);
+            // Let the 500 ms stats writer catch up, then show where the requests stopped.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            findings.check(Err(anyhow::anyhow!(
+                "diagnostic: {}",
+                stats_digest(server.data_path())
+            )));
         }
         findings.finish()?;
         let topic = admin

@@ -393,3 +393,30 @@ impl Findings {
         )
     }
 }
+
+/// A one-line digest of `runtime/stats.json` (worker requests, shard appends/reads and ring
+/// depths) for failure messages; the file is rewritten every 500 ms by the server.
+pub fn stats_digest(data_path: &Path) -> String {
+    let Ok(text) = fs::read_to_string(data_path.join("runtime").join("stats.json")) else {
+        return "no runtime/stats.json".to_string();
+    };
+    let values = |key: &str| -> Vec<String> {
+        let pattern = format!("\"{key}\":");
+        text.match_indices(&pattern)
+            .map(|(at, _)| {
+                text[at + pattern.len()..]
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
+            .collect()
+    };
+    format!(
+        "stats.json: worker requests {:?}, shard appends {:?}, shard reads {:?}, request ring depths {:?}",
+        values("requests"),
+        values("appends"),
+        values("reads"),
+        values("request_ring_depth")
+    )
+}
