@@ -17,8 +17,8 @@ use dpdk_lab::{
     assert_arp_answered, echo_clients, lab_eal_config, prerequisites_met, run, wait_for_closes,
     EchoLcore, VethLab, IO_TIMEOUT,
 };
-use riptide_dataplane::dpdk::eal::Eal;
-use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig};
+use riptide_dataplane::dpdk::eal::{Eal, EalConfig};
+use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
 use riptide_dataplane::dpdk::port::{Port, PortConfig};
 use riptide_ebpf::{write_xdp_object, XdpConfig, XdpMaps};
 
@@ -42,27 +42,8 @@ fn dpdk_af_xdp_steers_appliance_traffic_and_leaves_the_rest_to_the_kernel() {
         &["addr", "add", &host_cidr, "dev", &lab.dataplane_iface],
     );
     let object_dir = tempfile::tempdir().expect("temp dir");
-    let object = write_xdp_object(object_dir.path()).expect("write the XDP object");
-    let vdev = format!(
-        "net_af_xdp0,iface={},start_queue=0,queue_count=1,xdp_prog={}",
-        lab.dataplane_iface,
-        object.display()
-    );
-    let eal_config = lab_eal_config(vdev);
-    let eal = Eal::init(&eal_config).expect("EAL init");
-    let port_config = PortConfig {
-        mbufs_per_queue: 4095,
-        ..PortConfig::default()
-    };
-    let port = Port::open(&eal, "net_af_xdp0", &port_config).expect("open port");
+    let (eal_config, eal, port, maps) = start_af_xdp(&lab, object_dir.path());
     let mac = port.mac().expect("MAC");
-    // The PMD loaded the program and bound its socket in xsks_map; tell the program what to steer.
-    let mut maps = XdpMaps::open_attached(&lab.dataplane_iface).expect("riptide's XDP maps");
-    let steer = XdpConfig {
-        ip: lab.appliance_ip,
-        ports: vec![APPLIANCE_PORT],
-    };
-    maps.configure(&steer).expect("configure steering");
 
     let mut lcore_config = LcoreConfig::new(lab.appliance_ip, lab.prefix_len, APPLIANCE_PORT);
     lcore_config.connections_max = CONNECTIONS + 4;
@@ -81,6 +62,39 @@ fn dpdk_af_xdp_steers_appliance_traffic_and_leaves_the_rest_to_the_kernel() {
     let stats = std::sync::Arc::clone(&lcore.stats);
     let worker = lcore.stop();
     assert_eq!(worker.bytes_echoed, echoed_bytes as u64);
+    check_counters(&maps, &port, &stats);
+    drop(maps);
+    drop(port);
+    drop(eal);
+}
+
+/// EAL and port over net_af_xdp with riptide's XDP object, configured to steer the appliance.
+fn start_af_xdp(lab: &VethLab, object_dir: &std::path::Path) -> (EalConfig, Eal, Port, XdpMaps) {
+    let object = write_xdp_object(object_dir).expect("write the XDP object");
+    let vdev = format!(
+        "net_af_xdp0,iface={},start_queue=0,queue_count=1,xdp_prog={}",
+        lab.dataplane_iface,
+        object.display()
+    );
+    let eal_config = lab_eal_config(vdev);
+    let eal = Eal::init(&eal_config).expect("EAL init");
+    let port_config = PortConfig {
+        mbufs_per_queue: 4095,
+        ..PortConfig::default()
+    };
+    let port = Port::open(&eal, "net_af_xdp0", &port_config).expect("open port");
+    // The PMD loaded the program and bound its socket in xsks_map; tell the program what to steer.
+    let mut maps = XdpMaps::open_attached(&lab.dataplane_iface).expect("riptide's XDP maps");
+    let steer = XdpConfig {
+        ip: lab.appliance_ip,
+        ports: vec![APPLIANCE_PORT],
+    };
+    maps.configure(&steer).expect("configure steering");
+    (eal_config, eal, port, maps)
+}
+
+/// Everything the program steered reached the lcore, nothing else did, and nothing was dropped.
+fn check_counters(maps: &XdpMaps, port: &Port, stats: &LcoreStats) {
     let counters = maps.counters().expect("XDP counters");
     let port_stats = port.stats().expect("port stats");
     let lcore_stats = stats.snapshot();
@@ -98,16 +112,12 @@ fn dpdk_af_xdp_steers_appliance_traffic_and_leaves_the_rest_to_the_kernel() {
         0,
         "{counters}"
     );
-    // Everything the program steered reached the lcore, and nothing else did.
     assert_eq!(
         lcore_stats.rx_packets,
         counters.steered_tcp + counters.steered_arp
     );
     assert_eq!(lcore_stats.rx_packets, port_stats.rx_packets);
     assert!(port_stats.tx_packets > 0 && port_stats.tx_packets <= lcore_stats.tx_packets);
-    drop(maps);
-    drop(port);
-    drop(eal);
 }
 
 /// ssh-like traffic: a kernel listener on the host's own address of the shared interface is

@@ -63,34 +63,8 @@ impl DpdkPlan {
     pub fn from_config(config: &Config, runtime_dir: &Path) -> Result<DpdkPlan, BackendError> {
         let dpdk = &config.dpdk;
         let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
-        let lcores: Vec<u32> = dpdk.lcores.iter().map(|&lcore| lcore as u32).collect();
-        if lcores.len() < 2 {
-            return invalid(
-                "lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]".into(),
-            );
-        }
-        if lcores.len() > 2 {
-            // Each lcore runs its own smoltcp; with RSS an ARP reply reaches one queue only, so
-            // the other lcores would never learn their peers' MACs. Until ARP frames are shared
-            // between lcores, one polling lcore serves the port.
-            return invalid(
-                "lcores: one polling lcore per port for now (the main lcore plus one, e.g. [0, 1])"
-                    .into(),
-            );
-        }
-        let Ok(ip_address) = dpdk.ip_address.parse::<Ipv4Addr>() else {
-            return invalid(format!(
-                "ip_address '{}' is not an IPv4 address",
-                dpdk.ip_address
-            ));
-        };
-        let gateway = match dpdk.gateway.as_str() {
-            "" => None,
-            text => match text.parse::<Ipv4Addr>() {
-                Ok(gateway) => Some(gateway),
-                Err(_) => return invalid(format!("gateway '{text}' is not an IPv4 address")),
-            },
-        };
+        let lcores = plan_lcores(&dpdk.lcores)?;
+        let (ip_address, gateway) = parse_addresses(&dpdk.ip_address, &dpdk.gateway)?;
         let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
         let device = match (vdevs.first(), dpdk.allow_pci.first()) {
             (Some(vdev), _) => Vdev::parse(vdev)?.name,
@@ -134,6 +108,43 @@ impl DpdkPlan {
             lcore,
             xdp_iface,
         })
+    }
+}
+
+/// The EAL lcores: the main one plus exactly one polling lcore for now.
+fn plan_lcores(configured: &[usize]) -> Result<Vec<u32>, BackendError> {
+    let invalid = |reason: &str| Err(BackendError::InvalidConfig(reason.to_string()));
+    if configured.len() < 2 {
+        return invalid("lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]");
+    }
+    if configured.len() > 2 {
+        // Each lcore runs its own smoltcp; with RSS an ARP reply reaches one queue only, so the
+        // other lcores would never learn their peers' MACs. Until ARP frames are shared between
+        // lcores, one polling lcore serves the port.
+        return invalid("lcores: one polling lcore per port for now (the main lcore plus one)");
+    }
+    configured
+        .iter()
+        .map(|&lcore| u32::try_from(lcore))
+        .collect::<Result<_, _>>()
+        .map_err(|_| BackendError::InvalidConfig("lcores: CPU id out of range".into()))
+}
+
+/// The appliance's address and its gateway ("" = none).
+fn parse_addresses(
+    ip_address: &str,
+    gateway: &str,
+) -> Result<(Ipv4Addr, Option<Ipv4Addr>), BackendError> {
+    let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
+    let Ok(address) = ip_address.parse::<Ipv4Addr>() else {
+        return invalid(format!("ip_address '{ip_address}' is not an IPv4 address"));
+    };
+    if gateway.is_empty() {
+        return Ok((address, None));
+    }
+    match gateway.parse::<Ipv4Addr>() {
+        Ok(gateway) => Ok((address, Some(gateway))),
+        Err(_) => invalid(format!("gateway '{gateway}' is not an IPv4 address")),
     }
 }
 
