@@ -611,3 +611,52 @@ fn consumer_groups_and_users_are_managed_through_riptidectl() {
     let gone = appliance.ctl(&["user", "get", "alice"]);
     assert_eq!(exit_code(&gone), 5, "{}", stderr(&gone));
 }
+
+#[test]
+fn topics_update_consumers_commit_offsets_and_purges_clear_messages() {
+    let Some(appliance) = Appliance::start() else {
+        return;
+    };
+    appliance.ctl_json(&["stream", "create", "p"]);
+    appliance.ctl_json(&["topic", "create", "p", "t", "--partitions", "1"]);
+    appliance.ctl_json(&[
+        "message",
+        "send",
+        "p",
+        "t",
+        "--partition",
+        "0",
+        "a",
+        "b",
+        "c",
+    ]);
+    appliance.ctl_json(&[
+        "topic",
+        "update",
+        "p",
+        "t",
+        "--name",
+        "t2",
+        "--message-expiry",
+        "1h",
+    ]);
+    let topic = appliance.ctl_json(&["topic", "get", "p", "t2"]);
+    assert_eq!(topic["message_expiry"], 3_600_000_000u64, "{topic}");
+
+    // --next with --auto-commit resumes where the consumer stopped.
+    let raw = |args: &[&str]| {
+        stdout(&appliance.ctl(&[&["message", "poll", "p", "t2", "-o", "raw"], args].concat()))
+    };
+    assert_eq!(raw(&["--next", "--auto-commit", "-n", "2"]), "a\nb\n");
+    assert_eq!(raw(&["--next", "--auto-commit", "-n", "2"]), "c\n");
+
+    // DeleteSegments on every segment: whether the open segment goes too is the server's call
+    // (reported to the lead), so only the command's success is checked here.
+    let purged = appliance.ctl_json(&["partition", "purge", "p", "t2", "0"]);
+    assert_eq!(purged["segments_deleted"], 1, "{purged}");
+    appliance.ctl_json(&["message", "send", "p", "t2", "--partition", "0", "d"]);
+    appliance.ctl_json(&["topic", "purge", "p", "t2"]);
+    appliance.ctl_json(&["stream", "purge", "p"]);
+    let stream = appliance.ctl_json(&["stream", "get", "p"]);
+    assert_eq!(stream["messages_count"], 0, "{stream}");
+}

@@ -236,7 +236,8 @@ pub enum PartitionCommand {
         #[arg(long, short = 'n', default_value_t = 1)]
         count: u32,
     },
-    /// Delete every segment of one partition (its messages), keeping the partition.
+    /// Delete the segments of one partition (DeleteSegments with its segment count), keeping
+    /// the partition; the server decides whether the open segment goes too.
     Purge {
         stream: String,
         topic: String,
