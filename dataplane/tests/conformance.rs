@@ -392,6 +392,93 @@ async fn streams_create_get_list_update_purge_delete() {
     server.finish().expect("server still healthy");
 }
 
+/// Renames topic 1 and sets its expiry; checks both through get_topic.
+async fn update_second_topic(client: &IggyClient, stream_id: u32) -> anyhow::Result<()> {
+    let update = TopicUpdateOptions {
+        message_expiry: Some(IggyExpiry::ExpireDuration(IggyDuration::from(
+            3_600_000_000,
+        ))),
+        ..Default::default()
+    };
+    client
+        .update_topic(&id(stream_id), &id(1), "payments-v2", &update)
+        .await
+        .sdk("update_topic")?;
+    let updated = client
+        .get_topic(&id(stream_id), &id(1))
+        .await
+        .sdk("get updated")?
+        .context("gone")?;
+    ensure!(
+        updated.name == "payments-v2",
+        "update_topic name: {}",
+        updated.name
+    );
+    ensure!(
+        updated.message_expiry == IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000)),
+        "update_topic expiry: {:?}",
+        updated.message_expiry
+    );
+    Ok(())
+}
+
+/// Sends 4 messages to partition 2, purges the topic and checks nothing is served any more.
+async fn purge_topic_checked(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+) -> anyhow::Result<()> {
+    send_to(
+        client,
+        stream_id,
+        topic_id,
+        &Partitioning::partition_id(2),
+        "m",
+        4,
+    )
+    .await?;
+    let before = client
+        .get_topic(&id(stream_id), &id(topic_id))
+        .await
+        .sdk("get")?
+        .context("gone")?;
+    ensure!(
+        before.messages_count == 4,
+        "topic messages_count {}",
+        before.messages_count
+    );
+    client
+        .purge_topic(&id(stream_id), &id(topic_id))
+        .await
+        .sdk("purge_topic")?;
+    let after = client
+        .get_topic(&id(stream_id), &id(topic_id))
+        .await
+        .sdk("get")?
+        .context("gone")?;
+    ensure!(
+        after.messages_count == 0,
+        "purged topic has {} messages",
+        after.messages_count
+    );
+    let polled = poll(
+        client,
+        stream_id,
+        topic_id,
+        2,
+        &Consumer::default(),
+        PollingStrategy::first(),
+        10,
+    )
+    .await?;
+    ensure!(
+        polled.messages.is_empty(),
+        "purged partition still serves {} messages",
+        polled.messages.len()
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn topics_create_get_list_update_purge_delete() {
     let server = Server::start().expect("server starts");
@@ -437,81 +524,8 @@ async fn topics_create_get_list_update_purge_delete() {
         let topics = client.get_topics(&id(stream_id)).await.sdk("get_topics")?;
         ensure!(topics.len() == 2, "get_topics returned {}", topics.len());
 
-        let update = TopicUpdateOptions {
-            message_expiry: Some(IggyExpiry::ExpireDuration(IggyDuration::from(
-                3_600_000_000,
-            ))),
-            ..Default::default()
-        };
-        client
-            .update_topic(&id(stream_id), &id(1), "payments-v2", &update)
-            .await
-            .sdk("update_topic")?;
-        let updated = client
-            .get_topic(&id(stream_id), &id(1))
-            .await
-            .sdk("get updated")?
-            .context("gone")?;
-        ensure!(
-            updated.name == "payments-v2",
-            "update_topic name: {}",
-            updated.name
-        );
-        ensure!(
-            updated.message_expiry == IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000)),
-            "update_topic expiry: {:?}",
-            updated.message_expiry
-        );
-
-        send_to(
-            &client,
-            stream_id,
-            topic_id,
-            &Partitioning::partition_id(2),
-            "m",
-            4,
-        )
-        .await?;
-        let before = client
-            .get_topic(&id(stream_id), &id(topic_id))
-            .await
-            .sdk("get")?
-            .context("gone")?;
-        ensure!(
-            before.messages_count == 4,
-            "topic messages_count {}",
-            before.messages_count
-        );
-        client
-            .purge_topic(&id(stream_id), &id(topic_id))
-            .await
-            .sdk("purge_topic")?;
-        let after = client
-            .get_topic(&id(stream_id), &id(topic_id))
-            .await
-            .sdk("get")?
-            .context("gone")?;
-        ensure!(
-            after.messages_count == 0,
-            "purged topic has {} messages",
-            after.messages_count
-        );
-        let polled = poll(
-            &client,
-            stream_id,
-            topic_id,
-            2,
-            &Consumer::default(),
-            PollingStrategy::first(),
-            10,
-        )
-        .await?;
-        ensure!(
-            polled.messages.is_empty(),
-            "purged partition still serves {} messages",
-            polled.messages.len()
-        );
-
+        update_second_topic(&client, stream_id).await?;
+        purge_topic_checked(&client, stream_id, topic_id).await?;
         client
             .delete_topic(&id(stream_id), &id(topic_id))
             .await
