@@ -1478,6 +1478,102 @@ async fn users_create_get_list_update_password_permissions_delete() {
     server.finish().expect("server still healthy");
 }
 
+/// A user without permissions: every guarded command is refused with Unauthorized.
+async fn nobody_is_denied(nobody: &IggyClient, s: u32, t: u32, findings: &mut Findings) {
+    findings.check(expect_code(
+        nobody.get_streams().await,
+        UNAUTHORIZED,
+        "get_streams without read_streams",
+    ));
+    findings.check(expect_code(
+        nobody.create_stream("x").await,
+        UNAUTHORIZED,
+        "create_stream without manage_streams",
+    ));
+    let mut batch = messages("denied", 1);
+    findings.check(expect_code(
+        nobody
+            .send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
+            .await,
+        UNAUTHORIZED,
+        "send without send_messages",
+    ));
+    findings.check(expect_code(
+        nobody
+            .poll_messages(
+                &id(s),
+                &id(t),
+                Some(0),
+                &Consumer::default(),
+                &PollingStrategy::first(),
+                1,
+                false,
+            )
+            .await,
+        UNAUTHORIZED,
+        "poll without poll_messages",
+    ));
+    findings.check(expect_code(
+        nobody.get_users().await,
+        UNAUTHORIZED,
+        "get_users without read_users",
+    ));
+    findings.check(expect_code(
+        nobody
+            .create_user("mallory", "pw-mallory", UserStatus::Active, None)
+            .await,
+        UNAUTHORIZED,
+        "create_user without manage_users",
+    ));
+    findings.check(expect_code(
+        nobody.delete_stream(&id(s)).await,
+        UNAUTHORIZED,
+        "delete_stream",
+    ));
+}
+
+/// A user with send/poll/read on one stream: allowed there, refused elsewhere.
+async fn scoped_user_is_confined(
+    server: &Server,
+    (s, t): (u32, u32),
+    (s1, t1): (u32, u32),
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    let user = server.client_for("scoped", "pw-scoped").await?;
+    let mut batch = messages("allowed", 1);
+    user.send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
+        .await
+        .sdk("scoped send on its stream")?;
+    let polled = poll(
+        &user,
+        s,
+        t,
+        0,
+        &Consumer::default(),
+        PollingStrategy::first(),
+        10,
+    )
+    .await?;
+    ensure!(
+        polled.messages.len() == 3,
+        "scoped poll saw {} messages",
+        polled.messages.len()
+    );
+    let mut batch = messages("denied", 1);
+    findings.check(expect_code(
+        user.send_messages(&id(s1), &id(t1), &Partitioning::partition_id(0), &mut batch)
+            .await,
+        UNAUTHORIZED,
+        "scoped send on another stream",
+    ));
+    findings.check(expect_code(
+        user.delete_topic(&id(s), &id(t)).await,
+        UNAUTHORIZED,
+        "scoped delete_topic",
+    ));
+    Ok(())
+}
+
 #[tokio::test]
 async fn permissions_are_enforced_for_non_root_users() {
     let server = Server::start().expect("server starts");
@@ -1494,57 +1590,7 @@ async fn permissions_are_enforced_for_non_root_users() {
         let nobody = server.client_for("nobody", "pw-nobody").await?;
         nobody.ping().await.sdk("ping needs no permission")?;
         nobody.get_me().await.sdk("get_me needs no permission")?;
-        findings.check(expect_code(
-            nobody.get_streams().await,
-            UNAUTHORIZED,
-            "get_streams without read_streams",
-        ));
-        findings.check(expect_code(
-            nobody.create_stream("x").await,
-            UNAUTHORIZED,
-            "create_stream without manage_streams",
-        ));
-        let mut batch = messages("denied", 1);
-        findings.check(expect_code(
-            nobody
-                .send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
-                .await,
-            UNAUTHORIZED,
-            "send without send_messages",
-        ));
-        findings.check(expect_code(
-            nobody
-                .poll_messages(
-                    &id(s),
-                    &id(t),
-                    Some(0),
-                    &Consumer::default(),
-                    &PollingStrategy::first(),
-                    1,
-                    false,
-                )
-                .await,
-            UNAUTHORIZED,
-            "poll without poll_messages",
-        ));
-        findings.check(expect_code(
-            nobody.get_users().await,
-            UNAUTHORIZED,
-            "get_users without read_users",
-        ));
-        findings.check(expect_code(
-            nobody
-                .create_user("mallory", "pw-mallory", UserStatus::Active, None)
-                .await,
-            UNAUTHORIZED,
-            "create_user without manage_users",
-        ));
-        findings.check(expect_code(
-            nobody.delete_stream(&id(s)).await,
-            UNAUTHORIZED,
-            "delete_stream",
-        ));
-
+        nobody_is_denied(&nobody, s, t, &mut findings).await;
         // Stream-scoped: send and poll on stream s only.
         let mut streams = BTreeMap::new();
         streams.insert(
@@ -1563,38 +1609,7 @@ async fn permissions_are_enforced_for_non_root_users() {
         root.create_user("scoped", "pw-scoped", UserStatus::Active, Some(scoped))
             .await
             .sdk("create scoped")?;
-        let user = server.client_for("scoped", "pw-scoped").await?;
-        let mut batch = messages("allowed", 1);
-        user.send_messages(&id(s), &id(t), &Partitioning::partition_id(0), &mut batch)
-            .await
-            .sdk("scoped send on its stream")?;
-        let polled = poll(
-            &user,
-            s,
-            t,
-            0,
-            &Consumer::default(),
-            PollingStrategy::first(),
-            10,
-        )
-        .await?;
-        ensure!(
-            polled.messages.len() == 3,
-            "scoped poll saw {} messages",
-            polled.messages.len()
-        );
-        let mut batch = messages("denied", 1);
-        findings.check(expect_code(
-            user.send_messages(&id(s1), &id(t1), &Partitioning::partition_id(0), &mut batch)
-                .await,
-            UNAUTHORIZED,
-            "scoped send on another stream",
-        ));
-        findings.check(expect_code(
-            user.delete_topic(&id(s), &id(t)).await,
-            UNAUTHORIZED,
-            "scoped delete_topic",
-        ));
+        scoped_user_is_confined(&server, (s, t), (s1, t1), &mut findings).await?;
         // Nothing denied left a trace.
         let topic = root
             .get_topic(&id(s1), &id(t1))
