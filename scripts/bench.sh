@@ -73,17 +73,29 @@ for bin in riptide-dataplane riptide-bench riptide-loopback-ceiling; do
 done
 
 work="$(mktemp -d "$data_parent/riptide-bench.XXXXXX")"
-data="$work/data"
-mkdir -p "$data"
+data=""
 [ -n "$output" ] || output="$work/results"
 mkdir -p "$output"
 server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+# Stops the server: SIGTERM (it syncs and exits), SIGKILL if it is still there after 20 s.
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill "$server_pid" 2>/dev/null || true
+  for _ in $(seq 1 200); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    echo "bench.sh: server ignored SIGTERM for 20 s; killing it" >&2
+    kill -KILL "$server_pid" 2>/dev/null || true
   fi
-  rm -rf "$data" "$work/ceiling.bin"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  [ -z "$data" ] || rm -rf "$data"
+}
+cleanup() {
+  stop_server
+  rm -f "$work/ceiling.bin"
 }
 trap cleanup EXIT
 
@@ -102,31 +114,51 @@ disk_read=$(dd if="$work/ceiling.bin" of=/dev/null bs=1M iflag=direct 2>&1 | dd_
 rm -f "$work/ceiling.bin"
 loopback=$("$release/riptide-loopback-ceiling" --total-bytes "${volume_mb}MB" | sed -n 's/^loopback_mb_per_sec=//p')
 
-echo "bench.sh: starting riptide-dataplane (data $data)" >&2
-IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
-  "$release/riptide-dataplane" >"$work/server.log" 2>&1 &
-server_pid=$!
-address=""
-for _ in $(seq 1 600); do
-  if [ -f "$data/runtime/current_config.toml" ]; then
-    address=$(awk '/^\[/{tcp=($0=="[tcp]")} tcp && /^address/ {gsub(/"/, "", $3); print $3}' "$data/runtime/current_config.toml")
-    [ -n "$address" ] && break
-  fi
-  kill -0 "$server_pid" 2>/dev/null || { echo "bench.sh: server exited; log:" >&2; cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$address" ] || { echo "bench.sh: server did not report its address" >&2; exit 1; }
-echo "bench.sh: server at $address" >&2
+servers_started=0
+# Starts riptide-dataplane on a fresh data directory and learns its address from
+# runtime/current_config.toml (it binds port 0).
+start_server() {
+  servers_started=$((servers_started + 1))
+  data="$work/data.$servers_started"
+  mkdir -p "$data"
+  echo "bench.sh: starting riptide-dataplane (data $data)" >&2
+  IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
+    "$release/riptide-dataplane" >"$work/server.$servers_started.log" 2>&1 &
+  server_pid=$!
+  address=""
+  for _ in $(seq 1 600); do
+    if [ -f "$data/runtime/current_config.toml" ]; then
+      address=$(awk '/^\[/{tcp=($0=="[tcp]")} tcp && /^address/ {gsub(/"/, "", $3); print $3}' "$data/runtime/current_config.toml")
+      [ -n "$address" ] && break
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { echo "bench.sh: server exited; log:" >&2; cat "$work/server.$servers_started.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$address" ] || { echo "bench.sh: server did not report its address" >&2; exit 1; }
+  echo "bench.sh: server at $address" >&2
+}
+start_server
 
 rows=()
-# run NAME ACK MODE [MODE OPTIONS...]: one benchmark; appends a row per actor group.
+failed=""
+# run NAME ACK MODE [MODE OPTIONS...]: one benchmark, verified; appends a row per actor group.
+# A failure (refused request, failed verification, stalled server) is recorded as a FAILED row and
+# the server is restarted on a fresh data directory so the rest of the suite still runs; the
+# script then exits non-zero after printing the table.
 run() {
   local name="$1" ack="$2"; shift 2
   local dir="$output/$name-$ack" log
-  log="$("$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" -b "$batches" \
-    --ack "$ack" --inflight "$inflight" "$@" tcp --server-address "$address" output -o "$dir" 2>"$dir.err")" || {
-      echo "bench.sh: $name ($ack) failed:" >&2; cat "$dir.err" >&2; echo "$log" >&2; exit 1; }
+  if ! log="$("$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" -b "$batches" \
+    --ack "$ack" --inflight "$inflight" --verify "$@" tcp --server-address "$address" output -o "$dir" 2>"$dir.err")"; then
+    echo "bench.sh: $name ($ack) failed after ${SECONDS}s:" >&2; cat "$dir.err" >&2
+    failed="$failed $name($ack)"
+    rows+=("$name $ack FAILED -")
+    stop_server
+    start_server
+    return 0
+  fi
   echo "$log" >"$dir.txt"
+  echo "bench.sh: $name ($ack) done after ${SECONDS}s" >&2
   while read -r _ actor fields; do
     rows+=("$name $ack $actor $fields")
   done < <(grep '^summary: ' <<<"$log")
@@ -150,6 +182,10 @@ printf 'ceilings: disk write %s MB/s, disk read %s MB/s, loopback TCP %s MB/s\n'
 printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' benchmark ack actors MB/s ceiling fraction p50_ms p99_ms
 for r in "${rows[@]}"; do
   read -r name ack actor fields <<<"$r"
+  if [ "$actor" = "FAILED" ]; then
+    printf '%-30s %-8s %-10s\n' "$name" "$ack" "$actor"
+    continue
+  fi
   mbps=$(field mb_per_sec "$fields"); p50=$(field p50_us "$fields"); p99=$(field p99_us "$fields")
   if [ "$actor" = "producer" ]; then
     # Producers are bound by both the disk and the network: the lower ceiling applies.
@@ -161,4 +197,8 @@ for r in "${rows[@]}"; do
     "$ceiling_name" "$(fraction "$mbps" "$ceiling")" \
     "$(awk -v u="$p50" 'BEGIN{printf "%.3f", u/1000}')" "$(awk -v u="$p99" 'BEGIN{printf "%.3f", u/1000}')"
 done
-echo "results: $output"
+echo "results: $output (server logs: $work/server.*.log)"
+if [ -n "$failed" ]; then
+  echo "bench.sh: failed:$failed" >&2
+  exit 1
+fi
