@@ -963,111 +963,131 @@ async fn commands_before_login_are_refused() {
     server.finish().expect("server still healthy");
 }
 
+async fn versions_outside_the_window_are_evicted(server: &Server) -> anyhow::Result<()> {
+    // Protocol versions outside the server's window: eviction IncompatibleProtocol with the
+    // window in the header.
+    for version in [12u32 << 10, 1 << 20, 10 << 10, 0] {
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let header = connection.header_for(code::LOGIN_REGISTER);
+        connection
+            .send_bytes(&header.emit(&raw::login_body(version, ROOT_USERNAME, ROOT_PASSWORD)))
+            .await?;
+        let frame = connection.read_frame().await?;
+        ensure!(
+            frame.is_eviction() && frame.eviction_reason() == eviction::INCOMPATIBLE_PROTOCOL,
+            "protocol version {version:#x}: got {}",
+            frame.describe()
+        );
+        let (current, minimum) = frame.eviction_protocol_window();
+        ensure!(
+            minimum <= raw::PROTOCOL_VERSION_0_11_0 && raw::PROTOCOL_VERSION_0_11_0 <= current,
+            "version window [{minimum:#x}, {current:#x}] excludes the SDK's 0.11.0"
+        );
+        connection
+            .expect_closed(CLOSE_WAIT)
+            .await
+            .context("after the version eviction")?;
+    }
+    Ok(())
+}
+
+async fn legacy_login_codes_are_evicted(server: &Server) -> anyhow::Result<()> {
+    // Legacy login codes 38/44: eviction MalformedLogin.
+    for legacy in [code::LOGIN_USER_LEGACY, code::LOGIN_PAT_LEGACY] {
+        let mut connection = RawConnection::connect(server.address()).await?;
+        let header = connection.header_for(legacy);
+        connection
+            .send_bytes(&header.emit(&raw::login_body(0, ROOT_USERNAME, ROOT_PASSWORD)))
+            .await?;
+        expect_eviction(
+            &mut connection,
+            eviction::MALFORMED_LOGIN,
+            &format!("legacy login code {legacy}"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn wrong_password_is_refused(server: &Server) -> anyhow::Result<()> {
+    // Wrong password: refused with InvalidCredentials, as a reply status (42) or as an
+    // eviction (reason 9) that closes the connection; never a session.
+    let mut connection = RawConnection::connect(server.address()).await?;
+    let header = connection.header_for(code::LOGIN_REGISTER);
+    connection
+        .send_bytes(&header.emit(&raw::login_body(
+            raw::PROTOCOL_VERSION_0_11_0,
+            ROOT_USERNAME,
+            "nope",
+        )))
+        .await?;
+    let frame = connection.read_frame().await?;
+    if frame.is_eviction() {
+        ensure!(
+            frame.eviction_reason() == 9,
+            "wrong password: eviction reason {}",
+            frame.eviction_reason()
+        );
+        connection.expect_closed(CLOSE_WAIT).await?;
+    } else {
+        ensure!(
+            frame.is_reply() && frame.status() == 42 && frame.body.is_empty(),
+            "wrong password: expected status 42 or eviction 9, got {}",
+            frame.describe()
+        );
+        let header = connection.header_for(code::GET_STREAMS);
+        connection.send_bytes(&header.emit(&[])).await?;
+        expect_status_and_open(
+            &mut connection,
+            UNAUTHENTICATED,
+            "get_streams after a failed login",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn malformed_registers_are_refused(server: &Server) -> anyhow::Result<()> {
+    // A Register with a truncated body or a non-zero session is refused.
+    let mut connection = RawConnection::connect(server.address()).await?;
+    let header = connection.header_for(code::LOGIN_REGISTER);
+    let body = raw::login_body(raw::PROTOCOL_VERSION_0_11_0, ROOT_USERNAME, ROOT_PASSWORD);
+    connection
+        .send_bytes(&header.emit(&body[..body.len() - 6]))
+        .await?;
+    let how = refusal(&mut connection, BODY_EVICTIONS, "truncated register body").await?;
+    println!("truncated register body: refused with {how}");
+    expect_no_session(&mut connection, &how, "truncated register body").await?;
+    let mut connection = RawConnection::connect(server.address()).await?;
+    let mut header = connection.header_for(code::LOGIN_REGISTER);
+    header.session = 5;
+    connection.send_bytes(&header.emit(&body)).await?;
+    let how = refusal(
+        &mut connection,
+        &[
+            eviction::NO_SESSION,
+            7,
+            8,
+            12,
+            eviction::INVALID_REQUEST_OPERATION,
+        ],
+        "register with session 5",
+    )
+    .await?;
+    println!("register with session 5: refused with {how}");
+    expect_no_session(&mut connection, &how, "register with session 5").await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn login_gate_versions_legacy_codes_and_credentials() {
     let server = Server::start().expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let mut witness = Witness::new(&server).await?;
-        // Protocol versions outside the server's window: eviction IncompatibleProtocol with the
-        // window in the header.
-        for version in [12u32 << 10, 1 << 20, 10 << 10, 0] {
-            let mut connection = RawConnection::connect(server.address()).await?;
-            let header = connection.header_for(code::LOGIN_REGISTER);
-            connection
-                .send_bytes(&header.emit(&raw::login_body(version, ROOT_USERNAME, ROOT_PASSWORD)))
-                .await?;
-            let frame = connection.read_frame().await?;
-            ensure!(
-                frame.is_eviction() && frame.eviction_reason() == eviction::INCOMPATIBLE_PROTOCOL,
-                "protocol version {version:#x}: got {}",
-                frame.describe()
-            );
-            let (current, minimum) = frame.eviction_protocol_window();
-            ensure!(
-                minimum <= raw::PROTOCOL_VERSION_0_11_0 && raw::PROTOCOL_VERSION_0_11_0 <= current,
-                "version window [{minimum:#x}, {current:#x}] excludes the SDK's 0.11.0"
-            );
-            connection
-                .expect_closed(CLOSE_WAIT)
-                .await
-                .context("after the version eviction")?;
-        }
-        // Legacy login codes 38/44: eviction MalformedLogin.
-        for legacy in [code::LOGIN_USER_LEGACY, code::LOGIN_PAT_LEGACY] {
-            let mut connection = RawConnection::connect(server.address()).await?;
-            let header = connection.header_for(legacy);
-            connection
-                .send_bytes(&header.emit(&raw::login_body(0, ROOT_USERNAME, ROOT_PASSWORD)))
-                .await?;
-            expect_eviction(
-                &mut connection,
-                eviction::MALFORMED_LOGIN,
-                &format!("legacy login code {legacy}"),
-            )
-            .await?;
-        }
-        // Wrong password: refused with InvalidCredentials, as a reply status (42) or as an
-        // eviction (reason 9) that closes the connection; never a session.
-        let mut connection = RawConnection::connect(server.address()).await?;
-        let header = connection.header_for(code::LOGIN_REGISTER);
-        connection
-            .send_bytes(&header.emit(&raw::login_body(
-                raw::PROTOCOL_VERSION_0_11_0,
-                ROOT_USERNAME,
-                "nope",
-            )))
-            .await?;
-        let frame = connection.read_frame().await?;
-        if frame.is_eviction() {
-            ensure!(
-                frame.eviction_reason() == 9,
-                "wrong password: eviction reason {}",
-                frame.eviction_reason()
-            );
-            connection.expect_closed(CLOSE_WAIT).await?;
-        } else {
-            ensure!(
-                frame.is_reply() && frame.status() == 42 && frame.body.is_empty(),
-                "wrong password: expected status 42 or eviction 9, got {}",
-                frame.describe()
-            );
-            let header = connection.header_for(code::GET_STREAMS);
-            connection.send_bytes(&header.emit(&[])).await?;
-            expect_status_and_open(
-                &mut connection,
-                UNAUTHENTICATED,
-                "get_streams after a failed login",
-            )
-            .await?;
-        }
-        // A Register with a truncated body or a non-zero session is refused.
-        let mut connection = RawConnection::connect(server.address()).await?;
-        let header = connection.header_for(code::LOGIN_REGISTER);
-        let body = raw::login_body(raw::PROTOCOL_VERSION_0_11_0, ROOT_USERNAME, ROOT_PASSWORD);
-        connection
-            .send_bytes(&header.emit(&body[..body.len() - 6]))
-            .await?;
-        let how = refusal(&mut connection, BODY_EVICTIONS, "truncated register body").await?;
-        println!("truncated register body: refused with {how}");
-        expect_no_session(&mut connection, &how, "truncated register body").await?;
-        let mut connection = RawConnection::connect(server.address()).await?;
-        let mut header = connection.header_for(code::LOGIN_REGISTER);
-        header.session = 5;
-        connection.send_bytes(&header.emit(&body)).await?;
-        let how = refusal(
-            &mut connection,
-            &[
-                eviction::NO_SESSION,
-                7,
-                8,
-                12,
-                eviction::INVALID_REQUEST_OPERATION,
-            ],
-            "register with session 5",
-        )
-        .await?;
-        println!("register with session 5: refused with {how}");
-        expect_no_session(&mut connection, &how, "register with session 5").await?;
+        versions_outside_the_window_are_evicted(&server).await?;
+        legacy_login_codes_are_evicted(&server).await?;
+        wrong_password_is_refused(&server).await?;
+        malformed_registers_are_refused(&server).await?;
         // And a correct Register still works after all that.
         let mut connection = RawConnection::connect(server.address()).await?;
         let frame = connection
