@@ -336,112 +336,138 @@ async fn server_side_balanced_and_key_partitioning() {
     server.finish().expect("server still healthy");
 }
 
+/// An unauthenticated ping header with the given request number.
+fn raw_ping(request: u64) -> raw::RequestHeader {
+    raw::RequestHeader {
+        command: command::REQUEST,
+        client: 0x77,
+        request,
+        operation: raw::operation::NON_REPLICATED,
+        session: 0,
+        code: code::PING,
+        request_checksum: 0,
+        size_override: None,
+    }
+}
+
+async fn truncated_frames_are_dropped(
+    server: &Server,
+    witness: &mut Witness,
+) -> anyhow::Result<()> {
+    // Truncated header, then EOF: nothing to answer, the server just lets go.
+    let mut truncated = RawConnection::connect(server.address()).await?;
+    truncated.send_bytes(&raw_ping(1).emit(&[])[..100]).await?;
+    truncated.shutdown_write().await?;
+    expect_dropped(&mut truncated, "truncated header").await?;
+    witness.check("a truncated header").await?;
+
+    // Truncated body (size says 300 bytes of body, 40 arrive), then EOF.
+    let mut truncated = logged_in(&server).await?;
+    let mut header = truncated.header_for(code::CREATE_STREAM);
+    header.size_override = Some(256 + 300);
+    truncated
+        .send_bytes(&header.emit(&raw::wire_name("never-created")))
+        .await?;
+    truncated.shutdown_write().await?;
+    expect_dropped(&mut truncated, "truncated body").await?;
+    ensure!(
+        witness
+            .client
+            .get_stream(&name("never-created"))
+            .await
+            .sdk("get_stream")?
+            .is_none(),
+        "a truncated create_stream was applied"
+    );
+    witness.check("a truncated body").await?;
+    Ok(())
+}
+
+async fn frame_sizes_out_of_range_are_dropped(
+    server: &Server,
+    witness: &mut Witness,
+) -> anyhow::Result<()> {
+    // size < 256.
+    for size in [0u32, 1, 255] {
+        let mut small = RawConnection::connect(server.address()).await?;
+        small
+            .send_bytes(
+                &raw::RequestHeader {
+                    size_override: Some(size),
+                    ..raw_ping(1)
+                }
+                .emit(&[]),
+            )
+            .await?;
+        expect_dropped(&mut small, &format!("size {size}")).await?;
+    }
+    witness.check("sizes below 256").await?;
+
+    // size above the frame limit (64 MiB by default): dropped without waiting for the body.
+    for size in [64 * 1024 * 1024 + 1, u32::MAX] {
+        let mut large = RawConnection::connect(server.address()).await?;
+        large
+            .send_bytes(
+                &raw::RequestHeader {
+                    size_override: Some(size),
+                    ..raw_ping(1)
+                }
+                .emit(&[]),
+            )
+            .await?;
+        expect_dropped(&mut large, &format!("size {size}")).await?;
+    }
+    witness.check("sizes above the frame limit").await?;
+    Ok(())
+}
+
+async fn non_request_frames_are_dropped(
+    server: &Server,
+    witness: &mut Witness,
+) -> anyhow::Result<()> {
+    // A header that is not a request (command byte != 5), and plain garbage.
+    let mut not_request = RawConnection::connect(server.address()).await?;
+    not_request
+        .send_bytes(
+            &raw::RequestHeader {
+                command: command::REPLY,
+                ..raw_ping(1)
+            }
+            .emit(&[]),
+        )
+        .await?;
+    expect_dropped(&mut not_request, "command byte 8 (Reply) from a client").await?;
+    let mut garbage = RawConnection::connect(server.address()).await?;
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    garbage.send_bytes(&noise).await?;
+    expect_dropped(&mut garbage, "4 KiB of noise").await?;
+    // A zero client id is invalid.
+    let mut zero_client = RawConnection::connect(server.address()).await?;
+    zero_client
+        .send_bytes(
+            &raw::RequestHeader {
+                client: 0,
+                ..raw_ping(1)
+            }
+            .emit(&[]),
+        )
+        .await?;
+    expect_dropped(&mut zero_client, "client id 0").await?;
+    witness.check("non-request frames").await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn broken_frames_close_only_their_connection() {
     let mut server = Server::start().expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let mut witness = Witness::new(&server).await?;
-        let ping = |request| raw::RequestHeader {
-            command: command::REQUEST,
-            client: 0x77,
-            request,
-            operation: raw::operation::NON_REPLICATED,
-            session: 0,
-            code: code::PING,
-            request_checksum: 0,
-            size_override: None,
-        };
 
-        // Truncated header, then EOF: nothing to answer, the server just lets go.
-        let mut truncated = RawConnection::connect(server.address()).await?;
-        truncated.send_bytes(&ping(1).emit(&[])[..100]).await?;
-        truncated.shutdown_write().await?;
-        expect_dropped(&mut truncated, "truncated header").await?;
-        witness.check("a truncated header").await?;
-
-        // Truncated body (size says 300 bytes of body, 40 arrive), then EOF.
-        let mut truncated = logged_in(&server).await?;
-        let mut header = truncated.header_for(code::CREATE_STREAM);
-        header.size_override = Some(256 + 300);
-        truncated
-            .send_bytes(&header.emit(&raw::wire_name("never-created")))
-            .await?;
-        truncated.shutdown_write().await?;
-        expect_dropped(&mut truncated, "truncated body").await?;
-        ensure!(
-            witness
-                .client
-                .get_stream(&name("never-created"))
-                .await
-                .sdk("get_stream")?
-                .is_none(),
-            "a truncated create_stream was applied"
-        );
-        witness.check("a truncated body").await?;
-
-        // size < 256.
-        for size in [0u32, 1, 255] {
-            let mut small = RawConnection::connect(server.address()).await?;
-            small
-                .send_bytes(
-                    &raw::RequestHeader {
-                        size_override: Some(size),
-                        ..ping(1)
-                    }
-                    .emit(&[]),
-                )
-                .await?;
-            expect_dropped(&mut small, &format!("size {size}")).await?;
-        }
-        witness.check("sizes below 256").await?;
-
-        // size above the frame limit (64 MiB by default): dropped without waiting for the body.
-        for size in [64 * 1024 * 1024 + 1, u32::MAX] {
-            let mut large = RawConnection::connect(server.address()).await?;
-            large
-                .send_bytes(
-                    &raw::RequestHeader {
-                        size_override: Some(size),
-                        ..ping(1)
-                    }
-                    .emit(&[]),
-                )
-                .await?;
-            expect_dropped(&mut large, &format!("size {size}")).await?;
-        }
-        witness.check("sizes above the frame limit").await?;
-
-        // A header that is not a request (command byte != 5), and plain garbage.
-        let mut not_request = RawConnection::connect(server.address()).await?;
-        not_request
-            .send_bytes(
-                &raw::RequestHeader {
-                    command: command::REPLY,
-                    ..ping(1)
-                }
-                .emit(&[]),
-            )
-            .await?;
-        expect_dropped(&mut not_request, "command byte 8 (Reply) from a client").await?;
-        let mut garbage = RawConnection::connect(server.address()).await?;
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        garbage.send_bytes(&noise).await?;
-        expect_dropped(&mut garbage, "4 KiB of noise").await?;
-        // A zero client id is invalid.
-        let mut zero_client = RawConnection::connect(server.address()).await?;
-        zero_client
-            .send_bytes(
-                &raw::RequestHeader {
-                    client: 0,
-                    ..ping(1)
-                }
-                .emit(&[]),
-            )
-            .await?;
-        expect_dropped(&mut zero_client, "client id 0").await?;
-        witness.check("non-request frames").await?;
+        truncated_frames_are_dropped(&server, &mut witness).await?;
+        frame_sizes_out_of_range_are_dropped(&server, &mut witness).await?;
+        non_request_frames_are_dropped(&server, &mut witness).await?;
         ensure!(server.is_running(), "the server died on broken frames");
         Ok(())
     })
@@ -722,104 +748,114 @@ fn send_body_with(metadata_length: Option<u32>, messages_count: u32, batch: &[u8
     body
 }
 
+/// Malformed bodies of control-plane and read commands: (code, body, description).
+fn malformed_control_bodies() -> Vec<(u32, Vec<u8>, &'static str)> {
+    vec![
+        (
+            code::CREATE_STREAM,
+            vec![],
+            "create_stream with an empty body",
+        ),
+        (
+            code::CREATE_STREAM,
+            vec![200, b'a', b'b', b'c'],
+            "create_stream with a name overrunning the body",
+        ),
+        (
+            code::CREATE_STREAM,
+            vec![0],
+            "create_stream with an empty name",
+        ),
+        (
+            code::CREATE_TOPIC,
+            vec![9, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1, b't'],
+            "create_topic with identifier kind 9",
+        ),
+        (
+            code::GET_STREAM,
+            vec![1, 3, 0, 0, 0],
+            "get_stream with a 3-byte numeric identifier",
+        ),
+        (
+            code::GET_TOPIC,
+            vec![1, 4, 1, 0],
+            "get_topic truncated inside an identifier",
+        ),
+        (
+            code::POLL_MESSAGES,
+            raw::poll_body(1, 0, 0, 0, 10)[..10].to_vec(),
+            "truncated poll",
+        ),
+        (
+            code::POLL_MESSAGES,
+            {
+                let mut body = raw::poll_body(1, 0, 0, 0, 10);
+                let strategy_at = body.len() - 4 - 1 - 8 - 1;
+                body[strategy_at] = 9;
+                body
+            },
+            "poll with strategy kind 9",
+        ),
+    ]
+}
+
+/// Malformed SendMessages bodies around a valid 2-message batch: (body, description).
+fn malformed_send_bodies() -> anyhow::Result<Vec<(Vec<u8>, &'static str)>> {
+    let good = raw::batch(&[b"x", b"y"], 1)?;
+    let mut reserved = good.clone();
+    reserved[100] = 1;
+    let mut long_batch = good.clone();
+    long_batch[32..40].copy_from_slice(&(good.len() as u64 + 64).to_le_bytes());
+    let mut overrun = good.clone();
+    let payload_length_at = raw::FIRST_FRAME_OFFSET + 36;
+    overrun[payload_length_at..payload_length_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+    Ok(vec![
+        (
+            send_body_with(Some(500), 2, &good),
+            "send with metadata_length past the body",
+        ),
+        (
+            send_body_with(None, 5, &good),
+            "send with messages_count 5 for a 2-message batch",
+        ),
+        (
+            send_body_with(None, 2, &good[..good.len() - 1]),
+            "send with a batch one byte short",
+        ),
+        (
+            send_body_with(None, 2, &good[..200]),
+            "send with a truncated batch header",
+        ),
+        (
+            send_body_with(None, 2, &reserved),
+            "send with non-zero reserved batch header bytes",
+        ),
+        (
+            send_body_with(None, 2, &long_batch),
+            "send whose batch_length exceeds the body",
+        ),
+        (
+            send_body_with(None, 2, &overrun),
+            "send whose frame overruns the batch",
+        ),
+        (
+            send_body_with(None, 0, &raw::batch(&[], 1)?),
+            "send of an empty batch",
+        ),
+    ])
+}
+
 #[tokio::test]
 async fn malformed_bodies_are_refused_without_effect() {
     let server = Server::start().expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let mut witness = Witness::new(&server).await?;
         let mut connection = raw_topic(&server).await?;
-        let cases: Vec<(u32, Vec<u8>, &str)> = vec![
-            (
-                code::CREATE_STREAM,
-                vec![],
-                "create_stream with an empty body",
-            ),
-            (
-                code::CREATE_STREAM,
-                vec![200, b'a', b'b', b'c'],
-                "create_stream with a name overrunning the body",
-            ),
-            (
-                code::CREATE_STREAM,
-                vec![0],
-                "create_stream with an empty name",
-            ),
-            (
-                code::CREATE_TOPIC,
-                vec![9, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1, b't'],
-                "create_topic with identifier kind 9",
-            ),
-            (
-                code::GET_STREAM,
-                vec![1, 3, 0, 0, 0],
-                "get_stream with a 3-byte numeric identifier",
-            ),
-            (
-                code::GET_TOPIC,
-                vec![1, 4, 1, 0],
-                "get_topic truncated inside an identifier",
-            ),
-            (
-                code::POLL_MESSAGES,
-                raw::poll_body(1, 0, 0, 0, 10)[..10].to_vec(),
-                "truncated poll",
-            ),
-            (
-                code::POLL_MESSAGES,
-                {
-                    let mut body = raw::poll_body(1, 0, 0, 0, 10);
-                    let strategy_at = body.len() - 4 - 1 - 8 - 1;
-                    body[strategy_at] = 9;
-                    body
-                },
-                "poll with strategy kind 9",
-            ),
-        ];
+        let cases = malformed_control_bodies();
         for (code, body, what) in &cases {
             expect_refused(&server, *code, body, what).await?;
         }
-        let good = raw::batch(&[b"x", b"y"], 1)?;
-        let mut reserved = good.clone();
-        reserved[100] = 1;
-        let mut long_batch = good.clone();
-        long_batch[32..40].copy_from_slice(&(good.len() as u64 + 64).to_le_bytes());
-        let mut overrun = good.clone();
-        let payload_length_at = raw::FIRST_FRAME_OFFSET + 36;
-        overrun[payload_length_at..payload_length_at + 4].copy_from_slice(&1000u32.to_le_bytes());
-        let send_cases: Vec<(Vec<u8>, &str)> = vec![
-            (
-                send_body_with(Some(500), 2, &good),
-                "send with metadata_length past the body",
-            ),
-            (
-                send_body_with(None, 5, &good),
-                "send with messages_count 5 for a 2-message batch",
-            ),
-            (
-                send_body_with(None, 2, &good[..good.len() - 1]),
-                "send with a batch one byte short",
-            ),
-            (
-                send_body_with(None, 2, &good[..200]),
-                "send with a truncated batch header",
-            ),
-            (
-                send_body_with(None, 2, &reserved),
-                "send with non-zero reserved batch header bytes",
-            ),
-            (
-                send_body_with(None, 2, &long_batch),
-                "send whose batch_length exceeds the body",
-            ),
-            (
-                send_body_with(None, 2, &overrun),
-                "send whose frame overruns the batch",
-            ),
-            (
-                send_body_with(None, 0, &raw::batch(&[], 1)?),
-                "send of an empty batch",
-            ),
-        ];
+        let send_cases = malformed_send_bodies()?;
         for (body, what) in &send_cases {
             expect_refused(&server, code::SEND_MESSAGES, body, what).await?;
         }
