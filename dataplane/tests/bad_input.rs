@@ -362,7 +362,7 @@ async fn truncated_frames_are_dropped(
     witness.check("a truncated header").await?;
 
     // Truncated body (size says 300 bytes of body, 40 arrive), then EOF.
-    let mut truncated = logged_in(&server).await?;
+    let mut truncated = logged_in(server).await?;
     let mut header = truncated.header_for(code::CREATE_STREAM);
     header.size_override = Some(256 + 300);
     truncated
