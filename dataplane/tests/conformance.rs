@@ -1359,6 +1359,65 @@ async fn consumer_group_rebalances_on_join_leave_and_disconnect() {
 // Users, permissions and personal access tokens
 // ---------------------------------------------------------------------------------------------
 
+/// Renames the user, changes its password (old one refused, new one works) and replaces its
+/// permissions.
+async fn rename_password_and_permissions(
+    server: &Server,
+    root: &IggyClient,
+    user_id: u32,
+) -> anyhow::Result<()> {
+    root.update_user(
+        &id(user_id),
+        Some("alice2"),
+        None,
+        &UserUpdateOptions::default(),
+    )
+    .await
+    .sdk("update_user rename")?;
+    ensure!(
+        root.get_user(&name("alice2"))
+            .await
+            .sdk("get renamed")?
+            .is_some(),
+        "rename lost"
+    );
+    root.change_password(&id(user_id), "secret-1", "secret-2")
+        .await
+        .sdk("change_password")?;
+    server
+        .client_for("alice2", "secret-2")
+        .await
+        .context("login with the new password")?;
+    let old = server.anonymous_client().await?;
+    expect_code(
+        old.login_user("alice2", "secret-1").await,
+        INVALID_CREDENTIALS,
+        "old password",
+    )?;
+
+    let permissions = Permissions {
+        global: GlobalPermissions {
+            read_streams: true,
+            ..Default::default()
+        },
+        streams: None,
+    };
+    root.update_permissions(&id(user_id), Some(permissions.clone()))
+        .await
+        .sdk("update_permissions")?;
+    let fetched = root
+        .get_user(&id(user_id))
+        .await
+        .sdk("get_user")?
+        .context("user gone")?;
+    ensure!(
+        fetched.permissions == Some(permissions),
+        "permissions {:?}",
+        fetched.permissions
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn users_create_get_list_update_password_permissions_delete() {
     let server = Server::start().expect("server starts");
@@ -1393,55 +1452,7 @@ async fn users_create_get_list_update_password_permissions_delete() {
             "users {names:?}"
         );
 
-        root.update_user(
-            &id(created.id),
-            Some("alice2"),
-            None,
-            &UserUpdateOptions::default(),
-        )
-        .await
-        .sdk("update_user rename")?;
-        ensure!(
-            root.get_user(&name("alice2"))
-                .await
-                .sdk("get renamed")?
-                .is_some(),
-            "rename lost"
-        );
-        root.change_password(&id(created.id), "secret-1", "secret-2")
-            .await
-            .sdk("change_password")?;
-        server
-            .client_for("alice2", "secret-2")
-            .await
-            .context("login with the new password")?;
-        let old = server.anonymous_client().await?;
-        expect_code(
-            old.login_user("alice2", "secret-1").await,
-            INVALID_CREDENTIALS,
-            "old password",
-        )?;
-
-        let permissions = Permissions {
-            global: GlobalPermissions {
-                read_streams: true,
-                ..Default::default()
-            },
-            streams: None,
-        };
-        root.update_permissions(&id(created.id), Some(permissions.clone()))
-            .await
-            .sdk("update_permissions")?;
-        let fetched = root
-            .get_user(&id(created.id))
-            .await
-            .sdk("get_user")?
-            .context("user gone")?;
-        ensure!(
-            fetched.permissions == Some(permissions),
-            "permissions {:?}",
-            fetched.permissions
-        );
+        rename_password_and_permissions(&server, &root, created.id).await?;
 
         root.update_user(
             &id(created.id),
