@@ -276,6 +276,33 @@ async fn get_me_clients_stats_and_cluster_metadata() {
 // Streams, topics, partitions, segments
 // ---------------------------------------------------------------------------------------------
 
+/// Adds a topic with 3 messages to stream 0, purges the stream and checks the messages are
+/// gone while the topic stays.
+async fn purge_stream_checked(client: &IggyClient) -> anyhow::Result<()> {
+    let options = TopicCreateOptions {
+        partitions_count: Some(1),
+        ..Default::default()
+    };
+    client
+        .create_topic(&id(0), "t", &options)
+        .await
+        .sdk("create_topic")?;
+    send_to(client, 0, 0, &Partitioning::partition_id(0), "p", 3).await?;
+    client.purge_stream(&id(0)).await.sdk("purge_stream")?;
+    let purged = client
+        .get_stream(&id(0))
+        .await
+        .sdk("get purged")?
+        .context("purged stream gone")?;
+    ensure!(
+        purged.messages_count == 0,
+        "purged stream still has {} messages",
+        purged.messages_count
+    );
+    ensure!(purged.topics_count == 1, "purge removed the topic");
+    Ok(())
+}
+
 #[tokio::test]
 async fn streams_create_get_list_update_purge_delete() {
     let server = Server::start().expect("server starts");
@@ -348,27 +375,7 @@ async fn streams_create_get_list_update_purge_delete() {
             "renamed stream not found by its new name"
         );
 
-        let options = TopicCreateOptions {
-            partitions_count: Some(1),
-            ..Default::default()
-        };
-        client
-            .create_topic(&id(0), "t", &options)
-            .await
-            .sdk("create_topic")?;
-        send_to(&client, 0, 0, &Partitioning::partition_id(0), "p", 3).await?;
-        client.purge_stream(&id(0)).await.sdk("purge_stream")?;
-        let purged = client
-            .get_stream(&id(0))
-            .await
-            .sdk("get purged")?
-            .context("purged stream gone")?;
-        ensure!(
-            purged.messages_count == 0,
-            "purged stream still has {} messages",
-            purged.messages_count
-        );
-        ensure!(purged.topics_count == 1, "purge removed the topic");
+        purge_stream_checked(&client).await?;
 
         client.delete_stream(&id(0)).await.sdk("delete_stream")?;
         ensure!(
