@@ -897,6 +897,52 @@ async fn messages_keep_ids_headers_and_payload_bytes() {
     server.finish().expect("server still healthy");
 }
 
+/// Next with auto-commit walks 10 messages in polls of 3 without overlap or gap and stores the
+/// last offset; Next without auto-commit does not move it.
+async fn next_walks_with_auto_commit(
+    client: &IggyClient,
+    s: u32,
+    t: u32,
+    consumer: &Consumer,
+) -> anyhow::Result<()> {
+    // Next + auto-commit walks the partition without overlap or gap.
+    let mut seen = Vec::new();
+    let mut walk = Vec::new();
+    for _ in 0..4 {
+        let next = poll_committing(client, s, t, 0, consumer, PollingStrategy::next(), 3).await?;
+        let stored = client
+            .get_consumer_offset(consumer, &id(s), &id(t), Some(0))
+            .await
+            .sdk("get_consumer_offset")?
+            .map(|info| info.stored_offset);
+        walk.push((offsets(&next), stored));
+        seen.extend(offsets(&next));
+    }
+    // The batches hold offsets 0..=4 and 5..=9, so polls of 3 start inside batches.
+    ensure!(
+        seen == (0..10).collect::<Vec<u64>>(),
+        "next+auto_commit (count 3) walked {seen:?}; (polled offsets, stored offset after) per poll: {walk:?}"
+    );
+    let stored = client
+        .get_consumer_offset(consumer, &id(s), &id(t), Some(0))
+        .await
+        .sdk("get_consumer_offset")?
+        .context("auto-commit stored no offset")?;
+    ensure!(
+        stored.stored_offset == 9 && stored.current_offset == 9,
+        "stored {stored:?}"
+    );
+    // Next without auto-commit does not move the stored offset.
+    send_to(client, s, t, &Partitioning::partition_id(0), "more", 2).await?;
+    let peek = poll(client, s, t, 0, consumer, PollingStrategy::next(), 10).await?;
+    let again = poll(client, s, t, 0, consumer, PollingStrategy::next(), 10).await?;
+    ensure!(
+        offsets(&peek) == vec![10, 11] && offsets(&again) == vec![10, 11],
+        "next without commit"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn poll_with_every_strategy_and_auto_commit() {
     let server = Server::start().expect("server starts");
@@ -910,35 +956,39 @@ async fn poll_with_every_strategy_and_auto_commit() {
         send_to(&client, s, t, &Partitioning::partition_id(0), "late", 5).await?;
         let consumer = Consumer::new(name("reader"));
 
-        let by_offset = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(3), 4)
-        .await?;
+        let by_offset = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(3), 4).await?;
         ensure!(
             offsets(&by_offset) == vec![3, 4, 5, 6],
             "offset(3) x4: {:?}",
             offsets(&by_offset)
         );
-        let first = poll(&client, s, t, 0, &consumer, PollingStrategy::first(), 2)
-        .await?;
+        let first = poll(&client, s, t, 0, &consumer, PollingStrategy::first(), 2).await?;
         ensure!(
             payloads(&first) == ["early-0", "early-1"],
             "first: {:?}",
             payloads(&first)
         );
-        let last = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 1)
-        .await?;
+        let last = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 1).await?;
         ensure!(
             payloads(&last) == ["late-4"],
             "last x1: {:?}",
             payloads(&last)
         );
-        let last3 = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 3)
-        .await?;
+        let last3 = poll(&client, s, t, 0, &consumer, PollingStrategy::last(), 3).await?;
         ensure!(
             offsets(&last3) == vec![7, 8, 9],
             "last x3: {:?}",
             offsets(&last3)
         );
-        let by_time = poll(&client, s, t, 0, &consumer, PollingStrategy::timestamp(middle_us.into()), 10)
+        let by_time = poll(
+            &client,
+            s,
+            t,
+            0,
+            &consumer,
+            PollingStrategy::timestamp(middle_us.into()),
+            10,
+        )
         .await?;
         ensure!(
             payloads(&by_time).first().map(String::as_str) == Some("late-0"),
@@ -952,52 +1002,14 @@ async fn poll_with_every_strategy_and_auto_commit() {
                 .all(|m| m.header.timestamp >= middle_us),
             "timestamps before the asked one"
         );
-        let beyond = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(10), 5)
-        .await?;
+        let beyond = poll(&client, s, t, 0, &consumer, PollingStrategy::offset(10), 5).await?;
         ensure!(
             beyond.messages.is_empty(),
             "offset past the end served {:?}",
             offsets(&beyond)
         );
 
-        // Next + auto-commit walks the partition without overlap or gap.
-        let mut seen = Vec::new();
-        let mut walk = Vec::new();
-        for _ in 0..4 {
-            let next = poll_committing(&client, s, t, 0, &consumer, PollingStrategy::next(), 3)
-            .await?;
-            let stored = client
-                .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
-                .await
-                .sdk("get_consumer_offset")?
-                .map(|info| info.stored_offset);
-            walk.push((offsets(&next), stored));
-            seen.extend(offsets(&next));
-        }
-        // The batches hold offsets 0..=4 and 5..=9, so polls of 3 start inside batches.
-        ensure!(
-            seen == (0..10).collect::<Vec<u64>>(),
-            "next+auto_commit (count 3) walked {seen:?}; (polled offsets, stored offset after) per poll: {walk:?}"
-        );
-        let stored = client
-            .get_consumer_offset(&consumer, &id(s), &id(t), Some(0))
-            .await
-            .sdk("get_consumer_offset")?
-            .context("auto-commit stored no offset")?;
-        ensure!(
-            stored.stored_offset == 9 && stored.current_offset == 9,
-            "stored {stored:?}"
-        );
-        // Next without auto-commit does not move the stored offset.
-        send_to(&client, s, t, &Partitioning::partition_id(0), "more", 2).await?;
-        let peek = poll(&client, s, t, 0, &consumer, PollingStrategy::next(), 10)
-        .await?;
-        let again = poll(&client, s, t, 0, &consumer, PollingStrategy::next(), 10)
-        .await?;
-        ensure!(
-            offsets(&peek) == vec![10, 11] && offsets(&again) == vec![10, 11],
-            "next without commit"
-        );
+        next_walks_with_auto_commit(&client, s, t, &consumer).await?;
         Ok(())
     })
     .await
@@ -1255,6 +1267,56 @@ async fn settled_assignment(
     )
 }
 
+/// The only member of group "g" owns all 4 partitions: polling as the group it sees each of
+/// the 8 messages sent exactly once.
+async fn group_member_polls_everything_once(
+    admin: &IggyClient,
+    a: &IggyClient,
+    s: u32,
+    t: u32,
+) -> anyhow::Result<()> {
+    // A polls as the group and, owning every partition, sees every message once.
+    for partition in 0..4 {
+        send_to(
+            admin,
+            s,
+            t,
+            &Partitioning::partition_id(partition),
+            &format!("p{partition}"),
+            2,
+        )
+        .await?;
+    }
+    let group = Consumer::group(name("g"));
+    let mut got = BTreeSet::new();
+    for _ in 0..12 {
+        let polled = a
+            .poll_messages(
+                &id(s),
+                &id(t),
+                None,
+                &group,
+                &PollingStrategy::next(),
+                10,
+                true,
+            )
+            .await
+            .sdk("group poll")?;
+        for message in &polled.messages {
+            let payload = String::from_utf8_lossy(&message.payload).into_owned();
+            ensure!(
+                got.insert(payload.clone()),
+                "message {payload} delivered twice"
+            );
+        }
+        if got.len() == 8 {
+            break;
+        }
+    }
+    ensure!(got.len() == 8, "group member polled {got:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn consumer_group_rebalances_on_join_leave_and_disconnect() {
     let server = Server::start().expect("server starts");
@@ -1316,45 +1378,7 @@ async fn consumer_group_rebalances_on_join_leave_and_disconnect() {
             me_a.client_id
         );
 
-        // A polls as the group and, owning every partition, sees every message once.
-        for partition in 0..4 {
-            send_to(
-                &admin,
-                s,
-                t,
-                &Partitioning::partition_id(partition),
-                &format!("p{partition}"),
-                2,
-            )
-            .await?;
-        }
-        let group = Consumer::group(name("g"));
-        let mut got = BTreeSet::new();
-        for _ in 0..12 {
-            let polled = a
-                .poll_messages(
-                    &id(s),
-                    &id(t),
-                    None,
-                    &group,
-                    &PollingStrategy::next(),
-                    10,
-                    true,
-                )
-                .await
-                .sdk("group poll")?;
-            for message in &polled.messages {
-                let payload = String::from_utf8_lossy(&message.payload).into_owned();
-                ensure!(
-                    got.insert(payload.clone()),
-                    "message {payload} delivered twice"
-                );
-            }
-            if got.len() == 8 {
-                break;
-            }
-        }
-        ensure!(got.len() == 8, "group member polled {got:?}");
+        group_member_polls_everything_once(&admin, &a, s, t).await?;
         Ok(())
     })
     .await
