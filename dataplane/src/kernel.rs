@@ -90,7 +90,6 @@ pub struct KernelWorker {
     listener: TcpListener,
     ctx: WorkerContext,
     waker: Arc<Waker>,
-    wake_buffer: Box<[u8; 8]>,
     timeout: Box<types::Timespec>,
     accept_address: Box<(libc::sockaddr_storage, libc::socklen_t)>,
     accepting: bool,
@@ -117,7 +116,6 @@ impl KernelWorker {
             listener,
             ctx,
             waker,
-            wake_buffer: Box::new([0; 8]),
             timeout: Box::new(
                 types::Timespec::new().nsec(HOUSEKEEPING_INTERVAL_MS as u32 * 1_000_000),
             ),
@@ -191,8 +189,9 @@ impl KernelWorker {
         self.accepting = true;
     }
 
+    /// A one-shot poll on the wakeup eventfd; on completion it is drained and re-armed.
     fn arm_wake(&mut self) {
-        let entry = opcode::Read::new(types::Fd(self.waker.fd()), self.wake_buffer.as_mut_ptr(), 8)
+        let entry = opcode::PollAdd::new(types::Fd(self.waker.fd()), libc::POLLIN as u32)
             .build()
             .user_data(user_data(KIND_WAKE, 0, 0));
         self.push(entry);
@@ -215,7 +214,10 @@ impl KernelWorker {
             let (kind, slot, generation) = decode_user_data(data);
             match kind {
                 KIND_ACCEPT => self.on_accept(result),
-                KIND_WAKE => self.arm_wake(),
+                KIND_WAKE => {
+                    self.waker.drain();
+                    self.arm_wake();
+                }
                 KIND_TIMEOUT => self.arm_timeout(),
                 KIND_RECV => self.on_recv(slot, generation, result),
                 KIND_SEND => self.on_send(slot, generation, result),

@@ -8,9 +8,9 @@ use crate::shard::{ShardReply, ShardRequest};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-/// An eventfd that one thread writes to wake another thread's io_uring loop, which keeps a read
-/// armed on it. Blocking mode on purpose: io_uring turns a read of a blocking eventfd into a
-/// wait, while a non-blocking one would complete at once with EAGAIN.
+/// An eventfd that one thread writes to wake another thread's io_uring loop, which keeps a poll
+/// armed on it and then drains it. Non-blocking, so a drain after a spurious or repeated poll
+/// completion can never block the loop.
 #[derive(Debug)]
 pub struct Waker {
     fd: OwnedFd,
@@ -21,7 +21,7 @@ impl Waker {
     /// The errno of `eventfd(2)`.
     pub fn new() -> std::io::Result<Waker> {
         // SAFETY: eventfd has no memory-safety preconditions; the result is checked before use.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -35,7 +35,14 @@ impl Waker {
         self.fd.as_raw_fd()
     }
 
-    /// Adds one to the counter, completing the reader's pending read.
+    /// Resets the counter (non-blocking: an empty counter returns at once).
+    pub fn drain(&self) {
+        let mut value = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live stack buffer from an fd this struct owns.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), value.as_mut_ptr().cast(), value.len()) };
+    }
+
+    /// Adds one to the counter, completing the reader's pending poll.
     pub fn wake(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live stack buffer to an fd this struct owns.
@@ -118,6 +125,15 @@ pub fn build_mesh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn draining_an_empty_waker_does_not_block() {
+        let waker = Waker::new().unwrap();
+        waker.drain();
+        waker.wake();
+        waker.drain();
+        waker.drain();
+    }
 
     #[test]
     fn waker_counter_is_readable_after_wake() {
