@@ -744,6 +744,36 @@ fn check_confirmation(
     Ok(())
 }
 
+/// Messages key: XxHash32(key) % 3 partitions, the same partition (and the next offset) on
+/// every send with that key.
+async fn keyed_sends_land_on_the_hashed_partition(
+    client: &IggyClient,
+    s: u32,
+    t: u32,
+) -> anyhow::Result<()> {
+    // Messages key: XxHash32(key) % partitions_count, the same partition every time.
+    for key in ["order-42", "key-1", "a"] {
+        let expected = xxh32::xxh32(key.as_bytes()) % 3;
+        let partitioning = Partitioning::messages_key_str(key).sdk("messages_key_str")?;
+        let one = send_to(client, s, t, &partitioning, key, 1).await?;
+        let two = send_to(client, s, t, &partitioning, key, 1).await?;
+        for response in [&one, &two] {
+            ensure!(
+                response.confirmations.first().map(|c| c.partition_id) == Some(expected),
+                "key {key:?}: confirmation {:?}, expected partition {expected}",
+                response.confirmations.first().map(|c| c.partition_id)
+            );
+        }
+        ensure!(
+            two.confirmations[0].base_offset == one.confirmations[0].base_offset + 1,
+            "key {key:?}: offsets {} then {}",
+            one.confirmations[0].base_offset,
+            two.confirmations[0].base_offset
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn send_messages_with_every_partitioning_confirms_offsets() {
     let server = Server::start().expect("server starts");
@@ -781,26 +811,7 @@ async fn send_messages_with_every_partitioning_confirms_offsets() {
             "balanced sends landed on {balanced_partitions:?}"
         );
 
-        // Messages key: XxHash32(key) % partitions_count, the same partition every time.
-        for key in ["order-42", "key-1", "a"] {
-            let expected = xxh32::xxh32(key.as_bytes()) % 3;
-            let partitioning = Partitioning::messages_key_str(key).sdk("messages_key_str")?;
-            let one = send_to(&client, s, t, &partitioning, key, 1).await?;
-            let two = send_to(&client, s, t, &partitioning, key, 1).await?;
-            for response in [&one, &two] {
-                ensure!(
-                    response.confirmations.first().map(|c| c.partition_id) == Some(expected),
-                    "key {key:?}: confirmation {:?}, expected partition {expected}",
-                    response.confirmations.first().map(|c| c.partition_id)
-                );
-            }
-            ensure!(
-                two.confirmations[0].base_offset == one.confirmations[0].base_offset + 1,
-                "key {key:?}: offsets {} then {}",
-                one.confirmations[0].base_offset,
-                two.confirmations[0].base_offset
-            );
-        }
+        keyed_sends_land_on_the_hashed_partition(&client, s, t).await?;
 
         let polled = poll(
             &client,
@@ -2175,6 +2186,47 @@ async fn restart_keeps_streams_messages_offsets_users_and_groups() {
     server.finish().expect("server still healthy");
 }
 
+/// After a restart: the consumer group, the user and the PAT are still there, and appends
+/// continue after the recovered offsets.
+async fn check_identities_and_appends(
+    server: &Server,
+    client: &IggyClient,
+    s: u32,
+) -> anyhow::Result<()> {
+    ensure!(
+        client
+            .get_consumer_group(&id(s), &id(0), &name("group"))
+            .await
+            .sdk("get group")?
+            .is_some(),
+        "consumer group lost"
+    );
+    server
+        .client_for("carol", "pw-carol")
+        .await
+        .context("user lost")?;
+    let tokens = client.get_personal_access_tokens().await.sdk("list PATs")?;
+    ensure!(
+        tokens.iter().any(|t| t.name == "restart-token"),
+        "PAT lost: {tokens:?}"
+    );
+    // Appends continue after the recovered offsets.
+    let more = send_to(client, s, 0, &Partitioning::partition_id(1), "g", 1).await?;
+    let base = more.confirmations.first().map(|c| c.base_offset);
+    let expected = client
+        .get_topic(&id(s), &id(0))
+        .await
+        .sdk("get_topic")?
+        .context("topic lost")?
+        .partitions[1]
+        .current_offset;
+    ensure!(
+        base == Some(expected),
+        "append after restart at {base:?}, partition current {expected}"
+    );
+    Ok(())
+}
+
 async fn check_after_restart(server: &Server, s: u32, messages_count: u64) -> anyhow::Result<()> {
     let client = server.client().await?;
     let stream = client
@@ -2240,36 +2292,5 @@ async fn check_after_restart(server: &Server, s: u32, messages_count: u64) -> an
         "next after restart {:?}",
         offsets(&next)
     );
-    ensure!(
-        client
-            .get_consumer_group(&id(s), &id(0), &name("group"))
-            .await
-            .sdk("get group")?
-            .is_some(),
-        "consumer group lost"
-    );
-    server
-        .client_for("carol", "pw-carol")
-        .await
-        .context("user lost")?;
-    let tokens = client.get_personal_access_tokens().await.sdk("list PATs")?;
-    ensure!(
-        tokens.iter().any(|t| t.name == "restart-token"),
-        "PAT lost: {tokens:?}"
-    );
-    // Appends continue after the recovered offsets.
-    let more = send_to(&client, s, 0, &Partitioning::partition_id(1), "g", 1).await?;
-    let base = more.confirmations.first().map(|c| c.base_offset);
-    let expected = client
-        .get_topic(&id(s), &id(0))
-        .await
-        .sdk("get_topic")?
-        .context("topic lost")?
-        .partitions[1]
-        .current_offset;
-    ensure!(
-        base == Some(expected),
-        "append after restart at {base:?}, partition current {expected}"
-    );
-    Ok(())
+    check_identities_and_appends(server, &client, s).await
 }
