@@ -179,6 +179,61 @@ async fn ping_login_by_password_and_logout() {
     server.finish().expect("server still healthy");
 }
 
+/// One node, whose TCP endpoint is the bound port.
+async fn cluster_metadata_names_this_node(first: &IggyClient, tcp_port: u16) -> anyhow::Result<()> {
+    let cluster = first
+        .get_cluster_metadata()
+        .await
+        .sdk("get_cluster_metadata")?;
+    ensure!(
+        cluster.nodes.len() == 1,
+        "cluster has {} nodes",
+        cluster.nodes.len()
+    );
+    let node = &cluster.nodes[0];
+    ensure!(
+        node.endpoints.tcp == tcp_port,
+        "cluster node tcp port {} != bound port {}",
+        node.endpoints.tcp,
+        tcp_port
+    );
+    Ok(())
+}
+
+/// One stream, one topic, two partitions and five messages show up in get_stats.
+async fn stats_count_what_was_created(first: &IggyClient) -> anyhow::Result<()> {
+    stream_and_topic(first, "stats-stream", "stats-topic", 2).await?;
+    send_to(first, 0, 0, &Partitioning::partition_id(1), "s", 5).await?;
+    let stats = first.get_stats().await.sdk("get_stats")?;
+    ensure!(
+        stats.streams_count == 1,
+        "stats streams_count {}",
+        stats.streams_count
+    );
+    ensure!(
+        stats.topics_count == 1,
+        "stats topics_count {}",
+        stats.topics_count
+    );
+    ensure!(
+        stats.partitions_count == 2,
+        "stats partitions_count {}",
+        stats.partitions_count
+    );
+    ensure!(
+        stats.messages_count == 5,
+        "stats messages_count {}",
+        stats.messages_count
+    );
+    ensure!(
+        stats.clients_count >= 2,
+        "stats clients_count {}",
+        stats.clients_count
+    );
+    ensure!(stats.process_id > 0, "stats process_id 0");
+    Ok(())
+}
+
 #[tokio::test]
 async fn get_me_clients_stats_and_cluster_metadata() {
     let server = Server::start().expect("server starts");
@@ -219,52 +274,9 @@ async fn get_me_clients_stats_and_cluster_metadata() {
             "get_client of an unknown id returned Some"
         );
 
-        stream_and_topic(&first, "stats-stream", "stats-topic", 2).await?;
-        send_to(&first, 0, 0, &Partitioning::partition_id(1), "s", 5).await?;
-        let stats = first.get_stats().await.sdk("get_stats")?;
-        ensure!(
-            stats.streams_count == 1,
-            "stats streams_count {}",
-            stats.streams_count
-        );
-        ensure!(
-            stats.topics_count == 1,
-            "stats topics_count {}",
-            stats.topics_count
-        );
-        ensure!(
-            stats.partitions_count == 2,
-            "stats partitions_count {}",
-            stats.partitions_count
-        );
-        ensure!(
-            stats.messages_count == 5,
-            "stats messages_count {}",
-            stats.messages_count
-        );
-        ensure!(
-            stats.clients_count >= 2,
-            "stats clients_count {}",
-            stats.clients_count
-        );
-        ensure!(stats.process_id > 0, "stats process_id 0");
+        stats_count_what_was_created(&first).await?;
 
-        let cluster = first
-            .get_cluster_metadata()
-            .await
-            .sdk("get_cluster_metadata")?;
-        ensure!(
-            cluster.nodes.len() == 1,
-            "cluster has {} nodes",
-            cluster.nodes.len()
-        );
-        let node = &cluster.nodes[0];
-        ensure!(
-            node.endpoints.tcp == server.address().port(),
-            "cluster node tcp port {} != bound port {}",
-            node.endpoints.tcp,
-            server.address().port()
-        );
+        cluster_metadata_names_this_node(&first, server.address().port()).await?;
         Ok(())
     })
     .await
@@ -303,6 +315,44 @@ async fn purge_stream_checked(client: &IggyClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams 0 "alpha" and 1 "beta" are found by id and by name, listed, and an unknown id is
+/// `None`.
+async fn streams_are_found_by_id_and_name(client: &IggyClient) -> anyhow::Result<()> {
+    let by_id = client.get_stream(&id(1)).await.sdk("get_stream by id")?;
+    ensure!(
+        by_id.map(|s| s.name) == Some("beta".into()),
+        "get_stream(1) != beta"
+    );
+    let by_name = client
+        .get_stream(&name("alpha"))
+        .await
+        .sdk("get_stream by name")?;
+    ensure!(
+        by_name.map(|s| s.id) == Some(0),
+        "get_stream(\"alpha\") != id 0"
+    );
+    ensure!(
+        client
+            .get_stream(&id(77))
+            .await
+            .sdk("get_stream unknown")?
+            .is_none(),
+        "get_stream of an unknown id returned Some"
+    );
+    let listed: Vec<String> = client
+        .get_streams()
+        .await
+        .sdk("get_streams")?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    ensure!(
+        listed.len() == 2 && listed.contains(&"alpha".into()),
+        "get_streams {listed:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn streams_create_get_list_update_purge_delete() {
     let server = Server::start().expect("server starts");
@@ -329,38 +379,7 @@ async fn streams_create_get_list_update_purge_delete() {
             "duplicate stream name",
         )?;
 
-        let by_id = client.get_stream(&id(1)).await.sdk("get_stream by id")?;
-        ensure!(
-            by_id.map(|s| s.name) == Some("beta".into()),
-            "get_stream(1) != beta"
-        );
-        let by_name = client
-            .get_stream(&name("alpha"))
-            .await
-            .sdk("get_stream by name")?;
-        ensure!(
-            by_name.map(|s| s.id) == Some(0),
-            "get_stream(\"alpha\") != id 0"
-        );
-        ensure!(
-            client
-                .get_stream(&id(77))
-                .await
-                .sdk("get_stream unknown")?
-                .is_none(),
-            "get_stream of an unknown id returned Some"
-        );
-        let listed: Vec<String> = client
-            .get_streams()
-            .await
-            .sdk("get_streams")?
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        ensure!(
-            listed.len() == 2 && listed.contains(&"alpha".into()),
-            "get_streams {listed:?}"
-        );
+        streams_are_found_by_id_and_name(&client).await?;
 
         client
             .update_stream(&id(0), "alpha-renamed", &StreamUpdateOptions::default())
