@@ -1905,46 +1905,98 @@ async fn high_level_producer_and_consumer_group() {
     server.finish().expect("server still healthy");
 }
 
+/// Rounds of one concurrent writer, each sending 3 messages and polling the partition.
+const CONCURRENT_BATCHES: u32 = 25;
+
+/// One writer: sends `CONCURRENT_BATCHES` batches of 3 to partition `writer % 2`, polling after
+/// each; returns the confirmed base offsets.
+async fn concurrent_writer(
+    client: IggyClient,
+    (s, t): (u32, u32),
+    writer: u32,
+) -> anyhow::Result<Vec<u64>> {
+    // Writers 0 and 2 share partition 0, 1 and 3 share partition 1.
+    let partitioning = Partitioning::partition_id(writer % 2);
+    let mut confirmed = Vec::new();
+    let started = std::time::Instant::now();
+    for batch in 0..CONCURRENT_BATCHES {
+        let at = format!("writer {writer}, batch {batch}, {:?} in", started.elapsed());
+        let mut msgs = messages(&format!("w{writer}b{batch}"), 3);
+        let response = client
+            .send_messages(&id(s), &id(t), &partitioning, &mut msgs)
+            .await
+            .sdk(&format!("concurrent send ({at})"))?;
+        confirmed.push(response.confirmations[0].base_offset);
+        // Readers run alongside the writers.
+        let strategy = PollingStrategy::last();
+        let consumer = Consumer::default();
+        client
+            .poll_messages(
+                &id(s),
+                &id(t),
+                Some(writer % 2),
+                &consumer,
+                &strategy,
+                5,
+                false,
+            )
+            .await
+            .sdk(&format!("concurrent poll ({at})"))?;
+    }
+    Ok(confirmed)
+}
+
+/// A partition written by two writers: base offsets tile it, offsets are contiguous and each
+/// batch of 3 stays together.
+async fn check_shared_partition(
+    admin: &IggyClient,
+    (s, t): (u32, u32),
+    partition: u32,
+    mut bases: Vec<u64>,
+) -> anyhow::Result<()> {
+    bases.sort_unstable();
+    let expected: Vec<u64> = (0..2 * CONCURRENT_BATCHES as u64).map(|i| 3 * i).collect();
+    ensure!(
+        bases == expected,
+        "partition {partition}: base offsets {bases:?}"
+    );
+    let strategy = PollingStrategy::offset(0);
+    let polled = poll(admin, s, t, partition, &Consumer::default(), strategy, 1000).await?;
+    ensure!(
+        offsets(&polled) == (0..6 * CONCURRENT_BATCHES as u64).collect::<Vec<_>>(),
+        "partition {partition} offsets not contiguous: {} messages",
+        polled.messages.len()
+    );
+    for chunk in polled.messages.chunks(3) {
+        let tags: BTreeSet<String> = chunk
+            .iter()
+            .map(|m| {
+                let payload = String::from_utf8_lossy(&m.payload);
+                payload
+                    .rsplit_once('-')
+                    .map(|(a, _)| a.to_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        ensure!(
+            tags.len() == 1,
+            "batches interleaved inside one batch: {tags:?}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn concurrent_clients_interleave_without_loss() {
     const CLIENTS: u32 = 4;
-    const BATCHES: u32 = 25;
     let server = Server::start().expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let admin = server.client().await?;
-        let (s, t) = stream_and_topic(&admin, "s", "t", 2).await?;
+        let topic = stream_and_topic(&admin, "s", "t", 2).await?;
         let mut tasks = Vec::new();
         for writer in 0..CLIENTS {
             let client = server.client().await?;
-            tasks.push(tokio::spawn(async move {
-                // Writers 0 and 2 share partition 0, 1 and 3 share partition 1.
-                let partitioning = Partitioning::partition_id(writer % 2);
-                let mut confirmed = Vec::new();
-                let started = std::time::Instant::now();
-                for batch in 0..BATCHES {
-                    let at = format!("writer {writer}, batch {batch}, {:?} in", started.elapsed());
-                    let mut msgs = messages(&format!("w{writer}b{batch}"), 3);
-                    let response = client
-                        .send_messages(&id(s), &id(t), &partitioning, &mut msgs)
-                        .await
-                        .sdk(&format!("concurrent send ({at})"))?;
-                    confirmed.push(response.confirmations[0].base_offset);
-                    // Readers run alongside the writers.
-                    client
-                        .poll_messages(
-                            &id(s),
-                            &id(t),
-                            Some(writer % 2),
-                            &Consumer::default(),
-                            &PollingStrategy::last(),
-                            5,
-                            false,
-                        )
-                        .await
-                        .sdk(&format!("concurrent poll ({at})"))?;
-                }
-                anyhow::Ok(confirmed)
-            }));
+            tasks.push(tokio::spawn(concurrent_writer(client, topic, writer)));
         }
         let mut base_offsets: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for (writer, task) in tasks.into_iter().enumerate() {
@@ -1954,44 +2006,8 @@ async fn concurrent_clients_interleave_without_loss() {
                 .or_default()
                 .extend(confirmed);
         }
-        for (partition, mut bases) in base_offsets {
-            bases.sort_unstable();
-            let expected: Vec<u64> = (0..2 * BATCHES as u64).map(|i| 3 * i).collect();
-            ensure!(
-                bases == expected,
-                "partition {partition}: base offsets {bases:?}"
-            );
-            let polled = poll(
-                &admin,
-                s,
-                t,
-                partition,
-                &Consumer::default(),
-                PollingStrategy::offset(0),
-                1000,
-            )
-            .await?;
-            ensure!(
-                offsets(&polled) == (0..6 * BATCHES as u64).collect::<Vec<_>>(),
-                "partition {partition} offsets not contiguous: {} messages",
-                polled.messages.len()
-            );
-            // Each batch of 3 stays together, in order.
-            for chunk in polled.messages.chunks(3) {
-                let tags: BTreeSet<String> = chunk
-                    .iter()
-                    .map(|m| {
-                        String::from_utf8_lossy(&m.payload)
-                            .rsplit_once('-')
-                            .map(|(a, _)| a.to_owned())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                ensure!(
-                    tags.len() == 1,
-                    "batches interleaved inside one batch: {tags:?}"
-                );
-            }
+        for (partition, bases) in base_offsets {
+            check_shared_partition(&admin, topic, partition, bases).await?;
         }
         Ok(())
     })
