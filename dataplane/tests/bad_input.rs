@@ -555,6 +555,32 @@ async fn stored_payloads(connection: &mut RawConnection) -> anyhow::Result<Vec<V
     Ok(raw::poll_reply(&reply.body)?.2)
 }
 
+/// Sends a SendMessages body, expects a reply with `status`, and that the connection still
+/// answers a ping (the framing was intact, only the content was refused).
+async fn send_refused_with(
+    connection: &mut RawConnection,
+    body: &[u8],
+    status: u32,
+    what: &str,
+) -> anyhow::Result<()> {
+    let reply = connection.call(code::SEND_MESSAGES, body).await?;
+    ensure!(
+        reply.is_reply() && reply.status() == status,
+        "{what}: expected status {status}, got {}",
+        reply.describe()
+    );
+    let pong = connection
+        .ping()
+        .await
+        .with_context(|| format!("ping after {what}"))?;
+    ensure!(
+        pong.status() == 0,
+        "connection unusable after {what}: {}",
+        pong.describe()
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn wrong_checksums_are_refused_with_their_status() {
     let server = Server::start().expect("server starts");
@@ -569,50 +595,26 @@ async fn wrong_checksums_are_refused_with_their_status() {
         let mut body_flip = good.clone();
         let payload_at = raw::FIRST_FRAME_OFFSET + raw::MESSAGE_HEADER_SIZE_BYTES;
         body_flip[payload_at] ^= 0x20;
-        let reply = connection
-            .call(
-                code::SEND_MESSAGES,
-                &raw::send_messages_body(1, 0, &partitioning, 2, &body_flip),
-            )
-            .await?;
-        ensure!(
-            reply.is_reply() && reply.status() == INVALID_MESSAGE_CHECKSUM,
-            "corrupted payload: expected status {INVALID_MESSAGE_CHECKSUM}, got {}",
-            reply.describe()
-        );
-        let pong = connection
-            .ping()
-            .await
-            .context("ping after a message checksum error")?;
-        ensure!(
-            pong.status() == 0,
-            "connection unusable after 4027: {}",
-            pong.describe()
-        );
+        let body = raw::send_messages_body(1, 0, &partitioning, 2, &body_flip);
+        send_refused_with(
+            &mut connection,
+            &body,
+            INVALID_MESSAGE_CHECKSUM,
+            "corrupted payload",
+        )
+        .await?;
 
         // The batch checksum field itself is wrong.
         let mut batch_flip = good.clone();
         batch_flip[40] ^= 0x01;
-        let reply = connection
-            .call(
-                code::SEND_MESSAGES,
-                &raw::send_messages_body(1, 0, &partitioning, 2, &batch_flip),
-            )
-            .await?;
-        ensure!(
-            reply.is_reply() && reply.status() == INVALID_BATCH_CHECKSUM,
-            "corrupted batch checksum: expected status {INVALID_BATCH_CHECKSUM}, got {}",
-            reply.describe()
-        );
-        let pong = connection
-            .ping()
-            .await
-            .context("ping after a batch checksum error")?;
-        ensure!(
-            pong.status() == 0,
-            "connection unusable after 4039: {}",
-            pong.describe()
-        );
+        let body = raw::send_messages_body(1, 0, &partitioning, 2, &batch_flip);
+        send_refused_with(
+            &mut connection,
+            &body,
+            INVALID_BATCH_CHECKSUM,
+            "corrupted batch checksum",
+        )
+        .await?;
 
         ensure!(
             stored_payloads(&mut connection).await?.is_empty(),
