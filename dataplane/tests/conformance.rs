@@ -1814,6 +1814,43 @@ impl iggy::consumer_ext::MessageConsumer for Collector {
     }
 }
 
+/// Builds a consumer-group `IggyConsumer` on hl-stream/hl-topic and consumes until 30 messages
+/// arrived (or 30 s passed); returns whether all arrived and what was received.
+async fn consume_as_group(
+    consumer_client: &IggyClient,
+) -> anyhow::Result<(bool, Vec<(u32, u64, String)>)> {
+    let mut consumer = consumer_client
+        .consumer_group("hl-group", "hl-stream", "hl-topic")
+        .sdk("consumer builder")?
+        .auto_commit(AutoCommit::When(AutoCommitWhen::PollingMessages))
+        .create_consumer_group_if_not_exists()
+        .auto_join_consumer_group()
+        .polling_strategy(PollingStrategy::next())
+        .poll_interval(IggyDuration::from(10_000))
+        .batch_length(7)
+        .build();
+    consumer.init().await.sdk("consumer init")?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let collector = Box::leak(Box::new(Collector {
+        received: Mutex::new(Vec::new()),
+        expected: 30,
+        done: Mutex::new(Some(done_tx)),
+    }));
+    let collector: &'static Collector = collector;
+    let consuming = tokio::spawn(async move {
+        let result = consumer.consume_messages(collector, stop_rx).await;
+        (consumer, result)
+    });
+    let finished = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
+    let _ = stop_tx.send(());
+    let (mut consumer, result) = consuming.await?;
+    result.sdk("consume_messages")?;
+    consumer.shutdown().await.sdk("consumer shutdown")?;
+    let received = collector.received.lock().expect("lock").clone();
+    Ok((finished.is_ok(), received))
+}
+
 #[tokio::test]
 async fn high_level_producer_and_consumer_group() {
     let server = Server::start().expect("server starts");
@@ -1843,37 +1880,9 @@ async fn high_level_producer_and_consumer_group() {
         );
 
         let consumer_client = server.client().await?;
-        let mut consumer = consumer_client
-            .consumer_group("hl-group", "hl-stream", "hl-topic")
-            .sdk("consumer builder")?
-            .auto_commit(AutoCommit::When(AutoCommitWhen::PollingMessages))
-            .create_consumer_group_if_not_exists()
-            .auto_join_consumer_group()
-            .polling_strategy(PollingStrategy::next())
-            .poll_interval(IggyDuration::from(10_000))
-            .batch_length(7)
-            .build();
-        consumer.init().await.sdk("consumer init")?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let collector = Box::leak(Box::new(Collector {
-            received: Mutex::new(Vec::new()),
-            expected: 30,
-            done: Mutex::new(Some(done_tx)),
-        }));
-        let collector: &'static Collector = collector;
-        let consuming = tokio::spawn(async move {
-            let result = consumer.consume_messages(collector, stop_rx).await;
-            (consumer, result)
-        });
-        let finished = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
-        let _ = stop_tx.send(());
-        let (mut consumer, result) = consuming.await?;
-        result.sdk("consume_messages")?;
-        consumer.shutdown().await.sdk("consumer shutdown")?;
-        let received = collector.received.lock().expect("lock").clone();
+        let (finished, received) = consume_as_group(&consumer_client).await?;
         ensure!(
-            finished.is_ok(),
+            finished,
             "the consumer group delivered {} of 30 messages",
             received.len()
         );
