@@ -61,8 +61,8 @@ impl GroupRegistry {
     pub fn join(&mut self, key: GroupKey, client_id: u32, partitions_count: u32) -> &Group {
         let group = self.groups.entry(key).or_default();
         group.partitions_count = partitions_count;
-        if !group.members.contains_key(&client_id) {
-            group.members.insert(client_id, Vec::new());
+        if let std::collections::btree_map::Entry::Vacant(entry) = group.members.entry(client_id) {
+            entry.insert(Vec::new());
             group.rebalance();
         }
         group

@@ -62,11 +62,8 @@ fn kib_field(text: &str, name: &str) -> u64 {
 fn disk_space(path: &Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(stat) => {
-            let fragment = stat.fragment_size() as u64;
-            (
-                stat.blocks_available() as u64 * fragment,
-                stat.blocks() as u64 * fragment,
-            )
+            let fragment = stat.fragment_size();
+            (stat.blocks_available() * fragment, stat.blocks() * fragment)
         }
         Err(_) => (0, 0),
     }

@@ -239,12 +239,7 @@ impl KernelWorker {
         // SAFETY: a successful accept returns a new descriptor that this worker now owns.
         let socket = unsafe { OwnedFd::from_raw_fd(result) };
         let counters = &self.ctx.shared.worker_counters[self.ctx.index];
-        let open = counters.connections_open.load(Ordering::Relaxed);
-        if open
-            >= u64::from(self.ctx.shared.config.tcp.connections_max)
-                / self.ctx.shared.worker_counters.len().max(1) as u64
-                + 1
-        {
+        if !self.ctx.shared.admit_connection() {
             counters.connections_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 worker = self.ctx.index,
@@ -461,6 +456,7 @@ impl KernelWorker {
         self.free_slots.push(index);
         let counters = &self.ctx.shared.worker_counters[self.ctx.index];
         counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.shared.release_connection();
         if let Some(steering) = &self.steering {
             let _ = steering.closed(self.ctx.index as u32);
         }

@@ -8,6 +8,8 @@ pub mod dpdk;
 pub mod groups;
 pub mod host;
 pub mod kernel;
+pub mod live;
+pub mod logging;
 pub mod ring;
 pub mod server;
 pub mod session;

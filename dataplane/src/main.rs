@@ -43,16 +43,6 @@ fn parse_args() -> Result<(Option<PathBuf>, Action), String> {
     Ok((config, action))
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let (config_path, action) = match parse_args() {
         Ok(parsed) => parsed,
@@ -79,9 +69,14 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml_masked());
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log.level);
-    if config.dataplane.backend == Backend::Dpdk {
-        return run_dpdk(config);
+    riptide_dataplane::logging::init(&config.log.level);
+    if config.dataplane.backend == Backend::Dpdk && !cfg!(feature = "dpdk") {
+        eprintln!(
+            "riptide-dataplane: dataplane.backend = \"dpdk\" but this binary was built without the \
+             `dpdk` feature; rebuild with `cargo build --release -p riptide-dataplane --features dpdk` \
+             (after scripts/install-deps.sh), or set dataplane.backend = \"kernel\""
+        );
+        return ExitCode::from(EXIT_CODE_CONFIG as u8);
     }
     match riptide_dataplane::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,23 +86,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-#[cfg(not(feature = "dpdk"))]
-fn run_dpdk(_config: Config) -> ExitCode {
-    eprintln!(
-        "riptide-dataplane: dataplane.backend = \"dpdk\" but this binary was built without the `dpdk` \
-         feature; rebuild with `cargo build --release -p riptide-dataplane --features dpdk` \
-         (after scripts/install-deps.sh), or set dataplane.backend = \"kernel\""
-    );
-    ExitCode::from(EXIT_CODE_CONFIG as u8)
-}
-
-#[cfg(feature = "dpdk")]
-fn run_dpdk(_config: Config) -> ExitCode {
-    eprintln!(
-        "riptide-dataplane: the dpdk backend's session wiring is not finished in this build; \
-         set dataplane.backend = \"kernel\""
-    );
-    ExitCode::from(EXIT_CODE_CONFIG as u8)
 }

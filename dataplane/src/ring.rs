@@ -78,20 +78,21 @@ pub struct WorkerShardRings {
     pub worker_waker: Arc<Waker>,
 }
 
-/// Builds the full mesh of rings: `links[w][s]` for worker `w`, `rings[s][w]` for shard `s`.
+/// Every ring and waker between the network workers and the storage shards.
+pub struct Mesh {
+    /// `links[w][s]`: worker `w`'s end of its link to shard `s`.
+    pub links: Vec<Vec<ShardLink>>,
+    /// `rings[s][w]`: shard `s`'s end of its link to worker `w`.
+    pub rings: Vec<Vec<WorkerShardRings>>,
+    pub worker_wakers: Vec<Arc<Waker>>,
+    pub shard_wakers: Vec<Arc<Waker>>,
+}
+
+/// Builds the full mesh of rings between `workers` and `shards`.
 ///
 /// # Errors
 /// An eventfd could not be created.
-pub fn build_mesh(
-    workers: usize,
-    shards: usize,
-    capacity: usize,
-) -> std::io::Result<(
-    Vec<Vec<ShardLink>>,
-    Vec<Vec<WorkerShardRings>>,
-    Vec<Arc<Waker>>,
-    Vec<Arc<Waker>>,
-)> {
+pub fn build_mesh(workers: usize, shards: usize, capacity: usize) -> std::io::Result<Mesh> {
     let worker_wakers: Vec<Arc<Waker>> = (0..workers)
         .map(|_| Waker::new().map(Arc::new))
         .collect::<Result<_, _>>()?;
@@ -119,7 +120,12 @@ pub fn build_mesh(
             });
         }
     }
-    Ok((links, rings, worker_wakers, shard_wakers))
+    Ok(Mesh {
+        links,
+        rings,
+        worker_wakers,
+        shard_wakers,
+    })
 }
 
 #[cfg(test)]
@@ -149,10 +155,10 @@ mod tests {
 
     #[test]
     fn mesh_links_every_worker_to_every_shard() {
-        let (links, rings, worker_wakers, shard_wakers) = build_mesh(2, 3, 4).unwrap();
-        assert_eq!((links.len(), links[0].len()), (2, 3));
-        assert_eq!((rings.len(), rings[0].len()), (3, 2));
-        assert_eq!((worker_wakers.len(), shard_wakers.len()), (2, 3));
-        assert!(links[1][2].has_room());
+        let mesh = build_mesh(2, 3, 4).unwrap();
+        assert_eq!((mesh.links.len(), mesh.links[0].len()), (2, 3));
+        assert_eq!((mesh.rings.len(), mesh.rings[0].len()), (3, 2));
+        assert_eq!((mesh.worker_wakers.len(), mesh.shard_wakers.len()), (2, 3));
+        assert!(mesh.links[1][2].has_room());
     }
 }

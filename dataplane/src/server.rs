@@ -42,6 +42,82 @@ pub enum StartError {
     Other(String),
 }
 
+/// The network side of the appliance: kernel network workers, or the DPDK backend's lcores.
+enum Frontend {
+    Kernel {
+        threads: Vec<std::thread::JoinHandle<()>>,
+        wakers: Vec<Arc<crate::ring::Waker>>,
+        steering: Option<riptide_ebpf::reuseport::ReuseportSteering>,
+    },
+    #[cfg(feature = "dpdk")]
+    Dpdk(crate::dpdk::backend::DpdkBackend),
+}
+
+impl Frontend {
+    /// Stops taking connections and lets in-flight requests finish.
+    fn stop(self) {
+        match self {
+            Frontend::Kernel {
+                threads,
+                wakers,
+                steering,
+            } => {
+                for waker in &wakers {
+                    waker.wake();
+                }
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                drop(steering);
+            }
+            #[cfg(feature = "dpdk")]
+            Frontend::Dpdk(backend) => {
+                if let Err(error) = backend.stop() {
+                    tracing::warn!(%error, "DPDK backend did not stop cleanly");
+                }
+            }
+        }
+    }
+
+    /// Switches the sk_reuseport policy (kernel mode with the program loaded).
+    fn set_steering_policy(&mut self, policy: SteeringPolicy) -> Result<(), String> {
+        match self {
+            Frontend::Kernel {
+                steering: Some(steering),
+                ..
+            } => steering
+                .set_policy(ebpf_policy(policy))
+                .map_err(|e| e.summary()),
+            _ => Err("no sk_reuseport steering program is loaded".to_string()),
+        }
+    }
+
+    /// Per-port packet counters (DPDK only).
+    fn ports(&self) -> Vec<crate::stats::PortSnapshot> {
+        match self {
+            Frontend::Kernel { .. } => Vec::new(),
+            #[cfg(feature = "dpdk")]
+            Frontend::Dpdk(backend) => backend
+                .stats()
+                .map(|stats| dpdk_ports(&stats))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The configured backend's polling threads: network workers, or DPDK polling lcores.
+fn frontend_threads(config: &Config) -> Result<usize, StartError> {
+    match config.dataplane.backend {
+        crate::config::Backend::Kernel => Ok(config.network_workers()),
+        #[cfg(feature = "dpdk")]
+        crate::config::Backend::Dpdk => Ok(config.dpdk.lcores.len().saturating_sub(1).max(1)),
+        #[cfg(not(feature = "dpdk"))]
+        crate::config::Backend::Dpdk => Err(StartError::Other(
+            "dataplane.backend = \"dpdk\" needs a build with the `dpdk` feature".to_string(),
+        )),
+    }
+}
+
 /// Runs the appliance until SIGTERM/SIGINT.
 ///
 /// # Errors
@@ -60,66 +136,175 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let signals = block_termination_signals()?;
     let (store, catalog) = open_metadata(&config, &data_dir)?;
-    let workers = config.network_workers();
+    let workers = frontend_threads(&config)?;
     let shards = config.storage_shards();
     let shared = Arc::new(Shared::new(config.clone(), store, catalog, workers, shards));
-    let (links, rings, worker_wakers, shard_wakers) =
-        build_mesh(workers, shards, config.dataplane.ring_capacity)
-            .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+    let crate::ring::Mesh {
+        links,
+        rings,
+        worker_wakers,
+        shard_wakers,
+    } = build_mesh(workers, shards, config.dataplane.ring_capacity)
+        .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
     let cores = pin_plan(&config, workers + shards);
-
     let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
+
+    let started = match config.dataplane.backend {
+        crate::config::Backend::Kernel => {
+            start_kernel(&shared, links, worker_wakers, &cores[..workers])
+        }
+        #[cfg(feature = "dpdk")]
+        crate::config::Backend::Dpdk => start_dpdk(&shared, links),
+        #[cfg(not(feature = "dpdk"))]
+        crate::config::Backend::Dpdk => unreachable!("refused by frontend_threads"),
+    };
+    let (frontend, bound, label) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            stop_shards(&shared, &shard_wakers, shard_threads);
+            return Err(error);
+        }
+    };
+    shared.set_bound_address(bound);
+    write_current_config(&data_dir, bound, &config)?;
+    tracing::info!(address = %bound, workers, shards, steering = %label, data = %data_dir.display(), "riptide is ready");
+
+    let mut frontend = frontend;
+    wait_for_signal(&shared, &signals, &cores, &label, &mut frontend);
+    tracing::info!("shutting down: draining connections and syncing storage");
+    shared.request_shutdown();
+    frontend.stop();
+    stop_shards(&shared, &shard_wakers, shard_threads);
+    tracing::info!("riptide stopped");
+    Ok(())
+}
+
+/// Stops the shards once nothing can send them requests any more; each syncs its partitions.
+fn stop_shards(
+    shared: &Shared,
+    wakers: &[Arc<crate::ring::Waker>],
+    threads: Vec<std::thread::JoinHandle<()>>,
+) {
+    shared.request_shutdown();
+    shared.request_storage_stop();
+    for waker in wakers {
+        waker.wake();
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring workers.
+fn start_kernel(
+    shared: &Arc<Shared>,
+    links: Vec<Vec<crate::ring::ShardLink>>,
+    wakers: Vec<Arc<crate::ring::Waker>>,
+    cores: &[Option<usize>],
+) -> Result<(Frontend, SocketAddr, String), StartError> {
+    let config = &shared.config;
     let address = config
         .tcp_address()
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let listeners = bind_listeners(address, workers).map_err(|source| StartError::Listen {
+    let listeners = bind_listeners(address, links.len()).map_err(|source| StartError::Listen {
         address: config.tcp.address.clone(),
         source,
     })?;
     let bound = listeners[0]
         .local_addr()
         .map_err(|e| StartError::Other(e.to_string()))?;
-    shared.set_bound_address(bound);
-    let steering = attach_steering(&config, &listeners);
+    let steering = attach_steering(config, &listeners);
     let counter = steering
         .as_ref()
         .map(riptide_ebpf::reuseport::ReuseportSteering::connection_counter);
-    let steering_label = steering
+    let label = steering
         .as_ref()
         .map_or("so_reuseport_hash".to_string(), |s| {
             format!("ebpf_{}", s.policy())
         });
+    let threads = start_workers(shared, listeners, links, &wakers, cores, counter)?;
+    Ok((
+        Frontend::Kernel {
+            threads,
+            wakers,
+            steering,
+        },
+        bound,
+        label,
+    ))
+}
 
-    let worker_threads = start_workers(
-        &shared,
-        listeners,
-        links,
-        &worker_wakers,
-        &cores[..workers],
-        counter,
-    )?;
-    write_current_config(&data_dir, bound, &config)?;
-    tracing::info!(address = %bound, workers, shards, steering = %steering_label, data = %data_dir.display(), "riptide is ready");
+/// DPDK mode: the EAL, the port and one polling lcore per worker context, on the appliance's
+/// own address (`[dpdk] ip_address` and `port`).
+#[cfg(feature = "dpdk")]
+fn start_dpdk(
+    shared: &Arc<Shared>,
+    links: Vec<Vec<crate::ring::ShardLink>>,
+) -> Result<(Frontend, SocketAddr, String), StartError> {
+    use crate::dpdk::backend::{DpdkBackend, DpdkPlan};
+    let config = &shared.config;
+    let plan = DpdkPlan::from_config(config, &config.system.path.join("runtime"))
+        .map_err(|e| StartError::Other(format!("dpdk: {e}")))?;
+    if plan.worker_lcores.len() != links.len() {
+        return Err(StartError::Other(format!(
+            "dpdk.lcores: {} polling lcores planned for {} worker links",
+            plan.worker_lcores.len(),
+            links.len()
+        )));
+    }
+    let contexts = links
+        .into_iter()
+        .enumerate()
+        .map(|(index, worker_links)| WorkerContext::new(index, Arc::clone(shared), worker_links))
+        .collect();
+    let backend =
+        DpdkBackend::start(&plan, contexts).map_err(|e| StartError::Other(format!("dpdk: {e}")))?;
+    let ip: std::net::Ipv4Addr = config
+        .dpdk
+        .ip_address
+        .parse()
+        .map_err(|_| StartError::Other("dpdk.ip_address".into()))?;
+    let label = if plan.xdp_iface.is_some() {
+        "xdp_af_xdp"
+    } else {
+        "dpdk_port"
+    };
+    Ok((
+        Frontend::Dpdk(backend),
+        SocketAddr::from((ip, config.dpdk.port)),
+        label.to_string(),
+    ))
+}
 
-    wait_for_signal(&shared, &signals, &cores, workers, &steering_label);
-    tracing::info!("shutting down: draining connections and syncing storage");
-    shared.request_shutdown();
-    for waker in worker_wakers.iter().chain(shard_wakers.iter()) {
-        waker.wake();
-    }
-    for thread in worker_threads {
-        let _ = thread.join();
-    }
-    shared.request_storage_stop();
-    for waker in &shard_wakers {
-        waker.wake();
-    }
-    for thread in shard_threads {
-        let _ = thread.join();
-    }
-    drop(steering);
-    tracing::info!("riptide stopped");
-    Ok(())
+#[cfg(feature = "dpdk")]
+fn dpdk_ports(stats: &crate::dpdk::backend::DpdkStats) -> Vec<crate::stats::PortSnapshot> {
+    let port = &stats.port;
+    let connections: u64 = stats.lcores.iter().map(|l| l.connections_active).sum();
+    let mut ports = vec![crate::stats::PortSnapshot {
+        port: port.port_id,
+        queue: None,
+        rx_packets: port.rx_packets,
+        tx_packets: port.tx_packets,
+        rx_bytes: port.rx_bytes,
+        tx_bytes: port.tx_bytes,
+        rx_dropped: port.rx_missed + port.rx_errors,
+        tx_dropped: port.tx_errors + stats.lcores.iter().map(|l| l.tx_dropped).sum::<u64>(),
+        mbuf_alloc_failures: port.rx_no_mbuf
+            + stats.lcores.iter().map(|l| l.tx_no_mbuf).sum::<u64>(),
+        tcp_retransmits: 0,
+        tcp_connections: connections,
+    }];
+    ports.extend(port.queues.iter().map(|queue| crate::stats::PortSnapshot {
+        port: port.port_id,
+        queue: Some(queue.queue_id),
+        rx_packets: queue.rx_packets,
+        tx_packets: queue.tx_packets,
+        rx_bytes: queue.rx_bytes,
+        tx_bytes: queue.tx_bytes,
+        rx_dropped: queue.rx_dropped,
+        ..crate::stats::PortSnapshot::default()
+    }));
+    ports
 }
 
 fn open_metadata(
@@ -289,6 +474,15 @@ fn pin(core: Option<usize>, role: &str, index: usize) {
     }
 }
 
+fn ebpf_policy(policy: SteeringPolicy) -> riptide_ebpf::reuseport::SteeringPolicy {
+    match policy {
+        SteeringPolicy::Hash => riptide_ebpf::reuseport::SteeringPolicy::Hash,
+        SteeringPolicy::LeastConnections => {
+            riptide_ebpf::reuseport::SteeringPolicy::LeastConnections
+        }
+    }
+}
+
 /// Loads the sk_reuseport steering program; on any failure plain SO_REUSEPORT hashing spreads
 /// connections and the log says why, in one line.
 fn attach_steering(
@@ -355,10 +549,11 @@ fn wait_for_signal(
     shared: &Shared,
     signals: &nix::sys::signalfd::SignalFd,
     cores: &[Option<usize>],
-    workers: usize,
     steering: &str,
+    frontend: &mut Frontend,
 ) {
     let mut next_publish = Instant::now();
+    let mut live = crate::live::LiveWatcher::new(&shared.data_dir);
     loop {
         if let Ok(Some(signal)) = signals.read_signal() {
             tracing::info!(signal = signal.ssi_signo, "termination signal received");
@@ -366,9 +561,12 @@ fn wait_for_signal(
         }
         if Instant::now() >= next_publish {
             next_publish = Instant::now() + Duration::from_millis(STATS_PUBLISH_INTERVAL_MS);
+            if let Some(changes) = live.poll() {
+                apply_live(shared, frontend, changes);
+            }
             if let Err(error) = write_snapshot(
                 &shared.data_dir,
-                &snapshot(shared, cores, workers, steering),
+                &snapshot(shared, cores, steering, frontend.ports()),
             ) {
                 tracing::debug!(%error, "stats snapshot not written");
             }
@@ -377,12 +575,44 @@ fn wait_for_signal(
     }
 }
 
+/// Applies a new version of `runtime/live.toml`; each outcome is logged in one line.
+fn apply_live(
+    shared: &Shared,
+    frontend: &mut Frontend,
+    changes: Result<crate::live::LiveChanges, String>,
+) {
+    let changes = match changes {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::warn!(%error, "runtime/live.toml ignored");
+            return;
+        }
+    };
+    if let Some(level) = &changes.log_level {
+        match crate::logging::set_level(level) {
+            Ok(()) => tracing::info!(level = %level, "log.level applied live"),
+            Err(error) => tracing::warn!(%error, "log.level not applied"),
+        }
+    }
+    if let Some(interval_ms) = changes.cleaner_interval_ms {
+        shared.set_cleaner_interval_ms(interval_ms);
+        tracing::info!(interval_ms, "retention.cleaner_interval_ms applied live");
+    }
+    if let Some(policy) = changes.steering_policy {
+        match frontend.set_steering_policy(policy) {
+            Ok(()) => tracing::info!(?policy, "steering.policy applied live"),
+            Err(error) => tracing::warn!(%error, "steering.policy not applied"),
+        }
+    }
+}
+
 fn snapshot(
     shared: &Shared,
     cores: &[Option<usize>],
-    workers: usize,
     steering: &str,
+    ports: Vec<crate::stats::PortSnapshot>,
 ) -> StatsSnapshot {
+    let workers = shared.worker_counters.len();
     let catalog = shared.catalog();
     let topics: usize = catalog.streams().values().map(|s| s.topics.len()).sum();
     let partitions: usize = catalog
@@ -394,7 +624,11 @@ fn snapshot(
     StatsSnapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        mode: "kernel".to_string(),
+        mode: match shared.config.dataplane.backend {
+            crate::config::Backend::Kernel => "kernel",
+            crate::config::Backend::Dpdk => "dpdk",
+        }
+        .to_string(),
         tcp_address: shared
             .bound_address()
             .map(|a| a.to_string())
@@ -415,7 +649,7 @@ fn snapshot(
             .enumerate()
             .map(|(i, c)| c.snapshot(i, cores[workers + i]))
             .collect(),
-        ports: Vec::new(),
+        ports,
         streams: catalog.streams().len() as u64,
         topics: topics as u64,
         partitions: partitions as u64,

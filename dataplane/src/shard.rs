@@ -138,7 +138,7 @@ pub struct ShardLoop {
     counters: HashMap<PartitionKey, Arc<PartitionCounters>>,
     completions: Vec<riptide_storage::Completion>,
     workers_to_wake: Vec<bool>,
-    next_retention: Instant,
+    last_retention: Instant,
 }
 
 impl ShardLoop {
@@ -168,7 +168,7 @@ impl ShardLoop {
             counters: HashMap::new(),
             completions: Vec::new(),
             workers_to_wake: vec![false; workers],
-            next_retention: Instant::now(),
+            last_retention: Instant::now(),
         };
         for (key, settings) in shard.shared.owned_partitions(index) {
             shard.open_partition(key, settings)?;
@@ -541,13 +541,14 @@ impl ShardLoop {
         }
     }
 
+    /// Retention runs when the last run is older than the cleaner interval (read each time, so a
+    /// live change applies at once).
     fn run_retention_when_due(&mut self) {
-        let now = Instant::now();
-        if now < self.next_retention {
+        let interval = Duration::from_millis(self.shared.cleaner_interval_ms());
+        if self.last_retention.elapsed() < interval {
             return;
         }
-        self.next_retention =
-            now + Duration::from_millis(self.shared.config.retention.cleaner_interval_ms);
+        self.last_retention = Instant::now();
         match self.storage.apply_retention(now_us()) {
             Ok(0) => {}
             Ok(deleted) => {

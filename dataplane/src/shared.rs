@@ -89,6 +89,10 @@ pub struct Shared {
     /// Count of durable metadata changes: the `commit` field of metadata replies.
     metadata_commit: AtomicU64,
     next_client_id: AtomicU32,
+    /// `retention.cleaner_interval_ms`, changeable live.
+    cleaner_interval_ms: AtomicU64,
+    /// Connections open across every network worker, against `tcp.connections_max`.
+    connections_open: AtomicU32,
     shutdown: AtomicBool,
     /// Set only after every network worker stopped, so no request can reach a stopped shard.
     storage_stop: AtomicBool,
@@ -104,6 +108,7 @@ impl Shared {
         workers: usize,
         shards: usize,
     ) -> Shared {
+        let cleaner_interval_ms = config.retention.cleaner_interval_ms;
         Shared {
             data_dir: config.system.path.clone(),
             config,
@@ -117,6 +122,8 @@ impl Shared {
             partitions: Mutex::new(HashMap::new()),
             metadata_commit: AtomicU64::new(0),
             next_client_id: AtomicU32::new(1),
+            connections_open: AtomicU32::new(0),
+            cleaner_interval_ms: AtomicU64::new(cleaner_interval_ms),
             shutdown: AtomicBool::new(false),
             storage_stop: AtomicBool::new(false),
             shards,
@@ -271,6 +278,30 @@ impl Shared {
 
     pub fn set_bound_address(&self, address: std::net::SocketAddr) {
         let _ = self.bound_address.set(address);
+    }
+
+    pub fn cleaner_interval_ms(&self) -> u64 {
+        self.cleaner_interval_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_cleaner_interval_ms(&self, interval_ms: u64) {
+        self.cleaner_interval_ms
+            .store(interval_ms, Ordering::Relaxed);
+    }
+
+    /// Counts a new connection in, unless `tcp.connections_max` are open already.
+    pub fn admit_connection(&self) -> bool {
+        let max = self.config.tcp.connections_max;
+        self.connections_open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts a closed connection out (each admitted connection exactly once).
+    pub fn release_connection(&self) {
+        self.connections_open.fetch_sub(1, Ordering::AcqRel);
     }
 
     pub fn next_client_id(&self) -> u32 {

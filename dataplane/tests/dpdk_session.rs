@@ -35,8 +35,12 @@ fn dpdk_session_serves_the_iggy_sdk() {
     let lab = VethLab::create("ss", 43);
     let data_dir = tempfile::tempdir().expect("data dir");
     let shared = start_shared(data_dir.path());
-    let (mut links, mut rings, _worker_wakers, shard_wakers) =
-        build_mesh(1, 1, shared.config.dataplane.ring_capacity).expect("rings");
+    let riptide_dataplane::ring::Mesh {
+        mut links,
+        mut rings,
+        shard_wakers,
+        ..
+    } = build_mesh(1, 1, shared.config.dataplane.ring_capacity).expect("rings");
     let shard_shared = Arc::clone(&shared);
     let shard_waker = Arc::clone(&shard_wakers[0]);
     let shard_rings = rings.remove(0);

@@ -581,5 +581,6 @@ fn delete_segments(
             count: segments_count,
         },
     )];
-    Ok(after_shards(requests, result_ok(&[])))
+    // Not result-framed (iggy's `Operation::is_result_framed`): success is an empty body.
+    Ok(after_shards(requests, Vec::new()))
 }
