@@ -47,10 +47,11 @@ enum Frontend {
     Kernel {
         threads: Vec<std::thread::JoinHandle<()>>,
         wakers: Vec<Arc<crate::ring::Waker>>,
-        steering: Option<riptide_ebpf::reuseport::ReuseportSteering>,
+        /// Boxed: the loaded program's state is large and the enum is moved around.
+        steering: Option<Box<riptide_ebpf::reuseport::ReuseportSteering>>,
     },
     #[cfg(feature = "dpdk")]
-    Dpdk(crate::dpdk::backend::DpdkBackend),
+    Dpdk(Box<crate::dpdk::backend::DpdkBackend>),
 }
 
 impl Frontend {
@@ -72,7 +73,7 @@ impl Frontend {
             }
             #[cfg(feature = "dpdk")]
             Frontend::Dpdk(backend) => {
-                if let Err(error) = backend.stop() {
+                if let Err(error) = (*backend).stop() {
                     tracing::warn!(%error, "DPDK backend did not stop cleanly");
                 }
             }
@@ -227,7 +228,7 @@ fn start_kernel(
         Frontend::Kernel {
             threads,
             wakers,
-            steering,
+            steering: steering.map(Box::new),
         },
         bound,
         label,
@@ -270,7 +271,7 @@ fn start_dpdk(
         "dpdk_port"
     };
     Ok((
-        Frontend::Dpdk(backend),
+        Frontend::Dpdk(Box::new(backend)),
         SocketAddr::from((ip, config.dpdk.port)),
         label.to_string(),
     ))
