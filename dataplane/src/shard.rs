@@ -14,7 +14,7 @@ use riptide_storage::{
     PartitionSettings, ReadError, ReadOutcome, ReadResult, ReadStart, Shard as StorageShard,
     StorageError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,6 +135,8 @@ pub struct ShardLoop {
     next_storage_token: u64,
     /// Requests refused with storage backpressure, retried before new ones are taken.
     deferred: VecDeque<(usize, ShardRequest)>,
+    /// (partition, consumer) of auto-committing polls whose read is still in flight.
+    committing_polls: HashSet<(PartitionKey, ConsumerRef)>,
     counters: HashMap<PartitionKey, Arc<PartitionCounters>>,
     completions: Vec<riptide_storage::Completion>,
     workers_to_wake: Vec<bool>,
@@ -165,6 +167,7 @@ impl ShardLoop {
             pending: HashMap::new(),
             next_storage_token: 1,
             deferred: VecDeque::new(),
+            committing_polls: HashSet::new(),
             counters: HashMap::new(),
             completions: Vec::new(),
             workers_to_wake: vec![false; workers],
@@ -217,14 +220,16 @@ impl ShardLoop {
         tracing::info!(shard = self.index, "storage shard stopped; data synced");
     }
 
+    /// Starts deferred requests first, then new ones; true when anything was started (a request
+    /// that has to wait again is not progress, so the loop then sleeps until a completion).
     fn take_requests(&mut self) -> bool {
         let mut took = false;
         while let Some((worker, request)) = self.deferred.pop_front() {
-            took = true;
             if let Err(request) = self.start(worker, request) {
                 self.deferred.push_front((worker, request));
                 return took;
             }
+            took = true;
         }
         for worker in 0..self.rings.len() {
             for _ in 0..REQUESTS_PER_RING_TURN_MAX {
@@ -267,6 +272,22 @@ impl ShardLoop {
                 from,
                 count,
                 auto_commit,
+            } if self.waits_for_commit(key, from, auto_commit) => {
+                return Err(ShardRequest {
+                    token,
+                    op: ShardOp::Poll {
+                        key,
+                        from,
+                        count,
+                        auto_commit,
+                    },
+                });
+            }
+            ShardOp::Poll {
+                key,
+                from,
+                count,
+                auto_commit,
             } => match self.start_poll(key, from, count, storage_token) {
                 Ok(ReadOutcome::Ready(result)) => {
                     let outcome = self.finish_poll(key, result, auto_commit);
@@ -274,6 +295,9 @@ impl ShardLoop {
                     return Ok(());
                 }
                 Ok(ReadOutcome::Pending) => {
+                    if let Some(consumer) = auto_commit {
+                        self.committing_polls.insert((key, consumer));
+                    }
                     self.remember(storage_token, worker, token, auto_commit);
                     return Ok(());
                 }
@@ -313,6 +337,25 @@ impl ShardLoop {
             Err(code) => self.reply(worker, token, ShardOutcome::Failed(code)),
         }
         Ok(())
+    }
+
+    /// Whether a poll must wait: its consumer has an auto-committing poll of this partition
+    /// still reading, and this poll would start from (or commit over) the offset that one stores.
+    /// Without the wait two group members could both read the batch after the stored offset.
+    fn waits_for_commit(
+        &self,
+        key: PartitionKey,
+        from: PollFrom,
+        auto_commit: Option<ConsumerRef>,
+    ) -> bool {
+        let next_of = match from {
+            PollFrom::Next(consumer) => Some(consumer),
+            _ => None,
+        };
+        [next_of, auto_commit]
+            .into_iter()
+            .flatten()
+            .any(|consumer| self.committing_polls.contains(&(key, consumer)))
     }
 
     fn remember(
@@ -463,6 +506,12 @@ impl ShardLoop {
             let Some(pending) = self.pending.remove(&completion.token) else {
                 continue;
             };
+            if let (CompletionResult::Read(_), Some(consumer)) =
+                (&completion.result, pending.auto_commit)
+            {
+                // The poll's offset is stored by finish_poll below, before any other request runs.
+                self.committing_polls.remove(&(key, consumer));
+            }
             let outcome = match completion.result {
                 CompletionResult::Append(Ok(appended)) => {
                     self.count_append(
