@@ -254,6 +254,9 @@ pub fn process_poll_reply(
     mut verifier: Option<&mut Verifier>,
     e2e: Option<(&mut Recorder, u64)>,
 ) -> Result<PollOutcome, ActorError> {
+    if let Some(v) = verifier.as_deref_mut() {
+        v.begin_reply();
+    }
     let prefix = body
         .get(..POLL_REPLY_PREFIX_SIZE_BYTES)
         .ok_or(ActorError::PollReply("shorter than its prefix"))?;

@@ -117,7 +117,10 @@ pub struct Received<'a> {
 pub struct Verifier {
     message_size_bytes: u32,
     messages_per_producer: u64,
-    next_offset: HashMap<(u32, u32), u64>,
+    /// (stream, partition, offset) of the last message of the reply being checked.
+    reply_last: Option<(u32, u32, u64)>,
+    /// Per (stream, partition): messages received and the highest offset.
+    partitions: HashMap<(u32, u32), (u64, u64)>,
     seen: HashMap<u32, Vec<u64>>,
     report: VerifyReport,
 }
@@ -162,7 +165,8 @@ impl Verifier {
         Verifier {
             message_size_bytes,
             messages_per_producer,
-            next_offset: HashMap::new(),
+            reply_last: None,
+            partitions: HashMap::new(),
             seen: HashMap::new(),
             report: VerifyReport {
                 messages_expected,
@@ -174,20 +178,27 @@ impl Verifier {
     /// Checks one message; returns its header when the payload is well-formed.
     pub fn check(&mut self, m: Received<'_>) -> Option<PayloadHeader> {
         self.report.messages_checked += 1;
-        let expected = self
-            .next_offset
-            .entry((m.stream_id, m.partition_id))
-            .or_insert(0);
-        if m.offset != *expected {
-            let gap = Mismatch::OffsetGap {
-                expected: *expected,
-                actual: m.offset,
-            };
-            *expected = m.offset + 1;
-            self.fail(&m, gap);
-        } else {
-            *expected += 1;
+        // Within one poll reply a partition's offsets follow each other. Across replies they may
+        // arrive interleaved (group members hand a partition over during a rebalance); there the
+        // report checks that each partition's offsets end up dense from 0, with no duplicates.
+        if let Some((stream_id, partition_id, last)) = self.reply_last {
+            if (stream_id, partition_id) == (m.stream_id, m.partition_id) && m.offset != last + 1 {
+                self.fail(
+                    &m,
+                    Mismatch::OffsetGap {
+                        expected: last + 1,
+                        actual: m.offset,
+                    },
+                );
+            }
         }
+        self.reply_last = Some((m.stream_id, m.partition_id, m.offset));
+        let (received, highest) = self
+            .partitions
+            .entry((m.stream_id, m.partition_id))
+            .or_insert((0, 0));
+        *received += 1;
+        *highest = (*highest).max(m.offset);
         if !m.checksum_ok {
             self.fail(&m, Mismatch::Checksum);
         }
@@ -258,8 +269,26 @@ impl Verifier {
         }
     }
 
-    pub fn report(&self) -> &VerifyReport {
-        &self.report
+    /// A new poll reply starts: offsets restart their within-reply sequence.
+    pub fn begin_reply(&mut self) {
+        self.reply_last = None;
+    }
+
+    /// The outcome so far, including a mismatch for every partition whose received offsets are
+    /// not exactly 0..=highest (a hole: something in between was never delivered).
+    pub fn report(&self) -> VerifyReport {
+        let mut report = self.report.clone();
+        for (&(stream_id, partition_id), &(received, highest)) in &self.partitions {
+            if received != highest + 1 {
+                report.mismatches += 1;
+                if report.examples.len() < VERIFY_ERRORS_LISTED_MAX {
+                    report.examples.push(format!(
+                        "stream {stream_id} partition {partition_id}: {received} messages received up to offset {highest}"
+                    ));
+                }
+            }
+        }
+        report
     }
 }
 
@@ -338,12 +367,39 @@ mod tests {
         v.check(received(&message(1, 99, 100), 8)); // sequence beyond what was sent
         v.check(received(&message(1, 4, 99), 9)); // wrong size
         let r = v.report();
-        assert_eq!(r.mismatches, 6, "{:?}", r.examples);
+        // Six faulty messages, plus the hole they leave (offsets 2..=4 never delivered).
+        assert_eq!(r.mismatches, 7, "{:?}", r.examples);
         assert!(!r.passed());
         assert!(r.examples.iter().any(|e| e.contains("OffsetGap")));
+        assert!(r.examples.iter().any(|e| e.contains("up to offset 9")));
         assert!(r.examples.iter().any(|e| e.contains("Duplicate")));
         assert!(r.examples.iter().any(|e| e.contains("PayloadPattern")));
         assert!(r.examples.iter().any(|e| e.contains("Checksum")));
+    }
+
+    #[test]
+    fn replies_of_group_members_may_interleave_but_holes_fail() {
+        let payloads: Vec<Vec<u8>> = (0..6).map(|sequence| message(1, sequence, 100)).collect();
+        let mut v = Verifier::new(100, 6, 6);
+        // Member B's reply (offsets 3..=5) is recorded before member A's (0..=2).
+        for offsets in [3..6, 0..3] {
+            v.begin_reply();
+            for offset in offsets {
+                v.check(received(&payloads[offset as usize], offset));
+            }
+        }
+        assert!(v.report().passed(), "{:?}", v.report());
+
+        let mut holes = Verifier::new(100, 6, 5);
+        holes.begin_reply();
+        for offset in [0u64, 1, 2] {
+            holes.check(received(&payloads[offset as usize], offset));
+        }
+        holes.begin_reply();
+        for offset in [4u64, 5] {
+            holes.check(received(&payloads[offset as usize], offset));
+        }
+        assert!(!holes.report().passed(), "offset 3 was never delivered");
     }
 
     #[test]

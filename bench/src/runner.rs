@@ -299,10 +299,10 @@ impl Launch {
         (self.config.verify && anything_read).then(|| {
             let mut total = VerifyReport::default();
             for v in &self.verifiers {
-                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+                total.merge(&v.lock().unwrap_or_else(|p| p.into_inner()).report());
             }
             for v in self.groups.iter().filter_map(|g| g.verifier.as_ref()) {
-                total.merge(v.lock().unwrap_or_else(|p| p.into_inner()).report());
+                total.merge(&v.lock().unwrap_or_else(|p| p.into_inner()).report());
             }
             total
         })
