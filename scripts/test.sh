@@ -51,4 +51,4 @@ echo "test: building every binary (tests start the real appliance)"
 cargo build --workspace --bins "${features[@]}"
 
 echo "test: cargo test"
-cargo test --workspace "${features[@]}" -- --test-threads="${RIPTIDE_TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast "${features[@]}" -- --test-threads="${RIPTIDE_TEST_THREADS:-4}"

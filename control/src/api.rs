@@ -253,6 +253,9 @@ async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
     match read_stats(&state.data_dir) {
         Ok((snapshot, age_ms)) => {
             body["state"] = json!(snapshot.steering);
+            if let Some(counters) = &snapshot.steering_counters {
+                body["reuseport"] = json!(counters);
+            }
             body["age_ms"] = json!(age_ms);
             body["workers"] = snapshot
                 .workers

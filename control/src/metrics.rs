@@ -303,6 +303,32 @@ fn render_shards(page: &mut Page, stats: &StatsSnapshot) {
             &shard.append_latency,
         );
     }
+    page.family(
+        "riptide_fsync_latency_seconds",
+        "histogram",
+        "Duration of each durable write (O_DSYNC write or fdatasync) of a storage shard.",
+    );
+    for shard in &stats.shards {
+        page.histogram(
+            "riptide_fsync_latency_seconds",
+            &label(shard),
+            &shard.fsync_latency,
+        );
+    }
+    if let Some(steering) = &stats.steering_counters {
+        page.family(
+            "riptide_steering_selected_total",
+            "counter",
+            "New connections the sk_reuseport program steered to each network worker.",
+        );
+        for (worker, selected) in steering.selected.iter().enumerate() {
+            page.sample(
+                "riptide_steering_selected_total",
+                &[("worker", worker.to_string())],
+                *selected as f64,
+            );
+        }
+    }
 }
 
 fn render_ports(page: &mut Page, stats: &StatsSnapshot) {
@@ -618,8 +644,16 @@ mod tests {
             shard.append_latency.record_us(latency_us);
         }
         let _ = LatencyHistogram::default();
+        *shard.fsync_latency.lock().unwrap() =
+            riptide_dataplane::stats::power_of_two_histogram(&[0, 1, 2, 0], 3, 9);
         StatsSnapshot {
             mode: "kernel".into(),
+            steering_counters: Some(riptide_dataplane::stats::SteeringSnapshot {
+                policy: "hash".into(),
+                selected: vec![5, 6],
+                open_connections: vec![1, 2],
+                select_failed: 0,
+            }),
             workers: vec![
                 worker.snapshot(0, Some(1)),
                 WorkerCounters::default().snapshot(1, None),
@@ -681,6 +715,14 @@ mod tests {
             Some(7.0)
         );
         assert_eq!(find("riptide_stats_age_seconds", None), Some(0.25));
+        assert_eq!(
+            find("riptide_fsync_latency_seconds_count", Some(("shard", "0"))),
+            Some(3.0)
+        );
+        assert_eq!(
+            find("riptide_steering_selected_total", Some(("worker", "1"))),
+            Some(6.0)
+        );
     }
 
     #[test]

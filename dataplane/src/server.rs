@@ -93,6 +93,24 @@ impl Frontend {
         }
     }
 
+    /// What the sk_reuseport program reports (kernel mode with the program loaded).
+    fn steering_counters(&self) -> Option<crate::stats::SteeringSnapshot> {
+        let Frontend::Kernel {
+            steering: Some(steering),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let counters = steering.counters().ok()?;
+        Some(crate::stats::SteeringSnapshot {
+            policy: steering.policy().to_string(),
+            selected: counters.selected,
+            open_connections: counters.open_connections,
+            select_failed: counters.select_failed,
+        })
+    }
+
     /// Per-port packet counters (DPDK only).
     fn ports(&self) -> Vec<crate::stats::PortSnapshot> {
         match self {
@@ -567,7 +585,7 @@ fn wait_for_signal(
             }
             if let Err(error) = write_snapshot(
                 &shared.data_dir,
-                &snapshot(shared, cores, steering, frontend.ports()),
+                &snapshot(shared, cores, steering, frontend),
             ) {
                 tracing::debug!(%error, "stats snapshot not written");
             }
@@ -611,7 +629,7 @@ fn snapshot(
     shared: &Shared,
     cores: &[Option<usize>],
     steering: &str,
-    ports: Vec<crate::stats::PortSnapshot>,
+    frontend: &Frontend,
 ) -> StatsSnapshot {
     let workers = shared.worker_counters.len();
     let catalog = shared.catalog();
@@ -650,7 +668,8 @@ fn snapshot(
             .enumerate()
             .map(|(i, c)| c.snapshot(i, cores[workers + i]))
             .collect(),
-        ports,
+        ports: frontend.ports(),
+        steering_counters: frontend.steering_counters(),
         streams: catalog.streams().len() as u64,
         topics: topics as u64,
         partitions: partitions as u64,

@@ -177,7 +177,8 @@ impl Connection {
 
     /// Whether the connection is finished: closing and everything sent.
     pub fn is_closed(&self) -> bool {
-        self.closing && self.output.is_empty()
+        // An eviction queued behind requests still in flight is written after their replies.
+        self.closing && self.output.is_empty() && self.inflight.is_empty()
     }
 
     pub fn is_closing(&self) -> bool {

@@ -141,6 +141,7 @@ pub struct ShardLoop {
     completions: Vec<riptide_storage::Completion>,
     workers_to_wake: Vec<bool>,
     last_retention: Instant,
+    last_latency_publish: Instant,
 }
 
 impl ShardLoop {
@@ -172,6 +173,7 @@ impl ShardLoop {
             completions: Vec::new(),
             workers_to_wake: vec![false; workers],
             last_retention: Instant::now(),
+            last_latency_publish: Instant::now(),
         };
         for (key, settings) in shard.shared.owned_partitions(index) {
             shard.open_partition(key, settings)?;
@@ -208,6 +210,12 @@ impl ShardLoop {
             self.handle_completions();
             self.run_retention_when_due();
             self.wake_workers();
+            if self.last_latency_publish.elapsed()
+                >= Duration::from_millis(crate::stats::STATS_PUBLISH_INTERVAL_MS)
+            {
+                self.last_latency_publish = Instant::now();
+                self.publish_latency();
+            }
             if self.shared.storage_stopping()
                 && !took_work
                 && self.pending.is_empty()
@@ -592,6 +600,16 @@ impl ShardLoop {
 
     /// Retention runs when the last run is older than the cleaner interval (read each time, so a
     /// live change applies at once).
+    /// Copies the storage shard's durable-write latency histogram to the published counters.
+    fn publish_latency(&self) {
+        let fsync = &self.storage.stats().fsync_latency;
+        let published =
+            crate::stats::power_of_two_histogram(&fsync.buckets, fsync.count, fsync.sum_us);
+        if let Ok(mut slot) = self.shared.shard_counters[self.index].fsync_latency.lock() {
+            *slot = published;
+        }
+    }
+
     fn run_retention_when_due(&mut self) {
         let interval = Duration::from_millis(self.shared.cleaner_interval_ms());
         if self.last_retention.elapsed() < interval {

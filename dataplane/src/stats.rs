@@ -93,6 +93,9 @@ pub struct ShardCounters {
     pub reads: AtomicU64,
     pub request_ring_depth: AtomicU64,
     pub append_latency: LatencyHistogram,
+    /// Durations of the storage shard's durable writes (O_DSYNC write or fdatasync), as the
+    /// shard last published them.
+    pub fsync_latency: std::sync::Mutex<HistogramSnapshot>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -124,6 +127,8 @@ pub struct ShardSnapshot {
     pub reads: u64,
     pub request_ring_depth: u64,
     pub append_latency: HistogramSnapshot,
+    #[serde(default)]
+    pub fsync_latency: HistogramSnapshot,
 }
 
 /// Per DPDK port and queue packet counters (empty in kernel mode).
@@ -142,6 +147,30 @@ pub struct PortSnapshot {
     pub tcp_connections: u64,
 }
 
+/// What the sk_reuseport steering program reports (kernel mode with the program loaded).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SteeringSnapshot {
+    pub policy: String,
+    /// New connections steered to each worker.
+    pub selected: Vec<u64>,
+    /// Open connections per worker as the workers reported them to the program.
+    pub open_connections: Vec<u64>,
+    /// Selections that found no socket (the kernel then hashed).
+    pub select_failed: u64,
+}
+
+/// Converts a power-of-two histogram (bucket `i` holds values below `2^i`, the last bucket
+/// everything above) into the published form.
+pub fn power_of_two_histogram(buckets: &[u64], count: u64, sum_us: u64) -> HistogramSnapshot {
+    let bounds = buckets.len().saturating_sub(1);
+    HistogramSnapshot {
+        bucket_bounds_us: (0..bounds).map(|i| 1u64 << i).collect(),
+        bucket_counts: buckets.to_vec(),
+        sum_us,
+        count,
+    }
+}
+
 /// The whole snapshot written to `runtime/stats.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StatsSnapshot {
@@ -156,6 +185,8 @@ pub struct StatsSnapshot {
     pub workers: Vec<WorkerSnapshot>,
     pub shards: Vec<ShardSnapshot>,
     pub ports: Vec<PortSnapshot>,
+    #[serde(default)]
+    pub steering_counters: Option<SteeringSnapshot>,
     pub streams: u64,
     pub topics: u64,
     pub partitions: u64,
@@ -196,6 +227,11 @@ impl ShardCounters {
             reads: get(&self.reads),
             request_ring_depth: get(&self.request_ring_depth),
             append_latency: self.append_latency.snapshot(),
+            fsync_latency: self
+                .fsync_latency
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -228,6 +264,17 @@ mod tests {
         assert_eq!(*snapshot.bucket_counts.last().unwrap(), 1);
         assert_eq!(snapshot.count, 4);
         assert_eq!(snapshot.sum_us, 2_000_026);
+    }
+
+    #[test]
+    fn power_of_two_buckets_keep_their_counts_and_an_overflow_bucket() {
+        let histogram = power_of_two_histogram(&[1, 0, 2, 5], 8, 40);
+        assert_eq!(histogram.bucket_bounds_us, vec![1, 2, 4]);
+        assert_eq!(
+            histogram.bucket_counts.len(),
+            histogram.bucket_bounds_us.len() + 1
+        );
+        assert_eq!(histogram.bucket_counts.iter().sum::<u64>(), 8);
     }
 
     #[test]
