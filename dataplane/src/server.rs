@@ -103,8 +103,13 @@ impl Frontend {
             return None;
         };
         let counters = steering.counters().ok()?;
+        // The policy the program's config map holds, in riptide.toml's spelling.
+        let policy = match counters.policy.unwrap_or_else(|| steering.policy()) {
+            riptide_ebpf::reuseport::SteeringPolicy::Hash => "hash",
+            riptide_ebpf::reuseport::SteeringPolicy::LeastConnections => "least_connections",
+        };
         Some(crate::stats::SteeringSnapshot {
-            policy: steering.policy().to_string(),
+            policy: policy.to_string(),
             selected: counters.selected,
             open_connections: counters.open_connections,
             select_failed: counters.select_failed,
