@@ -286,6 +286,7 @@ impl Config {
                 format!("at most {THREADS_MAX} (0 = one per core)"),
             ));
         }
+        // A frame may need two slots of one ring (see dispatch::SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX).
         if !(2..=1 << 20).contains(&self.dataplane.ring_capacity) {
             return Err(ConfigError::invalid(
                 "dataplane.ring_capacity",

@@ -243,8 +243,7 @@ impl Connection {
             if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
                 break;
             }
-            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_FRAME_MAX.min(ctx.links.len()))
-            {
+            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX) {
                 self.blocked = true;
                 ctx.shared.worker_counters[ctx.index]
                     .ring_full_stalls

@@ -579,6 +579,21 @@ async fn topics_create_get_list_update_purge_delete() {
 #[tokio::test]
 async fn partitions_create_and_delete() {
     let server = Server::start().expect("server starts");
+    partitions_scenario(&server).await;
+    server.finish().expect("server still healthy");
+}
+
+/// With one storage shard, deleting partitions sends two requests to the same shard's ring (the
+/// deletion and the remaining partitions' new settings).
+#[tokio::test]
+async fn partitions_create_and_delete_on_one_shard() {
+    let server = Server::start_with_env(&[("RIPTIDE_DATAPLANE_STORAGE_SHARDS", "1")])
+        .expect("server starts");
+    partitions_scenario(&server).await;
+    server.finish().expect("server still healthy");
+}
+
+async fn partitions_scenario(server: &Server) {
     bounded(TEST_TIMEOUT, async {
         let client = server.client().await?;
         let (s, t) = stream_and_topic(&client, "s", "t", 2).await?;
@@ -621,7 +636,6 @@ async fn partitions_create_and_delete() {
     })
     .await
     .expect("test body");
-    server.finish().expect("server still healthy");
 }
 
 /// Creates stream 0 / topic 0 with one partition and `options`, then appends 3 MiB in 12

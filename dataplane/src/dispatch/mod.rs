@@ -22,9 +22,10 @@ use std::sync::atomic::Ordering;
 
 pub use access::Action;
 
-/// Most shard requests one frame can cause (one per shard at most, for multi-partition
-/// operations); the session checks ring room for this many before dispatching a frame.
-pub const SHARD_REQUESTS_PER_FRAME_MAX: usize = 64;
+/// Most requests one frame can send to any one shard (deleting partitions sends a delete and then
+/// the remaining partitions' new settings); the session checks every ring has this much room
+/// before it dispatches a frame, so a dispatched request is never refused by a full ring.
+pub const SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX: usize = 2;
 
 /// What a request resolved to.
 pub enum Handled {
