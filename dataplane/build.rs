@@ -148,6 +148,9 @@ mod dpdk {
     ) {
         let mut builder = bindgen::Builder::default()
             .header(shim_dir.join("shim.h").display().to_string())
+            // DPDK's header comments hold C examples in code blocks, which rustdoc would compile
+            // as Rust doctests; the bindings are documented by DPDK's own headers.
+            .generate_comments(false)
             .clang_args(cflags)
             .clang_args(
                 library

@@ -417,10 +417,7 @@ impl Connection {
                         .request_errors
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                None => {
-                    slot.chunks =
-                        continuation.finish(&ctx.shared, &ctx.shared.worker_counters[ctx.index])
-                }
+                None => slot.chunks = continuation.finish(&ctx.shared.worker_counters[ctx.index]),
             }
             slot.state = SlotState::Ready;
         }

@@ -11,7 +11,6 @@ mod users;
 
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
-use crate::shared::Shared;
 use crate::stats::WorkerCounters;
 use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
 use riptide_protocol::header::RequestHeader;
@@ -91,7 +90,7 @@ impl Continuation {
     }
 
     /// The reply body chunks (the poll reply keeps the stored records as their own chunk).
-    pub fn finish(&mut self, _shared: &Shared, counters: &WorkerCounters) -> Vec<Vec<u8>> {
+    pub fn finish(&mut self, counters: &WorkerCounters) -> Vec<Vec<u8>> {
         match std::mem::replace(self, Continuation::Body(Vec::new())) {
             Continuation::SendConfirmation {
                 stream_id,
