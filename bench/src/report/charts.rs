@@ -70,17 +70,41 @@ pub fn draw_throughput<DB: DrawingBackend>(
             (format!("{}s", g.actor.label()), pts)
         })
         .collect();
+    let labels = LineChartLabels {
+        caption: "Throughput over time (MB/s)",
+        x_desc: "time (s)",
+        y_desc: "MB/s",
+    };
+    draw_lines(root, &labels, lines, 1.0)
+}
+
+/// The caption and axis descriptions of a line chart.
+struct LineChartLabels {
+    caption: &'static str,
+    x_desc: &'static str,
+    y_desc: &'static str,
+}
+
+/// One line per named series; the x axis ends `x_headroom` times past the largest x, the y axis
+/// 10 % above the largest y.
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    labels: &LineChartLabels,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+    x_headroom: f64,
+) -> DrawResult {
     let x_max = lines
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .fold(0.01, f64::max);
+        .fold(0.01, f64::max)
+        * x_headroom;
     let y_max = lines
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .fold(1.0, f64::max)
         * 1.1;
     let mut chart = ChartBuilder::on(root)
-        .caption("Throughput over time (MB/s)", (FONT_FAMILY, 24))
+        .caption(labels.caption, (FONT_FAMILY, 24))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -88,8 +112,8 @@ pub fn draw_throughput<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("MB/s")
+        .x_desc(labels.x_desc)
+        .y_desc(labels.y_desc)
         .label_style((FONT_FAMILY, 14))
         .draw()
         .map_err(err)?;
@@ -216,40 +240,12 @@ pub fn draw_latency_distribution<DB: DrawingBackend>(
         .iter()
         .map(|g| (format!("{}s", g.actor.label()), distribution(g)))
         .collect();
-    let x_max = lines
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .fold(0.01, f64::max)
-        * 1.05;
-    let y_max = lines
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let mut chart = ChartBuilder::on(root)
-        .caption("Request latency distribution", (FONT_FAMILY, 24))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (ms)")
-        .y_desc("% of requests")
-        .label_style((FONT_FAMILY, 14))
-        .draw()
-        .map_err(err)?;
-    for (i, (name, pts)) in lines.into_iter().enumerate() {
-        let c = color(i);
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    legend(&mut chart)?;
-    root.present().map_err(err)
+    let labels = LineChartLabels {
+        caption: "Request latency distribution",
+        x_desc: "latency (ms)",
+        y_desc: "% of requests",
+    };
+    draw_lines(root, &labels, lines, 1.05)
 }
 
 /// File names of the charts, in drawing order.
