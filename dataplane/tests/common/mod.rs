@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each suite uses a different part of the harness.
 
 pub mod raw;
+pub mod scenarios;
 pub mod xxh3;
 pub mod xxh32;
 
@@ -37,6 +38,8 @@ pub struct Server {
     log_path: PathBuf,
     starts_count: u32,
     extra_env: Vec<(String, String)>,
+    /// A `riptide.toml` in the data directory, passed with `--config`.
+    config_path: Option<PathBuf>,
     finished: bool,
 }
 
@@ -48,11 +51,28 @@ impl Server {
 
     /// Starts a server with extra environment variables (e.g. `RIPTIDE_LIMITS_*`).
     pub fn start_with_env(extra_env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Self::start_with_config(None, extra_env)
+    }
+
+    /// Starts a server with a `riptide.toml` (keys the environment cannot carry, such as
+    /// `[dpdk] vdevs` whose values hold commas) and extra environment variables.
+    pub fn start_with_config(
+        config_toml: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let data_dir = tempfile::Builder::new()
             .prefix("riptide-conformance-")
             .tempdir()
             .context("creating the data directory")?;
         let log_path = data_dir.path().join("server-stderr.log");
+        let config_path = match config_toml {
+            Some(text) => {
+                let path = data_dir.path().join("riptide.toml");
+                fs::write(&path, text).context("writing riptide.toml")?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = Server {
             data_dir,
             child: None,
@@ -63,6 +83,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            config_path,
             finished: false,
         };
         server.spawn_and_wait("127.0.0.1:0")?;
@@ -77,51 +98,30 @@ impl Server {
         self.data_dir.path()
     }
 
-    pub fn connection_string(&self) -> String {
-        self.connection_string_for(ROOT_USERNAME, ROOT_PASSWORD)
+    /// Where the server serves the protocol, for the SDK.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            address: self.address,
+        }
     }
 
-    /// Reconnection is bounded so a dead server fails a test instead of hanging it.
-    pub fn connection_string_for(&self, username: &str, password: &str) -> String {
-        format!(
-            "iggy://{username}:{password}@{}?reconnection_retries=2&reconnection_interval=200ms",
-            self.address
-        )
+    pub fn connection_string(&self) -> String {
+        self.endpoint().connection_string()
     }
 
     /// A connected SDK client signed in as root.
     pub async fn client(&self) -> anyhow::Result<IggyClient> {
-        self.client_for(ROOT_USERNAME, ROOT_PASSWORD).await
+        self.endpoint().client().await
     }
 
-    /// A connected SDK client signed in with the given credentials (auto-login of the
-    /// connection string: `connect` signs in).
+    /// A connected SDK client signed in with the given credentials.
     pub async fn client_for(&self, username: &str, password: &str) -> anyhow::Result<IggyClient> {
-        let client =
-            IggyClient::from_connection_string(&self.connection_string_for(username, password))
-                .map_err(|e| anyhow!("connection string: {e}"))?;
-        client
-            .connect()
-            .await
-            .map_err(|e| anyhow!("connect+login as {username}: {e}"))?;
-        Ok(client)
+        self.endpoint().client_for(username, password).await
     }
 
     /// A connected SDK client that is not signed in.
     pub async fn anonymous_client(&self) -> anyhow::Result<IggyClient> {
-        let config = TcpClientConfigBuilder::new()
-            .with_server_address(self.address.to_string())
-            .with_reconnection_max_retries(Some(2))
-            .build()
-            .map_err(|e| anyhow!("tcp config: {e}"))?;
-        let tcp = TcpClient::create(std::sync::Arc::new(config))
-            .map_err(|e| anyhow!("tcp client: {e}"))?;
-        let client = IggyClient::new(ClientWrapper::Tcp(tcp));
-        client
-            .connect()
-            .await
-            .map_err(|e| anyhow!("connect: {e}"))?;
-        Ok(client)
+        self.endpoint().anonymous_client().await
     }
 
     /// Graceful stop (SIGTERM, bounded wait), then a start on the same data directory and port.
@@ -219,6 +219,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(path) = &self.config_path {
+            command.arg("--config").arg(path);
+        }
         for (key, value) in self.extra_env.iter().cloned().chain(debug_env()) {
             command.env(key, value);
         }
@@ -258,6 +261,62 @@ impl Server {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+}
+
+/// Where an appliance serves the Iggy protocol: the kernel-mode server's bound address, or the
+/// DPDK appliance's own address (reached from the lab's namespace).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+}
+
+impl Endpoint {
+    pub fn connection_string(&self) -> String {
+        self.connection_string_for(ROOT_USERNAME, ROOT_PASSWORD)
+    }
+
+    /// Reconnection is bounded so a dead server fails a test instead of hanging it.
+    pub fn connection_string_for(&self, username: &str, password: &str) -> String {
+        format!(
+            "iggy://{username}:{password}@{}?reconnection_retries=2&reconnection_interval=200ms",
+            self.address
+        )
+    }
+
+    /// A connected SDK client signed in as root.
+    pub async fn client(&self) -> anyhow::Result<IggyClient> {
+        self.client_for(ROOT_USERNAME, ROOT_PASSWORD).await
+    }
+
+    /// A connected SDK client signed in with the given credentials (auto-login of the
+    /// connection string: `connect` signs in).
+    pub async fn client_for(&self, username: &str, password: &str) -> anyhow::Result<IggyClient> {
+        let client =
+            IggyClient::from_connection_string(&self.connection_string_for(username, password))
+                .map_err(|e| anyhow!("connection string: {e}"))?;
+        client
+            .connect()
+            .await
+            .map_err(|e| anyhow!("connect+login as {username}: {e}"))?;
+        Ok(client)
+    }
+
+    /// A connected SDK client that is not signed in.
+    pub async fn anonymous_client(&self) -> anyhow::Result<IggyClient> {
+        let config = TcpClientConfigBuilder::new()
+            .with_server_address(self.address.to_string())
+            .with_reconnection_max_retries(Some(2))
+            .build()
+            .map_err(|e| anyhow!("tcp config: {e}"))?;
+        let tcp = TcpClient::create(std::sync::Arc::new(config))
+            .map_err(|e| anyhow!("tcp client: {e}"))?;
+        let client = IggyClient::new(ClientWrapper::Tcp(tcp));
+        client
+            .connect()
+            .await
+            .map_err(|e| anyhow!("connect: {e}"))?;
+        Ok(client)
     }
 }
 
