@@ -9,13 +9,9 @@
 
 mod dpdk_lab;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
-
 use dpdk_lab::{
-    assert_arp_answered, echo_clients, lab_eal_config, prerequisites_met, run, wait_for_closes,
-    EchoLcore, VethLab, IO_TIMEOUT,
+    assert_arp_answered, check_kernel_still_serves_the_host, echo_clients, lab_eal_config,
+    prerequisites_met, wait_for_closes, EchoLcore, VethLab,
 };
 use riptide_dataplane::dpdk::eal::{Eal, EalConfig};
 use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
@@ -35,12 +31,7 @@ fn dpdk_af_xdp_steers_appliance_traffic_and_leaves_the_rest_to_the_kernel() {
     }
     let lab = VethLab::create("ax", 42);
     // The host's own address on the shared interface (the appliance's is another one).
-    let host_ip = Ipv4Addr::new(10, 213, 42, 3);
-    let host_cidr = format!("{host_ip}/{}", lab.prefix_len);
-    run(
-        "ip",
-        &["addr", "add", &host_cidr, "dev", &lab.dataplane_iface],
-    );
+    let host_ip = lab.add_host_address(3);
     let object_dir = tempfile::tempdir().expect("temp dir");
     let (eal_config, eal, port, maps) = start_af_xdp(&lab, object_dir.path());
     let mac = port.mac().expect("MAC");
@@ -56,7 +47,7 @@ fn dpdk_af_xdp_steers_appliance_traffic_and_leaves_the_rest_to_the_kernel() {
 
     let echoed_bytes = echo_clients(&lab, APPLIANCE_PORT, CONNECTIONS, ECHO_BYTES_PER_CONNECTION);
     assert_arp_answered(&lab, mac);
-    check_kernel_still_serves_the_host(&lab, host_ip);
+    check_kernel_still_serves_the_host(&lab, host_ip, HOST_PORT);
     wait_for_closes(&lcore.stats, CONNECTIONS as u64);
 
     let stats = std::sync::Arc::clone(&lcore.stats);
@@ -118,30 +109,4 @@ fn check_counters(maps: &XdpMaps, port: &Port, stats: &LcoreStats) {
     );
     assert_eq!(lcore_stats.rx_packets, port_stats.rx_packets);
     assert!(port_stats.tx_packets > 0 && port_stats.tx_packets <= lcore_stats.tx_packets);
-}
-
-/// ssh-like traffic: a kernel listener on the host's own address of the shared interface is
-/// reached from the namespace while the XDP program is attached.
-fn check_kernel_still_serves_the_host(lab: &VethLab, host_ip: Ipv4Addr) {
-    let listener = TcpListener::bind((host_ip, HOST_PORT)).expect("kernel listener");
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("kernel accept");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut greeting = [0; 5];
-        stream.read_exact(&mut greeting).expect("kernel read");
-        stream.write_all(b"kernel").expect("kernel write");
-        greeting
-    });
-    let reply = lab.in_namespace(|| {
-        let address = SocketAddr::from((host_ip, HOST_PORT));
-        let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).expect("reach the host");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.write_all(b"hello").expect("write to the host");
-        let mut reply = [0; 6];
-        stream.read_exact(&mut reply).expect("read from the host");
-        reply
-    });
-    assert_eq!(&reply, b"kernel");
-    assert_eq!(&server.join().expect("kernel side"), b"hello");
-    std::thread::sleep(Duration::from_millis(10));
 }

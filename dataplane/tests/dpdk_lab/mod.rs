@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +114,19 @@ impl VethLab {
             &["netns", "exec", ns, "ethtool", "-K", client, "tx", "off"],
         );
         lab
+    }
+
+    /// Gives the dataplane end the host's own address `<subnet>.<last_octet>` (the kernel's,
+    /// beside the appliance's), as a host shares its NIC with an af_xdp appliance.
+    pub fn add_host_address(&self, last_octet: u8) -> Ipv4Addr {
+        let [a, b, c, _] = self.appliance_ip.octets();
+        let host_ip = Ipv4Addr::new(a, b, c, last_octet);
+        let host_cidr = format!("{host_ip}/{}", self.prefix_len);
+        run(
+            "ip",
+            &["addr", "add", &host_cidr, "dev", &self.dataplane_iface],
+        );
+        host_ip
     }
 
     fn remove(&self) {
@@ -310,4 +323,29 @@ pub fn assert_arp_answered(lab: &VethLab, mac: [u8; 6]) {
         neighbours.contains(&mac_text),
         "ARP entry for {target} is not the port MAC {mac_text}: {neighbours}"
     );
+}
+
+/// ssh-like traffic: a kernel listener on the host's own address of the shared interface is
+/// reached from the namespace while the XDP program is attached.
+pub fn check_kernel_still_serves_the_host(lab: &VethLab, host_ip: Ipv4Addr, host_port: u16) {
+    let listener = TcpListener::bind((host_ip, host_port)).expect("kernel listener");
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("kernel accept");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut greeting = [0; 5];
+        stream.read_exact(&mut greeting).expect("kernel read");
+        stream.write_all(b"kernel").expect("kernel write");
+        greeting
+    });
+    let reply = lab.in_namespace(|| {
+        let address = SocketAddr::from((host_ip, host_port));
+        let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).expect("reach the host");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.write_all(b"hello").expect("write to the host");
+        let mut reply = [0; 6];
+        stream.read_exact(&mut reply).expect("read from the host");
+        reply
+    });
+    assert_eq!(&reply, b"kernel");
+    assert_eq!(&server.join().expect("kernel side"), b"hello");
 }
