@@ -1,0 +1,278 @@
+//! The DPDK appliance end to end: the real `riptide-dataplane` binary with `backend = "dpdk"`,
+//! attached to the lab's veth end, serves the official `iggy` SDK and `riptide-bench` running in
+//! the lab's namespace over the kernel's TCP stack. Used by `dpdk_appliance_af_xdp.rs` and
+//! `dpdk_appliance_af_packet.rs`: one appliance process per test binary, its phases in turn.
+
+#![allow(dead_code)] // Each binary uses its own attachment.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use serde_json::Value;
+
+use crate::common::scenarios::{self, all_stored_messages, check_after_restart};
+use crate::common::{bounded, Endpoint, Findings, Server};
+use crate::dpdk_lab::VethLab;
+use riptide_dataplane::stats::{stats_path, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
+
+/// Bound on one phase run from the lab's namespace (a hung appliance fails the test).
+const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// riptide-bench volume: 2 producers × 20 batches × 50 messages of 200 bytes, verified.
+const BENCH_GLOBAL_ARGS: [&str; 7] = ["-m", "200", "-P", "50", "-b", "20", "--verify"];
+const BENCH_MESSAGES: u64 = 2 * 20 * 50;
+
+/// How the appliance attaches to the lab's veth end.
+#[derive(Debug, Clone, Copy)]
+pub enum Attachment {
+    /// `net_af_xdp`; the appliance adds riptide's XDP program (`xdp_steer.o`) itself.
+    AfXdp,
+    AfPacket,
+}
+
+/// The appliance process and the lab it is attached to.
+pub struct DpdkAppliance<'lab> {
+    pub lab: &'lab VethLab,
+    pub server: Server,
+}
+
+impl<'lab> DpdkAppliance<'lab> {
+    /// Starts `riptide-dataplane` with `backend = "dpdk"` on the lab's dataplane end.
+    pub fn start(lab: &'lab VethLab, attachment: Attachment) -> DpdkAppliance<'lab> {
+        let config = appliance_config(lab, attachment);
+        let server = Server::start_with_config(Some(&config), &[])
+            .unwrap_or_else(|error| panic!("the DPDK appliance did not start: {error:#}"));
+        DpdkAppliance { lab, server }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        self.server.endpoint()
+    }
+
+    /// Runs an SDK phase on a thread inside the lab's namespace (the client side of the wire).
+    pub fn in_lab<T, F>(&self, phase: impl FnOnce(Endpoint) -> F + Send) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>>,
+        T: Send,
+    {
+        in_lab(self.lab, self.endpoint(), phase)
+    }
+
+    /// The conformance suite's core scenarios, each over its own SDK connections.
+    pub fn run_core_scenarios(&self) {
+        let mut findings = Findings::default();
+        findings.check(
+            self.in_lab(|e| async move { scenarios::ping_login_by_password_and_logout(&e).await })
+                .context("login"),
+        );
+        findings.check(
+            self.in_lab(|e| async move {
+                scenarios::send_messages_with_every_partitioning_confirms_offsets(&e).await
+            })
+            .context("send with confirmations"),
+        );
+        findings.check(
+            self.in_lab(|e| async move {
+                scenarios::poll_with_every_strategy_and_auto_commit(&e).await
+            })
+            .context("poll by every strategy"),
+        );
+        findings.check(
+            self.in_lab(|e| async move { scenarios::consumer_offsets_store_get_delete(&e).await })
+                .context("consumer offsets"),
+        );
+        findings.check(
+            self.in_lab(|e| async move {
+                scenarios::consumer_group_rebalances_on_join_leave_and_disconnect(&e).await
+            })
+            .context("consumer groups"),
+        );
+        if let Err(error) = findings.finish() {
+            panic!("core scenarios over DPDK: {error:#}");
+        }
+    }
+
+    /// `riptide-bench --verify`, pinned producers and consumers at once, then pinned producers
+    /// and then pinned consumers with four requests in flight per connection: nothing lost.
+    pub fn run_bench_verified(&self) {
+        let both = self.bench(&[], &["ppc", "-p", "2", "-c", "2"]);
+        check_bench_counts(&both, BENCH_MESSAGES, BENCH_MESSAGES);
+        let pipelined = ["--inflight", "4"];
+        let produced = self.bench(&pipelined, &["pp", "-p", "2"]);
+        check_bench_counts(&produced, BENCH_MESSAGES, 0);
+        let consumed = self.bench(&pipelined, &["pc", "-c", "2"]);
+        check_bench_counts(&consumed, 0, BENCH_MESSAGES);
+    }
+
+    /// Runs riptide-bench inside the lab's namespace; returns its results.json after checking
+    /// its exit status.
+    fn bench(&self, global_args: &[&str], bench_args: &[&str]) -> Value {
+        let output_dir = tempfile::tempdir().expect("bench output dir");
+        let address = self.endpoint().address.to_string();
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.lab.namespace])
+            .arg(bench_binary())
+            .args(BENCH_GLOBAL_ARGS)
+            .args(global_args)
+            .args(bench_args)
+            .args(["tcp", "--server-address", &address, "output", "-o"])
+            .arg(output_dir.path())
+            .output()
+            .expect("run riptide-bench");
+        assert!(
+            output.status.success(),
+            "riptide-bench {bench_args:?} over DPDK failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json = std::fs::read(output_dir.path().join("results.json")).expect("results.json");
+        serde_json::from_slice(&json).expect("results.json parses")
+    }
+
+    /// stats.json shows the DPDK port's traffic, in total and on its queue.
+    pub fn check_port_stats(&self) {
+        // The file is rewritten every STATS_PUBLISH_INTERVAL_MS: wait for one after the traffic.
+        std::thread::sleep(Duration::from_millis(2 * STATS_PUBLISH_INTERVAL_MS));
+        let path = stats_path(self.server.data_path());
+        let text = std::fs::read_to_string(&path).expect("runtime/stats.json");
+        let stats: StatsSnapshot = serde_json::from_str(&text).expect("stats.json parses");
+        assert_eq!(stats.mode, "dpdk", "{text}");
+        let total = stats.ports.iter().find(|port| port.queue.is_none());
+        let queue = stats.ports.iter().find(|port| port.queue == Some(0));
+        for (what, port) in [("port", total), ("queue 0", queue)] {
+            let port = port.unwrap_or_else(|| panic!("no {what} entry in stats.json: {text}"));
+            assert!(
+                port.rx_packets > 0 && port.tx_packets > 0,
+                "{what}: {port:?}"
+            );
+            assert!(port.rx_bytes > 0 && port.tx_bytes > 0, "{what}: {port:?}");
+        }
+        println!("stats.json ports after the run: {:?}", stats.ports);
+    }
+
+    /// SIGTERM, then a start on the same data directory: every message confirmed before is
+    /// polled back byte for byte, by a new client and by one connected before the restart (the
+    /// SDK reconnects), and offsets, groups, users and tokens are kept.
+    pub fn restart_keeps_everything(&mut self) {
+        let (before_sender, before_receiver) = std::sync::mpsc::channel();
+        let (restarted_sender, restarted_receiver) = tokio::sync::oneshot::channel::<()>();
+        let server = &mut self.server;
+        let lab = self.lab;
+        let endpoint = server.endpoint();
+        let client_side = std::thread::scope(|scope| {
+            let client_side = scope.spawn(move || {
+                in_lab(lab, endpoint, |endpoint| async move {
+                    let stream_id = scenarios::write_what_a_restart_must_keep(&endpoint).await?;
+                    let survivor = endpoint.client().await?;
+                    let before = all_stored_messages(&survivor).await?;
+                    let _ = before_sender.send(before.len());
+                    restarted_receiver
+                        .await
+                        .context("the restart did not happen")?;
+                    scenarios::survivor_reconnects(&survivor, &before).await?;
+                    let after = all_stored_messages(&endpoint.client().await?).await?;
+                    scenarios::ensure_same_messages(&before, &after)?;
+                    check_after_restart(&endpoint, stream_id, 13).await
+                })
+            });
+            if let Ok(messages_count) = before_receiver.recv() {
+                println!("restarting the DPDK appliance with {messages_count} messages stored");
+                server.restart().expect("restart of the DPDK appliance");
+                let _ = restarted_sender.send(());
+            }
+            client_side.join().expect("client side of the restart")
+        });
+        client_side.expect("everything confirmed before the restart is kept");
+    }
+
+    /// SIGTERM: the appliance must still be alive and exit cleanly.
+    pub fn finish(self) {
+        self.server
+            .finish()
+            .expect("the DPDK appliance stays up and stops on SIGTERM");
+    }
+}
+
+/// Runs an SDK phase on a thread inside the lab's namespace with its own runtime.
+fn in_lab<T, F>(
+    lab: &VethLab,
+    endpoint: Endpoint,
+    phase: impl FnOnce(Endpoint) -> F + Send,
+) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+    T: Send,
+{
+    lab.in_namespace(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(bounded(PHASE_TIMEOUT, phase(endpoint)))
+    })
+}
+
+/// The appliance's riptide.toml: DPDK on the first two CPUs without hugepages, the appliance's
+/// own address in the lab's subnet on a port unique to this process (it names the EAL's files).
+fn appliance_config(lab: &VethLab, attachment: Attachment) -> String {
+    let cores = core_affinity::get_core_ids().expect("CPU list");
+    let lcores: Vec<String> = cores.iter().take(2).map(|c| c.id.to_string()).collect();
+    let vdev = match attachment {
+        Attachment::AfXdp => format!("net_af_xdp0,iface={}", lab.dataplane_iface),
+        Attachment::AfPacket => format!("net_af_packet0,iface={}", lab.dataplane_iface),
+    };
+    let port = 20_000 + std::process::id() % 10_000;
+    format!(
+        "[dataplane]\nbackend = \"dpdk\"\n\n[dpdk]\nlcores = [{}]\nno_huge = true\nmemory_mb = 256\n\
+         vdevs = [\"{vdev}\"]\nip_address = \"{}\"\nprefix_len = {}\nport = {port}\n\
+         idle_backoff_us = 200\n",
+        lcores.join(", "),
+        lab.appliance_ip,
+        lab.prefix_len,
+    )
+}
+
+/// riptide-bench beside the dataplane binary (scripts/test.sh builds every binary first).
+fn bench_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_riptide-dataplane")).with_file_name("riptide-bench");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p riptide-bench`; scripts/test.sh builds \
+         every binary before the tests)",
+        path.display()
+    );
+    path
+}
+
+/// Messages sent and received as expected, and --verify found every message once, intact.
+fn check_bench_counts(results: &Value, sent: u64, received: u64) {
+    let check = || -> anyhow::Result<()> {
+        ensure!(results["messages_sent"].as_u64() == Some(sent), "sent");
+        ensure!(
+            results["messages_received"].as_u64() == Some(received),
+            "received"
+        );
+        if received > 0 {
+            let verify = &results["verify"];
+            ensure!(verify["mismatches"].as_u64() == Some(0), "mismatches");
+            ensure!(
+                verify["messages_unique"].as_u64() == Some(received),
+                "unique"
+            );
+            ensure!(
+                verify["messages_expected"].as_u64() == Some(received),
+                "expected"
+            );
+        }
+        Ok(())
+    };
+    if let Err(what) = check() {
+        panic!(
+            "riptide-bench over DPDK: {what} (expected {sent} sent, {received} received): \
+             sent {}, received {}, verify {}",
+            results["messages_sent"], results["messages_received"], results["verify"]
+        );
+    }
+}
