@@ -1,7 +1,7 @@
 //! The appliance binary with `backend = "dpdk"` over `net_af_packet`: the official `iggy` SDK in
 //! the lab's namespace runs the conformance suite's core scenarios over the kernel's TCP stack,
-//! `riptide-bench --verify` loses nothing, stats.json counts the port's traffic, and a restart
-//! keeps every confirmed message.
+//! `riptide-bench --verify` loses nothing, stats.json counts the port's traffic, and restarts
+//! (SIGTERM, then SIGKILL) keep every confirmed message.
 //!
 //! One appliance per test binary (and one #[test]): its phases run in turn.
 
@@ -24,6 +24,6 @@ fn dpdk_appliance_over_af_packet_serves_the_sdk_and_the_bench_and_keeps_data_acr
     appliance.run_core_scenarios();
     appliance.run_bench_verified();
     appliance.check_port_stats();
-    appliance.restart_keeps_everything();
+    appliance.restarts_keep_everything();
     appliance.finish();
 }

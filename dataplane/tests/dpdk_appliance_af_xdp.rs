@@ -2,7 +2,7 @@
 //! official `iggy` SDK in the lab's namespace runs the conformance suite's core scenarios over the
 //! kernel's TCP stack, `riptide-bench --verify` loses nothing, ssh-like TCP to the host's own
 //! address on the same interface still reaches the kernel, stats.json counts the port's traffic,
-//! and a restart keeps every confirmed message.
+//! and restarts (SIGTERM, then SIGKILL) keep every confirmed message.
 //!
 //! One appliance per test binary (and one #[test]): its phases run in turn.
 
@@ -32,7 +32,9 @@ fn dpdk_appliance_over_af_xdp_serves_the_sdk_and_the_bench_and_keeps_data_across
     check_kernel_still_serves_the_host(&lab, host_ip, HOST_PORT);
     check_xdp_counters(&lab);
     appliance.check_port_stats();
-    appliance.restart_keeps_everything();
+    appliance.restarts_keep_everything();
+    // The program attached again after the restarts steers and passes as before.
+    check_kernel_still_serves_the_host(&lab, host_ip, HOST_PORT);
     check_xdp_counters(&lab);
     appliance.finish();
 }

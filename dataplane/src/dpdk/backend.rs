@@ -214,6 +214,9 @@ impl DpdkBackend {
             return Err(BackendError::InvalidConfig(reason));
         }
         let eal = Eal::init(&plan.eal)?;
+        if let Some(iface) = &plan.xdp_iface {
+            remove_stale_xdp(iface)?;
+        }
         let queues = u16::try_from(plan.worker_lcores.len())
             .map_err(|_| BackendError::InvalidConfig("too many lcores".into()))?;
         let port = Port::open(
@@ -338,6 +341,28 @@ impl DpdkBackend {
 impl Drop for DpdkBackend {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// The af_xdp PMD attaches its XDP program through netlink, so a run that ended without cleaning
+/// up (SIGKILL, a crash) leaves it on the interface, and the PMD refuses to attach over it. Detach
+/// riptide's leftover before the port opens (another program is never touched: that is an error).
+/// After `Eal::init`, whose file-prefix lock keeps a second live appliance out.
+fn remove_stale_xdp(iface: &str) -> Result<(), BackendError> {
+    match riptide_ebpf::xdp::remove_stale(iface) {
+        Ok(Some(program_id)) => {
+            tracing::warn!(
+                iface,
+                program_id,
+                "detached riptide's XDP program left attached by an earlier run that did not stop cleanly"
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(error) => Err(BackendError::XdpSteering {
+            iface: iface.to_string(),
+            reason: error.to_string(),
+        }),
     }
 }
 

@@ -142,13 +142,9 @@ impl Server {
     /// Starts the server again on the same data directory, preferring the same port so clients
     /// that reconnect find it.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            bail!("start_again while the server is running");
-        }
-        let same_port = self.address.to_string();
         let mut last_error = None;
         for _ in 0..RESTART_BIND_ATTEMPTS_MAX {
-            match self.spawn_and_wait(&same_port) {
+            match self.start_again_once() {
                 Ok(()) => return Ok(()),
                 Err(error) => {
                     last_error = Some(error);
@@ -157,6 +153,15 @@ impl Server {
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow!("restart failed")))
+    }
+
+    /// One start on the same data directory and address, without retrying.
+    pub fn start_again_once(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("start_again while the server is running");
+        }
+        let same_address = self.address.to_string();
+        self.spawn_and_wait(&same_address)
     }
 
     /// Whether the process is still alive (it must never die on bad input).
@@ -182,7 +187,8 @@ impl Server {
         Ok(())
     }
 
-    fn stop_gracefully(&mut self) -> anyhow::Result<()> {
+    /// SIGTERM and a bounded wait for the exit (then SIGKILL and an error).
+    pub fn stop_gracefully(&mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };

@@ -153,39 +153,40 @@ impl<'lab> DpdkAppliance<'lab> {
         println!("stats.json ports after the run: {:?}", stats.ports);
     }
 
-    /// SIGTERM, then a start on the same data directory: every message confirmed before is
-    /// polled back byte for byte, by a new client and by one connected before the restart (the
-    /// SDK reconnects), and offsets, groups, users and tokens are kept.
-    pub fn restart_keeps_everything(&mut self) {
-        let (before_sender, before_receiver) = std::sync::mpsc::channel();
-        let (restarted_sender, restarted_receiver) = tokio::sync::oneshot::channel::<()>();
+    /// A SIGTERM restart, then a SIGKILL and a start, on the same data directory: each time every
+    /// message confirmed before is polled back byte for byte, by a new client and by one
+    /// connected before (the SDK reconnects), and offsets, groups, users and tokens are kept.
+    pub fn restarts_keep_everything(&mut self) {
+        let (stored_sender, stored_receiver) = std::sync::mpsc::channel();
+        let (restarted_sender, restarted_receiver) = tokio::sync::mpsc::unbounded_channel();
         let server = &mut self.server;
         let lab = self.lab;
         let endpoint = server.endpoint();
         let client_side = std::thread::scope(|scope| {
             let client_side = scope.spawn(move || {
-                in_lab(lab, endpoint, |endpoint| async move {
-                    let stream_id = scenarios::write_what_a_restart_must_keep(&endpoint).await?;
-                    let survivor = endpoint.client().await?;
-                    let before = all_stored_messages(&survivor).await?;
-                    let _ = before_sender.send(before.len());
-                    restarted_receiver
-                        .await
-                        .context("the restart did not happen")?;
-                    scenarios::survivor_reconnects(&survivor, &before).await?;
-                    let after = all_stored_messages(&endpoint.client().await?).await?;
-                    scenarios::ensure_same_messages(&before, &after)?;
-                    check_after_restart(&endpoint, stream_id, 13).await
+                in_lab(lab, endpoint, |endpoint| {
+                    client_side_of_restarts(endpoint, stored_sender, restarted_receiver)
                 })
             });
-            if let Ok(messages_count) = before_receiver.recv() {
-                println!("restarting the DPDK appliance with {messages_count} messages stored");
-                server.restart().expect("restart of the DPDK appliance");
+            for stop in RESTARTS {
+                let Ok(messages_count) = stored_receiver.recv() else {
+                    break;
+                };
+                println!("{stop:?} of the DPDK appliance with {messages_count} messages stored");
+                let stopped = match stop {
+                    Stop::Sigterm => server.stop_gracefully(),
+                    Stop::Sigkill => server.sigkill(),
+                };
+                stopped.unwrap_or_else(|error| panic!("{stop:?}: {error:#}"));
+                // At the first attempt: nothing left behind may stand in the way.
+                let restarted = server.start_again_once();
+                restarted.unwrap_or_else(|error| panic!("start after {stop:?}: {error:#}"));
                 let _ = restarted_sender.send(());
             }
-            client_side.join().expect("client side of the restart")
+            drop(restarted_sender);
+            client_side.join().expect("client side of the restarts")
         });
-        client_side.expect("everything confirmed before the restart is kept");
+        client_side.expect("everything confirmed before a restart is kept");
     }
 
     /// SIGTERM: the appliance must still be alive and exit cleanly.
@@ -212,6 +213,46 @@ where
             .build()?;
         runtime.block_on(bounded(PHASE_TIMEOUT, phase(endpoint)))
     })
+}
+
+/// How the appliance is stopped before a start on the same data directory.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Sigterm,
+    /// No chance to clean up: the PMD's XDP program stays attached, clients get no reset.
+    Sigkill,
+}
+
+const RESTARTS: [Stop; 2] = [Stop::Sigterm, Stop::Sigkill];
+
+/// Writes what a restart must keep, then before each restart reads everything back, tells the
+/// main thread how much is stored and waits for the restart to check it all again.
+async fn client_side_of_restarts(
+    endpoint: Endpoint,
+    stored: std::sync::mpsc::Sender<usize>,
+    mut restarted: tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
+    let stream_id = scenarios::write_what_a_restart_must_keep(&endpoint).await?;
+    let survivor = endpoint.client().await?;
+    // check_after_restart appends one message each time.
+    for (restart, messages_count) in RESTARTS.iter().zip(13..) {
+        let before = all_stored_messages(&survivor).await?;
+        stored.send(before.len())?;
+        restarted
+            .recv()
+            .await
+            .with_context(|| format!("no start after {restart:?}"))?;
+        let context = || format!("after {restart:?} and a start");
+        scenarios::survivor_reconnects(&survivor, &before)
+            .await
+            .with_context(context)?;
+        let after = all_stored_messages(&endpoint.client().await?).await?;
+        scenarios::ensure_same_messages(&before, &after).with_context(context)?;
+        check_after_restart(&endpoint, stream_id, messages_count)
+            .await
+            .with_context(context)?;
+    }
+    Ok(())
 }
 
 /// The appliance's riptide.toml: DPDK on the first two CPUs without hugepages, the appliance's
