@@ -16,13 +16,16 @@ use serde_json::Value;
 use crate::common::scenarios::{self, all_stored_messages, check_after_restart};
 use crate::common::{bounded, Endpoint, Findings, Server};
 use crate::dpdk_lab::VethLab;
-use riptide_dataplane::stats::{stats_path, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
+use riptide_dataplane::stats::{
+    stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS,
+};
 
 /// Bound on one phase run from the lab's namespace (a hung appliance fails the test).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// riptide-bench volume: 2 producers × 20 batches × 50 messages of 200 bytes, verified.
 const BENCH_GLOBAL_ARGS: [&str; 7] = ["-m", "200", "-P", "50", "-b", "20", "--verify"];
 const BENCH_MESSAGES: u64 = 2 * 20 * 50;
+const BENCH_MESSAGE_BYTES: u64 = 200;
 
 /// How the appliance attaches to the lab's veth end.
 #[derive(Debug, Clone, Copy)]
@@ -132,25 +135,43 @@ impl<'lab> DpdkAppliance<'lab> {
         serde_json::from_slice(&json).expect("results.json parses")
     }
 
-    /// stats.json shows the DPDK port's traffic, in total and on its queue.
+    /// stats.json shows the DPDK port's traffic (at least the bench's payload each way), in total
+    /// and on its one queue, and counts a connection that is open.
     pub fn check_port_stats(&self) {
-        // The file is rewritten every STATS_PUBLISH_INTERVAL_MS: wait for one after the traffic.
-        std::thread::sleep(Duration::from_millis(2 * STATS_PUBLISH_INTERVAL_MS));
         let path = stats_path(self.server.data_path());
-        let text = std::fs::read_to_string(&path).expect("runtime/stats.json");
-        let stats: StatsSnapshot = serde_json::from_str(&text).expect("stats.json parses");
+        let (text, stats) = self
+            .in_lab(|endpoint| async move {
+                let _open = endpoint.client().await?;
+                // Rewritten every STATS_PUBLISH_INTERVAL_MS: wait for one with the connection.
+                tokio::time::sleep(Duration::from_millis(2 * STATS_PUBLISH_INTERVAL_MS)).await;
+                let text = std::fs::read_to_string(&path).context("runtime/stats.json")?;
+                let stats: StatsSnapshot = serde_json::from_str(&text)?;
+                Ok((text, stats))
+            })
+            .expect("stats.json with a connection open");
+        println!("stats.json ports: {:?}", stats.ports);
         assert_eq!(stats.mode, "dpdk", "{text}");
-        let total = stats.ports.iter().find(|port| port.queue.is_none());
-        let queue = stats.ports.iter().find(|port| port.queue == Some(0));
-        for (what, port) in [("port", total), ("queue 0", queue)] {
-            let port = port.unwrap_or_else(|| panic!("no {what} entry in stats.json: {text}"));
-            assert!(
-                port.rx_packets > 0 && port.tx_packets > 0,
-                "{what}: {port:?}"
-            );
-            assert!(port.rx_bytes > 0 && port.tx_bytes > 0, "{what}: {port:?}");
-        }
-        println!("stats.json ports after the run: {:?}", stats.ports);
+        let entry = |queue| stats.ports.iter().find(|port| port.queue == queue);
+        let (Some(total), Some(queue)) = (entry(None), entry(Some(0))) else {
+            panic!("no port and queue 0 entries in stats.json: {text}");
+        };
+        // ppc, then pp and pc: each direction carried at least two runs' payloads.
+        let payload_bytes = 2 * BENCH_MESSAGES * BENCH_MESSAGE_BYTES;
+        assert!(
+            total.rx_bytes > payload_bytes && total.tx_bytes > payload_bytes,
+            "{total:?}"
+        );
+        assert!(total.rx_packets > 0 && total.tx_packets > 0, "{total:?}");
+        let traffic = |port: &PortSnapshot| {
+            (
+                port.rx_packets,
+                port.rx_bytes,
+                port.tx_packets,
+                port.tx_bytes,
+            )
+        };
+        assert_eq!(traffic(total), traffic(queue), "one queue carries it all");
+        assert!(total.tcp_connections >= 1, "{total:?}");
     }
 
     /// A SIGTERM restart, then a SIGKILL and a start, on the same data directory: each time every
