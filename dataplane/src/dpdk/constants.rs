@@ -55,5 +55,8 @@ pub const SOCKET_TIMEOUT_S: u64 = 120;
 /// its socket buffers (128 KiB by default), allocated at start-up.
 pub const LCORE_CONNECTIONS_DEFAULT: usize = 512;
 
+/// How long a stopping lcore goes on answering the requests it already read (SIGTERM) before it
+/// resets the connections.
+pub const STOP_DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// How long the backend waits for a launched lcore to set up its TCP stack.
 pub const LCORE_START_TIMEOUT_MS: u64 = 5_000;

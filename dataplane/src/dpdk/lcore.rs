@@ -26,7 +26,7 @@ use smoltcp::wire::IpAddress;
 use super::constants::{
     CONNECTIONS_PER_LCORE_MAX, IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US,
     IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_RX_BUFFER_DEFAULT_BYTES,
-    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
+    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES, STOP_DRAIN_TIMEOUT_MS,
 };
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
@@ -44,6 +44,10 @@ pub trait ConnectionHandler<C> {
     fn wants_read(&self) -> bool;
     /// The handler is done (eviction, protocol error): the connection closes once output drains.
     fn is_closed(&self) -> bool;
+    /// Requests read from the peer still wait for their replies (a stop lets them finish).
+    fn has_requests_in_flight(&self) -> bool {
+        false
+    }
 }
 
 /// Index of a connection on its lcore (its socket slot), stable while the connection lives.
@@ -91,6 +95,10 @@ impl<H> Connections<H> {
         if live && !self.close_requests.contains(&id) {
             self.close_requests.push(id);
         }
+    }
+
+    pub fn get(&self, id: ConnectionId) -> Option<&H> {
+        self.slots.get(id.0 as usize).and_then(Option::as_ref)
     }
 
     pub fn get_mut(&mut self, id: ConnectionId) -> Option<&mut H> {
@@ -314,6 +322,8 @@ pub struct Lcore<W: Worker> {
     config: LcoreConfig,
     epoch: std::time::Instant,
     idle_turns: u32,
+    /// Stopping: no more reads or new connections, only replies to what was read.
+    draining: bool,
     counters: LoopCounters,
     stats: Arc<LcoreStats>,
 }
@@ -362,6 +372,7 @@ impl<W: Worker> Lcore<W> {
             config,
             epoch,
             idle_turns: 0,
+            draining: false,
             counters: LoopCounters::default(),
             stats,
         };
@@ -401,8 +412,33 @@ impl<W: Worker> Lcore<W> {
                 std::thread::sleep(sleep);
             }
         }
+        self.finish_in_flight();
         self.close_all();
         self.publish_stats();
+    }
+
+    /// A stop answers the requests already read, as the kernel backend does: turns go on, reading
+    /// nothing new, until no connection waits for a reply or has reply bytes its peer has not
+    /// acknowledged; at most STOP_DRAIN_TIMEOUT_MS (a peer that stopped reading cannot hold it).
+    fn finish_in_flight(&mut self) {
+        self.draining = true;
+        let deadline = std::time::Instant::now() + Duration::from_millis(STOP_DRAIN_TIMEOUT_MS);
+        while self.replies_outstanding() && std::time::Instant::now() < deadline {
+            if !self.turn() {
+                std::thread::sleep(Duration::from_micros(self.config.idle.sleep_us));
+            }
+        }
+    }
+
+    fn replies_outstanding(&self) -> bool {
+        self.slots.iter().enumerate().any(|(index, slot)| {
+            let Some(handler) = self.connections.get(ConnectionId(index as u32)) else {
+                return false;
+            };
+            handler.has_requests_in_flight()
+                || handler.pending_output().any(|chunk| !chunk.is_empty())
+                || self.sockets.get::<tcp::Socket>(slot.handle).send_queue() > 0
+        })
     }
 
     /// The loop is stopping: reset every connection and hand every handler back to the worker,
@@ -444,7 +480,9 @@ impl<W: Worker> Lcore<W> {
                 .poll(now, &mut self.device, &mut self.sockets);
         }
         busy |= self.device.flush_tx() > 0 || self.device.tx_pending() > 0;
-        self.replenish_listeners();
+        if !self.draining {
+            self.replenish_listeners();
+        }
         if busy {
             self.publish_stats();
         }
@@ -489,7 +527,8 @@ impl<W: Worker> Lcore<W> {
                         slot.state = SlotState::Draining;
                         continue;
                     };
-                    busy |= serve_connection(socket, handler, &mut self.worker);
+                    let read = !self.draining;
+                    busy |= serve_connection(socket, handler, &mut self.worker, read);
                     if !socket.is_open() || socket.state() == tcp::State::TimeWait {
                         if let Some(handler) = self.connections.remove(id) {
                             self.worker.connection_closed(id, handler);
@@ -567,11 +606,12 @@ fn serve_connection<W: Worker>(
     socket: &mut tcp::Socket<'_>,
     handler: &mut W::Connection,
     worker: &mut W,
+    read: bool,
 ) -> bool {
     let mut busy = false;
     // Two reads at most: the socket's ring buffer may wrap once.
     for _ in 0..2 {
-        if !handler.wants_read() || !socket.can_recv() {
+        if !read || !handler.wants_read() || !socket.can_recv() {
             break;
         }
         let received = socket.recv(|bytes| {

@@ -182,4 +182,8 @@ impl ConnectionHandler<SessionWorker> for Connection {
     fn is_closed(&self) -> bool {
         Connection::is_closed(self)
     }
+
+    fn has_requests_in_flight(&self) -> bool {
+        self.awaiting_shards()
+    }
 }

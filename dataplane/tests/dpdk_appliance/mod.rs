@@ -8,13 +8,18 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use iggy::prelude::*;
 use serde_json::Value;
 
-use crate::common::scenarios::{self, all_stored_messages, check_after_restart};
-use crate::common::{bounded, Endpoint, Findings, Server};
+use crate::common::scenarios::{
+    self, all_stored_messages, check_after_restart, stream_and_topic, StoredMessage,
+};
+use crate::common::{bounded, id, Endpoint, Findings, Server};
 use crate::dpdk_lab::VethLab;
 use riptide_dataplane::stats::{
     stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS,
@@ -247,7 +252,8 @@ enum Stop {
 const RESTARTS: [Stop; 2] = [Stop::Sigterm, Stop::Sigkill];
 
 /// Writes what a restart must keep, then before each restart reads everything back, tells the
-/// main thread how much is stored and waits for the restart to check it all again.
+/// main thread how much is stored and waits for the restart to check it all again. Producers
+/// send during the SIGTERM: what is stored afterwards is exactly what they had confirmed.
 async fn client_side_of_restarts(
     endpoint: Endpoint,
     stored: std::sync::mpsc::Sender<usize>,
@@ -255,25 +261,118 @@ async fn client_side_of_restarts(
 ) -> anyhow::Result<()> {
     let stream_id = scenarios::write_what_a_restart_must_keep(&endpoint).await?;
     let survivor = endpoint.client().await?;
+    let (producer_stream, producer_topic) =
+        stream_and_topic(&survivor, "sent-during-stop", "t", 1).await?;
+    let producer_partition = (producer_stream, producer_topic, 0);
     // check_after_restart appends one message each time.
-    for (restart, messages_count) in RESTARTS.iter().zip(13..) {
+    for (&restart, messages_count) in RESTARTS.iter().zip(13..) {
         let before = all_stored_messages(&survivor).await?;
+        let producer = match restart {
+            Stop::Sigterm => Some(start_producers(&endpoint, producer_partition).await?),
+            Stop::Sigkill => None,
+        };
         stored.send(before.len())?;
         restarted
             .recv()
             .await
             .with_context(|| format!("no start after {restart:?}"))?;
         let context = || format!("after {restart:?} and a start");
-        scenarios::survivor_reconnects(&survivor, &before)
+        let mut after = all_stored_messages(&survivor)
             .await
+            .context("reads on a client connected before the restart (the SDK reconnects)")
             .with_context(context)?;
-        let after = all_stored_messages(&endpoint.client().await?).await?;
+        let fresh = all_stored_messages(&endpoint.client().await?).await?;
+        scenarios::ensure_same_messages(&after, &fresh).with_context(context)?;
+        if let Some(producer) = producer {
+            let confirmed = producer.await??;
+            let mut stored = take_partition(&mut after, producer_partition);
+            stored.sort();
+            ensure!(
+                stored == confirmed,
+                "producers sending during the SIGTERM had {} messages confirmed, {} stored",
+                confirmed.len(),
+                stored.len()
+            );
+        }
         scenarios::ensure_same_messages(&before, &after).with_context(context)?;
         check_after_restart(&endpoint, stream_id, messages_count)
             .await
             .with_context(context)?;
     }
     Ok(())
+}
+
+/// Producers sending during the SIGTERM, so that some request is in flight when it lands.
+const PRODUCERS: u32 = 4;
+/// Batches one producer sends at most (the stop ends it much earlier).
+const PRODUCER_BATCHES_MAX: u32 = 100_000;
+/// The stop comes once the producers are under way.
+const PRODUCER_CONFIRMED_BEFORE_STOP: usize = 8;
+
+/// Producers sending one-message batches in lockstep, as the SDK does, until their connections
+/// fail (the stop); returns once they are under way, with the task that yields every payload
+/// they had confirmed, sorted.
+async fn start_producers(
+    endpoint: &Endpoint,
+    partition: (u32, u32, u32),
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Vec<u8>>>>> {
+    let confirmed_count = Arc::new(AtomicUsize::new(0));
+    let mut producers = Vec::new();
+    for producer in 0..PRODUCERS {
+        let client = endpoint.client().await?;
+        let counter = Arc::clone(&confirmed_count);
+        producers.push(tokio::spawn(produce_until_stopped(
+            client, partition, producer, counter,
+        )));
+    }
+    let all = tokio::spawn(async move {
+        let mut confirmed = Vec::new();
+        for producer in producers {
+            confirmed.extend(producer.await??);
+        }
+        confirmed.sort();
+        Ok(confirmed)
+    });
+    while confirmed_count.load(Ordering::Relaxed) < PRODUCER_CONFIRMED_BEFORE_STOP {
+        ensure!(!all.is_finished(), "the producers stopped before the stop");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(all)
+}
+
+async fn produce_until_stopped(
+    client: IggyClient,
+    (stream_id, topic_id, partition_id): (u32, u32, u32),
+    producer: u32,
+    confirmed_count: Arc<AtomicUsize>,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut confirmed = Vec::new();
+    let partitioning = Partitioning::partition_id(partition_id);
+    for index in 0..PRODUCER_BATCHES_MAX {
+        let payload = format!("sent-during-stop-{producer}-{index}").into_bytes();
+        let mut batch = vec![IggyMessage::from(payload.clone())];
+        let sent = client
+            .send_messages(&id(stream_id), &id(topic_id), &partitioning, &mut batch)
+            .await;
+        if sent.is_err() {
+            return Ok(confirmed);
+        }
+        confirmed.push(payload);
+        confirmed_count.fetch_add(1, Ordering::Relaxed);
+    }
+    anyhow::bail!("producer {producer} sent {PRODUCER_BATCHES_MAX} batches and was never stopped")
+}
+
+/// Removes the messages of one partition from `messages`; returns their payloads in order.
+fn take_partition(messages: &mut Vec<StoredMessage>, location: (u32, u32, u32)) -> Vec<Vec<u8>> {
+    let (taken, rest): (Vec<_>, Vec<_>) = std::mem::take(messages)
+        .into_iter()
+        .partition(|(at, _)| *at == location);
+    *messages = rest;
+    taken
+        .into_iter()
+        .map(|(_, message)| message.payload.to_vec())
+        .collect()
 }
 
 /// The appliance's riptide.toml: DPDK on the first two CPUs without hugepages, the appliance's
