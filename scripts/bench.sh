@@ -4,9 +4,13 @@
 #
 # Ceilings (measured on the filesystem that holds the data directory, and on loopback):
 #   disk write  dd oflag=direct conv=fdatasync, sequential 1 MiB blocks
+#   (also shown, not used as a ceiling: disk write with O_DSYNC per batch-sized block, which is what
+#   a durable acknowledgement of one batch at a time costs the disk: one cache flush per write)
 #   disk read   dd iflag=direct of the same file
 #   loopback    riptide-loopback-ceiling: one TCP connection on 127.0.0.1, 1 MiB writes
-# Suite, for each acknowledgement mode (durable, memory):
+# Suite, for each acknowledgement mode (durable, memory), each on a fresh appliance whose
+# acknowledgement floor is that mode (the memory rows need storage.ack_floor = memory: with the
+# default floor `persisted` a topic asking for memory acknowledgements still gets durable ones):
 #   pinned-producer, pinned-consumer, pinned-producer-and-consumer,
 #   balanced-producer + balanced-consumer-group
 set -euo pipefail
@@ -114,17 +118,21 @@ echo "bench.sh: measuring ceilings on $(df --output=source,fstype "$data_parent"
 disk_write=$(dd if=/dev/zero of="$work/ceiling.bin" bs=1M count="$volume_mb" oflag=direct conv=fdatasync 2>&1 | dd_mb_per_sec)
 disk_read=$(dd if="$work/ceiling.bin" of=/dev/null bs=1M iflag=direct 2>&1 | dd_mb_per_sec)
 rm -f "$work/ceiling.bin"
+batch_kib=$(( (message_size * messages_per_batch + 1023) / 1024 ))
+disk_write_dsync=$(dd if=/dev/zero of="$work/ceiling.bin" bs="${batch_kib}K" count=$(( volume_mb * 1024 / batch_kib + 1 )) oflag=direct,dsync 2>&1 | dd_mb_per_sec)
+rm -f "$work/ceiling.bin"
 loopback=$("$release/riptide-loopback-ceiling" --total-bytes "${volume_mb}MB" | sed -n 's/^loopback_mb_per_sec=//p')
 
 servers_started=0
-# Starts riptide-dataplane on a fresh data directory and learns its address from
-# runtime/current_config.toml (it binds port 0).
+ack_floor=persisted
+# Starts riptide-dataplane with storage.ack_floor = $ack_floor on a fresh data directory and learns
+# its address from runtime/current_config.toml (it binds port 0).
 start_server() {
   servers_started=$((servers_started + 1))
   data="$work/data.$servers_started"
   mkdir -p "$data"
   echo "bench.sh: starting riptide-dataplane (data $data)" >&2
-  IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
+  RIPTIDE_STORAGE_ACK_FLOOR="$ack_floor" IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
     "$release/riptide-dataplane" >"$work/server.$servers_started.log" 2>&1 &
   server_pid=$!
   address=""
@@ -139,7 +147,6 @@ start_server() {
   [ -n "$address" ] || { echo "bench.sh: server did not report its address" >&2; exit 1; }
   echo "bench.sh: server at $address" >&2
 }
-start_server
 
 rows=()
 failed=""
@@ -179,6 +186,9 @@ run_reading() {
 }
 
 for ack in $acks; do
+  stop_server
+  case "$ack" in durable) ack_floor=persisted ;; *) ack_floor=memory ;; esac
+  start_server
   run pinned-producer "$ack" pinned-producer -p "$producers"
   run_reading pinned-producer pinned-consumer "$ack" pinned-consumer -c "$producers"
   run pinned-producer-and-consumer "$ack" pinned-producer-and-consumer -p "$producers" -c "$producers"
@@ -193,6 +203,7 @@ lower() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 echo
 echo "riptide bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $producers actors x $batches batches x $messages_per_batch x $message_size B, inflight $inflight"
 printf 'ceilings: disk write %s MB/s, disk read %s MB/s, loopback TCP %s MB/s\n' "$disk_write" "$disk_read" "$loopback"
+printf '(for reference: disk write with O_DSYNC per %s KiB block %s MB/s)\n' "$batch_kib" "$disk_write_dsync"
 printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' benchmark ack actors MB/s ceiling fraction p50_ms p99_ms
 for r in "${rows[@]}"; do
   read -r name ack actor fields <<<"$r"

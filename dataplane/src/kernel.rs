@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 /// Submission queue entries of a worker's ring.
 const RING_ENTRIES: u32 = 1024;
-/// Receive buffer of a connection, and the larger one a connection gets while a big frame arrives.
+/// Receive buffer of a connection (large SendMessages batches are received into their own
+/// buffers, see `Connection::batch_receive_buffer`).
 const RECV_BUFFER_BYTES: usize = 64 * 1024;
-const RECV_BUFFER_LARGE_BYTES: usize = 1024 * 1024;
 /// Chunks written by one writev.
 const SEND_IOVECS_MAX: usize = 64;
 /// How often the worker wakes without I/O (shutdown, heartbeat checks).
@@ -79,6 +79,8 @@ struct Slot {
     connection: Option<Connection>,
     recv_buffer: Vec<u8>,
     recv_in_flight: bool,
+    /// The receive in flight lands in the connection's batch buffer, not in `recv_buffer`.
+    recv_into_batch: bool,
     send_in_flight: bool,
     send_iovecs: Vec<libc::iovec>,
     shut_down: bool,
@@ -281,6 +283,7 @@ impl KernelWorker {
             connection: None,
             recv_buffer: vec![0; RECV_BUFFER_BYTES],
             recv_in_flight: false,
+            recv_into_batch: false,
             send_in_flight: false,
             send_iovecs: Vec::with_capacity(SEND_IOVECS_MAX),
             shut_down: false,
@@ -307,15 +310,10 @@ impl KernelWorker {
             }
             slot.shut_down = true;
             connection.on_closed(&self.ctx);
+        } else if slot.recv_into_batch {
+            connection.on_batch_received(result as usize, &mut self.ctx);
         } else {
-            let received = &slot.recv_buffer[..result as usize];
-            connection.on_received(received, &mut self.ctx);
-            // A large frame in progress gets a larger buffer so it arrives in fewer receives.
-            if result as usize == slot.recv_buffer.len()
-                && slot.recv_buffer.len() < RECV_BUFFER_LARGE_BYTES
-            {
-                slot.recv_buffer.resize(RECV_BUFFER_LARGE_BYTES, 0);
-            }
+            connection.on_received(&slot.recv_buffer[..result as usize], &mut self.ctx);
         }
         self.dirty.push(index);
     }
@@ -432,16 +430,29 @@ impl KernelWorker {
             self.push(entry);
         }
         let slot = &mut self.slots[index as usize];
-        let wants_read = slot.connection.as_ref().is_some_and(Connection::wants_read);
-        if !slot.recv_in_flight && wants_read {
+        let Some(connection) = slot.connection.as_mut() else {
+            return;
+        };
+        if !slot.recv_in_flight && connection.wants_read() {
+            // A large batch arrives straight into its own buffer; anything else into the slot's.
+            // Either buffer stays in place until the completion: the connection and its batch
+            // outlive the receive (a slot is freed only when nothing is in flight).
+            // MSG_WAITALL: the batch completes in one receive (io_uring retries short ones
+            // itself), so its arrival costs the worker one wakeup instead of one per segment.
+            let (target, into_batch, flags) = match connection.batch_receive_buffer() {
+                Some(batch) => (batch, true, libc::MSG_WAITALL),
+                None => (&mut slot.recv_buffer[..], false, 0),
+            };
             let entry = opcode::Recv::new(
                 types::Fd(fd),
-                slot.recv_buffer.as_mut_ptr(),
-                slot.recv_buffer.len() as u32,
+                target.as_mut_ptr(),
+                u32::try_from(target.len()).unwrap_or(u32::MAX),
             )
+            .flags(flags)
             .build()
             .user_data(user_data(KIND_RECV, index, generation));
             slot.recv_in_flight = true;
+            slot.recv_into_batch = into_batch;
             self.push(entry);
         }
     }
@@ -452,7 +463,6 @@ impl KernelWorker {
             connection.on_closed(&self.ctx);
         }
         slot.socket = None;
-        slot.recv_buffer.truncate(RECV_BUFFER_BYTES);
         self.free_slots.push(index);
         let counters = &self.ctx.shared.worker_counters[self.ctx.index];
         counters.connections_open.fetch_sub(1, Ordering::Relaxed);

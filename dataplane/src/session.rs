@@ -6,14 +6,19 @@
 //! their replies come back through [`Connection::on_shard_reply`]. When a ring is full the
 //! connection stops taking frames (backpressure) and [`Connection::wants_read`] turns false until
 //! the backend calls [`Connection::process`] again after replies drained.
+//!
+//! A large SendMessages frame is received in two parts: its header and metadata section through
+//! the input buffer, its batch into a buffer of exactly the batch's size
+//! ([`Connection::batch_receive_buffer`]), which becomes the shard's append without a copy.
 
 use crate::dispatch::{self, Continuation, Handled};
 use crate::ring::ShardLink;
 use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
 use crate::shared::{lock, ClientInfo, Shared};
-use riptide_protocol::codes::{ErrorCode, EvictionReason};
+use riptide_protocol::codes::{CommandCode, ErrorCode, EvictionReason};
 use riptide_protocol::constants::{
-    HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN,
+    BATCH_HEADER_SIZE_BYTES, HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION,
+    SERVER_PROTOCOL_VERSION_MIN,
 };
 use riptide_protocol::header::{EvictionRepr, ReplyRepr, RequestHeader};
 use riptide_protocol::request::{Rejection, Request};
@@ -24,6 +29,12 @@ use std::time::Instant;
 
 /// Bytes of consumed input after which the input buffer is compacted.
 const INPUT_COMPACT_THRESHOLD_BYTES: usize = 64 * 1024;
+/// Smallest SendMessages batch received into a buffer of its own; smaller ones are cheaper to
+/// copy out of the input buffer than to receive separately.
+const DIRECT_BATCH_MIN_BYTES: usize = 64 * 1024;
+/// Longest SendMessages metadata section: two identifiers and a partitioning key of at most 255
+/// bytes each, their kind and length bytes and the message count fit well below this.
+const SEND_METADATA_MAX_BYTES: usize = 1024;
 
 /// What a logged-in connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +116,58 @@ enum SlotState {
     },
 }
 
+/// A SendMessages frame whose batch is being received into its own buffer. The header and
+/// metadata section (`head_len` bytes) wait at the start of the unconsumed input.
+struct BatchReceipt {
+    head_len: usize,
+    batch: Vec<u8>,
+    filled_bytes: usize,
+}
+
+impl BatchReceipt {
+    /// Starts receiving the batch of the frame at the start of `available` (its first
+    /// `frame_len` bytes are the whole frame, not all here yet) when it is a SendMessages frame
+    /// with a valid header and a large batch; the batch bytes already received move over.
+    fn begin(available: &[u8], frame_len: usize, frame_size_max_bytes: usize) -> Option<Self> {
+        let header = RequestHeader::new_checked(available).ok()?;
+        if header.validate(frame_size_max_bytes).is_err()
+            || header.resolved_command() != Some(CommandCode::SendMessages)
+        {
+            return None;
+        }
+        let metadata_len_bytes = available.get(HEADER_SIZE_BYTES..HEADER_SIZE_BYTES + 4)?;
+        let metadata_len = u32::from_le_bytes(metadata_len_bytes.try_into().ok()?) as usize;
+        if metadata_len > SEND_METADATA_MAX_BYTES {
+            return None;
+        }
+        let head_len = HEADER_SIZE_BYTES + 4 + metadata_len;
+        let early = available.get(head_len..)?;
+        let batch_len = frame_len.checked_sub(head_len)?;
+        if batch_len < DIRECT_BATCH_MIN_BYTES || early.len() >= batch_len {
+            return None;
+        }
+        let mut batch = vec![0; batch_len];
+        batch[..early.len()].copy_from_slice(early);
+        Some(BatchReceipt {
+            head_len,
+            batch,
+            filled_bytes: early.len(),
+        })
+    }
+
+    /// Copies the start of `bytes` into the batch; returns how many bytes it took.
+    fn fill_from(&mut self, bytes: &[u8]) -> usize {
+        let taken = bytes.len().min(self.batch.len() - self.filled_bytes);
+        self.batch[self.filled_bytes..self.filled_bytes + taken].copy_from_slice(&bytes[..taken]);
+        self.filled_bytes += taken;
+        taken
+    }
+
+    fn is_complete(&self) -> bool {
+        self.filled_bytes == self.batch.len()
+    }
+}
+
 /// A request in flight: its reply header and the reply once known.
 struct Inflight {
     seq: u64,
@@ -118,6 +181,7 @@ pub struct Connection {
     pub state: ConnectionState,
     input: Vec<u8>,
     input_start: usize,
+    batch_receipt: Option<BatchReceipt>,
     output: VecDeque<Vec<u8>>,
     output_sent_bytes: usize,
     inflight: VecDeque<Inflight>,
@@ -151,6 +215,7 @@ impl Connection {
             },
             input: Vec::new(),
             input_start: 0,
+            batch_receipt: None,
             output: VecDeque::new(),
             output_sent_bytes: 0,
             inflight: VecDeque::new(),
@@ -163,10 +228,33 @@ impl Connection {
         }
     }
 
-    /// Appends received bytes and processes every complete frame it can.
+    /// Takes received bytes (a batch being received gets its share first) and processes every
+    /// complete frame it can.
     pub fn on_received(&mut self, bytes: &[u8], ctx: &mut WorkerContext) {
         self.last_activity = Instant::now();
-        self.input.extend_from_slice(bytes);
+        let taken = self
+            .batch_receipt
+            .as_mut()
+            .map_or(0, |receipt| receipt.fill_from(bytes));
+        self.input.extend_from_slice(&bytes[taken..]);
+        self.process(ctx);
+    }
+
+    /// Where the next received bytes belong while a large batch arrives: the part of its buffer
+    /// still to fill (exactly the bytes the batch lacks). A backend that can receive into it
+    /// directly does so and then calls [`Connection::on_batch_received`]; the buffer stays put
+    /// until then.
+    pub fn batch_receive_buffer(&mut self) -> Option<&mut [u8]> {
+        let receipt = self.batch_receipt.as_mut()?;
+        Some(&mut receipt.batch[receipt.filled_bytes..]).filter(|rest| !rest.is_empty())
+    }
+
+    /// `received_bytes` arrived in [`Connection::batch_receive_buffer`].
+    pub fn on_batch_received(&mut self, received_bytes: usize, ctx: &mut WorkerContext) {
+        self.last_activity = Instant::now();
+        if let Some(receipt) = self.batch_receipt.as_mut() {
+            receipt.filled_bytes = (receipt.filled_bytes + received_bytes).min(receipt.batch.len());
+        }
         self.process(ctx);
     }
 
@@ -222,40 +310,67 @@ impl Connection {
     pub fn process(&mut self, ctx: &mut WorkerContext) {
         self.blocked = false;
         // The input buffer is taken out while frames borrow it, so handlers can use `self`.
-        let input = std::mem::take(&mut self.input);
+        let mut input = std::mem::take(&mut self.input);
+        let frame_size_max_bytes = ctx.shared.config.limits.frame_size_max_bytes;
         while !self.closing && self.inflight.len() < self.inflight_max {
+            let receipt = self.batch_receipt.as_ref();
+            if let Some((head_len, complete)) = receipt.map(|r| (r.head_len, r.is_complete())) {
+                let head = &input[self.input_start..self.input_start + head_len];
+                if !complete || !self.may_dispatch(head, ctx) {
+                    break;
+                }
+                let batch = self.batch_receipt.take().map(|receipt| receipt.batch);
+                self.input_start += head.len();
+                self.handle_frame(head, batch, ctx);
+                continue;
+            }
             let available = &input[self.input_start..];
             if available.len() < HEADER_SIZE_BYTES {
                 break;
             }
-            let frame_len =
-                match frame_length(available, ctx.shared.config.limits.frame_size_max_bytes) {
-                    Ok(len) => len,
-                    Err(reason) => {
-                        self.evict(available, reason, ctx);
-                        break;
-                    }
-                };
+            let frame_len = match frame_length(available, frame_size_max_bytes) {
+                Ok(len) => len,
+                Err(reason) => {
+                    self.evict(available, reason, ctx);
+                    break;
+                }
+            };
             if available.len() < frame_len {
-                break;
+                let Some(receipt) =
+                    BatchReceipt::begin(available, frame_len, frame_size_max_bytes as usize)
+                else {
+                    break;
+                };
+                input.truncate(self.input_start + receipt.head_len);
+                self.batch_receipt = Some(receipt);
+                continue;
             }
             let frame = &available[..frame_len];
-            if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
-                break;
-            }
-            if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX) {
-                self.blocked = true;
-                ctx.shared.worker_counters[ctx.index]
-                    .ring_full_stalls
-                    .fetch_add(1, Ordering::Relaxed);
+            if !self.may_dispatch(frame, ctx) {
                 break;
             }
             self.input_start += frame_len;
-            self.handle_frame(frame, ctx);
+            self.handle_frame(frame, None, ctx);
         }
         self.input = input;
         self.compact_input();
         self.flush_ready();
+    }
+
+    /// Whether the complete frame (or frame head) may be dispatched now: it may overtake the
+    /// requests in flight, and every ring has room for what it could send.
+    fn may_dispatch(&mut self, frame: &[u8], ctx: &WorkerContext) -> bool {
+        if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
+            return false;
+        }
+        if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX) {
+            self.blocked = true;
+            ctx.shared.worker_counters[ctx.index]
+                .ring_full_stalls
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     fn compact_input(&mut self) {
@@ -268,7 +383,9 @@ impl Connection {
         }
     }
 
-    fn handle_frame(&mut self, frame: &[u8], ctx: &mut WorkerContext) {
+    /// Handles one frame; `batch` is the SendMessages batch received into its own buffer, and
+    /// `frame` then holds only the header and metadata section.
+    fn handle_frame(&mut self, frame: &[u8], batch: Option<Vec<u8>>, ctx: &mut WorkerContext) {
         let counters = &ctx.shared.worker_counters[ctx.index];
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let Ok(header) = RequestHeader::new_checked(frame) else {
@@ -280,13 +397,22 @@ impl Connection {
             self.evict(frame, reason, ctx);
             return;
         }
-        let body = &frame[HEADER_SIZE_BYTES..];
+        // The metadata section is decoded with the batch header behind it, as one body.
+        let head_and_batch_header;
+        let body = match &batch {
+            Some(batch) => {
+                let batch_header = &batch[..BATCH_HEADER_SIZE_BYTES.min(batch.len())];
+                head_and_batch_header = [&frame[HEADER_SIZE_BYTES..], batch_header].concat();
+                &head_and_batch_header[..]
+            }
+            None => &frame[HEADER_SIZE_BYTES..],
+        };
         let session_id = self.state.session.map_or(0, |s| s.session_id);
         let mut reply = ReplyRepr::echo(&header, session_id, 0);
         let handled = match Request::decode(header.operation(), header.command_code(), body) {
             Ok(request) => {
                 let command = request.command();
-                let handled = dispatch::handle(request, &header, &mut self.state, ctx);
+                let handled = dispatch::handle(request, batch, &header, &mut self.state, ctx);
                 if let Handled::Error(code) = &handled {
                     tracing::debug!(
                         client = self.state.client_id,

@@ -170,13 +170,9 @@ impl Shared {
         self.shards
     }
 
-    /// The shard that owns a partition: a stable hash, so ownership survives restarts.
+    /// The shard that owns a partition.
     pub fn shard_for(&self, key: PartitionKey) -> usize {
-        let mut bytes = [0u8; 12];
-        bytes[..4].copy_from_slice(&key.stream_id.to_le_bytes());
-        bytes[4..8].copy_from_slice(&key.topic_id.to_le_bytes());
-        bytes[8..].copy_from_slice(&key.partition_id.to_le_bytes());
-        (twox_hash::XxHash32::oneshot(0, &bytes) as usize) % self.shards
+        shard_of(key, self.shards)
     }
 
     pub fn partition_dir(&self, key: PartitionKey) -> PathBuf {
@@ -322,5 +318,42 @@ impl Shared {
 
     pub fn storage_stopping(&self) -> bool {
         self.storage_stop.load(Ordering::Acquire)
+    }
+}
+
+/// A partition's shard: a function of its ids alone, so ownership survives restarts. Ids are
+/// handed out in sequence, so their sum spreads a topic's partitions, and streams or topics of
+/// one partition each, evenly over the shards (an XxHash32 of the ids put streams 0..3 all on
+/// shard 0 of 2, and on only 2 of 4 shards).
+fn shard_of(key: PartitionKey, shards: usize) -> usize {
+    let ids_sum = u64::from(key.stream_id) + u64::from(key.topic_id) + u64::from(key.partition_id);
+    (ids_sum % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(stream_id: u32, topic_id: u32, partition_id: u32) -> PartitionKey {
+        PartitionKey {
+            stream_id,
+            topic_id,
+            partition_id,
+        }
+    }
+
+    #[test]
+    fn partitions_of_a_topic_and_single_partition_streams_spread_evenly() {
+        for shards in 1..=4 {
+            let mut per_shard = vec![0; shards];
+            for partition_id in 0..8 * shards as u32 {
+                per_shard[shard_of(key(3, 1, partition_id), shards)] += 1;
+            }
+            assert!(per_shard.iter().all(|&count| count == 8), "{per_shard:?}");
+            let streams: Vec<usize> = (0..shards as u32)
+                .map(|stream_id| shard_of(key(stream_id, 0, 0), shards))
+                .collect();
+            assert_eq!(streams, (0..shards).collect::<Vec<_>>());
+        }
     }
 }

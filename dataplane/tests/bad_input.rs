@@ -648,6 +648,109 @@ async fn wrong_checksums_are_refused_with_their_status() {
     server.finish().expect("server still healthy");
 }
 
+/// A batch well past the size the server receives into a buffer of its own (64 KiB), built with
+/// the protocol crate's encoder (the test hasher covers small payloads only).
+fn large_batch(messages: usize, seed: u8) -> anyhow::Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    let payloads: Vec<Vec<u8>> = (0..messages)
+        .map(|i| vec![seed.wrapping_add(i as u8); 1000])
+        .collect();
+    let mut builder = riptide_protocol::batch::BatchBuilder::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        builder
+            .push(i as u128 + 1, payload, &[], 1_700_000_000_000_000)
+            .map_err(|e| anyhow::anyhow!("batch push: {e:?}"))?;
+    }
+    let batch = builder
+        .finish()
+        .map_err(|e| anyhow::anyhow!("batch finish: {e:?}"))?
+        .to_vec();
+    Ok((batch, payloads))
+}
+
+#[tokio::test]
+async fn large_batches_arrive_in_pieces_and_are_checked_like_small_ones() {
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = raw_topic(&server).await?;
+        let partitioning = raw::Partitioning::PartitionId(0);
+        let (good, mut expected) = large_batch(200, 1)?;
+
+        let mut corrupted = good.clone();
+        corrupted[good.len() - 1] ^= 0x20;
+        let body = raw::send_messages_body(1, 0, &partitioning, 200, &corrupted);
+        send_refused_with(
+            &mut connection,
+            &body,
+            INVALID_MESSAGE_CHECKSUM,
+            "large corrupted batch",
+        )
+        .await?;
+        let body = raw::send_messages_body(1, 0, &partitioning, 199, &good);
+        let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+        ensure!(
+            reply.is_reply() && reply.status() != 0,
+            "large batch with a wrong count: {}",
+            reply.describe()
+        );
+        ensure!(
+            stored_payloads(&mut connection).await?.is_empty(),
+            "a refused large batch was stored"
+        );
+
+        // The intact batch in uneven pieces: inside the header, inside the metadata section,
+        // just past the batch header, then the rest in slices the server must put together.
+        let header = connection.header_for(code::SEND_MESSAGES);
+        let frame = header.emit(&raw::send_messages_body(1, 0, &partitioning, 200, &good));
+        let mut cuts = vec![
+            0,
+            100,
+            raw::HEADER_SIZE_BYTES + 6,
+            raw::HEADER_SIZE_BYTES + 600,
+        ];
+        cuts.extend((1..8).map(|i| i * frame.len() / 8));
+        cuts.push(frame.len());
+        for piece in cuts.windows(2) {
+            connection.send_bytes(&frame[piece[0]..piece[1]]).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reply = connection.read_frame().await?;
+        ensure!(
+            reply.is_reply() && reply.status() == 0,
+            "large batch in pieces: {}",
+            reply.describe()
+        );
+
+        // A second one with a ping in the same write: the bytes after the batch are the next frame.
+        let (second, second_payloads) = large_batch(100, 7)?;
+        let header = connection.header_for(code::SEND_MESSAGES);
+        let mut bytes = header.emit(&raw::send_messages_body(1, 0, &partitioning, 100, &second));
+        bytes.extend(connection.header_for(code::PING).emit(&[]));
+        connection.send_bytes(&bytes).await?;
+        for what in ["second large batch", "ping behind it"] {
+            let reply = connection.read_frame().await?;
+            ensure!(
+                reply.is_reply() && reply.status() == 0,
+                "{what}: {}",
+                reply.describe()
+            );
+        }
+        expected.extend(second_payloads);
+        let stored = stored_payloads(&mut connection).await?;
+        ensure!(
+            stored == expected,
+            "stored {} messages, not the {} sent",
+            stored.len(),
+            expected.len()
+        );
+        witness.check("large batches").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
 /// Eviction reasons that fit a malformed body.
 const BODY_EVICTIONS: &[u8] = &[
     eviction::INVALID_REQUEST_BODY,

@@ -24,11 +24,18 @@ const POLL_FIRST: u8 = 3;
 const POLL_LAST: u8 = 4;
 const POLL_NEXT: u8 = 5;
 
-pub fn send(send: SendMessages<'_>, call: Call<'_>) -> Handled {
-    done(send_inner(send, call))
+/// `received_batch`, when the session received the batch into its own buffer, replaces
+/// `send.batch` (which then holds only the batch header) and is appended without a copy.
+pub fn send(send: SendMessages<'_>, received_batch: Option<Vec<u8>>, call: Call<'_>) -> Handled {
+    done(send_inner(send, received_batch, call))
 }
 
-fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCode> {
+fn send_inner(
+    send: SendMessages<'_>,
+    received_batch: Option<Vec<u8>>,
+    call: Call<'_>,
+) -> Result<Handled, ErrorCode> {
+    let batch = received_batch.as_deref().unwrap_or(send.batch);
     let (stream, topic) = super::resolve_refs(
         call.catalog,
         IdRef::from(send.stream),
@@ -36,13 +43,13 @@ fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCo
     )?;
     call.require(Action::Send(stream.id, topic.id))?;
     let limits = &call.ctx.shared.config.limits;
-    if send.batch.len() as u64 > limits.batch_size_max_bytes {
+    if batch.len() as u64 > limits.batch_size_max_bytes {
         return Err(ErrorCode::InvalidMessagesSize);
     }
     if send.messages_count == 0 || send.messages_count > limits.batch_messages_max {
         return Err(ErrorCode::InvalidMessagesCount);
     }
-    Batch::new_checked(send.batch).map_err(|error| error.error_code())?;
+    Batch::new_checked(batch).map_err(|error| error.error_code())?;
     let partitions_count = topic.partitions.len() as u32;
     if partitions_count == 0 {
         return Err(ErrorCode::NoPartitions);
@@ -71,13 +78,13 @@ fn send_inner(send: SendMessages<'_>, call: Call<'_>) -> Result<Handled, ErrorCo
     let counters = &call.ctx.shared.worker_counters[call.ctx.index];
     counters
         .bytes_in
-        .fetch_add(send.batch.len() as u64, Ordering::Relaxed);
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     Ok(Handled::Shard {
         requests: vec![(
             call.ctx.shared.shard_for(key),
             ShardOp::Append {
                 key,
-                batch: send.batch.to_vec(),
+                batch: received_batch.unwrap_or_else(|| send.batch.to_vec()),
                 ack,
             },
         )],

@@ -139,9 +139,12 @@ pub fn may_pipeline(frame: &[u8]) -> bool {
     }
 }
 
-/// Dispatches one decoded request.
+/// Dispatches one decoded request. `received_batch` is a SendMessages batch the session
+/// received into its own buffer (the request's batch then holds only its header): it goes to the
+/// shard as it is.
 pub fn handle(
     request: Request<'_>,
+    received_batch: Option<Vec<u8>>,
     header: &RequestHeader<&[u8]>,
     state: &mut ConnectionState,
     ctx: &mut WorkerContext,
@@ -180,7 +183,7 @@ pub fn handle(
         ctx,
     };
     match request {
-        Request::SendMessages(send) => messages::send(send, call),
+        Request::SendMessages(send) => messages::send(send, received_batch, call),
         Request::PollMessages(poll) | Request::PollMessagesOnPrimary(poll) => {
             messages::poll(poll, call)
         }
