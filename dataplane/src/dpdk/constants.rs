@@ -4,6 +4,15 @@
 /// per-call cost without holding many packets back.
 pub const BURST_PACKETS_MAX: usize = 32;
 
+/// Received frames an lcore holds for smoltcp at once: one burst from its queue plus one burst
+/// handed over by the other lcores of the port.
+pub const RX_HELD_PACKETS_MAX: usize = 2 * BURST_PACKETS_MAX;
+
+/// Frames each steering ring (one per ordered pair of lcores of a port) holds. It fills only
+/// while its consumer lcore is descheduled (lcores sharing a CPU); a full ring drops the frame and
+/// TCP retransmits it.
+pub const STEERING_RING_FRAMES: usize = 1024;
+
 /// Largest Ethernet frame (header + 1500-byte IP MTU) smoltcp may emit. No jumbo frames: an mbuf
 /// of the default data room holds a whole frame, so received frames are one segment.
 pub const ETHERNET_FRAME_MAX_BYTES: usize = 1514;
