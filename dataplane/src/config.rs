@@ -200,6 +200,8 @@ pub struct DpdkConfig {
     pub gateway: String,
     pub port: u16,
     pub idle_backoff_us: u64,
+    pub socket_rx_buffer_bytes: usize,
+    pub socket_tx_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

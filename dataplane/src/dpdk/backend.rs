@@ -105,6 +105,8 @@ impl DpdkPlan {
         let per_lcore = config.tcp.connections_max as usize / worker_lcores.len();
         lcore.connections_max = per_lcore.clamp(1, LCORE_CONNECTIONS_DEFAULT);
         lcore.listen_backlog = lcore.listen_backlog.min(lcore.connections_max);
+        lcore.socket_rx_buffer_bytes = dpdk.socket_rx_buffer_bytes;
+        lcore.socket_tx_buffer_bytes = dpdk.socket_tx_buffer_bytes;
         lcore.idle = IdleBackoff {
             sleep_us: dpdk.idle_backoff_us,
             ..IdleBackoff::default()

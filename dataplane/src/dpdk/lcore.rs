@@ -25,8 +25,8 @@ use smoltcp::wire::IpAddress;
 
 use super::constants::{
     CONNECTIONS_PER_LCORE_MAX, IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US,
-    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_RX_BUFFER_DEFAULT_BYTES,
-    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
+    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES,
+    SOCKET_RX_BUFFER_DEFAULT_BYTES, SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
 };
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
@@ -209,8 +209,14 @@ impl LcoreConfig {
         if self.tcp_port == 0 {
             return invalid("tcp_port must not be 0".to_string());
         }
-        if self.socket_rx_buffer_bytes == 0 || self.socket_tx_buffer_bytes == 0 {
-            return invalid("socket buffers must not be empty".to_string());
+        let buffers = [self.socket_rx_buffer_bytes, self.socket_tx_buffer_bytes];
+        if buffers
+            .iter()
+            .any(|&bytes| bytes == 0 || bytes > SOCKET_BUFFER_MAX_BYTES)
+        {
+            return invalid(format!(
+                "socket_rx_buffer_bytes and socket_tx_buffer_bytes must be 1..={SOCKET_BUFFER_MAX_BYTES}"
+            ));
         }
         Ok(())
     }
