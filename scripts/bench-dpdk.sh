@@ -12,7 +12,7 @@
 # context switches (/proc/<pid>/task/<tid>/status) per 1000 messages, in total and on the hot
 # threads (DPDK's lcore-worker-* polling lcores; kernel mode's riptide-net-* network workers).
 # The ceilings, measured in the same run: one kernel TCP connection over the same veth, each way.
-# Then, per DPDK mode, `perf trace -s` over a short producer run names the system calls the
+# Then, per DPDK mode, `perf trace -s` over a short producer and consumer run names the calls the
 # polling lcores made (the PMDs' own tx kicks show up there).
 set -euo pipefail
 
@@ -240,18 +240,22 @@ measure() {
   echo "bench-dpdk.sh: $mode $name done" >&2
 }
 
-# Which system calls the hot threads make: perf trace -s over a short producer run.
+# Which system calls the hot threads make: perf trace -s over a short producer and consumer run.
 attribute() {
   local mode="$1" file="$output/$mode-trace.txt" hot
   hot="$(hot_threads "$mode")"
   perf trace -s -p "$server_pid" -o "$file" &
   local trace_pid=$!
   sleep 1
-  ip netns exec "$NS" "$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" \
-    -b $(( batches / 4 > 0 ? batches / 4 : 1 )) --ack "$ack" --inflight "$inflight" \
-    pinned-producer -p "$producers" tcp --server-address "$address" >/dev/null 2>&1 || true
+  local run batches_short=$(( batches / 4 > 0 ? batches / 4 : 1 ))
+  for run in "pinned-producer -p $producers" "pinned-consumer -c $producers"; do
+    # shellcheck disable=SC2086 # the run's mode and its option are two words
+    ip netns exec "$NS" "$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" \
+      -b "$batches_short" --ack "$ack" --inflight "$inflight" $run \
+      tcp --server-address "$address" >/dev/null 2>&1 || true
+  done
   kill -INT "$trace_pid"; wait "$trace_pid" 2>/dev/null || true
-  echo "($(( producers * (batches / 4 > 0 ? batches / 4 : 1) * messages_per_batch )) messages)" >"$file.hot"
+  echo "(a producer run, then a consumer run, each of $(( producers * batches_short * messages_per_batch )) messages)" >"$file.hot"
   # Keep the sections of the hot threads: a header " comm (tid), N events, ..." and its table.
   awk -v hot="$hot" '/^ [^ ].* \([0-9]+\), [0-9]+ events/ { keep = ($1 ~ hot) }
     keep && NF' "$file" >>"$file.hot"
@@ -356,7 +360,7 @@ echo "  ctxsw = voluntary + involuntary context switches (all threads / hot thre
 for mode in $modes; do
   [ -s "$output/$mode-trace.txt.hot" ] || continue
   echo
-  echo "$mode: system calls of the polling lcores during a short producer run (perf trace -s):"
+  echo "$mode: system calls of the polling lcores (perf trace -s):"
   cat "$output/$mode-trace.txt.hot"
 done
 echo "results: $output"
