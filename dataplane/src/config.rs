@@ -189,6 +189,7 @@ pub struct SteeringConfig {
 #[serde(deny_unknown_fields)]
 pub struct DpdkConfig {
     pub lcores: Vec<usize>,
+    pub cpus: Vec<usize>,
     pub memory_channels: u32,
     pub no_huge: bool,
     pub memory_mb: u32,
@@ -199,6 +200,8 @@ pub struct DpdkConfig {
     pub gateway: String,
     pub port: u16,
     pub idle_backoff_us: u64,
+    pub socket_rx_buffer_bytes: usize,
+    pub socket_tx_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -380,6 +383,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "dpdk.lcores",
                 "name at least one lcore",
+            ));
+        }
+        if !dpdk.cpus.is_empty() && dpdk.cpus.len() != dpdk.lcores.len() {
+            return Err(ConfigError::invalid(
+                "dpdk.cpus",
+                "give one CPU per lcore, or none (lcore N runs on CPU N)",
             ));
         }
         if dpdk.allow_pci.is_empty() && dpdk.vdevs.is_empty() {

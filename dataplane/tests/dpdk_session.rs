@@ -14,15 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use dpdk_lab::{lab_eal_config, prerequisites_met, VethLab};
+use dpdk_lab::{lab_eal_config, prerequisites_met, start_shared, VethLab};
 use iggy::prelude::*;
-use riptide_dataplane::config::Config;
 use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan};
 use riptide_dataplane::ring::build_mesh;
 use riptide_dataplane::session::WorkerContext;
 use riptide_dataplane::shard::ShardLoop;
-use riptide_dataplane::shared::{now_us, Shared};
-use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 
 const APPLIANCE_PORT: u16 = 8090;
 const MESSAGES: u32 = 50;
@@ -34,7 +31,7 @@ fn dpdk_session_serves_the_iggy_sdk() {
     }
     let lab = VethLab::create("ss", 43);
     let data_dir = tempfile::tempdir().expect("data dir");
-    let shared = start_shared(data_dir.path());
+    let shared = start_shared(data_dir.path(), 1, 1);
     let riptide_dataplane::ring::Mesh {
         mut links,
         mut rings,
@@ -89,25 +86,6 @@ fn dpdk_session_serves_the_iggy_sdk() {
         counters.requests.load(Ordering::Relaxed) >= 6,
         "session counted no requests"
     );
-}
-
-/// The shared state of a fresh server with the root user, as the dataplane binary builds it.
-fn start_shared(data_dir: &std::path::Path) -> Arc<Shared> {
-    let mut config = Config::load(None).expect("default config");
-    config.system.path = data_dir.to_path_buf();
-    let (mut store, mut catalog) =
-        MetadataStore::open(&data_dir.join("metadata")).expect("metadata store");
-    let change = Change::CreateUser {
-        user_id: 0,
-        username: config.root.username.clone(),
-        password_hash: hash_password(&config.root.password).expect("hash"),
-        status: UserStatus::Active,
-        permissions: Some(Permissions::root()),
-        created_at_us: now_us(),
-    };
-    store.apply(&change).expect("store root user");
-    catalog.apply(&change).expect("catalog root user");
-    Arc::new(Shared::new(config, store, catalog, 1, 1))
 }
 
 fn sdk_scenario(address: &str) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The DPDK backend as the server starts it: riptide.toml's `[dpdk]` section becomes an EAL
 //! configuration, one port and one polling lcore per worker lcore, each running the shared
-//! session layer ([`SessionWorker`]) over its own port queue.
+//! session layer ([`SessionWorker`]) over its own port queue. With several polling lcores each
+//! frame is handed to the lcore owning its flow ([`super::steer`]).
 //!
 //! The server builds the shared state and the worker/shard rings as for the kernel backend (one
 //! `WorkerContext` per polling lcore: [`DpdkPlan::worker_lcores`] tells how many), then calls
@@ -14,11 +15,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::constants::{LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS};
+use super::constants::{
+    LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS, PORT_QUEUES_MAX, STEERING_RING_FRAMES,
+};
 use super::eal::{Eal, EalConfig, EalError, EalMemory, LcoreJoin, Vdev};
 use super::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats, LcoreStatsSnapshot};
 use super::port::{Port, PortConfig, PortError, PortStats};
 use super::session_worker::SessionWorker;
+use super::steer::LcoreSteering;
 use crate::config::Config;
 use crate::session::WorkerContext;
 
@@ -57,15 +61,18 @@ pub struct DpdkPlan {
 
 impl DpdkPlan {
     /// Translates `[dpdk]` (and `[tcp] connections_max`). An af_xdp vdev without `xdp_prog`
-    /// gets riptide's steering object, written into `runtime_dir`.
+    /// gets riptide's steering object, written into `runtime_dir`; the port's vdev gets one queue
+    /// per polling lcore (`queue_count` for af_xdp, `qpairs` for af_packet).
     ///
     /// Errors: [`BackendError::InvalidConfig`] naming the key, [`BackendError::XdpObject`].
     pub fn from_config(config: &Config, runtime_dir: &Path) -> Result<DpdkPlan, BackendError> {
         let dpdk = &config.dpdk;
         let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
         let lcores = plan_lcores(&dpdk.lcores)?;
+        let cpus = cpu_ids(&dpdk.cpus, lcores.len())?;
         let (ip_address, gateway) = parse_addresses(&dpdk.ip_address, &dpdk.gateway)?;
         let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
+        let vdevs = with_queue_count(vdevs, lcores.len() - 1)?;
         let device = match (vdevs.first(), dpdk.allow_pci.first()) {
             (Some(vdev), _) => Vdev::parse(vdev)?.name,
             (None, Some(pci)) => pci.clone(),
@@ -82,6 +89,7 @@ impl DpdkPlan {
         };
         let eal = EalConfig {
             lcores: lcores.clone(),
+            cpus,
             memory_channels: dpdk.memory_channels,
             memory,
             allow_pci: dpdk.allow_pci.clone(),
@@ -97,6 +105,8 @@ impl DpdkPlan {
         let per_lcore = config.tcp.connections_max as usize / worker_lcores.len();
         lcore.connections_max = per_lcore.clamp(1, LCORE_CONNECTIONS_DEFAULT);
         lcore.listen_backlog = lcore.listen_backlog.min(lcore.connections_max);
+        lcore.socket_rx_buffer_bytes = dpdk.socket_rx_buffer_bytes;
+        lcore.socket_tx_buffer_bytes = dpdk.socket_tx_buffer_bytes;
         lcore.idle = IdleBackoff {
             sleep_us: dpdk.idle_backoff_us,
             ..IdleBackoff::default()
@@ -111,23 +121,65 @@ impl DpdkPlan {
     }
 }
 
-/// The EAL lcores: the main one plus exactly one polling lcore for now.
+/// The EAL lcores: the main one plus one polling lcore per port queue.
 fn plan_lcores(configured: &[usize]) -> Result<Vec<u32>, BackendError> {
-    let invalid = |reason: &str| Err(BackendError::InvalidConfig(reason.to_string()));
+    let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
     if configured.len() < 2 {
-        return invalid("lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]");
+        return invalid(
+            "lcores needs the main lcore plus at least one polling lcore, e.g. [0, 1]".into(),
+        );
     }
-    if configured.len() > 2 {
-        // Each lcore runs its own smoltcp; with RSS an ARP reply reaches one queue only, so the
-        // other lcores would never learn their peers' MACs. Until ARP frames are shared between
-        // lcores, one polling lcore serves the port.
-        return invalid("lcores: one polling lcore per port for now (the main lcore plus one)");
+    if configured.len() - 1 > usize::from(PORT_QUEUES_MAX) {
+        return invalid(format!(
+            "lcores: at most {PORT_QUEUES_MAX} polling lcores (one port queue each)"
+        ));
     }
     configured
         .iter()
         .map(|&lcore| u32::try_from(lcore))
         .collect::<Result<_, _>>()
-        .map_err(|_| BackendError::InvalidConfig("lcores: CPU id out of range".into()))
+        .map_err(|_| BackendError::InvalidConfig("lcores: lcore id out of range".into()))
+}
+
+/// The CPU of each lcore (`cpus`), or none (lcore N on CPU N).
+fn cpu_ids(configured: &[usize], lcores_count: usize) -> Result<Vec<u32>, BackendError> {
+    if !configured.is_empty() && configured.len() != lcores_count {
+        let reason = "cpus: give one CPU per lcore, or none".to_string();
+        return Err(BackendError::InvalidConfig(reason));
+    }
+    configured
+        .iter()
+        .map(|&cpu| u32::try_from(cpu))
+        .collect::<Result<_, _>>()
+        .map_err(|_| BackendError::InvalidConfig("cpus: CPU id out of range".into()))
+}
+
+/// Gives the port's vdev (the first) one queue per polling lcore: af_xdp's `queue_count`,
+/// af_packet's `qpairs`. A count already given must match.
+fn with_queue_count(mut vdevs: Vec<String>, queues: usize) -> Result<Vec<String>, BackendError> {
+    let Some(first) = vdevs.first_mut() else {
+        return Ok(vdevs);
+    };
+    let vdev = Vdev::parse(first)?;
+    let key = match vdev.driver() {
+        "net_af_xdp" => "queue_count",
+        "net_af_packet" => "qpairs",
+        _ => return Ok(vdevs),
+    };
+    match vdev.option(key).map(str::parse::<usize>) {
+        None if queues == 1 => {}
+        None => first.push_str(&format!(",{key}={queues}")),
+        Some(Ok(given)) if given == queues => {}
+        Some(_) => {
+            let reason = format!(
+                "vdevs: {} has {key}={}, but lcores gives {queues} polling lcores (one queue each)",
+                vdev.name,
+                vdev.option(key).unwrap_or_default()
+            );
+            return Err(BackendError::InvalidConfig(reason));
+        }
+    }
+    Ok(vdevs)
 }
 
 /// The appliance's address and its gateway ("" = none).
@@ -239,8 +291,12 @@ impl DpdkBackend {
             port: Some(port),
             eal: Some(eal),
         };
+        let lcores_count = plan.worker_lcores.len();
+        let mut steering = LcoreSteering::mesh(lcores_count, STEERING_RING_FRAMES).into_iter();
         for ((queue_id, &lcore_id), ctx) in (0u16..).zip(&plan.worker_lcores).zip(contexts) {
-            backend.launch(lcore_id, queue_id, plan.lcore.clone(), ctx)?;
+            // One lcore alone owns every flow of its port: nothing to hand over.
+            let steering = steering.next().filter(|_| lcores_count > 1);
+            backend.launch(lcore_id, queue_id, steering, plan.lcore.clone(), ctx)?;
         }
         let link = backend.port()?.wait_link_up(Duration::from_secs(1))?;
         tracing::info!(device = %plan.device, ?link, lcores = ?plan.worker_lcores, "DPDK backend ready");
@@ -257,6 +313,7 @@ impl DpdkBackend {
         &mut self,
         lcore_id: u32,
         queue_id: u16,
+        steering: Option<LcoreSteering>,
         config: LcoreConfig,
         ctx: WorkerContext,
     ) -> Result<(), BackendError> {
@@ -268,7 +325,7 @@ impl DpdkBackend {
             .as_ref()
             .ok_or_else(|| BackendError::InvalidConfig("no EAL".into()))?;
         let join = eal.launch(lcore_id, move || {
-            match Lcore::new(queue, config, SessionWorker::new(ctx)) {
+            match Lcore::sharing_port(queue, steering, config, SessionWorker::new(ctx)) {
                 Ok(mut lcore) => {
                     let _ = ready_sender.send(Ok(lcore.stats()));
                     lcore.run(&stop);
@@ -415,6 +472,29 @@ mod tests {
     }
 
     #[test]
+    fn several_polling_lcores_get_one_queue_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.dpdk.lcores = vec![0, 1, 2];
+        config.dpdk.cpus = vec![0, 1, 1];
+        config.tcp.connections_max = 600;
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.worker_lcores, vec![1, 2]);
+        assert_eq!(plan.eal.cpus, vec![0, 1, 1]);
+        assert_eq!(plan.eal.vdevs, ["net_af_packet0,iface=lo,qpairs=2"]);
+        assert_eq!(plan.lcore.connections_max, 300);
+        config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o".to_string()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(
+            plan.eal.vdevs,
+            ["net_af_xdp0,iface=eth7,xdp_prog=/own.o,queue_count=2"]
+        );
+        config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o,queue_count=2".into()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.eal.vdevs, config.dpdk.vdevs);
+    }
+
+    #[test]
     fn af_xdp_vdev_gets_riptides_xdp_object() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config();
@@ -436,10 +516,15 @@ mod tests {
     fn invalid_sections_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         type Breaks = fn(&mut Config);
-        let cases: [(&str, Breaks); 5] = [
+        let cases: [(&str, Breaks); 7] = [
             ("lcores", |config| config.dpdk.lcores = vec![1]),
-            ("one polling lcore", |config| {
-                config.dpdk.lcores = vec![0, 1, 2]
+            ("at most 64 polling lcores", |config| {
+                config.dpdk.lcores = (0..66).collect()
+            }),
+            ("cpus", |config| config.dpdk.cpus = vec![0]),
+            ("qpairs=3", |config| {
+                config.dpdk.lcores = vec![0, 1, 2];
+                config.dpdk.vdevs = vec!["net_af_packet0,iface=lo,qpairs=3".to_string()];
             }),
             ("ip_address", |config| {
                 config.dpdk.ip_address = "fe80::1".to_string()

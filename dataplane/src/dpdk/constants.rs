@@ -4,6 +4,15 @@
 /// per-call cost without holding many packets back.
 pub const BURST_PACKETS_MAX: usize = 32;
 
+/// Received frames an lcore holds for smoltcp at once: one burst from its queue plus one burst
+/// handed over by the other lcores of the port.
+pub const RX_HELD_PACKETS_MAX: usize = 2 * BURST_PACKETS_MAX;
+
+/// Frames each steering ring (one per ordered pair of lcores of a port) holds. It fills only
+/// while its consumer lcore is descheduled (lcores sharing a CPU); a full ring drops the frame and
+/// TCP retransmits it.
+pub const STEERING_RING_FRAMES: usize = 1024;
+
 /// Largest Ethernet frame (header + 1500-byte IP MTU) smoltcp may emit. No jumbo frames: an mbuf
 /// of the default data room holds a whole frame, so received frames are one segment.
 pub const ETHERNET_FRAME_MAX_BYTES: usize = 1514;
@@ -38,8 +47,12 @@ pub const CONNECTIONS_PER_LCORE_MAX: usize = 65_536;
 pub const LISTEN_BACKLOG_DEFAULT: usize = 16;
 
 /// Socket buffers per TCP connection by default (smoltcp allocates them once, at start-up).
-pub const SOCKET_RX_BUFFER_DEFAULT_BYTES: usize = 64 * 1024;
-pub const SOCKET_TX_BUFFER_DEFAULT_BYTES: usize = 64 * 1024;
+/// The receive buffer is the window the peer may send into: a default 1 MB batch fits at once
+/// (with 64 KiB it took 16 round trips). Memory is reserved, and touched only as it is used.
+pub const SOCKET_RX_BUFFER_DEFAULT_BYTES: usize = 2 * 1024 * 1024;
+pub const SOCKET_TX_BUFFER_DEFAULT_BYTES: usize = 1024 * 1024;
+/// Largest socket buffer: TCP window scaling reaches 1 GiB, memory per connection is the limit.
+pub const SOCKET_BUFFER_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Idle polling turns before an lcore starts sleeping, and the default sleep between empty turns.
 pub const IDLE_TURNS_BEFORE_SLEEP_DEFAULT: u32 = 64;
@@ -52,7 +65,7 @@ pub const IDLE_SLEEP_MAX_US: u64 = 10_000;
 pub const SOCKET_TIMEOUT_S: u64 = 120;
 
 /// TCP connections per polling lcore when `[tcp] connections_max` would give more: each costs
-/// its socket buffers (128 KiB by default), allocated at start-up.
+/// its socket buffers (3 MiB by default), reserved at start-up.
 pub const LCORE_CONNECTIONS_DEFAULT: usize = 512;
 
 /// How long a stopping lcore goes on answering the requests it already read (SIGTERM) before it

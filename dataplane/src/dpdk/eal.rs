@@ -23,8 +23,11 @@ pub enum EalMemory {
 /// Everything `rte_eal_init` is told. Maps onto riptide.toml's `[dpdk]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EalConfig {
-    /// Lcores (CPU ids) the EAL runs on; the first one is the main lcore (the caller's thread).
+    /// Lcores the EAL runs; the first one is the main lcore (the caller's thread).
     pub lcores: Vec<u32>,
+    /// The CPU each lcore runs on (same length as `lcores`); empty = lcore N runs on CPU N. Lets
+    /// more lcores than CPUs share cores (`--lcores 0@0,1@1,2@1`).
+    pub cpus: Vec<u32>,
     pub memory_channels: u32,
     pub memory: EalMemory,
     /// PCI devices to use (`-a`); empty means `--no-pci`, so the EAL grabs no PCI device.
@@ -239,6 +242,7 @@ impl EalConfig {
     pub fn no_huge(lcores: Vec<u32>, memory_mb: u32, file_prefix: &str) -> EalConfig {
         EalConfig {
             lcores,
+            cpus: Vec::new(),
             memory_channels: 1,
             memory: EalMemory::NoHuge { memory_mb },
             allow_pci: Vec::new(),
@@ -261,18 +265,26 @@ impl EalConfig {
         if self.file_prefix.is_empty() || self.file_prefix.contains(['/', ' ', ',']) {
             return invalid("the EAL file prefix must be a non-empty name without '/', ' ' or ','");
         }
-        let lcores: Vec<String> = self.lcores.iter().map(u32::to_string).collect();
-        let mut args = vec![
-            "riptide-dataplane".to_string(),
-            "-l".to_string(),
-            lcores.join(","),
+        let mut args = vec!["riptide-dataplane".to_string()];
+        if self.cpus.is_empty() {
+            let lcores: Vec<String> = self.lcores.iter().map(u32::to_string).collect();
+            args.extend(["-l".to_string(), lcores.join(",")]);
+        } else if self.cpus.len() == self.lcores.len() {
+            let placed: Vec<String> = (self.lcores.iter().zip(&self.cpus))
+                .map(|(lcore, cpu)| format!("{lcore}@{cpu}"))
+                .collect();
+            args.extend(["--lcores".to_string(), placed.join(",")]);
+        } else {
+            return invalid("[dpdk] cpus needs one CPU per lcore (or none)");
+        }
+        args.extend([
             "--main-lcore".to_string(),
             main_lcore.to_string(),
             "-n".to_string(),
             self.memory_channels.max(1).to_string(),
             "--file-prefix".to_string(),
             self.file_prefix.clone(),
-        ];
+        ]);
         match self.memory {
             EalMemory::Hugepages {
                 memory_mb: Some(memory_mb),
@@ -482,6 +494,18 @@ mod tests {
             "notice",
         ];
         assert_eq!(args, expected);
+    }
+
+    #[test]
+    fn lcores_placed_on_fewer_cpus() {
+        let mut config = EalConfig::no_huge(vec![0, 1, 2], 256, "riptide-test");
+        config.cpus = vec![0, 1, 1];
+        let args = config.args().unwrap();
+        assert_eq!(args[1..5], ["--lcores", "0@0,1@1,2@1", "--main-lcore", "0"]);
+        config.cpus = vec![0, 1];
+        assert!(
+            matches!(config.args(), Err(EalError::InvalidConfig(text)) if text.contains("cpus"))
+        );
     }
 
     #[test]

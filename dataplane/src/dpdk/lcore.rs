@@ -25,11 +25,13 @@ use smoltcp::wire::IpAddress;
 
 use super::constants::{
     CONNECTIONS_PER_LCORE_MAX, IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US,
-    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_RX_BUFFER_DEFAULT_BYTES,
-    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES, STOP_DRAIN_TIMEOUT_MS,
+    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES,
+    SOCKET_RX_BUFFER_DEFAULT_BYTES, SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
+    STOP_DRAIN_TIMEOUT_MS,
 };
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
+use super::steer::LcoreSteering;
 
 /// One TCP connection's protocol state, sans I/O. `C` is the per-lcore context ([`Worker`]).
 pub trait ConnectionHandler<C> {
@@ -216,8 +218,14 @@ impl LcoreConfig {
         if self.tcp_port == 0 {
             return invalid("tcp_port must not be 0".to_string());
         }
-        if self.socket_rx_buffer_bytes == 0 || self.socket_tx_buffer_bytes == 0 {
-            return invalid("socket buffers must not be empty".to_string());
+        let buffers = [self.socket_rx_buffer_bytes, self.socket_tx_buffer_bytes];
+        if buffers
+            .iter()
+            .any(|&bytes| bytes == 0 || bytes > SOCKET_BUFFER_MAX_BYTES)
+        {
+            return invalid(format!(
+                "socket_rx_buffer_bytes and socket_tx_buffer_bytes must be 1..={SOCKET_BUFFER_MAX_BYTES}"
+            ));
         }
         Ok(())
     }
@@ -243,6 +251,10 @@ pub struct LcoreStats {
     pub tx_dropped: AtomicU64,
     pub tx_no_mbuf: AtomicU64,
     pub rx_dropped_segmented: AtomicU64,
+    pub steered_out: AtomicU64,
+    pub steered_in: AtomicU64,
+    pub arp_copies: AtomicU64,
+    pub steer_dropped: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_active: AtomicU64,
@@ -260,6 +272,10 @@ pub struct LcoreStatsSnapshot {
     pub tx_dropped: u64,
     pub tx_no_mbuf: u64,
     pub rx_dropped_segmented: u64,
+    pub steered_out: u64,
+    pub steered_in: u64,
+    pub arp_copies: u64,
+    pub steer_dropped: u64,
     pub connections_accepted: u64,
     pub connections_closed: u64,
     pub connections_active: u64,
@@ -278,6 +294,10 @@ impl LcoreStats {
             tx_dropped: load(&self.tx_dropped),
             tx_no_mbuf: load(&self.tx_no_mbuf),
             rx_dropped_segmented: load(&self.rx_dropped_segmented),
+            steered_out: load(&self.steered_out),
+            steered_in: load(&self.steered_in),
+            arp_copies: load(&self.arp_copies),
+            steer_dropped: load(&self.steer_dropped),
             connections_accepted: load(&self.connections_accepted),
             connections_closed: load(&self.connections_closed),
             connections_active: load(&self.connections_active),
@@ -329,14 +349,28 @@ pub struct Lcore<W: Worker> {
 }
 
 impl<W: Worker> Lcore<W> {
-    /// Sets up smoltcp on `queue` with the port's MAC and `connections_max` TCP sockets.
+    /// Sets up smoltcp on `queue` with the port's MAC and `connections_max` TCP sockets; the
+    /// lcore is the only one polling its port.
     ///
     /// Errors: [`LcoreError::InvalidConfig`], [`LcoreError::Port`] (MAC unreadable),
     /// [`LcoreError::Net`] (bad address).
     pub fn new(queue: QueueHandle, config: LcoreConfig, worker: W) -> Result<Lcore<W>, LcoreError> {
+        Lcore::sharing_port(queue, None, config, worker)
+    }
+
+    /// As [`Lcore::new`], for one of several lcores polling the queues of one port: `steering`
+    /// (its end of [`LcoreSteering::mesh`]) hands frames to the lcore owning their flow.
+    ///
+    /// Errors: as [`Lcore::new`].
+    pub fn sharing_port(
+        queue: QueueHandle,
+        steering: Option<LcoreSteering>,
+        config: LcoreConfig,
+        worker: W,
+    ) -> Result<Lcore<W>, LcoreError> {
         config.validate()?;
         let mac = queue.port().mac()?;
-        let mut device = MbufDevice::new(queue);
+        let mut device = MbufDevice::new(queue, steering);
         let epoch = std::time::Instant::now();
         let interface_config = InterfaceConfig {
             mac,
@@ -589,6 +623,10 @@ impl<W: Worker> Lcore<W> {
         store(&stats.tx_dropped, device.tx_dropped);
         store(&stats.tx_no_mbuf, device.tx_no_mbuf);
         store(&stats.rx_dropped_segmented, device.rx_dropped_segmented);
+        store(&stats.steered_out, device.steered_out);
+        store(&stats.steered_in, device.steered_in);
+        store(&stats.arp_copies, device.arp_copies);
+        store(&stats.steer_dropped, device.steer_dropped);
         store(
             &stats.connections_accepted,
             self.counters.connections_accepted,

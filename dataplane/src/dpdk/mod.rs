@@ -1,5 +1,6 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
-//! smoltcp over mbuf bursts (`net`), the per-lcore polling loop (`lcore`), the session layer on
+//! smoltcp over mbuf bursts (`net`),
+//! flow steering between the lcores of a port (`steer`), the per-lcore polling loop (`lcore`), the session layer on
 //! an lcore (`session_worker`) and the backend the server starts from riptide.toml (`backend`).
 
 pub mod backend;
@@ -10,3 +11,4 @@ pub mod lcore;
 pub mod net;
 pub mod port;
 pub mod session_worker;
+pub mod steer;

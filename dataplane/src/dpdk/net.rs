@@ -1,18 +1,21 @@
 //! smoltcp over DPDK mbufs: a `phy::Device` whose frames are the mbufs of rx/tx bursts (no
 //! allocation per packet: received frames are read in place, transmitted frames are written
 //! straight into an mbuf from the queue's pool), and the interface configuration (the appliance's
-//! own IPv4 address; smoltcp answers ARP and ping for it).
+//! own IPv4 address; smoltcp answers ARP and ping for it). When several lcores share the port,
+//! the device hands frames of other lcores' flows over and takes theirs ([`super::steer`]).
 
 use std::net::Ipv4Addr;
+use std::ptr::NonNull;
 
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use super::constants::{BURST_PACKETS_MAX, ETHERNET_FRAME_MAX_BYTES};
+use super::constants::{BURST_PACKETS_MAX, ETHERNET_FRAME_MAX_BYTES, RX_HELD_PACKETS_MAX};
 use super::ffi;
 use super::port::QueueHandle;
+use super::steer::{self, Destination, LcoreSteering, SteeredFrame};
 
 /// Counters of one device (one queue of one port, polled by one lcore).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,11 +30,21 @@ pub struct DeviceCounters {
     pub tx_no_mbuf: u64,
     /// Received frames spread over several mbufs (never with riptide's MTU): dropped.
     pub rx_dropped_segmented: u64,
+    /// Frames received here that belong to another lcore's flow, handed over to it.
+    pub steered_out: u64,
+    /// Frames other lcores handed over to this one.
+    pub steered_in: u64,
+    /// ARP frames copied to the other lcores (one copy per other lcore).
+    pub arp_copies: u64,
+    /// Frames that could not be handed over (ring full, or no mbuf for an ARP copy): dropped.
+    pub steer_dropped: u64,
 }
 
 /// A smoltcp device over one DPDK queue.
 pub struct MbufDevice {
     queue: QueueHandle,
+    /// The other lcores of the port, when there are any.
+    steering: Option<LcoreSteering>,
     rx: RxRing,
     /// Separate from `rx` so an rx token (holding them) and a tx token can coexist.
     rx_counters: RxCounters,
@@ -43,6 +56,10 @@ struct RxCounters {
     packets: u64,
     bytes: u64,
     dropped_segmented: u64,
+    steered_out: u64,
+    steered_in: u64,
+    arp_copies: u64,
+    steer_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,9 +70,9 @@ struct TxCounters {
     no_mbuf: u64,
 }
 
-/// Mbufs of the last rx burst not yet handed to smoltcp.
+/// Mbufs of the last rx burst (and those other lcores handed over) not yet handed to smoltcp.
 struct RxRing {
-    mbufs: [*mut ffi::rte_mbuf; BURST_PACKETS_MAX],
+    mbufs: [*mut ffi::rte_mbuf; RX_HELD_PACKETS_MAX],
     count: usize,
     next: usize,
 }
@@ -75,7 +92,8 @@ struct TxRing {
 }
 
 impl MbufDevice {
-    pub fn new(queue: QueueHandle) -> MbufDevice {
+    /// A device over `queue`; `steering` when other lcores poll other queues of the same port.
+    pub fn new(queue: QueueHandle, steering: Option<LcoreSteering>) -> MbufDevice {
         let tx = TxRing {
             port_id: queue.port_id(),
             queue_id: queue.queue_id(),
@@ -87,12 +105,13 @@ impl MbufDevice {
             scratch: Box::new([0; ETHERNET_FRAME_MAX_BYTES]),
         };
         let rx = RxRing {
-            mbufs: [std::ptr::null_mut(); BURST_PACKETS_MAX],
+            mbufs: [std::ptr::null_mut(); RX_HELD_PACKETS_MAX],
             count: 0,
             next: 0,
         };
         MbufDevice {
             queue,
+            steering,
             rx,
             rx_counters: RxCounters::default(),
             tx,
@@ -112,29 +131,83 @@ impl MbufDevice {
             tx_dropped: self.tx.counters.dropped,
             tx_no_mbuf: self.tx.counters.no_mbuf,
             rx_dropped_segmented: self.rx_counters.dropped_segmented,
+            steered_out: self.rx_counters.steered_out,
+            steered_in: self.rx_counters.steered_in,
+            arp_copies: self.rx_counters.arp_copies,
+            steer_dropped: self.rx_counters.steer_dropped,
         }
     }
 
-    /// Takes up to a burst of frames from the queue, once the previous burst is consumed.
-    /// Returns the frames received.
+    /// Takes the frames other lcores handed over and up to a burst of frames from the queue,
+    /// once the previous ones are consumed; frames of other lcores' flows are handed to them.
+    /// Returns the frames taken (from the queue and from other lcores).
     pub fn rx_burst(&mut self) -> usize {
         if self.rx.next < self.rx.count {
             return 0;
         }
-        let capacity = BURST_PACKETS_MAX as u16;
-        // SAFETY: the queue is set up and polled by this lcore only; mbufs has room for capacity.
+        self.rx.next = 0;
+        self.rx.count = match &mut self.steering {
+            Some(steering) => steering.receive(&mut self.rx.mbufs[..BURST_PACKETS_MAX]),
+            None => 0,
+        };
+        let steered_in = self.rx.count;
+        self.rx_counters.steered_in += steered_in as u64;
+        let mut burst = [std::ptr::null_mut(); BURST_PACKETS_MAX];
+        // SAFETY: the queue is set up and polled by this lcore only; burst has room for a burst.
         let received = unsafe {
             ffi::riptide_rx_burst(
                 self.queue.port_id(),
                 self.queue.queue_id(),
-                self.rx.mbufs.as_mut_ptr(),
-                capacity,
+                burst.as_mut_ptr(),
+                BURST_PACKETS_MAX as u16,
             )
         };
-        self.rx.count = usize::from(received);
-        self.rx.next = 0;
-        self.rx_counters.packets += u64::from(received);
-        self.rx.count
+        let received = usize::from(received);
+        self.rx_counters.packets += received as u64;
+        for &mbuf in &burst[..received] {
+            // SAFETY: mbuf was just received and is ours.
+            self.rx_counters.bytes += u64::from(unsafe { ffi::riptide_pktmbuf_pkt_len(mbuf) });
+            self.dispatch_received(mbuf);
+        }
+        steered_in + received
+    }
+
+    /// Keeps a received frame for this lcore's smoltcp or hands it to the lcore owning it.
+    fn dispatch_received(&mut self, mbuf: *mut ffi::rte_mbuf) {
+        let Some(steering) = &mut self.steering else {
+            self.rx.keep(mbuf);
+            return;
+        };
+        // SAFETY: mbuf was just received and is ours.
+        let destination = match unsafe { single_segment(mbuf) } {
+            Some(frame) => steer::classify(frame, steering.index(), steering.lcores_count()),
+            None => Destination::Here,
+        };
+        match destination {
+            Destination::Here => self.rx.keep(mbuf),
+            Destination::Lcore(owner) => {
+                self.rx_counters.steered_out += 1;
+                // SAFETY: mbuf is ours and given up here.
+                let frame = unsafe { SteeredFrame::new(NonNull::new_unchecked(mbuf)) };
+                if steering.send(owner, frame).is_err() {
+                    self.rx_counters.steer_dropped += 1;
+                }
+            }
+            Destination::Everyone => {
+                let here = steering.index();
+                for other in (0..steering.lcores_count()).filter(|&i| i != here) {
+                    // SAFETY: mbuf is a received frame we own; pool is this queue's pool.
+                    let copy = unsafe { copy_for_learning(mbuf, self.tx.pool) };
+                    let sent = copy.map(|frame| steering.send(other, frame).is_ok());
+                    if sent == Some(true) {
+                        self.rx_counters.arp_copies += 1;
+                    } else {
+                        self.rx_counters.steer_dropped += 1;
+                    }
+                }
+                self.rx.keep(mbuf);
+            }
+        }
     }
 
     /// Hands the frames smoltcp wrote to the driver. Frames the driver does not take stay queued
@@ -147,6 +220,53 @@ impl MbufDevice {
     pub fn tx_pending(&self) -> usize {
         self.tx.count
     }
+}
+
+impl RxRing {
+    /// Queues a frame for smoltcp; the caller has checked there is room (at most one queue burst
+    /// plus one burst from other lcores are held).
+    fn keep(&mut self, mbuf: *mut ffi::rte_mbuf) {
+        self.mbufs[self.count] = mbuf;
+        self.count += 1;
+    }
+}
+
+/// The bytes of a one-segment mbuf, or None for a segmented one.
+///
+/// # Safety
+/// `mbuf` must be a valid mbuf that outlives the returned slice.
+unsafe fn single_segment<'a>(mbuf: *mut ffi::rte_mbuf) -> Option<&'a [u8]> {
+    if ffi::riptide_pktmbuf_segs_count(mbuf) != 1 {
+        return None;
+    }
+    // A one-segment mbuf's data is data_len contiguous bytes at mtod.
+    Some(std::slice::from_raw_parts(
+        ffi::riptide_pktmbuf_data(mbuf).cast::<u8>(),
+        usize::from(ffi::riptide_pktmbuf_data_len(mbuf)),
+    ))
+}
+
+/// A copy of an ARP frame for another lcore to learn from, a request turned into a reply; None
+/// when the pool is empty.
+///
+/// # Safety
+/// `mbuf` must be a valid one-segment mbuf; `pool` a live mempool.
+unsafe fn copy_for_learning(
+    mbuf: *mut ffi::rte_mbuf,
+    pool: *mut ffi::rte_mempool,
+) -> Option<SteeredFrame> {
+    let frame = single_segment(mbuf)?;
+    let copy = NonNull::new(ffi::riptide_pktmbuf_alloc(pool))?;
+    // The copy is owned from here on, so an early return frees it.
+    let copy = SteeredFrame::new(copy);
+    let data = ffi::riptide_pktmbuf_append(copy.as_ptr(), frame.len() as u16);
+    if data.is_null() {
+        return None;
+    }
+    let bytes = std::slice::from_raw_parts_mut(data.cast::<u8>(), frame.len());
+    bytes.copy_from_slice(frame);
+    steer::arp_request_to_reply(bytes);
+    Some(copy)
 }
 
 impl TxRing {
@@ -238,23 +358,14 @@ impl RxToken for MbufRxToken<'_> {
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let mbuf = self.mbuf;
-        // SAFETY: mbuf is a received mbuf we own until it is freed in Drop below.
-        let segments = unsafe { ffi::riptide_pktmbuf_segs_count(mbuf) };
-        let result = if segments == 1 {
-            // SAFETY: a one-segment mbuf's data is data_len contiguous bytes at mtod.
-            let frame = unsafe {
-                std::slice::from_raw_parts(
-                    ffi::riptide_pktmbuf_data(mbuf).cast::<u8>(),
-                    usize::from(ffi::riptide_pktmbuf_data_len(mbuf)),
-                )
-            };
-            self.counters.bytes += frame.len() as u64;
-            f(frame)
-        } else {
-            // An empty frame makes smoltcp drop it as malformed; our MTU never produces these.
-            self.counters.dropped_segmented += 1;
-            f(&[])
+        // SAFETY: the token owns its mbuf until it is freed in Drop below, after f returns.
+        let result = match unsafe { single_segment(self.mbuf) } {
+            Some(frame) => f(frame),
+            None => {
+                // An empty frame makes smoltcp drop it as malformed; our MTU never produces these.
+                self.counters.dropped_segmented += 1;
+                f(&[])
+            }
         };
         drop(self);
         result

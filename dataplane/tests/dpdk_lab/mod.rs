@@ -13,10 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use riptide_dataplane::config::Config;
 use riptide_dataplane::dpdk::eal::{Eal, EalConfig, LcoreJoin};
 use riptide_dataplane::dpdk::lcore::echo::EchoWorker;
 use riptide_dataplane::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
 use riptide_dataplane::dpdk::port::Port;
+use riptide_dataplane::shared::{now_us, Shared};
+use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
+
+pub mod lcores;
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,6 +81,13 @@ pub struct VethLab {
 impl VethLab {
     /// `tag` keeps the names of different test binaries apart (interface names have 15 bytes).
     pub fn create(tag: &str, subnet: u8) -> VethLab {
+        VethLab::with_queues(tag, subnet, 1)
+    }
+
+    /// A lab whose veth ends have `queues` rx and tx queues each (one per polling lcore): the
+    /// client's kernel spreads its flows over the transmit queues, and a veth delivers a frame
+    /// sent on queue i to receive queue i of the peer.
+    pub fn with_queues(tag: &str, subnet: u8, queues: usize) -> VethLab {
         let pid = std::process::id() % 100_000;
         let lab = VethLab {
             namespace: format!("riptide-{tag}-{pid}"),
@@ -91,12 +103,14 @@ impl VethLab {
         let ns = lab.namespace.as_str();
         run("ip", &["netns", "add", ns]);
         let (dataplane, client) = (lab.dataplane_iface.as_str(), lab.client_iface.as_str());
-        run(
-            "ip",
-            &[
-                "link", "add", dataplane, "type", "veth", "peer", "name", client,
-            ],
-        );
+        let queues = queues.to_string();
+        let queues = queues.as_str();
+        let per_end = ["numtxqueues", queues, "numrxqueues", queues];
+        let mut add = vec!["link", "add", dataplane];
+        add.extend(per_end);
+        add.extend(["type", "veth", "peer", "name", client]);
+        add.extend(per_end);
+        run("ip", &add);
         run("ip", &["link", "set", client, "netns", ns]);
         run("ip", &["link", "set", dataplane, "up"]);
         let client_cidr = format!("{}/{}", lab.client_ip, lab.prefix_len);
@@ -348,4 +362,24 @@ pub fn check_kernel_still_serves_the_host(lab: &VethLab, host_ip: Ipv4Addr, host
     });
     assert_eq!(&reply, b"kernel");
     assert_eq!(&server.join().expect("kernel side"), b"hello");
+}
+
+/// The shared state of a fresh server with the root user, as the dataplane binary builds it, for
+/// `workers` network workers (polling lcores) and `shards` storage shards.
+pub fn start_shared(data_dir: &std::path::Path, workers: usize, shards: usize) -> Arc<Shared> {
+    let mut config = Config::load(None).expect("default config");
+    config.system.path = data_dir.to_path_buf();
+    let (mut store, mut catalog) =
+        MetadataStore::open(&data_dir.join("metadata")).expect("metadata store");
+    let change = Change::CreateUser {
+        user_id: 0,
+        username: config.root.username.clone(),
+        password_hash: hash_password(&config.root.password).expect("hash"),
+        status: UserStatus::Active,
+        permissions: Some(Permissions::root()),
+        created_at_us: now_us(),
+    };
+    store.apply(&change).expect("store root user");
+    catalog.apply(&change).expect("catalog root user");
+    Arc::new(Shared::new(config, store, catalog, workers, shards))
 }
