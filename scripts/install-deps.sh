@@ -16,7 +16,7 @@ PACKAGES=(
   build-essential pkg-config clang llvm libclang-dev
   libbpf-dev libxdp-dev linux-libc-dev bpftool
   libdpdk-dev dpdk
-  iproute2 ethtool iputils-ping netcat-openbsd
+  iproute2 ethtool iputils-ping netcat-openbsd nftables
   linux-perf shellcheck ruby util-linux e2fsprogs
 )
 

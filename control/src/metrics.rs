@@ -389,6 +389,26 @@ fn render_ports(page: &mut Page, stats: &StatsSnapshot) {
         };
         page.per_item(name, kind, help, ports, label, value);
     }
+    if let Some(xdp) = &stats.xdp_counters {
+        page.family(
+            "riptide_xdp_frames_total",
+            "counter",
+            "Frames riptide's XDP program handled on the DPDK port's interface, by verdict.",
+        );
+        for (verdict, frames) in [
+            ("steered_tcp", xdp.steered_tcp),
+            ("steered_arp", xdp.steered_arp),
+            ("passed", xdp.passed),
+            ("dropped_no_socket", xdp.dropped_no_socket),
+            ("dropped_redirect_failed", xdp.dropped_redirect_failed),
+        ] {
+            page.sample(
+                "riptide_xdp_frames_total",
+                &[("verdict", verdict.to_string())],
+                frames as f64,
+            );
+        }
+    }
 }
 
 /// One sample of a parsed page.
@@ -665,6 +685,11 @@ mod tests {
                 rx_packets: 7,
                 ..PortSnapshot::default()
             }],
+            xdp_counters: Some(riptide_dataplane::stats::XdpSnapshot {
+                steered_tcp: 11,
+                passed: 4,
+                ..Default::default()
+            }),
             partitions: 3,
             ..StatsSnapshot::default()
         }
@@ -722,6 +747,14 @@ mod tests {
         assert_eq!(
             find("riptide_steering_selected_total", Some(("worker", "1"))),
             Some(6.0)
+        );
+        assert_eq!(
+            find("riptide_xdp_frames_total", Some(("verdict", "steered_tcp"))),
+            Some(11.0)
+        );
+        assert_eq!(
+            find("riptide_xdp_frames_total", Some(("verdict", "passed"))),
+            Some(4.0)
         );
     }
 

@@ -116,6 +116,25 @@ impl Frontend {
         })
     }
 
+    /// What riptide's XDP program counted (DPDK over net_af_xdp only).
+    fn xdp_counters(&self) -> Option<crate::stats::XdpSnapshot> {
+        match self {
+            Frontend::Kernel { .. } => None,
+            #[cfg(feature = "dpdk")]
+            Frontend::Dpdk(backend) => {
+                backend
+                    .xdp_counters()
+                    .map(|counters| crate::stats::XdpSnapshot {
+                        steered_tcp: counters.steered_tcp,
+                        steered_arp: counters.steered_arp,
+                        passed: counters.passed,
+                        dropped_no_socket: counters.dropped_no_socket,
+                        dropped_redirect_failed: counters.dropped_redirect_failed,
+                    })
+            }
+        }
+    }
+
     /// Per-port packet counters (DPDK only).
     fn ports(&self) -> Vec<crate::stats::PortSnapshot> {
         match self {
@@ -302,6 +321,7 @@ fn start_dpdk(
 
 #[cfg(feature = "dpdk")]
 fn dpdk_ports(stats: &crate::dpdk::backend::DpdkStats) -> Vec<crate::stats::PortSnapshot> {
+    use crate::dpdk::lcore::LcoreStatsSnapshot;
     let port = &stats.port;
     let connections: u64 = stats.lcores.iter().map(|l| l.connections_active).sum();
     let mut ports = vec![crate::stats::PortSnapshot {
@@ -315,18 +335,26 @@ fn dpdk_ports(stats: &crate::dpdk::backend::DpdkStats) -> Vec<crate::stats::Port
         tx_dropped: port.tx_errors + stats.lcores.iter().map(|l| l.tx_dropped).sum::<u64>(),
         mbuf_alloc_failures: port.rx_no_mbuf
             + stats.lcores.iter().map(|l| l.tx_no_mbuf).sum::<u64>(),
-        tcp_retransmits: 0,
+        tcp_retransmits: stats.lcores.iter().map(|l| l.tcp_retransmits).sum(),
         tcp_connections: connections,
     }];
-    ports.extend(port.queues.iter().map(|queue| crate::stats::PortSnapshot {
-        port: port.port_id,
-        queue: Some(queue.queue_id),
-        rx_packets: queue.rx_packets,
-        tx_packets: queue.tx_packets,
-        rx_bytes: queue.rx_bytes,
-        tx_bytes: queue.tx_bytes,
-        rx_dropped: queue.rx_dropped,
-        ..crate::stats::PortSnapshot::default()
+    // Polling lcore i serves queue i: the lcore's counters belong to its queue's row.
+    ports.extend(port.queues.iter().map(|queue| {
+        let lcore = stats.lcores.get(usize::from(queue.queue_id));
+        let of_lcore = |counter: fn(&LcoreStatsSnapshot) -> u64| lcore.map_or(0, counter);
+        crate::stats::PortSnapshot {
+            port: port.port_id,
+            queue: Some(queue.queue_id),
+            rx_packets: queue.rx_packets,
+            tx_packets: queue.tx_packets,
+            rx_bytes: queue.rx_bytes,
+            tx_bytes: queue.tx_bytes,
+            rx_dropped: queue.rx_dropped,
+            tx_dropped: of_lcore(|l| l.tx_dropped),
+            mbuf_alloc_failures: of_lcore(|l| l.tx_no_mbuf),
+            tcp_retransmits: of_lcore(|l| l.tcp_retransmits),
+            tcp_connections: of_lcore(|l| l.connections_active),
+        }
     }));
     ports
 }
@@ -675,6 +703,7 @@ fn snapshot(
             .collect(),
         ports: frontend.ports(),
         steering_counters: frontend.steering_counters(),
+        xdp_counters: frontend.xdp_counters(),
         streams: catalog.streams().len() as u64,
         topics: topics as u64,
         partitions: partitions as u64,

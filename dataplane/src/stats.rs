@@ -159,6 +159,19 @@ pub struct SteeringSnapshot {
     pub select_failed: u64,
 }
 
+/// What riptide's XDP program counted on the DPDK port's interface (af_xdp mode only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct XdpSnapshot {
+    /// Appliance TCP frames and ARP frames redirected to the AF_XDP socket.
+    pub steered_tcp: u64,
+    pub steered_arp: u64,
+    /// Frames passed to the kernel (the host's own traffic on the interface).
+    pub passed: u64,
+    /// Appliance frames dropped: no AF_XDP socket on the receiving queue, or a failed redirect.
+    pub dropped_no_socket: u64,
+    pub dropped_redirect_failed: u64,
+}
+
 /// Converts a power-of-two histogram (bucket `i` holds values below `2^i`, the last bucket
 /// everything above) into the published form.
 pub fn power_of_two_histogram(buckets: &[u64], count: u64, sum_us: u64) -> HistogramSnapshot {
@@ -187,6 +200,8 @@ pub struct StatsSnapshot {
     pub ports: Vec<PortSnapshot>,
     #[serde(default)]
     pub steering_counters: Option<SteeringSnapshot>,
+    #[serde(default)]
+    pub xdp_counters: Option<XdpSnapshot>,
     pub streams: u64,
     pub topics: u64,
     pub partitions: u64,

@@ -24,6 +24,7 @@ fn dpdk_appliance_over_af_packet_serves_the_sdk_and_the_bench_and_keeps_data_acr
     appliance.run_core_scenarios();
     appliance.run_bench_verified();
     appliance.check_port_stats();
+    appliance.survives_a_lossy_wire();
     appliance.restarts_keep_everything();
     appliance.finish();
 }

@@ -32,6 +32,7 @@ fn dpdk_appliance_over_af_xdp_serves_the_sdk_and_the_bench_and_keeps_data_across
     check_kernel_still_serves_the_host(&lab, host_ip, HOST_PORT);
     check_xdp_counters(&lab);
     appliance.check_port_stats();
+    appliance.survives_a_lossy_wire();
     appliance.restarts_keep_everything();
     // The program attached again after the restarts steers and passes as before.
     check_kernel_still_serves_the_host(&lab, host_ip, HOST_PORT);

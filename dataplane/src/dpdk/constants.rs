@@ -17,6 +17,11 @@ pub const STEERING_RING_FRAMES: usize = 1024;
 /// of the default data room holds a whole frame, so received frames are one segment.
 pub const ETHERNET_FRAME_MAX_BYTES: usize = 1514;
 
+/// Flows whose highest sent sequence number an lcore remembers to count retransmissions (a
+/// direct-mapped table of 256 KiB): thousands of concurrent connections rarely share a slot, and a
+/// shared slot only makes the count miss a retransmission.
+pub const RETRANSMIT_FLOWS: usize = 16_384;
+
 /// Queues per port the backend configures at most (one per lcore).
 pub const PORT_QUEUES_MAX: u16 = 64;
 

@@ -255,6 +255,7 @@ pub struct LcoreStats {
     pub steered_in: AtomicU64,
     pub arp_copies: AtomicU64,
     pub steer_dropped: AtomicU64,
+    pub tcp_retransmits: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_active: AtomicU64,
@@ -276,6 +277,7 @@ pub struct LcoreStatsSnapshot {
     pub steered_in: u64,
     pub arp_copies: u64,
     pub steer_dropped: u64,
+    pub tcp_retransmits: u64,
     pub connections_accepted: u64,
     pub connections_closed: u64,
     pub connections_active: u64,
@@ -298,6 +300,7 @@ impl LcoreStats {
             steered_in: load(&self.steered_in),
             arp_copies: load(&self.arp_copies),
             steer_dropped: load(&self.steer_dropped),
+            tcp_retransmits: load(&self.tcp_retransmits),
             connections_accepted: load(&self.connections_accepted),
             connections_closed: load(&self.connections_closed),
             connections_active: load(&self.connections_active),
@@ -627,6 +630,7 @@ impl<W: Worker> Lcore<W> {
         store(&stats.steered_in, device.steered_in);
         store(&stats.arp_copies, device.arp_copies);
         store(&stats.steer_dropped, device.steer_dropped);
+        store(&stats.tcp_retransmits, device.tcp_retransmits);
         store(
             &stats.connections_accepted,
             self.counters.connections_accepted,

@@ -1,5 +1,5 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
-//! smoltcp over mbuf bursts (`net`),
+//! smoltcp over mbuf bursts (`net`), counting its retransmissions (`retransmit`),
 //! flow steering between the lcores of a port (`steer`), the per-lcore polling loop (`lcore`), the session layer on
 //! an lcore (`session_worker`) and the backend the server starts from riptide.toml (`backend`).
 
@@ -10,5 +10,6 @@ pub mod ffi;
 pub mod lcore;
 pub mod net;
 pub mod port;
+pub mod retransmit;
 pub mod session_worker;
 pub mod steer;

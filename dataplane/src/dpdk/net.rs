@@ -15,6 +15,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use super::constants::{BURST_PACKETS_MAX, ETHERNET_FRAME_MAX_BYTES, RX_HELD_PACKETS_MAX};
 use super::ffi;
 use super::port::QueueHandle;
+use super::retransmit::RetransmitCounter;
 use super::steer::{self, Destination, LcoreSteering, SteeredFrame};
 
 /// Counters of one device (one queue of one port, polled by one lcore).
@@ -38,6 +39,8 @@ pub struct DeviceCounters {
     pub arp_copies: u64,
     /// Frames that could not be handed over (ring full, or no mbuf for an ARP copy): dropped.
     pub steer_dropped: u64,
+    /// TCP segments smoltcp sent again (see [`super::retransmit`]).
+    pub tcp_retransmits: u64,
 }
 
 /// A smoltcp device over one DPDK queue.
@@ -87,6 +90,7 @@ struct TxRing {
     lens_bytes: [u16; BURST_PACKETS_MAX],
     count: usize,
     counters: TxCounters,
+    retransmits: RetransmitCounter,
     /// Where a frame goes when no mbuf could be had: smoltcp's token must still get a buffer.
     scratch: Box<[u8; ETHERNET_FRAME_MAX_BYTES]>,
 }
@@ -102,6 +106,7 @@ impl MbufDevice {
             lens_bytes: [0; BURST_PACKETS_MAX],
             count: 0,
             counters: TxCounters::default(),
+            retransmits: RetransmitCounter::default(),
             scratch: Box::new([0; ETHERNET_FRAME_MAX_BYTES]),
         };
         let rx = RxRing {
@@ -135,6 +140,7 @@ impl MbufDevice {
             steered_in: self.rx_counters.steered_in,
             arp_copies: self.rx_counters.arp_copies,
             steer_dropped: self.rx_counters.steer_dropped,
+            tcp_retransmits: self.tx.retransmits.retransmits(),
         }
     }
 
@@ -398,11 +404,15 @@ impl TxToken for MbufTxToken<'_> {
                 self.tx.counters.no_mbuf += 1;
             }
             self.tx.counters.dropped += 1;
-            return f(&mut self.tx.scratch[..len]);
+            let result = f(&mut self.tx.scratch[..len]);
+            // smoltcp counts the frame as sent; it will be sent again.
+            self.tx.retransmits.observe(&self.tx.scratch[..len]);
+            return result;
         };
         // SAFETY: data points at len writable bytes appended to the mbuf we own.
         let frame = unsafe { std::slice::from_raw_parts_mut(data, len) };
         let result = f(frame);
+        self.tx.retransmits.observe(frame);
         self.tx.mbufs[self.tx.count] = mbuf;
         self.tx.lens_bytes[self.tx.count] = len as u16;
         self.tx.count += 1;

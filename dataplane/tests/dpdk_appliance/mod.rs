@@ -20,7 +20,7 @@ use crate::common::scenarios::{
     self, all_stored_messages, check_after_restart, stream_and_topic, StoredMessage,
 };
 use crate::common::{bounded, id, Endpoint, Findings, Server};
-use crate::dpdk_lab::VethLab;
+use crate::dpdk_lab::{run, VethLab};
 use riptide_dataplane::stats::{
     stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS,
 };
@@ -31,6 +31,8 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 const BENCH_GLOBAL_ARGS: [&str; 7] = ["-m", "200", "-P", "50", "-b", "20", "--verify"];
 const BENCH_MESSAGES: u64 = 2 * 20 * 50;
 const BENCH_MESSAGE_BYTES: u64 = 200;
+/// The lossy-wire phase drops every this-many-th frame the appliance sends.
+const LOSSY_WIRE_DROP_EVERY: u32 = 50;
 
 /// How the appliance attaches to the lab's veth end.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,7 @@ pub enum Attachment {
 /// The appliance process and the lab it is attached to.
 pub struct DpdkAppliance<'lab> {
     pub lab: &'lab VethLab,
+    pub attachment: Attachment,
     pub server: Server,
 }
 
@@ -52,7 +55,11 @@ impl<'lab> DpdkAppliance<'lab> {
         let config = appliance_config(lab, attachment);
         let server = Server::start_with_config(Some(&config), &[])
             .unwrap_or_else(|error| panic!("the DPDK appliance did not start: {error:#}"));
-        DpdkAppliance { lab, server }
+        DpdkAppliance {
+            lab,
+            attachment,
+            server,
+        }
     }
 
     pub fn endpoint(&self) -> Endpoint {
@@ -112,6 +119,49 @@ impl<'lab> DpdkAppliance<'lab> {
         check_bench_counts(&produced, BENCH_MESSAGES, 0);
         let consumed = self.bench(&pipelined, &["pc", "-c", "2"]);
         check_bench_counts(&consumed, 0, BENCH_MESSAGES);
+    }
+
+    /// A lossy wire: the namespace's netfilter drops every `LOSSY_WIRE_DROP_EVERY`th frame the
+    /// appliance sends. `riptide-bench --verify` still loses and garbles nothing, and stats.json
+    /// counts the userspace stack's retransmissions, on the port and on its queue.
+    pub fn survives_a_lossy_wire(&self) {
+        let retransmits_before = self.port_stats().0.tcp_retransmits;
+        let nft = |args: &[&str]| {
+            run(
+                "ip",
+                &[&["netns", "exec", &self.lab.namespace, "nft"], args].concat(),
+            )
+        };
+        nft(&["add", "table", "ip", "riptide_lossy"]);
+        let chain = "{ type filter hook prerouting priority -300; }";
+        nft(&["add", "chain", "ip", "riptide_lossy", "in", chain]);
+        let rule = format!(
+            "ip saddr {} numgen inc mod {LOSSY_WIRE_DROP_EVERY} == 0 drop",
+            self.lab.appliance_ip
+        );
+        nft(&["add", "rule", "ip", "riptide_lossy", "in", &rule]);
+        let both = self.bench(&[], &["ppc", "-p", "2", "-c", "2"]);
+        nft(&["delete", "table", "ip", "riptide_lossy"]);
+        check_bench_counts(&both, BENCH_MESSAGES, BENCH_MESSAGES);
+        let (total, queue) = self.port_stats();
+        assert!(
+            total.tcp_retransmits > retransmits_before,
+            "no retransmission counted after dropping every {LOSSY_WIRE_DROP_EVERY}th frame: {total:?}"
+        );
+        assert_eq!(total.tcp_retransmits, queue.tcp_retransmits, "{queue:?}");
+    }
+
+    /// The port's and queue 0's counters from stats.json, once it was rewritten.
+    fn port_stats(&self) -> (PortSnapshot, PortSnapshot) {
+        std::thread::sleep(Duration::from_millis(2 * STATS_PUBLISH_INTERVAL_MS));
+        let path = stats_path(self.server.data_path());
+        let text = std::fs::read_to_string(&path).expect("runtime/stats.json");
+        let stats: StatsSnapshot = serde_json::from_str(&text).expect("stats.json parses");
+        let entry = |queue| stats.ports.iter().find(|port| port.queue == queue).cloned();
+        match (entry(None), entry(Some(0))) {
+            (Some(total), Some(queue)) => (total, queue),
+            _ => panic!("no port and queue 0 entries in stats.json: {text}"),
+        }
     }
 
     /// Runs riptide-bench inside the lab's namespace; returns its results.json after checking
@@ -177,6 +227,17 @@ impl<'lab> DpdkAppliance<'lab> {
         };
         assert_eq!(traffic(total), traffic(queue), "one queue carries it all");
         assert!(total.tcp_connections >= 1, "{total:?}");
+        assert!(queue.tcp_connections >= 1, "{queue:?}");
+        // One queue: its retransmissions are the port's.
+        assert_eq!(total.tcp_retransmits, queue.tcp_retransmits, "{total:?}");
+        match (self.attachment, &stats.xdp_counters) {
+            (Attachment::AfXdp, Some(xdp)) => assert!(
+                xdp.steered_tcp > total.rx_packets / 2 && xdp.steered_arp >= 1,
+                "the XDP program's counters in stats.json: {xdp:?} against {total:?}"
+            ),
+            (Attachment::AfPacket, None) => {}
+            (attachment, xdp) => panic!("{attachment:?} with XDP counters {xdp:?}: {text}"),
+        }
     }
 
     /// A SIGTERM restart, then a SIGKILL and a start, on the same data directory: each time every
