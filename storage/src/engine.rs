@@ -16,8 +16,8 @@ pub(crate) enum SlotKind {
     /// Index entries of the segment with this base offset.
     IndexWrite,
     Read(Box<ReadJob>),
-    /// A speculative read of what follows the last poll (see `readahead`).
-    Readahead(Box<ReadJob>),
+    /// A chunk of a readahead window, by chunk id (see `readahead`).
+    Readahead(u64),
     OffsetWrite(ConsumerRef),
 }
 

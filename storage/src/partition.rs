@@ -61,7 +61,7 @@ pub(crate) struct Partition {
     pub in_flight_ops: usize,
     pub offsets: Offsets,
     /// Sequential readahead of old data (see `readahead`).
-    pub readahead: Option<crate::readahead::Readahead>,
+    pub readahead: crate::readahead::Readahead,
     config: StorageConfig,
     last_timestamp_us: u64,
     unwritten_bytes: usize,
@@ -195,7 +195,7 @@ impl Partition {
             next_offset,
             in_flight_ops: 0,
             offsets,
-            readahead: None,
+            readahead: Default::default(),
             config: config.clone(),
             last_timestamp_us,
             unwritten_bytes: 0,

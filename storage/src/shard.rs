@@ -204,7 +204,6 @@ impl Shard {
             buf,
             (position, end),
             false,
-            false,
         ) {
             Ok(()) => {
                 self.engine.io.submit();
@@ -356,7 +355,7 @@ impl Shard {
                         buf,
                     );
                 }
-                SlotKind::Readahead(job) => {
+                SlotKind::Readahead(chunk_id) => {
                     let buf = pool_buffer(buffer, &self.config);
                     let pool_size = self.config.read_buffers_count;
                     readahead::completed(
@@ -364,7 +363,7 @@ impl Shard {
                         engine,
                         &mut self.read_buffers,
                         pool_size,
-                        job,
+                        chunk_id,
                         result,
                         buf,
                     );
