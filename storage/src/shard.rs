@@ -332,7 +332,10 @@ impl Shard {
             };
             let engine = &mut self.engine;
             match slot.kind {
-                SlotKind::LogWrite => partition.write_done(engine, result, slot.started, buffer),
+                SlotKind::LogWrite => partition.write_done(engine, result, buffer),
+                SlotKind::LogWriteSync(last_offset) => {
+                    partition.write_sync_done(engine, last_offset, result)
+                }
                 SlotKind::LogFsync => partition.fsync_done(engine, result),
                 SlotKind::IndexWrite => partition.index_done(engine, result),
                 SlotKind::OffsetWrite(consumer) => {
