@@ -336,6 +336,15 @@ impl Io {
         Ok(ptr)
     }
 
+    /// Whether completions are waiting to be reaped (cheap: no system call).
+    pub fn has_completions(&mut self) -> bool {
+        !self.ready.is_empty()
+            || self
+                .ring
+                .as_mut()
+                .is_some_and(|ring| !ring.completion().is_empty())
+    }
+
     /// Hands queued entries to the kernel without waiting.
     pub fn submit(&mut self) {
         if let Some(ring) = self.ring.as_mut() {

@@ -136,6 +136,11 @@ impl Shard {
             .ok_or(AppendError::UnknownPartition(key))?;
         let appended = partition.append(&mut self.engine, batch, ack, token, now_us)?;
         self.engine.io.submit();
+        // A caller appending a burst reacts to a finished write at once (the next write is
+        // submitted now, not when the burst ends), so the disk does not wait for the loop.
+        if self.engine.io.has_completions() {
+            self.process();
+        }
         Ok(appended)
     }
 
