@@ -142,10 +142,10 @@ fn fill_pipelined(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, Append
     (sent, error)
 }
 
-fn check_disk_full(
-    preallocate: bool,
-    fill: fn(&mut Shard, PartitionKey) -> (Vec<Vec<u8>>, AppendError),
-) {
+/// A way of filling the disk: returns the acknowledged batches and the first error.
+type Fill = fn(&mut Shard, PartitionKey) -> (Vec<Vec<u8>>, AppendError);
+
+fn check_disk_full(preallocate: bool, fill: Fill) {
     let Some(fs) = loop_fs_or_skip() else { return };
     let other_root = tempfile::tempdir().unwrap();
     let other = PartitionKey {
