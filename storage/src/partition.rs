@@ -533,9 +533,6 @@ impl Partition {
                         Progress::Done
                     },
                 });
-                // Fill the next write now, while the disk works on this one, so it can be
-                // submitted the moment this one's transfer completes.
-                self.precopy();
             }
             Err((_, IoBuffer::Aligned(refused))) => {
                 // No free slot: keep everything staged; `service` retries.
