@@ -34,6 +34,9 @@ pub const PENDING_APPENDS_MAX: usize = 65_536;
 pub const RECYCLED_BUFFERS_MAX: usize = 256;
 /// Chunk size of the synchronous recovery walk.
 pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
+/// Reads a partition's sequential readahead keeps in flight (or read) ahead of its consumer:
+/// enough to keep a device's queue busy while replies are sent.
+pub const READAHEAD_CHUNKS_MAX: usize = 4;
 /// Re-reads a single poll may issue while walking to its start record.
 pub const READ_STEPS_MAX: u32 = 8;
 

@@ -1,8 +1,6 @@
 //! The shard's I/O context: the ring, the slot table that maps a completion's `user_data` back
 //! to its purpose, the completion queue handed to the caller, and the counters.
 
-use std::time::Instant;
-
 use crate::constants::{IO_SLOTS_MAX, RECYCLED_BUFFERS_MAX};
 use crate::io::{Io, IoBuffer, PushError, Request};
 use crate::read::ReadJob;
@@ -12,19 +10,21 @@ use crate::types::{Completion, ConsumerRef, PartitionKey};
 /// What an in-flight request is for.
 pub(crate) enum SlotKind {
     LogWrite,
+    /// The fdatasync linked behind the log write whose last record has this offset.
+    LogWriteSync(u64),
+    /// An fdatasync asked for by `flush`.
     LogFsync,
     /// Index entries of the segment with this base offset.
     IndexWrite,
     Read(Box<ReadJob>),
-    /// A speculative read of what follows the last poll (see `readahead`).
-    Readahead(Box<ReadJob>),
+    /// A chunk of a readahead window, by chunk id (see `readahead`).
+    Readahead(u64),
     OffsetWrite(ConsumerRef),
 }
 
 pub(crate) struct Slot {
     pub key: PartitionKey,
     pub kind: SlotKind,
-    pub started: Instant,
 }
 
 pub(crate) struct Engine {
@@ -63,16 +63,48 @@ impl Engine {
         };
         match self.io.push(index, request, buffer) {
             Ok(()) => {
-                self.slots[index] = Some(Slot {
-                    key,
-                    kind,
-                    started: Instant::now(),
-                });
+                self.slots[index] = Some(Slot { key, kind });
                 Ok(())
             }
             Err(PushError::SlotBusy(buffer)) | Err(PushError::BufferTooSmall(buffer)) => {
                 tracing::error!(?request, "storage: request refused by the I/O layer");
                 self.free.push(index);
+                Err((kind, buffer))
+            }
+        }
+    }
+
+    /// Queues `request` with an fdatasync linked behind it (see `Io::push_then_fdatasync`),
+    /// taking two slots. Hands the kind and buffer back when two slots are not free.
+    pub fn submit_then_fdatasync(
+        &mut self,
+        key: PartitionKey,
+        kind: SlotKind,
+        request: Request,
+        buffer: IoBuffer,
+        sync_kind: SlotKind,
+    ) -> Result<(), (SlotKind, IoBuffer)> {
+        if self.free.len() < 2 {
+            return Err((kind, buffer));
+        }
+        let (Some(index), Some(sync_index)) = (self.free.pop(), self.free.pop()) else {
+            return Err((kind, buffer));
+        };
+        match self
+            .io
+            .push_then_fdatasync(index, request, buffer, sync_index)
+        {
+            Ok(()) => {
+                self.slots[index] = Some(Slot { key, kind });
+                self.slots[sync_index] = Some(Slot {
+                    key,
+                    kind: sync_kind,
+                });
+                Ok(())
+            }
+            Err(PushError::SlotBusy(buffer)) | Err(PushError::BufferTooSmall(buffer)) => {
+                tracing::error!(?request, "storage: request refused by the I/O layer");
+                self.free.extend([sync_index, index]);
                 Err((kind, buffer))
             }
         }

@@ -143,6 +143,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    fn fd(&self) -> RawFd {
+        match *self {
+            Request::Write { fd, .. } | Request::Read { fd, .. } | Request::Fdatasync { fd } => fd,
+        }
+    }
+
+    /// Bytes the request transfers.
+    fn len(&self) -> usize {
+        match *self {
+            Request::Write { len, .. } | Request::Read { len, .. } => len,
+            Request::Fdatasync { .. } => 0,
+        }
+    }
+}
+
 /// Why a request was not queued; the buffer is handed back.
 pub enum PushError {
     /// `user_data` out of range or already in flight.
@@ -230,7 +246,7 @@ impl Io {
             .multi(true)
             .build()
             .user_data(WAKEUP_USER_DATA);
-        push_entry(ring, &entry);
+        push_entries(ring, &[entry]);
         self.unsubmitted += 1;
     }
 
@@ -241,19 +257,7 @@ impl Io {
         request: Request,
         buffer: IoBuffer,
     ) -> Result<(), PushError> {
-        if self.buffers.get(user_data).is_none_or(Option::is_some) {
-            return Err(PushError::SlotBusy(buffer));
-        }
-        let len = match request {
-            Request::Write { len, .. } | Request::Read { len, .. } => len,
-            Request::Fdatasync { .. } => 0,
-        };
-        let slot = &mut self.buffers[user_data];
-        let (ptr, available) = slot.insert(buffer).region();
-        if len > available || len > u32::MAX as usize {
-            let buffer = slot.take().unwrap_or(IoBuffer::None);
-            return Err(PushError::BufferTooSmall(buffer));
-        }
+        let ptr = self.hold(user_data, request, buffer)?;
         self.in_flight += 1;
         let Some(ring) = self.ring.as_mut() else {
             let result = execute_now(request, ptr);
@@ -263,30 +267,82 @@ impl Io {
             });
             return Ok(());
         };
-        let entry = match request {
-            Request::Write {
-                fd,
-                offset,
-                len,
-                dsync,
-            } => {
-                let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-                opcode::Write::new(types::Fd(fd), ptr, len as u32)
-                    .offset(offset)
-                    .rw_flags(flags)
-                    .build()
-            }
-            Request::Read { fd, offset, len } => opcode::Read::new(types::Fd(fd), ptr, len as u32)
-                .offset(offset)
-                .build(),
-            Request::Fdatasync { fd } => opcode::Fsync::new(types::Fd(fd))
-                .flags(types::FsyncFlags::DATASYNC)
-                .build(),
-        }
-        .user_data(user_data as u64);
-        push_entry(ring, &entry);
+        push_entries(ring, &[entry(request, ptr, user_data)]);
         self.unsubmitted += 1;
         Ok(())
+    }
+
+    /// Queues `request` and, linked behind it, an fdatasync of the same file as
+    /// `sync_user_data`: the kernel starts the fdatasync only after `request` transferred its
+    /// whole length, and completes it with -ECANCELED otherwise. One submission: no round trip
+    /// between the two, and nothing else can slip between them.
+    pub fn push_then_fdatasync(
+        &mut self,
+        user_data: usize,
+        request: Request,
+        buffer: IoBuffer,
+        sync_user_data: usize,
+    ) -> Result<(), PushError> {
+        if user_data == sync_user_data
+            || self.buffers.get(sync_user_data).is_none_or(Option::is_some)
+        {
+            return Err(PushError::SlotBusy(buffer));
+        }
+        let ptr = self.hold(user_data, request, buffer)?;
+        self.buffers[sync_user_data] = Some(IoBuffer::None);
+        let (then, then_user_data) = (Request::Fdatasync { fd: request.fd() }, sync_user_data);
+        self.in_flight += 2;
+        let Some(ring) = self.ring.as_mut() else {
+            let result = execute_now(request, ptr);
+            let completed_in_full = usize::try_from(result).is_ok_and(|n| n == request.len());
+            let then_result = if completed_in_full {
+                execute_now(then, std::ptr::null_mut())
+            } else {
+                -libc::ECANCELED
+            };
+            for (user_data, result) in [(user_data, result), (then_user_data, then_result)] {
+                self.ready.push_back(IoCompletion {
+                    user_data: user_data as u64,
+                    result,
+                });
+            }
+            return Ok(());
+        };
+        let first = entry(request, ptr, user_data).flags(squeue::Flags::IO_LINK);
+        let second = entry(then, std::ptr::null_mut(), then_user_data);
+        push_entries(ring, &[first, second]);
+        self.unsubmitted += 2;
+        Ok(())
+    }
+
+    /// Stores `buffer` as the memory of request `user_data` after checking that the slot is free
+    /// and the buffer covers the request; returns the memory's start.
+    fn hold(
+        &mut self,
+        user_data: usize,
+        request: Request,
+        buffer: IoBuffer,
+    ) -> Result<*mut u8, PushError> {
+        if self.buffers.get(user_data).is_none_or(Option::is_some) {
+            return Err(PushError::SlotBusy(buffer));
+        }
+        let len = request.len();
+        let slot = &mut self.buffers[user_data];
+        let (ptr, available) = slot.insert(buffer).region();
+        if len > available || len > u32::MAX as usize {
+            let buffer = slot.take().unwrap_or(IoBuffer::None);
+            return Err(PushError::BufferTooSmall(buffer));
+        }
+        Ok(ptr)
+    }
+
+    /// Whether completions are waiting to be reaped (cheap: no system call).
+    pub fn has_completions(&mut self) -> bool {
+        !self.ready.is_empty()
+            || self
+                .ring
+                .as_mut()
+                .is_some_and(|ring| !ring.completion().is_empty())
     }
 
     /// Hands queued entries to the kernel without waiting.
@@ -388,12 +444,39 @@ impl Drop for Io {
     }
 }
 
-fn push_entry(ring: &mut IoUring, entry: &squeue::Entry) {
+/// The submission entry of `request` over memory starting at `ptr`, as `user_data`.
+fn entry(request: Request, ptr: *mut u8, user_data: usize) -> squeue::Entry {
+    match request {
+        Request::Write {
+            fd,
+            offset,
+            len,
+            dsync,
+        } => {
+            let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+            opcode::Write::new(types::Fd(fd), ptr, len as u32)
+                .offset(offset)
+                .rw_flags(flags)
+                .build()
+        }
+        Request::Read { fd, offset, len } => opcode::Read::new(types::Fd(fd), ptr, len as u32)
+            .offset(offset)
+            .build(),
+        Request::Fdatasync { fd } => opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build(),
+    }
+    .user_data(user_data as u64)
+}
+
+/// Pushes `entries` together, so a linked pair is never split across two submissions (the
+/// kernel would run the second on its own).
+fn push_entries(ring: &mut IoUring, entries: &[squeue::Entry]) {
     loop {
-        // SAFETY: the entry's memory is an `IoBuffer` stored in `Io::buffers` (heap memory that
+        // SAFETY: each entry's memory is an `IoBuffer` stored in `Io::buffers` (heap memory that
         // does not move) until the completion is reaped, or none at all (poll, fsync); its fd
         // is kept open by the partition, which drains its requests before closing files.
-        if unsafe { ring.submission().push(entry) }.is_ok() {
+        if unsafe { ring.submission().push_multiple(entries) }.is_ok() {
             return;
         }
         // The submission queue is full: hand it to the kernel and retry (bounded: the ring has
@@ -602,6 +685,58 @@ mod tests {
         };
         assert_eq!(&back.full_mut()[..5], b"hello");
         assert_eq!(io.in_flight(), 0);
+    }
+
+    fn completions(io: &mut Io, count: usize) -> Vec<IoCompletion> {
+        let mut out = Vec::new();
+        while out.len() < count {
+            io.wait(Duration::from_millis(100));
+            io.reap(&mut out);
+        }
+        let mut done: Vec<IoCompletion> = out.into_iter().map(|(c, _)| c).collect();
+        done.sort_by_key(|c| c.user_data);
+        done
+    }
+
+    fn write_then_fdatasync(force_buffered: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&dir.path().join("x.log"), true, true).unwrap();
+        let mut io = Io::new(8, None, force_buffered);
+        let write = |fd| Request::Write {
+            fd,
+            offset: 0,
+            len: 4096,
+            dsync: false,
+        };
+        let buf = || IoBuffer::Aligned(AlignedBuf::new(4096, 4096));
+        let fd = log.file.as_raw_fd();
+        assert!(matches!(
+            io.push_then_fdatasync(2, write(fd), buf(), 2),
+            Err(PushError::SlotBusy(_))
+        ));
+        assert!(io.push_then_fdatasync(2, write(fd), buf(), 3).is_ok());
+        let done = completions(&mut io, 2);
+        assert_eq!((done[0].user_data, done[0].result), (2, 4096));
+        assert_eq!((done[1].user_data, done[1].result), (3, 0));
+        // A write that fails cancels the fdatasync behind it.
+        let read_only = File::open(dir.path().join("x.log")).unwrap();
+        assert!(io
+            .push_then_fdatasync(4, write(read_only.as_raw_fd()), buf(), 5)
+            .is_ok());
+        let done = completions(&mut io, 2);
+        assert_eq!(done[0].result, -libc::EBADF);
+        assert_eq!(done[1].result, -libc::ECANCELED);
+        assert_eq!(io.in_flight(), 0);
+    }
+
+    #[test]
+    fn uring_write_then_fdatasync_links_the_two() {
+        write_then_fdatasync(false);
+    }
+
+    #[test]
+    fn buffered_write_then_fdatasync_links_the_two() {
+        write_then_fdatasync(true);
     }
 
     #[test]

@@ -1,12 +1,22 @@
 //! One partition: its segments, the write path with group commit, and the in-memory records
 //! (unwritten ones plus a cache of recent written ones).
 //!
-//! Write path: `append` stamps the batch and queues it in `mem`; `start_write` copies every
-//! queued record of the active segment into the aligned staging buffer, which begins with the
-//! segment's partial tail block, and submits ONE write (O_DSYNC when any record needs a durable
-//! acknowledgement). While it is in flight, new appends only queue — they all go into the next
-//! write (group commit). The staging buffer is then swapped with the spare one, which receives
-//! a copy of the new partial tail block, so the next write rewrites that block in full.
+//! Write path: `append` stamps the batch and queues it in `mem`, copying it into the aligned
+//! staging buffer (which begins with the segment's partial tail block) while there is room;
+//! `start_write` submits ONE write of every queued record of the active segment. When any
+//! record needs a durable acknowledgement, an fdatasync is linked behind the write, and those
+//! records are acknowledged when it completes. While the write is in flight, new appends only
+//! queue — they all go into the next write (group commit). The staging buffer is then swapped
+//! with the spare one, which receives a copy of the new partial tail block, so the next write
+//! rewrites that block in full.
+//!
+//! The next write starts as soon as the previous one has transferred its bytes, while that
+//! one's fdatasync (journal commit and cache flush) still runs: the device keeps receiving
+//! data instead of idling through every flush. Writes never overlap, so a rewritten tail block
+//! is always written after the write it completes. Writes settle in order: a write's records
+//! count as on disk (index, cache eviction, acknowledgements) only once it and every earlier
+//! write are written and synced. A failed write or fdatasync fails every append not yet
+//! settled and rewinds the log to the settled end, once nothing of the log is in flight.
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -40,12 +50,23 @@ struct PendingAck {
     started: Instant,
 }
 
+/// How far one step (the transfer, or the linked fdatasync) of a submitted write has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Pending,
+    Done,
+    Failed,
+}
+
 struct WriteInFlight {
     file_position: u64,
     len_bytes: usize,
     end_position: u64,
     last_offset: u64,
-    dsync: bool,
+    started: Instant,
+    written: Progress,
+    /// `Done` from the start when no fdatasync is linked.
+    synced: Progress,
 }
 
 pub(crate) struct Partition {
@@ -61,7 +82,7 @@ pub(crate) struct Partition {
     pub in_flight_ops: usize,
     pub offsets: Offsets,
     /// Sequential readahead of old data (see `readahead`).
-    pub readahead: Option<crate::readahead::Readahead>,
+    pub readahead: crate::readahead::Readahead,
     config: StorageConfig,
     last_timestamp_us: u64,
     unwritten_bytes: usize,
@@ -77,7 +98,13 @@ pub(crate) struct Partition {
     staging_file_position: u64,
     /// The other write buffer; `None` while it is in flight.
     spare: Option<AlignedBuf>,
-    write: Option<WriteInFlight>,
+    /// Submitted writes not settled yet, oldest first; only the newest may still be
+    /// transferring, the others wait for their fdatasync or for an earlier write.
+    writes: VecDeque<WriteInFlight>,
+    /// The first failure among `writes`, applied once none of them is in flight.
+    write_failure: Option<AppendError>,
+    /// A failed write's buffer and file position: it holds the tail block to restore.
+    failed_write_buffer: Option<(u64, AlignedBuf)>,
     acks: VecDeque<PendingAck>,
     flush_waiters: Vec<(u64, bool)>,
     fsync_waiters: Option<Vec<u64>>,
@@ -195,7 +222,7 @@ impl Partition {
             next_offset,
             in_flight_ops: 0,
             offsets,
-            readahead: None,
+            readahead: Default::default(),
             config: config.clone(),
             last_timestamp_us,
             unwritten_bytes: 0,
@@ -205,7 +232,9 @@ impl Partition {
             copied_next_offset: next_offset,
             staging,
             spare: Some(AlignedBuf::new(config.write_buffer_size_bytes, alignment)),
-            write: None,
+            writes: VecDeque::new(),
+            write_failure: None,
+            failed_write_buffer: None,
             acks: VecDeque::new(),
             flush_waiters: Vec::new(),
             fsync_waiters: None,
@@ -341,7 +370,7 @@ impl Partition {
                 token,
                 started: Instant::now(),
             });
-            self.start_write(engine, false);
+            self.start_write(engine);
         } else {
             engine.completions.push(Completion {
                 token,
@@ -349,7 +378,7 @@ impl Partition {
                 result: CompletionResult::Append(Ok(appended)),
             });
             if self.memory_flush_due() {
-                self.start_write(engine, false);
+                self.start_write(engine);
             }
         }
     }
@@ -371,8 +400,8 @@ impl Partition {
             .back()
             .is_some_and(|r| r.base_offset >= self.staged_next_offset);
         let durable_waiting = !self.acks.is_empty() || !self.flush_waiters.is_empty();
-        if self.write.is_none() && has_unwritten && (durable_waiting || self.memory_flush_due()) {
-            self.start_write(engine, false);
+        if !self.transferring() && has_unwritten && (durable_waiting || self.memory_flush_due()) {
+            self.start_write(engine);
         }
         self.finish_flush_waiters(engine);
     }
@@ -381,13 +410,20 @@ impl Partition {
     /// `token` with `Flushed`.
     pub fn flush(&mut self, engine: &mut Engine, fsync: bool, token: u64) {
         self.flush_waiters.push((token, fsync));
-        self.start_write(engine, false);
+        self.start_write(engine);
         self.finish_flush_waiters(engine);
     }
 
+    /// Whether a write's transfer is in flight (its buffer is not home).
+    fn transferring(&self) -> bool {
+        self.writes
+            .back()
+            .is_some_and(|w| w.written == Progress::Pending)
+    }
+
     /// Submits one write of every queued record of the active segment (group commit).
-    pub fn start_write(&mut self, engine: &mut Engine, force_dsync: bool) {
-        if self.write.is_some() {
+    pub fn start_write(&mut self, engine: &mut Engine) {
+        if self.transferring() || self.write_failure.is_some() {
             return;
         }
         let first = self
@@ -399,6 +435,10 @@ impl Partition {
         // Records already copied all belong to the active segment; a record of the next
         // segment is first only when nothing is copied.
         if first_record.segment_base != self.active().base_offset {
+            if !self.writes.is_empty() {
+                // Rotate once the old segment's writes have settled (which starts this again).
+                return;
+            }
             if let Err(error) = self.rotate(first_record.segment_base) {
                 tracing::warn!(key = ?self.key, ?error, "storage: cannot create the next segment");
                 self.fail_unwritten(engine, error);
@@ -419,8 +459,8 @@ impl Partition {
             ..self
                 .mem
                 .partition_point(|r| r.base_offset < self.copied_next_offset);
-        let dsync = force_dsync || self.mem.range(staged).any(|r| r.durable_ack);
-        self.submit_staging(engine, self.copied_next_offset - 1, dsync);
+        let durable = self.mem.range(staged).any(|r| r.durable_ack);
+        self.submit_staging(engine, self.copied_next_offset - 1, durable);
     }
 
     /// Copies queued records of the active segment into the staging buffer as far as it has
@@ -441,7 +481,7 @@ impl Partition {
         }
     }
 
-    fn submit_staging(&mut self, engine: &mut Engine, last_offset: u64, dsync: bool) {
+    fn submit_staging(&mut self, engine: &mut Engine, last_offset: u64, durable: bool) {
         let logical_len = self.staging.len();
         let len_bytes = round_up(logical_len, self.alignment);
         // Padding must be zeroes: recovery reads zeroes as the end of the log.
@@ -466,24 +506,32 @@ impl Partition {
             fd,
             offset: file_position,
             len: len_bytes,
-            dsync,
+            dsync: false,
         };
-        match engine.submit(
-            self.key,
-            SlotKind::LogWrite,
-            request,
-            IoBuffer::Aligned(in_flight),
-        ) {
+        let buffer = IoBuffer::Aligned(in_flight);
+        let submitted = if durable {
+            let sync = SlotKind::LogWriteSync(last_offset);
+            engine.submit_then_fdatasync(self.key, SlotKind::LogWrite, request, buffer, sync)
+        } else {
+            engine.submit(self.key, SlotKind::LogWrite, request, buffer)
+        };
+        match submitted {
             Ok(()) => {
-                self.in_flight_ops += 1;
+                self.in_flight_ops += 1 + usize::from(durable);
                 self.staging_file_position = tail_start;
                 self.staged_next_offset = last_offset + 1;
-                self.write = Some(WriteInFlight {
+                self.writes.push_back(WriteInFlight {
                     file_position,
                     len_bytes,
                     end_position,
                     last_offset,
-                    dsync,
+                    started: Instant::now(),
+                    written: Progress::Pending,
+                    synced: if durable {
+                        Progress::Pending
+                    } else {
+                        Progress::Done
+                    },
                 });
             }
             Err((_, IoBuffer::Aligned(refused))) => {
@@ -544,19 +592,18 @@ impl Partition {
         Ok(())
     }
 
-    /// Handles the completion of the partition's log write.
-    pub fn write_done(
-        &mut self,
-        engine: &mut Engine,
-        result: i32,
-        started: Instant,
-        buffer: IoBuffer,
-    ) {
+    /// Handles the completion of the transfer of the partition's newest write: its buffer is
+    /// home, so the next write may start while this one's fdatasync runs.
+    pub fn write_done(&mut self, engine: &mut Engine, result: i32, buffer: IoBuffer) {
         self.in_flight_ops -= 1;
-        let IoBuffer::Aligned(mut written) = buffer else {
+        let IoBuffer::Aligned(buffer) = buffer else {
             return;
         };
-        let Some(write) = self.write.take() else {
+        let Some(write) = self
+            .writes
+            .iter_mut()
+            .find(|w| w.written == Progress::Pending)
+        else {
             return;
         };
         if result < 0 || (result as usize) < write.len_bytes {
@@ -566,25 +613,81 @@ impl Partition {
             } else {
                 AppendError::NoSpace
             };
-            tracing::warn!(key = ?self.key, ?error, "storage: segment write failed; failing the unwritten appends");
-            // Restore the staging buffer to the durable part of the failed write's buffer.
-            written.set_len((self.active().end_bytes - write.file_position) as usize);
-            self.spare = Some(std::mem::replace(&mut self.staging, written));
-            self.staging_file_position = write.file_position;
-            self.fail_unwritten(engine, error);
-            return;
+            tracing::warn!(key = ?self.key, ?error, "storage: segment write failed; failing the unsettled appends");
+            write.written = Progress::Failed;
+            self.failed_write_buffer = Some((write.file_position, buffer));
+            self.write_failure.get_or_insert(error);
+        } else {
+            write.written = Progress::Done;
+            self.spare = Some(buffer);
         }
-        self.spare = Some(written);
-        self.write_succeeded(engine, &write, started);
+        self.settle_writes(engine);
     }
 
-    fn write_succeeded(&mut self, engine: &mut Engine, write: &WriteInFlight, started: Instant) {
-        if write.dsync {
+    /// Handles the completion of the fdatasync linked behind the write ending at `last_offset`.
+    pub fn write_sync_done(&mut self, engine: &mut Engine, last_offset: u64, result: i32) {
+        self.in_flight_ops -= 1;
+        let Some(write) = self
+            .writes
+            .iter_mut()
+            .find(|w| w.last_offset == last_offset)
+        else {
+            return;
+        };
+        if result == -libc::ECANCELED {
+            // The write itself failed; its completion records why.
+            write.synced = Progress::Failed;
+        } else if result < 0 {
+            let error = append_error_from_errno(-result);
+            tracing::warn!(key = ?self.key, ?error, "storage: fdatasync failed; failing the unsettled appends");
+            write.synced = Progress::Failed;
+            self.write_failure.get_or_insert(error);
+        } else {
+            write.synced = Progress::Done;
             engine
                 .stats
                 .fsync_latency
-                .record(started.elapsed().as_micros() as u64);
+                .record(write.started.elapsed().as_micros() as u64);
         }
+        self.settle_writes(engine);
+    }
+
+    /// Settles the oldest writes that are written and synced, applies a failure once nothing
+    /// of the log is in flight, and starts the next write when one is due.
+    fn settle_writes(&mut self, engine: &mut Engine) {
+        while self
+            .writes
+            .front()
+            .is_some_and(|w| w.written == Progress::Done && w.synced == Progress::Done)
+        {
+            if let Some(write) = self.writes.pop_front() {
+                self.write_succeeded(engine, &write);
+            }
+        }
+        let all_completed = self
+            .writes
+            .iter()
+            .all(|w| w.written != Progress::Pending && w.synced != Progress::Pending);
+        if all_completed {
+            if let Some(error) = self.write_failure.take() {
+                self.writes.clear();
+                self.fail_unwritten(engine, error);
+                self.restore_tail_block();
+            }
+        }
+        let more = self
+            .mem
+            .back()
+            .is_some_and(|r| r.base_offset >= self.staged_next_offset);
+        if more
+            && (!self.acks.is_empty() || !self.flush_waiters.is_empty() || self.memory_flush_due())
+        {
+            self.start_write(engine);
+        }
+        self.finish_flush_waiters(engine);
+    }
+
+    fn write_succeeded(&mut self, engine: &mut Engine, write: &WriteInFlight) {
         engine.stats.bytes_written += write.end_position - write.file_position;
         self.account_written(write.last_offset);
         while self
@@ -611,16 +714,28 @@ impl Partition {
         }
         self.evict_cache(engine);
         self.write_index(engine);
-        let more = self
-            .mem
-            .back()
-            .is_some_and(|r| r.base_offset >= self.staged_next_offset);
-        if more
-            && (!self.acks.is_empty() || !self.flush_waiters.is_empty() || self.memory_flush_due())
-        {
-            self.start_write(engine, false);
+    }
+
+    /// After a failure: the staging buffer again holds the settled partial tail block of the
+    /// active segment — from the failed write's buffer, which begins with it, when that write
+    /// starts at the block; otherwise read back from the file (written and synced bytes).
+    fn restore_tail_block(&mut self) {
+        let block_start = round_down(self.active().end_bytes, self.alignment);
+        match self.failed_write_buffer.take() {
+            Some((file_position, mut buffer)) if file_position == block_start => {
+                buffer.set_len((self.active().end_bytes - file_position) as usize);
+                self.spare = Some(std::mem::replace(&mut self.staging, buffer));
+                self.staging_file_position = file_position;
+            }
+            failed => {
+                if let Some((_, buffer)) = failed {
+                    self.spare.get_or_insert(buffer);
+                }
+                if let Err(error) = self.reload_tail() {
+                    tracing::error!(key = ?self.key, %error, "storage: cannot reload the tail block");
+                }
+            }
         }
-        self.finish_flush_waiters(engine);
     }
 
     fn account_written(&mut self, last_offset: u64) {
@@ -716,7 +831,7 @@ impl Partition {
     }
 
     fn finish_flush_waiters(&mut self, engine: &mut Engine) {
-        let all_written = self.write.is_none()
+        let all_written = self.writes.is_empty()
             && self
                 .mem
                 .back()

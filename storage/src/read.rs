@@ -1,5 +1,5 @@
 //! Polls: recent records come straight from memory; older ones through an io_uring read of the
-//! segment range the sparse index points at, walked and verified after the read.
+//! segment range the sparse index points at, walked and structure-checked after the read.
 
 use std::os::fd::AsRawFd;
 
@@ -26,6 +26,8 @@ pub(crate) struct Collector {
     pub count_max: u32,
     pub visible_last: u64,
     pub result: ReadResult,
+    /// Offset after the last message added: where a sequential follow-up poll starts.
+    pub next_offset: Option<u64>,
 }
 
 impl Collector {
@@ -41,6 +43,7 @@ impl Collector {
             count_max,
             visible_last,
             result,
+            next_offset: None,
         }
     }
 
@@ -69,12 +72,16 @@ impl Collector {
         if header.base_offset >= first_wanted && header.message_count <= room {
             self.result.bytes.extend_from_slice(record);
             self.result.messages_count += header.message_count;
+            self.next_offset = Some(header.last_offset() + 1);
         } else if let Some(slice) = record::slice(record, first_wanted, room) {
             self.result.bytes.extend_from_slice(&slice.header);
             self.result
                 .bytes
                 .extend_from_slice(&record[slice.frames.clone()]);
             self.result.messages_count += slice.message_count;
+            // Offsets are contiguous inside a record.
+            self.next_offset =
+                Some(first_wanted.max(header.base_offset) + slice.message_count as u64);
         }
         if let Target::Timestamp(_) = self.target {
             // Once inside the wanted time range, continue by offset.
@@ -229,7 +236,6 @@ pub(crate) fn submit(
     mut buf: AlignedBuf,
     (position, end): (u64, u64),
     grow: bool,
-    speculative: bool,
 ) -> Result<(), (ReadError, AlignedBuf)> {
     let segment = partition
         .segments
@@ -257,12 +263,12 @@ pub(crate) fn submit(
         offset: file_position,
         len,
     };
-    let kind = if speculative {
-        SlotKind::Readahead(job)
-    } else {
-        SlotKind::Read(job)
-    };
-    match engine.submit(partition.key, kind, request, IoBuffer::Aligned(buf)) {
+    match engine.submit(
+        partition.key,
+        SlotKind::Read(job),
+        request,
+        IoBuffer::Aligned(buf),
+    ) {
         Ok(()) => {
             partition.in_flight_ops += 1;
             Ok(())
@@ -289,17 +295,6 @@ fn done(mut job: Box<ReadJob>, buf: AlignedBuf, error: Option<ReadError>) -> Ste
     let result = std::mem::take(&mut job.collector.result);
     let continues = error.is_none() && result.messages_count > 0;
     Step::Done(error.map_or(Ok(result), Err), buf, continues.then_some(job))
-}
-
-/// Whether `buf` (as read for `job`) holds a whole record at the job's walk position.
-pub(crate) fn holds_next_record(job: &ReadJob, buf: &AlignedBuf) -> bool {
-    let end = (job.file_position + buf.len() as u64).min(job.walk_end);
-    if job.walk_position < job.file_position || job.walk_position >= end {
-        return false;
-    }
-    let from = (job.walk_position - job.file_position) as usize;
-    let bytes = &buf.as_slice()[from..(end - job.file_position) as usize];
-    RecordHeader::parse(bytes).is_ok_and(|header| header.length_bytes <= bytes.len())
 }
 
 /// Walks the records of a completed read (`result` bytes in `buf`).
@@ -350,9 +345,11 @@ pub(crate) fn walk(
     Step::Again(job, buf, (0, end))
 }
 
-/// Offers every whole, verified record in the buffer to the collector. Returns the length of
-/// the record cut off by the end of the buffer (0 if none).
-fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, ReadError> {
+/// Offers every whole, checked record in the buffer to the job's collector, from the job's walk
+/// position. The walk position moves past each record the poll is done with; it stays on a
+/// record the poll took only the first messages of, where a sequential follow-up poll resumes.
+/// Returns the length of the record cut off by the end of the buffer (0 if none).
+pub(crate) fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, ReadError> {
     let buf_end = (job.file_position + buf.len() as u64).min(job.walk_end);
     while job.walk_position < buf_end && !job.collector.full() {
         let from = (job.walk_position - job.file_position) as usize;
@@ -364,11 +361,21 @@ fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, ReadError> {
             Err(_) => return Err(ReadError::Corrupt(job.expected_offset)),
         };
         let record_bytes = &bytes[..header.length_bytes];
-        // Checked after every read: a disk that returns wrong bytes is reported, never served.
-        if header.base_offset != job.expected_offset || record::verify(record_bytes).is_err() {
+        // Checked after every read: a read of the wrong place or of torn bytes is reported,
+        // never served.
+        if header.base_offset != job.expected_offset
+            || record::verify_structure(record_bytes).is_err()
+        {
             return Err(ReadError::Corrupt(job.expected_offset));
         }
         let more = job.collector.offer(record_bytes, &header);
+        let taken_in_part = job
+            .collector
+            .next_offset
+            .is_some_and(|next| next <= header.last_offset());
+        if taken_in_part {
+            break;
+        }
         job.walk_position += header.length_bytes as u64;
         job.expected_offset = header.last_offset() + 1;
         if !more {

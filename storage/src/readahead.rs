@@ -1,91 +1,173 @@
-//! Sequential readahead: after a poll served from disk, the shard reads what follows it, so a
-//! consumer reading through old data finds its next poll already in memory or in flight — the
-//! disk works while the reply is being sent, as the page cache's readahead would do for a
-//! buffered reader.
+//! Sequential readahead: after a poll served from disk, the shard keeps a window of up to
+//! [`READAHEAD_CHUNKS_MAX`] large reads in flight ahead of the consumer, so the disk works
+//! while replies are being sent — as the page cache's readahead would for a buffered reader,
+//! with several requests queued on the device instead of one.
 //!
-//! One readahead per partition. It is used only by a poll that starts exactly where the
-//! previous one ended; any other poll abandons it. It never holds more than one pooled buffer
-//! and leaves at least half the pool to ordinary polls.
+//! ```text
+//!  segment:  ...|rec|rec|rec|rec|rec|rec|rec|rec|rec|rec|rec|...
+//!                 ^ next_offset        ^ chunk 2         ^ next_read
+//!                 [ chunk 1 (ready)   )[ chunk 2 (in flight)   )
+//! ```
+//!
+//! A chunk covers whole records: it starts where the previous one ends and ends at a sparse
+//! index entry (or the segment's end), so no record is split between two buffers. The window
+//! serves only a poll that starts exactly where the previous one ended (`next_offset`); any
+//! other poll abandons it. Windows never take the last half of the read-buffer pool, which
+//! stays for ordinary polls.
 
-use crate::engine::Engine;
-use crate::io::AlignedBuf;
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+
+use crate::constants::READAHEAD_CHUNKS_MAX;
+use crate::engine::{Engine, SlotKind};
+use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
-use crate::read::{self, Collector, ReadJob, Step, Target};
+use crate::read::{self, Collector, ReadJob, Target};
 use crate::types::{
     Completion, CompletionResult, ReadError, ReadOutcome, ReadResult, INTERNAL_TOKEN,
 };
 
+/// A partition's readahead window (empty when closed).
+#[derive(Default)]
 pub(crate) struct Readahead {
-    /// Base offset of the first record the read covers.
-    start_offset: u64,
-    /// The read has not completed yet.
-    in_flight: bool,
-    /// A poll is waiting for the read (token, its collector).
+    /// Offset a sequential poll starts at; it lies in the front chunk.
+    next_offset: u64,
+    /// Reads in file order, the front one holding `next_offset`.
+    chunks: VecDeque<Chunk>,
+    /// Where the read after the last chunk starts: segment base, position, record offset.
+    next_read: (u64, u64, u64),
+    /// A poll waiting for the front chunk's read: its token and collector.
     waiter: Option<(u64, Collector)>,
-    /// No poll will use it: the buffer goes back to the pool when the read completes.
-    abandoned: bool,
-    /// The completed read: the job (for its positions), the buffer and the kernel's result.
-    ready: Option<(Box<ReadJob>, AlignedBuf, i32)>,
+    /// Identifies chunk reads; a completion whose chunk left the window returns its buffer.
+    next_chunk_id: u64,
 }
 
-/// Starts a readahead at `(segment_base, position, offset)` when none is active and the pool
-/// can spare a buffer.
+struct Chunk {
+    id: u64,
+    /// The chunk's positions; its collector is swapped for a poll's while that poll walks it.
+    job: Box<ReadJob>,
+    /// The completed read: buffer and the kernel's result.
+    read: Option<(AlignedBuf, i32)>,
+}
+
+/// What a window can do for a poll.
+enum Served {
+    Result(Result<ReadResult, ReadError>),
+    /// The poll waits for the front chunk's read.
+    Waiting,
+}
+
+/// Opens a window after a poll that ended at `next_offset`, in the record at
+/// `(segment_base, position, record_offset)`. An open window (another consumer's) stays.
 pub(crate) fn start(
     partition: &mut Partition,
     engine: &mut Engine,
     pool: &mut Vec<AlignedBuf>,
     pool_size: usize,
+    next_offset: u64,
     at: (u64, u64, u64),
 ) {
-    if partition.readahead.is_some() || pool.len() <= pool_size / 2 {
+    if !partition.readahead.chunks.is_empty() {
         return;
     }
-    let (mut segment_base, mut position, mut offset) = at;
-    let Some(segment) = partition
+    partition.readahead.next_offset = next_offset;
+    partition.readahead.next_read = at;
+    fill(partition, engine, pool, pool_size);
+}
+
+/// Submits chunk reads until the window is full, the pool is at half, or the written data ends.
+fn fill(
+    partition: &mut Partition,
+    engine: &mut Engine,
+    pool: &mut Vec<AlignedBuf>,
+    pool_size: usize,
+) {
+    while partition.readahead.chunks.len() < READAHEAD_CHUNKS_MAX && pool.len() > pool_size / 2 {
+        let Some(buf) = pool.pop() else { return };
+        if let Err(buf) = submit_next_chunk(partition, engine, buf) {
+            pool.push(buf);
+            return;
+        }
+    }
+}
+
+/// Plans the chunk at `next_read` to fit `buf` and submits its read; hands the buffer back when
+/// there is nothing to read (or no slot).
+fn submit_next_chunk(
+    partition: &mut Partition,
+    engine: &mut Engine,
+    buf: AlignedBuf,
+) -> Result<(), AlignedBuf> {
+    let alignment = partition.alignment;
+    let (mut segment_base, mut position, mut offset) = partition.readahead.next_read;
+    let Some(mut segment) = partition
         .segments
         .iter()
         .find(|s| s.base_offset == segment_base)
     else {
-        return;
+        return Err(buf);
     };
     if position >= segment.end_bytes {
         let Some(next) = partition
             .segments
             .iter()
-            .find(|s| s.base_offset > segment_base)
+            .find(|s| s.base_offset > segment_base && s.end_bytes > 0)
         else {
-            return;
+            return Err(buf);
         };
+        segment = next;
         (segment_base, position, offset) = (next.base_offset, 0, next.base_offset);
     }
-    let Some(visible_last) = partition.visible_last_offset() else {
-        return;
-    };
-    let Some(buf) = pool.pop() else { return };
-    let end = position + (buf.capacity() - partition.alignment) as u64;
-    let collector = Collector::new(
-        Target::Offset(offset),
-        0,
-        visible_last,
-        partition.key.partition_id,
-    );
-    let job = ReadJob::new(INTERNAL_TOKEN, collector, segment_base, position, offset);
-    match read::submit(partition, engine, job, buf, (position, end), false, true) {
-        Ok(()) => {
-            partition.readahead = Some(Readahead {
-                start_offset: offset,
-                in_flight: true,
-                waiter: None,
-                abandoned: false,
-                ready: None,
-            });
+    let file_position = round_down(position, alignment);
+    let fits = |end: u64| round_up((end - file_position) as usize, alignment) <= buf.capacity();
+    // End at a record boundary: the segment's end, or the last index entry that fits.
+    let (end, end_offset) = if fits(segment.end_bytes) {
+        (segment.end_bytes, segment.next_offset())
+    } else {
+        let after = &segment.index[segment.index.partition_point(|e| e.position <= position)..];
+        match after[..after.partition_point(|e| fits(e.position))].last() {
+            Some(entry) => (entry.position, entry.offset),
+            // A record larger than the buffer: ordinary polls read it.
+            None => return Err(buf),
         }
-        Err((_, buf)) => pool.push(buf),
+    };
+    let capacity = buf.capacity();
+    let request = Request::Read {
+        fd: segment.log.file.as_raw_fd(),
+        offset: file_position,
+        len: round_up((end - file_position) as usize, alignment),
+    };
+    let readahead = &mut partition.readahead;
+    let id = readahead.next_chunk_id;
+    let placeholder = Collector::new(Target::Offset(offset), 0, 0, partition.key.partition_id);
+    let mut job = ReadJob::new(INTERNAL_TOKEN, placeholder, segment_base, position, offset);
+    job.file_position = file_position;
+    job.walk_end = end;
+    match engine.submit(
+        partition.key,
+        SlotKind::Readahead(id),
+        request,
+        IoBuffer::Aligned(buf),
+    ) {
+        Ok(()) => {
+            readahead.next_chunk_id += 1;
+            readahead.next_read = (segment_base, end, end_offset);
+            readahead.chunks.push_back(Chunk {
+                id,
+                job,
+                read: None,
+            });
+            partition.in_flight_ops += 1;
+            Ok(())
+        }
+        Err((_, IoBuffer::Aligned(buf))) => Err(buf),
+        Err(_) => Err(AlignedBuf::new(capacity, alignment)),
     }
 }
 
-/// Serves a poll from the readahead when it starts where the readahead does. `None` when the
-/// poll must read on its own (the readahead is then abandoned).
+/// Serves a poll from the window when it starts where the previous poll ended. Hands the
+/// collector back when the poll must read on its own (the window is then abandoned, unless a
+/// poll waits for it).
 pub(crate) fn serve(
     partition: &mut Partition,
     engine: &mut Engine,
@@ -94,131 +176,129 @@ pub(crate) fn serve(
     token: u64,
     collector: Collector,
 ) -> Result<Result<ReadOutcome, ReadError>, Collector> {
-    let Some(readahead) = partition.readahead.as_mut() else {
-        return Err(collector);
-    };
-    let sequential =
-        collector.target == Target::Offset(readahead.start_offset) && !readahead.abandoned;
-    if !sequential {
-        // A readahead some poll already waits for stays; this poll reads on its own.
-        if readahead.waiter.is_none() {
-            abandon(partition, pool);
-        }
+    let readahead = &partition.readahead;
+    if readahead.chunks.is_empty() {
         return Err(collector);
     }
-    if readahead.in_flight {
-        if readahead.waiter.is_some() {
-            return Err(collector);
-        }
-        readahead.waiter = Some((token, collector));
-        engine.stats.readahead_hits += 1;
-        return Ok(Ok(ReadOutcome::Pending));
-    }
-    let Some((mut job, buf, result)) = readahead.ready.take() else {
+    let sequential = collector.target == Target::Offset(readahead.next_offset);
+    if !sequential || readahead.waiter.is_some() {
+        abandon(partition, pool);
         return Err(collector);
-    };
-    partition.readahead = None;
+    }
     engine.stats.readahead_hits += 1;
-    (job.token, job.collector) = (token, collector);
-    match finish(partition, engine, pool, pool_size, job, result, buf) {
-        Some(Ok(result)) => Ok(Ok(ReadOutcome::Ready(result))),
-        Some(Err(error)) => Ok(Err(error)),
-        None => Ok(Ok(ReadOutcome::Pending)),
+    match consume(partition, engine, pool, pool_size, token, collector) {
+        Served::Result(outcome) => Ok(outcome.map(ReadOutcome::Ready)),
+        Served::Waiting => Ok(Ok(ReadOutcome::Pending)),
     }
 }
 
-/// Drops the readahead: its buffer returns to the pool now, or when its read completes.
+/// Walks the ready chunks at the front of the window for a poll, releasing every chunk it
+/// walks to the end, then tops the window up.
+fn consume(
+    partition: &mut Partition,
+    engine: &mut Engine,
+    pool: &mut Vec<AlignedBuf>,
+    pool_size: usize,
+    token: u64,
+    mut collector: Collector,
+) -> Served {
+    let readahead = &mut partition.readahead;
+    while !collector.full() {
+        let Some(chunk) = readahead.chunks.front_mut() else {
+            break;
+        };
+        let Some((buf, result)) = chunk.read.as_ref() else {
+            if collector.result.messages_count == 0 {
+                readahead.waiter = Some((token, collector));
+                return Served::Waiting;
+            }
+            break;
+        };
+        let walked = if *result < 0 {
+            Err(ReadError::Io(-result))
+        } else {
+            std::mem::swap(&mut chunk.job.collector, &mut collector);
+            let walked = read::walk_buffer(&mut chunk.job, buf);
+            std::mem::swap(&mut chunk.job.collector, &mut collector);
+            walked
+        };
+        // Chunks hold whole records: a cut one means the read came back short.
+        let walked = walked.and_then(|cut| match cut {
+            0 => Ok(()),
+            _ => Err(ReadError::Io(libc::EIO)),
+        });
+        if let Err(error) = walked {
+            abandon(partition, pool);
+            return Served::Result(Err(error));
+        }
+        if chunk.job.walk_position < chunk.job.walk_end {
+            break;
+        }
+        if let Some(Chunk {
+            read: Some((buf, _)),
+            ..
+        }) = readahead.chunks.pop_front()
+        {
+            pool.push(buf);
+        }
+    }
+    if let Some(next_offset) = collector.next_offset {
+        partition.readahead.next_offset = next_offset;
+    }
+    fill(partition, engine, pool, pool_size);
+    Served::Result(Ok(collector.result))
+}
+
+/// Drops the window: ready buffers return to the pool now, those of reads in flight when the
+/// reads complete. A window a poll waits for stays.
 pub(crate) fn abandon(partition: &mut Partition, pool: &mut Vec<AlignedBuf>) {
-    let Some(readahead) = partition.readahead.as_mut() else {
-        return;
-    };
-    if readahead.in_flight {
-        // A waiting poll keeps it alive; otherwise the completion returns the buffer.
-        readahead.abandoned = readahead.waiter.is_none();
+    let readahead = &mut partition.readahead;
+    if readahead.waiter.is_some() {
         return;
     }
-    if let Some((_, buf, _)) = readahead.ready.take() {
-        pool.push(buf);
+    for chunk in readahead.chunks.drain(..) {
+        if let Some((buf, _)) = chunk.read {
+            pool.push(buf);
+        }
     }
-    partition.readahead = None;
 }
 
-/// Handles the completion of a readahead read.
+/// Handles the completion of a chunk read; serves the waiting poll when it was the front one.
 pub(crate) fn completed(
     partition: &mut Partition,
     engine: &mut Engine,
     pool: &mut Vec<AlignedBuf>,
     pool_size: usize,
-    mut job: Box<ReadJob>,
+    chunk_id: u64,
     result: i32,
-    buf: AlignedBuf,
+    mut buf: AlignedBuf,
 ) {
     partition.in_flight_ops -= 1;
-    let Some(readahead) = partition.readahead.as_mut() else {
+    let readahead = &mut partition.readahead;
+    let Some(chunk) = readahead.chunks.iter_mut().find(|c| c.id == chunk_id) else {
         pool.push(buf);
         return;
     };
-    if readahead.abandoned {
-        pool.push(buf);
-        partition.readahead = None;
+    buf.set_len(result.max(0) as usize);
+    chunk.read = Some((buf, result));
+    let front_ready = readahead.chunks.front().is_some_and(|c| c.read.is_some());
+    if !front_ready {
         return;
     }
-    readahead.in_flight = false;
     let Some((token, collector)) = readahead.waiter.take() else {
-        readahead.ready = Some((job, buf, result));
         return;
     };
-    partition.readahead = None;
-    (job.token, job.collector) = (token, collector);
-    let key = partition.key;
-    if let Some(outcome) = finish(partition, engine, pool, pool_size, job, result, buf) {
+    if let Served::Result(outcome) = consume(partition, engine, pool, pool_size, token, collector) {
         engine.completions.push(Completion {
             token,
-            key,
+            key: partition.key,
             result: CompletionResult::Read(outcome),
         });
     }
 }
 
-/// After a poll: keep the rest of its buffer as the readahead when it holds the next record,
-/// otherwise read ahead from where the poll ended.
-fn continue_after(
-    partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
-    mut job: Box<ReadJob>,
-    buf: AlignedBuf,
-) {
-    if partition.readahead.is_some() {
-        pool.push(buf);
-        return;
-    }
-    if read::holds_next_record(&job, &buf) {
-        job.steps = 0;
-        let len = buf.len() as i32;
-        let start_offset = job.expected_offset;
-        partition.readahead = Some(Readahead {
-            start_offset,
-            in_flight: false,
-            waiter: None,
-            abandoned: false,
-            ready: Some((job, buf, len)),
-        });
-        return;
-    }
-    pool.push(buf);
-    start(
-        partition,
-        engine,
-        pool,
-        pool_size,
-        (job.segment_base, job.walk_position, job.expected_offset),
-    );
-}
-
 /// Walks a completed read for its poll; returns the outcome, or `None` when the poll went on
-/// with another read (its completion follows). Chains the next readahead.
+/// with another read (its completion follows). Opens a window where a successful poll ended.
 pub(crate) fn finish(
     partition: &mut Partition,
     engine: &mut Engine,
@@ -229,15 +309,18 @@ pub(crate) fn finish(
     buf: AlignedBuf,
 ) -> Option<Result<ReadResult, ReadError>> {
     match read::walk(partition, job, result, buf) {
-        Step::Done(outcome, buf, next) => {
-            match next {
-                Some(job) => continue_after(partition, engine, pool, pool_size, job, buf),
-                None => pool.push(buf),
+        read::Step::Done(outcome, buf, next) => {
+            pool.push(buf);
+            if let Some(job) = next {
+                if let Some(next_offset) = job.collector.next_offset {
+                    let at = (job.segment_base, job.walk_position, job.expected_offset);
+                    start(partition, engine, pool, pool_size, next_offset, at);
+                }
             }
             Some(outcome)
         }
-        Step::Again(job, buf, range) => {
-            match read::submit(partition, engine, job, buf, range, true, false) {
+        read::Step::Again(job, buf, range) => {
+            match read::submit(partition, engine, job, buf, range, true) {
                 Ok(()) => None,
                 Err((error, buf)) => {
                     pool.push(buf);

@@ -136,6 +136,11 @@ impl Shard {
             .ok_or(AppendError::UnknownPartition(key))?;
         let appended = partition.append(&mut self.engine, batch, ack, token, now_us)?;
         self.engine.io.submit();
+        // A caller appending a burst reacts to a finished write at once (the next write is
+        // submitted now, not when the burst ends), so the disk does not wait for the loop.
+        if self.engine.io.has_completions() {
+            self.process();
+        }
         Ok(appended)
     }
 
@@ -203,7 +208,6 @@ impl Shard {
             job,
             buf,
             (position, end),
-            false,
             false,
         ) {
             Ok(()) => {
@@ -333,7 +337,10 @@ impl Shard {
             };
             let engine = &mut self.engine;
             match slot.kind {
-                SlotKind::LogWrite => partition.write_done(engine, result, slot.started, buffer),
+                SlotKind::LogWrite => partition.write_done(engine, result, buffer),
+                SlotKind::LogWriteSync(last_offset) => {
+                    partition.write_sync_done(engine, last_offset, result)
+                }
                 SlotKind::LogFsync => partition.fsync_done(engine, result),
                 SlotKind::IndexWrite => partition.index_done(engine, result),
                 SlotKind::OffsetWrite(consumer) => {
@@ -356,7 +363,7 @@ impl Shard {
                         buf,
                     );
                 }
-                SlotKind::Readahead(job) => {
+                SlotKind::Readahead(chunk_id) => {
                     let buf = pool_buffer(buffer, &self.config);
                     let pool_size = self.config.read_buffers_count;
                     readahead::completed(
@@ -364,7 +371,7 @@ impl Shard {
                         engine,
                         &mut self.read_buffers,
                         pool_size,
-                        job,
+                        chunk_id,
                         result,
                         buf,
                     );

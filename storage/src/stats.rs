@@ -54,7 +54,7 @@ impl LatencyHistogram {
 pub struct ShardStats {
     /// From `append` to the durable acknowledgement.
     pub append_latency: LatencyHistogram,
-    /// Duration of each durable write (O_DSYNC write or fdatasync).
+    /// Duration of each durable write (submission to the end of its linked fdatasync).
     pub fsync_latency: LatencyHistogram,
     pub appends_failed: u64,
     pub bytes_written: u64,

@@ -14,7 +14,7 @@ pub struct PartitionKey {
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AckMode {
-    /// After the batch is on stable storage (O_DSYNC write).
+    /// After the batch is on stable storage (its write and the fdatasync linked behind it).
     #[default]
     Durable,
     /// On receipt; flushed by size, count or interval.

@@ -85,7 +85,67 @@ fn fill(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, AppendError) {
     panic!("a 12 MiB filesystem never filled up");
 }
 
-fn check_disk_full(preallocate: bool) {
+/// Like `fill`, but keeps up to 16 appends outstanding, so writes are submitted while earlier
+/// ones still wait for their fdatasync. Acknowledgements must form a prefix of the appends.
+fn fill_pipelined(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, AppendError) {
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut results: Vec<Option<Result<(), AppendError>>> = Vec::new();
+    let mut completions = Vec::new();
+    let mut failed = false;
+    loop {
+        let outstanding = results.iter().filter(|r| r.is_none()).count();
+        if !failed && outstanding < 16 && sent.len() < 10_000 {
+            let b = batch(sent.len() as u64, 4, 4000);
+            if shard.has_room(key, b.len()) {
+                shard
+                    .append(
+                        key,
+                        b.clone(),
+                        AckMode::Durable,
+                        sent.len() as u64,
+                        now_us(),
+                    )
+                    .unwrap();
+                sent.push(b);
+                results.push(None);
+                continue;
+            }
+        }
+        if outstanding == 0 {
+            break;
+        }
+        shard.wait(std::time::Duration::from_millis(100));
+        shard.take_completions(&mut completions);
+        for completion in completions.drain(..) {
+            let CompletionResult::Append(result) = completion.result else {
+                panic!("unexpected completion {completion:?}");
+            };
+            failed |= result.is_err();
+            results[completion.token as usize] = Some(result.map(drop));
+        }
+    }
+    let acked_count = results
+        .iter()
+        .take_while(|r| matches!(r, Some(Ok(()))))
+        .count();
+    let error = match results.get(acked_count) {
+        Some(Some(Err(error))) => *error,
+        other => panic!("a 12 MiB filesystem never filled up ({other:?})"),
+    };
+    assert!(
+        results[acked_count..]
+            .iter()
+            .all(|r| matches!(r, Some(Err(_)))),
+        "acknowledgements are a prefix of the appends"
+    );
+    sent.truncate(acked_count);
+    (sent, error)
+}
+
+/// A way of filling the disk: returns the acknowledged batches and the first error.
+type Fill = fn(&mut Shard, PartitionKey) -> (Vec<Vec<u8>>, AppendError);
+
+fn check_disk_full(preallocate: bool, fill: Fill) {
     let Some(fs) = loop_fs_or_skip() else { return };
     let other_root = tempfile::tempdir().unwrap();
     let other = PartitionKey {
@@ -150,10 +210,15 @@ fn check_disk_full(preallocate: bool) {
 
 #[test]
 fn disk_full_while_writing_fails_appends_and_recovers() {
-    check_disk_full(false);
+    check_disk_full(false, fill);
+}
+
+#[test]
+fn disk_full_under_pipelined_writes_fails_only_unacknowledged_appends() {
+    check_disk_full(false, fill_pipelined);
 }
 
 #[test]
 fn disk_full_at_segment_creation_fails_appends_and_recovers() {
-    check_disk_full(true);
+    check_disk_full(true, fill);
 }

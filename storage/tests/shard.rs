@@ -214,3 +214,38 @@ fn sequential_and_random_polls_agree_with_what_was_written() {
     let first = read(&mut shard, KEY, ReadStart::First, 3).unwrap();
     assert_eq!(first.messages_count, 3);
 }
+
+#[test]
+fn a_sequential_consumer_reads_every_message_once_through_the_readahead_window() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = partition_dir(root.path());
+    write_forty(&dir);
+    for count in [2u32, 50] {
+        // Enough buffers for a full window (half the pool) of 64 KiB chunks (~7 records each).
+        let mut shard = shard(StorageConfig {
+            read_buffers_count: 8,
+            ..small_config()
+        });
+        shard
+            .open_partition(KEY, &dir, PartitionSettings::default())
+            .unwrap();
+        let (mut offset, mut polls, mut payloads) = (0u64, 0u64, Vec::new());
+        while offset < 120 {
+            let got = read(&mut shard, KEY, ReadStart::Offset(offset), count).unwrap();
+            assert!(got.messages_count > 0 && got.messages_count <= count);
+            offset += got.messages_count as u64;
+            polls += 1;
+            payloads.extend(reply_payloads(&got.bytes));
+        }
+        assert_eq!(payloads.len(), 120, "polls of {count}");
+        for (i, payload) in payloads.iter().enumerate() {
+            assert!(
+                payload.starts_with(format!("{}:{}:", i / 3, i % 3).as_bytes()),
+                "polls of {count}: message {i}"
+            );
+        }
+        // Every poll after the first starts where the previous one ended, also across
+        // segments and inside records, so the window serves it.
+        assert_eq!(shard.stats().readahead_hits, polls - 1, "polls of {count}");
+    }
+}

@@ -1,7 +1,8 @@
 //! Storage benchmark: appends 1000-byte messages in batches of 1000 in `durable` and `memory`
 //! modes and prints MB/s next to a raw O_DIRECT sequential write of the same bytes to the same
 //! filesystem (the ceiling, measured in the same run), then a cold sequential read of the log
-//! next to a raw O_DIRECT sequential read.
+//! next to a raw O_DIRECT sequential read, with a reference row of raw reads at the engine's
+//! read size and readahead depth.
 //!
 //! Usage: storage-bench [--size-bytes 2GiB] [--dir PATH]
 
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use riptide_storage::io::{preallocate, AlignedBuf};
+use riptide_storage::constants::READAHEAD_CHUNKS_MAX;
+use riptide_storage::io::{preallocate, AlignedBuf, Io, IoBuffer, Request};
 use riptide_storage::record::build_batch;
 use riptide_storage::{
     AckMode, CompletionResult, MemoryFlush, PartitionKey, PartitionSettings, ReadOutcome,
@@ -138,6 +140,58 @@ fn raw_read(path: &Path, size_bytes: u64) -> anyhow::Result<Duration> {
     while position < size_bytes {
         file.read_exact_at(buf.full_mut(), position)?;
         position += RAW_CHUNK_BYTES as u64;
+    }
+    Ok(started.elapsed())
+}
+
+/// Raw O_DIRECT sequential reads of `chunk_bytes` with `depth` of them in flight on an io_uring
+/// (the engine's read size and readahead depth): what the device gives the engine's pattern.
+fn raw_read_queued(
+    path: &Path,
+    size_bytes: u64,
+    chunk_bytes: usize,
+    depth: usize,
+) -> anyhow::Result<Duration> {
+    drop_caches();
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let mut io = Io::new(depth, None, false);
+    let mut free: Vec<(usize, AlignedBuf)> = (0..depth)
+        .map(|slot| (slot, AlignedBuf::new(chunk_bytes, 4096)))
+        .collect();
+    let mut done = Vec::new();
+    let (mut position, mut in_flight) = (0u64, 0usize);
+    let started = Instant::now();
+    while position < size_bytes || in_flight > 0 {
+        while let (true, Some((slot, buf))) = (position < size_bytes, free.pop()) {
+            let len = (size_bytes - position).min(chunk_bytes as u64) as usize;
+            let request = Request::Read {
+                fd,
+                offset: position,
+                len,
+            };
+            if io.push(slot, request, IoBuffer::Aligned(buf)).is_err() {
+                bail!("raw read refused by the I/O layer");
+            }
+            position += len as u64;
+            in_flight += 1;
+        }
+        io.submit();
+        io.wait(Duration::from_millis(100));
+        io.reap(&mut done);
+        for (completion, buffer) in done.drain(..) {
+            if completion.result < 0 {
+                bail!("raw read failed: errno {}", -completion.result);
+            }
+            let IoBuffer::Aligned(buf) = buffer else {
+                bail!("raw read lost its buffer");
+            };
+            free.push((completion.user_data as usize, buf));
+            in_flight -= 1;
+        }
     }
     Ok(started.elapsed())
 }
@@ -276,7 +330,8 @@ fn print_header(
     );
     println!("ceilings, measured right before each case on the same filesystem: raw O_DIRECT sequential pwrite of the");
     println!("same bytes in write-buffer-size chunks (fdatasync at end); raw O_DIRECT sequential 1 MiB pread (the poll size)");
-    println!("reference row: the same raw writes with O_DSYNC on every write (the device's price of durability)");
+    println!("reference rows: the same raw writes with O_DSYNC on every write (the device's price of durability);");
+    println!("raw O_DIRECT reads in read-buffer-size chunks, {READAHEAD_CHUNKS_MAX} in flight (the engine's readahead pattern)");
     println!(
         "{:<40} {:>9} {:>14} {:>7}",
         "case", "MB/s", "ceiling MB/s", "ratio"
@@ -304,7 +359,7 @@ fn main() -> anyhow::Result<()> {
     let ceiling = raw_write(&raw_path, raw_bytes, config.write_buffer_size_bytes)?;
     let elapsed = append_all(&durable, &batch, batches, AckMode::Durable)?;
     row(
-        "append durable (O_DSYNC, group commit)",
+        "append durable (fdatasync, group commit)",
         total_bytes,
         elapsed,
         raw_bytes,
@@ -329,6 +384,19 @@ fn main() -> anyhow::Result<()> {
         "cold sequential read (poll 1000 msgs)",
         bytes,
         elapsed,
+        raw_bytes,
+        ceiling,
+    );
+    let queued = raw_read_queued(
+        &raw_path,
+        raw_bytes,
+        config.read_buffer_size_bytes,
+        READAHEAD_CHUNKS_MAX,
+    )?;
+    row(
+        "(reference) raw reads, engine's depth",
+        raw_bytes,
+        queued,
         raw_bytes,
         ceiling,
     );
