@@ -34,6 +34,10 @@ pub const THREADS_MAX: usize = 64;
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;
 /// Largest segment (positions in the index are u64, but Iggy's own limit is 1 GiB... we allow 16 GiB).
 pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 << 30;
+/// Bounds of a partition's disk write and a disk read (riptide-storage's own limits: 64 KiB up to
+/// twice its largest record).
+pub const IO_BUFFER_MIN_BYTES: u64 = 64 << 10;
+pub const IO_BUFFER_MAX_BYTES: u64 = 2 * riptide_storage::constants::RECORD_SIZE_MAX_BYTES as u64;
 /// Smallest frame limit: a header plus a small body.
 pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
 /// Largest frame limit: the size field is a u32.
@@ -156,6 +160,8 @@ pub struct StorageConfig {
     pub memory_flush_bytes: u64,
     pub memory_flush_interval_ms: u64,
     pub read_cache_bytes: u64,
+    pub write_buffer_bytes: u64,
+    pub read_buffer_bytes: u64,
     pub io_uring_entries: u32,
 }
 
@@ -365,6 +371,18 @@ impl Config {
                 "storage.memory_flush_interval_ms",
                 "must be positive",
             ));
+        }
+        let buffer_range = IO_BUFFER_MIN_BYTES..=IO_BUFFER_MAX_BYTES;
+        for (key, bytes) in [
+            ("storage.write_buffer_bytes", storage.write_buffer_bytes),
+            ("storage.read_buffer_bytes", storage.read_buffer_bytes),
+        ] {
+            if !buffer_range.contains(&bytes) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be between {IO_BUFFER_MIN_BYTES} and {IO_BUFFER_MAX_BYTES}"),
+                ));
+            }
         }
         if !(8..=32768).contains(&storage.io_uring_entries)
             || !storage.io_uring_entries.is_power_of_two()
@@ -674,6 +692,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("storage.segment_size_bytes"));
+        let tiny_write_buffer = Config::load_from(
+            None,
+            &env(&[("RIPTIDE_STORAGE_WRITE_BUFFER_BYTES", "4096")]),
+        );
+        assert!(tiny_write_buffer
+            .unwrap_err()
+            .to_string()
+            .contains("storage.write_buffer_bytes"));
         let bad_env = Config::load_from(None, &env(&[("RIPTIDE_TCP_NOPE", "1")]));
         assert!(bad_env
             .unwrap_err()

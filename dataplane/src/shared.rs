@@ -240,6 +240,8 @@ impl Shared {
         StorageConfig {
             segment_size_bytes: storage.segment_size_bytes,
             cache_size_bytes: storage.read_cache_bytes as usize,
+            write_buffer_size_bytes: storage.write_buffer_bytes as usize,
+            read_buffer_size_bytes: storage.read_buffer_bytes as usize,
             preallocate: storage.preallocate_segments,
             direct_io: storage.direct_io != crate::config::DirectIo::Off,
             memory_flush: MemoryFlush {
