@@ -4,6 +4,10 @@
 /// per-call cost without holding many packets back.
 pub const BURST_PACKETS_MAX: usize = 32;
 
+/// smoltcp egress passes per lcore turn (each lets every socket emit one segment): 64 passes are
+/// ~90 KB per connection, two full tx bursts, before the turn goes back to received frames.
+pub const EGRESS_PASSES_PER_TURN_MAX: usize = 64;
+
 /// Received frames an lcore holds for smoltcp at once: one burst from its queue plus one burst
 /// handed over by the other lcores of the port.
 pub const RX_HELD_PACKETS_MAX: usize = 2 * BURST_PACKETS_MAX;

@@ -24,10 +24,10 @@ use smoltcp::time::Instant;
 use smoltcp::wire::IpAddress;
 
 use super::constants::{
-    CONNECTIONS_PER_LCORE_MAX, IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US,
-    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES,
-    SOCKET_RX_BUFFER_DEFAULT_BYTES, SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
-    STOP_DRAIN_TIMEOUT_MS,
+    BURST_PACKETS_MAX, CONNECTIONS_PER_LCORE_MAX, EGRESS_PASSES_PER_TURN_MAX,
+    IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US, IDLE_TURNS_BEFORE_SLEEP_DEFAULT,
+    LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES, SOCKET_RX_BUFFER_DEFAULT_BYTES,
+    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES, STOP_DRAIN_TIMEOUT_MS,
 };
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
@@ -534,6 +534,7 @@ impl<W: Worker> Lcore<W> {
             self.interface
                 .poll(now, &mut self.device, &mut self.sockets);
         }
+        busy |= self.egress(now);
         busy |= self.device.flush_tx() > 0 || self.device.tx_pending() > 0;
         if !self.draining {
             self.replenish_listeners();
@@ -542,6 +543,32 @@ impl<W: Worker> Lcore<W> {
             self.publish_stats();
         }
         busy
+    }
+
+    /// Lets the sockets send what their windows allow. smoltcp's egress emits at most one segment
+    /// per socket per pass, so a 1 MB reply would take hundreds of turns (and as many tx bursts
+    /// of a frame or two, each a PMD kick): passes repeat until nothing is left to send, the
+    /// driver stops taking frames, or EGRESS_PASSES_PER_TURN_MAX (received frames wait).
+    fn egress(&mut self, now: Instant) -> bool {
+        let mut sent = false;
+        for _ in 0..EGRESS_PASSES_PER_TURN_MAX {
+            let result = self
+                .interface
+                .poll_egress(now, &mut self.device, &mut self.sockets);
+            if result == PollResult::None {
+                break;
+            }
+            sent = true;
+            // The device flushes a full burst itself; a backlog left after that means the
+            // driver's ring is full, and more frames would be dropped.
+            if self.device.tx_pending() >= BURST_PACKETS_MAX / 2 {
+                self.device.flush_tx();
+                if self.device.tx_pending() >= BURST_PACKETS_MAX / 2 {
+                    break;
+                }
+            }
+        }
+        sent
     }
 
     fn now(&self) -> Instant {
