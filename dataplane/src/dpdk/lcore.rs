@@ -892,6 +892,15 @@ mod tests {
         assert_eq!(connections.remove(ConnectionId(1)), None);
         assert_eq!(connections.remove(ConnectionId(99)), None);
         assert_eq!(connections.len(), 1);
+        // Iterations stop after the highest live slot, which moves down as slots empty.
+        connections.insert(ConnectionId(0), 0);
+        assert_eq!(connections.remove(ConnectionId(3)), Some(30));
+        assert_eq!(connections.live_end, 1);
+        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
+        assert_eq!(ids, vec![0]);
+        connections.insert(ConnectionId(2), 20);
+        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
+        assert_eq!(ids, vec![0, 2]);
     }
 
     #[test]
