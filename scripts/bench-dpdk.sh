@@ -132,10 +132,15 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
+# The work directory goes, except the results when they were kept in it (no --output).
 cleanup() {
   stop_server
   lab_down
-  rm -rf "$work"/data.*
+  if [ "$output" = "$work/results" ]; then
+    rm -rf "$work"/data.* "$work"/ceiling.* "$work"/*.toml
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 
@@ -242,7 +247,8 @@ measure() {
 
 # Which system calls the hot threads make: perf trace -s over a short producer and consumer run.
 attribute() {
-  local mode="$1" file="$output/$mode-trace.txt" hot
+  local mode="$1" file hot
+  file="$output/$mode-trace.txt"
   hot="$(hot_threads "$mode")"
   perf trace -s -p "$server_pid" -o "$file" &
   local trace_pid=$!
@@ -295,7 +301,7 @@ print(f"{moved / (time.monotonic() - start) / 1e6:.0f}")
 PY
 # veth_ceiling up|down: MB/s measured by the receiving side.
 veth_ceiling() {
-  local bytes=$(( 1024 * 1024 * 1024 )) result
+  local bytes=$(( 1024 * 1024 * 1024 ))
   if [ "$1" = up ]; then
     python3 "$work/ceiling.py" listen-receive "$HOST_IP" "$CEILING_PORT" "$bytes" >"$work/ceiling.out" &
     local receiver=$!

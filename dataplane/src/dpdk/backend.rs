@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::constants::{
-    LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS, PORT_QUEUES_MAX, STEERING_RING_FRAMES,
+    LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS, PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT,
+    STEERING_RING_FRAMES,
 };
 use super::eal::{Eal, EalConfig, EalError, EalMemory, LcoreJoin, Vdev};
 use super::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats, LcoreStatsSnapshot};
@@ -73,6 +74,7 @@ impl DpdkPlan {
         let (ip_address, gateway) = parse_addresses(&dpdk.ip_address, &dpdk.gateway)?;
         let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
         let vdevs = with_queue_count(vdevs, lcores.len() - 1)?;
+        let vdevs = with_af_packet_frames(vdevs)?;
         let device = match (vdevs.first(), dpdk.allow_pci.first()) {
             (Some(vdev), _) => Vdev::parse(vdev)?.name,
             (None, Some(pci)) => pci.clone(),
@@ -178,6 +180,21 @@ fn with_queue_count(mut vdevs: Vec<String>, queues: usize) -> Result<Vec<String>
             );
             return Err(BackendError::InvalidConfig(reason));
         }
+    }
+    Ok(vdevs)
+}
+
+/// af_packet ignores the rx descriptor count: its rings hold `framecnt` frames, 512 unless told,
+/// less than one client's TCP window (a 1 MB batch is ~720 frames). A window sent while the lcore
+/// is descheduled overflowed them, and the client recovered by retransmissions and timeouts.
+/// Without a `framecnt` the port's vdev gets as many frames as the other PMDs' rx descriptors.
+fn with_af_packet_frames(mut vdevs: Vec<String>) -> Result<Vec<String>, BackendError> {
+    let Some(first) = vdevs.first_mut() else {
+        return Ok(vdevs);
+    };
+    let vdev = Vdev::parse(first)?;
+    if vdev.driver() == "net_af_packet" && vdev.option("framecnt").is_none() {
+        first.push_str(&format!(",framecnt={RX_DESCRIPTORS_DEFAULT}"));
     }
     Ok(vdevs)
 }
@@ -481,7 +498,16 @@ mod tests {
         let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
         assert_eq!(plan.worker_lcores, vec![1, 2]);
         assert_eq!(plan.eal.cpus, vec![0, 1, 1]);
-        assert_eq!(plan.eal.vdevs, ["net_af_packet0,iface=lo,qpairs=2"]);
+        assert_eq!(
+            plan.eal.vdevs,
+            ["net_af_packet0,iface=lo,qpairs=2,framecnt=4096"]
+        );
+        config.dpdk.vdevs = vec!["net_af_packet0,iface=lo,framecnt=1024".to_string()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(
+            plan.eal.vdevs,
+            ["net_af_packet0,iface=lo,framecnt=1024,qpairs=2"]
+        );
         assert_eq!(plan.lcore.connections_max, 300);
         config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o".to_string()];
         let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();

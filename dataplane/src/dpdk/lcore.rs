@@ -18,16 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::IpAddress;
 
 use super::constants::{
-    CONNECTIONS_PER_LCORE_MAX, IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US,
-    IDLE_TURNS_BEFORE_SLEEP_DEFAULT, LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES,
-    SOCKET_RX_BUFFER_DEFAULT_BYTES, SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES,
-    STOP_DRAIN_TIMEOUT_MS,
+    BURST_PACKETS_MAX, CONNECTIONS_PER_LCORE_MAX, EGRESS_PASSES_PER_TURN_MAX,
+    IDLE_SLEEP_DEFAULT_US, IDLE_SLEEP_MAX_US, IDLE_TURNS_BEFORE_SLEEP_DEFAULT,
+    LISTEN_BACKLOG_DEFAULT, SOCKET_BUFFER_MAX_BYTES, SOCKET_RX_BUFFER_DEFAULT_BYTES,
+    SOCKET_TIMEOUT_S, SOCKET_TX_BUFFER_DEFAULT_BYTES, STOP_DRAIN_TIMEOUT_MS,
 };
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
@@ -78,6 +78,9 @@ pub trait Worker: Sized {
 pub struct Connections<H> {
     slots: Vec<Option<H>>,
     live_count: usize,
+    /// One past the highest live slot: iterations stop there rather than walking every slot
+    /// (connections take the lowest free slots, so live ones stay packed at the front).
+    live_end: usize,
     /// Connections the worker wants reset (e.g. silent consumer-group members).
     close_requests: Vec<ConnectionId>,
 }
@@ -87,6 +90,7 @@ impl<H> Connections<H> {
         Connections {
             slots: (0..capacity).map(|_| None).collect(),
             live_count: 0,
+            live_end: 0,
             close_requests: Vec::new(),
         }
     }
@@ -108,7 +112,7 @@ impl<H> Connections<H> {
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnectionId, &mut H)> {
-        self.slots
+        self.slots[..self.live_end]
             .iter_mut()
             .enumerate()
             .filter_map(|(index, slot)| {
@@ -131,12 +135,16 @@ impl<H> Connections<H> {
         if slot.replace(handler).is_none() {
             self.live_count += 1;
         }
+        self.live_end = self.live_end.max(id.0 as usize + 1);
     }
 
     fn remove(&mut self, id: ConnectionId) -> Option<H> {
         let handler = self.slots.get_mut(id.0 as usize)?.take();
         if handler.is_some() {
             self.live_count -= 1;
+        }
+        while self.live_end > 0 && self.slots[self.live_end - 1].is_none() {
+            self.live_end -= 1;
         }
         handler
     }
@@ -312,17 +320,24 @@ impl LcoreStats {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
+    /// No socket: its socket waits in the spare pool, outside smoltcp's socket set.
     Free,
     /// Listening, or past a SYN and not yet established.
-    Listening,
-    Connected,
+    Listening(SocketHandle),
+    Connected(SocketHandle),
     /// Handler gone; the socket finishes its close (FIN exchange, TIME-WAIT) before reuse.
-    Draining,
+    Draining(SocketHandle),
 }
 
-struct Slot {
-    handle: SocketHandle,
-    state: SlotState,
+impl SlotState {
+    fn handle(self) -> Option<SocketHandle> {
+        match self {
+            SlotState::Free => None,
+            SlotState::Listening(handle)
+            | SlotState::Connected(handle)
+            | SlotState::Draining(handle) => Some(handle),
+        }
+    }
 }
 
 /// Loop-local counters, published to [`LcoreStats`] with relaxed stores.
@@ -338,8 +353,12 @@ struct LoopCounters {
 pub struct Lcore<W: Worker> {
     device: MbufDevice,
     interface: Interface,
+    /// The sockets of listening, connected and draining slots only: smoltcp walks every socket
+    /// of the set on each egress, so free sockets stay out of it.
     sockets: SocketSet<'static>,
-    slots: Vec<Slot>,
+    /// Sockets of the free slots, allocated once, reset (listen) when a slot takes one.
+    spare_sockets: Vec<tcp::Socket<'static>>,
+    slots: Vec<SlotState>,
     connections: Connections<W::Connection>,
     worker: W,
     config: LcoreConfig,
@@ -382,8 +401,8 @@ impl<W: Worker> Lcore<W> {
             gateway: config.gateway,
         };
         let interface = build_interface(&interface_config, &mut device, Instant::from_micros(0))?;
-        let mut sockets = SocketSet::new(Vec::with_capacity(config.connections_max));
-        let slots = (0..config.connections_max)
+        let sockets = SocketSet::new(Vec::with_capacity(config.connections_max));
+        let spare_sockets = (0..config.connections_max)
             .map(|_| {
                 let rx = tcp::SocketBuffer::new(vec![0; config.socket_rx_buffer_bytes]);
                 let tx = tcp::SocketBuffer::new(vec![0; config.socket_tx_buffer_bytes]);
@@ -391,18 +410,17 @@ impl<W: Worker> Lcore<W> {
                 // Request/response traffic: a reply must not wait for the ack of the previous one.
                 socket.set_nagle_enabled(false);
                 socket.set_timeout(Some(smoltcp::time::Duration::from_secs(SOCKET_TIMEOUT_S)));
-                Slot {
-                    handle: sockets.add(socket),
-                    state: SlotState::Free,
-                }
+                socket
             })
             .collect();
+        let slots = vec![SlotState::Free; config.connections_max];
         let connections = Connections::with_capacity(config.connections_max);
         let stats = Arc::new(LcoreStats::default());
         let mut lcore = Lcore {
             device,
             interface,
             sockets,
+            spare_sockets,
             slots,
             connections,
             worker,
@@ -474,7 +492,9 @@ impl<W: Worker> Lcore<W> {
             };
             handler.has_requests_in_flight()
                 || handler.pending_output().any(|chunk| !chunk.is_empty())
-                || self.sockets.get::<tcp::Socket>(slot.handle).send_queue() > 0
+                || slot
+                    .handle()
+                    .is_some_and(|handle| self.sockets.get::<tcp::Socket>(handle).send_queue() > 0)
         })
     }
 
@@ -483,13 +503,14 @@ impl<W: Worker> Lcore<W> {
     fn close_all(&mut self) {
         for index in 0..self.slots.len() {
             let id = ConnectionId(index as u32);
+            let SlotState::Connected(handle) = self.slots[index] else {
+                continue;
+            };
             if let Some(handler) = self.connections.remove(id) {
-                self.sockets
-                    .get_mut::<tcp::Socket>(self.slots[index].handle)
-                    .abort();
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 self.worker.connection_closed(id, handler);
                 self.counters.connections_closed += 1;
-                self.slots[index].state = SlotState::Draining;
+                self.slots[index] = SlotState::Draining(handle);
             }
         }
         // Emit the resets.
@@ -507,7 +528,7 @@ impl<W: Worker> Lcore<W> {
         let polled = self
             .interface
             .poll(now, &mut self.device, &mut self.sockets);
-        let mut busy = received > 0 || polled == smoltcp::iface::PollResult::SocketStateChanged;
+        let mut busy = received > 0 || polled == PollResult::SocketStateChanged;
         busy |= self.worker.poll(&mut self.connections);
         busy |= self.serve_sockets();
         self.worker.end_turn(&mut self.connections);
@@ -516,6 +537,7 @@ impl<W: Worker> Lcore<W> {
             self.interface
                 .poll(now, &mut self.device, &mut self.sockets);
         }
+        busy |= self.egress(now);
         busy |= self.device.flush_tx() > 0 || self.device.tx_pending() > 0;
         if !self.draining {
             self.replenish_listeners();
@@ -524,6 +546,32 @@ impl<W: Worker> Lcore<W> {
             self.publish_stats();
         }
         busy
+    }
+
+    /// Lets the sockets send what their windows allow. smoltcp's egress emits at most one segment
+    /// per socket per pass, so a 1 MB reply would take hundreds of turns (and as many tx bursts
+    /// of a frame or two, each a PMD kick): passes repeat until nothing is left to send, the
+    /// driver stops taking frames, or EGRESS_PASSES_PER_TURN_MAX (received frames wait).
+    fn egress(&mut self, now: Instant) -> bool {
+        let mut sent = false;
+        for _ in 0..EGRESS_PASSES_PER_TURN_MAX {
+            let result = self
+                .interface
+                .poll_egress(now, &mut self.device, &mut self.sockets);
+            if result == PollResult::None {
+                break;
+            }
+            sent = true;
+            // The device flushes a full burst itself; a backlog left after that means the
+            // driver's ring is full, and more frames would be dropped.
+            if self.device.tx_pending() >= BURST_PACKETS_MAX / 2 {
+                self.device.flush_tx();
+                if self.device.tx_pending() >= BURST_PACKETS_MAX / 2 {
+                    break;
+                }
+            }
+        }
+        sent
     }
 
     fn now(&self) -> Instant {
@@ -535,33 +583,35 @@ impl<W: Worker> Lcore<W> {
     fn serve_sockets(&mut self) -> bool {
         let mut busy = false;
         for id in std::mem::take(&mut self.connections.close_requests) {
-            let slot = &mut self.slots[id.0 as usize];
-            if slot.state == SlotState::Connected {
+            if let SlotState::Connected(handle) = self.slots[id.0 as usize] {
                 // The retirement below sees the socket closed and hands the handler back.
-                self.sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
             }
         }
         for index in 0..self.slots.len() {
             let id = ConnectionId(index as u32);
-            let slot = &mut self.slots[index];
-            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            match slot.state {
+            let state = self.slots[index];
+            let Some(handle) = state.handle() else {
+                continue;
+            };
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            match state {
                 SlotState::Free => {}
-                SlotState::Listening => match socket.state() {
+                SlotState::Listening(_) => match socket.state() {
                     tcp::State::Listen | tcp::State::SynReceived => {}
-                    tcp::State::Closed => slot.state = SlotState::Free,
+                    tcp::State::Closed => self.free_slot(index, handle),
                     _ => {
                         let peer = peer_address(socket.remote_endpoint());
                         let handler = self.worker.open_connection(id, peer);
                         self.connections.insert(id, handler);
-                        slot.state = SlotState::Connected;
+                        self.slots[index] = SlotState::Connected(handle);
                         self.counters.connections_accepted += 1;
                         busy = true;
                     }
                 },
-                SlotState::Connected => {
+                SlotState::Connected(_) => {
                     let Some(handler) = self.connections.get_mut(id) else {
-                        slot.state = SlotState::Draining;
+                        self.slots[index] = SlotState::Draining(handle);
                         continue;
                     };
                     let read = !self.draining;
@@ -571,13 +621,13 @@ impl<W: Worker> Lcore<W> {
                             self.worker.connection_closed(id, handler);
                         }
                         self.counters.connections_closed += 1;
-                        slot.state = SlotState::Draining;
+                        self.slots[index] = SlotState::Draining(handle);
                         busy = true;
                     }
                 }
-                SlotState::Draining => {
+                SlotState::Draining(_) => {
                     if socket.state() == tcp::State::Closed {
-                        slot.state = SlotState::Free;
+                        self.free_slot(index, handle);
                     }
                 }
             }
@@ -585,32 +635,52 @@ impl<W: Worker> Lcore<W> {
         busy
     }
 
-    /// Keeps `listen_backlog` sockets in LISTEN, taking free slots.
-    fn replenish_listeners(&mut self) {
-        let mut listening = 0;
-        for slot in &self.slots {
-            if slot.state == SlotState::Listening
-                && self.sockets.get::<tcp::Socket>(slot.handle).state() == tcp::State::Listen
-            {
-                listening += 1;
-            }
+    /// Takes a closed socket out of smoltcp's set back into the spare pool.
+    fn free_slot(&mut self, index: usize, handle: SocketHandle) {
+        self.slots[index] = SlotState::Free;
+        match self.sockets.remove(handle) {
+            smoltcp::socket::Socket::Tcp(socket) => self.spare_sockets.push(socket),
+            // The set holds TCP sockets only (other kinds exist if another crate enables them).
+            #[allow(unreachable_patterns)]
+            _ => tracing::warn!("a non-TCP socket in the lcore's socket set"),
         }
-        for slot in &mut self.slots {
+    }
+
+    /// Keeps `listen_backlog` sockets in LISTEN, taking free slots (and spare sockets).
+    fn replenish_listeners(&mut self) {
+        let sockets = &self.sockets;
+        let mut listening = self
+            .slots
+            .iter()
+            .filter(|slot| match slot {
+                SlotState::Listening(handle) => {
+                    sockets.get::<tcp::Socket>(*handle).state() == tcp::State::Listen
+                }
+                _ => false,
+            })
+            .count();
+        for index in 0..self.slots.len() {
             if listening >= self.config.listen_backlog {
                 break;
             }
-            if slot.state != SlotState::Free {
+            if self.slots[index] != SlotState::Free {
                 continue;
             }
-            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+            // A free slot's socket is in the pool: there are as many spare sockets as free slots.
+            let Some(mut socket) = self.spare_sockets.pop() else {
+                break;
+            };
             match socket.listen(self.config.tcp_port) {
                 Ok(()) => {
-                    slot.state = SlotState::Listening;
+                    self.slots[index] = SlotState::Listening(self.sockets.add(socket));
                     listening += 1;
                 }
-                // Free slots hold Closed sockets and the port is non-zero, so this cannot
-                // happen; keep the slot free rather than panic if smoltcp ever disagrees.
-                Err(error) => tracing::warn!(?error, "smoltcp refused to listen"),
+                // Spare sockets are Closed and the port is non-zero, so this cannot happen; keep
+                // the slot free rather than panic if smoltcp ever disagrees.
+                Err(error) => {
+                    tracing::warn!(?error, "smoltcp refused to listen");
+                    self.spare_sockets.push(socket);
+                }
             }
         }
     }
@@ -826,6 +896,15 @@ mod tests {
         assert_eq!(connections.remove(ConnectionId(1)), None);
         assert_eq!(connections.remove(ConnectionId(99)), None);
         assert_eq!(connections.len(), 1);
+        // Iterations stop after the highest live slot, which moves down as slots empty.
+        connections.insert(ConnectionId(0), 0);
+        assert_eq!(connections.remove(ConnectionId(3)), Some(30));
+        assert_eq!(connections.live_end, 1);
+        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
+        assert_eq!(ids, vec![0]);
+        connections.insert(ConnectionId(2), 20);
+        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
+        assert_eq!(ids, vec![0, 2]);
     }
 
     #[test]
