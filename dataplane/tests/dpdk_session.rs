@@ -10,16 +10,12 @@
 mod dpdk_lab;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use dpdk_lab::{lab_eal_config, prerequisites_met, start_shared, VethLab};
+use dpdk_lab::{lab_eal_config, prerequisites_met, start_shared, OneShard, VethLab};
 use iggy::prelude::*;
 use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan};
-use riptide_dataplane::ring::build_mesh;
-use riptide_dataplane::session::WorkerContext;
-use riptide_dataplane::shard::ShardLoop;
 
 const APPLIANCE_PORT: u16 = 8090;
 const MESSAGES: u32 = 50;
@@ -32,20 +28,7 @@ fn dpdk_session_serves_the_iggy_sdk() {
     let lab = VethLab::create("ss", 43);
     let data_dir = tempfile::tempdir().expect("data dir");
     let shared = start_shared(data_dir.path(), 1, 1);
-    let riptide_dataplane::ring::Mesh {
-        mut links,
-        mut rings,
-        shard_wakers,
-        ..
-    } = build_mesh(1, 1, shared.config.dataplane.ring_capacity).expect("rings");
-    let shard_shared = Arc::clone(&shared);
-    let shard_waker = Arc::clone(&shard_wakers[0]);
-    let shard_rings = rings.remove(0);
-    let shard = std::thread::spawn(move || {
-        ShardLoop::new(0, shard_shared, shard_rings, shard_waker)
-            .expect("shard")
-            .run();
-    });
+    let (shard, contexts) = OneShard::start(&shared, 1);
 
     let mut config = shared.config.clone();
     config.dpdk.lcores = lab_eal_config(String::new())
@@ -63,18 +46,14 @@ fn dpdk_session_serves_the_iggy_sdk() {
     let mut plan = DpdkPlan::from_config(&config, data_dir.path()).expect("plan");
     plan.eal.file_prefix = format!("riptide-test-session-{}", std::process::id());
     plan.eal.memory = riptide_dataplane::dpdk::eal::EalMemory::NoHuge { memory_mb: 256 };
-    let ctx = WorkerContext::new(0, Arc::clone(&shared), links.remove(0));
-    let backend = DpdkBackend::start(&plan, vec![ctx]).expect("DPDK backend");
+    let backend = DpdkBackend::start(&plan, contexts).expect("DPDK backend");
 
     let address = format!("{}:{APPLIANCE_PORT}", lab.appliance_ip);
     let outcome = lab.in_namespace(|| sdk_scenario(&address));
     let running = backend.stats().expect("stats while running");
     assert_eq!(running.lcores.len(), 1);
     let stats = backend.stop().expect("final stats");
-    shared.request_shutdown();
-    shared.request_storage_stop();
-    shard_wakers[0].wake();
-    shard.join().expect("shard thread");
+    shard.stop();
     outcome.expect("iggy SDK scenario over DPDK");
     println!("backend stats: {stats:?}");
     let lcore = stats.lcores[0];

@@ -4,7 +4,6 @@
 //! the lcore owning its socket whichever queue they arrive on, and every lcore must learn the
 //! client's MAC from ARP that arrived at one queue only.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -12,11 +11,8 @@ use iggy::prelude::*;
 use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan, DpdkStats};
 use riptide_dataplane::dpdk::eal::EalMemory;
 use riptide_dataplane::dpdk::lcore::LcoreStatsSnapshot;
-use riptide_dataplane::ring::{build_mesh, Mesh};
-use riptide_dataplane::session::WorkerContext;
-use riptide_dataplane::shard::ShardLoop;
 
-use super::{start_shared, VethLab};
+use super::{start_shared, OneShard, VethLab};
 
 const APPLIANCE_PORT: u16 = 8090;
 const POLLING_LCORES: usize = 2;
@@ -29,20 +25,7 @@ const MESSAGES_PER_CLIENT: u32 = 40;
 pub fn serve_sdk_clients_on_two_lcores(lab: &VethLab, driver: &str) {
     let data_dir = tempfile::tempdir().expect("data dir");
     let shared = start_shared(data_dir.path(), POLLING_LCORES, 1);
-    let Mesh {
-        mut links,
-        mut rings,
-        shard_wakers,
-        ..
-    } = build_mesh(POLLING_LCORES, 1, shared.config.dataplane.ring_capacity).expect("rings");
-    let shard_shared = Arc::clone(&shared);
-    let shard_waker = Arc::clone(&shard_wakers[0]);
-    let shard_rings = rings.remove(0);
-    let shard = std::thread::spawn(move || {
-        ShardLoop::new(0, shard_shared, shard_rings, shard_waker)
-            .expect("shard")
-            .run();
-    });
+    let (shard, contexts) = OneShard::start(&shared, POLLING_LCORES);
 
     let mut config = shared.config.clone();
     // The main lcore sleeps; the two polling lcores get a CPU each.
@@ -58,21 +41,13 @@ pub fn serve_sdk_clients_on_two_lcores(lab: &VethLab, driver: &str) {
     let mut plan = DpdkPlan::from_config(&config, data_dir.path()).expect("plan");
     plan.eal.file_prefix = format!("riptide-test-lcores-{}", std::process::id());
     plan.eal.memory = EalMemory::NoHuge { memory_mb: 256 };
-    let contexts = links
-        .drain(..)
-        .enumerate()
-        .map(|(index, links)| WorkerContext::new(index, Arc::clone(&shared), links))
-        .collect();
     let backend = DpdkBackend::start(&plan, contexts).expect("DPDK backend");
 
     let address = format!("{}:{APPLIANCE_PORT}", lab.appliance_ip);
     let outcome = lab.in_namespace(|| clients_scenario(&address));
     let settled = outcome.as_ref().ok().map(|()| wait_until_settled(&backend));
     backend.stop().expect("stop the backend");
-    shared.request_shutdown();
-    shared.request_storage_stop();
-    shard_wakers[0].wake();
-    shard.join().expect("shard thread");
+    shard.stop();
     outcome.expect("iggy SDK clients over two lcores");
     let stats = settled.expect("settled after the clients");
     println!("backend stats: {stats:#?}");

@@ -18,6 +18,9 @@ use riptide_dataplane::dpdk::eal::{Eal, EalConfig, LcoreJoin};
 use riptide_dataplane::dpdk::lcore::echo::EchoWorker;
 use riptide_dataplane::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
 use riptide_dataplane::dpdk::port::Port;
+use riptide_dataplane::ring::{build_mesh, Mesh};
+use riptide_dataplane::session::WorkerContext;
+use riptide_dataplane::shard::ShardLoop;
 use riptide_dataplane::shared::{now_us, Shared};
 use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 
@@ -382,4 +385,54 @@ pub fn start_shared(data_dir: &std::path::Path, workers: usize, shards: usize) -
     store.apply(&change).expect("store root user");
     catalog.apply(&change).expect("catalog root user");
     Arc::new(Shared::new(config, store, catalog, workers, shards))
+}
+
+/// One storage shard thread serving `workers` network workers (polling lcores) over a fresh ring
+/// mesh; stop it after the backend.
+pub struct OneShard {
+    shared: Arc<Shared>,
+    waker: Arc<riptide_dataplane::ring::Waker>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OneShard {
+    /// The shard, and the workers' contexts to start a backend with.
+    pub fn start(shared: &Arc<Shared>, workers: usize) -> (OneShard, Vec<WorkerContext>) {
+        let Mesh {
+            links,
+            mut rings,
+            shard_wakers,
+            ..
+        } = build_mesh(workers, 1, shared.config.dataplane.ring_capacity).expect("rings");
+        let (shard_shared, waker, shard_rings) = (
+            Arc::clone(shared),
+            Arc::clone(&shard_wakers[0]),
+            rings.remove(0),
+        );
+        let thread_waker = Arc::clone(&waker);
+        let thread = std::thread::spawn(move || {
+            ShardLoop::new(0, shard_shared, shard_rings, thread_waker)
+                .expect("shard")
+                .run();
+        });
+        let contexts = links
+            .into_iter()
+            .enumerate()
+            .map(|(index, links)| WorkerContext::new(index, Arc::clone(shared), links))
+            .collect();
+        let shard = OneShard {
+            shared: Arc::clone(shared),
+            waker,
+            thread,
+        };
+        (shard, contexts)
+    }
+
+    /// Stops the shard (after the backend stopped) and waits for it.
+    pub fn stop(self) {
+        self.shared.request_shutdown();
+        self.shared.request_storage_stop();
+        self.waker.wake();
+        self.thread.join().expect("shard thread");
+    }
 }
