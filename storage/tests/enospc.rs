@@ -86,7 +86,7 @@ fn fill(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, AppendError) {
 }
 
 /// Like `fill`, but keeps up to 16 appends outstanding, so writes are submitted while earlier
-/// ones still wait for their fdatasync. Acknowledgements must form a prefix of the appends.
+/// ones still wait for their fdatasync.
 fn fill_pipelined(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, AppendError) {
     let mut sent: Vec<Vec<u8>> = Vec::new();
     let mut results: Vec<Option<Result<(), AppendError>>> = Vec::new();
@@ -124,22 +124,24 @@ fn fill_pipelined(shard: &mut Shard, key: PartitionKey) -> (Vec<Vec<u8>>, Append
             results[completion.token as usize] = Some(result.map(drop));
         }
     }
-    let acked_count = results
+    // Appends settle in order, and a failure fails every append not settled yet. An append made
+    // after the shard took the failure in (an append also reaps finished I/O) starts afresh on the
+    // rewound log and may succeed: the log then holds exactly the acknowledged appends, in order,
+    // which the caller reads back byte for byte.
+    let error = results
         .iter()
-        .take_while(|r| matches!(r, Some(Ok(()))))
-        .count();
-    let error = match results.get(acked_count) {
-        Some(Some(Err(error))) => *error,
-        other => panic!("a 12 MiB filesystem never filled up ({other:?})"),
-    };
-    assert!(
-        results[acked_count..]
-            .iter()
-            .all(|r| matches!(r, Some(Err(_)))),
-        "acknowledgements are a prefix of the appends"
-    );
-    sent.truncate(acked_count);
-    (sent, error)
+        .find_map(|r| match r {
+            Some(Err(error)) => Some(*error),
+            _ => None,
+        })
+        .expect("a 12 MiB filesystem never filled up");
+    let acked = sent
+        .into_iter()
+        .zip(&results)
+        .filter(|(_, result)| matches!(result, Some(Ok(()))))
+        .map(|(batch, _)| batch)
+        .collect();
+    (acked, error)
 }
 
 /// A way of filling the disk: returns the acknowledged batches and the first error.
