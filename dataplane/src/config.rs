@@ -76,6 +76,7 @@ pub struct Config {
     pub system: SystemConfig,
     pub tcp: TcpConfig,
     pub root: RootConfig,
+    pub auth: AuthConfig,
     pub dataplane: DataplaneConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
@@ -106,6 +107,16 @@ pub struct RootConfig {
     pub username: String,
     pub password: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a password login that passed argon2 is remembered; 0 = hash every login.
+    pub verified_login_ttl_s: u64,
+}
+
+/// Longest `auth.verified_login_ttl_s`: a day.
+pub const VERIFIED_LOGIN_TTL_MAX_S: u64 = 86_400;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -310,6 +321,14 @@ impl Config {
         }
         self.validate_limits()?;
         self.validate_storage()?;
+        if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
+            return Err(ConfigError::invalid(
+                "auth.verified_login_ttl_s",
+                format!(
+                    "must be at most {VERIFIED_LOGIN_TTL_MAX_S} (a day); 0 turns the cache off"
+                ),
+            ));
+        }
         if self.heartbeat.interval_ms == 0 {
             return Err(ConfigError::invalid(
                 "heartbeat.interval_ms",

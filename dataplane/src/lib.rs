@@ -1,6 +1,7 @@
 //! riptide's dataplane: configuration, sessions and command dispatch, storage shards, the rings
 //! between them, and the network backends (kernel sockets on io_uring; DPDK behind a feature).
 
+pub mod batch_buffers;
 pub mod config;
 pub mod dispatch;
 #[cfg(feature = "dpdk")]

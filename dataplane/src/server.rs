@@ -181,7 +181,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (store, catalog) = open_metadata(&config, &data_dir)?;
     let workers = frontend_threads(&config)?;
     let shards = config.storage_shards();
-    let shared = Arc::new(Shared::new(config.clone(), store, catalog, workers, shards));
+    let shared = Shared::new(config.clone(), store, catalog, workers, shards)
+        .map_err(|e| StartError::Other(format!("login cache: {e}")))?;
+    let shared = Arc::new(shared);
     let crate::ring::Mesh {
         links,
         rings,

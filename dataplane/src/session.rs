@@ -11,6 +11,7 @@
 //! the input buffer, its batch into a buffer of exactly the batch's size
 //! ([`Connection::batch_receive_buffer`]), which becomes the shard's append without a copy.
 
+use crate::batch_buffers::BatchBufferPool;
 use crate::dispatch::{self, Continuation, Handled};
 use crate::ring::ShardLink;
 use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
@@ -128,7 +129,12 @@ impl BatchReceipt {
     /// Starts receiving the batch of the frame at the start of `available` (its first
     /// `frame_len` bytes are the whole frame, not all here yet) when it is a SendMessages frame
     /// with a valid header and a large batch; the batch bytes already received move over.
-    fn begin(available: &[u8], frame_len: usize, frame_size_max_bytes: usize) -> Option<Self> {
+    fn begin(
+        available: &[u8],
+        frame_len: usize,
+        frame_size_max_bytes: usize,
+        buffers: &BatchBufferPool,
+    ) -> Option<Self> {
         let header = RequestHeader::new_checked(available).ok()?;
         if header.validate(frame_size_max_bytes).is_err()
             || header.resolved_command() != Some(CommandCode::SendMessages)
@@ -146,7 +152,7 @@ impl BatchReceipt {
         if batch_len < DIRECT_BATCH_MIN_BYTES || early.len() >= batch_len {
             return None;
         }
-        let mut batch = vec![0; batch_len];
+        let mut batch = buffers.take(batch_len);
         batch[..early.len()].copy_from_slice(early);
         Some(BatchReceipt {
             head_len,
@@ -336,9 +342,12 @@ impl Connection {
                 }
             };
             if available.len() < frame_len {
-                let Some(receipt) =
-                    BatchReceipt::begin(available, frame_len, frame_size_max_bytes as usize)
-                else {
+                let Some(receipt) = BatchReceipt::begin(
+                    available,
+                    frame_len,
+                    frame_size_max_bytes as usize,
+                    &ctx.shared.batch_buffers,
+                ) else {
                     break;
                 };
                 input.truncate(self.input_start + receipt.head_len);

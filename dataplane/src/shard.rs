@@ -139,6 +139,8 @@ pub struct ShardLoop {
     committing_polls: HashSet<(PartitionKey, ConsumerRef)>,
     counters: HashMap<PartitionKey, Arc<PartitionCounters>>,
     completions: Vec<riptide_storage::Completion>,
+    /// Buffers of batches the storage shard is done with, on their way to the network workers.
+    recycled: Vec<Vec<u8>>,
     workers_to_wake: Vec<bool>,
     last_retention: Instant,
     last_latency_publish: Instant,
@@ -171,6 +173,7 @@ impl ShardLoop {
             committing_polls: HashSet::new(),
             counters: HashMap::new(),
             completions: Vec::new(),
+            recycled: Vec::new(),
             workers_to_wake: vec![false; workers],
             last_retention: Instant::now(),
             last_latency_publish: Instant::now(),
@@ -208,6 +211,7 @@ impl ShardLoop {
             };
             self.storage.wait(timeout);
             self.handle_completions();
+            self.return_batch_buffers();
             self.run_retention_when_due();
             self.wake_workers();
             if self.last_latency_publish.elapsed()
@@ -503,6 +507,15 @@ impl ShardLoop {
         match result {
             Ok(()) => ShardOutcome::Done,
             Err(code) => ShardOutcome::Failed(code),
+        }
+    }
+
+    /// Hands the buffers of batches that left storage memory to the network workers, which
+    /// receive the next large batches into them.
+    fn return_batch_buffers(&mut self) {
+        self.storage.take_recycled(&mut self.recycled);
+        for buffer in self.recycled.drain(..) {
+            self.shared.batch_buffers.give_back(buffer);
         }
     }
 

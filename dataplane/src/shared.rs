@@ -5,12 +5,15 @@
 //! so a worker resolves names and permissions without a lock. Metadata changes are rare; they are
 //! serialised by one mutex, made durable by the metadata store, then published as a new snapshot.
 
+use crate::batch_buffers::BatchBufferPool;
 use crate::config::{AckFloor, Config};
 use crate::groups::GroupRegistry;
 use crate::stats::{ShardCounters, WorkerCounters};
 use arc_swap::ArcSwap;
 use riptide_protocol::codes::ErrorCode;
-use riptide_storage::metadata::{Catalog, Change, Durability, MetadataStore, Topic};
+use riptide_storage::metadata::{
+    Catalog, Change, Durability, MetadataStore, SecretError, Topic, VerifiedLogins,
+};
 use riptide_storage::{
     AckMode, MemoryFlush, PartitionInfo, PartitionKey, PartitionSettings, StorageConfig,
 };
@@ -18,6 +21,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Microseconds since the Unix epoch (the protocol's time unit).
 pub fn now_us() -> u64 {
@@ -83,6 +87,9 @@ pub struct Shared {
     pub worker_counters: Vec<WorkerCounters>,
     pub groups: Mutex<GroupRegistry>,
     pub clients: Mutex<HashMap<u32, ClientInfo>>,
+    /// Buffers of written batches, from the shards back to the network workers.
+    pub batch_buffers: BatchBufferPool,
+    pub verified_logins: VerifiedLogins,
     catalog: ArcSwap<Catalog>,
     metadata: Mutex<MetadataStore>,
     partitions: Mutex<HashMap<PartitionKey, Arc<PartitionCounters>>>,
@@ -107,9 +114,11 @@ impl Shared {
         catalog: Catalog,
         workers: usize,
         shards: usize,
-    ) -> Shared {
+    ) -> Result<Shared, SecretError> {
         let cleaner_interval_ms = config.retention.cleaner_interval_ms;
-        Shared {
+        let verified_logins =
+            VerifiedLogins::new(Duration::from_secs(config.auth.verified_login_ttl_s))?;
+        Ok(Shared {
             data_dir: config.system.path.clone(),
             config,
             started_at_us: now_us(),
@@ -117,6 +126,8 @@ impl Shared {
             worker_counters: (0..workers).map(|_| WorkerCounters::default()).collect(),
             groups: Mutex::new(GroupRegistry::default()),
             clients: Mutex::new(HashMap::new()),
+            batch_buffers: BatchBufferPool::default(),
+            verified_logins,
             catalog: ArcSwap::from_pointee(catalog),
             metadata: Mutex::new(store),
             partitions: Mutex::new(HashMap::new()),
@@ -128,7 +139,7 @@ impl Shared {
             storage_stop: AtomicBool::new(false),
             shards,
             bound_address: std::sync::OnceLock::new(),
-        }
+        })
     }
 
     /// The current catalog snapshot (lock-free).

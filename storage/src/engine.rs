@@ -111,9 +111,10 @@ impl Engine {
     }
 
     /// Keeps a record buffer for reuse, up to [`RECYCLED_BUFFERS_MAX`]; beyond that it is freed.
-    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+    /// Its bytes stay as they were: whoever reuses it overwrites them, and keeping the length
+    /// spares them zeroing it again.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
         if self.recycled.len() < RECYCLED_BUFFERS_MAX {
-            bytes.clear();
             self.recycled.push(bytes);
         }
     }

@@ -33,7 +33,14 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
         Login::Password {
             username, password, ..
         } => match catalog.user_by_username(username) {
-            Some(user) if verify_password(password, &user.password_hash) => user,
+            Some(user)
+                if ctx
+                    .shared
+                    .verified_logins
+                    .verify(user.id, password, &user.password_hash) =>
+            {
+                user
+            }
             _ => return Handled::Error(ErrorCode::InvalidCredentials),
         },
         Login::Token { token, .. } => match catalog.token_by_hash(&hash_token(token)) {

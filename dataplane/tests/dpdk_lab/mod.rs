@@ -384,7 +384,7 @@ pub fn start_shared(data_dir: &std::path::Path, workers: usize, shards: usize) -
     };
     store.apply(&change).expect("store root user");
     catalog.apply(&change).expect("catalog root user");
-    Arc::new(Shared::new(config, store, catalog, workers, shards))
+    Arc::new(Shared::new(config, store, catalog, workers, shards).expect("shared state"))
 }
 
 /// One storage shard thread serving `workers` network workers (polling lcores) over a fresh ring

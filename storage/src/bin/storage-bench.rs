@@ -234,6 +234,7 @@ fn append_all(dir: &Path, batch: &[u8], batches: u64, ack: AckMode) -> anyhow::R
         while sent < batches && in_flight < APPENDS_IN_FLIGHT_MAX {
             // Reuse buffers the shard is done with, as the dataplane would for network reads.
             let mut bytes = recycled.pop().unwrap_or_default();
+            bytes.clear();
             bytes.extend_from_slice(batch);
             match shard.append(KEY, bytes, ack, sent, 0) {
                 Ok(_) => sent += 1,

@@ -25,7 +25,10 @@ pub use model::{
     Permissions, PersonalAccessToken, Stream, StreamPermissions, Topic, TopicOptionKey,
     TopicOptions, TopicOptionsUpdate, TopicPermissions, User, UserStatus,
 };
-pub use secrets::{generate_token, hash_password, hash_token, verify_password, SecretError};
+pub use secrets::{
+    generate_token, hash_password, hash_token, verify_password, SecretError, VerifiedLogins,
+    VERIFIED_LOGINS_MAX,
+};
 pub use store::{
     MetadataError, MetadataStore, StoreConfig, LOG_COMPACTION_THRESHOLD_BYTES_MAX, LOG_FILE_NAME,
     SNAPSHOT_FILE_NAME,

@@ -6,6 +6,9 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::constants::TOKEN_RANDOM_BYTES;
 
@@ -44,6 +47,85 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Users remembered at most by [`VerifiedLogins`].
+pub const VERIFIED_LOGINS_MAX: usize = 4096;
+
+/// Password logins that already passed argon2, remembered for a while, so a client that
+/// reconnects with the same credentials does not spend another argon2 hash (tens of
+/// milliseconds, on the network worker or lcore that serves every other connection it holds).
+///
+/// Per user it keeps one keyed SHA-256 over (PHC string, password) under a key drawn at start
+/// and never stored: never the password. A wrong password never enters, and a changed password
+/// (a new PHC string) no longer matches. Entries live `ttl`; a zero `ttl` turns the cache off.
+/// The same trade-off as a credential cache in other brokers' realms: someone who can read the
+/// process's memory can test guesses against an entry at SHA-256 speed.
+pub struct VerifiedLogins {
+    key: [u8; 32],
+    ttl: Duration,
+    entries: Mutex<HashMap<u32, (Instant, [u8; 32])>>,
+}
+
+impl VerifiedLogins {
+    /// # Errors
+    /// [`SecretError::Random`] when no key can be drawn.
+    pub fn new(ttl: Duration) -> Result<Self, SecretError> {
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).map_err(SecretError::Random)?;
+        Ok(VerifiedLogins {
+            key,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `password` is the password of user `user_id`, whose PHC string is `hash`:
+    /// answered from the cache when the same user logged in with the same password within
+    /// `ttl`, by argon2 otherwise.
+    pub fn verify(&self, user_id: u32, password: &str, hash: &str) -> bool {
+        if self.ttl.is_zero() {
+            return verify_password(password, hash);
+        }
+        let digest = self.digest(password, hash);
+        let remembered = self.entries().get(&user_id).is_some_and(|(at, known)| {
+            at.elapsed() < self.ttl && equal_in_constant_time(known, &digest)
+        });
+        if remembered {
+            return true;
+        }
+        // Outside the lock: the hash takes long.
+        let verified = verify_password(password, hash);
+        if verified {
+            let mut entries = self.entries();
+            if entries.len() >= VERIFIED_LOGINS_MAX {
+                entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            }
+            if entries.len() < VERIFIED_LOGINS_MAX || entries.contains_key(&user_id) {
+                entries.insert(user_id, (Instant::now(), digest));
+            }
+        }
+        verified
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<u32, (Instant, [u8; 32])>> {
+        // Entries are replaced whole, so a panic elsewhere cannot leave one half-written.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn digest(&self, password: &str, hash: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.key);
+        // Length-prefixed, so no (hash, password) pair reads as another.
+        hasher.update((hash.len() as u64).to_le_bytes());
+        hasher.update(hash.as_bytes());
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The lowercase hex SHA-256 digest of `token`, as stored in the catalog.
@@ -93,6 +175,47 @@ mod tests {
         assert!(!verify_password("x", ""));
         assert!(!verify_password("x", "$argon2id$garbage"));
         assert!(!verify_password("x", "not a phc string at all"));
+    }
+
+    #[test]
+    fn a_verified_login_is_remembered_only_for_its_user_password_and_hash() {
+        let hash = hash_password("secret-password").expect("hash");
+        let logins = VerifiedLogins::new(Duration::from_secs(60)).expect("key");
+        assert!(!logins.verify(1, "wrong-password", &hash));
+        assert!(
+            logins.entries().is_empty(),
+            "a failed login is not remembered"
+        );
+        assert!(logins.verify(1, "secret-password", &hash));
+        let remembered = logins.entries()[&1];
+        assert!(logins.verify(1, "secret-password", &hash));
+        assert_eq!(logins.entries()[&1], remembered, "answered from the cache");
+        assert!(!logins.verify(1, "secret-passwore", &hash));
+        // Another user with the same password, or a new hash (password changed), misses.
+        assert!(!logins.entries().contains_key(&2));
+        let changed = hash_password("new-password").expect("hash");
+        assert!(!logins.verify(1, "secret-password", &changed));
+        assert!(logins.verify(1, "new-password", &changed));
+        assert!(!logins.verify(1, "secret-password", &changed));
+    }
+
+    #[test]
+    fn an_expired_or_disabled_cache_hashes_again() {
+        let hash = hash_password("secret-password").expect("hash");
+        let off = VerifiedLogins::new(Duration::ZERO).expect("key");
+        assert!(off.verify(1, "secret-password", &hash));
+        assert!(off.entries().is_empty());
+        let short = VerifiedLogins::new(Duration::from_millis(1)).expect("key");
+        assert!(short.verify(1, "secret-password", &hash));
+        let first = short.entries()[&1].0;
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.verify(1, "secret-password", &hash));
+        assert!(
+            short.entries()[&1].0 > first,
+            "verified again and re-remembered"
+        );
+        // A malformed hash never verifies, cached or not.
+        assert!(!short.verify(2, "x", "$argon2id$garbage"));
     }
 
     #[test]
