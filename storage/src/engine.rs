@@ -35,6 +35,8 @@ pub(crate) struct Engine {
     pub stats: ShardStats,
     /// Buffers of records evicted from memory, for the caller to reuse.
     pub recycled: Vec<Vec<u8>>,
+    /// Readahead chunk reads submitted and not completed, over every partition.
+    pub readahead_reads_in_flight: usize,
 }
 
 impl Engine {
@@ -46,6 +48,7 @@ impl Engine {
             completions: Vec::new(),
             stats: ShardStats::default(),
             recycled: Vec::new(),
+            readahead_reads_in_flight: 0,
         }
     }
 

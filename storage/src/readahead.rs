@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 
-use crate::constants::READAHEAD_CHUNKS_MAX;
+use crate::constants::{READAHEAD_CHUNKS_MAX, READAHEAD_SHARD_READS_IN_FLIGHT_MAX};
 use crate::engine::{Engine, SlotKind};
 use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
@@ -75,14 +75,18 @@ pub(crate) fn start(
     fill(partition, engine, pool, pool_size);
 }
 
-/// Submits chunk reads until the window is full, the pool is at half, or the written data ends.
+/// Submits chunk reads until the window is full, the pool is at half, the shard has
+/// [`READAHEAD_SHARD_READS_IN_FLIGHT_MAX`] readahead reads in flight, or the written data ends.
 fn fill(
     partition: &mut Partition,
     engine: &mut Engine,
     pool: &mut Vec<AlignedBuf>,
     pool_size: usize,
 ) {
-    while partition.readahead.chunks.len() < READAHEAD_CHUNKS_MAX && pool.len() > pool_size / 2 {
+    while partition.readahead.chunks.len() < READAHEAD_CHUNKS_MAX
+        && pool.len() > pool_size / 2
+        && engine.readahead_reads_in_flight < READAHEAD_SHARD_READS_IN_FLIGHT_MAX
+    {
         let Some(buf) = pool.pop() else { return };
         if let Err(buf) = submit_next_chunk(partition, engine, buf) {
             pool.push(buf);
@@ -158,6 +162,9 @@ fn submit_next_chunk(
                 read: None,
             });
             partition.in_flight_ops += 1;
+            engine.readahead_reads_in_flight += 1;
+            let peak = &mut engine.stats.readahead_reads_in_flight_peak;
+            *peak = (*peak).max(engine.readahead_reads_in_flight as u64);
             Ok(())
         }
         Err((_, IoBuffer::Aligned(buf))) => Err(buf),
@@ -274,6 +281,7 @@ pub(crate) fn completed(
     mut buf: AlignedBuf,
 ) {
     partition.in_flight_ops -= 1;
+    engine.readahead_reads_in_flight -= 1;
     let readahead = &mut partition.readahead;
     let Some(chunk) = readahead.chunks.iter_mut().find(|c| c.id == chunk_id) else {
         pool.push(buf);
@@ -282,10 +290,14 @@ pub(crate) fn completed(
     buf.set_len(result.max(0) as usize);
     chunk.read = Some((buf, result));
     let front_ready = readahead.chunks.front().is_some_and(|c| c.read.is_some());
-    if !front_ready {
-        return;
-    }
-    let Some((token, collector)) = readahead.waiter.take() else {
+    let waiter = if front_ready {
+        readahead.waiter.take()
+    } else {
+        None
+    };
+    let Some((token, collector)) = waiter else {
+        // The shard may have held this window back: top it up with the read that just ended.
+        fill(partition, engine, pool, pool_size);
         return;
     };
     if let Served::Result(outcome) = consume(partition, engine, pool, pool_size, token, collector) {

@@ -60,6 +60,9 @@ pub struct ShardStats {
     pub bytes_written: u64,
     /// Polls answered by a sequential readahead (already read or in flight).
     pub readahead_hits: u64,
+    /// Most readahead reads the shard had in flight at once (bounded by
+    /// [`crate::constants::READAHEAD_SHARD_READS_IN_FLIGHT_MAX`]).
+    pub readahead_reads_in_flight_peak: u64,
 }
 
 #[cfg(test)]

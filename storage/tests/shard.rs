@@ -252,3 +252,56 @@ fn a_sequential_consumer_reads_every_message_once_through_the_readahead_window()
         assert_eq!(shard.stats().readahead_hits, polls - 1, "polls of {count}");
     }
 }
+
+#[test]
+fn readahead_windows_of_a_shard_share_a_bounded_number_of_disk_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let written = partition_dir(root.path());
+    write_forty(&written);
+    let mut shard = shard(StorageConfig {
+        read_buffers_count: 32,
+        ..small_config()
+    });
+    // Three copies of the partition under other streams (the stamped partition id stays).
+    let keys: Vec<PartitionKey> = (1..=3)
+        .map(|stream_id| PartitionKey { stream_id, ..KEY })
+        .collect();
+    for key in &keys {
+        let dir = root.path().join(format!("copy-{}", key.stream_id));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&written).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        shard
+            .open_partition(*key, &dir, PartitionSettings::default())
+            .unwrap();
+    }
+    // Three sequential consumers poll in turns, so three windows are open at once.
+    let mut offsets = [0u64; 3];
+    let mut payloads = vec![Vec::new(); 3];
+    while offsets.iter().any(|offset| *offset < 120) {
+        for (i, key) in keys.iter().enumerate() {
+            if offsets[i] < 120 {
+                let got = read(&mut shard, *key, ReadStart::Offset(offsets[i]), 2).unwrap();
+                offsets[i] += got.messages_count as u64;
+                payloads[i].extend(reply_payloads(&got.bytes));
+            }
+        }
+    }
+    for consumer in &payloads {
+        assert_eq!(consumer.len(), 120);
+        for (i, payload) in consumer.iter().enumerate() {
+            assert!(payload.starts_with(format!("{}:{}:", i / 3, i % 3).as_bytes()));
+        }
+    }
+    let stats = shard.stats();
+    assert!(stats.readahead_hits > 100, "hits {}", stats.readahead_hits);
+    let peak = stats.readahead_reads_in_flight_peak;
+    assert!(
+        (2..=constants::READAHEAD_SHARD_READS_IN_FLIGHT_MAX as u64).contains(&peak),
+        "readahead reads in flight at once: {peak}"
+    );
+}
