@@ -133,12 +133,30 @@ struct Launch {
     /// Producers of this run send while consumers read (end-to-end latency is meaningful).
     concurrent_producers: bool,
     tasks: Vec<ActorTask>,
+    /// Set once every actor is connected and logged in: they all start together, so no
+    /// actor's figures hold the logins of the actors after it (a login's password hash runs on
+    /// the server's network worker that other actors' requests share).
+    start: tokio::sync::watch::Sender<bool>,
     verifiers: Vec<Arc<Mutex<Verifier>>>,
     groups: Vec<Arc<GroupShared>>,
     progress_total: u64,
 }
 
 impl Launch {
+    /// Spawns an actor that waits for the common start.
+    fn spawn_actor(
+        &mut self,
+        name: String,
+        actor: impl std::future::Future<Output = Result<ActorStats, ActorError>> + Send + 'static,
+    ) {
+        let mut start = self.start.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            // An Err means the sender is gone, which happens only once everything started.
+            let _ = start.wait_for(|started| *started).await;
+            actor.await.map_err(|e| (name, e))
+        }));
+    }
+
     async fn connect(&self) -> Result<Connection, RunError> {
         let c = &self.config;
         Ok(Connection::connect(&c.server_address, &c.username, &c.password).await?)
@@ -166,12 +184,8 @@ impl Launch {
                 .map(|v| Arc::new(Mutex::new(v)));
             self.verifiers.extend(verifier.clone());
             let conn = self.connect().await?;
-            let c = self.ctx.clone();
-            self.tasks.push(tokio::spawn(async move {
-                run_producing_consumer(conn, plan, verifier, c)
-                    .await
-                    .map_err(|e| (format!("producing consumer {id}"), e))
-            }));
+            let actor = run_producing_consumer(conn, plan, verifier, self.ctx.clone());
+            self.spawn_actor(format!("producing consumer {id}"), actor);
             self.progress_total += 2 * self.per_actor;
         }
         Ok(())
@@ -185,12 +199,8 @@ impl Launch {
         for id in 0..self.config.producers {
             let plan = producer_plan(&self.config, id, self.stream_of(id), pinned.then_some(0));
             let conn = self.connect().await?;
-            let c = self.ctx.clone();
-            self.tasks.push(tokio::spawn(async move {
-                run_producer(conn, plan, c)
-                    .await
-                    .map_err(|e| (format!("producer {id}"), e))
-            }));
+            let actor = run_producer(conn, plan, self.ctx.clone());
+            self.spawn_actor(format!("producer {id}"), actor);
             self.progress_total += self.per_actor;
         }
         Ok(())
@@ -282,12 +292,8 @@ impl Launch {
                 conn.join_consumer_group(plan.stream_id, plan.topic_id, *group_id)
                     .await?;
             }
-            let c = self.ctx.clone();
-            self.tasks.push(tokio::spawn(async move {
-                run_consumer(conn, plan, c)
-                    .await
-                    .map_err(|e| (format!("consumer {id}"), e))
-            }));
+            let actor = run_consumer(conn, plan, self.ctx.clone());
+            self.spawn_actor(format!("consumer {id}"), actor);
             self.progress_total += expected;
         }
         Ok(())
@@ -345,13 +351,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
         group_ids,
         per_actor,
         tasks: Vec::new(),
+        start: tokio::sync::watch::channel(false).0,
         verifiers: Vec::new(),
         groups: Vec::new(),
         progress_total: 0,
         config,
     };
-    // Actors start as soon as they are spawned; each measures only its own requests, so the
-    // logins of actors spawned later are in nobody's figures.
+    // Every actor connects and logs in first; then they all start at once.
     if launch.config.mode == Mode::EndToEndProducingConsumer {
         launch.spawn_producing_consumers().await?;
     }
@@ -359,6 +365,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
         launch.spawn_producers().await?;
     }
     launch.spawn_consumers().await?;
+    launch.start.send_replace(true);
     let tasks = std::mem::take(&mut launch.tasks);
     let actors = gather(tasks, &launch.ctx, launch.progress_total).await?;
     let verify = launch.verify_report();

@@ -810,6 +810,12 @@ impl BatchBuilder {
         Ok(())
     }
 
+    /// The batch as the last [`Self::finish`] returned it (pushes since then are not in it
+    /// until the next `finish`).
+    pub fn finished_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Writes timestamp deltas, message checksums and the header; returns the whole batch.
     /// Server fields (partition, base offset, base timestamp) are 0, as the SDK sends them.
     ///
@@ -940,6 +946,7 @@ mod tests {
         }
         assert_eq!(builder.len(), 3);
         assert_eq!(builder.finish().unwrap(), &ours(&sample())[..]);
+        assert_eq!(builder.finished_bytes(), &ours(&sample())[..]);
     }
 
     #[test]
