@@ -206,9 +206,16 @@ fn check_kernel_cores(config: &Config, facts: &CpuFacts, out: &mut Vec<Finding>)
     );
 }
 
+/// The CPUs the lcores run on: `dpdk.cpus` when set (lcore ids are then only names), else the
+/// lcore ids themselves.
 fn check_dpdk_lcores(config: &Config, facts: &CpuFacts, out: &mut Vec<Finding>) {
     let busy_polling = config.dpdk.idle_backoff_us == 0;
-    check_cores("dpdk.lcores", &config.dpdk.lcores, busy_polling, facts, out);
+    let (key, cpus) = if config.dpdk.cpus.is_empty() {
+        ("dpdk.lcores", &config.dpdk.lcores)
+    } else {
+        ("dpdk.cpus", &config.dpdk.cpus)
+    };
+    check_cores(key, cpus, busy_polling, facts, out);
 }
 
 /// Free hugepage memory across all page sizes, in bytes.
@@ -479,6 +486,29 @@ mod tests {
         assert!(
             huge.fix.contains("scripts/hugepages.sh --pages 256"),
             "{huge}"
+        );
+    }
+
+    #[test]
+    fn lcores_placed_with_cpus_are_checked_on_those_cpus() {
+        let sys = fake_sys("0-3", "3", 1024);
+        let on_isolated = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nlcores = [0, 1]\n\
+                           cpus = [3, 3]\nidle_backoff_us = 0\nvdevs = [\"net_tap0\"]\n";
+        let findings = check_host(&config_with(on_isolated), &host(&sys));
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.key.starts_with("dpdk.lcores") || f.key.starts_with("dpdk.cpus")),
+            "lcores 0 and 1 run on isolated CPU 3: {findings:?}"
+        );
+        let on_shared = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nlcores = [3]\n\
+                         cpus = [2]\nidle_backoff_us = 0\nvdevs = [\"net_tap0\"]\n";
+        let findings = check_host(&config_with(on_shared), &host(&sys));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.key == "dpdk.cpus" && f.severity == Severity::Error),
+            "lcore 3 runs on CPU 2, which is not isolated: {findings:?}"
         );
     }
 
