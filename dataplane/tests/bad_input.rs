@@ -751,6 +751,72 @@ async fn large_batches_arrive_in_pieces_and_are_checked_like_small_ones() {
     server.finish().expect("server still healthy");
 }
 
+#[tokio::test]
+async fn large_batches_received_into_reused_buffers_keep_exactly_their_own_bytes() {
+    // No tail cache: every written batch leaves memory at once and its buffer goes back to the
+    // network workers, so later (smaller and larger) batches are received into used buffers.
+    let server = Server::start_with_env(&[("RIPTIDE_STORAGE_READ_CACHE_BYTES", "0")])
+        .expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let mut witness = Witness::new(&server).await?;
+        let mut connection = raw_topic(&server).await?;
+        let partitioning = raw::Partitioning::PartitionId(0);
+        let mut expected = Vec::new();
+        for (round, messages) in [200usize, 120, 200, 80, 260, 100, 200, 70, 150, 240]
+            .into_iter()
+            .enumerate()
+        {
+            let (batch, payloads) = large_batch(messages, (round as u8).wrapping_mul(31))?;
+            let body = raw::send_messages_body(1, 0, &partitioning, messages as u32, &batch);
+            let reply = connection.call(code::SEND_MESSAGES, &body).await?;
+            ensure!(
+                reply.is_reply() && reply.status() == 0,
+                "batch {round} of {messages}: {}",
+                reply.describe()
+            );
+            expected.extend(payloads);
+            if round == 4 {
+                // A corrupted batch in a reused buffer is refused like any other.
+                let (mut corrupted, _) = large_batch(90, 5)?;
+                let last = corrupted.len() - 1;
+                corrupted[last] ^= 0x01;
+                let body = raw::send_messages_body(1, 0, &partitioning, 90, &corrupted);
+                send_refused_with(
+                    &mut connection,
+                    &body,
+                    INVALID_MESSAGE_CHECKSUM,
+                    "corrupted batch in a reused buffer",
+                )
+                .await?;
+            }
+        }
+        let mut stored = Vec::new();
+        while stored.len() < expected.len() {
+            let body = raw::poll_body(1, 0, 0, stored.len() as u64, 1000);
+            let reply = connection.call(code::POLL_MESSAGES, &body).await?;
+            ensure!(reply.status() == 0, "poll: {}", reply.describe());
+            let payloads = raw::poll_reply(&reply.body)?.2;
+            ensure!(
+                !payloads.is_empty(),
+                "poll at {} returned nothing",
+                stored.len()
+            );
+            stored.extend(payloads);
+        }
+        ensure!(
+            stored == expected,
+            "{} messages stored; they differ from the {} sent",
+            stored.len(),
+            expected.len()
+        );
+        witness.check("reused buffers").await?;
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
 /// Eviction reasons that fit a malformed body.
 const BODY_EVICTIONS: &[u8] = &[
     eviction::INVALID_REQUEST_BODY,
