@@ -494,9 +494,9 @@ fn netns_lab_comes_up_carries_traffic_and_goes_away() {
             "--ns-if",
             &ns_if,
             "--host-addr",
-            "10.78.0.1/24",
+            "10.76.0.1/24",
             "--ns-addr",
-            "10.78.0.2/24",
+            "10.76.0.2/24",
             action,
         ]
         .map(str::to_string)
@@ -516,7 +516,7 @@ fn netns_lab_comes_up_carries_traffic_and_goes_away() {
         assert!(again.status.success(), "up is idempotent: {}", text(&again));
         let status = lab("status");
         assert!(
-            status.status.success() && text(&status).contains("10.78.0.2/24"),
+            status.status.success() && text(&status).contains("10.76.0.2/24"),
             "{}",
             text(&status)
         );
@@ -530,7 +530,7 @@ fn netns_lab_comes_up_carries_traffic_and_goes_away() {
                 "1",
                 "-W",
                 "2",
-                "10.78.0.1",
+                "10.76.0.1",
             ])
             .output()
             .unwrap();
