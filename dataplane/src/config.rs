@@ -173,6 +173,7 @@ pub struct StorageConfig {
     pub read_cache_bytes: u64,
     pub write_buffer_bytes: u64,
     pub read_buffer_bytes: u64,
+    pub readahead_reads_in_flight: u64,
     pub io_uring_entries: u32,
 }
 
@@ -402,6 +403,13 @@ impl Config {
                     format!("must be between {IO_BUFFER_MIN_BYTES} and {IO_BUFFER_MAX_BYTES}"),
                 ));
             }
+        }
+        let readahead_limit = riptide_storage::constants::READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT;
+        if !(1..=readahead_limit as u64).contains(&storage.readahead_reads_in_flight) {
+            return Err(ConfigError::invalid(
+                "storage.readahead_reads_in_flight",
+                format!("must be between 1 and {readahead_limit}"),
+            ));
         }
         if !(8..=32768).contains(&storage.io_uring_entries)
             || !storage.io_uring_entries.is_power_of_two()
@@ -719,6 +727,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("storage.write_buffer_bytes"));
+        for (variable, key) in [
+            (
+                "RIPTIDE_STORAGE_READAHEAD_READS_IN_FLIGHT",
+                "storage.readahead_reads_in_flight",
+            ),
+            (
+                "RIPTIDE_AUTH_VERIFIED_LOGIN_TTL_S",
+                "auth.verified_login_ttl_s",
+            ),
+        ] {
+            let out_of_range = Config::load_from(None, &env(&[(variable, "100000")]));
+            assert!(out_of_range.unwrap_err().to_string().contains(key), "{key}");
+        }
+        let no_readahead = Config::load_from(
+            None,
+            &env(&[("RIPTIDE_STORAGE_READAHEAD_READS_IN_FLIGHT", "0")]),
+        );
+        assert!(no_readahead.is_err());
         let bad_env = Config::load_from(None, &env(&[("RIPTIDE_TCP_NOPE", "1")]));
         assert!(bad_env
             .unwrap_err()

@@ -253,6 +253,7 @@ impl Shared {
             cache_size_bytes: storage.read_cache_bytes as usize,
             write_buffer_size_bytes: storage.write_buffer_bytes as usize,
             read_buffer_size_bytes: storage.read_buffer_bytes as usize,
+            readahead_reads_in_flight_max: storage.readahead_reads_in_flight as usize,
             preallocate: storage.preallocate_segments,
             direct_io: storage.direct_io != crate::config::DirectIo::Off,
             memory_flush: MemoryFlush {

@@ -37,11 +37,9 @@ pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 /// Reads a partition's sequential readahead keeps in flight (or read) ahead of its consumer:
 /// enough to keep a device's queue busy while replies are sent.
 pub const READAHEAD_CHUNKS_MAX: usize = 4;
-/// Readahead reads a shard keeps in flight over all its windows. Every window filling up to
-/// [`READAHEAD_CHUNKS_MAX`] put 16 reads of 2 MiB in the disk's queue with 4 consumers on 2
-/// shards: the disk ran no faster, and a poll whose chunk sat at the queue's end waited
-/// 20-100 ms (p99 60-110 ms against 4-10 ms with a shallower queue).
-pub const READAHEAD_SHARD_READS_IN_FLIGHT_MAX: usize = 2;
+/// Largest `StorageConfig::readahead_reads_in_flight_max`: windows never take more than half of
+/// the default pool of 32 read buffers anyway.
+pub const READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT: usize = 16;
 /// Re-reads a single poll may issue while walking to its start record.
 pub const READ_STEPS_MAX: u32 = 8;
 

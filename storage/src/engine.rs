@@ -5,7 +5,7 @@ use crate::constants::{IO_SLOTS_MAX, RECYCLED_BUFFERS_MAX};
 use crate::io::{Io, IoBuffer, PushError, Request};
 use crate::read::ReadJob;
 use crate::stats::ShardStats;
-use crate::types::{Completion, ConsumerRef, PartitionKey};
+use crate::types::{Completion, ConsumerRef, PartitionKey, StorageConfig};
 
 /// What an in-flight request is for.
 pub(crate) enum SlotKind {
@@ -37,18 +37,21 @@ pub(crate) struct Engine {
     pub recycled: Vec<Vec<u8>>,
     /// Readahead chunk reads submitted and not completed, over every partition.
     pub readahead_reads_in_flight: usize,
+    /// `StorageConfig::readahead_reads_in_flight_max`.
+    pub readahead_reads_in_flight_max: usize,
 }
 
 impl Engine {
-    pub fn new(force_buffered: bool, wakeup_fd: Option<std::os::fd::RawFd>) -> Engine {
+    pub fn new(config: &StorageConfig, wakeup_fd: Option<std::os::fd::RawFd>) -> Engine {
         Engine {
-            io: Io::new(IO_SLOTS_MAX, wakeup_fd, force_buffered),
+            io: Io::new(IO_SLOTS_MAX, wakeup_fd, config.force_buffered_syscalls),
             slots: (0..IO_SLOTS_MAX).map(|_| None).collect(),
             free: (0..IO_SLOTS_MAX).rev().collect(),
             completions: Vec::new(),
             stats: ShardStats::default(),
             recycled: Vec::new(),
             readahead_reads_in_flight: 0,
+            readahead_reads_in_flight_max: config.readahead_reads_in_flight_max,
         }
     }
 

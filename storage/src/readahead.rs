@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 
-use crate::constants::{READAHEAD_CHUNKS_MAX, READAHEAD_SHARD_READS_IN_FLIGHT_MAX};
+use crate::constants::READAHEAD_CHUNKS_MAX;
 use crate::engine::{Engine, SlotKind};
 use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
@@ -76,7 +76,7 @@ pub(crate) fn start(
 }
 
 /// Submits chunk reads until the window is full, the pool is at half, the shard has
-/// [`READAHEAD_SHARD_READS_IN_FLIGHT_MAX`] readahead reads in flight, or the written data ends.
+/// `readahead_reads_in_flight_max` readahead reads in flight, or the written data ends.
 fn fill(
     partition: &mut Partition,
     engine: &mut Engine,
@@ -85,7 +85,7 @@ fn fill(
 ) {
     while partition.readahead.chunks.len() < READAHEAD_CHUNKS_MAX
         && pool.len() > pool_size / 2
-        && engine.readahead_reads_in_flight < READAHEAD_SHARD_READS_IN_FLIGHT_MAX
+        && engine.readahead_reads_in_flight < engine.readahead_reads_in_flight_max
     {
         let Some(buf) = pool.pop() else { return };
         if let Err(buf) = submit_next_chunk(partition, engine, buf) {

@@ -41,7 +41,7 @@ impl Shard {
         let read_buffers = (0..config.read_buffers_count)
             .map(|_| AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES))
             .collect();
-        let engine = Engine::new(config.force_buffered_syscalls, wakeup_fd);
+        let engine = Engine::new(&config, wakeup_fd);
         Ok(Shard {
             config,
             engine,

@@ -61,7 +61,7 @@ pub struct ShardStats {
     /// Polls answered by a sequential readahead (already read or in flight).
     pub readahead_hits: u64,
     /// Most readahead reads the shard had in flight at once (bounded by
-    /// [`crate::constants::READAHEAD_SHARD_READS_IN_FLIGHT_MAX`]).
+    /// `StorageConfig::readahead_reads_in_flight_max`).
     pub readahead_reads_in_flight_peak: u64,
 }
 

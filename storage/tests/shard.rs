@@ -301,7 +301,7 @@ fn readahead_windows_of_a_shard_share_a_bounded_number_of_disk_reads() {
     assert!(stats.readahead_hits > 100, "hits {}", stats.readahead_hits);
     let peak = stats.readahead_reads_in_flight_peak;
     assert!(
-        (2..=constants::READAHEAD_SHARD_READS_IN_FLIGHT_MAX as u64).contains(&peak),
+        (2..=StorageConfig::default().readahead_reads_in_flight_max as u64).contains(&peak),
         "readahead reads in flight at once: {peak}"
     );
 }

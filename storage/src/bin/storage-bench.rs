@@ -12,14 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use riptide_storage::constants::{READAHEAD_CHUNKS_MAX, READAHEAD_SHARD_READS_IN_FLIGHT_MAX};
-
-/// Reads one readahead window keeps in flight when it is alone on its shard.
-const READAHEAD_DEPTH: usize = if READAHEAD_CHUNKS_MAX < READAHEAD_SHARD_READS_IN_FLIGHT_MAX {
-    READAHEAD_CHUNKS_MAX
-} else {
-    READAHEAD_SHARD_READS_IN_FLIGHT_MAX
-};
+use riptide_storage::constants::READAHEAD_CHUNKS_MAX;
 use riptide_storage::io::{preallocate, AlignedBuf, Io, IoBuffer, Request};
 use riptide_storage::record::build_batch;
 use riptide_storage::{
@@ -205,6 +198,11 @@ fn raw_read_queued(
 
 /// Throughput settings: 16 MiB group-commit writes (memory mode flushes once a write's worth
 /// has accumulated), 8 MiB readahead, 64 MiB of unwritten appends before backpressure.
+/// Reads one readahead window keeps in flight when it is alone on its shard.
+fn readahead_depth(config: &StorageConfig) -> usize {
+    READAHEAD_CHUNKS_MAX.min(config.readahead_reads_in_flight_max)
+}
+
 fn engine_config() -> StorageConfig {
     let defaults = StorageConfig::default();
     StorageConfig {
@@ -339,7 +337,10 @@ fn print_header(
     println!("ceilings, measured right before each case on the same filesystem: raw O_DIRECT sequential pwrite of the");
     println!("same bytes in write-buffer-size chunks (fdatasync at end); raw O_DIRECT sequential 1 MiB pread (the poll size)");
     println!("reference rows: the same raw writes with O_DSYNC on every write (the device's price of durability);");
-    println!("raw O_DIRECT reads in read-buffer-size chunks, {READAHEAD_DEPTH} in flight (the engine's readahead pattern)");
+    println!(
+        "raw O_DIRECT reads in read-buffer-size chunks, {} in flight (the engine's readahead pattern)",
+        readahead_depth(config)
+    );
     println!(
         "{:<40} {:>9} {:>14} {:>7}",
         "case", "MB/s", "ceiling MB/s", "ratio"
@@ -399,7 +400,7 @@ fn main() -> anyhow::Result<()> {
         &raw_path,
         raw_bytes,
         config.read_buffer_size_bytes,
-        READAHEAD_DEPTH,
+        readahead_depth(&config),
     )?;
     row(
         "(reference) raw reads, engine's depth",
