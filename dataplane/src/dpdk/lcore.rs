@@ -259,6 +259,7 @@ pub struct LcoreStats {
     pub tx_dropped: AtomicU64,
     pub tx_no_mbuf: AtomicU64,
     pub rx_dropped_segmented: AtomicU64,
+    pub rx_dropped_checksum: AtomicU64,
     pub steered_out: AtomicU64,
     pub steered_in: AtomicU64,
     pub arp_copies: AtomicU64,
@@ -281,6 +282,7 @@ pub struct LcoreStatsSnapshot {
     pub tx_dropped: u64,
     pub tx_no_mbuf: u64,
     pub rx_dropped_segmented: u64,
+    pub rx_dropped_checksum: u64,
     pub steered_out: u64,
     pub steered_in: u64,
     pub arp_copies: u64,
@@ -304,6 +306,7 @@ impl LcoreStats {
             tx_dropped: load(&self.tx_dropped),
             tx_no_mbuf: load(&self.tx_no_mbuf),
             rx_dropped_segmented: load(&self.rx_dropped_segmented),
+            rx_dropped_checksum: load(&self.rx_dropped_checksum),
             steered_out: load(&self.steered_out),
             steered_in: load(&self.steered_in),
             arp_copies: load(&self.arp_copies),
@@ -708,6 +711,7 @@ impl<W: Worker> Lcore<W> {
         store(&stats.tx_dropped, device.tx_dropped);
         store(&stats.tx_no_mbuf, device.tx_no_mbuf);
         store(&stats.rx_dropped_segmented, device.rx_dropped_segmented);
+        store(&stats.rx_dropped_checksum, device.rx_dropped_checksum);
         store(&stats.steered_out, device.steered_out);
         store(&stats.steered_in, device.steered_in);
         store(&stats.arp_copies, device.arp_copies);

@@ -8,10 +8,11 @@ use std::net::Ipv4Addr;
 use std::ptr::NonNull;
 
 use smoltcp::iface::{Config, Interface};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
+use super::checksum::{fill_tcp_checksum, tcp_checksum_valid};
 use super::constants::{BURST_PACKETS_MAX, RX_HELD_PACKETS_MAX};
 use super::ffi;
 use super::port::{frame_bytes, QueueHandle};
@@ -32,6 +33,8 @@ pub struct DeviceCounters {
     /// Received frames spread over several mbufs (never within the port's MTU: an mbuf holds a
     /// whole frame): dropped.
     pub rx_dropped_segmented: u64,
+    /// Received TCP segments whose checksum is wrong: dropped (see [`super::checksum`]).
+    pub rx_dropped_checksum: u64,
     /// Frames received here that belong to another lcore's flow, handed over to it.
     pub steered_out: u64,
     /// Frames other lcores handed over to this one.
@@ -60,6 +63,7 @@ struct RxCounters {
     packets: u64,
     bytes: u64,
     dropped_segmented: u64,
+    dropped_checksum: u64,
     steered_out: u64,
     steered_in: u64,
     arp_copies: u64,
@@ -141,6 +145,7 @@ impl MbufDevice {
             tx_dropped: self.tx.counters.dropped,
             tx_no_mbuf: self.tx.counters.no_mbuf,
             rx_dropped_segmented: self.rx_counters.dropped_segmented,
+            rx_dropped_checksum: self.rx_counters.dropped_checksum,
             steered_out: self.rx_counters.steered_out,
             steered_in: self.rx_counters.steered_in,
             arp_copies: self.rx_counters.arp_copies,
@@ -361,6 +366,8 @@ impl Device for MbufDevice {
         // smoltcp's MTU of an Ethernet medium counts the Ethernet header; its MSS follows.
         capabilities.max_transmission_unit = self.tx.frame_bytes_max;
         capabilities.max_burst_size = Some(BURST_PACKETS_MAX);
+        // The tokens compute and verify TCP checksums, faster than smoltcp (super::checksum).
+        capabilities.checksum.tcp = Checksum::None;
         capabilities
     }
 }
@@ -372,7 +379,12 @@ impl RxToken for MbufRxToken<'_> {
     {
         // SAFETY: the token owns its mbuf until it is freed in Drop below, after f returns.
         let result = match unsafe { single_segment(self.mbuf) } {
-            Some(frame) => f(frame),
+            Some(frame) if tcp_checksum_valid(frame) => f(frame),
+            Some(_) => {
+                // smoltcp drops an empty frame as malformed.
+                self.counters.dropped_checksum += 1;
+                f(&[])
+            }
             None => {
                 // An empty frame makes smoltcp drop it as malformed; our MTU never produces these.
                 self.counters.dropped_segmented += 1;
@@ -418,6 +430,7 @@ impl TxToken for MbufTxToken<'_> {
         // SAFETY: data points at len writable bytes appended to the mbuf we own.
         let frame = unsafe { std::slice::from_raw_parts_mut(data, len) };
         let result = f(frame);
+        fill_tcp_checksum(frame);
         self.tx.retransmits.observe(frame);
         self.tx.mbufs[self.tx.count] = mbuf;
         self.tx.lens_bytes[self.tx.count] = len as u16;
