@@ -372,7 +372,8 @@ per_1k() { awk -v n="$1" -v m="$2" 'BEGIN { if (m > 0) printf "%.2f", n * 1000 /
 echo
 echo "riptide DPDK vs kernel on one veth — $(date -u +%Y-%m-%dT%H:%MZ), $cpus_count CPUs," \
   "$producers actors x $batches batches x $messages_per_batch x $message_size B, ack $ack," \
-  "inflight $inflight, polling lcores/workers $lcores (af_xdp 1), idle backoff ${idle_backoff_us} us"
+  "inflight $inflight, polling lcores/workers $lcores (af_xdp 1), idle backoff ${idle_backoff_us} us," \
+  "MTU $mtu (af_xdp $af_xdp_mtu)"
 echo "load average before: $load_before, after: $load_after"
 for wire_mtu in "${mtus[@]}"; do
   echo "MTU $wire_mtu (${modes_at[$wire_mtu]% }): ceilings, one kernel TCP connection over the same veth: up (namespace to host, producers) ${ceiling_up[$wire_mtu]} MB/s, down (consumers) ${ceiling_down[$wire_mtu]} MB/s"
