@@ -53,6 +53,7 @@ mod dpdk {
         "rte_pktmbuf_pool_create",
         "rte_mempool_free",
         "rte_mempool_avail_count",
+        "rte_mempool_calc_obj_size",
         "riptide_.*",
     ];
 
@@ -65,6 +66,7 @@ mod dpdk {
         "rte_eth_rxconf",
         "rte_eth_txconf",
         "rte_eth_rx_mq_mode",
+        "rte_mempool_objsz",
     ];
 
     const VARS: &[&str] = &[

@@ -12,7 +12,10 @@
 # context switches (/proc/<pid>/task/<tid>/status) per 1000 messages, in total and on the hot
 # threads (DPDK's lcore-worker-* polling lcores; kernel mode's riptide-net-* network workers).
 # The ceilings, measured in the same run: one kernel TCP connection over the same veth, each way.
-# Then, per DPDK mode, `perf trace -s` over a short producer and consumer run names the calls the
+# Both veth ends and every mode run at one MTU (--mtu, jumbo frames by default). DPDK 22.11's
+# af_xdp takes one page per frame, so it runs at the largest MTU it takes (--af-xdp-mtu); kernel
+# mode and the ceilings are then measured at that MTU too, so every row has a kernel row and a
+# ceiling on the same wire. Then, per DPDK mode, `perf trace -s` over a short producer and consumer run names the calls the
 # polling lcores made (the PMDs' own tx kicks show up there).
 set -euo pipefail
 
@@ -33,6 +36,9 @@ DPDK backends (af_xdp, af_packet) with kernel mode on the same veth.
   --lcores N              polling lcores (af_packet) / network workers (kernel)   (default 1)
   --idle-backoff-us US    DPDK idle lcore sleep; 0 = busy polling       (default 50)
   --modes "..."           modes to run, in order                  (default "af_xdp af_packet kernel")
+  --mtu N                 IP MTU of both veth ends, [dpdk] mtu          (default 9000)
+  --af-xdp-mtu N          MTU of the af_xdp run, and of a kernel run beside it   (default 3442:
+                          DPDK 22.11's af_xdp holds a frame in one 4 KiB page)
   --af-xdp-options OPTS   appended to the af_xdp vdev, e.g. busy_budget=0
   --output DIR            keep logs and perf output here                (default: a temp dir)
   --skip-build            use the binaries already built
@@ -43,6 +49,7 @@ USAGE
 
 producers=2; batches=""; message_size=1000; messages_per_batch=1000; inflight=1; ack=memory
 lcores=1; idle_backoff_us=50; modes="af_xdp af_packet kernel"; output=""; build=1; quick=0
+mtu=9000; af_xdp_mtu=3442
 af_xdp_options=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,6 +63,8 @@ while [ $# -gt 0 ]; do
     --lcores) lcores="$2"; shift ;;
     --idle-backoff-us) idle_backoff_us="$2"; shift ;;
     --modes) modes="$2"; shift ;;
+    --mtu) mtu="$2"; shift ;;
+    --af-xdp-mtu) af_xdp_mtu="$2"; shift ;;
     --af-xdp-options) af_xdp_options=",$2"; shift ;;
     --output) output="$2"; shift ;;
     --skip-build) build=0 ;;
@@ -121,6 +130,12 @@ lab_up() {
   ip netns exec "$NS" ethtool -K "$NS_IF" tx off >/dev/null
 }
 
+# Both veth ends at one MTU (no server attached: a veth with an XDP program limits its peer's MTU).
+lab_mtu() {
+  ip link set dev "$HOST_IF" mtu "$1"
+  ip -n "$NS" link set dev "$NS_IF" mtu "$1"
+}
+
 stop_server() {
   [ -n "$server_pid" ] || return 0
   kill "$server_pid" 2>/dev/null || true
@@ -157,10 +172,11 @@ dpdk_lcores() {
   if [ $((count + 1)) -gt "$cpus_count" ]; then echo "cpus = [$cpus]"; fi
 }
 
-# start_server MODE: writes the mode's riptide.toml and starts riptide-dataplane on a fresh data
+# start_server MODE MTU: writes the mode's riptide.toml and starts riptide-dataplane on a fresh data
 # directory; sets server_pid and address.
 start_server() {
-  local mode="$1" data="$work/data.$1" config="$work/$1.toml" polling="$lcores" options=""
+  local mode="$1" wire_mtu="$2" data="$work/data.$1.$2" config="$work/$1.$2.toml"
+  local polling="$lcores" options=""
   mkdir -p "$data"
   [ "$mode" != af_xdp ] || { polling=1; options="$af_xdp_options"; }
   {
@@ -172,18 +188,18 @@ start_server() {
       printf '[dataplane]\nbackend = "dpdk"\n\n[dpdk]\n'
       dpdk_lcores "$polling"
       printf 'no_huge = true\nmemory_mb = 512\nvdevs = ["net_%s0,iface=%s%s"]\n' "$mode" "$HOST_IF" "$options"
-      printf 'ip_address = "%s"\nprefix_len = 24\nport = %s\nidle_backoff_us = %s\n' \
-        "$APPLIANCE_IP" "$PORT" "$idle_backoff_us"
+      printf 'ip_address = "%s"\nprefix_len = 24\nport = %s\nidle_backoff_us = %s\nmtu = %s\n' \
+        "$APPLIANCE_IP" "$PORT" "$idle_backoff_us" "$wire_mtu"
     fi
   } >"$config"
   IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
-    "$release/riptide-dataplane" --config "$config" >"$output/server-$mode.log" 2>&1 &
+    "$release/riptide-dataplane" --config "$config" >"$output/server-$mode-$wire_mtu.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 300); do
     [ -f "$data/runtime/current_config.toml" ] && break
     kill -0 "$server_pid" 2>/dev/null || {
       echo "bench-dpdk.sh: $mode: riptide-dataplane exited; log:" >&2
-      cat "$output/server-$mode.log" >&2; exit 1; }
+      cat "$output/server-$mode-$wire_mtu.log" >&2; exit 1; }
     sleep 0.1
   done
   [ -f "$data/runtime/current_config.toml" ] || { echo "bench-dpdk.sh: $mode: not ready" >&2; exit 1; }
@@ -206,10 +222,10 @@ hot_threads() { if [ "$1" = kernel ]; then echo '^riptide-net-'; else echo '^(rt
 
 rows=()
 # measure MODE NAME BENCH-ARGS...: one riptide-bench run from the namespace with the appliance's
-# system calls and context switches counted; appends a table row.
+# system calls and context switches counted; appends a table row (at the wire's MTU, $wire_mtu).
 measure() {
   local mode="$1" name="$2"; shift 2
-  local base="$output/$mode-$name" hot log
+  local base="$output/$mode-$wire_mtu-$name" hot log
   hot="$(hot_threads "$mode")"
   ctx_snapshot >"$base.ctx-before"
   perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_clock_nanosleep --per-thread -x, \
@@ -221,7 +237,7 @@ measure() {
       output -o "$base" 2>"$base.err")"; then
     kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true
     echo "bench-dpdk.sh: $mode $name failed:" >&2; cat "$base.err" >&2
-    rows+=("$mode $name FAILED")
+    rows+=("$mode $name $wire_mtu FAILED")
     return 0
   fi
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
@@ -241,14 +257,14 @@ measure() {
       { d = $3 - before[$1]; total += d; if ($2 ~ hot) lcore += d }
       END { print total + 0, lcore + 0 }' "$base.ctx-before" "$base.ctx-after")"
   read -r sys_total sys_hot sys_hot_sleeps <<<"$syscalls"
-  rows+=("$mode $name $summary messages=$messages syscalls=$sys_total syscalls_hot=$sys_hot sleeps_hot=$sys_hot_sleeps ctx=${ctx% *} ctx_hot=${ctx#* }")
+  rows+=("$mode $name $wire_mtu $summary messages=$messages syscalls=$sys_total syscalls_hot=$sys_hot sleeps_hot=$sys_hot_sleeps ctx=${ctx% *} ctx_hot=${ctx#* }")
   echo "bench-dpdk.sh: $mode $name done" >&2
 }
 
 # Which system calls the hot threads make: perf trace -s over a short producer and consumer run.
 attribute() {
   local mode="$1" file hot
-  file="$output/$mode-trace.txt"
+  file="$output/$mode-$wire_mtu-trace.txt"
   hot="$(hot_threads "$mode")"
   perf trace -s -p "$server_pid" -o "$file" &
   local trace_pid=$!
@@ -319,17 +335,34 @@ veth_ceiling() {
 }
 
 lab_up "$lcores"
-ceiling_up=$(veth_ceiling up)
-ceiling_down=$(veth_ceiling down)
-echo "bench-dpdk.sh: veth TCP ceilings: up $ceiling_up MB/s, down $ceiling_down MB/s" >&2
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+# The MTUs of the run: af_xdp's first when it differs (with a kernel row at it), then --mtu.
+declare -A modes_at
+mtus=()
 for mode in $modes; do
   case "$mode" in af_xdp|af_packet|kernel) ;; *) echo "bench-dpdk.sh: unknown mode $mode" >&2; exit 2 ;; esac
-  start_server "$mode"
-  measure "$mode" producer pinned-producer -p "$producers"
-  measure "$mode" consumer pinned-consumer -c "$producers"
-  [ "$mode" = kernel ] || attribute "$mode"
-  stop_server
+done
+if [[ " $modes " == *" af_xdp "* ]] && [ "$af_xdp_mtu" != "$mtu" ]; then
+  mtus+=("$af_xdp_mtu"); modes_at[$af_xdp_mtu]="af_xdp"
+  [[ " $modes " != *" kernel "* ]] || modes_at[$af_xdp_mtu]+=" kernel"
+  others="$(tr ' ' '\n' <<<"$modes" | grep -vx af_xdp | tr '\n' ' ' || true)"
+  if [ -n "${others// /}" ]; then mtus+=("$mtu"); modes_at[$mtu]="$others"; fi
+else
+  mtus+=("$mtu"); modes_at[$mtu]="$modes"
+fi
+declare -A ceiling_up ceiling_down
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+for wire_mtu in "${mtus[@]}"; do
+  lab_mtu "$wire_mtu"
+  ceiling_up[$wire_mtu]=$(veth_ceiling up)
+  ceiling_down[$wire_mtu]=$(veth_ceiling down)
+  echo "bench-dpdk.sh: MTU $wire_mtu: veth TCP ceilings: up ${ceiling_up[$wire_mtu]} MB/s, down ${ceiling_down[$wire_mtu]} MB/s" >&2
+  for mode in ${modes_at[$wire_mtu]}; do
+    start_server "$mode" "$wire_mtu"
+    measure "$mode" producer pinned-producer -p "$producers"
+    measure "$mode" consumer pinned-consumer -c "$producers"
+    [ "$mode" = kernel ] || attribute "$mode"
+    stop_server
+  done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -339,17 +372,21 @@ per_1k() { awk -v n="$1" -v m="$2" 'BEGIN { if (m > 0) printf "%.2f", n * 1000 /
 echo
 echo "riptide DPDK vs kernel on one veth — $(date -u +%Y-%m-%dT%H:%MZ), $cpus_count CPUs," \
   "$producers actors x $batches batches x $messages_per_batch x $message_size B, ack $ack," \
-  "inflight $inflight, polling lcores/workers $lcores (af_xdp 1), idle backoff ${idle_backoff_us} us"
+  "inflight $inflight, polling lcores/workers $lcores (af_xdp 1), idle backoff ${idle_backoff_us} us," \
+  "MTU $mtu (af_xdp $af_xdp_mtu)"
 echo "load average before: $load_before, after: $load_after"
-echo "ceilings, one kernel TCP connection over the same veth: up (namespace to host, producers) $ceiling_up MB/s, down (consumers) $ceiling_down MB/s"
-printf '%-10s %-9s %8s %5s %8s %8s %8s %9s %9s %9s %9s %9s\n' mode run MB/s ceil msgs/s p50_ms \
+for wire_mtu in "${mtus[@]}"; do
+  echo "MTU $wire_mtu (${modes_at[$wire_mtu]% }): ceilings, one kernel TCP connection over the same veth: up (namespace to host, producers) ${ceiling_up[$wire_mtu]} MB/s, down (consumers) ${ceiling_down[$wire_mtu]} MB/s"
+done
+[ "${#mtus[@]}" -eq 1 ] || echo "af_xdp runs at MTU $af_xdp_mtu (the most it takes), the others at $mtu: compare each DPDK row with the kernel row and the ceilings of its MTU"
+printf '%-10s %-9s %5s %8s %5s %8s %8s %8s %9s %9s %9s %9s %9s\n' mode run mtu MB/s ceil msgs/s p50_ms \
   p99_ms sys/1k sys_hot/1k sleep_hot ctxsw/1k ctx_hot/1k
 for r in "${rows[@]}"; do
-  read -r mode name rest <<<"$r"
-  if [ "$rest" = FAILED ]; then printf '%-10s %-9s FAILED\n' "$mode" "$name"; continue; fi
+  read -r mode name wire_mtu rest <<<"$r"
+  if [ "$rest" = FAILED ]; then printf '%-10s %-9s %5s FAILED\n' "$mode" "$name" "$wire_mtu"; continue; fi
   messages=$(field messages "$rest")
-  if [ "$name" = producer ]; then ceiling="$ceiling_up"; else ceiling="$ceiling_down"; fi
-  printf '%-10s %-9s %8s %5s %8s %8s %8s %9s %9s %9s %9s %9s\n' "$mode" "$name" \
+  if [ "$name" = producer ]; then ceiling="${ceiling_up[$wire_mtu]}"; else ceiling="${ceiling_down[$wire_mtu]}"; fi
+  printf '%-10s %-9s %5s %8s %5s %8s %8s %8s %9s %9s %9s %9s %9s\n' "$mode" "$name" "$wire_mtu" \
     "$(field mb_per_sec "$rest")" \
     "$(awk -v a="$(field mb_per_sec "$rest")" -v b="$ceiling" 'BEGIN { printf "%.2f", a / b }')" \
     "$(field msg_per_sec "$rest")" \
@@ -363,10 +400,12 @@ echo "per 1000 messages: sys = system calls of the appliance, all threads; sys_h
 echo "  threads, DPDK's rte-worker-* (polling lcores) or kernel mode's riptide-net-* (network workers),"
 echo "  without their sleeps; sleep_hot = clock_nanosleep of the hot threads (the idle back-off);"
 echo "  ctxsw = voluntary + involuntary context switches (all threads / hot threads)"
-for mode in $modes; do
-  [ -s "$output/$mode-trace.txt.hot" ] || continue
-  echo
-  echo "$mode: system calls of the polling lcores (perf trace -s):"
-  cat "$output/$mode-trace.txt.hot"
+for wire_mtu in "${mtus[@]}"; do
+  for mode in ${modes_at[$wire_mtu]}; do
+    [ -s "$output/$mode-$wire_mtu-trace.txt.hot" ] || continue
+    echo
+    echo "$mode (MTU $wire_mtu): system calls of the polling lcores (perf trace -s):"
+    cat "$output/$mode-$wire_mtu-trace.txt.hot"
+  done
 done
 echo "results: $output"

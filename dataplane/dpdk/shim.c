@@ -44,5 +44,3 @@ unsigned int riptide_lcore_id(void) { return rte_lcore_id(); }
 int riptide_errno(void) { return rte_errno; }
 
 uint64_t riptide_rss_hf_ip_tcp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP; }
-
-uint16_t riptide_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }

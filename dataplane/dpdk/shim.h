@@ -43,7 +43,5 @@ unsigned int riptide_lcore_id(void);
 int riptide_errno(void);
 /* RSS hash functions riptide asks for (IPv4/IPv6 and TCP); RTE_BIT64 macros are not bindgen-able. */
 uint64_t riptide_rss_hf_ip_tcp(void);
-/* The size of a default mbuf data room, RTE_MBUF_DEFAULT_BUF_SIZE (a macro expression). */
-uint16_t riptide_mbuf_default_buf_size(void);
 
 #endif

@@ -34,6 +34,10 @@ pub const THREADS_MAX: usize = 64;
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;
 /// Largest segment (positions in the index are u64, but Iggy's own limit is 1 GiB... we allow 16 GiB).
 pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 << 30;
+/// IP MTU bounds of `[dpdk] mtu` before the port is asked: below 576 (the datagram every IPv4
+/// host must take) TCP segments become tiny; 9600 covers the jumbo frames NICs and switches take.
+pub const DPDK_MTU_MIN: u16 = 576;
+pub const DPDK_MTU_MAX: u16 = 9600;
 /// Bounds of a partition's disk write and a disk read (riptide-storage's own limits: 64 KiB up to
 /// twice its largest record).
 pub const IO_BUFFER_MIN_BYTES: u64 = 64 << 10;
@@ -220,6 +224,7 @@ pub struct DpdkConfig {
     pub idle_backoff_us: u64,
     pub socket_rx_buffer_bytes: usize,
     pub socket_tx_buffer_bytes: usize,
+    pub mtu: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -461,6 +466,15 @@ impl Config {
                 format!("'{}' is not an IPv4 address (\"\" for none)", dpdk.gateway),
             ));
         }
+        if !(DPDK_MTU_MIN..=DPDK_MTU_MAX).contains(&dpdk.mtu) {
+            return Err(ConfigError::invalid(
+                "dpdk.mtu",
+                format!(
+                    "must be between {DPDK_MTU_MIN} and {DPDK_MTU_MAX} (the port's own limit is \
+                     checked when it opens)"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -698,6 +712,25 @@ mod tests {
         assert_eq!(config.dataplane.network_workers, 3);
         assert_eq!(config.dataplane.cores, vec![0, 1]);
         assert!(!config.steering.enabled);
+    }
+
+    #[test]
+    fn dpdk_mtu_defaults_to_1500_and_is_bounded() {
+        let dpdk =
+            "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nvdevs = [\"net_af_packet0,iface=lo\"]\n";
+        let load = |extra: &str| {
+            let text = format!("{dpdk}{extra}");
+            Config::load_from(Some((Path::new("x.toml"), &text)), &[])
+        };
+        assert_eq!(load("").unwrap().dpdk.mtu, 1500);
+        assert_eq!(load("mtu = 9000\n").unwrap().dpdk.mtu, 9000);
+        for mtu in [DPDK_MTU_MIN - 1, DPDK_MTU_MAX + 1] {
+            let error = load(&format!("mtu = {mtu}\n")).unwrap_err().to_string();
+            assert!(
+                error.contains("dpdk.mtu") && error.contains("9600"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -16,12 +16,16 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::constants::{
-    LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS, PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT,
-    STEERING_RING_FRAMES,
+    AF_PACKET_FRAME_ALIGN_BYTES, AF_PACKET_FRAME_BYTES_DEFAULT, AF_PACKET_HEADER_BYTES,
+    AF_PACKET_RX_FRAME_OFFSET_BYTES, LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS,
+    PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT, STEERING_RING_FRAMES,
 };
 use super::eal::{Eal, EalConfig, EalError, EalMemory, LcoreJoin, Vdev};
 use super::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats, LcoreStatsSnapshot};
-use super::port::{Port, PortConfig, PortError, PortStats};
+use super::port::{
+    af_xdp_driver_bytes, frame_bytes, mbuf_data_bytes, page_bytes, Port, PortConfig, PortError,
+    PortStats,
+};
 use super::session_worker::SessionWorker;
 use super::steer::LcoreSteering;
 use crate::config::Config;
@@ -44,6 +48,15 @@ pub enum BackendError {
     XdpSteering { iface: String, reason: String },
     #[error("lcore {lcore_id} failed to start: {reason}")]
     LcoreStart { lcore_id: u32, reason: String },
+    #[error(
+        "interface {iface} has MTU {iface_mtu}, below [dpdk] mtu = {mtu}: raise it (ip link set \
+         dev {iface} mtu {mtu}, and its peer's) or lower [dpdk] mtu"
+    )]
+    InterfaceMtu {
+        iface: String,
+        iface_mtu: u32,
+        mtu: u16,
+    },
 }
 
 /// Everything the backend needs, derived from the configuration; fields may be adjusted before
@@ -55,6 +68,8 @@ pub struct DpdkPlan {
     pub device: String,
     /// Lcores that poll, one port queue each (the EAL's lcores after the main one).
     pub worker_lcores: Vec<u32>,
+    /// The port: one queue per polling lcore, the MTU and mbufs that hold a whole frame.
+    pub port: PortConfig,
     pub lcore: LcoreConfig,
     /// The interface of an af_xdp vdev, whose XDP program must learn the address and port.
     pub xdp_iface: Option<String>,
@@ -63,7 +78,8 @@ pub struct DpdkPlan {
 impl DpdkPlan {
     /// Translates `[dpdk]` (and `[tcp] connections_max`). An af_xdp vdev without `xdp_prog`
     /// gets riptide's steering object, written into `runtime_dir`; the port's vdev gets one queue
-    /// per polling lcore (`queue_count` for af_xdp, `qpairs` for af_packet).
+    /// per polling lcore (`queue_count` for af_xdp, `qpairs` for af_packet), and af_packet ring
+    /// frames that hold a frame of the MTU.
     ///
     /// Errors: [`BackendError::InvalidConfig`] naming the key, [`BackendError::XdpObject`].
     pub fn from_config(config: &Config, runtime_dir: &Path) -> Result<DpdkPlan, BackendError> {
@@ -74,7 +90,7 @@ impl DpdkPlan {
         let (ip_address, gateway) = parse_addresses(&dpdk.ip_address, &dpdk.gateway)?;
         let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
         let vdevs = with_queue_count(vdevs, lcores.len() - 1)?;
-        let vdevs = with_af_packet_frames(vdevs)?;
+        let (vdevs, driver_copy_bytes) = with_af_packet_frames(vdevs, dpdk.mtu)?;
         let device = match (vdevs.first(), dpdk.allow_pci.first()) {
             (Some(vdev), _) => Vdev::parse(vdev)?.name,
             (None, Some(pci)) => pci.clone(),
@@ -102,6 +118,19 @@ impl DpdkPlan {
             in_memory: false,
         };
         let worker_lcores = lcores[1..].to_vec();
+        let Ok(mbuf_data_bytes) = u16::try_from(mbuf_data_bytes(dpdk.mtu, driver_copy_bytes))
+        else {
+            return invalid(format!(
+                "vdevs: af_packet frames of {driver_copy_bytes} bytes do not fit an mbuf"
+            ));
+        };
+        let port = PortConfig {
+            // plan_lcores keeps them within PORT_QUEUES_MAX.
+            queues: worker_lcores.len() as u16,
+            mtu: dpdk.mtu,
+            mbuf_data_bytes,
+            ..PortConfig::default()
+        };
         let mut lcore = LcoreConfig::new(ip_address, dpdk.prefix_len, dpdk.port);
         lcore.gateway = gateway;
         let per_lcore = config.tcp.connections_max as usize / worker_lcores.len();
@@ -117,6 +146,7 @@ impl DpdkPlan {
             eal,
             device,
             worker_lcores,
+            port,
             lcore,
             xdp_iface,
         })
@@ -184,19 +214,86 @@ fn with_queue_count(mut vdevs: Vec<String>, queues: usize) -> Result<Vec<String>
     Ok(vdevs)
 }
 
+/// af_packet's ring frames for the MTU; returns the vdevs and the bytes the port's driver needs
+/// of an mbuf's data room for a frame (af_packet copies a whole ring frame less its header into
+/// one, af_xdp receives after its own headroom; 0 for other drivers).
+///
+/// A received frame longer than `framesz` leaves room for is truncated by the kernel (and then
+/// dropped by smoltcp), and the PMD drops a frame to send that does not fit: for an MTU above
+/// what the default 2048-byte `framesz` holds, the port's vdev gets a `framesz` that holds a
+/// whole frame, a `blocksz` of whole pages that whole frames fill ([`af_packet_geometry`]) and
+/// a `framecnt` of as many bytes as the default rings. A `framesz` given in the vdev must be
+/// large enough (its `blocksz` is then the operator's).
+///
 /// af_packet ignores the rx descriptor count: its rings hold `framecnt` frames, 512 unless told,
-/// less than one client's TCP window (a 1 MB batch is ~720 frames). A window sent while the lcore
-/// is descheduled overflowed them, and the client recovered by retransmissions and timeouts.
-/// Without a `framecnt` the port's vdev gets as many frames as the other PMDs' rx descriptors.
-fn with_af_packet_frames(mut vdevs: Vec<String>) -> Result<Vec<String>, BackendError> {
+/// less than one client's TCP window (a 1 MB batch is ~720 frames of a 1500 MTU). A window sent
+/// while the lcore is descheduled overflowed them, and the client recovered by retransmissions
+/// and timeouts. Without a `framecnt` the rings hold as many bytes as `RX_DESCRIPTORS_DEFAULT`
+/// default frames.
+fn with_af_packet_frames(
+    mut vdevs: Vec<String>,
+    mtu: u16,
+) -> Result<(Vec<String>, usize), BackendError> {
     let Some(first) = vdevs.first_mut() else {
-        return Ok(vdevs);
+        return Ok((vdevs, 0));
     };
     let vdev = Vdev::parse(first)?;
-    if vdev.driver() == "net_af_packet" && vdev.option("framecnt").is_none() {
-        first.push_str(&format!(",framecnt={RX_DESCRIPTORS_DEFAULT}"));
+    match vdev.driver() {
+        "net_af_packet" => {}
+        "net_af_xdp" => return Ok((vdevs, af_xdp_driver_bytes(mtu))),
+        _ => return Ok((vdevs, 0)),
     }
-    Ok(vdevs)
+    let needed = (frame_bytes(mtu) + AF_PACKET_RX_FRAME_OFFSET_BYTES)
+        .next_multiple_of(AF_PACKET_FRAME_ALIGN_BYTES);
+    let frame_size = match vdev.option("framesz").map(str::parse::<usize>) {
+        None if needed <= AF_PACKET_FRAME_BYTES_DEFAULT => AF_PACKET_FRAME_BYTES_DEFAULT,
+        None => {
+            let (frame_size, block_size) = af_packet_geometry(needed, page_bytes());
+            first.push_str(&format!(",framesz={frame_size}"));
+            if vdev.option("blocksz").is_none() {
+                first.push_str(&format!(",blocksz={block_size}"));
+            }
+            frame_size
+        }
+        Some(Ok(given)) if given >= needed => given,
+        Some(_) => {
+            return Err(BackendError::InvalidConfig(format!(
+                "vdevs: {} has framesz={}, too small for a frame of [dpdk] mtu = {mtu}: give \
+                 framesz >= {needed} or leave it out (riptide then sizes it)",
+                vdev.name,
+                vdev.option("framesz").unwrap_or_default()
+            )));
+        }
+    };
+    if vdev.option("framecnt").is_none() {
+        let ring_bytes = usize::from(RX_DESCRIPTORS_DEFAULT) * AF_PACKET_FRAME_BYTES_DEFAULT;
+        let block_bytes = match vdev.option("blocksz").map(str::parse::<usize>) {
+            Some(Ok(given)) if given >= frame_size => given,
+            _ => af_packet_geometry(frame_size, page_bytes()).1,
+        };
+        // The kernel wants whole blocks: a multiple of the frames one block holds.
+        let frames_per_block = block_bytes / frame_size;
+        let frames = ring_bytes.div_ceil(block_bytes) * frames_per_block;
+        first.push_str(&format!(",framecnt={frames}"));
+    }
+    Ok((vdevs, frame_size - AF_PACKET_HEADER_BYTES))
+}
+
+/// af_packet ring frames of at least `needed` bytes: `(framesz, blocksz)`. The kernel wants
+/// blocks of whole pages; the PMD addresses frame i at i * framesz across blocks, so whole frames
+/// must fill each block exactly. Frames of a multiple of an eighth of a page fill a block of at
+/// most 8 of them (a 9000 MTU: 9216-byte frames, 4 in a block of 9 pages).
+fn af_packet_geometry(needed: usize, page_bytes: usize) -> (usize, usize) {
+    let frame_size = needed.next_multiple_of(page_bytes / 8);
+    let frames_per_block = page_bytes / greatest_common_divisor(frame_size, page_bytes);
+    (frame_size, frame_size * frames_per_block)
+}
+
+fn greatest_common_divisor(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The appliance's address and its gateway ("" = none).
@@ -282,20 +379,12 @@ impl DpdkBackend {
             );
             return Err(BackendError::InvalidConfig(reason));
         }
+        check_interface_mtu(plan)?;
         let eal = Eal::init(&plan.eal)?;
         if let Some(iface) = &plan.xdp_iface {
             remove_stale_xdp(iface)?;
         }
-        let queues = u16::try_from(plan.worker_lcores.len())
-            .map_err(|_| BackendError::InvalidConfig("too many lcores".into()))?;
-        let port = Port::open(
-            &eal,
-            &plan.device,
-            &PortConfig {
-                queues,
-                ..PortConfig::default()
-            },
-        )?;
+        let port = Port::open(&eal, &plan.device, &plan.port)?;
         let xdp_maps = match &plan.xdp_iface {
             Some(iface) => Some(configure_xdp(iface, plan)?),
             None => None,
@@ -418,6 +507,37 @@ impl Drop for DpdkBackend {
     }
 }
 
+/// The kernel interface behind an af_packet or af_xdp vdev carries the frames: smoltcp's largest
+/// would not get through an interface of a smaller MTU (the kernel drops them), so the start
+/// stops with the fix instead. An interface that does not exist is the EAL pre-flight's error.
+fn check_interface_mtu(plan: &DpdkPlan) -> Result<(), BackendError> {
+    let Some(text) = plan.eal.vdevs.first() else {
+        return Ok(());
+    };
+    let vdev = Vdev::parse(text)?;
+    let (true, Some(iface)) = (
+        matches!(vdev.driver(), "net_af_packet" | "net_af_xdp"),
+        vdev.option("iface"),
+    ) else {
+        return Ok(());
+    };
+    let path = format!("/sys/class/net/{iface}/mtu");
+    let Some(iface_mtu) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return Ok(());
+    };
+    if iface_mtu < u32::from(plan.port.mtu) {
+        return Err(BackendError::InterfaceMtu {
+            iface: iface.to_string(),
+            iface_mtu,
+            mtu: plan.port.mtu,
+        });
+    }
+    Ok(())
+}
+
 /// The af_xdp PMD attaches its XDP program through netlink, so a run that ended without cleaning
 /// up (SIGKILL, a crash) leaves it on the interface, and the PMD refuses to attach over it. Detach
 /// riptide's leftover before the port opens (another program is never touched: that is an error).
@@ -518,6 +638,59 @@ mod tests {
         config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o,queue_count=2".into()];
         let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
         assert_eq!(plan.eal.vdevs, config.dpdk.vdevs);
+    }
+
+    #[test]
+    fn the_mtu_sizes_the_port_mbufs_and_af_packet_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!((plan.port.mtu, plan.port.mbuf_data_bytes), (1500, 2048));
+        assert_eq!(plan.eal.vdevs, ["net_af_packet0,iface=lo,framecnt=4096"]);
+
+        // 9014-byte frames land 66 bytes into a ring frame: 9216-byte frames, 4 to a 9-page
+        // block, rings of as many bytes as the default ones; mbufs take a whole ring frame.
+        config.dpdk.mtu = 9000;
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.port.mtu, 9000);
+        assert_eq!(plan.port.mbuf_data_bytes, 9216 - 32);
+        if page_bytes() == 4096 {
+            assert_eq!(
+                plan.eal.vdevs,
+                ["net_af_packet0,iface=lo,framesz=9216,blocksz=36864,framecnt=912"]
+            );
+        }
+
+        config.dpdk.vdevs = vec!["net_af_packet0,iface=lo,framesz=16384,blocksz=16384".into()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(
+            plan.eal.vdevs,
+            ["net_af_packet0,iface=lo,framesz=16384,blocksz=16384,framecnt=512"]
+        );
+        assert_eq!(plan.port.mbuf_data_bytes, 16384 - 32);
+
+        config.dpdk.vdevs = vec!["net_af_packet0,iface=lo,framesz=4096".into()];
+        let error = DpdkPlan::from_config(&config, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("framesz >= 9088"), "{error}");
+
+        // af_xdp receives after XDP's 256-byte headroom.
+        config.dpdk.mtu = 3442;
+        config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o".into()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.port.mbuf_data_bytes, 256 + 3442 + 14);
+    }
+
+    #[test]
+    fn af_packet_frames_fill_whole_blocks_of_pages() {
+        for page in [4096, 65_536] {
+            for needed in [1580, 2064, 4000, 9080, 9666] {
+                let (frame, block) = af_packet_geometry(needed, page);
+                assert!(frame >= needed && frame % 16 == 0, "{needed}: {frame}");
+                assert!(block % page == 0 && block % frame == 0, "{needed}: {block}");
+                assert!(block / frame <= 8, "{needed}: {frame} in {block}");
+            }
+        }
+        assert_eq!(af_packet_geometry(2048, 4096), (2048, 4096));
     }
 
     #[test]

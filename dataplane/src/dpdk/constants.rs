@@ -17,9 +17,27 @@ pub const RX_HELD_PACKETS_MAX: usize = 2 * BURST_PACKETS_MAX;
 /// TCP retransmits it.
 pub const STEERING_RING_FRAMES: usize = 1024;
 
-/// Largest Ethernet frame (header + 1500-byte IP MTU) smoltcp may emit. No jumbo frames: an mbuf
-/// of the default data room holds a whole frame, so received frames are one segment.
-pub const ETHERNET_FRAME_MAX_BYTES: usize = 1514;
+/// An Ethernet header (no VLAN tag): a frame is the IP MTU plus this.
+pub const ETHERNET_HEADER_BYTES: u16 = 14;
+
+/// Bytes of an mbuf's data room after its headroom, at least (DPDK's RTE_MBUF_DEFAULT_DATAROOM):
+/// more than a 1500-MTU frame; a larger MTU gets mbufs that hold its whole frame, so received
+/// frames are always one segment.
+pub const MBUF_DATA_BYTES_MIN: u16 = 2048;
+
+/// af_packet (TPACKET_V2) frames. On receive the kernel writes the Ethernet frame at
+/// TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14 = 66 bytes into a ring frame (`framesz`) and truncates
+/// what does not fit; the PMD copies up to `framesz` - 32 bytes (the tpacket2 header) into one
+/// mbuf, and refuses a mempool whose mbufs hold less. Its default `framesz` is 2048.
+pub const AF_PACKET_RX_FRAME_OFFSET_BYTES: usize = 66;
+pub const AF_PACKET_HEADER_BYTES: usize = 32;
+pub const AF_PACKET_FRAME_ALIGN_BYTES: usize = 16;
+pub const AF_PACKET_FRAME_BYTES_DEFAULT: usize = 2048;
+
+/// af_xdp (DPDK 22.11) receives into the mbufs of the queue's mempool, which is its UMEM: the
+/// kernel writes a frame after the mbuf's headroom and XDP's own 256-byte headroom, and a UMEM
+/// chunk (one whole mempool object) may not exceed a page.
+pub const XDP_PACKET_HEADROOM_BYTES: usize = 256;
 
 /// Flows whose highest sent sequence number an lcore remembers to count retransmissions (a
 /// direct-mapped table of 256 KiB): thousands of concurrent connections rarely share a slot, and a

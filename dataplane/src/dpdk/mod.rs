@@ -1,9 +1,11 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
-//! smoltcp over mbuf bursts (`net`), counting its retransmissions (`retransmit`),
+//! smoltcp over mbuf bursts (`net`) with TCP checksums done by the device (`checksum`), counting
+//! its retransmissions (`retransmit`),
 //! flow steering between the lcores of a port (`steer`), the per-lcore polling loop (`lcore`), the session layer on
 //! an lcore (`session_worker`) and the backend the server starts from riptide.toml (`backend`).
 
 pub mod backend;
+pub mod checksum;
 pub mod constants;
 pub mod eal;
 pub mod ffi;

@@ -8,13 +8,14 @@ use std::net::Ipv4Addr;
 use std::ptr::NonNull;
 
 use smoltcp::iface::{Config, Interface};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use super::constants::{BURST_PACKETS_MAX, ETHERNET_FRAME_MAX_BYTES, RX_HELD_PACKETS_MAX};
+use super::checksum::{fill_tcp_checksum, tcp_checksum_valid};
+use super::constants::{BURST_PACKETS_MAX, RX_HELD_PACKETS_MAX};
 use super::ffi;
-use super::port::QueueHandle;
+use super::port::{frame_bytes, QueueHandle};
 use super::retransmit::RetransmitCounter;
 use super::steer::{self, Destination, LcoreSteering, SteeredFrame};
 
@@ -29,8 +30,11 @@ pub struct DeviceCounters {
     pub tx_dropped: u64,
     /// Tx mbuf allocations that failed (the queue's mempool was exhausted).
     pub tx_no_mbuf: u64,
-    /// Received frames spread over several mbufs (never with riptide's MTU): dropped.
+    /// Received frames spread over several mbufs (never within the port's MTU: an mbuf holds a
+    /// whole frame): dropped.
     pub rx_dropped_segmented: u64,
+    /// Received TCP segments whose checksum is wrong: dropped (see [`super::checksum`]).
+    pub rx_dropped_checksum: u64,
     /// Frames received here that belong to another lcore's flow, handed over to it.
     pub steered_out: u64,
     /// Frames other lcores handed over to this one.
@@ -59,6 +63,7 @@ struct RxCounters {
     packets: u64,
     bytes: u64,
     dropped_segmented: u64,
+    dropped_checksum: u64,
     steered_out: u64,
     steered_in: u64,
     arp_copies: u64,
@@ -91,13 +96,16 @@ struct TxRing {
     count: usize,
     counters: TxCounters,
     retransmits: RetransmitCounter,
+    /// Largest frame smoltcp may write: the port's MTU plus the Ethernet header.
+    frame_bytes_max: usize,
     /// Where a frame goes when no mbuf could be had: smoltcp's token must still get a buffer.
-    scratch: Box<[u8; ETHERNET_FRAME_MAX_BYTES]>,
+    scratch: Box<[u8]>,
 }
 
 impl MbufDevice {
     /// A device over `queue`; `steering` when other lcores poll other queues of the same port.
     pub fn new(queue: QueueHandle, steering: Option<LcoreSteering>) -> MbufDevice {
+        let frame_bytes_max = frame_bytes(queue.port().mtu());
         let tx = TxRing {
             port_id: queue.port_id(),
             queue_id: queue.queue_id(),
@@ -107,7 +115,8 @@ impl MbufDevice {
             count: 0,
             counters: TxCounters::default(),
             retransmits: RetransmitCounter::default(),
-            scratch: Box::new([0; ETHERNET_FRAME_MAX_BYTES]),
+            frame_bytes_max,
+            scratch: vec![0; frame_bytes_max].into_boxed_slice(),
         };
         let rx = RxRing {
             mbufs: [std::ptr::null_mut(); RX_HELD_PACKETS_MAX],
@@ -136,6 +145,7 @@ impl MbufDevice {
             tx_dropped: self.tx.counters.dropped,
             tx_no_mbuf: self.tx.counters.no_mbuf,
             rx_dropped_segmented: self.rx_counters.dropped_segmented,
+            rx_dropped_checksum: self.rx_counters.dropped_checksum,
             steered_out: self.rx_counters.steered_out,
             steered_in: self.rx_counters.steered_in,
             arp_copies: self.rx_counters.arp_copies,
@@ -353,8 +363,11 @@ impl Device for MbufDevice {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
-        capabilities.max_transmission_unit = ETHERNET_FRAME_MAX_BYTES;
+        // smoltcp's MTU of an Ethernet medium counts the Ethernet header; its MSS follows.
+        capabilities.max_transmission_unit = self.tx.frame_bytes_max;
         capabilities.max_burst_size = Some(BURST_PACKETS_MAX);
+        // The tokens compute and verify TCP checksums, faster than smoltcp (super::checksum).
+        capabilities.checksum.tcp = Checksum::None;
         capabilities
     }
 }
@@ -366,7 +379,12 @@ impl RxToken for MbufRxToken<'_> {
     {
         // SAFETY: the token owns its mbuf until it is freed in Drop below, after f returns.
         let result = match unsafe { single_segment(self.mbuf) } {
-            Some(frame) => f(frame),
+            Some(frame) if tcp_checksum_valid(frame) => f(frame),
+            Some(_) => {
+                // smoltcp drops an empty frame as malformed.
+                self.counters.dropped_checksum += 1;
+                f(&[])
+            }
             None => {
                 // An empty frame makes smoltcp drop it as malformed; our MTU never produces these.
                 self.counters.dropped_segmented += 1;
@@ -390,7 +408,7 @@ impl TxToken for MbufTxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let len = len.min(ETHERNET_FRAME_MAX_BYTES);
+        let len = len.min(self.tx.frame_bytes_max);
         if self.tx.count == BURST_PACKETS_MAX {
             self.tx.flush();
         }
@@ -412,6 +430,7 @@ impl TxToken for MbufTxToken<'_> {
         // SAFETY: data points at len writable bytes appended to the mbuf we own.
         let frame = unsafe { std::slice::from_raw_parts_mut(data, len) };
         let result = f(frame);
+        fill_tcp_checksum(frame);
         self.tx.retransmits.observe(frame);
         self.tx.mbufs[self.tx.count] = mbuf;
         self.tx.lens_bytes[self.tx.count] = len as u16;
@@ -428,7 +447,8 @@ impl TxRing {
         if mbuf.is_null() {
             return None;
         }
-        // SAFETY: mbuf is freshly allocated and ours; len <= 1514 fits the default data room.
+        // SAFETY: mbuf is freshly allocated and ours; len is at most a frame, which its data room
+        // holds (Port::open checks the mbuf size against the MTU).
         let data = unsafe { ffi::riptide_pktmbuf_append(mbuf, len as u16) };
         if data.is_null() {
             // SAFETY: mbuf is ours and not queued anywhere.

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::constants::{
-    MBUFS_PER_QUEUE_DEFAULT, MBUF_CACHE_SIZE, MEMPOOL_NAME_MAX_BYTES, PORT_QUEUES_MAX,
-    RX_DESCRIPTORS_DEFAULT, TX_DESCRIPTORS_DEFAULT,
+    ETHERNET_HEADER_BYTES, MBUFS_PER_QUEUE_DEFAULT, MBUF_CACHE_SIZE, MBUF_DATA_BYTES_MIN,
+    MEMPOOL_NAME_MAX_BYTES, PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT, TX_DESCRIPTORS_DEFAULT,
+    XDP_PACKET_HEADROOM_BYTES,
 };
 use super::eal::{rte_strerror, Eal};
 use super::ffi;
@@ -26,6 +27,32 @@ pub struct PortConfig {
     pub mbufs_per_queue: u32,
     /// Accept frames for any MAC (needed when the appliance answers on a MAC the NIC filters).
     pub promiscuous: bool,
+    /// IP MTU of the port: smoltcp sends frames of up to this plus the Ethernet header.
+    pub mtu: u16,
+    /// Data room of each mbuf after its headroom: a whole frame at least (see [`mbuf_data_bytes`]).
+    pub mbuf_data_bytes: u16,
+}
+
+/// The MTU of an Ethernet port without jumbo frames.
+pub const MTU_DEFAULT: u16 = 1500;
+
+/// The largest Ethernet frame of an IP MTU.
+pub fn frame_bytes(mtu: u16) -> usize {
+    usize::from(mtu) + usize::from(ETHERNET_HEADER_BYTES)
+}
+
+/// What af_xdp needs of an mbuf's data room for a frame of `mtu`: XDP's headroom, then the frame.
+pub fn af_xdp_driver_bytes(mtu: u16) -> usize {
+    XDP_PACKET_HEADROOM_BYTES + frame_bytes(mtu)
+}
+
+/// The mbuf data room (after the headroom) that holds a whole frame of `mtu` and the
+/// `driver_copy_bytes` a driver may copy into one mbuf at once: received frames are then always
+/// one segment. Never below DPDK's default room.
+pub fn mbuf_data_bytes(mtu: u16, driver_copy_bytes: usize) -> usize {
+    frame_bytes(mtu)
+        .max(driver_copy_bytes)
+        .max(usize::from(MBUF_DATA_BYTES_MIN))
 }
 
 impl Default for PortConfig {
@@ -36,6 +63,8 @@ impl Default for PortConfig {
             tx_descriptors: TX_DESCRIPTORS_DEFAULT,
             mbufs_per_queue: MBUFS_PER_QUEUE_DEFAULT,
             promiscuous: false,
+            mtu: MTU_DEFAULT,
+            mbuf_data_bytes: MBUF_DATA_BYTES_MIN,
         }
     }
 }
@@ -58,6 +87,18 @@ pub enum PortError {
     },
     #[error("port {port_id}: invalid configuration: {reason}")]
     InvalidConfig { port_id: u16, reason: String },
+    #[error(
+        "port {port_id} ({driver}) takes an MTU of {min}..={max}, not [dpdk] mtu = {mtu}: set \
+         [dpdk] mtu to at most {max}{hint}"
+    )]
+    Mtu {
+        port_id: u16,
+        driver: String,
+        mtu: u16,
+        min: u16,
+        max: u16,
+        hint: &'static str,
+    },
     #[error(
         "port {port_id}: creating mempool '{name}' ({mbufs} mbufs) failed: {message}; reserve more \
          hugepages (scripts/hugepages.sh) or raise [dpdk] memory_mb"
@@ -124,6 +165,7 @@ struct PortInner {
     port_id: u16,
     name: String,
     queues: u16,
+    mtu: u16,
     pools: Vec<Mempool>,
 }
 
@@ -139,7 +181,8 @@ impl Port {
     /// Finds the device by name (`net_af_packet0`, a PCI address, ...), creates its mempools,
     /// configures and starts it.
     ///
-    /// Errors: [`PortError::NotFound`], [`PortError::TooManyQueues`], [`PortError::Mempool`],
+    /// Errors: [`PortError::NotFound`], [`PortError::TooManyQueues`], [`PortError::Mtu`],
+    /// [`PortError::InvalidConfig`] (mbufs smaller than a frame), [`PortError::Mempool`],
     /// [`PortError::Dpdk`] naming the failing DPDK call.
     pub fn open(_eal: &Eal, name: &str, config: &PortConfig) -> Result<Port, PortError> {
         let port_id = port_id_by_name(name)?;
@@ -156,7 +199,15 @@ impl Port {
                 tx_max: info.max_tx_queues,
             });
         }
-        configure(port_id, config, &info)?;
+        if usize::from(config.mbuf_data_bytes) < frame_bytes(config.mtu) {
+            let reason = format!(
+                "mbufs of {} bytes cannot hold a frame of MTU {}",
+                config.mbuf_data_bytes, config.mtu
+            );
+            return Err(PortError::InvalidConfig { port_id, reason });
+        }
+        let ethdev_mtu = ethdev_mtu(port_id, config, &info)?;
+        configure(port_id, config, ethdev_mtu, &info)?;
         let socket_id = port_socket_id(port_id);
         let mut pools = Vec::with_capacity(usize::from(config.queues));
         for queue_id in 0..config.queues {
@@ -165,6 +216,7 @@ impl Port {
                 port_id,
                 &pool_name,
                 config.mbufs_per_queue,
+                config.mbuf_data_bytes,
                 socket_id,
             )?);
         }
@@ -187,12 +239,13 @@ impl Port {
             check(port_id, "rte_eth_promiscuous_enable", result)?;
         }
         let name = name.to_string();
-        tracing::info!(port_id, %name, queues = config.queues, "DPDK port started");
+        tracing::info!(port_id, %name, queues = config.queues, mtu = config.mtu, "DPDK port started");
         Ok(Port {
             inner: Arc::new(PortInner {
                 port_id,
                 name,
                 queues: config.queues,
+                mtu: config.mtu,
                 pools,
             }),
         })
@@ -208,6 +261,11 @@ impl Port {
 
     pub fn queue_count(&self) -> u16 {
         self.inner.queues
+    }
+
+    /// The IP MTU the port was opened with.
+    pub fn mtu(&self) -> u16 {
+        self.inner.mtu
     }
 
     /// The port's MAC address.
@@ -354,7 +412,13 @@ unsafe impl Send for Mempool {}
 unsafe impl Sync for Mempool {}
 
 impl Mempool {
-    fn create(port_id: u16, name: &str, mbufs: u32, socket_id: i32) -> Result<Mempool, PortError> {
+    fn create(
+        port_id: u16,
+        name: &str,
+        mbufs: u32,
+        data_bytes: u16,
+        socket_id: i32,
+    ) -> Result<Mempool, PortError> {
         let error = |message: String| PortError::Mempool {
             port_id,
             name: name.to_string(),
@@ -365,8 +429,10 @@ impl Mempool {
             return Err(error("name too long".to_string()));
         }
         let c_name = CString::new(name).map_err(|_| error("name contains NUL".to_string()))?;
-        // SAFETY: plain constant getter in the shim.
-        let data_room_bytes = unsafe { ffi::riptide_mbuf_default_buf_size() };
+        let Ok(data_room_bytes) = u16::try_from(ffi::RTE_PKTMBUF_HEADROOM + u32::from(data_bytes))
+        else {
+            return Err(error(format!("mbufs of {data_bytes} bytes are too large")));
+        };
         // SAFETY: c_name is NUL-terminated; DPDK copies it. Sizes are within DPDK's limits.
         let raw = unsafe {
             ffi::rte_pktmbuf_pool_create(
@@ -425,14 +491,104 @@ fn port_socket_id(port_id: u16) -> i32 {
     }
 }
 
-/// Queue counts and RSS: with several queues, spread flows by IP addresses and TCP ports so each
-/// connection stays on one queue (and one lcore's TCP stack).
-fn configure(
+/// The MTUs a device takes, by ethdev's rule (rte_eth_dev_configure checks it): `min_mtu` up to
+/// `max_mtu`, and a frame (the MTU plus the device's overhead) no longer than `max_rx_pktlen`.
+/// The overhead is `max_rx_pktlen - max_mtu` when the driver gives both, else Ethernet header and
+/// CRC (18 bytes).
+pub fn mtu_range(min_mtu: u16, max_mtu: u16, max_rx_pktlen: u32) -> (u16, u16) {
+    const HEADER_AND_CRC_BYTES: u32 = 18;
+    let overhead = if max_mtu != u16::MAX && max_rx_pktlen > u32::from(max_mtu) {
+        max_rx_pktlen - u32::from(max_mtu)
+    } else {
+        HEADER_AND_CRC_BYTES
+    };
+    let by_frame = max_rx_pktlen.saturating_sub(overhead);
+    let max = u16::try_from(by_frame).unwrap_or(u16::MAX).min(max_mtu);
+    (min_mtu, max)
+}
+
+/// The MTU to give ethdev for the configured one, checked against the device's range
+/// ([`mtu_range`]) and, for af_xdp, against a page per mbuf.
+///
+/// af_packet is the exception: it reports a fixed 1518-byte `max_rx_pktlen` that its datapath
+/// does not enforce (it copies whole ring frames, `framesz`, which [`super::backend`] sizes for
+/// the MTU), and the MTU on the wire is its kernel interface's. ethdev gets at most its 1500.
+fn ethdev_mtu(
     port_id: u16,
     config: &PortConfig,
     info: &ffi::rte_eth_dev_info,
+) -> Result<u16, PortError> {
+    let (min, mut max) = mtu_range(info.min_mtu, info.max_mtu, info.max_rx_pktlen);
+    let driver = driver_name(info);
+    let mut hint = "";
+    match driver.as_str() {
+        "net_af_packet" => return Ok(config.mtu.min(max)),
+        "net_af_xdp" => {
+            // DPDK 22.11's af_xdp (no multi-buffer) makes the queue's mempool its UMEM, whose
+            // chunks (one mempool object each) may not exceed a page. Its dev_info assumes an
+            // object of exactly a page; riptide's objects also carry the mempool's alignment.
+            let fits_page = |mtu: u16| {
+                mbuf_data_bytes(mtu, af_xdp_driver_bytes(mtu))
+                    .try_into()
+                    .is_ok_and(|data_bytes| mempool_object_bytes(data_bytes) <= page_bytes())
+            };
+            let page_max = (min..=max).rev().find(|&mtu| fits_page(mtu)).unwrap_or(min);
+            max = max.min(page_max);
+            hint = " (DPDK 22.11's af_xdp holds a frame in one page; af_packet takes jumbo frames)";
+        }
+        _ => {}
+    }
+    if (min..=max).contains(&config.mtu) {
+        return Ok(config.mtu);
+    }
+    Err(PortError::Mtu {
+        port_id,
+        driver,
+        mtu: config.mtu,
+        min,
+        max,
+        hint,
+    })
+}
+
+/// Bytes of one object of a packet mempool whose mbufs have `data_bytes` after their headroom
+/// (header, mbuf, headroom, data and DPDK's alignment), as rte_pktmbuf_pool_create lays it out.
+fn mempool_object_bytes(data_bytes: u16) -> usize {
+    let element_bytes = std::mem::size_of::<ffi::rte_mbuf>()
+        + ffi::RTE_PKTMBUF_HEADROOM as usize
+        + usize::from(data_bytes);
+    let mut sizes = ffi::rte_mempool_objsz::default();
+    // SAFETY: sizes is writable; flags 0 are rte_pktmbuf_pool_create's.
+    let total = unsafe { ffi::rte_mempool_calc_obj_size(element_bytes as u32, 0, &mut sizes) };
+    total as usize
+}
+
+pub(crate) fn page_bytes() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(4096).max(4096)
+}
+
+fn driver_name(info: &ffi::rte_eth_dev_info) -> String {
+    if info.driver_name.is_null() {
+        return String::new();
+    }
+    // SAFETY: a non-null driver_name is the driver's static NUL-terminated name.
+    unsafe { CStr::from_ptr(info.driver_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Queue counts, MTU and RSS: with several queues, spread flows by IP addresses and TCP ports so
+/// each connection stays on one queue (and one lcore's TCP stack).
+fn configure(
+    port_id: u16,
+    config: &PortConfig,
+    mtu: u16,
+    info: &ffi::rte_eth_dev_info,
 ) -> Result<(), PortError> {
     let mut conf = ffi::rte_eth_conf::default();
+    conf.rxmode.mtu = u32::from(mtu);
     if config.queues > 1 {
         // SAFETY: plain constant getter in the shim.
         let wanted = unsafe { ffi::riptide_rss_hf_ip_tcp() };
@@ -504,4 +660,29 @@ pub fn port_name(port_id: u16) -> Option<String> {
     // SAFETY: DPDK wrote a NUL-terminated name into buffer.
     let name = unsafe { CStr::from_ptr(buffer.as_ptr()) };
     Some(name.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtu_range_follows_ethdevs_rule() {
+        // af_packet: no max_mtu, a fixed 1518-byte max_rx_pktlen (header and CRC over 1500).
+        assert_eq!(mtu_range(68, u16::MAX, 1518), (68, 1500));
+        // af_xdp on 4 KiB pages: both given, the overhead is their difference.
+        assert_eq!(mtu_range(68, 3542, 3560), (68, 3542));
+        // A NIC whose frame limit is below its max_mtu plus the overhead it implies.
+        assert_eq!(mtu_range(68, 9600, 9618), (68, 9600));
+        assert_eq!(mtu_range(68, u16::MAX, 9018), (68, 9000));
+    }
+
+    #[test]
+    fn mbufs_hold_a_whole_frame_and_what_the_driver_copies() {
+        assert_eq!(frame_bytes(1500), 1514);
+        assert_eq!(mbuf_data_bytes(1500, 0), 2048);
+        assert_eq!(mbuf_data_bytes(9000, 0), 9014);
+        assert_eq!(mbuf_data_bytes(9000, 9184), 9184);
+        assert_eq!(af_xdp_driver_bytes(1500), 1770);
+    }
 }

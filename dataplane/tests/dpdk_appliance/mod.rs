@@ -35,6 +35,10 @@ const BENCH_MESSAGE_BYTES: u64 = 200;
 /// deterministic every-nth dropper can lock onto smoltcp's go-back-N retransmissions, which have
 /// no SACK: the same hole is dropped on every round and a reply stalls for minutes.)
 const LOSSY_WIRE_DROP_EVERY: u32 = 10;
+/// The MTU of an Ethernet wire without jumbo frames, riptide's default.
+pub const DEFAULT_MTU: u16 = 1500;
+/// IPv4 and TCP headers without options: a TCP segment's payload is at most the MTU less these.
+const IPV4_TCP_HEADERS_BYTES: u16 = 40;
 
 /// How the appliance attaches to the lab's veth end.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +58,16 @@ pub struct DpdkAppliance<'lab> {
 impl<'lab> DpdkAppliance<'lab> {
     /// Starts `riptide-dataplane` with `backend = "dpdk"` on the lab's dataplane end.
     pub fn start(lab: &'lab VethLab, attachment: Attachment) -> DpdkAppliance<'lab> {
-        let config = appliance_config(lab, attachment);
+        DpdkAppliance::start_with_mtu(lab, attachment, DEFAULT_MTU)
+    }
+
+    /// As [`DpdkAppliance::start`] with `[dpdk] mtu` (the lab's ends must take it).
+    pub fn start_with_mtu(
+        lab: &'lab VethLab,
+        attachment: Attachment,
+        mtu: u16,
+    ) -> DpdkAppliance<'lab> {
+        let config = appliance_config(lab, attachment, mtu);
         let server = Server::start_with_config(Some(&config), &[])
             .unwrap_or_else(|error| panic!("the DPDK appliance did not start: {error:#}"));
         DpdkAppliance {
@@ -75,6 +88,35 @@ impl<'lab> DpdkAppliance<'lab> {
         T: Send,
     {
         in_lab(self.lab, self.endpoint(), phase)
+    }
+
+    /// A kernel TCP connection from the lab's namespace settles on segments of the MTU less the
+    /// IPv4 and TCP headers: smoltcp announced the MSS of the appliance's MTU.
+    pub fn negotiates_the_mss_of(&self, mtu: u16) {
+        let address = self.endpoint().address;
+        let mss = self.lab.in_namespace(move || {
+            let stream = std::net::TcpStream::connect_timeout(&address, PHASE_TIMEOUT)
+                .expect("connect to the appliance");
+            let mut mss: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a connected socket; mss and len are writable and sized for TCP_MAXSEG.
+            let result = unsafe {
+                libc::getsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&stream),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_MAXSEG,
+                    (&mut mss as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(result, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+            mss
+        });
+        assert_eq!(
+            mss,
+            libc::c_int::from(mtu - IPV4_TCP_HEADERS_BYTES),
+            "the client's segment size towards an appliance of MTU {mtu}"
+        );
     }
 
     /// The conformance suite's core scenarios, each over its own SDK connections.
@@ -440,7 +482,7 @@ fn take_partition(messages: &mut Vec<StoredMessage>, location: (u32, u32, u32)) 
 
 /// The appliance's riptide.toml: DPDK on the first two CPUs without hugepages, the appliance's
 /// own address in the lab's subnet on a port unique to this process (it names the EAL's files).
-fn appliance_config(lab: &VethLab, attachment: Attachment) -> String {
+fn appliance_config(lab: &VethLab, attachment: Attachment, mtu: u16) -> String {
     let cores = core_affinity::get_core_ids().expect("CPU list");
     let lcores: Vec<String> = cores.iter().take(2).map(|c| c.id.to_string()).collect();
     let vdev = match attachment {
@@ -451,11 +493,36 @@ fn appliance_config(lab: &VethLab, attachment: Attachment) -> String {
     format!(
         "[dataplane]\nbackend = \"dpdk\"\n\n[dpdk]\nlcores = [{}]\nno_huge = true\nmemory_mb = 256\n\
          vdevs = [\"{vdev}\"]\nip_address = \"{}\"\nprefix_len = {}\nport = {port}\n\
-         idle_backoff_us = 200\n",
+         idle_backoff_us = 200\nmtu = {mtu}\n",
         lcores.join(", "),
         lab.appliance_ip,
         lab.prefix_len,
     )
+}
+
+/// An appliance asked for a larger MTU than its interface has does not start; its error names
+/// the interface and the command that raises the MTU.
+pub fn refuses_an_mtu_above_its_interfaces(lab: &VethLab, attachment: Attachment, mtu: u16) {
+    let dir = tempfile::tempdir().expect("data directory");
+    let config = format!(
+        "[system]\npath = \"{}\"\n\n{}",
+        dir.path().display(),
+        appliance_config(lab, attachment, mtu)
+    );
+    let config_path = dir.path().join("riptide.toml");
+    std::fs::write(&config_path, config).expect("write riptide.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_riptide-dataplane"))
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .expect("run riptide-dataplane");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let fix = format!("ip link set dev {} mtu {mtu}", lab.dataplane_iface);
+    assert!(
+        !output.status.success() && stderr.contains(&fix),
+        "expected a start-up error naming `{fix}`, got {}:\n{stderr}",
+        output.status
+    );
 }
 
 /// riptide-bench beside the dataplane binary (scripts/test.sh builds every binary first).

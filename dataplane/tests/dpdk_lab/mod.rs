@@ -146,6 +146,30 @@ impl VethLab {
         host_ip
     }
 
+    /// Sets both veth ends to `mtu` (jumbo frames need both: a veth drops a frame larger than
+    /// the receiving end's MTU).
+    pub fn set_mtu(&self, mtu: u16) {
+        let mtu = mtu.to_string();
+        run(
+            "ip",
+            &["link", "set", "dev", &self.dataplane_iface, "mtu", &mtu],
+        );
+        let ns = self.namespace.as_str();
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "link",
+                "set",
+                "dev",
+                &self.client_iface,
+                "mtu",
+                &mtu,
+            ],
+        );
+    }
+
     fn remove(&self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.namespace])
