@@ -39,7 +39,9 @@ DPDK backends (af_xdp, af_packet) with kernel mode on the same veth.
   --mtu N                 IP MTU of both veth ends, [dpdk] mtu          (default 9000)
   --af-xdp-mtu N          MTU of the af_xdp run, and of a kernel run beside it   (default 3442:
                           DPDK 22.11's af_xdp holds a frame in one 4 KiB page)
-  --af-xdp-options OPTS   appended to the af_xdp vdev, e.g. busy_budget=0
+  --af-xdp-options OPTS   appended to the af_xdp vdev               (default busy_budget=0: on a
+                          veth the PMD's preferred busy polling is one recvfrom per empty rx
+                          poll and no faster; "" keeps DPDK's default)
   --output DIR            keep logs and perf output here                (default: a temp dir)
   --skip-build            use the binaries already built
   -h, --help              this text
@@ -50,7 +52,7 @@ USAGE
 producers=2; batches=""; message_size=1000; messages_per_batch=1000; inflight=1; ack=memory
 lcores=1; idle_backoff_us=50; modes="af_xdp af_packet kernel"; output=""; build=1; quick=0
 mtu=9000; af_xdp_mtu=3442
-af_xdp_options=
+af_xdp_options=",busy_budget=0"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -65,7 +67,7 @@ while [ $# -gt 0 ]; do
     --modes) modes="$2"; shift ;;
     --mtu) mtu="$2"; shift ;;
     --af-xdp-mtu) af_xdp_mtu="$2"; shift ;;
-    --af-xdp-options) af_xdp_options=",$2"; shift ;;
+    --af-xdp-options) af_xdp_options="${2:+,$2}"; shift ;;
     --output) output="$2"; shift ;;
     --skip-build) build=0 ;;
     -h|--help) usage; exit 0 ;;
