@@ -58,11 +58,6 @@ impl BatchBufferPool {
             self.pooled_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
-
-    /// Bytes held now.
-    pub fn pooled_bytes(&self) -> usize {
-        self.pooled_bytes.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
@@ -70,6 +65,12 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1024 * 1024;
+
+    impl BatchBufferPool {
+        fn pooled_bytes(&self) -> usize {
+            self.pooled_bytes.load(Ordering::Relaxed)
+        }
+    }
 
     #[test]
     fn a_returned_buffer_is_reused_without_reallocating() {
