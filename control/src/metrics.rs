@@ -237,7 +237,7 @@ const WORKER_FAMILIES: [Family<WorkerSnapshot>; 11] = [
     ),
 ];
 
-const SHARD_FAMILIES: [Family<ShardSnapshot>; 7] = [
+const SHARD_FAMILIES: [Family<ShardSnapshot>; 9] = [
     (
         "riptide_shard_partitions",
         "gauge",
@@ -276,6 +276,18 @@ const SHARD_FAMILIES: [Family<ShardSnapshot>; 7] = [
         "gauge",
         "Requests waiting in the shard's rings.",
         |s| s.request_ring_depth,
+    ),
+    (
+        "riptide_read_cache_bytes",
+        "gauge",
+        "Memory held by recent written messages kept for reads.",
+        |s| s.cached_bytes,
+    ),
+    (
+        "riptide_reads_from_memory_total",
+        "counter",
+        "Polls answered from memory without a disk read.",
+        |s| s.reads_from_memory,
     ),
 ];
 

@@ -409,6 +409,17 @@ impl Config {
                 ));
             }
         }
+        let memory_total = crate::host::memory_total_bytes();
+        if memory_total > 0 && storage.read_cache_bytes > memory_total / 2 {
+            return Err(ConfigError::invalid(
+                "storage.read_cache_bytes",
+                format!(
+                    "{} bytes is more than half of this machine's memory ({memory_total} bytes); \
+                     lower it",
+                    storage.read_cache_bytes
+                ),
+            ));
+        }
         let readahead_limit = riptide_storage::constants::READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT;
         if !(1..=readahead_limit as u64).contains(&storage.readahead_reads_in_flight) {
             return Err(ConfigError::invalid(
@@ -778,6 +789,16 @@ mod tests {
             &env(&[("RIPTIDE_STORAGE_READAHEAD_READS_IN_FLIGHT", "0")]),
         );
         assert!(no_readahead.is_err());
+        let memory = crate::host::memory_total_bytes();
+        let cache_of_all_memory = Config::load_from(
+            None,
+            &env(&[("RIPTIDE_STORAGE_READ_CACHE_BYTES", &memory.to_string())]),
+        );
+        let refusal = cache_of_all_memory.unwrap_err().to_string();
+        assert!(refusal.contains("storage.read_cache_bytes") && refusal.contains("half"));
+        let half = (memory / 2).to_string();
+        let cache_of_half = env(&[("RIPTIDE_STORAGE_READ_CACHE_BYTES", &half)]);
+        assert!(Config::load_from(None, &cache_of_half).is_ok());
         let bad_env = Config::load_from(None, &env(&[("RIPTIDE_TCP_NOPE", "1")]));
         assert!(bad_env
             .unwrap_err()

@@ -143,7 +143,7 @@ pub struct ShardLoop {
     recycled: Vec<Vec<u8>>,
     workers_to_wake: Vec<bool>,
     last_retention: Instant,
-    last_latency_publish: Instant,
+    last_stats_publish: Instant,
 }
 
 impl ShardLoop {
@@ -176,7 +176,7 @@ impl ShardLoop {
             recycled: Vec::new(),
             workers_to_wake: vec![false; workers],
             last_retention: Instant::now(),
-            last_latency_publish: Instant::now(),
+            last_stats_publish: Instant::now(),
         };
         for (key, settings) in shard.shared.owned_partitions(index) {
             shard.open_partition(key, settings)?;
@@ -214,11 +214,11 @@ impl ShardLoop {
             self.return_batch_buffers();
             self.run_retention_when_due();
             self.wake_workers();
-            if self.last_latency_publish.elapsed()
+            if self.last_stats_publish.elapsed()
                 >= Duration::from_millis(crate::stats::STATS_PUBLISH_INTERVAL_MS)
             {
-                self.last_latency_publish = Instant::now();
-                self.publish_latency();
+                self.last_stats_publish = Instant::now();
+                self.publish_storage_stats();
             }
             if self.shared.storage_stopping()
                 && !took_work
@@ -613,14 +613,23 @@ impl ShardLoop {
 
     /// Retention runs when the last run is older than the cleaner interval (read each time, so a
     /// live change applies at once).
-    /// Copies the storage shard's durable-write latency histogram to the published counters.
-    fn publish_latency(&self) {
-        let fsync = &self.storage.stats().fsync_latency;
+    /// Copies the storage shard's durable-write latency histogram and read-cache figures to
+    /// the published counters.
+    fn publish_storage_stats(&self) {
+        let stats = self.storage.stats();
+        let counters = &self.shared.shard_counters[self.index];
+        let fsync = &stats.fsync_latency;
         let published =
             crate::stats::power_of_two_histogram(&fsync.buckets, fsync.count, fsync.sum_us);
-        if let Ok(mut slot) = self.shared.shard_counters[self.index].fsync_latency.lock() {
+        if let Ok(mut slot) = counters.fsync_latency.lock() {
             *slot = published;
         }
+        counters
+            .cached_bytes
+            .store(stats.cached_bytes, Ordering::Relaxed);
+        counters
+            .reads_from_memory
+            .store(stats.reads_from_memory, Ordering::Relaxed);
     }
 
     fn run_retention_when_due(&mut self) {

@@ -250,7 +250,8 @@ impl Shared {
         let storage = &self.config.storage;
         StorageConfig {
             segment_size_bytes: storage.segment_size_bytes,
-            cache_size_bytes: storage.read_cache_bytes as usize,
+            cache_size_bytes: (storage.read_cache_bytes / self.config.storage_shards() as u64)
+                as usize,
             write_buffer_size_bytes: storage.write_buffer_bytes as usize,
             read_buffer_size_bytes: storage.read_buffer_bytes as usize,
             readahead_reads_in_flight_max: storage.readahead_reads_in_flight as usize,

@@ -96,6 +96,10 @@ pub struct ShardCounters {
     /// Durations of the storage shard's durable writes (O_DSYNC write or fdatasync), as the
     /// shard last published them.
     pub fsync_latency: std::sync::Mutex<HistogramSnapshot>,
+    /// Memory of the shard's read cache and the polls it answered, as the shard last
+    /// published them.
+    pub cached_bytes: AtomicU64,
+    pub reads_from_memory: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -129,6 +133,10 @@ pub struct ShardSnapshot {
     pub append_latency: HistogramSnapshot,
     #[serde(default)]
     pub fsync_latency: HistogramSnapshot,
+    #[serde(default)]
+    pub cached_bytes: u64,
+    #[serde(default)]
+    pub reads_from_memory: u64,
 }
 
 /// Per DPDK port and queue packet counters (empty in kernel mode).
@@ -247,6 +255,8 @@ impl ShardCounters {
                 .lock()
                 .map(|h| h.clone())
                 .unwrap_or_default(),
+            cached_bytes: get(&self.cached_bytes),
+            reads_from_memory: get(&self.reads_from_memory),
         }
     }
 }

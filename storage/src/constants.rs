@@ -32,6 +32,9 @@ pub const IO_SLOTS_MAX: usize = RING_ENTRIES as usize;
 pub const PENDING_APPENDS_MAX: usize = 65_536;
 /// Evicted record buffers a shard keeps for its caller to reuse (`Shard::take_recycled`).
 pub const RECYCLED_BUFFERS_MAX: usize = 256;
+/// A shard over its cache budget evicts down to budget - budget / this, so the scan over its
+/// partitions that finds the oldest records runs once per budget / this bytes written.
+pub const CACHE_EVICTION_SLACK_DIVISOR: u64 = 16;
 /// Chunk size of the synchronous recovery walk.
 pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 /// Reads a partition's sequential readahead keeps in flight (or read) ahead of its consumer:

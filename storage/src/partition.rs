@@ -1,5 +1,6 @@
 //! One partition: its segments, the write path with group commit, and the in-memory records
-//! (unwritten ones plus a cache of recent written ones).
+//! (unwritten ones plus a cache of recent written ones, whose size the shard bounds over all its
+//! partitions: see `Shard::evict_cache`).
 //!
 //! Write path: `append` stamps the batch and queues it in `mem`, copying it into the aligned
 //! staging buffer (which begins with the segment's partial tail block) while there is room;
@@ -87,6 +88,8 @@ pub(crate) struct Partition {
     last_timestamp_us: u64,
     unwritten_bytes: usize,
     unwritten_messages: u64,
+    /// Memory held by the written records still in `mem` (their buffers' capacity); the
+    /// shard's total is `ShardStats::cached_bytes`.
     written_cached_bytes: usize,
     /// Records below this offset are in a submitted write (or written).
     staged_next_offset: u64,
@@ -689,7 +692,7 @@ impl Partition {
 
     fn write_succeeded(&mut self, engine: &mut Engine, write: &WriteInFlight) {
         engine.stats.bytes_written += write.end_position - write.file_position;
-        self.account_written(write.last_offset);
+        self.account_written(engine, write.last_offset);
         while self
             .acks
             .front()
@@ -712,7 +715,6 @@ impl Partition {
                 result: CompletionResult::Append(Ok(appended)),
             });
         }
-        self.evict_cache(engine);
         self.write_index(engine);
     }
 
@@ -738,12 +740,13 @@ impl Partition {
         }
     }
 
-    fn account_written(&mut self, last_offset: u64) {
+    fn account_written(&mut self, engine: &mut Engine, last_offset: u64) {
         let interval = self.config.index_interval_bytes;
         let from = self
             .mem
             .partition_point(|r| r.base_offset < self.durable_next_offset);
         let mut written_bytes = 0usize;
+        let mut cached_bytes = 0usize;
         let mut written_messages = 0u64;
         let segments = &mut self.segments;
         for record in self
@@ -761,30 +764,48 @@ impl Partition {
                 }
             }
             written_bytes += record.bytes.len();
+            cached_bytes += record.bytes.capacity();
             written_messages += record.last_offset - record.base_offset + 1;
         }
         self.unwritten_bytes -= written_bytes;
         self.unwritten_messages -= written_messages;
-        self.written_cached_bytes += written_bytes;
+        self.written_cached_bytes += cached_bytes;
+        engine.stats.cached_bytes += cached_bytes as u64;
         self.durable_next_offset = last_offset + 1;
         if self.mem.back().is_none_or(|r| r.last_offset <= last_offset) {
             self.first_unflushed_at = None;
         }
     }
 
-    /// Drops the oldest written records beyond the cache size; their buffers go to the
-    /// engine's recycle list (bounded) for the caller to reuse instead of allocating.
-    fn evict_cache(&mut self, engine: &mut Engine) {
-        while self.written_cached_bytes > self.config.cache_size_bytes {
-            let Some(front) = self.mem.front() else { break };
-            if front.base_offset >= self.durable_next_offset {
-                break;
-            }
-            self.written_cached_bytes -= front.bytes.len();
-            if let Some(record) = self.mem.pop_front() {
-                engine.recycle(record.bytes);
-            }
+    /// Append time of the oldest written record still cached, if any.
+    pub fn oldest_cached_timestamp_us(&self) -> Option<u64> {
+        self.mem
+            .front()
+            .filter(|record| record.base_offset < self.durable_next_offset)
+            .map(|record| record.timestamp_us)
+    }
+
+    /// Drops the oldest written record from memory (reads then go to disk); its buffer goes to
+    /// the engine's recycle list (bounded) for the caller to reuse instead of allocating.
+    pub fn evict_oldest_cached(&mut self, engine: &mut Engine) {
+        if self.oldest_cached_timestamp_us().is_none() {
+            return;
         }
+        if let Some(record) = self.mem.pop_front() {
+            self.forget_cached(engine, record.bytes.capacity());
+            engine.recycle(record.bytes);
+        }
+    }
+
+    /// Takes `bytes` of cached written records off this partition's and the shard's totals.
+    fn forget_cached(&mut self, engine: &mut Engine, bytes: usize) {
+        self.written_cached_bytes -= bytes;
+        engine.stats.cached_bytes -= bytes as u64;
+    }
+
+    /// Forgets every cached record's memory (the partition is being closed).
+    pub fn release_cache(&mut self, engine: &mut Engine) {
+        self.forget_cached(engine, self.written_cached_bytes);
     }
 
     /// Drops every record not on disk, fails their pending acknowledgements and rewinds the
@@ -945,7 +966,11 @@ impl Partition {
     }
 
     /// Removes the oldest `count` sealed segments (never the active one). Call only when idle.
-    pub fn delete_oldest_segments(&mut self, count: usize) -> Result<usize, StorageError> {
+    pub fn delete_oldest_segments(
+        &mut self,
+        engine: &mut Engine,
+        count: usize,
+    ) -> Result<usize, StorageError> {
         let sealed = self.segments.len() - 1;
         let count = count.min(sealed);
         for segment in self.segments.drain(..count) {
@@ -957,9 +982,12 @@ impl Partition {
         if count > 0 {
             let first = self.first_offset();
             let keep_from = self.mem.partition_point(|r| r.base_offset < first);
-            for record in self.mem.drain(..keep_from) {
-                self.written_cached_bytes -= record.bytes.len();
-            }
+            let dropped: usize = self
+                .mem
+                .drain(..keep_from)
+                .map(|record| record.bytes.capacity())
+                .sum();
+            self.forget_cached(engine, dropped);
             io::sync_dir(&self.dir).map_err(storage_io(&self.dir))?;
         }
         Ok(count)

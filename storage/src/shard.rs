@@ -1,12 +1,15 @@
 //! The shard: one per storage thread, created inside it. Owns one io_uring and its partitions;
 //! no locks. Calls return at once; I/O completes through `wait` + `take_completions`.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::constants::DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES;
+use crate::constants::{
+    CACHE_EVICTION_SLACK_DIVISOR, DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES,
+};
 use crate::engine::{Engine, Slot, SlotKind};
 use crate::io::{AlignedBuf, Backend, IoBuffer};
 use crate::partition::Partition;
@@ -177,7 +180,11 @@ impl Shard {
             }));
         };
         let mut collector = Collector::new(target, count_max, visible_last, key.partition_id);
-        if count_max == 0 || read::from_memory(partition, &mut collector) {
+        if count_max == 0 {
+            return Ok(ReadOutcome::Ready(collector.result));
+        }
+        if read::from_memory(partition, &mut collector) {
+            self.engine.stats.reads_from_memory += 1;
             return Ok(ReadOutcome::Ready(collector.result));
         }
         let pool_size = self.config.read_buffers_count;
@@ -379,7 +386,39 @@ impl Shard {
             }
         }
         self.reaped = reaped;
+        self.evict_cache();
         self.engine.io.submit();
+    }
+
+    /// Keeps the written records cached for reads within `cache_size_bytes` over all
+    /// partitions: drops the oldest by append time, whichever partition holds them, down to
+    /// 15/16 of the budget so the scan over partitions is paid once per budget/16 written.
+    fn evict_cache(&mut self) {
+        let budget = self.config.cache_size_bytes as u64;
+        if self.engine.stats.cached_bytes <= budget {
+            return;
+        }
+        let target = budget - budget / CACHE_EVICTION_SLACK_DIVISOR;
+        let mut oldest_first: BinaryHeap<Reverse<(u64, PartitionKey)>> = self
+            .partitions
+            .iter()
+            .filter_map(|(key, partition)| {
+                let timestamp_us = partition.oldest_cached_timestamp_us()?;
+                Some(Reverse((timestamp_us, *key)))
+            })
+            .collect();
+        while self.engine.stats.cached_bytes > target {
+            let Some(Reverse((_, key))) = oldest_first.pop() else {
+                break;
+            };
+            let Some(partition) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            partition.evict_oldest_cached(&mut self.engine);
+            if let Some(timestamp_us) = partition.oldest_cached_timestamp_us() {
+                oldest_first.push(Reverse((timestamp_us, key)));
+            }
+        }
     }
 
     /// Finishes a poll (chaining a readahead), or continues it with another read.
@@ -449,7 +488,7 @@ impl Shard {
             .partitions
             .get_mut(&key)
             .ok_or(StorageError::UnknownPartition(key))?;
-        partition.delete_oldest_segments(count)
+        partition.delete_oldest_segments(&mut self.engine, count)
     }
 
     /// Removes every message and consumer offset of the partition; it restarts empty at
@@ -478,10 +517,11 @@ impl Shard {
             return Err(StorageError::UnknownPartition(key));
         }
         self.drain(key);
-        let partition = self
+        let mut partition = self
             .partitions
             .remove(&key)
             .ok_or(StorageError::UnknownPartition(key))?;
+        partition.release_cache(&mut self.engine);
         Ok((partition.dir.clone(), partition.settings))
     }
 

@@ -63,6 +63,11 @@ pub struct ShardStats {
     /// Most readahead reads the shard had in flight at once (bounded by
     /// `StorageConfig::readahead_reads_in_flight_max`).
     pub readahead_reads_in_flight_peak: u64,
+    /// Memory held by written records kept for reads, over all partitions (bounded by
+    /// `StorageConfig::cache_size_bytes`).
+    pub cached_bytes: u64,
+    /// Polls answered from those records without a disk read.
+    pub reads_from_memory: u64,
 }
 
 #[cfg(test)]

@@ -93,7 +93,8 @@ pub struct StorageConfig {
     pub readahead_reads_in_flight_max: usize,
     /// A sparse index entry is added when a record starts this far after the previous entry.
     pub index_interval_bytes: u64,
-    /// Recent written records kept in memory per partition for reads.
+    /// Memory for recent written records kept for reads, over all the shard's partitions
+    /// (the oldest go first, whichever partition they belong to).
     pub cache_size_bytes: usize,
     /// Unwritten bytes a partition may queue before `append` pushes back.
     pub pending_size_max_bytes: usize,

@@ -305,3 +305,69 @@ fn readahead_windows_of_a_shard_share_a_bounded_number_of_disk_reads() {
         "readahead reads in flight at once: {peak}"
     );
 }
+
+#[test]
+fn the_read_cache_keeps_the_newest_records_of_all_partitions_within_the_shard_budget() {
+    let root = tempfile::tempdir().unwrap();
+    let record_memory = batch(0, 3, 1000).capacity();
+    let budget = 12 * record_memory;
+    let mut shard = shard(StorageConfig {
+        cache_size_bytes: budget,
+        ..small_config()
+    });
+    let older = KEY;
+    let newer = PartitionKey {
+        partition_id: 1,
+        ..KEY
+    };
+    for key in [older, newer] {
+        let dir = root.path().join(format!("p{}", key.partition_id));
+        shard
+            .create_partition(key, &dir, PartitionSettings::default())
+            .unwrap();
+    }
+    // Ten batches into each partition, the older one first: twenty do not fit the budget, so the
+    // shard drops the older partition's oldest ones, never the newer partition's.
+    for (i, key) in [older, newer].iter().flat_map(|k| [*k; 10]).enumerate() {
+        append_durable(&mut shard, key, batch(i as u64 % 10, 3, 1000), i as u64 + 1).unwrap();
+    }
+    let stats = shard.stats();
+    assert!(
+        stats.cached_bytes <= budget as u64,
+        "{} cached over a budget of {budget}",
+        stats.cached_bytes
+    );
+    let from_memory = |shard: &mut Shard, key, offset| {
+        matches!(
+            shard.read(key, ReadStart::Offset(offset), 3, 77),
+            Ok(ReadOutcome::Ready(_))
+        )
+    };
+    assert!(
+        from_memory(&mut shard, newer, 0),
+        "the newer partition's first batch was evicted"
+    );
+    assert!(
+        from_memory(&mut shard, older, 27),
+        "the newest batch was evicted"
+    );
+    assert!(
+        !from_memory(&mut shard, older, 0),
+        "the oldest batch is still cached"
+    );
+    let mut parked = Vec::new();
+    match wait_for(&mut shard, 77, &mut parked).result {
+        CompletionResult::Read(Ok(result)) => {
+            assert!(reply_payloads(&result.bytes)[0].starts_with(b"0:0:"));
+        }
+        other => panic!("unexpected completion {other:?}"),
+    }
+    assert_eq!(shard.stats().reads_from_memory, 2);
+    // Closing a partition gives its share of the budget back.
+    let before_close = shard.stats().cached_bytes;
+    shard.close_partition(newer).unwrap();
+    assert_eq!(
+        shard.stats().cached_bytes,
+        before_close - 10 * record_memory as u64
+    );
+}
