@@ -16,6 +16,7 @@ use crate::dispatch::{self, Continuation, Handled};
 use crate::ring::ShardLink;
 use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
 use crate::shared::{lock, ClientInfo, Shared};
+use bytes::Bytes;
 use riptide_protocol::codes::{CommandCode, ErrorCode, EvictionReason};
 use riptide_protocol::constants::{
     BATCH_HEADER_SIZE_BYTES, HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION,
@@ -179,7 +180,7 @@ struct Inflight {
     seq: u64,
     reply: ReplyRepr,
     state: SlotState,
-    chunks: Vec<Vec<u8>>,
+    chunks: Vec<Bytes>,
 }
 
 pub struct Connection {
@@ -188,7 +189,7 @@ pub struct Connection {
     input: Vec<u8>,
     input_start: usize,
     batch_receipt: Option<BatchReceipt>,
-    output: VecDeque<Vec<u8>>,
+    output: VecDeque<Bytes>,
     output_sent_bytes: usize,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
@@ -455,7 +456,7 @@ impl Connection {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (state, chunks) = match handled {
-            Handled::Reply(body) => (SlotState::Ready, vec![body]),
+            Handled::Reply(body) => (SlotState::Ready, vec![body.into()]),
             Handled::Error(code) => {
                 ctx.shared.worker_counters[ctx.index]
                     .request_errors
@@ -520,7 +521,7 @@ impl Connection {
             seq: u64::MAX,
             reply: ReplyRepr::default(),
             state: SlotState::Ready,
-            chunks: vec![header.to_vec()],
+            chunks: vec![Bytes::copy_from_slice(&header)],
         });
         self.closing = true;
         self.flush_ready();
@@ -570,10 +571,10 @@ impl Connection {
                 self.output.extend(slot.chunks);
                 continue;
             }
-            let body_len: usize = slot.chunks.iter().map(Vec::len).sum();
+            let body_len: usize = slot.chunks.iter().map(Bytes::len).sum();
             let mut header = [0u8; HEADER_SIZE_BYTES];
             slot.reply.emit(body_len as u32, &mut header);
-            self.output.push_back(header.to_vec());
+            self.output.push_back(Bytes::copy_from_slice(&header));
             self.output
                 .extend(slot.chunks.into_iter().filter(|chunk| !chunk.is_empty()));
         }

@@ -424,7 +424,7 @@ impl ShardLoop {
         result: ReadResult,
         auto_commit: Option<ConsumerRef>,
     ) -> ShardOutcome {
-        if let (Some(consumer), Some(last)) = (auto_commit, last_offset_of(&result)) {
+        if let (Some(consumer), Some(last)) = (auto_commit, result.last_offset) {
             let storage_token = self.next_storage_token;
             self.next_storage_token += 1;
             if let Err(error) = self
@@ -653,33 +653,6 @@ impl ShardLoop {
             Err(error) => tracing::warn!(shard = self.index, %error, "retention failed"),
         }
     }
-}
-
-/// The offset of the last message in a poll result: the last record's base offset plus its
-/// last frame's delta (a sliced record keeps its base offset and the frames' original deltas).
-fn last_offset_of(result: &ReadResult) -> Option<u64> {
-    use riptide_protocol::batch::{BatchHeader, Frames};
-    use riptide_protocol::constants::BATCH_HEADER_SIZE_BYTES;
-    let mut position = 0usize;
-    let mut last = None;
-    while let Some(header_bytes) = result
-        .bytes
-        .get(position..position + BATCH_HEADER_SIZE_BYTES)
-    {
-        let header = BatchHeader::new_checked(header_bytes).ok()?;
-        let length = usize::try_from(header.batch_length_bytes()).ok()?;
-        let frames = result
-            .bytes
-            .get(position + BATCH_HEADER_SIZE_BYTES..position + length)?;
-        if let Some(frame) = Frames::over(frames).last() {
-            last = Some(header.base_offset() + u64::from(frame.offset_delta()));
-        }
-        if length <= BATCH_HEADER_SIZE_BYTES {
-            break;
-        }
-        position += length;
-    }
-    last
 }
 
 fn now_us() -> u64 {

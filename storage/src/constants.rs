@@ -32,6 +32,10 @@ pub const IO_SLOTS_MAX: usize = RING_ENTRIES as usize;
 pub const PENDING_APPENDS_MAX: usize = 65_536;
 /// Evicted record buffers a shard keeps for its caller to reuse (`Shard::take_recycled`).
 pub const RECYCLED_BUFFERS_MAX: usize = 256;
+/// A poll shares a cached record (or the frames of a sliced one) with the read cache from this
+/// size on; smaller pieces are copied into one chunk, so a reply of many small records does not
+/// become one chunk per record for the network worker's writev.
+pub const SHARED_CHUNK_MIN_BYTES: usize = 16 * 1024;
 /// A shard over its cache budget evicts down to budget - budget / this, so the scan over its
 /// partitions that finds the oldest records runs once per budget / this bytes written.
 pub const CACHE_EVICTION_SLACK_DIVISOR: u64 = 16;

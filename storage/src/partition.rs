@@ -20,6 +20,8 @@
 //! settled and rewinds the log to the settled end, once nothing of the log is in flight.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -40,7 +42,10 @@ pub(crate) struct MemRecord {
     pub timestamp_us: u64,
     pub segment_base: u64,
     pub position: u64,
-    pub bytes: Vec<u8>,
+    /// Shared with the poll replies that include it (see `read::Collector`).
+    pub bytes: Bytes,
+    /// The capacity of the batch's buffer: the memory this record holds.
+    pub memory_bytes: usize,
     pub durable_ack: bool,
 }
 
@@ -336,7 +341,8 @@ impl Partition {
             timestamp_us,
             segment_base: self.tail_segment_base,
             position: self.tail_position,
-            bytes: batch,
+            memory_bytes: batch.capacity(),
+            bytes: Bytes::from(batch),
             durable_ack,
         });
         self.tail_position += stamped.length_bytes as u64;
@@ -764,7 +770,7 @@ impl Partition {
                 }
             }
             written_bytes += record.bytes.len();
-            cached_bytes += record.bytes.capacity();
+            cached_bytes += record.memory_bytes;
             written_messages += record.last_offset - record.base_offset + 1;
         }
         self.unwritten_bytes -= written_bytes;
@@ -792,8 +798,11 @@ impl Partition {
             return;
         }
         if let Some(record) = self.mem.pop_front() {
-            self.forget_cached(engine, record.bytes.capacity());
-            engine.recycle(record.bytes);
+            self.forget_cached(engine, record.memory_bytes);
+            // A poll reply still being sent keeps the buffer until it is done with it.
+            if let Ok(buffer) = record.bytes.try_into_mut() {
+                engine.recycle(buffer.into());
+            }
         }
     }
 
@@ -985,7 +994,7 @@ impl Partition {
             let dropped: usize = self
                 .mem
                 .drain(..keep_from)
-                .map(|record| record.bytes.capacity())
+                .map(|record| record.memory_bytes)
                 .sum();
             self.forget_cached(engine, dropped);
             io::sync_dir(&self.dir).map_err(storage_io(&self.dir))?;

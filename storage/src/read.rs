@@ -1,9 +1,12 @@
 //! Polls: recent records come straight from memory; older ones through an io_uring read of the
 //! segment range the sparse index points at, walked and structure-checked after the read.
 
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 
-use crate::constants::{BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX};
+use bytes::Bytes;
+
+use crate::constants::{BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX, SHARED_CHUNK_MIN_BYTES};
 use crate::engine::{Engine, SlotKind};
 use crate::index;
 use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
@@ -25,7 +28,9 @@ pub(crate) struct Collector {
     pub target: Target,
     pub count_max: u32,
     pub visible_last: u64,
-    pub result: ReadResult,
+    result: ReadResult,
+    /// Bytes copied into the reply since its last shared chunk.
+    copied: Vec<u8>,
     /// Offset after the last message added: where a sequential follow-up poll starts.
     pub next_offset: Option<u64>,
 }
@@ -35,14 +40,14 @@ impl Collector {
         let result = ReadResult {
             partition_id,
             current_offset: Some(visible_last),
-            messages_count: 0,
-            bytes: Vec::new(),
+            ..ReadResult::default()
         };
         Collector {
             target,
             count_max,
             visible_last,
             result,
+            copied: Vec::new(),
             next_offset: None,
         }
     }
@@ -51,8 +56,56 @@ impl Collector {
         self.result.messages_count >= self.count_max
     }
 
-    /// Adds the qualifying part of a verified record. Returns false once the poll is complete.
+    pub fn messages_count(&self) -> u32 {
+        self.result.messages_count
+    }
+
+    /// The reply so far; the collector starts over empty.
+    pub fn take_result(&mut self) -> ReadResult {
+        self.end_copied_chunk();
+        self.result.last_offset = self
+            .next_offset
+            .filter(|_| self.result.messages_count > 0)
+            .map(|next| next - 1);
+        let empty = ReadResult {
+            partition_id: self.result.partition_id,
+            current_offset: self.result.current_offset,
+            ..ReadResult::default()
+        };
+        std::mem::replace(&mut self.result, empty)
+    }
+
+    fn end_copied_chunk(&mut self) {
+        if !self.copied.is_empty() {
+            let copied = std::mem::take(&mut self.copied);
+            self.result.chunks.push(Bytes::from(copied));
+        }
+    }
+
+    /// Adds `range` of `record` to the reply: shared with the read cache when the record is
+    /// there (`cached`) and the piece is large enough to be worth its own chunk, else copied.
+    fn add(&mut self, record: &[u8], cached: Option<&Bytes>, range: Range<usize>) {
+        match cached {
+            Some(cached) if range.len() >= SHARED_CHUNK_MIN_BYTES => {
+                self.end_copied_chunk();
+                self.result.chunks.push(cached.slice(range));
+            }
+            _ => self.copied.extend_from_slice(&record[range]),
+        }
+    }
+
+    /// Adds the qualifying part of a verified record read from disk. Returns false once the
+    /// poll is complete.
     pub fn offer(&mut self, record: &[u8], header: &RecordHeader) -> bool {
+        self.offer_from(record, None, header)
+    }
+
+    /// As [`Collector::offer`], for a record of the read cache (shared, not copied).
+    pub fn offer_cached(&mut self, record: &Bytes, header: &RecordHeader) -> bool {
+        self.offer_from(record, Some(record), header)
+    }
+
+    fn offer_from(&mut self, record: &[u8], cached: Option<&Bytes>, header: &RecordHeader) -> bool {
         if self.full() || header.base_offset > self.visible_last {
             return false;
         }
@@ -70,14 +123,12 @@ impl Collector {
         }
         let room = self.count_max - self.result.messages_count;
         if header.base_offset >= first_wanted && header.message_count <= room {
-            self.result.bytes.extend_from_slice(record);
+            self.add(record, cached, 0..record.len());
             self.result.messages_count += header.message_count;
             self.next_offset = Some(header.last_offset() + 1);
         } else if let Some(slice) = record::slice(record, first_wanted, room) {
-            self.result.bytes.extend_from_slice(&slice.header);
-            self.result
-                .bytes
-                .extend_from_slice(&record[slice.frames.clone()]);
+            self.copied.extend_from_slice(&slice.header);
+            self.add(record, cached, slice.frames.clone());
             self.result.messages_count += slice.message_count;
             // Offsets are contiguous inside a record.
             self.next_offset =
@@ -179,7 +230,7 @@ pub(crate) fn from_memory(partition: &Partition, collector: &mut Collector) -> b
         let Ok(header) = RecordHeader::parse(&record.bytes) else {
             break;
         };
-        if !collector.offer(&record.bytes, &header) {
+        if !collector.offer_cached(&record.bytes, &header) {
             break;
         }
     }
@@ -292,7 +343,7 @@ pub(crate) enum Step {
 }
 
 fn done(mut job: Box<ReadJob>, buf: AlignedBuf, error: Option<ReadError>) -> Step {
-    let result = std::mem::take(&mut job.collector.result);
+    let result = job.collector.take_result();
     let continues = error.is_none() && result.messages_count > 0;
     Step::Done(error.map_or(Ok(result), Err), buf, continues.then_some(job))
 }
@@ -320,7 +371,7 @@ pub(crate) fn walk(
         Ok(needed) => needed,
         Err(error) => return done(job, buf, Some(error)),
     };
-    if job.collector.result.messages_count > 0 || job.steps >= READ_STEPS_MAX {
+    if job.collector.messages_count() > 0 || job.steps >= READ_STEPS_MAX {
         return done(job, buf, None);
     }
     if job.walk_position < segment_end {
@@ -390,8 +441,12 @@ mod tests {
     use super::*;
 
     fn stamped(base: u64, count: usize, timestamp_us: u64) -> Vec<u8> {
-        let payloads: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; 10]).collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        stamped_with(base, count, timestamp_us, &[0; 10])
+    }
+
+    /// A stamped record of `count` messages carrying `payload`.
+    fn stamped_with(base: u64, count: usize, timestamp_us: u64, payload: &[u8]) -> Vec<u8> {
+        let refs = vec![payload; count];
         let mut rec = record::build_batch(&refs, 1);
         record::stamp(&mut rec, 0, base, timestamp_us).unwrap();
         rec
@@ -404,8 +459,9 @@ mod tests {
         let mut c = Collector::new(Target::Offset(2), 5, 7, 0);
         assert!(c.offer(&a, &RecordHeader::parse(&a).unwrap()));
         assert!(!c.offer(&b, &RecordHeader::parse(&b).unwrap()));
-        assert_eq!(c.result.messages_count, 5);
-        let first = RecordHeader::parse(&c.result.bytes).unwrap();
+        let result = c.take_result();
+        assert_eq!((result.messages_count, result.last_offset), (5, Some(6)));
+        let first = RecordHeader::parse(&result.to_vec()).unwrap();
         assert_eq!((first.base_offset, first.message_count), (0, 2));
         let mut hidden = Collector::new(Target::Offset(0), 100, 3, 0);
         hidden.offer(&a, &RecordHeader::parse(&a).unwrap());
@@ -420,6 +476,34 @@ mod tests {
         let mut c = Collector::new(Target::Timestamp(15), 10, 3, 0);
         c.offer(&a, &RecordHeader::parse(&a).unwrap());
         c.offer(&b, &RecordHeader::parse(&b).unwrap());
-        assert_eq!(c.result.bytes, b);
+        assert_eq!(c.take_result().to_vec(), b);
+    }
+
+    #[test]
+    fn large_cached_records_are_shared_and_small_ones_copied_into_one_chunk() {
+        let payload = vec![7u8; SHARED_CHUNK_MIN_BYTES];
+        let large = Bytes::from(stamped_with(0, 2, 10, &payload));
+        let small_a = Bytes::from(stamped(2, 2, 10));
+        let small_b = Bytes::from(stamped(4, 2, 10));
+        let mut c = Collector::new(Target::Offset(1), 100, 5, 0);
+        for record in [&large, &small_a, &small_b] {
+            c.offer_cached(record, &RecordHeader::parse(record).unwrap());
+        }
+        let result = c.take_result();
+        // The sliced large record: its rewritten header copied, its frames shared; then both
+        // small records copied together.
+        assert_eq!(result.chunks.len(), 3);
+        let frames = &result.chunks[1];
+        assert!(large.as_ptr_range().contains(&frames.as_ptr()));
+        assert_eq!(result.chunks[0].len(), BATCH_HEADER_SIZE_BYTES);
+        assert_eq!(result.chunks[2].len(), small_a.len() + small_b.len());
+        assert_eq!((result.messages_count, result.last_offset), (5, Some(5)));
+        let mut from_disk = Collector::new(Target::Offset(1), 100, 5, 0);
+        for record in [&large, &small_a, &small_b] {
+            from_disk.offer(record, &RecordHeader::parse(record).unwrap());
+        }
+        let copied = from_disk.take_result();
+        assert_eq!(copied.chunks.len(), 1);
+        assert_eq!(copied.to_vec(), result.to_vec());
     }
 }

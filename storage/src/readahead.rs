@@ -215,7 +215,7 @@ fn consume(
             break;
         };
         let Some((buf, result)) = chunk.read.as_ref() else {
-            if collector.result.messages_count == 0 {
+            if collector.messages_count() == 0 {
                 readahead.waiter = Some((token, collector));
                 return Served::Waiting;
             }
@@ -253,7 +253,7 @@ fn consume(
         partition.readahead.next_offset = next_offset;
     }
     fill(partition, engine, pool, pool_size);
-    Served::Result(Ok(collector.result))
+    Served::Result(Ok(collector.take_result()))
 }
 
 /// Drops the window: ready buffers return to the pool now, those of reads in flight when the

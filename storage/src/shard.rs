@@ -181,14 +181,14 @@ impl Shard {
         };
         let mut collector = Collector::new(target, count_max, visible_last, key.partition_id);
         if count_max == 0 {
-            return Ok(ReadOutcome::Ready(collector.result));
+            return Ok(ReadOutcome::Ready(collector.take_result()));
         }
         if read::from_memory(partition, &mut collector) {
             self.engine.stats.reads_from_memory += 1;
-            return Ok(ReadOutcome::Ready(collector.result));
+            return Ok(ReadOutcome::Ready(collector.take_result()));
         }
         let pool_size = self.config.read_buffers_count;
-        let collector = match readahead::serve(
+        let mut collector = match readahead::serve(
             partition,
             &mut self.engine,
             &mut self.read_buffers,
@@ -205,7 +205,7 @@ impl Shard {
         let Some((segment_base, position, expected_offset, end)) =
             read::plan(partition, &collector)
         else {
-            return Ok(ReadOutcome::Ready(collector.result));
+            return Ok(ReadOutcome::Ready(collector.take_result()));
         };
         let buf = self.read_buffers.pop().ok_or(ReadError::Backpressure)?;
         let job = ReadJob::new(token, collector, segment_base, position, expected_offset);

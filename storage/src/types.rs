@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use bytes::Bytes;
+
 use crate::constants::{
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES,
     SEGMENT_SIZE_MIN_BYTES,
@@ -178,10 +180,24 @@ pub struct ReadResult {
     pub partition_id: u32,
     /// Last offset of the partition (what the poll reply calls current_offset); `None` if empty.
     pub current_offset: Option<u64>,
-    /// Messages in `bytes`.
+    /// Messages in `chunks`.
     pub messages_count: u32,
-    /// Stored records (possibly one sliced record with a rewritten header), ready to send.
-    pub bytes: Vec<u8>,
+    /// Offset of the last message returned; `None` when none is.
+    pub last_offset: Option<u64>,
+    /// Stored records (possibly one sliced record with a rewritten header), ready to send in
+    /// order. Large records still in the read cache are shared with it rather than copied.
+    pub chunks: Vec<Bytes>,
+}
+
+impl ReadResult {
+    pub fn len_bytes(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// The records as one contiguous buffer (a copy: for tools and tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
 }
 
 #[derive(Debug)]

@@ -56,7 +56,7 @@ fn check_all_acknowledged(dir: &std::path::Path, acked: &BTreeMap<u64, u64>) {
         .unwrap();
     for (offset, tag) in acked {
         let got = read(&mut shard, KEY, ReadStart::Offset(*offset), 1).unwrap();
-        let stored = records(&got.bytes);
+        let stored = records(&got.to_vec());
         assert_eq!(
             stored.len(),
             1,
@@ -66,7 +66,7 @@ fn check_all_acknowledged(dir: &std::path::Path, acked: &BTreeMap<u64, u64>) {
         assert_eq!(header.base_offset, *offset);
         // A poll of one message slices the record; compare the whole record instead.
         let whole = read(&mut shard, KEY, ReadStart::Offset(*offset), u32::MAX).unwrap();
-        let first = records(&whole.bytes).remove(0);
+        let first = records(&whole.to_vec()).remove(0);
         assert_eq!(
             unstamped(&first),
             unstamped(&tagged_batch(*tag, 20, 3000)),

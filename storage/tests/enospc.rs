@@ -200,7 +200,7 @@ fn check_disk_full(preallocate: bool, fill: Fill) {
     while index < acked.len() {
         let got = read(&mut shard, KEY, ReadStart::Offset(offset), 10_000).unwrap();
         assert!(got.messages_count > 0);
-        for r in records(&got.bytes) {
+        for r in records(&got.to_vec()) {
             if index < acked.len() {
                 assert_eq!(unstamped(&r), unstamped(&acked[index]));
             }

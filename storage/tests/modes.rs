@@ -158,7 +158,7 @@ fn retention_by_size_and_expiry_keeps_the_active_segment() {
     );
     assert_eq!(after.current_offset, before.current_offset);
     let first = read(&mut shard, KEY, ReadStart::First, 1).unwrap();
-    assert!(records(&first.bytes)[0][8] > 0 || after.segments_count == before.segments_count);
+    assert!(records(&first.to_vec())[0][8] > 0 || after.segments_count == before.segments_count);
     let expiring = PartitionSettings {
         message_expiry_us: Some(1),
         ..Default::default()
@@ -306,7 +306,7 @@ fn tmpfs_without_o_direct_falls_back_to_buffered_writes() {
         reply_payloads(
             &read(&mut shard, KEY, ReadStart::Offset(0), 4)
                 .unwrap()
-                .bytes
+                .to_vec()
         )
         .len(),
         4
@@ -335,7 +335,7 @@ fn timestamp_polls_find_the_first_record_at_or_after_the_time() {
         wait_for(&mut shard, i, &mut parked);
     }
     let got = read(&mut shard, KEY, ReadStart::Timestamp(1_000_000 + 105), 2).unwrap();
-    let first = riptide_storage::record::RecordHeader::parse(&got.bytes).unwrap();
+    let first = riptide_storage::record::RecordHeader::parse(&got.to_vec()).unwrap();
     assert_eq!(first.base_offset, 22);
     assert_eq!(got.messages_count, 2);
 }

@@ -102,7 +102,7 @@ fn run_case(tags: Vec<u64>, kind: Damage, at_fraction: f64) {
     for (appended, b) in &acked[..survivors] {
         assert_eq!(appended.base_offset, offset);
         let got = read(&mut shard, KEY, ReadStart::Offset(offset), u32::MAX).unwrap();
-        assert_eq!(unstamped(&records(&got.bytes)[0]), unstamped(b));
+        assert_eq!(unstamped(&records(&got.to_vec())[0]), unstamped(b));
         offset = appended.last_offset + 1;
     }
     // The log continues right after the surviving prefix.

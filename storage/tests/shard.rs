@@ -33,7 +33,7 @@ fn write_forty(dir: &Path) -> Vec<Vec<u8>> {
     assert!(info.segments_count >= 2, "{info:?}");
     let got = read(&mut shard, KEY, ReadStart::Offset(5), 4).unwrap();
     assert_eq!((got.messages_count, got.current_offset), (4, Some(119)));
-    let payloads = reply_payloads(&got.bytes);
+    let payloads = reply_payloads(&got.to_vec());
     assert_eq!(payloads.len(), 4);
     assert!(
         payloads[0].starts_with(b"1:2:"),
@@ -57,7 +57,7 @@ fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
     while next < originals.len() {
         let got = read(&mut shard, KEY, ReadStart::Offset(next as u64 * 3), 1_000).unwrap();
         assert!(got.messages_count > 0);
-        for r in records(&got.bytes) {
+        for r in records(&got.to_vec()) {
             let header = riptide_storage::record::verify(&r).unwrap();
             assert_eq!(header.base_offset, next as u64 * 3);
             assert_eq!(unstamped(&r), unstamped(&originals[next]));
@@ -66,12 +66,12 @@ fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
     }
     // A poll that starts inside a record on disk gets a slice with a rewritten header.
     let sliced = read(&mut shard, KEY, ReadStart::Offset(4), 2).unwrap();
-    let payloads = reply_payloads(&sliced.bytes);
+    let payloads = reply_payloads(&sliced.to_vec());
     assert!(payloads[0].starts_with(b"1:1:") && payloads[1].starts_with(b"1:2:"));
     // Last returns the newest messages; a start past the end returns nothing.
     let last = read(&mut shard, KEY, ReadStart::Last, 2).unwrap();
-    assert_eq!(reply_payloads(&last.bytes).len(), 2);
-    assert!(reply_payloads(&last.bytes)[1].starts_with(b"39:2:"));
+    assert_eq!(reply_payloads(&last.to_vec()).len(), 2);
+    assert!(reply_payloads(&last.to_vec())[1].starts_with(b"39:2:"));
     assert_eq!(
         read(&mut shard, KEY, ReadStart::Offset(500), 10)
             .unwrap()
@@ -172,7 +172,7 @@ fn sequential_and_random_polls_agree_with_what_was_written() {
         .unwrap();
     let check = |shard: &mut Shard, batch_index: usize, count: u32| {
         let got = read(shard, KEY, ReadStart::Offset(batch_index as u64 * 3), count).unwrap();
-        let stored = records(&got.bytes);
+        let stored = records(&got.to_vec());
         assert_eq!(
             unstamped(&stored[0]),
             unstamped(&originals[batch_index]),
@@ -203,7 +203,7 @@ fn sequential_and_random_polls_agree_with_what_was_written() {
         let got = read(&mut shard, KEY, ReadStart::Offset(offset), 7).unwrap();
         assert!(got.messages_count > 0 && got.messages_count <= 7);
         offset += got.messages_count as u64;
-        payloads.extend(reply_payloads(&got.bytes));
+        payloads.extend(reply_payloads(&got.to_vec()));
     }
     assert_eq!(payloads.len(), 120);
     for (i, payload) in payloads.iter().enumerate() {
@@ -238,7 +238,7 @@ fn a_sequential_consumer_reads_every_message_once_through_the_readahead_window()
             assert!(got.messages_count > 0 && got.messages_count <= count);
             offset += got.messages_count as u64;
             polls += 1;
-            payloads.extend(reply_payloads(&got.bytes));
+            payloads.extend(reply_payloads(&got.to_vec()));
         }
         assert_eq!(payloads.len(), 120, "polls of {count}");
         for (i, payload) in payloads.iter().enumerate() {
@@ -287,7 +287,7 @@ fn readahead_windows_of_a_shard_share_a_bounded_number_of_disk_reads() {
             if offsets[i] < 120 {
                 let got = read(&mut shard, *key, ReadStart::Offset(offsets[i]), 2).unwrap();
                 offsets[i] += got.messages_count as u64;
-                payloads[i].extend(reply_payloads(&got.bytes));
+                payloads[i].extend(reply_payloads(&got.to_vec()));
             }
         }
     }
@@ -358,7 +358,7 @@ fn the_read_cache_keeps_the_newest_records_of_all_partitions_within_the_shard_bu
     let mut parked = Vec::new();
     match wait_for(&mut shard, 77, &mut parked).result {
         CompletionResult::Read(Ok(result)) => {
-            assert!(reply_payloads(&result.bytes)[0].starts_with(b"0:0:"));
+            assert!(reply_payloads(&result.to_vec())[0].starts_with(b"0:0:"));
         }
         other => panic!("unexpected completion {other:?}"),
     }
@@ -370,4 +370,44 @@ fn the_read_cache_keeps_the_newest_records_of_all_partitions_within_the_shard_bu
         shard.stats().cached_bytes,
         before_close - 10 * record_memory as u64
     );
+}
+
+#[test]
+fn an_evicted_record_hands_its_buffer_back_unless_a_poll_reply_still_shares_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut shard = shard(small_config());
+    shard
+        .create_partition(
+            KEY,
+            &partition_dir(root.path()),
+            PartitionSettings::default(),
+        )
+        .unwrap();
+    let pointer_of = |bytes: &[u8]| bytes.as_ptr() as usize;
+    // No read cache: a written record leaves memory at once, and its buffer is handed back
+    // as it was (same allocation, no copy).
+    let plain = batch(1, 3, 10_000);
+    let plain_pointer = pointer_of(&plain);
+    append_durable(&mut shard, KEY, plain, 1).unwrap();
+    let mut recycled = Vec::new();
+    shard.take_recycled(&mut recycled);
+    assert!(recycled.iter().any(|b| pointer_of(b) == plain_pointer));
+    // A memory-acknowledged record is polled from memory before it is written: the reply
+    // shares its buffer, so the eviction after the write must not hand it out for reuse.
+    let polled = batch(2, 3, 10_000);
+    let polled_pointer = pointer_of(&polled);
+    shard
+        .append(KEY, polled, AckMode::Memory, 2, now_us())
+        .unwrap();
+    let reply = read(&mut shard, KEY, ReadStart::Offset(3), 3).unwrap();
+    assert!(reply.chunks.iter().any(|c| pointer_of(c) == polled_pointer));
+    shard.flush(KEY, true, 3).unwrap();
+    let mut parked = Vec::new();
+    wait_for(&mut shard, 3, &mut parked);
+    recycled.clear();
+    shard.take_recycled(&mut recycled);
+    assert!(recycled.iter().all(|b| pointer_of(b) != polled_pointer));
+    let payloads = reply_payloads(&reply.to_vec());
+    assert_eq!(payloads.len(), 3);
+    assert!(payloads[2].starts_with(b"2:2:"));
 }

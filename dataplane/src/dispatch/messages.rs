@@ -4,6 +4,7 @@
 use super::{done, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef};
 use crate::shard::{PollFrom, ShardOp};
 use crate::stats::WorkerCounters;
+use bytes::Bytes;
 use riptide_protocol::batch::Batch;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::request::{Partitioning, SendMessages};
@@ -214,12 +215,12 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
 }
 
 /// The poll reply: `[partition_id][current_offset][messages_count]` then the stored records as
-/// their own chunk (sent as they are, never re-encoded).
+/// their own chunks (sent as they are, never re-encoded; cached ones never copied).
 pub fn poll_reply(
     result: Option<ReadResult>,
     partition_id: u32,
     counters: &WorkerCounters,
-) -> Vec<Vec<u8>> {
+) -> Vec<Bytes> {
     let result = result.unwrap_or_default();
     let prefix = riptide_protocol::reply::poll_reply_prefix(
         partition_id,
@@ -231,8 +232,11 @@ pub fn poll_reply(
         .fetch_add(u64::from(result.messages_count), Ordering::Relaxed);
     counters
         .bytes_out
-        .fetch_add(result.bytes.len() as u64, Ordering::Relaxed);
-    vec![prefix.to_vec(), result.bytes]
+        .fetch_add(result.len_bytes() as u64, Ordering::Relaxed);
+    let mut chunks = Vec::with_capacity(1 + result.chunks.len());
+    chunks.push(Bytes::copy_from_slice(&prefix));
+    chunks.extend(result.chunks);
+    chunks
 }
 
 pub fn flush(request: FlushUnsavedBufferRequest, call: Call<'_>) -> Handled {

@@ -12,6 +12,7 @@ mod users;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
 use crate::stats::WorkerCounters;
+use bytes::Bytes;
 use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
 use riptide_protocol::header::RequestHeader;
 use riptide_protocol::request::Request;
@@ -89,8 +90,8 @@ impl Continuation {
         }
     }
 
-    /// The reply body chunks (the poll reply keeps the stored records as their own chunk).
-    pub fn finish(&mut self, counters: &WorkerCounters) -> Vec<Vec<u8>> {
+    /// The reply body chunks (the poll reply keeps the stored records as their own chunks).
+    pub fn finish(&mut self, counters: &WorkerCounters) -> Vec<Bytes> {
         match std::mem::replace(self, Continuation::Body(Vec::new())) {
             Continuation::SendConfirmation {
                 stream_id,
@@ -108,7 +109,7 @@ impl Continuation {
                 };
                 let mut body = Vec::with_capacity(24);
                 riptide_protocol::reply::send_confirmations(&[confirmation], &mut body);
-                vec![body]
+                vec![body.into()]
             }
             Continuation::Poll {
                 result,
@@ -118,9 +119,9 @@ impl Continuation {
                 partition_id,
                 offsets,
             } => {
-                vec![messages::consumer_offset_reply(partition_id, offsets)]
+                vec![messages::consumer_offset_reply(partition_id, offsets).into()]
             }
-            Continuation::Body(body) => vec![body],
+            Continuation::Body(body) => vec![body.into()],
         }
     }
 }

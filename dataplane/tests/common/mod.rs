@@ -282,10 +282,12 @@ impl Endpoint {
         self.connection_string_for(ROOT_USERNAME, ROOT_PASSWORD)
     }
 
-    /// Reconnection is bounded so a dead server fails a test instead of hanging it.
+    /// Reconnection is bounded so a dead server fails a test instead of hanging it, and long
+    /// enough (10 x 200 ms) for a restart on a loaded 2-core CI machine: with 2 retries a
+    /// client that survived a restart gave up once (`Not connected`) while the suite ran.
     pub fn connection_string_for(&self, username: &str, password: &str) -> String {
         format!(
-            "iggy://{username}:{password}@{}?reconnection_retries=2&reconnection_interval=200ms",
+            "iggy://{username}:{password}@{}?reconnection_retries=10&reconnection_interval=200ms",
             self.address
         )
     }

@@ -304,7 +304,7 @@ fn read_all(dir: &Path, messages: u64) -> anyhow::Result<(Duration, u64)> {
             bail!("read stalled at offset {offset}");
         }
         offset += result.messages_count as u64;
-        bytes += result.bytes.len() as u64;
+        bytes += result.len_bytes() as u64;
     }
     Ok((started.elapsed(), bytes))
 }
