@@ -182,15 +182,15 @@ pub(crate) fn serve(
     pool_size: usize,
     token: u64,
     collector: Collector,
-) -> Result<Result<ReadOutcome, ReadError>, Collector> {
+) -> Result<Result<ReadOutcome, ReadError>, Box<Collector>> {
     let readahead = &partition.readahead;
     if readahead.chunks.is_empty() {
-        return Err(collector);
+        return Err(Box::new(collector));
     }
     let sequential = collector.target == Target::Offset(readahead.next_offset);
     if !sequential || readahead.waiter.is_some() {
         abandon(partition, pool);
-        return Err(collector);
+        return Err(Box::new(collector));
     }
     engine.stats.readahead_hits += 1;
     match consume(partition, engine, pool, pool_size, token, collector) {

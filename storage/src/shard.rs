@@ -200,7 +200,7 @@ impl Shard {
                 self.engine.io.submit();
                 return outcome;
             }
-            Err(collector) => collector,
+            Err(collector) => *collector,
         };
         let Some((segment_base, position, expected_offset, end)) =
             read::plan(partition, &collector)
