@@ -10,7 +10,7 @@
 //! | magic | producer  | sequence u64  | send time µs  | filler: u64 words of mix(p, s) + k*K ...
 //! ```
 
-use crate::constants::VERIFY_ERRORS_LISTED_MAX;
+use crate::constants::{ACTORS_MAX, VERIFY_ERRORS_LISTED_MAX};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -54,16 +54,19 @@ fn write_filler(filler: &mut [u8], seed: u64) {
 }
 
 fn filler_matches(filler: &[u8], seed: u64) -> bool {
+    // Branch-free over the words (no early exit), so the compiler can vectorise it: the check
+    // runs on every byte a verifying consumer receives.
     let mut word = seed;
+    let mut difference = 0u64;
     let mut chunks = filler.chunks_exact(8);
     for chunk in &mut chunks {
-        if chunk != word.to_le_bytes() {
-            return false;
-        }
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        difference |= u64::from_le_bytes(bytes) ^ word;
         word = word.wrapping_add(FILLER_STEP);
     }
     let rest = chunks.remainder();
-    rest == &word.to_le_bytes()[..rest.len()]
+    difference == 0 && rest == &word.to_le_bytes()[..rest.len()]
 }
 
 /// The header fields of a payload.
@@ -121,7 +124,11 @@ pub struct Verifier {
     reply_last: Option<(u32, u32, u64)>,
     /// Per (stream, partition): messages received and the highest offset.
     partitions: HashMap<(u32, u32), (u64, u64)>,
-    seen: HashMap<u32, Vec<u64>>,
+    /// The same for the partition of the latest messages, not yet added to `partitions` (a
+    /// reply's messages all come from one partition: one map update per run, not per message).
+    current: Option<((u32, u32), (u64, u64))>,
+    /// Per producer id: one bit per sequence received.
+    seen: Vec<Vec<u64>>,
     report: VerifyReport,
 }
 
@@ -167,7 +174,8 @@ impl Verifier {
             messages_per_producer,
             reply_last: None,
             partitions: HashMap::new(),
-            seen: HashMap::new(),
+            current: None,
+            seen: Vec::new(),
             report: VerifyReport {
                 messages_expected,
                 ..VerifyReport::default()
@@ -193,12 +201,7 @@ impl Verifier {
             }
         }
         self.reply_last = Some((m.stream_id, m.partition_id, m.offset));
-        let (received, highest) = self
-            .partitions
-            .entry((m.stream_id, m.partition_id))
-            .or_insert((0, 0));
-        *received += 1;
-        *highest = (*highest).max(m.offset);
+        self.count_received(&m);
         if !m.checksum_ok {
             self.fail(&m, Mismatch::Checksum);
         }
@@ -228,8 +231,33 @@ impl Verifier {
         Some(header)
     }
 
+    fn count_received(&mut self, m: &Received<'_>) {
+        let key = (m.stream_id, m.partition_id);
+        match &mut self.current {
+            Some((current_key, (received, highest))) if *current_key == key => {
+                *received += 1;
+                *highest = (*highest).max(m.offset);
+            }
+            current => {
+                if let Some((previous, tally)) = current.replace((key, (1, m.offset))) {
+                    Self::add_tally(&mut self.partitions, previous, tally);
+                }
+            }
+        }
+    }
+
+    fn add_tally(
+        partitions: &mut HashMap<(u32, u32), (u64, u64)>,
+        key: (u32, u32),
+        (received, highest): (u64, u64),
+    ) {
+        let entry = partitions.entry(key).or_insert((0, 0));
+        entry.0 += received;
+        entry.1 = entry.1.max(highest);
+    }
+
     fn mark_seen(&mut self, m: &Received<'_>, h: PayloadHeader) {
-        if h.sequence >= self.messages_per_producer {
+        if h.sequence >= self.messages_per_producer || h.producer >= ACTORS_MAX {
             self.fail(
                 m,
                 Mismatch::UnknownSequence {
@@ -240,10 +268,14 @@ impl Verifier {
             return;
         }
         let words = self.messages_per_producer.div_ceil(64) as usize;
-        let bits = self
-            .seen
-            .entry(h.producer)
-            .or_insert_with(|| vec![0u64; words]);
+        let producer = h.producer as usize;
+        if self.seen.len() <= producer {
+            self.seen.resize_with(producer + 1, Vec::new);
+        }
+        let bits = &mut self.seen[producer];
+        if bits.is_empty() {
+            bits.resize(words, 0);
+        }
         let (word, bit) = ((h.sequence / 64) as usize, h.sequence % 64);
         if bits[word] & (1 << bit) != 0 {
             self.fail(
@@ -278,7 +310,11 @@ impl Verifier {
     /// not exactly 0..=highest (a hole: something in between was never delivered).
     pub fn report(&self) -> VerifyReport {
         let mut report = self.report.clone();
-        for (&(stream_id, partition_id), &(received, highest)) in &self.partitions {
+        let mut partitions = self.partitions.clone();
+        if let Some((key, tally)) = self.current {
+            Self::add_tally(&mut partitions, key, tally);
+        }
+        for (&(stream_id, partition_id), &(received, highest)) in &partitions {
             if received != highest + 1 {
                 report.mismatches += 1;
                 if report.examples.len() < VERIFY_ERRORS_LISTED_MAX {
@@ -400,6 +436,37 @@ mod tests {
             holes.check(received(&payloads[offset as usize], offset));
         }
         assert!(!holes.report().passed(), "offset 3 was never delivered");
+    }
+
+    #[test]
+    fn partitions_are_tallied_apart_and_foreign_producers_fail() {
+        let mut v = Verifier::new(100, 4, 9);
+        // Two partitions alternate reply by reply; each must end up dense from offset 0.
+        for (partition_id, sequence) in [(0, 0), (1, 1), (0, 2), (1, 3)] {
+            v.begin_reply();
+            let p = message(1, sequence, 100);
+            let offset = sequence / 2;
+            v.check(Received {
+                partition_id,
+                ..received(&p, offset)
+            });
+        }
+        for sequence in 0..4 {
+            v.begin_reply();
+            v.check(Received {
+                partition_id: 2,
+                ..received(&message(2, sequence, 100), sequence)
+            });
+        }
+        assert_eq!(v.report().mismatches, 0, "{:?}", v.report().examples);
+        v.begin_reply();
+        v.check(Received {
+            partition_id: 3,
+            ..received(&message(ACTORS_MAX, 0, 100), 0)
+        });
+        let report = v.report();
+        assert_eq!(report.mismatches, 1);
+        assert!(report.examples[0].contains("UnknownSequence"));
     }
 
     #[test]
