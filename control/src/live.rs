@@ -239,7 +239,7 @@ mod tests {
         let second = plan_change(
             &first.config,
             &first.overrides,
-            &parse_change(r#"{"steering.policy": "least_connections"}"#).unwrap(),
+            &parse_change(r#"{"steering.policy": "hash"}"#).unwrap(),
         )
         .unwrap();
         assert_eq!(

@@ -43,7 +43,7 @@ fn status_health_config_and_steering_answer_in_json() {
     let toml_text = stdout(&appliance.ctl(&["config", "show", "--toml"]));
     assert!(toml_text.parse::<toml::Table>().is_ok(), "{toml_text}");
     let steering = appliance.ctl_json(&["steering", "show"]);
-    assert_eq!(steering["policy"], "hash");
+    assert_eq!(steering["policy"], "least_connections");
     assert!(steering["state"].is_string(), "{steering}");
 
     // The human table shows the same facts.
@@ -235,12 +235,7 @@ fn live_changes_apply_and_others_ask_for_a_restart() {
     let Some(appliance) = Appliance::start() else {
         return;
     };
-    let applied = appliance.ctl_json(&[
-        "config",
-        "set",
-        "log.level=debug",
-        "steering.policy=least_connections",
-    ]);
+    let applied = appliance.ctl_json(&["config", "set", "log.level=debug", "steering.policy=hash"]);
     assert_eq!(
         applied["applied"].as_array().map(Vec::len),
         Some(2),
@@ -251,10 +246,7 @@ fn live_changes_apply_and_others_ask_for_a_restart() {
         .parse()
         .unwrap();
     assert_eq!(live["log"]["level"].as_str(), Some("debug"));
-    assert_eq!(
-        live["steering"]["policy"].as_str(),
-        Some("least_connections")
-    );
+    assert_eq!(live["steering"]["policy"].as_str(), Some("hash"));
     let shown = appliance.ctl_json(&["config", "show"]);
     assert_eq!(shown["config"]["log"]["level"], "debug");
 

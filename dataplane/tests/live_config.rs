@@ -31,15 +31,15 @@ fn live_file_switches_the_steering_policy_without_a_restart() {
     let server = Server::start_with_env(&[("RIPTIDE_DATAPLANE_NETWORK_WORKERS", "2")])
         .expect("server starts");
     let data = server.data_path().to_path_buf();
-    wait_for_policy(&data, "hash").expect("the program reports the configured policy");
+    wait_for_policy(&data, "least_connections").expect("the program reports the default policy");
     let live = data.join("runtime").join("live.toml");
     let temp = live.with_extension("tmp");
     std::fs::write(
         &temp,
-        "[steering]\npolicy = \"least_connections\"\n[retention]\ncleaner_interval_ms = 1000\n",
+        "[steering]\npolicy = \"hash\"\n[retention]\ncleaner_interval_ms = 1000\n",
     )
     .expect("write live file");
     std::fs::rename(&temp, &live).expect("publish live file");
-    wait_for_policy(&data, "least_connections").expect("the live change applies");
+    wait_for_policy(&data, "hash").expect("the live change applies");
     server.finish().expect("clean stop");
 }
