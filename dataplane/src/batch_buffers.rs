@@ -1,11 +1,19 @@
 //! Buffers that large SendMessages batches are received into. A storage shard hands a batch's
-//! buffer back once the batch has left its memory (written and evicted from the tail cache), and
+//! buffer back once the batch has left its memory (written and evicted from the read cache), and
 //! the network workers receive the next large batches into it: a 1 MB batch then costs neither an
 //! allocation, nor zeroing a fresh megabyte, nor the page faults of fresh memory (together about a
 //! tenth of the server's CPU per batch before this pool existed).
+//!
+//! While the read cache is still filling nothing is evicted, so nothing comes back: then the
+//! refill thread (`run_refill`, at the lowest scheduling priority) keeps a few buffers ready
+//! whose pages it has already touched, so the page faults of fresh memory (12 % of all samples
+//! while 4 producers filled the cache) fall on idle CPU instead of a network worker's hot path.
 
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::Thread;
+use std::time::Duration;
 
 /// Buffers held at most.
 pub const POOLED_BUFFERS_MAX: usize = 128;
@@ -13,10 +21,20 @@ pub const POOLED_BUFFERS_MAX: usize = 128;
 pub const POOLED_BYTES_MAX: usize = 128 * 1024 * 1024;
 /// Smaller buffers are not kept: small batches are copied out of the input buffer instead.
 pub const POOLED_BUFFER_MIN_BYTES: usize = 64 * 1024;
+/// Bytes of ready buffers the refill thread keeps in the pool.
+pub const PREFAULTED_BYTES_TARGET: usize = 32 * 1024 * 1024;
+/// Largest buffer the refill thread prepares; larger batches get a fresh buffer of their own.
+pub const PREFAULTED_BUFFER_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// How often a parked refill thread looks at the pool (and for shutdown) unwoken.
+const REFILL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct BatchBufferPool {
     buffers: ArrayQueue<Vec<u8>>,
     pooled_bytes: AtomicUsize,
+    /// The largest batch a buffer was taken for (at most `PREFAULTED_BUFFER_MAX_BYTES`): the
+    /// size the refill thread prepares.
+    largest_batch_bytes: AtomicUsize,
+    refill_thread: OnceLock<Thread>,
 }
 
 impl Default for BatchBufferPool {
@@ -24,6 +42,8 @@ impl Default for BatchBufferPool {
         BatchBufferPool {
             buffers: ArrayQueue::new(POOLED_BUFFERS_MAX),
             pooled_bytes: AtomicUsize::new(0),
+            largest_batch_bytes: AtomicUsize::new(0),
+            refill_thread: OnceLock::new(),
         }
     }
 }
@@ -32,30 +52,72 @@ impl BatchBufferPool {
     /// A buffer of exactly `len` bytes for the caller to overwrite completely: a pooled buffer's
     /// old contents are left in place (only growth past its old length is zeroed).
     pub fn take(&self, len: usize) -> Vec<u8> {
-        if let Some(mut buffer) = self.buffers.pop() {
+        self.largest_batch_bytes
+            .fetch_max(len.min(PREFAULTED_BUFFER_MAX_BYTES), Ordering::Relaxed);
+        let pooled = self.buffers.pop();
+        if let Some(buffer) = &pooled {
             self.pooled_bytes
                 .fetch_sub(buffer.capacity(), Ordering::Relaxed);
-            if buffer.capacity() >= len {
-                buffer.resize(len, 0);
-                return buffer;
+        }
+        if self.pooled_bytes.load(Ordering::Relaxed) < PREFAULTED_BYTES_TARGET / 2 {
+            if let Some(refill) = self.refill_thread.get() {
+                refill.unpark();
             }
         }
-        vec![0; len]
+        match pooled {
+            Some(mut buffer) if buffer.capacity() >= len => {
+                buffer.resize(len, 0);
+                buffer
+            }
+            _ => vec![0; len],
+        }
     }
 
-    /// Keeps `buffer` for a later batch while the pool has room; frees it otherwise.
-    pub fn give_back(&self, buffer: Vec<u8>) {
+    /// Keeps `buffer` for a later batch while the pool has room (true); frees it otherwise.
+    pub fn give_back(&self, buffer: Vec<u8>) -> bool {
         let bytes = buffer.capacity();
         if bytes < POOLED_BUFFER_MIN_BYTES {
-            return;
+            return false;
         }
         let reserved =
             self.pooled_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pooled| {
                     (pooled + bytes <= POOLED_BYTES_MAX).then_some(pooled + bytes)
                 });
-        if reserved.is_ok() && self.buffers.push(buffer).is_err() {
+        if reserved.is_err() {
+            return false;
+        }
+        if self.buffers.push(buffer).is_err() {
             self.pooled_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The refill thread's loop: keeps [`PREFAULTED_BYTES_TARGET`] of buffers of the largest
+    /// batch size seen in the pool, with every page already touched, until `stop()`. Sleeps
+    /// while the pool is full enough; `take` wakes it when the pool runs low.
+    pub fn run_refill(&self, stop: impl Fn() -> bool) {
+        let _ = self.refill_thread.set(std::thread::current());
+        while !stop() {
+            self.refill_once();
+            std::thread::park_timeout(REFILL_CHECK_INTERVAL);
+        }
+    }
+
+    /// Adds touched buffers until the pool holds the target or refuses one.
+    fn refill_once(&self) {
+        let size = self.largest_batch_bytes.load(Ordering::Relaxed);
+        if size < POOLED_BUFFER_MIN_BYTES {
+            return;
+        }
+        while self.pooled_bytes.load(Ordering::Relaxed) + size <= PREFAULTED_BYTES_TARGET {
+            let mut buffer = Vec::with_capacity(size);
+            // Writing every byte maps every page now, on this thread.
+            buffer.resize(size, 0);
+            if !self.give_back(buffer) {
+                return;
+            }
         }
     }
 }
@@ -63,6 +125,9 @@ impl BatchBufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Instant;
 
     const MIB: usize = 1024 * 1024;
 
@@ -70,6 +135,41 @@ mod tests {
         fn pooled_bytes(&self) -> usize {
             self.pooled_bytes.load(Ordering::Relaxed)
         }
+    }
+
+    #[test]
+    fn the_refill_thread_keeps_touched_buffers_of_the_largest_batch_size_ready() {
+        let pool = Arc::new(BatchBufferPool::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let refill = {
+            let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+            std::thread::spawn(move || pool.run_refill(|| stop.load(Ordering::Relaxed)))
+        };
+        assert_eq!(
+            pool.pooled_bytes(),
+            0,
+            "nothing to prepare before a batch was seen"
+        );
+        drop(pool.take(MIB));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.pooled_bytes() < PREFAULTED_BYTES_TARGET {
+            assert!(
+                Instant::now() < deadline,
+                "{} bytes ready",
+                pool.pooled_bytes()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            pool.pooled_bytes(),
+            PREFAULTED_BYTES_TARGET,
+            "no more than the target"
+        );
+        let ready = pool.take(MIB);
+        assert_eq!((ready.len(), ready.capacity()), (MIB, MIB));
+        stop.store(true, Ordering::Relaxed);
+        refill.join().expect("refill thread");
     }
 
     #[test]

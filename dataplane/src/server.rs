@@ -192,6 +192,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     } = build_mesh(workers, shards, config.dataplane.ring_capacity)
         .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
     let cores = pin_plan(&config, workers + shards);
+    let refill_thread = start_buffer_refill(&shared)?;
     let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
 
     let started = match config.dataplane.backend {
@@ -207,6 +208,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Ok(started) => started,
         Err(error) => {
             stop_shards(&shared, &shard_wakers, shard_threads);
+            let _ = refill_thread.join();
             return Err(error);
         }
     };
@@ -220,8 +222,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
     shared.request_shutdown();
     frontend.stop();
     stop_shards(&shared, &shard_wakers, shard_threads);
+    let _ = refill_thread.join();
     tracing::info!("riptide stopped");
     Ok(())
+}
+
+/// The batch-buffer pool's refill thread (see `batch_buffers`), at SCHED_IDLE: it only ever
+/// takes CPU nothing else wants. It ends once shutdown is requested.
+fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("riptide-buffers".to_string())
+        .spawn(move || {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "buffer refill thread stays at normal priority (SCHED_IDLE refused)"
+                );
+            }
+            shared.batch_buffers.run_refill(|| shared.shutting_down());
+        })
+        .map_err(|e| StartError::Other(format!("spawn buffer refill thread: {e}")))
 }
 
 /// Stops the shards once nothing can send them requests any more; each syncs its partitions.
