@@ -112,9 +112,14 @@ impl BatchBufferPool {
             return;
         }
         while self.pooled_bytes.load(Ordering::Relaxed) + size <= PREFAULTED_BYTES_TARGET {
-            let mut buffer = Vec::with_capacity(size);
-            // Writing every byte maps every page now, on this thread.
-            buffer.resize(size, 0);
+            // Writing every byte maps every page now, on this thread. Not `vec![0; size]`: calloc
+            // hands out untouched pages, whose faults would then hit the network worker.
+            #[allow(clippy::slow_vector_initialization)]
+            let buffer = {
+                let mut buffer = Vec::with_capacity(size);
+                buffer.resize(size, 0);
+                buffer
+            };
             if !self.give_back(buffer) {
                 return;
             }
