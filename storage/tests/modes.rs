@@ -374,19 +374,11 @@ fn bad_input_is_an_error_not_a_panic() {
 
 #[test]
 fn has_room_predicts_backpressure() {
-    let root = tempfile::tempdir().unwrap();
     let config = StorageConfig {
         pending_size_max_bytes: 64 * 1024 * 1024,
         ..small_config()
     };
-    let mut shard = common::shard(config);
-    shard
-        .create_partition(
-            KEY,
-            &partition_dir(root.path()),
-            PartitionSettings::default(),
-        )
-        .unwrap();
+    let (_root, mut shard) = shard_with_new_partition(config);
     let big = batch(1, 16, 1024 * 1024);
     let mut appended = 0;
     while shard.has_room(KEY, big.len()) {

@@ -89,15 +89,7 @@ fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
 
 #[test]
 fn group_commit_puts_concurrent_appends_into_few_writes() {
-    let root = tempfile::tempdir().unwrap();
-    let mut shard = shard(small_config());
-    shard
-        .create_partition(
-            KEY,
-            &partition_dir(root.path()),
-            PartitionSettings::default(),
-        )
-        .unwrap();
+    let (_root, mut shard) = shard_with_new_partition(small_config());
     for token in 0..50u64 {
         shard
             .append(KEY, batch(token, 1, 100), AckMode::Durable, token, now_us())
@@ -374,15 +366,7 @@ fn the_read_cache_keeps_the_newest_records_of_all_partitions_within_the_shard_bu
 
 #[test]
 fn an_evicted_record_hands_its_buffer_back_unless_a_poll_reply_still_shares_it() {
-    let root = tempfile::tempdir().unwrap();
-    let mut shard = shard(small_config());
-    shard
-        .create_partition(
-            KEY,
-            &partition_dir(root.path()),
-            PartitionSettings::default(),
-        )
-        .unwrap();
+    let (_root, mut shard) = shard_with_new_partition(small_config());
     let pointer_of = |bytes: &[u8]| bytes.as_ptr() as usize;
     // No read cache: a written record leaves memory at once, and its buffer is handed back
     // as it was (same allocation, no copy).

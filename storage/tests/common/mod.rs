@@ -137,5 +137,20 @@ pub fn partition_dir(root: &Path) -> std::path::PathBuf {
     root.join("streams/0/topics/0/partitions/0")
 }
 
+/// A shard with one new, empty partition (`KEY`) in a temporary directory, which lives as long
+/// as the returned guard.
+pub fn shard_with_new_partition(config: StorageConfig) -> (tempfile::TempDir, Shard) {
+    let root = tempfile::tempdir().unwrap();
+    let mut shard = shard(config);
+    shard
+        .create_partition(
+            KEY,
+            &partition_dir(root.path()),
+            PartitionSettings::default(),
+        )
+        .unwrap();
+    (root, shard)
+}
+
 #[allow(unused_imports)]
 pub use riptide_storage::testkit::unstamped;
