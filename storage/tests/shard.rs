@@ -369,25 +369,32 @@ fn an_evicted_record_hands_its_buffer_back_unless_a_poll_reply_still_shares_it()
     let (_root, mut shard) = shard_with_new_partition(small_config());
     let pointer_of = |bytes: &[u8]| bytes.as_ptr() as usize;
     // No read cache: a written record leaves memory at once, and its buffer is handed back
-    // as it was (same allocation, no copy).
-    let plain = batch(1, 3, 10_000);
-    let plain_pointer = pointer_of(&plain);
-    append_durable(&mut shard, KEY, plain, 1).unwrap();
+    // as it was (same allocation and capacity, no copy), also when it is larger than the batch
+    // (a pooled buffer reused for a smaller batch).
+    let exact = batch(1, 3, 10_000);
+    let mut roomy = Vec::with_capacity(exact.len() + 5000);
+    roomy.extend_from_slice(&exact);
     let mut recycled = Vec::new();
-    shard.take_recycled(&mut recycled);
-    assert!(recycled.iter().any(|b| pointer_of(b) == plain_pointer));
+    for (token, buffer) in [(1, exact), (2, roomy)] {
+        let (pointer, capacity) = (pointer_of(&buffer), buffer.capacity());
+        append_durable(&mut shard, KEY, buffer, token).unwrap();
+        shard.take_recycled(&mut recycled);
+        assert!(recycled
+            .iter()
+            .any(|b| pointer_of(b) == pointer && b.capacity() == capacity));
+    }
     // A memory-acknowledged record is polled from memory before it is written: the reply
     // shares its buffer, so the eviction after the write must not hand it out for reuse.
     let polled = batch(2, 3, 10_000);
     let polled_pointer = pointer_of(&polled);
     shard
-        .append(KEY, polled, AckMode::Memory, 2, now_us())
+        .append(KEY, polled, AckMode::Memory, 3, now_us())
         .unwrap();
-    let reply = read(&mut shard, KEY, ReadStart::Offset(3), 3).unwrap();
+    let reply = read(&mut shard, KEY, ReadStart::Offset(6), 3).unwrap();
     assert!(reply.chunks.iter().any(|c| pointer_of(c) == polled_pointer));
-    shard.flush(KEY, true, 3).unwrap();
+    shard.flush(KEY, true, 4).unwrap();
     let mut parked = Vec::new();
-    wait_for(&mut shard, 3, &mut parked);
+    wait_for(&mut shard, 4, &mut parked);
     recycled.clear();
     shard.take_recycled(&mut recycled);
     assert!(recycled.iter().all(|b| pointer_of(b) != polled_pointer));
