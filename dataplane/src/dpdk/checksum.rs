@@ -4,7 +4,9 @@
 //! smoltcp's own routine adds 16-bit words one at a time, 5-9% of a busy lcore's samples with
 //! 9000-byte frames; this one adds 32-bit words in native byte order into a 64-bit sum, which
 //! the compiler vectorises (RFC 1071: the one's complement sum does not depend on byte order or
-//! word width, only the final fold does).
+//! word width, only the final fold does). x86-64's baseline vectors (SSE2) add 16 bytes a step;
+//! on a CPU with AVX2, found at run time, the same loop adds 32: a 9000-byte frame takes a third
+//! to half of the time (6.5% of an lcore's samples in a consumer run at MTU 9000, then 3-4%).
 
 const ETHERNET_HEADER_BYTES: usize = 14;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
@@ -79,6 +81,24 @@ pub fn tcp_checksum_valid(frame: &[u8]) -> bool {
 
 /// The one's complement sum of `data` (zero-padded to whole 32-bit words), unfolded.
 fn sum(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (the detection is cached: one relaxed load).
+        return unsafe { sum_avx2(data) };
+    }
+    sum_words(data)
+}
+
+/// [`sum_words`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_avx2(data: &[u8]) -> u64 {
+    sum_words(data)
+}
+
+/// Inlined into each caller, so it is vectorised for the caller's target features.
+#[inline(always)]
+fn sum_words(data: &[u8]) -> u64 {
     let mut words = data.chunks_exact(4);
     let mut total: u64 = words
         .by_ref()
@@ -161,6 +181,20 @@ mod tests {
             assert_eq!(frame, expected, "payload {payload_len}");
             assert!(tcp_checksum_valid(&frame), "payload {payload_len}");
         }
+    }
+
+    #[test]
+    fn the_vectorised_sum_matches_the_baseline_one_at_every_length_and_alignment() {
+        let bytes: Vec<u8> = (0..9100u32).map(|i| (i * 131 + 7) as u8).collect();
+        for start in 0..4 {
+            for len in (0..64).chain([1459, 1460, 8959, 8960, 9000]) {
+                let data = &bytes[start..start + len];
+                assert_eq!(sum(data), sum_words(data), "start {start} len {len}");
+            }
+        }
+        // Large sums carry into the upper bits of the accumulator: the fold still gives 0xffff
+        // for all-ones data, the checksum of a segment whose words sum to zero.
+        assert_eq!(fold(sum(&[0xff; 9000])), 0xffff);
     }
 
     #[test]
