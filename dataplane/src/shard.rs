@@ -611,8 +611,6 @@ impl ShardLoop {
         }
     }
 
-    /// Retention runs when the last run is older than the cleaner interval (read each time, so a
-    /// live change applies at once).
     /// Copies the storage shard's durable-write latency histogram and read-cache figures to
     /// the published counters.
     fn publish_storage_stats(&self) {
@@ -632,6 +630,8 @@ impl ShardLoop {
             .store(stats.reads_from_memory, Ordering::Relaxed);
     }
 
+    /// Retention runs when the last run is older than the cleaner interval (read each time, so a
+    /// live change applies at once).
     fn run_retention_when_due(&mut self) {
         let interval = Duration::from_millis(self.shared.cleaner_interval_ms());
         if self.last_retention.elapsed() < interval {

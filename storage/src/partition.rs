@@ -20,11 +20,11 @@
 //! settled and rewinds the log to the settled end, once nothing of the log is in flight.
 
 use std::collections::VecDeque;
-
-use bytes::Bytes;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::engine::{Engine, SlotKind};
 use crate::io::{self, round_down, round_up, AlignedBuf, IoBuffer, Request};
