@@ -35,7 +35,7 @@ impl HostFacts {
             process_rss_bytes: kib_field(&status, "VmRSS:") * 1024,
             process_read_bytes: plain_field(&io, "read_bytes:"),
             process_written_bytes: plain_field(&io, "write_bytes:"),
-            memory_total_bytes: memory_total_bytes(),
+            memory_total_bytes: memory_total_in(&meminfo),
             memory_available_bytes: kib_field(&meminfo, "MemAvailable:") * 1024,
             disk_free_bytes,
             disk_total_bytes,
@@ -49,8 +49,11 @@ impl HostFacts {
 
 /// The machine's physical memory (MemTotal), 0 when /proc/meminfo cannot be read.
 pub fn memory_total_bytes() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    kib_field(&meminfo, "MemTotal:") * 1024
+    memory_total_in(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+}
+
+fn memory_total_in(meminfo: &str) -> u64 {
+    kib_field(meminfo, "MemTotal:") * 1024
 }
 
 fn plain_field(text: &str, name: &str) -> u64 {

@@ -753,7 +753,7 @@ async fn large_batches_arrive_in_pieces_and_are_checked_like_small_ones() {
 
 #[tokio::test]
 async fn large_batches_received_into_reused_buffers_keep_exactly_their_own_bytes() {
-    // No tail cache: every written batch leaves memory at once and its buffer goes back to the
+    // No read cache: every written batch leaves memory at once and its buffer goes back to the
     // network workers, so later (smaller and larger) batches are received into used buffers.
     let server = Server::start_with_env(&[("RIPTIDE_STORAGE_READ_CACHE_BYTES", "0")])
         .expect("server starts");
