@@ -4,6 +4,7 @@
 //! environment variable is typed by the default it replaces), then deserialises into [`Config`] with
 //! unknown keys refused, then validates the relations between values. Every error names the key.
 
+use riptide_storage::constants::DEFERRED_OFFSET_WRITE_DELAY_MAX_MS;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -174,6 +175,7 @@ pub struct StorageConfig {
     pub memory_flush_messages: u64,
     pub memory_flush_bytes: u64,
     pub memory_flush_interval_ms: u64,
+    pub auto_commit_write_delay_ms: u64,
     pub read_cache_bytes: u64,
     pub write_buffer_bytes: u64,
     pub read_buffer_bytes: u64,
@@ -395,6 +397,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "storage.memory_flush_interval_ms",
                 "must be positive",
+            ));
+        }
+        if storage.auto_commit_write_delay_ms > DEFERRED_OFFSET_WRITE_DELAY_MAX_MS {
+            return Err(ConfigError::invalid(
+                "storage.auto_commit_write_delay_ms",
+                format!("must be at most {DEFERRED_OFFSET_WRITE_DELAY_MAX_MS} (0 = sync every auto-commit)"),
             ));
         }
         let buffer_range = IO_BUFFER_MIN_BYTES..=IO_BUFFER_MAX_BYTES;
@@ -779,6 +787,10 @@ mod tests {
             (
                 "RIPTIDE_AUTH_VERIFIED_LOGIN_TTL_S",
                 "auth.verified_login_ttl_s",
+            ),
+            (
+                "RIPTIDE_STORAGE_AUTO_COMMIT_WRITE_DELAY_MS",
+                "storage.auto_commit_write_delay_ms",
             ),
         ] {
             let out_of_range = Config::load_from(None, &env(&[(variable, "100000")]));

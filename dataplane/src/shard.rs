@@ -417,7 +417,8 @@ impl ShardLoop {
     }
 
     /// Auto-commit stores the last offset returned; the poll reply does not wait for that write
-    /// (as in Iggy, an auto-commit is not separately acknowledged), but it is durable soon after.
+    /// (as in Iggy, an auto-commit is not separately acknowledged). It is written within
+    /// `storage.auto_commit_write_delay_ms`: a crash may make the consumer read that much again.
     fn finish_poll(
         &mut self,
         key: PartitionKey,
@@ -425,12 +426,7 @@ impl ShardLoop {
         auto_commit: Option<ConsumerRef>,
     ) -> ShardOutcome {
         if let (Some(consumer), Some(last)) = (auto_commit, result.last_offset) {
-            let storage_token = self.next_storage_token;
-            self.next_storage_token += 1;
-            if let Err(error) = self
-                .storage
-                .store_offset(key, consumer, last, storage_token)
-            {
+            if let Err(error) = self.storage.store_offset_deferred(key, consumer, last) {
                 tracing::warn!(?key, ?error, "auto-commit of consumer offset failed");
             }
         }

@@ -262,6 +262,7 @@ impl Shared {
                 messages_count: storage.memory_flush_messages,
                 interval_us: storage.memory_flush_interval_ms * 1000,
             },
+            deferred_offset_write_delay: Duration::from_millis(storage.auto_commit_write_delay_ms),
             ..StorageConfig::default()
         }
     }

@@ -55,6 +55,9 @@ pub const READ_STEPS_MAX: u32 = 8;
 pub const OFFSET_SLOT_SIZE_BYTES: usize = 24;
 /// Distance between the two slots: a different sector for each.
 pub const OFFSET_SLOT_STRIDE_BYTES: u64 = 4096;
+/// Longest a deferred consumer-offset store may wait for its write: what a crash can make a
+/// consumer group read again.
+pub const DEFERRED_OFFSET_WRITE_DELAY_MAX_MS: u64 = 60_000;
 
 /// Buckets of the latency histogram (powers of two of microseconds: <1 µs .. >= 2^30 µs).
 pub const LATENCY_BUCKETS: usize = 32;

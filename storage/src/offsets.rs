@@ -8,6 +8,11 @@
 //! slot being written; loading picks the valid slot with the highest sequence. Stores that
 //! arrive while a write for the same consumer is in flight only update the value; the next
 //! write carries the latest value and acknowledges all of them (group commit).
+//!
+//! A deferred store (a poll's auto-commit) updates the value at once and is written only once
+//! it is `delay` old, by whichever write comes first: one O_DSYNC write per consumer per delay
+//! instead of one per poll. Written on every poll, the device flushes held a consumer group of
+//! 4 at 1800-2250 MB/s, against 2650-2800 MB/s without them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -15,6 +20,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use twox_hash::XxHash3_64;
 
@@ -33,6 +39,8 @@ pub(crate) struct StoredOffset {
     buf: Option<Vec<u8>>,
     in_flight: Option<Vec<u64>>,
     waiting: Vec<u64>,
+    /// When the oldest deferred store not yet in a started write was made.
+    deferred_since: Option<Instant>,
 }
 
 pub(crate) struct Offsets {
@@ -112,6 +120,7 @@ impl Offsets {
                     buf: Some(vec![0; OFFSET_SLOT_SIZE_BYTES]),
                     in_flight: None,
                     waiting: Vec::new(),
+                    deferred_since: None,
                 };
                 entries.insert(ConsumerRef { kind, id }, stored);
             }
@@ -142,6 +151,40 @@ impl Offsets {
         offset: u64,
         token: u64,
     ) -> Result<usize, OffsetError> {
+        let stored = self.entry(consumer)?;
+        stored.value = offset;
+        stored.waiting.push(token);
+        Ok(Self::submit(stored, engine, key, consumer, None))
+    }
+
+    /// Records `offset` now (`get` returns it) and leaves its write to `service` once `now` is
+    /// `delay` old, or to an earlier write of the same consumer; nothing is acknowledged.
+    /// Returns the number of operations submitted (1 only with a zero `delay`).
+    pub fn store_deferred(
+        &mut self,
+        engine: &mut Engine,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+        now: Instant,
+        delay: Duration,
+    ) -> Result<usize, OffsetError> {
+        let stored = self.entry(consumer)?;
+        stored.value = offset;
+        stored.deferred_since.get_or_insert(now);
+        let due_from = delay.is_zero().then_some(now);
+        Ok(Self::submit(stored, engine, key, consumer, due_from))
+    }
+
+    /// Whether a deferred store has not been written yet (or is being written).
+    pub fn has_unwritten(&self) -> bool {
+        self.entries
+            .values()
+            .any(|stored| stored.deferred_since.is_some() || stored.in_flight.is_some())
+    }
+
+    /// The consumer's entry, its file created (and its directory synced) on the first store.
+    fn entry(&mut self, consumer: ConsumerRef) -> Result<&mut StoredOffset, OffsetError> {
         if !self.entries.contains_key(&consumer) {
             let path = self.path(consumer);
             let errno = |e: io::Error| OffsetError::Io(e.raw_os_error().unwrap_or(libc::EIO));
@@ -153,32 +196,35 @@ impl Offsets {
                 .open(&path)
                 .map_err(errno)?;
             sync_dir(path.parent().unwrap_or(&self.dir)).map_err(errno)?;
+            // The caller sets the value.
             let stored = StoredOffset {
-                value: offset,
+                value: 0,
                 file,
                 sequence: 0,
                 buf: Some(vec![0; OFFSET_SLOT_SIZE_BYTES]),
                 in_flight: None,
                 waiting: Vec::new(),
+                deferred_since: None,
             };
             self.entries.insert(consumer, stored);
         }
-        let stored = self
-            .entries
-            .get_mut(&consumer)
-            .ok_or(OffsetError::NotFound)?;
-        stored.value = offset;
-        stored.waiting.push(token);
-        Ok(Self::submit(stored, engine, key, consumer))
+        self.entries.get_mut(&consumer).ok_or(OffsetError::NotFound)
     }
 
+    /// Starts the write of the latest value when nothing is in flight for the consumer and a
+    /// store waits for it: an acknowledged one, or a deferred one made at or before `due_from`.
     fn submit(
         stored: &mut StoredOffset,
         engine: &mut Engine,
         key: PartitionKey,
         consumer: ConsumerRef,
+        due_from: Option<Instant>,
     ) -> usize {
-        if stored.in_flight.is_some() || stored.waiting.is_empty() {
+        let deferred_due = matches!(
+            (stored.deferred_since, due_from),
+            (Some(since), Some(due_from)) if since <= due_from
+        );
+        if stored.in_flight.is_some() || (stored.waiting.is_empty() && !deferred_due) {
             return 0;
         }
         let Some(mut buf) = stored.buf.take() else {
@@ -202,6 +248,8 @@ impl Offsets {
             Ok(()) => {
                 stored.sequence = sequence;
                 stored.in_flight = Some(std::mem::take(&mut stored.waiting));
+                // The write carries the latest value, deferred stores included.
+                stored.deferred_since = None;
                 1
             }
             Err((_, returned)) => {
@@ -238,6 +286,16 @@ impl Offsets {
         } else {
             Err(OffsetError::Io(libc::EIO))
         };
+        if let Err(error) = outcome {
+            // Acknowledged stores learn of it from their completion, deferred ones only here;
+            // the next store of the consumer writes the value again.
+            tracing::error!(
+                ?key,
+                ?consumer,
+                ?error,
+                "storage: writing a consumer offset failed"
+            );
+        }
         for token in stored.in_flight.take().unwrap_or_default() {
             engine.completions.push(Completion {
                 token,
@@ -245,14 +303,20 @@ impl Offsets {
                 result: CompletionResult::OffsetStored(outcome),
             });
         }
-        Self::submit(stored, engine, key, consumer)
+        Self::submit(stored, engine, key, consumer, None)
     }
 
-    /// Retries stores that found no free I/O slot.
-    pub fn service(&mut self, engine: &mut Engine, key: PartitionKey) -> usize {
+    /// Starts the writes of deferred stores made at or before `due_from` and retries stores
+    /// that found no free I/O slot. Returns the number of operations submitted.
+    pub fn service(
+        &mut self,
+        engine: &mut Engine,
+        key: PartitionKey,
+        due_from: Option<Instant>,
+    ) -> usize {
         let mut submitted = 0;
         for (consumer, stored) in self.entries.iter_mut() {
-            submitted += Self::submit(stored, engine, key, *consumer);
+            submitted += Self::submit(stored, engine, key, *consumer, due_from);
         }
         submitted
     }

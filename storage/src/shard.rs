@@ -248,6 +248,31 @@ impl Shard {
         Ok(())
     }
 
+    /// Records a consumer offset that needs no acknowledgement (a poll's auto-commit): `get_offset`
+    /// returns it at once; it is written and synced within `deferred_offset_write_delay`, by
+    /// `shutdown`, or before its partition closes.
+    pub fn store_offset_deferred(
+        &mut self,
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+    ) -> Result<(), OffsetError> {
+        let partition = self
+            .partitions
+            .get_mut(&key)
+            .ok_or(OffsetError::UnknownPartition(key))?;
+        partition.in_flight_ops += partition.offsets.store_deferred(
+            &mut self.engine,
+            key,
+            consumer,
+            offset,
+            Instant::now(),
+            self.config.deferred_offset_write_delay,
+        )?;
+        self.engine.io.submit();
+        Ok(())
+    }
+
     /// The stored offset of `consumer` (as acknowledged or pending acknowledgement).
     pub fn get_offset(
         &self,
@@ -303,11 +328,18 @@ impl Shard {
         self.partitions.keys().copied().collect()
     }
 
-    /// Blocks until a completion, a wakeup, a due memory-mode flush, or `timeout`.
+    /// Blocks until a completion, a wakeup, a due memory-mode flush or deferred offset write, or
+    /// `timeout`.
     pub fn wait(&mut self, timeout: Duration) {
         self.service();
         if self.engine.completions.is_empty() {
-            self.engine.io.wait(timeout.min(self.flush_interval()));
+            let deferred_writes = self
+                .config
+                .deferred_offset_write_delay
+                .max(Duration::from_millis(1));
+            self.engine
+                .io
+                .wait(timeout.min(self.flush_interval()).min(deferred_writes));
         }
         self.process();
         self.service();
@@ -323,11 +355,16 @@ impl Shard {
         out.append(&mut self.engine.completions);
     }
 
-    /// Starts writes that are due (memory-mode intervals, retries after slot exhaustion).
+    /// Starts writes that are due (memory-mode intervals, deferred offsets, retries after slot
+    /// exhaustion).
     fn service(&mut self) {
+        let offsets_due_from = Instant::now().checked_sub(self.config.deferred_offset_write_delay);
         for partition in self.partitions.values_mut() {
             partition.service(&mut self.engine);
-            let submitted = partition.offsets.service(&mut self.engine, partition.key);
+            let submitted =
+                partition
+                    .offsets
+                    .service(&mut self.engine, partition.key, offsets_due_from);
             partition.in_flight_ops += submitted;
         }
         self.engine.io.submit();
@@ -536,11 +573,22 @@ impl Shard {
         self.process();
     }
 
-    /// Blocks until the partition has no I/O in flight (management operations only).
-    /// A completed readahead is dropped too: the operation may remove what it read.
+    /// Writes the partition's deferred offsets and blocks until it has no I/O in flight
+    /// (management operations only). A completed readahead is dropped too: the operation may
+    /// remove what it read.
     fn drain(&mut self, key: PartitionKey) {
         loop {
-            let busy = self.partitions.get(&key).is_some_and(|p| !p.is_idle());
+            if let Some(partition) = self.partitions.get_mut(&key) {
+                partition.in_flight_ops +=
+                    partition
+                        .offsets
+                        .service(&mut self.engine, key, Some(Instant::now()));
+                self.engine.io.submit();
+            }
+            let busy = self
+                .partitions
+                .get(&key)
+                .is_some_and(|p| !p.is_idle() || p.offsets.has_unwritten());
             if !busy {
                 if let Some(partition) = self.partitions.get_mut(&key) {
                     readahead::abandon(partition, &mut self.read_buffers);

@@ -1,12 +1,13 @@
 //! The public vocabulary of a shard: keys, settings, results and errors.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::constants::{
-    READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES,
-    SEGMENT_SIZE_MIN_BYTES,
+    DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT,
+    RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,6 +107,8 @@ pub struct StorageConfig {
     /// Skip io_uring and use the buffered-syscalls path (tests of the fallback).
     pub force_buffered_syscalls: bool,
     pub memory_flush: MemoryFlush,
+    /// How long a deferred consumer-offset store (a poll's auto-commit) may wait for its write.
+    pub deferred_offset_write_delay: Duration,
 }
 
 impl Default for StorageConfig {
@@ -127,6 +130,7 @@ impl Default for StorageConfig {
                 messages_count: 1024,
                 interval_us: 1000 * 1000,
             },
+            deferred_offset_write_delay: Duration::from_millis(100),
         }
     }
 }
@@ -163,6 +167,11 @@ impl StorageConfig {
         }
         if self.pending_size_max_bytes < RECORD_SIZE_MAX_BYTES {
             return bad("pending_size_max_bytes below the largest record");
+        }
+        if self.deferred_offset_write_delay
+            > Duration::from_millis(DEFERRED_OFFSET_WRITE_DELAY_MAX_MS)
+        {
+            return bad("deferred_offset_write_delay above its maximum");
         }
         Ok(())
     }

@@ -128,6 +128,123 @@ fn consumer_offsets_are_durable_and_group_committed() {
     assert_eq!(shard.get_offset(KEY, group).unwrap(), Some(3));
 }
 
+/// The newest slot of an offset file as `(offset, sequence)`: the value on disk and how many
+/// writes it took (each write advances the sequence by one). `None` before the first write.
+fn offset_on_disk(dir: &std::path::Path, consumer: ConsumerRef) -> Option<(u64, u64)> {
+    let kind = match consumer.kind {
+        ConsumerKind::Consumer => "consumers",
+        ConsumerKind::Group => "groups",
+    };
+    let bytes = std::fs::read(dir.join("offsets").join(kind).join(consumer.id.to_string())).ok()?;
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let slot = |at: usize| Some((word(at)?, word(at + 8)?)).filter(|&(_, sequence)| sequence > 0);
+    [slot(0), slot(4096)]
+        .into_iter()
+        .flatten()
+        .max_by_key(|&(_, sequence)| sequence)
+}
+
+const GROUP_9: ConsumerRef = ConsumerRef {
+    kind: ConsumerKind::Group,
+    id: 9,
+};
+
+#[test]
+fn deferred_offsets_are_written_once_per_delay_not_once_per_store() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = partition_dir(root.path());
+    let mut config = small_config();
+    config.deferred_offset_write_delay = Duration::from_millis(50);
+    let mut shard = common::shard(config);
+    shard
+        .create_partition(KEY, &dir, PartitionSettings::default())
+        .unwrap();
+    for offset in 0..200u64 {
+        shard.store_offset_deferred(KEY, GROUP_9, offset).unwrap();
+    }
+    assert_eq!(
+        shard.get_offset(KEY, GROUP_9).unwrap(),
+        Some(199),
+        "visible at once"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while offset_on_disk(&dir, GROUP_9).map(|(offset, _)| offset) != Some(199) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not written: {:?}",
+            offset_on_disk(&dir, GROUP_9)
+        );
+        shard.wait(Duration::from_millis(10));
+    }
+    let (_, writes) = offset_on_disk(&dir, GROUP_9).unwrap();
+    assert!(writes <= 3, "200 deferred stores took {writes} writes");
+}
+
+#[test]
+fn deferred_offsets_are_written_by_an_explicit_store_and_by_shutdown() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = partition_dir(root.path());
+    let mut config = small_config();
+    config.deferred_offset_write_delay =
+        Duration::from_millis(constants::DEFERRED_OFFSET_WRITE_DELAY_MAX_MS);
+    let mut shard = common::shard(config);
+    shard
+        .create_partition(KEY, &dir, PartitionSettings::default())
+        .unwrap();
+    shard.store_offset_deferred(KEY, GROUP_9, 41).unwrap();
+    for _ in 0..5 {
+        shard.wait(Duration::from_millis(10));
+    }
+    assert_eq!(offset_on_disk(&dir, GROUP_9), None, "not before the delay");
+    shard.shutdown();
+    assert_eq!(
+        offset_on_disk(&dir, GROUP_9),
+        Some((41, 1)),
+        "written by shutdown"
+    );
+
+    shard.store_offset_deferred(KEY, GROUP_9, 42).unwrap();
+    shard.store_offset(KEY, GROUP_9, 43, 5).unwrap();
+    let mut parked = Vec::new();
+    assert_eq!(
+        wait_for(&mut shard, 5, &mut parked).result,
+        CompletionResult::OffsetStored(Ok(()))
+    );
+    assert_eq!(
+        offset_on_disk(&dir, GROUP_9),
+        Some((43, 2)),
+        "one write for both"
+    );
+
+    shard.store_offset_deferred(KEY, GROUP_9, 44).unwrap();
+    shard.close_partition(KEY).unwrap();
+    assert_eq!(
+        offset_on_disk(&dir, GROUP_9),
+        Some((44, 3)),
+        "written before closing"
+    );
+}
+
+#[test]
+fn a_zero_delay_writes_every_deferred_store_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = partition_dir(root.path());
+    let mut config = small_config();
+    config.deferred_offset_write_delay = Duration::ZERO;
+    let mut shard = common::shard(config);
+    shard
+        .create_partition(KEY, &dir, PartitionSettings::default())
+        .unwrap();
+    shard.store_offset_deferred(KEY, GROUP_9, 8).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while offset_on_disk(&dir, GROUP_9) != Some((8, 1)) {
+        assert!(std::time::Instant::now() < deadline, "not written");
+        shard.wait(Duration::from_millis(10));
+    }
+}
+
 fn fill_segments(shard: &mut Shard, batches: u64) {
     for i in 0..batches {
         append_durable(shard, KEY, batch(i, 4, 2000), i).unwrap();
