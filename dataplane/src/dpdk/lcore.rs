@@ -250,77 +250,52 @@ pub enum LcoreError {
     Net(#[from] NetError),
 }
 
-/// Counters of one lcore, readable from any thread (the stats writer) while the lcore runs.
-#[derive(Debug, Default)]
-pub struct LcoreStats {
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    pub tx_dropped: AtomicU64,
-    pub tx_no_mbuf: AtomicU64,
-    pub rx_dropped_segmented: AtomicU64,
-    pub rx_dropped_checksum: AtomicU64,
-    pub steered_out: AtomicU64,
-    pub steered_in: AtomicU64,
-    pub arp_copies: AtomicU64,
-    pub steer_dropped: AtomicU64,
-    pub tcp_retransmits: AtomicU64,
-    pub connections_accepted: AtomicU64,
-    pub connections_closed: AtomicU64,
-    pub connections_active: AtomicU64,
-    pub turns: AtomicU64,
-    pub idle_sleeps: AtomicU64,
-}
-
-/// A plain copy of [`LcoreStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct LcoreStatsSnapshot {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_dropped: u64,
-    pub tx_no_mbuf: u64,
-    pub rx_dropped_segmented: u64,
-    pub rx_dropped_checksum: u64,
-    pub steered_out: u64,
-    pub steered_in: u64,
-    pub arp_copies: u64,
-    pub steer_dropped: u64,
-    pub tcp_retransmits: u64,
-    pub connections_accepted: u64,
-    pub connections_closed: u64,
-    pub connections_active: u64,
-    pub turns: u64,
-    pub idle_sleeps: u64,
-}
-
-impl LcoreStats {
-    pub fn snapshot(&self) -> LcoreStatsSnapshot {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        LcoreStatsSnapshot {
-            rx_packets: load(&self.rx_packets),
-            rx_bytes: load(&self.rx_bytes),
-            tx_packets: load(&self.tx_packets),
-            tx_bytes: load(&self.tx_bytes),
-            tx_dropped: load(&self.tx_dropped),
-            tx_no_mbuf: load(&self.tx_no_mbuf),
-            rx_dropped_segmented: load(&self.rx_dropped_segmented),
-            rx_dropped_checksum: load(&self.rx_dropped_checksum),
-            steered_out: load(&self.steered_out),
-            steered_in: load(&self.steered_in),
-            arp_copies: load(&self.arp_copies),
-            steer_dropped: load(&self.steer_dropped),
-            tcp_retransmits: load(&self.tcp_retransmits),
-            connections_accepted: load(&self.connections_accepted),
-            connections_closed: load(&self.connections_closed),
-            connections_active: load(&self.connections_active),
-            turns: load(&self.turns),
-            idle_sleeps: load(&self.idle_sleeps),
+/// Declares the lcore counters once: [`LcoreStats`] (the atomics an lcore publishes to),
+/// [`LcoreStatsSnapshot`] (a plain copy) and [`LcoreStats::snapshot`].
+macro_rules! lcore_counters {
+    ($($field:ident),+ $(,)?) => {
+        /// Counters of one lcore, readable from any thread (the stats writer) while the lcore runs.
+        #[derive(Debug, Default)]
+        pub struct LcoreStats {
+            $(pub $field: AtomicU64,)+
         }
-    }
+
+        /// A plain copy of [`LcoreStats`].
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct LcoreStatsSnapshot {
+            $(pub $field: u64,)+
+        }
+
+        impl LcoreStats {
+            pub fn snapshot(&self) -> LcoreStatsSnapshot {
+                LcoreStatsSnapshot {
+                    $($field: self.$field.load(Ordering::Relaxed),)+
+                }
+            }
+        }
+    };
 }
+
+lcore_counters!(
+    rx_packets,
+    rx_bytes,
+    tx_packets,
+    tx_bytes,
+    tx_dropped,
+    tx_no_mbuf,
+    rx_dropped_segmented,
+    rx_dropped_checksum,
+    steered_out,
+    steered_in,
+    arp_copies,
+    steer_dropped,
+    tcp_retransmits,
+    connections_accepted,
+    connections_closed,
+    connections_active,
+    turns,
+    idle_sleeps,
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
