@@ -176,7 +176,7 @@ impl Offsets {
         Ok(Self::submit(stored, engine, key, consumer, due_from))
     }
 
-    /// Whether a deferred store has not been written yet (or is being written).
+    /// Whether an offset write is in flight or a deferred store still waits for one.
     pub fn has_unwritten(&self) -> bool {
         self.entries
             .values()
