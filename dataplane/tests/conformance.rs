@@ -1604,7 +1604,10 @@ async fn concurrent_raw_connections_on_every_worker_all_get_replies() {
 
 #[tokio::test]
 async fn restart_keeps_streams_messages_offsets_users_and_groups() {
-    let mut server = Server::start().expect("server starts");
+    // Auto-commits wait a minute for their write: the graceful restart has to write them.
+    let mut server =
+        Server::start_with_env(&[("RIPTIDE_STORAGE_AUTO_COMMIT_WRITE_DELAY_MS", "60000")])
+            .expect("server starts");
     bounded(TEST_TIMEOUT, async {
         let s = write_what_a_restart_must_keep(&server.endpoint()).await?;
         let survivor = server.client().await?;

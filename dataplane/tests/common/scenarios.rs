@@ -752,11 +752,22 @@ pub async fn check_after_restart(
         "next after restart {:?}",
         offsets(&next)
     );
+    let auto_committed = client
+        .get_consumer_offset(&Consumer::new(name("auto-reader")), &id(s), &id(0), Some(0))
+        .await
+        .sdk("get auto-committed offset")?
+        .context("auto-committed offset lost")?;
+    ensure!(
+        auto_committed.stored_offset == 3,
+        "auto-committed offset {}",
+        auto_committed.stored_offset
+    );
     check_identities_and_appends(endpoint, &client, s).await
 }
 
 /// Creates what a restart must keep (stream "durable" with 13 messages over two partitions, a
-/// consumer offset, a consumer group, a user and a personal access token); returns the stream id.
+/// stored and an auto-committed consumer offset, a consumer group, a user and a personal access
+/// token); returns the stream id.
 pub async fn write_what_a_restart_must_keep(endpoint: &Endpoint) -> anyhow::Result<u32> {
     let client = endpoint.client().await?;
     let (s, t) = stream_and_topic(&client, "durable", "events", 2).await?;
@@ -766,6 +777,23 @@ pub async fn write_what_a_restart_must_keep(endpoint: &Endpoint) -> anyhow::Resu
         .store_consumer_offset(&Consumer::new(name("reader")), &id(s), &id(t), Some(0), 6)
         .await
         .sdk("store offset")?;
+    // An auto-commit is written some time after the poll (storage.auto_commit_write_delay_ms);
+    // a graceful stop must write it.
+    let committed = poll_committing(
+        &client,
+        s,
+        t,
+        0,
+        &Consumer::new(name("auto-reader")),
+        PollingStrategy::next(),
+        4,
+    )
+    .await?;
+    ensure!(
+        offsets(&committed) == vec![0, 1, 2, 3],
+        "auto-committing poll {:?}",
+        offsets(&committed)
+    );
     client
         .create_consumer_group(&id(s), &id(t), "group")
         .await
