@@ -285,9 +285,17 @@ impl Endpoint {
     /// Reconnection is bounded so a dead server fails a test instead of hanging it, and long
     /// enough (10 x 200 ms) for a restart on a loaded 2-core CI machine: with 2 retries a
     /// client that survived a restart gave up once (`Not connected`) while the suite ran.
+    ///
+    /// `reestablish_after` (the SDK's default 5 s) makes a reconnect within 5 s of the last
+    /// connect sleep out the rest first, in state `Connecting`. When the SDK's heartbeat task
+    /// starts that reconnect, a request made meanwhile fails at once with `Not connected` (iggy
+    /// 0.11's `connect()` returns Ok while another task connects, and the replay meets the same
+    /// state): a client that survived a DPDK appliance's restart failed so, once. 100 ms leaves
+    /// that window to a reconnect, not to a timer.
     pub fn connection_string_for(&self, username: &str, password: &str) -> String {
         format!(
-            "iggy://{username}:{password}@{}?reconnection_retries=10&reconnection_interval=200ms",
+            "iggy://{username}:{password}@{}?reconnection_retries=10&reconnection_interval=200ms\
+             &reestablish_after=100ms",
             self.address
         )
     }
