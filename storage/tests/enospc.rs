@@ -253,14 +253,19 @@ fn check_disk_full(preallocate: bool, fill: Fill) {
         .open_partition(KEY, &dir, PartitionSettings::default())
         .unwrap();
     assert_eq!(info.messages_count, acked.len() as u64 * 4 + 4);
+    assert_log_starts_with(&mut shard, &acked);
+}
+
+/// The partition's log begins with `acked`, record by record, byte for byte (stamps aside).
+fn assert_log_starts_with(shard: &mut Shard, acked: &[Vec<u8>]) {
     let mut offset = 0;
     let mut index = 0;
     while index < acked.len() {
-        let got = read(&mut shard, KEY, ReadStart::Offset(offset), 10_000).unwrap();
-        assert!(got.messages_count > 0);
+        let got = read(shard, KEY, ReadStart::Offset(offset), 10_000).unwrap();
+        assert!(got.messages_count > 0, "the log ends before batch {index}");
         for r in records(&got.to_vec()) {
             if index < acked.len() {
-                assert_eq!(unstamped(&r), unstamped(&acked[index]));
+                assert_eq!(unstamped(&r), unstamped(&acked[index]), "batch {index}");
             }
             index += 1;
         }
@@ -342,17 +347,5 @@ fn a_device_failing_under_fdatasync_fails_the_append_and_keeps_what_was_acknowle
         info.messages_count,
         acked.len() * 4
     );
-    let mut offset = 0;
-    let mut index = 0;
-    while index < acked.len() {
-        let got = read(&mut shard, KEY, ReadStart::Offset(offset), 10_000).unwrap();
-        assert!(got.messages_count > 0);
-        for r in records(&got.to_vec()) {
-            if index < acked.len() {
-                assert_eq!(unstamped(&r), unstamped(&acked[index]), "batch {index}");
-            }
-            index += 1;
-        }
-        offset += got.messages_count as u64;
-    }
+    assert_log_starts_with(&mut shard, &acked);
 }
