@@ -151,8 +151,7 @@ impl Offsets {
         offset: u64,
         token: u64,
     ) -> Result<usize, OffsetError> {
-        let stored = self.entry(consumer)?;
-        stored.value = offset;
+        let stored = self.record(consumer, offset)?;
         stored.waiting.push(token);
         Ok(Self::submit(stored, engine, key, consumer, None))
     }
@@ -169,8 +168,7 @@ impl Offsets {
         now: Instant,
         delay: Duration,
     ) -> Result<usize, OffsetError> {
-        let stored = self.entry(consumer)?;
-        stored.value = offset;
+        let stored = self.record(consumer, offset)?;
         stored.deferred_since.get_or_insert(now);
         let due_from = delay.is_zero().then_some(now);
         Ok(Self::submit(stored, engine, key, consumer, due_from))
@@ -183,8 +181,13 @@ impl Offsets {
             .any(|stored| stored.deferred_since.is_some() || stored.in_flight.is_some())
     }
 
-    /// The consumer's entry, its file created (and its directory synced) on the first store.
-    fn entry(&mut self, consumer: ConsumerRef) -> Result<&mut StoredOffset, OffsetError> {
+    /// Sets the consumer's value in memory, its file created (and its directory synced) on the
+    /// first store; returns its entry.
+    fn record(
+        &mut self,
+        consumer: ConsumerRef,
+        offset: u64,
+    ) -> Result<&mut StoredOffset, OffsetError> {
         if !self.entries.contains_key(&consumer) {
             let path = self.path(consumer);
             let errno = |e: io::Error| OffsetError::Io(e.raw_os_error().unwrap_or(libc::EIO));
@@ -196,9 +199,8 @@ impl Offsets {
                 .open(&path)
                 .map_err(errno)?;
             sync_dir(path.parent().unwrap_or(&self.dir)).map_err(errno)?;
-            // The caller sets the value.
             let stored = StoredOffset {
-                value: 0,
+                value: offset,
                 file,
                 sequence: 0,
                 buf: Some(vec![0; OFFSET_SLOT_SIZE_BYTES]),
@@ -208,7 +210,12 @@ impl Offsets {
             };
             self.entries.insert(consumer, stored);
         }
-        self.entries.get_mut(&consumer).ok_or(OffsetError::NotFound)
+        let stored = self
+            .entries
+            .get_mut(&consumer)
+            .ok_or(OffsetError::NotFound)?;
+        stored.value = offset;
+        Ok(stored)
     }
 
     /// Starts the write of the latest value when nothing is in flight for the consumer and a
