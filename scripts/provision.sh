@@ -145,7 +145,7 @@ step_install() {
   if [ -e "$conf_dir/riptide.toml" ]; then
     echo "$PROG: keeping the existing $conf_dir/riptide.toml"
   else
-    run install -m 0640 "$REPO/dataplane/riptide.toml" "$conf_dir/riptide.toml"
+    run install -m 0640 "$REPO/config/riptide.toml" "$conf_dir/riptide.toml"
   fi
   if [ "$DRY_RUN" -eq 1 ]; then
     echo "would write bash completions to $completions/riptidectl"

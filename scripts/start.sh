@@ -10,7 +10,7 @@ Usage: scripts/start.sh [riptide-dataplane arguments...]
 Installs the build dependencies (apt, needs root), builds riptide in release mode and starts the
 appliance in the foreground. Stop it with Ctrl-C (SIGINT) or SIGTERM: it drains and syncs.
 Environment overrides: IGGY_TCP_ADDRESS, IGGY_SYSTEM_PATH, IGGY_ROOT_USERNAME, IGGY_ROOT_PASSWORD,
-and RIPTIDE_<SECTION>_<KEY> for any key of dataplane/riptide.toml.
+and RIPTIDE_<SECTION>_<KEY> for any key of config/riptide.toml.
 USAGE
 }
 

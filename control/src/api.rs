@@ -20,8 +20,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use riptide_dataplane::config::Config;
-use riptide_dataplane::stats::{stats_path, StatsSnapshot};
+use riptide_config::stats::{stats_path, StatsSnapshot};
+use riptide_config::Config;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -256,6 +256,9 @@ async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
             if let Some(counters) = &snapshot.steering_counters {
                 body["reuseport"] = json!(counters);
             }
+            if let Some(xdp) = &snapshot.xdp_counters {
+                body["xdp_counters"] = json!(xdp);
+            }
             body["age_ms"] = json!(age_ms);
             body["workers"] = snapshot
                 .workers
@@ -267,16 +270,7 @@ async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
     }
     let interfaces = crate::steering::xdp_interfaces(&config);
     if !interfaces.is_empty() {
-        // Map reads are syscalls; keep them off the async workers.
-        let views = tokio::task::spawn_blocking(move || {
-            interfaces
-                .iter()
-                .map(|i| crate::steering::read_xdp(i))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        body["xdp"] = json!(views);
+        body["xdp_interfaces"] = json!(interfaces);
     }
     Json(body).into_response()
 }

@@ -23,12 +23,10 @@ pub const STOP_TIMEOUT_MS: u64 = 30_000;
 
 /// Exit code of the dataplane and of riptide-control on a configuration error (sysexits'
 /// EX_CONFIG); never restarted.
-pub const EXIT_CODE_CONFIG: i32 = riptide_dataplane::config::EXIT_CODE_CONFIG;
+pub const EXIT_CODE_CONFIG: i32 = riptide_config::EXIT_CODE_CONFIG;
 /// Exit code of riptide-control when the dataplane keeps crashing (sysexits' EX_SOFTWARE).
 pub const EXIT_CODE_CRASH_LOOP: i32 = 70;
 
-/// Name of the runtime override file, under `<data>/runtime/`, that the dataplane watches.
-pub const LIVE_FILE_NAME: &str = "live.toml";
 /// A stats snapshot older than this means the dataplane stopped publishing (it writes every
 /// 500 ms): /status and /health say so.
 pub const STATS_STALE_MS: u64 = 5_000;

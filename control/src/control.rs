@@ -8,7 +8,7 @@ use crate::constants::{
 use crate::host_checks::{self, HostPaths, Severity};
 use crate::live;
 use crate::supervisor::{self, Launch, Outcome};
-use riptide_dataplane::config::Config;
+use riptide_config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -104,11 +104,11 @@ pub fn config_environment() -> Vec<(String, String)> {
 /// [`Config::load`] with [`config_environment`].
 ///
 /// # Errors
-/// The [`ConfigError`](riptide_dataplane::config::ConfigError) of the load.
-pub fn load_config(path: Option<&Path>) -> Result<Config, riptide_dataplane::config::ConfigError> {
+/// The [`ConfigError`](riptide_config::ConfigError) of the load.
+pub fn load_config(path: Option<&Path>) -> Result<Config, riptide_config::ConfigError> {
     let file = match path {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
-            riptide_dataplane::config::ConfigError::Read {
+            riptide_config::ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             }

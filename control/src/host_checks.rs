@@ -2,7 +2,7 @@
 //! validation knows the file, these know the host (cores, isolation, hugepages, interfaces, PCI
 //! devices, the XDP object, the data directory). Every finding names the key and the fix.
 
-use riptide_dataplane::config::{Backend, Config};
+use riptide_config::{Backend, Config};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;

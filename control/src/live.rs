@@ -8,16 +8,9 @@
 //! it when it starts, so overrides survive a dataplane restart. riptide-control removes the file
 //! when it starts, so a fresh start always begins from riptide.toml.
 
-use crate::constants::LIVE_FILE_NAME;
-use riptide_dataplane::config::Config;
+pub use riptide_config::live::{live_path, LIVE_KEYS};
+use riptide_config::Config;
 use std::path::{Path, PathBuf};
-
-/// Keys (`section.key`) that apply without a restart.
-pub const LIVE_KEYS: [&str; 3] = [
-    "log.level",
-    "retention.cleaner_interval_ms",
-    "steering.policy",
-];
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -30,11 +23,6 @@ pub enum LiveError {
     Invalid(String),
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
-}
-
-/// Path of the override file for a data directory.
-pub fn live_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("runtime").join(LIVE_FILE_NAME)
 }
 
 /// Parses a change: a TOML fragment shaped like riptide.toml (`[log]\nlevel = "debug"`), or the

@@ -2,7 +2,7 @@
 //! checks a page against the format (used by `riptidectl metrics --json` and the tests).
 
 use crate::supervisor::{State, SupervisorStatus};
-use riptide_dataplane::stats::{HistogramSnapshot, ShardSnapshot, StatsSnapshot, WorkerSnapshot};
+use riptide_config::stats::{HistogramSnapshot, ShardSnapshot, StatsSnapshot, WorkerSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -344,7 +344,7 @@ fn render_shards(page: &mut Page, stats: &StatsSnapshot) {
 }
 
 fn render_ports(page: &mut Page, stats: &StatsSnapshot) {
-    use riptide_dataplane::stats::PortSnapshot;
+    use riptide_config::stats::PortSnapshot;
     let ports = &stats.ports;
     let label = |p: &PortSnapshot| {
         vec![
@@ -652,8 +652,10 @@ fn check_histograms(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riptide_dataplane::stats::{LatencyHistogram, PortSnapshot, ShardCounters, WorkerCounters};
-    use std::sync::atomic::Ordering;
+    use riptide_config::stats::{
+        power_of_two_histogram, PortSnapshot, ShardSnapshot, SteeringSnapshot, WorkerSnapshot,
+        XdpSnapshot, LATENCY_BUCKETS_US,
+    };
 
     fn supervisor() -> SupervisorStatus {
         SupervisorStatus {
@@ -667,37 +669,56 @@ mod tests {
         }
     }
 
-    fn snapshot() -> StatsSnapshot {
-        let worker = WorkerCounters::default();
-        worker.messages_in.store(42, Ordering::Relaxed);
-        worker.bytes_in.store(4200, Ordering::Relaxed);
-        let shard = ShardCounters::default();
-        for latency_us in [5, 40, 900, 3_000_000] {
-            shard.append_latency.record_us(latency_us);
+    /// Latencies 5, 40, 900 and 3 000 000 µs in the published buckets.
+    fn append_latency() -> HistogramSnapshot {
+        let mut bucket_counts = vec![0; LATENCY_BUCKETS_US.len() + 1];
+        for bucket in [0, 2, 6, LATENCY_BUCKETS_US.len()] {
+            bucket_counts[bucket] = 1;
         }
-        let _ = LatencyHistogram::default();
-        *shard.fsync_latency.lock().unwrap() =
-            riptide_dataplane::stats::power_of_two_histogram(&[0, 1, 2, 0], 3, 9);
+        HistogramSnapshot {
+            bucket_bounds_us: LATENCY_BUCKETS_US.to_vec(),
+            bucket_counts,
+            sum_us: 5 + 40 + 900 + 3_000_000,
+            count: 4,
+        }
+    }
+
+    fn snapshot() -> StatsSnapshot {
         StatsSnapshot {
             mode: "kernel".into(),
-            steering_counters: Some(riptide_dataplane::stats::SteeringSnapshot {
+            steering_counters: Some(SteeringSnapshot {
                 policy: "hash".into(),
                 selected: vec![5, 6],
                 open_connections: vec![1, 2],
                 select_failed: 0,
             }),
             workers: vec![
-                worker.snapshot(0, Some(1)),
-                WorkerCounters::default().snapshot(1, None),
+                WorkerSnapshot {
+                    index: 0,
+                    core: Some(1),
+                    messages_in: 42,
+                    bytes_in: 4200,
+                    ..WorkerSnapshot::default()
+                },
+                WorkerSnapshot {
+                    index: 1,
+                    ..WorkerSnapshot::default()
+                },
             ],
-            shards: vec![shard.snapshot(0, Some(2))],
+            shards: vec![ShardSnapshot {
+                index: 0,
+                core: Some(2),
+                append_latency: append_latency(),
+                fsync_latency: power_of_two_histogram(&[0, 1, 2, 0], 3, 9),
+                ..ShardSnapshot::default()
+            }],
             ports: vec![PortSnapshot {
                 port: 0,
                 queue: Some(1),
                 rx_packets: 7,
                 ..PortSnapshot::default()
             }],
-            xdp_counters: Some(riptide_dataplane::stats::XdpSnapshot {
+            xdp_counters: Some(XdpSnapshot {
                 steered_tcp: 11,
                 passed: 4,
                 ..Default::default()

@@ -1,32 +1,8 @@
-//! What /steering shows: the policy and state from the configuration and the stats snapshot, and,
-//! for the DPDK backend's `net_af_xdp` devices, the live counters of riptide's XDP steering program
-//! read from the kernel through its maps (the program is attached by DPDK's PMD in the dataplane
-//! process; the maps are reachable from here by program id).
+//! What /steering shows besides the stats snapshot: which interfaces carry riptide's XDP
+//! steering program. Its counters come from the snapshot the dataplane publishes (the dataplane
+//! reads the program's maps itself), so the control process needs no eBPF loader.
 
-use riptide_dataplane::config::{Backend, Config};
-use serde::Serialize;
-
-/// The XDP program's state on one interface.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct XdpView {
-    pub interface: String,
-    /// Present when riptide's program is attached and its maps could be read.
-    pub counters: Option<XdpCountersView>,
-    /// The appliance address and ports the program steers (None until configured).
-    pub steers: Option<String>,
-    /// Why there are no counters.
-    pub problem: Option<String>,
-}
-
-/// [`riptide_ebpf::xdp::XdpCounters`] as JSON.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct XdpCountersView {
-    pub steered_tcp: u64,
-    pub steered_arp: u64,
-    pub passed: u64,
-    pub dropped_no_socket: u64,
-    pub dropped_redirect_failed: u64,
-}
+use riptide_config::{Backend, Config};
 
 /// Interfaces that carry riptide's XDP program: the `iface=` of each `net_af_xdp` device of the
 /// DPDK backend.
@@ -48,42 +24,6 @@ pub fn xdp_interfaces(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// Reads the XDP program's configuration and counters on `interface`.
-pub fn read_xdp(interface: &str) -> XdpView {
-    let mut view = XdpView {
-        interface: interface.to_string(),
-        counters: None,
-        steers: None,
-        problem: None,
-    };
-    let maps = match riptide_ebpf::xdp::XdpMaps::open_attached(interface) {
-        Ok(maps) => maps,
-        Err(e) => {
-            view.problem = Some(e.to_string());
-            return view;
-        }
-    };
-    match maps.config() {
-        Ok(config) => {
-            view.steers = config.map(|c| format!("{} ports {:?}", c.ip, c.ports));
-        }
-        Err(e) => view.problem = Some(e.to_string()),
-    }
-    match maps.counters() {
-        Ok(c) => {
-            view.counters = Some(XdpCountersView {
-                steered_tcp: c.steered_tcp,
-                steered_arp: c.steered_arp,
-                passed: c.passed,
-                dropped_no_socket: c.dropped_no_socket,
-                dropped_redirect_failed: c.dropped_redirect_failed,
-            });
-        }
-        Err(e) => view.problem = Some(e.to_string()),
-    }
-    view
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,12 +37,5 @@ mod tests {
         assert_eq!(xdp_interfaces(&config), vec!["veth-dp", "eth3"]);
         let kernel = Config::load_from(None, &[]).unwrap();
         assert!(xdp_interfaces(&kernel).is_empty());
-    }
-
-    #[test]
-    fn an_interface_without_the_program_reports_why() {
-        let view = read_xdp("lo");
-        assert!(view.counters.is_none());
-        assert!(view.problem.is_some(), "{view:?}");
     }
 }

@@ -631,7 +631,7 @@ fn provision_installs_into_a_scratch_root_and_keeps_the_operators_configuration(
     let config = std::fs::read_to_string(root.join("etc/riptide/riptide.toml")).unwrap();
     assert_eq!(
         config,
-        std::fs::read_to_string(workspace_root().join("dataplane/riptide.toml")).unwrap()
+        std::fs::read_to_string(workspace_root().join("config/riptide.toml")).unwrap()
     );
     let completions =
         std::fs::read_to_string(root.join("usr/share/bash-completion/completions/riptidectl"))

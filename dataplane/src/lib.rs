@@ -1,19 +1,14 @@
-//! riptide's dataplane: configuration, sessions and command dispatch, storage shards, the rings
-//! between them, and the network backends (kernel sockets on io_uring; DPDK behind a feature).
+//! riptide's dataplane. Folders follow the data path, and imports run one way (down):
+//!
+//! - `app` — start-up and shutdown, live configuration, logging, the stats snapshot;
+//! - `net` — the network drivers: kernel sockets on io_uring, DPDK ports with smoltcp;
+//! - `session` — the worker core both drivers run: connections, sessions, command dispatch;
+//! - `mesh` — the rings and wakers between network threads, storage shards and the metadata
+//!   service, and the buffers that travel over them;
+//! - `shard` — storage shards, each owning its partitions through `riptide_storage`.
 
-pub mod batch_buffers;
-pub mod config;
-pub mod dispatch;
-#[cfg(feature = "dpdk")]
-pub mod dpdk;
-pub mod groups;
-pub mod host;
-pub mod kernel;
-pub mod live;
-pub mod logging;
-pub mod ring;
-pub mod server;
+pub mod app;
+pub mod mesh;
+pub mod net;
 pub mod session;
 pub mod shard;
-pub mod shared;
-pub mod stats;

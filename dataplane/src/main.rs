@@ -2,7 +2,7 @@
 //!
 //! Usage: riptide-dataplane [--config FILE] [--print-config] [--print-default-config]
 
-use riptide_dataplane::config::{Backend, Config, DEFAULT_CONFIG_TOML, EXIT_CODE_CONFIG};
+use riptide_config::{Backend, Config, DEFAULT_CONFIG_TOML, EXIT_CODE_CONFIG};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml_masked());
         return ExitCode::SUCCESS;
     }
-    riptide_dataplane::logging::init(&config.log.level);
+    riptide_dataplane::app::logging::init(&config.log.level);
     if config.dataplane.backend == Backend::Dpdk && !cfg!(feature = "dpdk") {
         eprintln!(
             "riptide-dataplane: dataplane.backend = \"dpdk\" but this binary was built without the \
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_CODE_CONFIG as u8);
     }
-    match riptide_dataplane::server::run(config) {
+    match riptide_dataplane::app::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

@@ -16,9 +16,9 @@ use dpdk_lab::{
     assert_arp_answered, echo_clients, lab_eal_config, prerequisites_met, wait_for_closes,
     EchoLcore, VethLab,
 };
-use riptide_dataplane::dpdk::eal::Eal;
-use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
-use riptide_dataplane::dpdk::port::{Port, PortConfig, PortError};
+use riptide_dataplane::net::dpdk::eal::Eal;
+use riptide_dataplane::net::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
+use riptide_dataplane::net::dpdk::port::{Port, PortConfig, PortError};
 
 const APPLIANCE_PORT: u16 = 8090;
 const CONNECTIONS: usize = 24;

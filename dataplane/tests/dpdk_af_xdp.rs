@@ -13,9 +13,9 @@ use dpdk_lab::{
     assert_arp_answered, check_kernel_still_serves_the_host, echo_clients, lab_eal_config,
     prerequisites_met, wait_for_closes, EchoLcore, VethLab,
 };
-use riptide_dataplane::dpdk::eal::{Eal, EalConfig};
-use riptide_dataplane::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
-use riptide_dataplane::dpdk::port::{Port, PortConfig};
+use riptide_dataplane::net::dpdk::eal::{Eal, EalConfig};
+use riptide_dataplane::net::dpdk::lcore::{IdleBackoff, LcoreConfig, LcoreStats};
+use riptide_dataplane::net::dpdk::port::{Port, PortConfig};
 use riptide_ebpf::{write_xdp_object, XdpConfig, XdpMaps};
 
 const APPLIANCE_PORT: u16 = 8090;

@@ -9,7 +9,7 @@
 mod dpdk_lab;
 
 use dpdk_lab::prerequisites_met;
-use riptide_dataplane::dpdk::eal::{Eal, EalConfig, EalError};
+use riptide_dataplane::net::dpdk::eal::{Eal, EalConfig, EalError};
 
 fn config(vdev: Option<&str>) -> EalConfig {
     let prefix = format!("riptide-test-errors-{}", std::process::id());

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use dpdk_lab::{lab_eal_config, prerequisites_met, start_shared, OneShard, VethLab};
 use iggy::prelude::*;
-use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan};
+use riptide_dataplane::net::dpdk::backend::{DpdkBackend, DpdkPlan};
 
 const APPLIANCE_PORT: u16 = 8090;
 const MESSAGES: u32 = 50;
@@ -45,7 +45,7 @@ fn dpdk_session_serves_the_iggy_sdk() {
     config.dpdk.idle_backoff_us = 200;
     let mut plan = DpdkPlan::from_config(&config, data_dir.path()).expect("plan");
     plan.eal.file_prefix = format!("riptide-test-session-{}", std::process::id());
-    plan.eal.memory = riptide_dataplane::dpdk::eal::EalMemory::NoHuge { memory_mb: 256 };
+    plan.eal.memory = riptide_dataplane::net::dpdk::eal::EalMemory::NoHuge { memory_mb: 256 };
     let backend = DpdkBackend::start(&plan, contexts).expect("DPDK backend");
 
     let address = format!("{}:{APPLIANCE_PORT}", lab.appliance_ip);

@@ -1,12 +1,13 @@
 //! Limits of the partition-log engine. Every buffer, pool, queue and retry loop is bounded by a
 //! constant here or by a configuration value validated against these.
 
-/// Size of a stored batch header (iggy-protocol.md §1A.4).
-pub const BATCH_HEADER_SIZE_BYTES: usize = 256;
-/// Size of a message frame header inside a batch.
-pub const MESSAGE_HEADER_SIZE_BYTES: usize = 48;
-/// Largest record the engine accepts: the protocol's default frame limit.
-pub const RECORD_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Bounds the configuration is validated against.
+pub use riptide_config::limits::{
+    DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT,
+    RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
+};
+/// A stored record is a batch as it arrived: its layout is the protocol's.
+pub use riptide_protocol::constants::{BATCH_HEADER_SIZE_BYTES, MESSAGE_HEADER_SIZE_BYTES};
 /// Messages in one record; the wire field is a u32 but frames are at least 48 bytes.
 pub const RECORD_MESSAGES_MAX: u32 = (RECORD_SIZE_MAX_BYTES / MESSAGE_HEADER_SIZE_BYTES) as u32;
 
@@ -17,11 +18,6 @@ pub const DIRECT_IO_ALIGNMENT_MAX_BYTES: usize = 64 * 1024;
 
 /// One sparse index entry: `[offset u64][timestamp u64][position u64]`.
 pub const INDEX_ENTRY_SIZE_BYTES: usize = 24;
-
-/// Segment size bounds (Iggy accepts 1 MiB..1 GiB; tests need smaller ones).
-pub const SEGMENT_SIZE_MIN_BYTES: u64 = 64 * 1024;
-/// See [`SEGMENT_SIZE_MIN_BYTES`].
-pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// Submission-queue depth of a shard's io_uring; also the number of I/O slots.
 pub const RING_ENTRIES: u32 = 1024;
@@ -44,9 +40,6 @@ pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 /// Reads a partition's sequential readahead keeps in flight (or read) ahead of its consumer:
 /// enough to keep a device's queue busy while replies are sent.
 pub const READAHEAD_CHUNKS_MAX: usize = 4;
-/// Largest `StorageConfig::readahead_reads_in_flight_max`: windows never take more than half of
-/// the default pool of 32 read buffers anyway.
-pub const READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT: usize = 16;
 /// Re-reads a single poll may issue while walking to its start record.
 pub const READ_STEPS_MAX: u32 = 8;
 
@@ -55,13 +48,9 @@ pub const READ_STEPS_MAX: u32 = 8;
 pub const OFFSET_SLOT_SIZE_BYTES: usize = 24;
 /// Distance between the two slots: a different sector for each.
 pub const OFFSET_SLOT_STRIDE_BYTES: u64 = 4096;
-/// Longest a deferred consumer-offset store may wait for its write: what a crash can make a
-/// consumer group read again.
-pub const DEFERRED_OFFSET_WRITE_DELAY_MAX_MS: u64 = 60_000;
 
 /// Buckets of the latency histogram (powers of two of microseconds: <1 µs .. >= 2^30 µs).
 pub const LATENCY_BUCKETS: usize = 32;
 
 const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(DIRECT_IO_ALIGNMENT_MAX_BYTES as u64));
-const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
 const _: () = assert!(OFFSET_SLOT_SIZE_BYTES as u64 <= OFFSET_SLOT_STRIDE_BYTES);

@@ -21,9 +21,7 @@ use crate::common::scenarios::{
 };
 use crate::common::{bounded, id, Endpoint, Findings, Server};
 use crate::dpdk_lab::{run, VethLab};
-use riptide_dataplane::stats::{
-    stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS,
-};
+use riptide_config::stats::{stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 
 /// Bound on one phase run from the lab's namespace (a hung appliance fails the test).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);

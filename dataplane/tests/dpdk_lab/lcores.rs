@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use iggy::prelude::*;
-use riptide_dataplane::dpdk::backend::{DpdkBackend, DpdkPlan, DpdkStats};
-use riptide_dataplane::dpdk::eal::EalMemory;
-use riptide_dataplane::dpdk::lcore::LcoreStatsSnapshot;
+use riptide_dataplane::net::dpdk::backend::{DpdkBackend, DpdkPlan, DpdkStats};
+use riptide_dataplane::net::dpdk::eal::EalMemory;
+use riptide_dataplane::net::dpdk::lcore::LcoreStatsSnapshot;
 
 use super::{start_shared, OneShard, VethLab};
 

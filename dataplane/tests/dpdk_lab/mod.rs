@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use riptide_dataplane::config::Config;
-use riptide_dataplane::dpdk::eal::{Eal, EalConfig, LcoreJoin};
-use riptide_dataplane::dpdk::lcore::echo::EchoWorker;
-use riptide_dataplane::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
-use riptide_dataplane::dpdk::port::Port;
-use riptide_dataplane::ring::{build_mesh, Mesh};
+use riptide_config::Config;
+use riptide_dataplane::mesh::ring::{build_mesh, Mesh};
+use riptide_dataplane::net::dpdk::eal::{Eal, EalConfig, LcoreJoin};
+use riptide_dataplane::net::dpdk::lcore::echo::EchoWorker;
+use riptide_dataplane::net::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
+use riptide_dataplane::net::dpdk::port::Port;
+use riptide_dataplane::session::shared::{now_us, Shared};
 use riptide_dataplane::session::WorkerContext;
 use riptide_dataplane::shard::ShardLoop;
-use riptide_dataplane::shared::{now_us, Shared};
 use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 
 pub mod lcores;
@@ -415,7 +415,7 @@ pub fn start_shared(data_dir: &std::path::Path, workers: usize, shards: usize) -
 /// mesh; stop it after the backend.
 pub struct OneShard {
     shared: Arc<Shared>,
-    waker: Arc<riptide_dataplane::ring::Waker>,
+    waker: Arc<riptide_dataplane::mesh::ring::Waker>,
     thread: std::thread::JoinHandle<()>,
 }
 

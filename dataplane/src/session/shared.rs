@@ -5,11 +5,12 @@
 //! so a worker resolves names and permissions without a lock. Metadata changes are rare; they are
 //! serialised by one mutex, made durable by the metadata store, then published as a new snapshot.
 
-use crate::batch_buffers::BatchBufferPool;
-use crate::config::{AckFloor, Config};
-use crate::groups::GroupRegistry;
-use crate::stats::{ShardCounters, WorkerCounters};
+use crate::mesh::batch_buffers::BatchBufferPool;
+use crate::session::counters::WorkerCounters;
+use crate::session::groups::GroupRegistry;
+use crate::shard::counters::ShardCounters;
 use arc_swap::ArcSwap;
+use riptide_config::{AckFloor, Config};
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{
     Catalog, Change, Durability, MetadataStore, SecretError, Topic, VerifiedLogins,
@@ -166,7 +167,7 @@ impl Shared {
         let (change, result) = build(&current)?;
         let mut next = Catalog::clone(&current);
         next.apply(&change)
-            .map_err(|error| crate::dispatch::catalog_error_code(&error))?;
+            .map_err(|error| crate::session::dispatch::catalog_error_code(&error))?;
         store.apply(&change).map_err(|error| {
             tracing::error!(%error, "metadata change could not be made durable");
             ErrorCode::Error
@@ -256,7 +257,7 @@ impl Shared {
             read_buffer_size_bytes: storage.read_buffer_bytes as usize,
             readahead_reads_in_flight_max: storage.readahead_reads_in_flight as usize,
             preallocate: storage.preallocate_segments,
-            direct_io: storage.direct_io != crate::config::DirectIo::Off,
+            direct_io: storage.direct_io != riptide_config::DirectIo::Off,
             memory_flush: MemoryFlush {
                 size_bytes: storage.memory_flush_bytes as usize,
                 messages_count: storage.memory_flush_messages,

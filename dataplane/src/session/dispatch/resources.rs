@@ -7,8 +7,8 @@ use super::{
     done, encoded, resolve_stream, resolve_stream_topic, result_ok, Action, Call, Continuation,
     Handled, IdRef,
 };
+use crate::session::shared::{lock, now_us, Shared};
 use crate::shard::ShardOp;
-use crate::shared::{lock, now_us, Shared};
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
     GetStreamResponse, GetStreamsResponse, GetTopicResponse, GetTopicsResponse, PartitionResponse,

@@ -6,8 +6,10 @@
 //! to the worker that asked. Replies never overflow: a worker keeps at most `ring_capacity`
 //! requests outstanding per shard, and the reply ring has that capacity.
 
-use crate::ring::{Waker, WorkerShardRings};
-use crate::shared::{PartitionCounters, Shared};
+pub mod counters;
+
+use crate::mesh::ring::{Waker, WorkerShardRings};
+use crate::session::shared::{PartitionCounters, Shared};
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::{
     AckMode, AppendError, CompletionResult, ConsumerRef, OffsetError, PartitionKey,
@@ -215,7 +217,7 @@ impl ShardLoop {
             self.run_retention_when_due();
             self.wake_workers();
             if self.last_stats_publish.elapsed()
-                >= Duration::from_millis(crate::stats::STATS_PUBLISH_INTERVAL_MS)
+                >= Duration::from_millis(riptide_config::stats::STATS_PUBLISH_INTERVAL_MS)
             {
                 self.last_stats_publish = Instant::now();
                 self.publish_storage_stats();
@@ -613,8 +615,11 @@ impl ShardLoop {
         let stats = self.storage.stats();
         let counters = &self.shared.shard_counters[self.index];
         let fsync = &stats.fsync_latency;
-        let published =
-            crate::stats::power_of_two_histogram(&fsync.buckets, fsync.count, fsync.sum_us);
+        let published = riptide_config::stats::power_of_two_histogram(
+            &fsync.buckets,
+            fsync.count,
+            fsync.sum_us,
+        );
         if let Ok(mut slot) = counters.fsync_latency.lock() {
             *slot = published;
         }
@@ -652,7 +657,7 @@ impl ShardLoop {
 }
 
 fn now_us() -> u64 {
-    crate::shared::now_us()
+    crate::session::shared::now_us()
 }
 
 fn append_error_code(error: AppendError) -> ErrorCode {

@@ -3,13 +3,17 @@
 //! time and applied while the appliance runs. It is also read at start-up, so overrides survive a
 //! dataplane restart under the supervisor.
 
-use crate::config::SteeringPolicy;
+use crate::SteeringPolicy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 /// File name of the live overrides under `<data>/runtime/`.
 pub const LIVE_FILE_NAME: &str = "live.toml";
+
+/// Path of the live overrides for a data directory.
+pub fn live_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("runtime").join(LIVE_FILE_NAME)
+}
 
 /// Keys that apply without a restart (the control process refuses the others).
 pub const LIVE_KEYS: [&str; 3] = [
@@ -69,38 +73,6 @@ pub fn parse(text: &str) -> Result<LiveChanges, String> {
     Ok(changes)
 }
 
-/// Notices new versions of the live file.
-pub struct LiveWatcher {
-    path: PathBuf,
-    seen: Option<SystemTime>,
-}
-
-impl LiveWatcher {
-    pub fn new(data_dir: &Path) -> LiveWatcher {
-        LiveWatcher {
-            path: data_dir.join("runtime").join(LIVE_FILE_NAME),
-            seen: None,
-        }
-    }
-
-    /// The file's overrides when it is new or changed since the last call; `None` otherwise
-    /// (also when there is no file).
-    pub fn poll(&mut self) -> Option<Result<LiveChanges, String>> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok()?;
-        if self.seen == Some(modified) {
-            return None;
-        }
-        self.seen = Some(modified);
-        Some(
-            std::fs::read_to_string(&self.path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| parse(&text)),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,23 +89,5 @@ mod tests {
         assert!(parse("[tcp]\naddress = \"0.0.0.0:1\"\n").is_err());
         assert!(parse("[retention]\ncleaner_interval_ms = 0\n").is_err());
         assert_eq!(parse("").unwrap(), LiveChanges::default());
-    }
-
-    #[test]
-    fn the_watcher_reports_each_version_once() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("runtime")).unwrap();
-        let mut watcher = LiveWatcher::new(dir.path());
-        assert!(watcher.poll().is_none());
-        std::fs::write(
-            dir.path().join("runtime").join(LIVE_FILE_NAME),
-            "[log]\nlevel = \"warn\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            watcher.poll().unwrap().unwrap().log_level.as_deref(),
-            Some("warn")
-        );
-        assert!(watcher.poll().is_none());
     }
 }

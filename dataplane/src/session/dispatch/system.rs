@@ -2,7 +2,7 @@
 //! cluster-routing commands of iggy 0.11, which a single node answers as the primary for all.
 
 use super::{done, encoded, Action, Call, Handled};
-use crate::shared::lock;
+use crate::session::shared::lock;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
     ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse,
@@ -38,7 +38,7 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     })
 }
 
-fn client_response(call: &Call<'_>, client: &crate::shared::ClientInfo) -> ClientResponse {
+fn client_response(call: &Call<'_>, client: &crate::session::shared::ClientInfo) -> ClientResponse {
     ClientResponse {
         client_id: client.client_id,
         user_id: client.user_id.unwrap_or(u32::MAX),
@@ -135,8 +135,8 @@ fn stats(call: &Call<'_>) -> Result<Handled, ErrorCode> {
             }
         }
     }
-    let host = crate::host::HostFacts::read(&shared.data_dir);
-    let now = crate::shared::now_us();
+    let host = riptide_config::host::HostFacts::read(&shared.data_dir);
+    let now = crate::session::shared::now_us();
     let response = StatsResponse {
         process_id: std::process::id(),
         cpu_usage: 0.0,

@@ -1,8 +1,8 @@
 //! Login and logout, users, permissions and personal access tokens.
 
 use super::{done, encoded, result_ok, Action, Call, Handled};
+use crate::session::shared::{lock, now_us};
 use crate::session::{ConnectionState, Session, WorkerContext};
-use crate::shared::{lock, now_us};
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::login::Login;
 use riptide_protocol::reply::types::{

@@ -6,13 +6,14 @@
 //! treat that file as "ready". SIGTERM or SIGINT stops accepting, lets in-flight requests
 //! finish, and makes every shard sync before the process exits.
 
-use crate::config::{Config, SteeringPolicy};
-use crate::kernel::{bind_listeners, KernelWorker};
-use crate::ring::build_mesh;
+use crate::app::stats::write_snapshot;
+use crate::mesh::ring::build_mesh;
+use crate::net::kernel::{bind_listeners, KernelWorker};
+use crate::session::shared::{now_us, Shared};
 use crate::session::WorkerContext;
 use crate::shard::ShardLoop;
-use crate::shared::{now_us, Shared};
-use crate::stats::{write_snapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
+use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
+use riptide_config::{Config, SteeringPolicy};
 use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -46,12 +47,12 @@ pub enum StartError {
 enum Frontend {
     Kernel {
         threads: Vec<std::thread::JoinHandle<()>>,
-        wakers: Vec<Arc<crate::ring::Waker>>,
+        wakers: Vec<Arc<crate::mesh::ring::Waker>>,
         /// Boxed: the loaded program's state is large and the enum is moved around.
         steering: Option<Box<riptide_ebpf::reuseport::ReuseportSteering>>,
     },
     #[cfg(feature = "dpdk")]
-    Dpdk(Box<crate::dpdk::backend::DpdkBackend>),
+    Dpdk(Box<crate::net::dpdk::backend::DpdkBackend>),
 }
 
 impl Frontend {
@@ -94,7 +95,7 @@ impl Frontend {
     }
 
     /// What the sk_reuseport program reports (kernel mode with the program loaded).
-    fn steering_counters(&self) -> Option<crate::stats::SteeringSnapshot> {
+    fn steering_counters(&self) -> Option<riptide_config::stats::SteeringSnapshot> {
         let Frontend::Kernel {
             steering: Some(steering),
             ..
@@ -108,7 +109,7 @@ impl Frontend {
             riptide_ebpf::reuseport::SteeringPolicy::Hash => "hash",
             riptide_ebpf::reuseport::SteeringPolicy::LeastConnections => "least_connections",
         };
-        Some(crate::stats::SteeringSnapshot {
+        Some(riptide_config::stats::SteeringSnapshot {
             policy: policy.to_string(),
             selected: counters.selected,
             open_connections: counters.open_connections,
@@ -117,14 +118,14 @@ impl Frontend {
     }
 
     /// What riptide's XDP program counted (DPDK over net_af_xdp only).
-    fn xdp_counters(&self) -> Option<crate::stats::XdpSnapshot> {
+    fn xdp_counters(&self) -> Option<riptide_config::stats::XdpSnapshot> {
         match self {
             Frontend::Kernel { .. } => None,
             #[cfg(feature = "dpdk")]
             Frontend::Dpdk(backend) => {
                 backend
                     .xdp_counters()
-                    .map(|counters| crate::stats::XdpSnapshot {
+                    .map(|counters| riptide_config::stats::XdpSnapshot {
                         steered_tcp: counters.steered_tcp,
                         steered_arp: counters.steered_arp,
                         passed: counters.passed,
@@ -136,7 +137,7 @@ impl Frontend {
     }
 
     /// Per-port packet counters (DPDK only).
-    fn ports(&self) -> Vec<crate::stats::PortSnapshot> {
+    fn ports(&self) -> Vec<riptide_config::stats::PortSnapshot> {
         match self {
             Frontend::Kernel { .. } => Vec::new(),
             #[cfg(feature = "dpdk")]
@@ -151,11 +152,11 @@ impl Frontend {
 /// The configured backend's polling threads: network workers, or DPDK polling lcores.
 fn frontend_threads(config: &Config) -> Result<usize, StartError> {
     match config.dataplane.backend {
-        crate::config::Backend::Kernel => Ok(config.network_workers()),
+        riptide_config::Backend::Kernel => Ok(config.network_workers()),
         #[cfg(feature = "dpdk")]
-        crate::config::Backend::Dpdk => Ok(config.dpdk.lcores.len().saturating_sub(1).max(1)),
+        riptide_config::Backend::Dpdk => Ok(config.dpdk.lcores.len().saturating_sub(1).max(1)),
         #[cfg(not(feature = "dpdk"))]
-        crate::config::Backend::Dpdk => Err(StartError::Other(
+        riptide_config::Backend::Dpdk => Err(StartError::Other(
             "dataplane.backend = \"dpdk\" needs a build with the `dpdk` feature".to_string(),
         )),
     }
@@ -184,7 +185,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let shared = Shared::new(config.clone(), store, catalog, workers, shards)
         .map_err(|e| StartError::Other(format!("login cache: {e}")))?;
     let shared = Arc::new(shared);
-    let crate::ring::Mesh {
+    let crate::mesh::ring::Mesh {
         links,
         rings,
         worker_wakers,
@@ -196,13 +197,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
 
     let started = match config.dataplane.backend {
-        crate::config::Backend::Kernel => {
+        riptide_config::Backend::Kernel => {
             start_kernel(&shared, links, worker_wakers, &cores[..workers])
         }
         #[cfg(feature = "dpdk")]
-        crate::config::Backend::Dpdk => start_dpdk(&shared, links),
+        riptide_config::Backend::Dpdk => start_dpdk(&shared, links),
         #[cfg(not(feature = "dpdk"))]
-        crate::config::Backend::Dpdk => unreachable!("refused by frontend_threads"),
+        riptide_config::Backend::Dpdk => unreachable!("refused by frontend_threads"),
     };
     let (frontend, bound, label) = match started {
         Ok(started) => started,
@@ -250,7 +251,7 @@ fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<(
 /// Stops the shards once nothing can send them requests any more; each syncs its partitions.
 fn stop_shards(
     shared: &Shared,
-    wakers: &[Arc<crate::ring::Waker>],
+    wakers: &[Arc<crate::mesh::ring::Waker>],
     threads: Vec<std::thread::JoinHandle<()>>,
 ) {
     shared.request_shutdown();
@@ -266,8 +267,8 @@ fn stop_shards(
 /// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring workers.
 fn start_kernel(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::ring::ShardLink>>,
-    wakers: Vec<Arc<crate::ring::Waker>>,
+    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
+    wakers: Vec<Arc<crate::mesh::ring::Waker>>,
     cores: &[Option<usize>],
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
     let config = &shared.config;
@@ -307,9 +308,9 @@ fn start_kernel(
 #[cfg(feature = "dpdk")]
 fn start_dpdk(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::ring::ShardLink>>,
+    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
-    use crate::dpdk::backend::{DpdkBackend, DpdkPlan};
+    use crate::net::dpdk::backend::{DpdkBackend, DpdkPlan};
     let config = &shared.config;
     let plan = DpdkPlan::from_config(config, &config.system.path.join("runtime"))
         .map_err(|e| StartError::Other(format!("dpdk: {e}")))?;
@@ -345,11 +346,13 @@ fn start_dpdk(
 }
 
 #[cfg(feature = "dpdk")]
-fn dpdk_ports(stats: &crate::dpdk::backend::DpdkStats) -> Vec<crate::stats::PortSnapshot> {
-    use crate::dpdk::lcore::LcoreStatsSnapshot;
+fn dpdk_ports(
+    stats: &crate::net::dpdk::backend::DpdkStats,
+) -> Vec<riptide_config::stats::PortSnapshot> {
+    use crate::net::dpdk::lcore::LcoreStatsSnapshot;
     let port = &stats.port;
     let connections: u64 = stats.lcores.iter().map(|l| l.connections_active).sum();
-    let mut ports = vec![crate::stats::PortSnapshot {
+    let mut ports = vec![riptide_config::stats::PortSnapshot {
         port: port.port_id,
         queue: None,
         rx_packets: port.rx_packets,
@@ -367,7 +370,7 @@ fn dpdk_ports(stats: &crate::dpdk::backend::DpdkStats) -> Vec<crate::stats::Port
     ports.extend(port.queues.iter().map(|queue| {
         let lcore = stats.lcores.get(usize::from(queue.queue_id));
         let of_lcore = |counter: fn(&LcoreStatsSnapshot) -> u64| lcore.map_or(0, counter);
-        crate::stats::PortSnapshot {
+        riptide_config::stats::PortSnapshot {
             port: port.port_id,
             queue: Some(queue.queue_id),
             rx_packets: queue.rx_packets,
@@ -416,8 +419,8 @@ fn open_metadata(
 fn start_workers(
     shared: &Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
-    links: Vec<Vec<crate::ring::ShardLink>>,
-    wakers: &[Arc<crate::ring::Waker>],
+    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
+    wakers: &[Arc<crate::mesh::ring::Waker>],
     cores: &[Option<usize>],
     counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
@@ -471,8 +474,8 @@ fn start_workers(
 /// Starts the shard threads and waits until each has opened its partitions.
 fn start_shards(
     shared: &Arc<Shared>,
-    rings: Vec<Vec<crate::ring::WorkerShardRings>>,
-    wakers: &[Arc<crate::ring::Waker>],
+    rings: Vec<Vec<crate::mesh::ring::WorkerShardRings>>,
+    wakers: &[Arc<crate::mesh::ring::Waker>],
     cores: &[Option<usize>],
 ) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -630,7 +633,7 @@ fn wait_for_signal(
     frontend: &mut Frontend,
 ) {
     let mut next_publish = Instant::now();
-    let mut live = crate::live::LiveWatcher::new(&shared.data_dir);
+    let mut live = crate::app::live::LiveWatcher::new(&shared.data_dir);
     loop {
         if let Ok(Some(signal)) = signals.read_signal() {
             tracing::info!(signal = signal.ssi_signo, "termination signal received");
@@ -656,7 +659,7 @@ fn wait_for_signal(
 fn apply_live(
     shared: &Shared,
     frontend: &mut Frontend,
-    changes: Result<crate::live::LiveChanges, String>,
+    changes: Result<riptide_config::live::LiveChanges, String>,
 ) {
     let changes = match changes {
         Ok(changes) => changes,
@@ -666,7 +669,7 @@ fn apply_live(
         }
     };
     if let Some(level) = &changes.log_level {
-        match crate::logging::set_level(level) {
+        match crate::app::logging::set_level(level) {
             Ok(()) => tracing::info!(level = %level, "log.level applied live"),
             Err(error) => tracing::warn!(%error, "log.level not applied"),
         }
@@ -702,8 +705,8 @@ fn snapshot(
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         mode: match shared.config.dataplane.backend {
-            crate::config::Backend::Kernel => "kernel",
-            crate::config::Backend::Dpdk => "dpdk",
+            riptide_config::Backend::Kernel => "kernel",
+            riptide_config::Backend::Dpdk => "dpdk",
         }
         .to_string(),
         tcp_address: shared

@@ -2,8 +2,8 @@
 //! follows connections (a disconnect leaves every group).
 
 use super::{done, encoded, resolve_stream_topic, result_ok, Action, Call, Handled};
-use crate::groups::GroupKey;
-use crate::shared::lock;
+use crate::session::groups::GroupKey;
+use crate::session::shared::lock;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
     ConsumerGroupDetailsResponse, ConsumerGroupMemberResponse, ConsumerGroupResponse,

@@ -2,8 +2,8 @@
 //! the network worker; the partition's shard does the storage work.
 
 use super::{done, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef};
+use crate::session::counters::WorkerCounters;
 use crate::shard::{PollFrom, ShardOp};
-use crate::stats::WorkerCounters;
 use bytes::Bytes;
 use riptide_protocol::batch::Batch;
 use riptide_protocol::codes::ErrorCode;
@@ -168,7 +168,7 @@ fn poll_partition(
         };
     }
     // A group member reads only the partitions assigned to it (the SDK re-syncs on 5009).
-    let mut groups = crate::shared::lock(&call.ctx.shared.groups);
+    let mut groups = crate::session::shared::lock(&call.ctx.shared.groups);
     let key = (stream_id, topic.id, consumer.id);
     let assigned = groups
         .group(key)

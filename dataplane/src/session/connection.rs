@@ -11,11 +11,11 @@
 //! the input buffer, its batch into a buffer of exactly the batch's size
 //! ([`Connection::batch_receive_buffer`]), which becomes the shard's append without a copy.
 
-use crate::batch_buffers::BatchBufferPool;
-use crate::dispatch::{self, Continuation, Handled};
-use crate::ring::ShardLink;
+use crate::mesh::batch_buffers::BatchBufferPool;
+use crate::mesh::ring::ShardLink;
+use crate::session::dispatch::{self, Continuation, Handled};
+use crate::session::shared::{lock, ClientInfo, Shared};
 use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
-use crate::shared::{lock, ClientInfo, Shared};
 use bytes::Bytes;
 use riptide_protocol::codes::{CommandCode, ErrorCode, EvictionReason};
 use riptide_protocol::constants::{

@@ -1,10 +1,13 @@
-//! `riptide.toml`: the embedded defaults, the operator's file on top, the environment on top of both.
+//! The schema of `riptide.toml`: the embedded defaults, the operator's file on top, the environment on top of both.
 //!
 //! Loading works on TOML values first (so a partial file only changes the keys it names and an
 //! environment variable is typed by the default it replaces), then deserialises into [`Config`] with
 //! unknown keys refused, then validates the relations between values. Every error names the key.
 
-use riptide_storage::constants::DEFERRED_OFFSET_WRITE_DELAY_MAX_MS;
+use crate::limits::{
+    DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
+    READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
+};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -31,18 +34,10 @@ pub const IGGY_DROP_IN_VARIABLES: [(&str, &str, &str); 4] = [
 pub const AUTO_THREADS_MAX: usize = 4;
 /// Most threads of each kind that may be configured.
 pub const THREADS_MAX: usize = 64;
-/// Smallest segment: a segment must hold at least one default-sized batch comfortably.
-pub const SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;
-/// Largest segment (positions in the index are u64, but Iggy's own limit is 1 GiB... we allow 16 GiB).
-pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 << 30;
 /// IP MTU bounds of `[dpdk] mtu` before the port is asked: below 576 (the datagram every IPv4
 /// host must take) TCP segments become tiny; 9600 covers the jumbo frames NICs and switches take.
 pub const DPDK_MTU_MIN: u16 = 576;
 pub const DPDK_MTU_MAX: u16 = 9600;
-/// Bounds of a partition's disk write and a disk read (riptide-storage's own limits: 64 KiB up to
-/// twice its largest record).
-pub const IO_BUFFER_MIN_BYTES: u64 = 64 << 10;
-pub const IO_BUFFER_MAX_BYTES: u64 = 2 * riptide_storage::constants::RECORD_SIZE_MAX_BYTES as u64;
 /// Smallest frame limit: a header plus a small body.
 pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
 /// Largest frame limit: the size field is a u32.
@@ -428,7 +423,7 @@ impl Config {
                 ),
             ));
         }
-        let readahead_limit = riptide_storage::constants::READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT;
+        let readahead_limit = READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT;
         if !(1..=readahead_limit as u64).contains(&storage.readahead_reads_in_flight) {
             return Err(ConfigError::invalid(
                 "storage.readahead_reads_in_flight",

@@ -5,7 +5,7 @@
 //! connection even after the slot was reused (the generation no longer matches and it is
 //! ignored). A connection's buffers stay alive while any of its operations is in flight.
 
-use crate::ring::Waker;
+use crate::mesh::ring::Waker;
 use crate::session::{Connection, WorkerContext};
 use crate::shard::ConnectionId;
 use io_uring::{opcode, squeue, types, IoUring};
@@ -493,7 +493,7 @@ impl KernelWorker {
         let Some(connection) = self.slots[index].connection.as_ref() else {
             return false;
         };
-        crate::shared::lock(&self.ctx.shared.groups).has_member(connection.state.client_id)
+        crate::session::shared::lock(&self.ctx.shared.groups).has_member(connection.state.client_id)
     }
 }
 

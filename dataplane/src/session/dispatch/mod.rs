@@ -9,9 +9,9 @@ mod resources;
 mod system;
 mod users;
 
+use crate::session::counters::WorkerCounters;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
-use crate::stats::WorkerCounters;
 use bytes::Bytes;
 use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
 use riptide_protocol::header::RequestHeader;

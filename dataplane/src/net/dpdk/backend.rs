@@ -28,8 +28,8 @@ use super::port::{
 };
 use super::session_worker::SessionWorker;
 use super::steer::LcoreSteering;
-use crate::config::Config;
 use crate::session::WorkerContext;
+use riptide_config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

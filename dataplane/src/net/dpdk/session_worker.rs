@@ -60,7 +60,7 @@ impl SessionWorker {
         if silent.is_empty() {
             return;
         }
-        let groups = crate::shared::lock(&self.ctx.shared.groups);
+        let groups = crate::session::shared::lock(&self.ctx.shared.groups);
         let members: Vec<lcore::ConnectionId> = silent
             .into_iter()
             .filter(|&(_, client_id)| groups.has_member(client_id))
@@ -80,7 +80,7 @@ impl SessionWorker {
         &mut self.ctx
     }
 
-    fn counters(&self) -> &crate::stats::WorkerCounters {
+    fn counters(&self) -> &crate::session::counters::WorkerCounters {
         &self.ctx.shared.worker_counters[self.ctx.index]
     }
 }

@@ -1,0 +1,29 @@
+//! Bounds that more than one crate must agree on: what the storage engine supports is what the
+//! configuration may ask for. Defined here once; `riptide-storage` uses them for its own checks
+//! and this crate validates `riptide.toml` against them.
+
+/// Largest record (one stored batch) the engine accepts: the protocol's default frame limit.
+pub const RECORD_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Smallest segment the engine rotates at (a record larger than its segment gets a segment of
+/// its own). Tests use small segments to rotate often; production sizes are MiB to GiB.
+pub const SEGMENT_SIZE_MIN_BYTES: u64 = 64 * 1024;
+/// Largest segment: index positions are u64, but a segment is the unit retention deletes.
+pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Bounds of a partition's disk write and of a disk read: 64 KiB up to two largest records.
+pub const IO_BUFFER_MIN_BYTES: u64 = 64 * 1024;
+/// See [`IO_BUFFER_MIN_BYTES`].
+pub const IO_BUFFER_MAX_BYTES: u64 = 2 * RECORD_SIZE_MAX_BYTES as u64;
+
+/// Largest shard-wide bound of readahead reads in flight (`storage.readahead_reads_in_flight`):
+/// windows never take more than half of the default pool of 32 read buffers anyway.
+pub const READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT: usize = 16;
+
+/// Longest a deferred consumer-offset store (an auto-commit) may wait for its write: what a
+/// crash can make a consumer group read again (`storage.auto_commit_write_delay_ms`).
+pub const DEFERRED_OFFSET_WRITE_DELAY_MAX_MS: u64 = 60_000;
+
+const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
+const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(4096));
+const _: () = assert!(IO_BUFFER_MIN_BYTES <= IO_BUFFER_MAX_BYTES);
