@@ -4,10 +4,13 @@
 
 use super::options;
 use super::{
-    done, encoded, resolve_stream, resolve_stream_topic, result_ok, Action, Call, Continuation,
-    Handled, IdRef,
+    done, encoded, produced_id, produced_partitions, resolve_stream, resolve_stream_topic,
+    result_ok, Action, Call, Continuation, Handled, IdRef,
 };
-use crate::session::shared::{lock, now_us, Shared};
+// Stamps inside change builders only: those run on the metadata service's thread.
+use crate::clock::now_us;
+use crate::metadata::Produced;
+use crate::session::shared::{lock, Shared};
 use crate::shard::ShardOp;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
@@ -227,28 +230,33 @@ fn create_stream(call: &Call<'_>, name: &str, options: &WireOptions) -> Result<H
     if !options.is_empty() {
         return Err(ErrorCode::UnsupportedOptionKey);
     }
-    let (stream_id, catalog) = call.ctx.shared.mutate(|catalog| {
-        if catalog.stream_by_name(name).is_some() {
-            return Err(ErrorCode::StreamNameAlreadyExists);
-        }
-        let stream_id = catalog
-            .next_stream_id()
-            .map_err(|e| super::catalog_error_code(&e))?;
-        Ok((
-            Change::CreateStream {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog.stream_by_name(&name).is_some() {
+                return Err(ErrorCode::StreamNameAlreadyExists);
+            }
+            let stream_id = catalog
+                .next_stream_id()
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let change = Change::CreateStream {
                 stream_id,
-                name: name.to_string(),
+                name,
                 created_at_us: now_us(),
-            },
-            stream_id,
-        ))
-    })?;
-    let stream = catalog.stream(stream_id).ok_or(ErrorCode::Error)?;
-    let reply = GetStreamResponse {
-        stream: stream_response(&call.ctx.shared, stream),
-        topics: Vec::new(),
-    };
-    Ok(Handled::Reply(result_ok(&encoded(&reply))))
+            };
+            Ok((change, Produced::Id(stream_id)))
+        },
+        |produced, catalog, _, ctx| {
+            let stream = catalog
+                .stream(produced_id(&produced)?)
+                .ok_or(ErrorCode::Error)?;
+            let reply = GetStreamResponse {
+                stream: stream_response(&ctx.shared, stream),
+                topics: Vec::new(),
+            };
+            Ok(Handled::Reply(result_ok(&encoded(&reply))))
+        },
+    ))
 }
 
 fn update_stream(
@@ -262,38 +270,51 @@ fn update_stream(
     if !options.is_empty() {
         return Err(ErrorCode::UnsupportedOptionKey);
     }
-    call.ctx.shared.mutate(|catalog| {
-        if catalog
-            .stream_by_name(name)
-            .is_some_and(|other| other.id != stream_id)
-        {
-            return Err(ErrorCode::StreamNameAlreadyExists);
-        }
-        Ok((
-            Change::UpdateStream {
-                stream_id,
-                name: name.to_string(),
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog
+                .stream_by_name(&name)
+                .is_some_and(|other| other.id != stream_id)
+            {
+                return Err(ErrorCode::StreamNameAlreadyExists);
+            }
+            Ok((Change::UpdateStream { stream_id, name }, Produced::Nothing))
+        },
+        |_, _, _, _| Ok(Handled::Reply(result_ok(&[]))),
+    ))
 }
 
 fn delete_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
-    let stream = resolve_stream(call.catalog, id)?;
-    call.require(Action::ManageStream(stream.id))?;
-    let stream_id = stream.id;
-    call.ctx
-        .shared
-        .mutate(|_| Ok((Change::DeleteStream { stream_id }, ())))?;
-    lock(&call.ctx.shared.groups).forget(stream_id, None, None);
-    let keys = stream
-        .topics
-        .values()
-        .flat_map(|topic| all_partition_keys(stream_id, topic));
-    let requests = per_shard(&call.ctx.shared, keys, ShardOp::DeletePartitions);
-    Ok(after_shards(requests, result_ok(&[])))
+    let stream_id = resolve_stream(call.catalog, id)?.id;
+    call.require(Action::ManageStream(stream_id))?;
+    Ok(Handled::change(
+        move |catalog| {
+            // The partitions as the authoritative catalog has them, so a topic created meanwhile
+            // through another connection is deleted too.
+            let stream = catalog
+                .stream(stream_id)
+                .ok_or(ErrorCode::StreamIdNotFound)?;
+            let keys = stream
+                .topics
+                .values()
+                .flat_map(|topic| all_partition_keys(stream_id, topic))
+                .collect();
+            Ok((
+                Change::DeleteStream { stream_id },
+                Produced::Partitions(keys),
+            ))
+        },
+        move |produced, _, _, ctx| {
+            lock(&ctx.shared.groups).forget(stream_id, None, None);
+            let requests = per_shard(
+                &ctx.shared,
+                produced_partitions(produced)?,
+                ShardOp::DeletePartitions,
+            );
+            Ok(after_shards(requests, result_ok(&[])))
+        },
+    ))
 }
 
 fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
@@ -347,39 +368,46 @@ fn create_topic(
     if partitions_count > PARTITIONS_PER_REQUEST_MAX {
         return Err(ErrorCode::TooManyPartitions);
     }
-    let shared = &call.ctx.shared;
-    let topic_options =
-        options::parse_create(wire_options, shared.config.storage.segment_size_bytes)?;
-    let (topic_id, catalog) = shared.mutate(|catalog| {
-        let stream = catalog
-            .stream(stream_id)
-            .ok_or(ErrorCode::StreamIdNotFound)?;
-        if stream.topics.values().any(|topic| topic.name == name) {
-            return Err(ErrorCode::TopicNameAlreadyExists);
-        }
-        let topic_id = catalog
-            .next_topic_id(stream_id)
-            .map_err(|e| super::catalog_error_code(&e))?;
-        let created_at_us = now_us();
-        let partitions = (0..partitions_count)
-            .map(|id| Partition { id, created_at_us })
-            .collect();
-        let change = Change::CreateTopic {
-            stream_id,
-            topic_id,
-            name: name.to_string(),
-            created_at_us,
-            partitions,
-            options: topic_options,
-        };
-        Ok((change, topic_id))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    let settings = shared.partition_settings(topic);
-    let requests = open_requests(shared, stream_id, topic, settings);
-    Ok(after_shards(
-        requests,
-        result_ok(&encoded(&topic_response(shared, stream_id, topic))),
+    let topic_options = options::parse_create(
+        wire_options,
+        call.ctx.shared.config.storage.segment_size_bytes,
+    )?;
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let stream = catalog
+                .stream(stream_id)
+                .ok_or(ErrorCode::StreamIdNotFound)?;
+            if stream.topics.values().any(|topic| topic.name == name) {
+                return Err(ErrorCode::TopicNameAlreadyExists);
+            }
+            let topic_id = catalog
+                .next_topic_id(stream_id)
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let created_at_us = now_us();
+            let partitions = (0..partitions_count)
+                .map(|id| Partition { id, created_at_us })
+                .collect();
+            let change = Change::CreateTopic {
+                stream_id,
+                topic_id,
+                name,
+                created_at_us,
+                partitions,
+                options: topic_options,
+            };
+            Ok((change, Produced::Id(topic_id)))
+        },
+        move |produced, catalog, _, ctx| {
+            let shared = &ctx.shared;
+            let topic = topic_in(&catalog, stream_id, produced_id(&produced)?)?;
+            let requests =
+                open_requests(shared, stream_id, topic, shared.partition_settings(topic));
+            Ok(after_shards(
+                requests,
+                result_ok(&encoded(&topic_response(shared, stream_id, topic))),
+            ))
+        },
     ))
 }
 
@@ -412,34 +440,36 @@ fn update_topic(
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let update = options::parse_update(wire_options)?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|catalog| {
-        let stream = catalog
-            .stream(stream_id)
-            .ok_or(ErrorCode::StreamIdNotFound)?;
-        if stream
-            .topics
-            .values()
-            .any(|other| other.name == name && other.id != topic_id)
-        {
-            return Err(ErrorCode::TopicNameAlreadyExists);
-        }
-        Ok((
-            Change::UpdateTopic {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let stream = catalog
+                .stream(stream_id)
+                .ok_or(ErrorCode::StreamIdNotFound)?;
+            if stream
+                .topics
+                .values()
+                .any(|other| other.name == name && other.id != topic_id)
+            {
+                return Err(ErrorCode::TopicNameAlreadyExists);
+            }
+            let change = Change::UpdateTopic {
                 stream_id,
                 topic_id,
-                name: name.to_string(),
+                name,
                 options: update,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    let settings = shared.partition_settings(topic);
-    let requests = per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
-        ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect())
-    });
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |_, catalog, _, ctx| {
+            let topic = topic_in(&catalog, stream_id, topic_id)?;
+            let settings = ctx.shared.partition_settings(topic);
+            let requests = per_shard(&ctx.shared, all_partition_keys(stream_id, topic), |keys| {
+                ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect())
+            });
+            Ok(after_shards(requests, result_ok(&[])))
+        },
+    ))
 }
 
 fn delete_topic(
@@ -450,22 +480,26 @@ fn delete_topic(
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    call.ctx.shared.mutate(|_| {
-        Ok((
-            Change::DeleteTopic {
+    Ok(Handled::change(
+        move |catalog| {
+            let topic = topic_in(catalog, stream_id, topic_id)?;
+            let keys = all_partition_keys(stream_id, topic).collect();
+            let change = Change::DeleteTopic {
                 stream_id,
                 topic_id,
-            },
-            (),
-        ))
-    })?;
-    lock(&call.ctx.shared.groups).forget(stream_id, Some(topic_id), None);
-    let requests = per_shard(
-        &call.ctx.shared,
-        all_partition_keys(stream_id, topic),
-        ShardOp::DeletePartitions,
-    );
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Partitions(keys)))
+        },
+        move |produced, _, _, ctx| {
+            lock(&ctx.shared.groups).forget(stream_id, Some(topic_id), None);
+            let requests = per_shard(
+                &ctx.shared,
+                produced_partitions(produced)?,
+                ShardOp::DeletePartitions,
+            );
+            Ok(after_shards(requests, result_ok(&[])))
+        },
+    ))
 }
 
 fn purge_topic(
@@ -495,28 +529,35 @@ fn create_partitions(
         return Err(ErrorCode::InvalidPartitionsCount);
     }
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|catalog| {
-        let topic = topic_in(catalog, stream_id, topic_id)?;
-        let first = topic.partitions.len() as u32;
-        let created_at_us = now_us();
-        let partitions = (first..first + count)
-            .map(|id| Partition { id, created_at_us })
-            .collect();
-        Ok((
-            Change::CreatePartitions {
+    Ok(Handled::change(
+        move |catalog| {
+            let topic = topic_in(catalog, stream_id, topic_id)?;
+            let first = topic.partitions.len() as u32;
+            let created_at_us = now_us();
+            let partitions = (first..first + count)
+                .map(|id| Partition { id, created_at_us })
+                .collect();
+            let change = Change::CreatePartitions {
                 stream_id,
                 topic_id,
                 partitions,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
-    // Every partition gets the new settings: the topic's size limit is shared among them.
-    let requests = open_requests(shared, stream_id, topic, shared.partition_settings(topic));
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |_, catalog, _, ctx| {
+            let shared = &ctx.shared;
+            let topic = topic_in(&catalog, stream_id, topic_id)?;
+            lock(&shared.groups).partitions_changed(
+                stream_id,
+                topic_id,
+                topic.partitions.len() as u32,
+            );
+            // Every partition gets the new settings: the topic's size limit is shared among them.
+            let requests =
+                open_requests(shared, stream_id, topic, shared.partition_settings(topic));
+            Ok(after_shards(requests, result_ok(&[])))
+        },
+    ))
 }
 
 fn delete_partitions(
@@ -527,34 +568,46 @@ fn delete_partitions(
 ) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
-    if count == 0 || count > PARTITIONS_PER_REQUEST_MAX || count as usize > topic.partitions.len() {
+    if count == 0 || count > PARTITIONS_PER_REQUEST_MAX {
         return Err(ErrorCode::InvalidPartitionsCount);
     }
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let removed: Vec<PartitionKey> = all_partition_keys(stream_id, topic)
-        .skip(topic.partitions.len() - count as usize)
-        .collect();
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|_| {
-        Ok((
-            Change::DeletePartitions {
+    Ok(Handled::change(
+        move |catalog| {
+            let topic = topic_in(catalog, stream_id, topic_id)?;
+            let Some(kept) = topic.partitions.len().checked_sub(count as usize) else {
+                return Err(ErrorCode::InvalidPartitionsCount);
+            };
+            let removed = all_partition_keys(stream_id, topic).skip(kept).collect();
+            let change = Change::DeletePartitions {
                 stream_id,
                 topic_id,
                 count,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
-    let mut requests = per_shard(shared, removed, ShardOp::DeletePartitions);
-    let settings = shared.partition_settings(topic);
-    requests.extend(per_shard(
-        shared,
-        all_partition_keys(stream_id, topic),
-        |keys| ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect()),
-    ));
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Partitions(removed)))
+        },
+        move |produced, catalog, _, ctx| {
+            let shared = &ctx.shared;
+            let topic = topic_in(&catalog, stream_id, topic_id)?;
+            lock(&shared.groups).partitions_changed(
+                stream_id,
+                topic_id,
+                topic.partitions.len() as u32,
+            );
+            let mut requests = per_shard(
+                shared,
+                produced_partitions(produced)?,
+                ShardOp::DeletePartitions,
+            );
+            let settings = shared.partition_settings(topic);
+            requests.extend(per_shard(
+                shared,
+                all_partition_keys(stream_id, topic),
+                |keys| ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect()),
+            ));
+            Ok(after_shards(requests, result_ok(&[])))
+        },
+    ))
 }
 
 fn delete_segments(
