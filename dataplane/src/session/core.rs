@@ -268,6 +268,8 @@ impl WorkerCore {
                 (slot.generation == id.generation, slot.connection.as_mut())
             {
                 connection.on_shard_reply(reply.token.seq, reply.outcome, &mut self.ctx);
+                // The reply may have freed an in-flight slot: take the frames waiting for one.
+                connection.process(&mut self.ctx);
                 self.dirty.push(id);
             }
         }
@@ -281,6 +283,8 @@ impl WorkerCore {
                 (slot.generation == id.generation, slot.connection.as_mut())
             {
                 connection.on_metadata_reply(reply.token.seq, reply.outcome, &mut self.ctx);
+                // Frames behind a metadata request wait for it: take them now.
+                connection.process(&mut self.ctx);
                 self.dirty.push(id);
             }
         }
