@@ -14,9 +14,7 @@ struct Layers {
 
 impl Layers {
     fn rank(&self, module: &str) -> Option<usize> {
-        self.order
-            .iter()
-            .position(|layer| layer.contains(&module))
+        self.order.iter().position(|layer| layer.contains(&module))
     }
 
     /// The module a source file belongs to: its folder under `src/`, or its file stem.
@@ -40,9 +38,9 @@ impl Layers {
                 if to == from {
                     continue;
                 }
-                let to_rank = self.rank(&to).unwrap_or_else(|| {
-                    panic!("{}: `crate::{to}` is in no layer", file.display())
-                });
+                let to_rank = self
+                    .rank(&to)
+                    .unwrap_or_else(|| panic!("{}: `crate::{to}` is in no layer", file.display()));
                 if to_rank <= from_rank {
                     found.push((file.display().to_string(), from.clone(), to));
                 }
@@ -149,5 +147,8 @@ fn the_checker_finds_an_edge_that_runs_upwards() {
     };
     let violations = layers.violations();
     assert_eq!(violations.len(), 1, "{violations:?}");
-    assert_eq!((violations[0].1.as_str(), violations[0].2.as_str()), ("low", "high"));
+    assert_eq!(
+        (violations[0].1.as_str(), violations[0].2.as_str()),
+        ("low", "high")
+    );
 }

@@ -6,7 +6,7 @@ use crate::clock::now_us;
 use crate::metadata::{MetadataOp, MetadataOutcome, Produced};
 use crate::session::shared::lock;
 use crate::session::{ConnectionState, Session, WorkerContext};
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ErrorCode, UserStatus as WireUserStatus};
 use riptide_protocol::login::Login;
 use riptide_protocol::reply::types::{
     GetPersonalAccessTokensResponse, GetUsersResponse, PersonalAccessTokenResponse,
@@ -26,8 +26,6 @@ use riptide_storage::metadata::{
 const TOKENS_PER_USER_MAX: usize = 100;
 const USERNAME_LENGTH_BYTES: std::ops::RangeInclusive<usize> = 3..=50;
 const PASSWORD_LENGTH_BYTES: std::ops::RangeInclusive<usize> = 3..=100;
-const STATUS_ACTIVE: u8 = 1;
-const STATUS_INACTIVE: u8 = 2;
 
 /// Register: checks the credentials and binds a new session to the connection. A password is
 /// checked by the metadata service (argon2 is too slow for a network thread); a token's
@@ -141,11 +139,11 @@ fn user_response(user: &User) -> UserResponse {
     UserResponse {
         id: user.id,
         created_at: user.created_at_us,
-        status: if user.status == UserStatus::Active {
-            STATUS_ACTIVE
-        } else {
-            STATUS_INACTIVE
-        },
+        status: match user.status {
+            UserStatus::Active => WireUserStatus::Active,
+            UserStatus::Inactive => WireUserStatus::Inactive,
+        }
+        .wire(),
         username: WireName::new(user.username.as_str())
             .unwrap_or_else(|_| WireName::new("?").expect("valid")),
         options: WireOptions::empty(),
@@ -176,10 +174,10 @@ fn get_users(call: &Call<'_>) -> Result<Handled, ErrorCode> {
 }
 
 fn status_from_wire(status: u8) -> Result<UserStatus, ErrorCode> {
-    match status {
-        STATUS_ACTIVE => Ok(UserStatus::Active),
-        STATUS_INACTIVE => Ok(UserStatus::Inactive),
-        _ => Err(ErrorCode::InvalidUserStatus),
+    match WireUserStatus::from_wire(status) {
+        Some(WireUserStatus::Active) => Ok(UserStatus::Active),
+        Some(WireUserStatus::Inactive) => Ok(UserStatus::Inactive),
+        None => Err(ErrorCode::InvalidUserStatus),
     }
 }
 
