@@ -123,9 +123,8 @@ fn dataplane_folders_depend_one_way() {
             &["net"],
             &["session"],
             &["mesh"],
-            // Siblings: neither names the other.
-            &["shard"],
             &["metadata"],
+            &["shard"],
             &["clock"],
         ],
     });

@@ -17,7 +17,7 @@ use riptide_dataplane::mesh::ring::{build_mesh, MetadataEndpoint, ShardEndpoint}
 use riptide_dataplane::metadata::{CatalogView, MetadataOp, MetadataOutcome};
 use riptide_dataplane::session::shared::{lock, Shared};
 use riptide_dataplane::session::{Refused, WorkerContext, WorkerCore};
-use riptide_dataplane::shard::{ShardOp, ShardOutcome};
+use riptide_dataplane::shard::{PartitionDirectory, ShardOp, ShardOutcome};
 use riptide_protocol::constants::{HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION};
 use riptide_storage::metadata::{
     Catalog, Change, Partition, Permissions, TopicOptions, UserStatus,
@@ -273,7 +273,7 @@ impl Harness {
         let shared = Arc::new(Shared::new(
             config.clone(),
             Arc::new(CatalogView::new(catalog())),
-            1,
+            Arc::new(PartitionDirectory::new(&config.system.path, 1)),
             1,
             1,
         ));

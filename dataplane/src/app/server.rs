@@ -14,7 +14,7 @@ use crate::metadata::MetadataService;
 use crate::net::kernel::{bind_listeners, KernelWorker};
 use crate::session::shared::Shared;
 use crate::session::{WorkerContext, WorkerCore};
-use crate::shard::{storage_config, ShardCore, ShardEnv};
+use crate::shard::{storage_config, PartitionDirectory, ShardCore, ShardEnv};
 use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 use riptide_config::{Config, SteeringPolicy};
 use std::net::SocketAddr;
@@ -231,14 +231,15 @@ impl Servers {
                 source,
             })?;
         }
-        let metadata = MetadataService::open(config, data_dir)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
         let shards = config.storage_shards();
+        let directory = Arc::new(PartitionDirectory::new(data_dir, shards));
+        let metadata = MetadataService::open(config, data_dir, Arc::clone(&directory))
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
         let shared = Arc::new(Shared::new(
             config.clone(),
             metadata.view(),
+            directory,
             workers,
-            shards,
             now_us(),
         ));
         let mesh = build_mesh(workers, shards, config.dataplane.ring_capacity)

@@ -10,10 +10,10 @@ mod service;
 pub use errors::catalog_error_code;
 pub use service::{MetadataService, MetadataStartError};
 
+use crate::shard::ShardOp;
 use arc_swap::ArcSwap;
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{Catalog, Change};
-use riptide_storage::PartitionKey;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -56,8 +56,17 @@ pub enum Produced {
     Id(u32),
     /// A new personal access token in clear (returned once, stored only hashed).
     Token(String),
-    /// The partitions the change removed, as the authoritative catalog had them.
-    Partitions(Vec<PartitionKey>),
+}
+
+/// A change that is durable and published.
+#[derive(Debug)]
+pub struct Applied {
+    pub produced: Produced,
+    /// The catalog that includes the change.
+    pub catalog: Arc<Catalog>,
+    /// Shard work the change implies (`shard::effects::effects_of`) that the requester still has
+    /// to send; empty when the service did it already.
+    pub effects: Vec<(usize, ShardOp)>,
 }
 
 /// Builds a change from the authoritative catalog, on the metadata thread: ids allocated there
@@ -87,11 +96,8 @@ impl std::fmt::Debug for MetadataOp {
 /// What the metadata service answers.
 #[derive(Debug)]
 pub enum MetadataOutcome {
-    /// The change is on stable storage and published; `catalog` includes it.
-    Applied {
-        produced: Produced,
-        catalog: Arc<Catalog>,
-    },
+    /// The change is on stable storage and published.
+    Applied(Applied),
     /// The password is the user's and the user is active.
     LoggedIn {
         user_id: u32,

@@ -2,8 +2,10 @@
 //! logins. It blocks (one write + fdatasync per change, argon2 per uncached login), which is why
 //! it owns a thread.
 
-use super::{errors::catalog_error_code, CatalogView, MetadataOp, MetadataOutcome, Produced};
-use riptide_config::Config;
+use super::{errors::catalog_error_code, Applied, CatalogView, MetadataOp, MetadataOutcome};
+use crate::shard::effects::effects_of;
+use crate::shard::PartitionDirectory;
+use riptide_config::{AckFloor, Config};
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{
     hash_password, Catalog, Change, MetadataStore, Permissions, UserStatus, VerifiedLogins,
@@ -24,7 +26,11 @@ pub enum MetadataStartError {
 pub struct MetadataService {
     store: MetadataStore,
     view: Arc<CatalogView>,
+    /// The catalog last published (the "before" of the next change's effects).
+    current: Arc<Catalog>,
     verified_logins: VerifiedLogins,
+    directory: Arc<PartitionDirectory>,
+    floor: AckFloor,
 }
 
 impl MetadataService {
@@ -32,7 +38,11 @@ impl MetadataService {
     ///
     /// # Errors
     /// The store could not be opened or written, or no random key could be drawn.
-    pub fn open(config: &Config, data_dir: &Path) -> Result<MetadataService, MetadataStartError> {
+    pub fn open(
+        config: &Config,
+        data_dir: &Path,
+        directory: Arc<PartitionDirectory>,
+    ) -> Result<MetadataService, MetadataStartError> {
         let store_error = |e: &dyn std::fmt::Display| MetadataStartError::Store(e.to_string());
         let (mut store, catalog) =
             MetadataStore::open(&data_dir.join("metadata")).map_err(|e| store_error(&e))?;
@@ -54,11 +64,15 @@ impl MetadataService {
         let verified_logins =
             VerifiedLogins::new(Duration::from_secs(config.auth.verified_login_ttl_s))
                 .map_err(|e| MetadataStartError::Secrets(e.to_string()))?;
-        let view = Arc::new(CatalogView::new(store.catalog().clone()));
+        let current = Arc::new(store.catalog().clone());
+        let view = Arc::new(CatalogView::new(Catalog::clone(&current)));
         Ok(MetadataService {
             store,
             view,
+            current,
             verified_logins,
+            directory,
+            floor: config.storage.ack_floor,
         })
     }
 
@@ -70,7 +84,7 @@ impl MetadataService {
     pub fn execute(&mut self, op: MetadataOp) -> MetadataOutcome {
         match op {
             MetadataOp::Change(build) => match self.apply(build) {
-                Ok((produced, catalog)) => MetadataOutcome::Applied { produced, catalog },
+                Ok(applied) => MetadataOutcome::Applied(applied),
                 Err(code) => MetadataOutcome::Failed(code),
             },
             MetadataOp::PasswordLogin { username, password } => {
@@ -79,10 +93,9 @@ impl MetadataService {
         }
     }
 
-    fn apply(
-        &mut self,
-        build: super::ChangeBuilder,
-    ) -> Result<(Produced, Arc<Catalog>), ErrorCode> {
+    /// Builds the change, makes it durable, publishes the new catalog and works out the shard
+    /// work it implies (sent by the network thread that asked).
+    fn apply(&mut self, build: super::ChangeBuilder) -> Result<Applied, ErrorCode> {
         let (change, produced) = build(self.store.catalog())?;
         self.store.apply(&change).map_err(|error| match error {
             riptide_storage::metadata::MetadataError::Catalog(error) => catalog_error_code(&error),
@@ -92,8 +105,20 @@ impl MetadataService {
             }
         })?;
         let catalog = Arc::new(self.store.catalog().clone());
+        let effects = effects_of(
+            &change,
+            &self.current,
+            &catalog,
+            &self.directory,
+            self.floor,
+        );
+        self.current = Arc::clone(&catalog);
         self.view.publish(Arc::clone(&catalog));
-        Ok((produced, catalog))
+        Ok(Applied {
+            produced,
+            catalog,
+            effects,
+        })
     }
 
     fn password_login(&self, username: &str, password: &str) -> MetadataOutcome {

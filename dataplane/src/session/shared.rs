@@ -61,13 +61,14 @@ impl Shared {
     pub fn new(
         config: Config,
         catalog: Arc<CatalogView>,
+        directory: Arc<PartitionDirectory>,
         workers: usize,
-        shards: usize,
         started_at_us: u64,
     ) -> Shared {
         let cleaner_interval_ms = config.retention.cleaner_interval_ms;
+        let shards = directory.shards();
         Shared {
-            directory: Arc::new(PartitionDirectory::new(&config.system.path, shards)),
+            directory,
             config,
             started_at_us,
             catalog,

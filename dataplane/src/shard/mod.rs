@@ -6,6 +6,7 @@ mod config;
 pub mod core;
 pub mod counters;
 pub mod directory;
+pub mod effects;
 pub mod ops;
 
 pub use self::config::storage_config;

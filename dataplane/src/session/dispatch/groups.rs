@@ -166,9 +166,10 @@ fn create(
             };
             Ok((change, Produced::Id(group_id)))
         },
-        move |produced, catalog, _, ctx| {
-            let group_id = produced_id(&produced)?;
-            let topic = catalog
+        move |applied, _, ctx| {
+            let group_id = produced_id(&applied.produced)?;
+            let topic = applied
+                .catalog
                 .topic(stream_id, topic_id)
                 .ok_or(ErrorCode::TopicIdNotFound)?;
             let group = topic
@@ -198,7 +199,7 @@ fn delete(
             };
             Ok((change, Produced::Nothing))
         },
-        move |_, _, _, ctx| {
+        move |_, _, ctx| {
             lock(&ctx.shared.groups).forget(stream_id, Some(topic_id), Some(group_id));
             Ok(Handled::Reply(result_ok(&[])))
         },

@@ -9,7 +9,7 @@ mod resources;
 mod system;
 mod users;
 
-use crate::metadata::{MetadataOp, MetadataOutcome, Produced};
+use crate::metadata::{Applied, MetadataOp, MetadataOutcome, Produced};
 use crate::session::counters::WorkerCounters;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
@@ -20,7 +20,6 @@ use riptide_protocol::request::Request;
 use riptide_protocol::wire::WireIdentifier;
 use riptide_storage::metadata::{Catalog, Change, Stream, Topic};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 pub use access::Action;
 
@@ -48,23 +47,16 @@ pub type Then =
 impl Handled {
     /// A metadata change built by `build` on the metadata service's thread from the
     /// authoritative catalog; once it is durable, `after` builds the reply (or shard work) from
-    /// what the change produced and the catalog that includes it.
+    /// what the change produced, the catalog that includes it and the shard work it implies.
     pub fn change(
         build: impl FnOnce(&Catalog) -> Result<(Change, Produced), ErrorCode> + Send + 'static,
-        after: impl FnOnce(
-                Produced,
-                Arc<Catalog>,
-                &mut ConnectionState,
-                &mut WorkerContext,
-            ) -> Result<Handled, ErrorCode>
+        after: impl FnOnce(Applied, &mut ConnectionState, &mut WorkerContext) -> Result<Handled, ErrorCode>
             + 'static,
     ) -> Handled {
         Handled::Metadata {
             op: MetadataOp::Change(Box::new(build)),
             then: Box::new(move |outcome, state, ctx| match outcome {
-                MetadataOutcome::Applied { produced, catalog } => {
-                    done(after(produced, catalog, state, ctx))
-                }
+                MetadataOutcome::Applied(applied) => done(after(applied, state, ctx)),
                 MetadataOutcome::Failed(code) => Handled::Error(code),
                 MetadataOutcome::LoggedIn { .. } => Handled::Error(ErrorCode::Error),
             }),
@@ -292,13 +284,24 @@ pub fn produced_id(produced: &Produced) -> Result<u32, ErrorCode> {
     }
 }
 
-/// The partitions a change removed.
-pub fn produced_partitions(
-    produced: Produced,
-) -> Result<Vec<riptide_storage::PartitionKey>, ErrorCode> {
-    match produced {
-        Produced::Partitions(keys) => Ok(keys),
-        _ => Err(ErrorCode::Error),
+/// The reply of a change that answers with an empty success after its shard work.
+pub fn replied_ok(
+    applied: Applied,
+    _: &mut ConnectionState,
+    _: &mut WorkerContext,
+) -> Result<Handled, ErrorCode> {
+    Ok(after_shards(applied.effects, result_ok(&[])))
+}
+
+/// Shard work whose reply is `body`; replies at once when no shard is involved.
+pub fn after_shards(requests: Vec<(usize, ShardOp)>, body: Vec<u8>) -> Handled {
+    if requests.is_empty() {
+        Handled::Reply(body)
+    } else {
+        Handled::Shard {
+            requests,
+            continuation: Continuation::Body(body),
+        }
     }
 }
 

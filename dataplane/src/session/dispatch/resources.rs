@@ -4,13 +4,15 @@
 
 use super::options;
 use super::{
-    done, encoded, produced_id, produced_partitions, resolve_stream, resolve_stream_topic,
-    result_ok, Action, Call, Continuation, Handled, IdRef,
+    after_shards, done, encoded, produced_id, replied_ok, resolve_stream, resolve_stream_topic,
+    result_ok, Action, Call, Handled, IdRef,
 };
 // Stamps inside change builders only: those run on the metadata service's thread.
 use crate::clock::now_us;
-use crate::metadata::Produced;
+use crate::metadata::{Applied, Produced};
 use crate::session::shared::{lock, Shared};
+use crate::session::WorkerContext;
+use crate::shard::effects::{keys_of, per_shard};
 use crate::shard::ShardOp;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
@@ -20,7 +22,7 @@ use riptide_protocol::reply::types::{
 use riptide_protocol::request::Request;
 use riptide_protocol::wire::{WireName, WireOptions};
 use riptide_storage::metadata::{Catalog, Change, CompressionAlgorithm, Partition, Stream, Topic};
-use riptide_storage::{PartitionKey, PartitionSettings};
+use riptide_storage::PartitionKey;
 
 /// Most partitions one create or delete request may name (iggy's limit).
 const PARTITIONS_PER_REQUEST_MAX: u32 = 1000;
@@ -159,43 +161,6 @@ fn topic_response(shared: &Shared, stream_id: u32, topic: &Topic) -> GetTopicRes
     }
 }
 
-/// Requests to the shards owning `keys`, one request per shard.
-fn per_shard(
-    shared: &Shared,
-    keys: impl IntoIterator<Item = PartitionKey>,
-    op: impl Fn(Vec<PartitionKey>) -> ShardOp,
-) -> Vec<(usize, ShardOp)> {
-    let mut by_shard: Vec<Vec<PartitionKey>> = vec![Vec::new(); shared.shards()];
-    for key in keys {
-        by_shard[shared.shard_for(key)].push(key);
-    }
-    by_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, keys)| !keys.is_empty())
-        .map(|(shard, keys)| (shard, op(keys)))
-        .collect()
-}
-
-/// Shard work whose reply is `body`; replies at once when no shard is involved.
-fn after_shards(requests: Vec<(usize, ShardOp)>, body: Vec<u8>) -> Handled {
-    if requests.is_empty() {
-        Handled::Reply(body)
-    } else {
-        Handled::Shard {
-            requests,
-            continuation: Continuation::Body(body),
-        }
-    }
-}
-
-fn all_partition_keys(stream_id: u32, topic: &Topic) -> impl Iterator<Item = PartitionKey> + '_ {
-    topic
-        .partitions
-        .iter()
-        .map(move |partition| partition_key(stream_id, topic, partition))
-}
-
 fn get_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let Ok(stream) = resolve_stream(call.catalog, id) else {
         return Ok(Handled::Reply(Vec::new()));
@@ -246,9 +211,10 @@ fn create_stream(call: &Call<'_>, name: &str, options: &WireOptions) -> Result<H
             };
             Ok((change, Produced::Id(stream_id)))
         },
-        |produced, catalog, _, ctx| {
-            let stream = catalog
-                .stream(produced_id(&produced)?)
+        |applied, _, ctx| {
+            let stream = applied
+                .catalog
+                .stream(produced_id(&applied.produced)?)
                 .ok_or(ErrorCode::Error)?;
             let reply = GetStreamResponse {
                 stream: stream_response(&ctx.shared, stream),
@@ -281,7 +247,7 @@ fn update_stream(
             }
             Ok((Change::UpdateStream { stream_id, name }, Produced::Nothing))
         },
-        |_, _, _, _| Ok(Handled::Reply(result_ok(&[]))),
+        replied_ok,
     ))
 }
 
@@ -289,30 +255,10 @@ fn delete_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let stream_id = resolve_stream(call.catalog, id)?.id;
     call.require(Action::ManageStream(stream_id))?;
     Ok(Handled::change(
-        move |catalog| {
-            // The partitions as the authoritative catalog has them, so a topic created meanwhile
-            // through another connection is deleted too.
-            let stream = catalog
-                .stream(stream_id)
-                .ok_or(ErrorCode::StreamIdNotFound)?;
-            let keys = stream
-                .topics
-                .values()
-                .flat_map(|topic| all_partition_keys(stream_id, topic))
-                .collect();
-            Ok((
-                Change::DeleteStream { stream_id },
-                Produced::Partitions(keys),
-            ))
-        },
-        move |produced, _, _, ctx| {
+        move |_| Ok((Change::DeleteStream { stream_id }, Produced::Nothing)),
+        move |applied, state, ctx| {
             lock(&ctx.shared.groups).forget(stream_id, None, None);
-            let requests = per_shard(
-                &ctx.shared,
-                produced_partitions(produced)?,
-                ShardOp::DeletePartitions,
-            );
-            Ok(after_shards(requests, result_ok(&[])))
+            replied_ok(applied, state, ctx)
         },
     ))
 }
@@ -323,8 +269,8 @@ fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let keys = stream
         .topics
         .values()
-        .flat_map(|topic| all_partition_keys(stream.id, topic));
-    let requests = per_shard(&call.ctx.shared, keys, ShardOp::Purge);
+        .flat_map(|topic| keys_of(stream.id, topic));
+    let requests = per_shard(&call.ctx.shared.directory, keys, ShardOp::Purge);
     Ok(after_shards(requests, result_ok(&[])))
 }
 
@@ -398,15 +344,11 @@ fn create_topic(
             };
             Ok((change, Produced::Id(topic_id)))
         },
-        move |produced, catalog, _, ctx| {
-            let shared = &ctx.shared;
-            let topic = topic_in(&catalog, stream_id, produced_id(&produced)?)?;
-            let requests =
-                open_requests(shared, stream_id, topic, shared.partition_settings(topic));
-            Ok(after_shards(
-                requests,
-                result_ok(&encoded(&topic_response(shared, stream_id, topic))),
-            ))
+        move |applied, _, ctx| {
+            let topic_id = produced_id(&applied.produced)?;
+            let topic = topic_in(&applied.catalog, stream_id, topic_id)?;
+            let body = result_ok(&encoded(&topic_response(&ctx.shared, stream_id, topic)));
+            Ok(after_shards(applied.effects, body))
         },
     ))
 }
@@ -415,18 +357,6 @@ fn topic_in(catalog: &Catalog, stream_id: u32, topic_id: u32) -> Result<&Topic, 
     catalog
         .topic(stream_id, topic_id)
         .ok_or(ErrorCode::TopicIdNotFound)
-}
-
-/// Opens (or re-configures) every partition of a topic on its shard.
-fn open_requests(
-    shared: &Shared,
-    stream_id: u32,
-    topic: &Topic,
-    settings: PartitionSettings,
-) -> Vec<(usize, ShardOp)> {
-    per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
-        ShardOp::OpenPartitions(keys.into_iter().map(|key| (key, settings)).collect())
-    })
 }
 
 fn update_topic(
@@ -461,14 +391,7 @@ fn update_topic(
             };
             Ok((change, Produced::Nothing))
         },
-        move |_, catalog, _, ctx| {
-            let topic = topic_in(&catalog, stream_id, topic_id)?;
-            let settings = ctx.shared.partition_settings(topic);
-            let requests = per_shard(&ctx.shared, all_partition_keys(stream_id, topic), |keys| {
-                ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect())
-            });
-            Ok(after_shards(requests, result_ok(&[])))
-        },
+        replied_ok,
     ))
 }
 
@@ -481,23 +404,16 @@ fn delete_topic(
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
     Ok(Handled::change(
-        move |catalog| {
-            let topic = topic_in(catalog, stream_id, topic_id)?;
-            let keys = all_partition_keys(stream_id, topic).collect();
+        move |_| {
             let change = Change::DeleteTopic {
                 stream_id,
                 topic_id,
             };
-            Ok((change, Produced::Partitions(keys)))
+            Ok((change, Produced::Nothing))
         },
-        move |produced, _, _, ctx| {
+        move |applied, state, ctx| {
             lock(&ctx.shared.groups).forget(stream_id, Some(topic_id), None);
-            let requests = per_shard(
-                &ctx.shared,
-                produced_partitions(produced)?,
-                ShardOp::DeletePartitions,
-            );
-            Ok(after_shards(requests, result_ok(&[])))
+            replied_ok(applied, state, ctx)
         },
     ))
 }
@@ -510,8 +426,8 @@ fn purge_topic(
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let requests = per_shard(
-        &call.ctx.shared,
-        all_partition_keys(stream.id, topic),
+        &call.ctx.shared.directory,
+        keys_of(stream.id, topic),
         ShardOp::Purge,
     );
     Ok(after_shards(requests, result_ok(&[])))
@@ -544,18 +460,9 @@ fn create_partitions(
             };
             Ok((change, Produced::Nothing))
         },
-        move |_, catalog, _, ctx| {
-            let shared = &ctx.shared;
-            let topic = topic_in(&catalog, stream_id, topic_id)?;
-            lock(&shared.groups).partitions_changed(
-                stream_id,
-                topic_id,
-                topic.partitions.len() as u32,
-            );
-            // Every partition gets the new settings: the topic's size limit is shared among them.
-            let requests =
-                open_requests(shared, stream_id, topic, shared.partition_settings(topic));
-            Ok(after_shards(requests, result_ok(&[])))
+        move |applied, state, ctx| {
+            partitions_changed(&applied, stream_id, topic_id, ctx)?;
+            replied_ok(applied, state, ctx)
         },
     ))
 }
@@ -575,39 +482,33 @@ fn delete_partitions(
     Ok(Handled::change(
         move |catalog| {
             let topic = topic_in(catalog, stream_id, topic_id)?;
-            let Some(kept) = topic.partitions.len().checked_sub(count as usize) else {
+            if topic.partitions.len() < count as usize {
                 return Err(ErrorCode::InvalidPartitionsCount);
-            };
-            let removed = all_partition_keys(stream_id, topic).skip(kept).collect();
+            }
             let change = Change::DeletePartitions {
                 stream_id,
                 topic_id,
                 count,
             };
-            Ok((change, Produced::Partitions(removed)))
+            Ok((change, Produced::Nothing))
         },
-        move |produced, catalog, _, ctx| {
-            let shared = &ctx.shared;
-            let topic = topic_in(&catalog, stream_id, topic_id)?;
-            lock(&shared.groups).partitions_changed(
-                stream_id,
-                topic_id,
-                topic.partitions.len() as u32,
-            );
-            let mut requests = per_shard(
-                shared,
-                produced_partitions(produced)?,
-                ShardOp::DeletePartitions,
-            );
-            let settings = shared.partition_settings(topic);
-            requests.extend(per_shard(
-                shared,
-                all_partition_keys(stream_id, topic),
-                |keys| ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect()),
-            ));
-            Ok(after_shards(requests, result_ok(&[])))
+        move |applied, state, ctx| {
+            partitions_changed(&applied, stream_id, topic_id, ctx)?;
+            replied_ok(applied, state, ctx)
         },
     ))
+}
+
+/// A topic's partition count changed: its group members get their partitions again.
+fn partitions_changed(
+    applied: &Applied,
+    stream_id: u32,
+    topic_id: u32,
+    ctx: &WorkerContext,
+) -> Result<(), ErrorCode> {
+    let topic = topic_in(&applied.catalog, stream_id, topic_id)?;
+    lock(&ctx.shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
+    Ok(())
 }
 
 fn delete_segments(

@@ -1,6 +1,6 @@
 //! Login and logout, users, permissions and personal access tokens.
 
-use super::{done, encoded, produced_id, result_ok, Action, Call, Handled};
+use super::{done, encoded, produced_id, replied_ok, result_ok, Action, Call, Handled};
 // Stamps inside change builders only: those run on the metadata service's thread.
 use crate::clock::now_us;
 use crate::metadata::{MetadataOp, MetadataOutcome, Produced};
@@ -232,9 +232,10 @@ fn create_user(
             };
             Ok((change, Produced::Id(user_id)))
         },
-        |produced, catalog, _, _| {
-            let user = catalog
-                .user(produced_id(&produced)?)
+        |applied, _, _| {
+            let user = applied
+                .catalog
+                .user(produced_id(&applied.produced)?)
                 .ok_or(ErrorCode::Error)?;
             Ok(Handled::Reply(result_ok(&encoded(&user_details(user)))))
         },
@@ -251,16 +252,6 @@ fn delete_user(call: &Call<'_>, id: &WireIdentifier) -> Result<Handled, ErrorCod
         move |_| Ok((Change::DeleteUser { user_id }, Produced::Nothing)),
         replied_ok,
     ))
-}
-
-/// The reply of a change that answers with an empty success.
-fn replied_ok(
-    _: Produced,
-    _: std::sync::Arc<Catalog>,
-    _: &mut ConnectionState,
-    _: &mut WorkerContext,
-) -> Result<Handled, ErrorCode> {
-    Ok(Handled::Reply(result_ok(&[])))
 }
 
 fn update_user(
@@ -395,8 +386,8 @@ fn create_token(call: &Call<'_>, name: &str, expiry_us: u64) -> Result<Handled, 
             };
             Ok((change, Produced::Token(token)))
         },
-        |produced, _, _, _| {
-            let Produced::Token(token) = produced else {
+        |applied, _, _| {
+            let Produced::Token(token) = applied.produced else {
                 return Err(ErrorCode::Error);
             };
             let token = WireName::new(token).map_err(|_| ErrorCode::Error)?;
