@@ -84,6 +84,7 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub steering: SteeringConfig,
     pub dpdk: DpdkConfig,
+    pub cluster: ClusterConfig,
     pub control: ControlConfig,
     pub log: LogConfig,
 }
@@ -226,6 +227,36 @@ pub struct DpdkConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    pub name: String,
+    pub node_name: String,
+    pub node_id: u64,
+    pub replication_address: String,
+    pub members: Vec<ClusterMember>,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub write_timeout_ms: u64,
+    pub snapshot_every_entries: u64,
+    pub secret: String,
+}
+
+/// One node of the cluster as the configuration names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterMember {
+    pub id: u64,
+    pub name: String,
+    pub replication_address: String,
+    pub tcp_address: String,
+}
+
+/// Shortest `cluster.secret` accepted.
+pub const CLUSTER_SECRET_MIN_BYTES: usize = 16;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     pub address: String,
 }
@@ -347,7 +378,77 @@ impl Config {
         if self.dataplane.backend == Backend::Dpdk {
             self.validate_dpdk()?;
         }
+        self.validate_cluster()?;
         Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        validate_name("cluster.name", &cluster.name, 1, 255)?;
+        validate_name("cluster.node_name", &cluster.node_name, 1, 255)?;
+        if !cluster.enabled {
+            return Ok(());
+        }
+        let address = |key: &str, text: &str| {
+            text.parse::<SocketAddr>().map(drop).map_err(|_| {
+                ConfigError::invalid(key, format!("'{text}' is not an ip:port address"))
+            })
+        };
+        address("cluster.replication_address", &cluster.replication_address)?;
+        let mut ids = std::collections::BTreeSet::new();
+        for member in &cluster.members {
+            if member.id == 0 || !ids.insert(member.id) {
+                return Err(ConfigError::invalid(
+                    "cluster.members",
+                    format!(
+                        "ids must be unique and positive (id {} repeats or is 0)",
+                        member.id
+                    ),
+                ));
+            }
+            validate_name("cluster.members.name", &member.name, 1, 255)?;
+            address(
+                "cluster.members.replication_address",
+                &member.replication_address,
+            )?;
+            address("cluster.members.tcp_address", &member.tcp_address)?;
+        }
+        if !ids.contains(&cluster.node_id) {
+            return Err(ConfigError::invalid(
+                "cluster.node_id",
+                format!("{} is not among cluster.members", cluster.node_id),
+            ));
+        }
+        if cluster.heartbeat_interval_ms == 0
+            || cluster.heartbeat_interval_ms >= cluster.election_timeout_min_ms
+            || cluster.election_timeout_min_ms >= cluster.election_timeout_max_ms
+        {
+            return Err(ConfigError::invalid(
+                "cluster.heartbeat_interval_ms / election_timeout_min_ms / election_timeout_max_ms",
+                "need 0 < heartbeat interval < election timeout min < election timeout max",
+            ));
+        }
+        if cluster.write_timeout_ms == 0 || cluster.snapshot_every_entries == 0 {
+            return Err(ConfigError::invalid(
+                "cluster.write_timeout_ms / cluster.snapshot_every_entries",
+                "must be positive",
+            ));
+        }
+        if cluster.secret.len() < CLUSTER_SECRET_MIN_BYTES {
+            return Err(ConfigError::invalid(
+                "cluster.secret",
+                format!("set a secret of at least {CLUSTER_SECRET_MIN_BYTES} bytes, the same on every member (RIPTIDE_CLUSTER_SECRET)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's entry among `cluster.members` (cluster mode).
+    pub fn cluster_self(&self) -> Option<&ClusterMember> {
+        self.cluster
+            .members
+            .iter()
+            .find(|member| member.id == self.cluster.node_id)
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -519,6 +620,9 @@ impl Config {
     pub fn to_toml_masked(&self) -> String {
         let mut shown = self.clone();
         shown.root.password = "********".to_string();
+        if !shown.cluster.secret.is_empty() {
+            shown.cluster.secret = "********".to_string();
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
