@@ -1,5 +1,6 @@
-//! Server and client information: stats, me, clients, cluster metadata (one node), and the
-//! cluster-routing commands of iggy 0.11, which a single node answers as the primary for all.
+//! Server and client information: stats, me, clients, cluster metadata (one node, named by
+//! `[cluster] name` and `node_name`), and the cluster-routing commands of iggy 0.11, which a
+//! single node answers as the primary for all.
 
 use super::{done, encoded, Action, Call, Handled};
 use crate::session::shared::lock;
@@ -14,8 +15,6 @@ use std::net::SocketAddr;
 const TRANSPORT_TCP: u8 = 1;
 const NODE_ROLE_LEADER: u8 = 0;
 const NODE_STATUS_HEALTHY: u8 = 0;
-const CLUSTER_NAME: &str = "riptide";
-const NODE_NAME: &str = "riptide-0";
 
 pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     done(match request {
@@ -90,19 +89,21 @@ fn clients(call: &Call<'_>) -> Result<Handled, ErrorCode> {
     Ok(Handled::Reply(encoded(&GetClientsResponse { clients })))
 }
 
+/// One node, the leader, at the address its listener really bound (port 0 resolved).
 fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
-    let address = call
-        .ctx
-        .shared
+    let shared = &call.ctx.shared;
+    let address = shared
         .bound_address()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let names = &shared.config.cluster;
     ClusterMetadataResponse {
-        name: CLUSTER_NAME.to_string(),
+        name: names.name.clone(),
         nodes: vec![ClusterNodeResponse {
-            name: NODE_NAME.to_string(),
+            name: names.node_name.clone(),
             ip: address.ip().to_string(),
             tcp_port: address.port(),
             quic_port: 0,
+            // The HTTP API is being built; its bound port is wired in here when it lands.
             http_port: 0,
             websocket_port: 0,
             role: NODE_ROLE_LEADER,
