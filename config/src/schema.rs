@@ -42,6 +42,8 @@ pub const DPDK_MTU_MAX: u16 = 9600;
 pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
 /// Largest frame limit: the size field is a u32.
 pub const FRAME_SIZE_MAX_BYTES: u64 = u32::MAX as u64;
+/// Longest cluster or node name: what an Iggy name field (`WireName`) may carry.
+pub const CLUSTER_NAME_LENGTH_MAX_BYTES: usize = 255;
 
 /// Why a configuration was refused. Each variant names the key and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +227,8 @@ pub struct DpdkConfig {
     pub mtu: u16,
 }
 
+/// `[cluster]`: the names this node gives itself and its cluster (GetClusterMetadata) and, when
+/// enabled, replication.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -326,6 +330,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        validate_display_name("cluster.name", &self.cluster.name)?;
+        validate_display_name("cluster.node_name", &self.cluster.node_name)?;
         validate_name("root.username", &self.root.username, 3, 50)?;
         validate_name("root.password", &self.root.password, 3, 100)?;
         if self.dataplane.network_workers > THREADS_MAX {
@@ -384,8 +390,6 @@ impl Config {
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let cluster = &self.cluster;
-        validate_name("cluster.name", &cluster.name, 1, 255)?;
-        validate_name("cluster.node_name", &cluster.node_name, 1, 255)?;
         if !cluster.enabled {
             return Ok(());
         }
@@ -645,6 +649,30 @@ fn validate_name(key: &str, value: &str, min: usize, max: usize) -> Result<(), C
     Ok(())
 }
 
+/// A name shown to clients: 1 to [`CLUSTER_NAME_LENGTH_MAX_BYTES`] bytes, not blank (Iggy
+/// refuses a blank cluster or node name too), no control characters (it ends up in logs).
+fn validate_display_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty or blank"));
+    }
+    if value.len() > CLUSTER_NAME_LENGTH_MAX_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "is {} bytes long; at most {CLUSTER_NAME_LENGTH_MAX_BYTES}",
+                value.len()
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            key,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
@@ -803,6 +831,37 @@ mod tests {
         );
         assert_eq!(config.dataplane.backend, Backend::Kernel);
         assert_eq!(config.storage.ack_floor, AckFloor::Persisted);
+        // What an Iggy 0.11 server with clustering off reports (`cluster_meta.rs`).
+        assert_eq!(config.cluster.name, "single-node");
+        assert_eq!(config.cluster.node_name, "iggy-node");
+    }
+
+    #[test]
+    fn cluster_names_are_configurable_and_validated() {
+        let file = "[cluster]\nname = \"prod-east\"\n";
+        let vars = env(&[("RIPTIDE_CLUSTER_NODE_NAME", "broker-7")]);
+        let config = Config::load_from(Some((Path::new("x.toml"), file)), &vars).unwrap();
+        assert_eq!(config.cluster.name, "prod-east");
+        assert_eq!(config.cluster.node_name, "broker-7");
+        let longest = "n".repeat(CLUSTER_NAME_LENGTH_MAX_BYTES);
+        let at_bound = env(&[("RIPTIDE_CLUSTER_NAME", longest.as_str())]);
+        assert!(Config::load_from(None, &at_bound).is_ok());
+        let too_long = "n".repeat(CLUSTER_NAME_LENGTH_MAX_BYTES + 1);
+        for (variable, value, key) in [
+            ("RIPTIDE_CLUSTER_NAME", "", "cluster.name"),
+            ("RIPTIDE_CLUSTER_NAME", "   ", "cluster.name"),
+            ("RIPTIDE_CLUSTER_NAME", too_long.as_str(), "cluster.name"),
+            ("RIPTIDE_CLUSTER_NODE_NAME", "a\tb", "cluster.node_name"),
+            ("RIPTIDE_CLUSTER_NODE_NAME", "", "cluster.node_name"),
+        ] {
+            let error = Config::load_from(None, &env(&[(variable, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(key),
+                "{variable}={value:?}: {error}"
+            );
+        }
+        let unknown = Config::load_from(Some((Path::new("x.toml"), "[cluster]\nnodes = 3\n")), &[]);
+        assert!(unknown.unwrap_err().to_string().contains("cluster.nodes"));
     }
 
     #[test]

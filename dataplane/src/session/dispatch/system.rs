@@ -1,5 +1,6 @@
-//! Server and client information: stats, me, clients, cluster metadata (one node), and the
-//! cluster-routing commands of iggy 0.11, which a single node answers as the primary for all.
+//! Server and client information: stats, me, clients, cluster metadata (one node, named by
+//! `[cluster] name` and `node_name`), and the cluster-routing commands of iggy 0.11, which a
+//! single node answers as the primary for all.
 
 use super::{done, encoded, Action, Call, Handled};
 use crate::session::shared::lock;
@@ -84,6 +85,8 @@ fn clients(call: &Call<'_>) -> Result<Handled, ErrorCode> {
     Ok(Handled::Reply(encoded(&GetClientsResponse { clients })))
 }
 
+/// The cluster's roster: on a single node one node, the leader, at the address its listener
+/// really bound (port 0 resolved).
 fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
     let shared = &call.ctx.shared;
     let name = shared.config.cluster.name.clone();
