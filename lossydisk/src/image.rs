@@ -35,40 +35,60 @@ pub fn load(dir: &Path) -> io::Result<Tree> {
     Ok(Tree::Dir(entries))
 }
 
-/// Replaces everything under `dir` with `tree` (a directory).
+/// Makes `dir`, which holds `old` (as loaded at mount), hold `new`: only what differs is
+/// written or removed, so a round costs what it changed, not the size of the disk.
 ///
 /// # Errors
 /// Any failure removing the old content or writing the new one.
-pub fn store(dir: &Path, tree: &Tree) -> io::Result<()> {
-    let Tree::Dir(entries) = tree else {
+pub fn store(dir: &Path, old: &Tree, new: &Tree) -> io::Result<()> {
+    let (Tree::Dir(old), Tree::Dir(new)) = (old, new) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the root of a disk is a directory",
         ));
     };
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(entry.path())?;
-        } else {
-            fs::remove_file(entry.path())?;
-        }
-    }
-    write_entries(dir, entries)
+    store_entries(dir, old, new)
 }
 
-fn write_entries(dir: &Path, entries: &BTreeMap<std::ffi::OsString, Tree>) -> io::Result<()> {
-    for (name, tree) in entries {
+fn store_entries(
+    dir: &Path,
+    old: &BTreeMap<std::ffi::OsString, Tree>,
+    new: &BTreeMap<std::ffi::OsString, Tree>,
+) -> io::Result<()> {
+    for (name, before) in old {
+        if !new.contains_key(name) {
+            remove(&dir.join(name), before)?;
+        }
+    }
+    for (name, after) in new {
         let path = dir.join(name);
-        match tree {
-            Tree::File(bytes) => fs::write(&path, bytes)?,
-            Tree::Dir(children) => {
-                fs::create_dir(&path)?;
-                write_entries(&path, children)?;
+        match (old.get(name), after) {
+            (Some(Tree::File(before)), Tree::File(bytes)) if before == bytes => {}
+            (Some(Tree::Dir(before)), Tree::Dir(children)) => {
+                store_entries(&path, before, children)?
+            }
+            (before, after) => {
+                if let Some(before) = before {
+                    remove(&path, before)?;
+                }
+                match after {
+                    Tree::File(bytes) => fs::write(&path, bytes)?,
+                    Tree::Dir(children) => {
+                        fs::create_dir(&path)?;
+                        store_entries(&path, &BTreeMap::new(), children)?;
+                    }
+                }
             }
         }
     }
     Ok(())
+}
+
+fn remove(path: &Path, tree: &Tree) -> io::Result<()> {
+    match tree {
+        Tree::File(_) => fs::remove_file(path),
+        Tree::Dir(_) => fs::remove_dir_all(path),
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +99,10 @@ mod tests {
     fn store_then_load_round_trips_and_replaces_old_content() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("stale"), b"old").unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/b"), b"b").unwrap();
+        fs::write(dir.path().join("a"), b"was a file").unwrap();
+        let old = load(dir.path()).unwrap();
         let mut inner = BTreeMap::new();
         inner.insert("b".into(), Tree::File(b"bee".to_vec()));
         inner.insert("empty".into(), Tree::empty_dir());
@@ -86,7 +110,9 @@ mod tests {
         root.insert("a".into(), Tree::File(Vec::new()));
         root.insert("d".into(), Tree::Dir(inner));
         let tree = Tree::Dir(root);
-        store(dir.path(), &tree).unwrap();
+        store(dir.path(), &old, &tree).unwrap();
         assert_eq!(load(dir.path()).unwrap(), tree);
+        store(dir.path(), &tree, &Tree::empty_dir()).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Tree::empty_dir());
     }
 }

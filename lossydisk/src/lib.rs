@@ -36,15 +36,15 @@ const UNMOUNT_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 const FUSE_THREADS: usize = 2;
 
 /// How the disk behaves; the default is the strict model with nothing lying.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct DiskOptions {
     /// What the power cut does with unsynced changes.
     pub cut: CutPolicy,
     /// Seed of the cut's random choices (which sectors land, where a write tears).
     pub seed: u64,
-    /// Mutation testing: fsync of files whose name ends with this suffix is acknowledged and
-    /// ignored, as if the caller had never asked for it.
-    pub fsync_ignored_suffix: Option<String>,
+    /// Mutation testing: fsync of a file whose name this selects is acknowledged and ignored,
+    /// as if the caller had never asked for it.
+    pub fsync_ignored: Option<fn(&std::ffi::OsStr) -> bool>,
     /// Sector size for tearing; [`SECTOR_BYTES_DEFAULT`] when 0.
     pub sector_bytes: usize,
 }
@@ -56,6 +56,8 @@ pub struct LossyDisk {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
     backing: PathBuf,
+    /// What the backing directory holds (loaded at mount), to write back only the changes.
+    at_rest: Tree,
     options: DiskOptions,
 }
 
@@ -68,10 +70,10 @@ impl LossyDisk {
     pub fn mount(backing: &Path, mountpoint: &Path, options: DiskOptions) -> io::Result<LossyDisk> {
         let tree = image::load(backing)?;
         let model_options = model::Options {
-            fsync_ignored_suffix: options.fsync_ignored_suffix.clone(),
+            fsync_ignored: options.fsync_ignored,
             sector_bytes: options.sector_bytes,
         };
-        let model = Arc::new(Mutex::new(model::Model::new(tree, model_options)));
+        let model = Arc::new(Mutex::new(model::Model::new(tree.clone(), model_options)));
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("lossydisk".to_string()),
@@ -86,6 +88,7 @@ impl LossyDisk {
             session: Some(session),
             mountpoint: mountpoint.to_path_buf(),
             backing: backing.to_path_buf(),
+            at_rest: tree,
             options,
         })
     }
@@ -120,7 +123,7 @@ impl LossyDisk {
         };
         kill();
         self.unmount_now()?;
-        image::store(&self.backing, &survivors)?;
+        image::store(&self.backing, &self.at_rest, &survivors)?;
         Ok(stats)
     }
 
@@ -135,7 +138,7 @@ impl LossyDisk {
             (model.settle(), model.stats)
         };
         self.unmount_now()?;
-        image::store(&self.backing, &settled)?;
+        image::store(&self.backing, &self.at_rest, &settled)?;
         Ok(stats)
     }
 

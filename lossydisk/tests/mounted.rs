@@ -299,13 +299,13 @@ fn the_disk_fails_every_operation_from_the_cut_and_rounds_continue() {
 }
 
 #[test]
-fn an_ignored_fsync_suffix_makes_the_disk_lie_for_those_files() {
-    if !require_fuse("an_ignored_fsync_suffix_makes_the_disk_lie_for_those_files") {
+fn an_ignored_fsync_makes_the_disk_lie_for_the_selected_files() {
+    if !require_fuse("an_ignored_fsync_makes_the_disk_lie_for_the_selected_files") {
         return;
     }
     let fixture = Fixture::new();
     let disk = fixture.mount(DiskOptions {
-        fsync_ignored_suffix: Some(".log".to_string()),
+        fsync_ignored: Some(|name| name.as_encoded_bytes().ends_with(b".log")),
         ..DiskOptions::default()
     });
     for name in ["0.log", "0.index"] {
