@@ -168,14 +168,18 @@ fn frontend_threads(config: &Config) -> Result<usize, StartError> {
 /// A [`StartError`] when start-up fails; nothing is left running then.
 pub fn run(config: Config) -> Result<(), StartError> {
     let data_dir = config.system.path.clone();
+    // Each new directory's name is synced into its parent: on a fresh data directory a power
+    // cut must not take `metadata/` (every stream, topic and user) with it.
     for dir in [
         data_dir.clone(),
         data_dir.join("runtime"),
         data_dir.join("metadata"),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
-            path: dir.display().to_string(),
-            source,
+        riptide_storage::io::create_dir_all_durable(&dir).map_err(|source| {
+            StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            }
         })?;
     }
     let signals = block_termination_signals()?;

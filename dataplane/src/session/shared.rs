@@ -16,7 +16,7 @@ use riptide_storage::metadata::{
     Catalog, Change, Durability, MetadataStore, SecretError, Topic, VerifiedLogins,
 };
 use riptide_storage::{
-    AckMode, MemoryFlush, PartitionInfo, PartitionKey, PartitionSettings, StorageConfig,
+    AckMode, MemoryFlush, MemorySync, PartitionInfo, PartitionKey, PartitionSettings, StorageConfig,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -262,6 +262,10 @@ impl Shared {
                 size_bytes: storage.memory_flush_bytes as usize,
                 messages_count: storage.memory_flush_messages,
                 interval_us: storage.memory_flush_interval_ms * 1000,
+            },
+            memory_sync: MemorySync {
+                interval_us: storage.memory_sync_interval_ms * 1000,
+                size_bytes: storage.memory_sync_bytes,
             },
             deferred_offset_write_delay: Duration::from_millis(storage.auto_commit_write_delay_ms),
             ..StorageConfig::default()

@@ -286,16 +286,13 @@ impl MetadataStore {
     }
 }
 
+/// Creates the store's directory and any missing parent, each new name synced into its
+/// parent: otherwise a power cut could take the whole store, and with it every change
+/// acknowledged since.
 fn create_dir_durably(dir: &Path) -> Result<(), MetadataError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-    // The new directory entry must itself be durable, or the whole store could vanish.
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    crate::io::create_dir_all_durable(dir)
+        .map(drop)
+        .map_err(io_error("create directory", dir))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetadataError> {
