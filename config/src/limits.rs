@@ -24,6 +24,12 @@ pub const READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT: usize = 16;
 /// crash can make a consumer group read again (`storage.auto_commit_write_delay_ms`).
 pub const DEFERRED_OFFSET_WRITE_DELAY_MAX_MS: u64 = 60_000;
 
+/// Bounds of `storage.metadata_log_compaction_bytes`, the metadata log size that makes the
+/// next change compact it into a snapshot: the whole log is read into memory at start-up.
+pub const METADATA_LOG_COMPACTION_MIN_BYTES: u64 = 1024;
+/// See [`METADATA_LOG_COMPACTION_MIN_BYTES`].
+pub const METADATA_LOG_COMPACTION_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Longest `storage.memory_sync_interval_ms`: an hour. Beyond that a memory acknowledgement
 /// is, in practice, synced only at rotation and at a clean stop.
 pub const MEMORY_SYNC_INTERVAL_MAX_MS: u64 = 3_600_000;

@@ -7,6 +7,7 @@
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
     MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
+    METADATA_LOG_COMPACTION_MAX_BYTES, METADATA_LOG_COMPACTION_MIN_BYTES,
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
 };
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,7 @@ pub struct StorageConfig {
     pub read_buffer_bytes: u64,
     pub readahead_reads_in_flight: u64,
     pub io_uring_entries: u32,
+    pub metadata_log_compaction_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -447,6 +449,13 @@ impl Config {
             return Err(ConfigError::invalid(
                 "storage.readahead_reads_in_flight",
                 format!("must be between 1 and {readahead_limit}"),
+            ));
+        }
+        let compaction = METADATA_LOG_COMPACTION_MIN_BYTES..=METADATA_LOG_COMPACTION_MAX_BYTES;
+        if !compaction.contains(&storage.metadata_log_compaction_bytes) {
+            return Err(ConfigError::invalid(
+                "storage.metadata_log_compaction_bytes",
+                format!("must be between {METADATA_LOG_COMPACTION_MIN_BYTES} and {METADATA_LOG_COMPACTION_MAX_BYTES}"),
             ));
         }
         if !(8..=32768).contains(&storage.io_uring_entries)
@@ -825,6 +834,11 @@ mod tests {
                 "RIPTIDE_STORAGE_MEMORY_SYNC_BYTES",
                 "storage.memory_sync_bytes",
                 "4096",
+            ),
+            (
+                "RIPTIDE_STORAGE_METADATA_LOG_COMPACTION_BYTES",
+                "storage.metadata_log_compaction_bytes",
+                "100",
             ),
         ] {
             let refused = Config::load_from(None, &env(&[(variable, value)]));

@@ -162,15 +162,21 @@ impl LossyDisk {
             }
         }
         if !unmounted {
-            // Something still holds a file: detach the mount and abort the connection, so the
-            // holder gets errors and the session thread ends.
+            // Something still holds a file (a killed process's io_uring can take a while to
+            // let go): detach the mount and abort the connection, so the holder gets errors and
+            // the session threads end. What survived was settled at the cut.
             // SAFETY: as above.
             unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
             if let Some(id) = connection {
                 let _ = std::fs::write(format!("/sys/fs/fuse/connections/{id}/abort"), "1");
             }
         }
-        session.join()
+        // The session threads end on ENODEV, or — one of several threads reading a connection
+        // the kernel tore down — on ECONNABORTED: both mean the mount is gone.
+        match session.join() {
+            Err(error) if error.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+            other => other,
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use crate::session::WorkerContext;
 use crate::shard::ShardLoop;
 use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 use riptide_config::{Config, SteeringPolicy};
-use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
+use riptide_storage::metadata::{
+    hash_password, Change, MetadataStore, Permissions, StoreConfig, UserStatus,
+};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -395,8 +397,12 @@ fn open_metadata(
     config: &Config,
     data_dir: &Path,
 ) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
-    let (mut store, mut catalog) = MetadataStore::open(&data_dir.join("metadata"))
-        .map_err(|e| StartError::Metadata(e.to_string()))?;
+    let store_config = StoreConfig {
+        log_compaction_threshold_bytes: config.storage.metadata_log_compaction_bytes,
+    };
+    let (mut store, mut catalog) =
+        MetadataStore::open_with(&data_dir.join("metadata"), store_config)
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
     if catalog.users().is_empty() {
         let password_hash = hash_password(&config.root.password)
             .map_err(|e| StartError::Metadata(e.to_string()))?;

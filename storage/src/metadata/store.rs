@@ -38,7 +38,8 @@ const LOG_TEMP_FILE_NAME: &str = "changes.log.tmp";
 const SNAPSHOT_TEMP_FILE_NAME: &str = "catalog.snapshot.tmp";
 
 /// Largest compaction threshold: the whole log is read into memory on open.
-pub const LOG_COMPACTION_THRESHOLD_BYTES_MAX: u64 = 256 * 1024 * 1024;
+pub const LOG_COMPACTION_THRESHOLD_BYTES_MAX: u64 =
+    riptide_config::limits::METADATA_LOG_COMPACTION_MAX_BYTES;
 /// Largest log file the store will read: the threshold plus one maximal record.
 const LOG_SIZE_MAX_BYTES: u64 =
     LOG_COMPACTION_THRESHOLD_BYTES_MAX + (RECORD_HEADER_BYTES + RECORD_PAYLOAD_MAX_BYTES) as u64;
