@@ -5,10 +5,14 @@
 //! - `session` — the worker core both drivers run: connections, sessions, command dispatch;
 //! - `mesh` — the rings and wakers between network threads, storage shards and the metadata
 //!   service, and the buffers that travel over them;
-//! - `shard` — storage shards, each owning its partitions through `riptide_storage`.
+//! - `shard` — storage shards, each owning its partitions through `riptide_storage`;
+//! - `metadata` — the metadata service, the one owner of the metadata store;
+//! - `clock` — the wall clock, for the threads that stamp what they store.
 
 pub mod app;
+pub mod clock;
 pub mod mesh;
+pub mod metadata;
 pub mod net;
 pub mod session;
 pub mod shard;

@@ -7,16 +7,16 @@
 //! finish, and makes every shard sync before the process exits.
 
 use crate::app::stats::write_snapshot;
-use crate::mesh::ring::build_mesh;
+use crate::clock::now_us;
+use crate::mesh::ring::{build_mesh, Mesh, ShardEndpoint, Waker, WorkerLinks};
+use crate::mesh::shard_thread::ShardThread;
+use crate::metadata::MetadataService;
 use crate::net::kernel::{bind_listeners, KernelWorker};
-use crate::session::shared::{now_us, Shared};
-use crate::session::WorkerContext;
-use crate::shard::ShardLoop;
+use crate::session::shared::Shared;
+use crate::session::{WorkerContext, WorkerCore};
+use crate::shard::{storage_config, PartitionDirectory, ShardCore, ShardEnv};
 use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 use riptide_config::{Config, SteeringPolicy};
-use riptide_storage::metadata::{
-    hash_password, Change, MetadataStore, Permissions, StoreConfig, UserStatus,
-};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -169,112 +169,166 @@ fn frontend_threads(config: &Config) -> Result<usize, StartError> {
 /// # Errors
 /// A [`StartError`] when start-up fails; nothing is left running then.
 pub fn run(config: Config) -> Result<(), StartError> {
-    let data_dir = config.system.path.clone();
-    // Each new directory's name is synced into its parent: on a fresh data directory a power
-    // cut must not take `metadata/` (every stream, topic and user) with it.
-    for dir in [
-        data_dir.clone(),
-        data_dir.join("runtime"),
-        data_dir.join("metadata"),
-    ] {
-        riptide_storage::io::create_dir_all_durable(&dir).map_err(|source| {
-            StartError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            }
-        })?;
-    }
     let signals = block_termination_signals()?;
-    let (store, catalog) = open_metadata(&config, &data_dir)?;
     let workers = frontend_threads(&config)?;
-    let shards = config.storage_shards();
-    let shared = Shared::new(config.clone(), store, catalog, workers, shards)
-        .map_err(|e| StartError::Other(format!("login cache: {e}")))?;
-    let shared = Arc::new(shared);
-    let crate::mesh::ring::Mesh {
-        links,
-        rings,
-        worker_wakers,
-        shard_wakers,
-    } = build_mesh(workers, shards, config.dataplane.ring_capacity)
-        .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
-    let cores = pin_plan(&config, workers + shards);
-    let refill_thread = start_buffer_refill(&shared)?;
-    let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
-
+    let (servers, worker_links) = Servers::start(&config, workers)?;
+    let shared = Arc::clone(&servers.shared);
+    let cores = servers.cores.clone();
     let started = match config.dataplane.backend {
-        riptide_config::Backend::Kernel => {
-            start_kernel(&shared, links, worker_wakers, &cores[..workers])
-        }
+        riptide_config::Backend::Kernel => start_kernel(&shared, worker_links, &cores[..workers]),
         #[cfg(feature = "dpdk")]
-        riptide_config::Backend::Dpdk => start_dpdk(&shared, links),
+        riptide_config::Backend::Dpdk => start_dpdk(&shared, worker_links),
         #[cfg(not(feature = "dpdk"))]
         riptide_config::Backend::Dpdk => unreachable!("refused by frontend_threads"),
     };
     let (frontend, bound, label) = match started {
         Ok(started) => started,
         Err(error) => {
-            stop_shards(&shared, &shard_wakers, shard_threads);
-            let _ = refill_thread.join();
+            servers.stop();
             return Err(error);
         }
     };
     shared.set_bound_address(bound);
-    write_current_config(&data_dir, bound, &config)?;
-    tracing::info!(address = %bound, workers, shards, steering = %label, data = %data_dir.display(), "riptide is ready");
+    let data_dir = &config.system.path;
+    write_current_config(data_dir, bound, &config)?;
+    tracing::info!(address = %bound, workers, shards = shared.shards(), steering = %label, data = %data_dir.display(), "riptide is ready");
 
     let mut frontend = frontend;
     wait_for_signal(&shared, &signals, &cores, &label, &mut frontend);
     tracing::info!("shutting down: draining connections and syncing storage");
-    shared.request_shutdown();
+    shared.lifecycle.request_shutdown();
     frontend.stop();
-    stop_shards(&shared, &shard_wakers, shard_threads);
-    let _ = refill_thread.join();
+    servers.stop();
     tracing::info!("riptide stopped");
     Ok(())
 }
 
-/// The batch-buffer pool's refill thread (see `batch_buffers`), at SCHED_IDLE: it only ever
-/// takes CPU nothing else wants. It ends once shutdown is requested.
-fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
-    let shared = Arc::clone(shared);
-    std::thread::Builder::new()
-        .name("riptide-buffers".to_string())
-        .spawn(move || {
-            let idle = libc::sched_param { sched_priority: 0 };
-            // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
-            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
-                tracing::warn!(
-                    error = %std::io::Error::last_os_error(),
-                    "buffer refill thread stays at normal priority (SCHED_IDLE refused)"
-                );
-            }
-            shared.batch_buffers.run_refill(|| shared.shutting_down());
-        })
-        .map_err(|e| StartError::Other(format!("spawn buffer refill thread: {e}")))
-}
-
-/// Stops the shards once nothing can send them requests any more; each syncs its partitions.
-fn stop_shards(
-    shared: &Shared,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
+/// Everything behind the network threads: the shared state, the metadata service, the storage
+/// shards with their partitions open, and the batch-buffer refill thread.
+pub struct Servers {
+    pub shared: Arc<Shared>,
+    /// The core each thread is pinned to: the network threads first, then the shards.
+    pub cores: Vec<Option<usize>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-) {
-    shared.request_shutdown();
-    shared.request_storage_stop();
-    for waker in wakers {
-        waker.wake();
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Servers {
+    /// Opens the metadata store (creating the root user on first boot), builds the rings for
+    /// `workers` network threads and starts the metadata service and the shards, each shard
+    /// having recovered its partitions. Returns each network thread's links.
+    ///
+    /// # Errors
+    /// A [`StartError`]; nothing is left running then.
+    pub fn start(
+        config: &Config,
+        workers: usize,
+    ) -> Result<(Servers, Vec<WorkerLinks>), StartError> {
+        let data_dir = &config.system.path;
+        // Each new directory's name is synced into its parent: on a fresh data directory a power
+        // cut must not take it (and `metadata/` in it: every stream, topic and user) away.
+        for dir in [data_dir.clone(), data_dir.join("runtime")] {
+            riptide_storage::io::create_dir_all_durable(&dir).map_err(|source| {
+                StartError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
+        let shards = config.storage_shards();
+        let directory = Arc::new(PartitionDirectory::new(data_dir, shards));
+        let metadata = MetadataService::open(config, data_dir, Arc::clone(&directory))
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
+        let shared = Arc::new(Shared::new(
+            config.clone(),
+            metadata.view(),
+            directory,
+            workers,
+            now_us(),
+        ));
+        let mesh = build_mesh(workers, shards, config.dataplane.ring_capacity)
+            .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+        let mut servers = Servers {
+            cores: pin_plan(config, workers + shards),
+            threads: Vec::new(),
+            wakers: mesh.shard_wakers.clone(),
+            shared,
+        };
+        servers.wakers.push(Arc::clone(&mesh.metadata_waker));
+        match servers.start_threads(metadata, mesh, workers) {
+            Ok(links) => Ok((servers, links)),
+            Err(error) => {
+                servers.stop();
+                Err(error)
+            }
+        }
     }
-    for thread in threads {
-        let _ = thread.join();
+
+    fn start_threads(
+        &mut self,
+        metadata: MetadataService,
+        mesh: Mesh,
+        workers: usize,
+    ) -> Result<Vec<WorkerLinks>, StartError> {
+        let shared = &self.shared;
+        self.threads.push(start_metadata(
+            shared,
+            metadata,
+            mesh.metadata,
+            mesh.metadata_waker,
+        )?);
+        self.threads.push(start_buffer_refill(shared)?);
+        let shard_threads = start_shards(
+            shared,
+            mesh.shards,
+            &mesh.shard_wakers,
+            &self.cores[workers..],
+        );
+        // Started shards are joined by `stop` even when a later one failed.
+        match shard_threads {
+            Ok(threads) => self.threads.extend(threads),
+            Err((threads, error)) => {
+                self.threads.extend(threads);
+                return Err(error);
+            }
+        }
+        Ok(mesh.workers)
+    }
+
+    /// Stops them (after every network thread stopped, so nothing can send them requests any
+    /// more); each shard syncs its partitions.
+    pub fn stop(self) {
+        let lifecycle = &self.shared.lifecycle;
+        lifecycle.request_shutdown();
+        lifecycle.request_servers_stop();
+        for waker in &self.wakers {
+            waker.wake();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring workers.
+/// The metadata service's thread.
+fn start_metadata(
+    shared: &Arc<Shared>,
+    service: MetadataService,
+    endpoints: Vec<crate::mesh::ring::MetadataEndpoint>,
+    waker: Arc<Waker>,
+) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let lifecycle = Arc::clone(&shared.lifecycle);
+    std::thread::Builder::new()
+        .name("riptide-metadata".to_string())
+        .spawn(move || crate::mesh::metadata_thread::run(service, endpoints, &waker, &lifecycle))
+        .map_err(|e| StartError::Other(format!("spawn metadata service thread: {e}")))
+}
+
+/// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring network
+/// threads.
 fn start_kernel(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
-    wakers: Vec<Arc<crate::mesh::ring::Waker>>,
+    links: Vec<WorkerLinks>,
     cores: &[Option<usize>],
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
     let config = &shared.config;
@@ -297,7 +351,8 @@ fn start_kernel(
         .map_or("so_reuseport_hash".to_string(), |s| {
             format!("ebpf_{}", s.policy())
         });
-    let threads = start_workers(shared, listeners, links, &wakers, cores, counter)?;
+    let wakers = links.iter().map(|l| Arc::clone(&l.waker)).collect();
+    let threads = start_workers(shared, listeners, links, cores, counter)?;
     Ok((
         Frontend::Kernel {
             threads,
@@ -309,12 +364,161 @@ fn start_kernel(
     ))
 }
 
+/// The worker core of network thread `index`, reckoning wall-clock time from now.
+fn worker_core(shared: &Arc<Shared>, index: usize, links: WorkerLinks) -> WorkerCore {
+    let anchor = (Instant::now(), now_us());
+    WorkerCore::new(WorkerContext::new(index, Arc::clone(shared), links, anchor))
+}
+
+/// Starts the network threads; each builds its io_uring inside its own thread.
+fn start_workers(
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    links: Vec<WorkerLinks>,
+    cores: &[Option<usize>],
+    counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
+        let waker = Arc::clone(&worker_links.waker);
+        let thread_shared = Arc::clone(shared);
+        let (counter, ready, pin_core) = (counter.clone(), ready_tx.clone(), cores[index]);
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-net-{index}"))
+            .spawn(move || {
+                pin(pin_core, "network worker", index);
+                // The core holds continuations that are not Send: it is built on its thread.
+                let core = worker_core(&thread_shared, index, worker_links);
+                match KernelWorker::new(listener, core, waker, counter, index) {
+                    Ok(worker) => {
+                        let _ = ready.send(Ok(()));
+                        worker.run();
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(format!(
+                            "io_uring for network worker {index}: {error} (is io_uring disabled by seccomp or kernel.io_uring_disabled?)"
+                        )));
+                    }
+                }
+            })
+            .map_err(|e| StartError::Other(format!("spawn network worker: {e}")))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                shared.lifecycle.request_shutdown();
+                return Err(StartError::Other(message));
+            }
+            Err(_) => {
+                return Err(StartError::Other(
+                    "a network worker exited during start-up".to_string(),
+                ))
+            }
+        }
+    }
+    Ok(threads)
+}
+
+/// Starts the shard threads and waits until each has opened its partitions.
+fn start_shards(
+    shared: &Arc<Shared>,
+    endpoints: Vec<Vec<ShardEndpoint>>,
+    wakers: &[Arc<Waker>],
+    cores: &[Option<usize>],
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartedWithError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    let catalog = shared.catalog();
+    for (index, shard_endpoints) in endpoints.into_iter().enumerate() {
+        let env = ShardEnv {
+            index,
+            storage: storage_config(&shared.config),
+            wakeup_fd: wakers[index].fd(),
+            directory: Arc::clone(&shared.directory),
+            counters: Arc::clone(&shared.shard_counters[index]),
+            cleaner_interval_ms: Arc::clone(&shared.cleaner_interval_ms),
+            stats_interval: Duration::from_millis(STATS_PUBLISH_INTERVAL_MS),
+        };
+        let partitions =
+            shared
+                .directory
+                .owned_partitions(&catalog, index, shared.config.storage.ack_floor);
+        let (lifecycle, pool) = (
+            Arc::clone(&shared.lifecycle),
+            Arc::clone(&shared.batch_buffers),
+        );
+        // The waker's eventfd is watched by the shard's ring: it must outlive the thread.
+        let waker = Arc::clone(&wakers[index]);
+        let (ready, pin_core) = (ready_tx.clone(), cores[index]);
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-shard-{index}"))
+            .spawn(move || {
+                pin(pin_core, "storage shard", index);
+                let counters = Arc::clone(&env.counters);
+                match ShardCore::open(env, partitions, Instant::now()) {
+                    Ok(core) => {
+                        let _ = ready.send((index, Ok(())));
+                        ShardThread::new(core, shard_endpoints, &lifecycle, &pool).run(&counters);
+                    }
+                    Err(error) => {
+                        let _ = ready.send((index, Err(error.to_string())));
+                    }
+                }
+                drop(waker);
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                let error = StartError::Other(format!("spawn storage shard: {e}"));
+                return Err((threads, error));
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        let error = match ready_rx.recv() {
+            Ok((_, Ok(()))) => continue,
+            Ok((shard, Err(message))) => StartError::Shard { shard, message },
+            Err(_) => StartError::Other("a storage shard exited during start-up".to_string()),
+        };
+        return Err((threads, error));
+    }
+    Ok(threads)
+}
+
+/// Threads started before a start-up error, to be joined once the servers are told to stop.
+type StartedWithError = (Vec<std::thread::JoinHandle<()>>, StartError);
+
+/// The batch-buffer pool's refill thread (see `batch_buffers`), at SCHED_IDLE: it only ever
+/// takes CPU nothing else wants. It ends once shutdown is requested.
+fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("riptide-buffers".to_string())
+        .spawn(move || {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "buffer refill thread stays at normal priority (SCHED_IDLE refused)"
+                );
+            }
+            shared.batch_buffers.run_refill(|| shared.shutting_down());
+        })
+        .map_err(|e| StartError::Other(format!("spawn buffer refill thread: {e}")))
+}
+
 /// DPDK mode: the EAL, the port and one polling lcore per worker context, on the appliance's
 /// own address (`[dpdk] ip_address` and `port`).
 #[cfg(feature = "dpdk")]
 fn start_dpdk(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
+    links: Vec<WorkerLinks>,
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
     use crate::net::dpdk::backend::{DpdkBackend, DpdkPlan};
     let config = &shared.config;
@@ -330,7 +534,10 @@ fn start_dpdk(
     let contexts = links
         .into_iter()
         .enumerate()
-        .map(|(index, worker_links)| WorkerContext::new(index, Arc::clone(shared), worker_links))
+        .map(|(index, worker_links)| {
+            let anchor = (Instant::now(), now_us());
+            WorkerContext::new(index, Arc::clone(shared), worker_links, anchor)
+        })
         .collect();
     let backend =
         DpdkBackend::start(&plan, contexts).map_err(|e| StartError::Other(format!("dpdk: {e}")))?;
@@ -391,144 +598,6 @@ fn dpdk_ports(
         }
     }));
     ports
-}
-
-fn open_metadata(
-    config: &Config,
-    data_dir: &Path,
-) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
-    let store_config = StoreConfig {
-        log_compaction_threshold_bytes: config.storage.metadata_log_compaction_bytes,
-    };
-    let (mut store, mut catalog) =
-        MetadataStore::open_with(&data_dir.join("metadata"), store_config)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-    if catalog.users().is_empty() {
-        let password_hash = hash_password(&config.root.password)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        let change = Change::CreateUser {
-            user_id: 0,
-            username: config.root.username.clone(),
-            password_hash,
-            status: UserStatus::Active,
-            permissions: Some(Permissions::root()),
-            created_at_us: now_us(),
-        };
-        store
-            .apply(&change)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        catalog
-            .apply(&change)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        tracing::info!(username = %config.root.username, "created the root user (first boot)");
-    }
-    Ok((store, catalog))
-}
-
-/// Starts the network worker threads; each builds its io_uring inside its own thread.
-fn start_workers(
-    shared: &Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
-    cores: &[Option<usize>],
-    counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
-        let ctx = WorkerContext::new(index, Arc::clone(shared), worker_links);
-        let (waker, counter, ready, core) = (
-            Arc::clone(&wakers[index]),
-            counter.clone(),
-            ready_tx.clone(),
-            cores[index],
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("riptide-net-{index}"))
-            .spawn(move || {
-                pin(core, "network worker", index);
-                match KernelWorker::new(listener, ctx, waker, counter) {
-                    Ok(worker) => {
-                        let _ = ready.send(Ok(()));
-                        worker.run();
-                    }
-                    Err(error) => {
-                        let _ = ready.send(Err(format!(
-                            "io_uring for network worker {index}: {error} (is io_uring disabled by seccomp or kernel.io_uring_disabled?)"
-                        )));
-                    }
-                }
-            })
-            .map_err(|e| StartError::Other(format!("spawn network worker: {e}")))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    for _ in 0..threads.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                shared.request_shutdown();
-                return Err(StartError::Other(message));
-            }
-            Err(_) => {
-                return Err(StartError::Other(
-                    "a network worker exited during start-up".to_string(),
-                ))
-            }
-        }
-    }
-    Ok(threads)
-}
-
-/// Starts the shard threads and waits until each has opened its partitions.
-fn start_shards(
-    shared: &Arc<Shared>,
-    rings: Vec<Vec<crate::mesh::ring::WorkerShardRings>>,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
-    cores: &[Option<usize>],
-) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    for (index, shard_rings) in rings.into_iter().enumerate() {
-        let shared = Arc::clone(shared);
-        let waker = Arc::clone(&wakers[index]);
-        let ready = ready_tx.clone();
-        let core = cores[index];
-        let thread = std::thread::Builder::new()
-            .name(format!("riptide-shard-{index}"))
-            .spawn(move || {
-                pin(core, "storage shard", index);
-                match ShardLoop::new(index, shared, shard_rings, waker) {
-                    Ok(shard) => {
-                        let _ = ready.send((index, Ok(())));
-                        shard.run();
-                    }
-                    Err(error) => {
-                        let _ = ready.send((index, Err(error.to_string())));
-                    }
-                }
-            })
-            .map_err(|e| StartError::Other(format!("spawn storage shard: {e}")))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    for _ in 0..threads.len() {
-        match ready_rx.recv() {
-            Ok((_, Ok(()))) => {}
-            Ok((shard, Err(message))) => {
-                shared.request_shutdown();
-                shared.request_storage_stop();
-                return Err(StartError::Shard { shard, message });
-            }
-            Err(_) => {
-                return Err(StartError::Other(
-                    "a storage shard exited during start-up".to_string(),
-                ))
-            }
-        }
-    }
-    Ok(threads)
 }
 
 /// Cores for each thread in order (workers, then shards): the configured list, else the
@@ -643,7 +712,7 @@ fn wait_for_signal(
     frontend: &mut Frontend,
 ) {
     let mut next_publish = Instant::now();
-    let mut live = crate::app::live::LiveWatcher::new(&shared.data_dir);
+    let mut live = crate::app::live::LiveWatcher::new(&shared.config.system.path);
     loop {
         if let Ok(Some(signal)) = signals.read_signal() {
             tracing::info!(signal = signal.ssi_signo, "termination signal received");
@@ -655,7 +724,7 @@ fn wait_for_signal(
                 apply_live(shared, frontend, changes);
             }
             if let Err(error) = write_snapshot(
-                &shared.data_dir,
+                &shared.config.system.path,
                 &snapshot(shared, cores, steering, frontend),
             ) {
                 tracing::debug!(%error, "stats snapshot not written");

@@ -6,7 +6,7 @@ use crate::session::counters::WorkerCounters;
 use crate::shard::{PollFrom, ShardOp};
 use bytes::Bytes;
 use riptide_protocol::batch::Batch;
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ConsumerKind as WireConsumerKind, ErrorCode, PollingKind};
 use riptide_protocol::request::{Partitioning, SendMessages};
 use riptide_protocol::wire::requests::consumer_offsets::{
     DeleteConsumerOffsetRequest, GetConsumerOffsetRequest, StoreConsumerOffsetRequest,
@@ -16,14 +16,6 @@ use riptide_protocol::wire::{WireConsumer, WireIdentifier};
 use riptide_storage::metadata::Topic;
 use riptide_storage::{ConsumerKind, ConsumerRef, PartitionKey, ReadResult};
 use std::sync::atomic::Ordering;
-
-const CONSUMER_KIND_CONSUMER: u8 = 1;
-const CONSUMER_KIND_GROUP: u8 = 2;
-const POLL_OFFSET: u8 = 1;
-const POLL_TIMESTAMP: u8 = 2;
-const POLL_FIRST: u8 = 3;
-const POLL_LAST: u8 = 4;
-const POLL_NEXT: u8 = 5;
 
 /// `received_batch`, when the session received the batch into its own buffer, replaces
 /// `send.batch` (which then holds only the batch header) and is appended without a copy.
@@ -116,13 +108,13 @@ fn poll_inner(request: PollMessagesRequest, call: Call<'_>) -> Result<Handled, E
             poll_reply(None, 0, &call.ctx.shared.worker_counters[call.ctx.index]).concat(),
         ));
     };
-    let from = match request.strategy.kind {
-        POLL_OFFSET => PollFrom::Offset(request.strategy.value),
-        POLL_TIMESTAMP => PollFrom::Timestamp(request.strategy.value),
-        POLL_FIRST => PollFrom::First,
-        POLL_LAST => PollFrom::Last,
-        POLL_NEXT => PollFrom::Next(consumer),
-        _ => return Err(ErrorCode::InvalidFormat),
+    let from = match PollingKind::from_wire(request.strategy.kind) {
+        Some(PollingKind::Offset) => PollFrom::Offset(request.strategy.value),
+        Some(PollingKind::Timestamp) => PollFrom::Timestamp(request.strategy.value),
+        Some(PollingKind::First) => PollFrom::First,
+        Some(PollingKind::Last) => PollFrom::Last,
+        Some(PollingKind::Next) => PollFrom::Next(consumer),
+        None => return Err(ErrorCode::InvalidFormat),
     };
     let count = request
         .count
@@ -186,8 +178,8 @@ fn poll_partition(
 /// A consumer's storage identity: numeric ids as they are; a named consumer by the hash of its
 /// name (Iggy keys consumer offsets the same way, by identifier); a group by its id.
 fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, ErrorCode> {
-    match consumer.kind {
-        CONSUMER_KIND_CONSUMER => Ok(ConsumerRef {
+    match WireConsumerKind::from_wire(consumer.kind) {
+        Some(WireConsumerKind::Consumer) => Ok(ConsumerRef {
             kind: ConsumerKind::Consumer,
             id: match &consumer.id {
                 WireIdentifier::Numeric(id) => *id,
@@ -196,7 +188,7 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
                 }
             },
         }),
-        CONSUMER_KIND_GROUP => {
+        Some(WireConsumerKind::ConsumerGroup) => {
             let group = match &consumer.id {
                 WireIdentifier::Numeric(id) => topic.consumer_groups.get(id),
                 WireIdentifier::String(name) => topic
@@ -210,7 +202,7 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
                 id: group.id,
             })
         }
-        _ => Err(ErrorCode::InvalidFormat),
+        None => Err(ErrorCode::InvalidFormat),
     }
 }
 

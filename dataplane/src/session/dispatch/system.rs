@@ -135,8 +135,8 @@ fn stats(call: &Call<'_>) -> Result<Handled, ErrorCode> {
             }
         }
     }
-    let host = riptide_config::host::HostFacts::read(&shared.data_dir);
-    let now = crate::session::shared::now_us();
+    let host = riptide_config::host::HostFacts::read(&shared.config.system.path);
+    let now = call.ctx.now_us();
     let response = StatsResponse {
         process_id: std::process::id(),
         cpu_usage: 0.0,
