@@ -1014,9 +1014,15 @@ async fn run(variant: &Variant, rounds: u32, seed: u64) -> anyhow::Result<Summar
         );
     }
     lab.stop()?;
+    let summary = summarize(&lab, &lock(&expected), findings);
+    lab.passed = true;
+    Ok(summary)
+}
+
+/// What a suite's rounds did, from the expectations and the disk it left.
+fn summarize(lab: &Lab, expected: &Expected, findings: Vec<String>) -> Summary {
     let log = lab.log();
-    let expected = lock(&expected);
-    let summary = Summary {
+    Summary {
         findings,
         messages: expected.messages.values().map(BTreeMap::len).sum(),
         topics: expected.topics.len(),
@@ -1031,9 +1037,7 @@ async fn run(variant: &Variant, rounds: u32, seed: u64) -> anyhow::Result<Summar
             .path()
             .join("data/metadata/catalog.snapshot")
             .exists(),
-    };
-    lab.passed = true;
-    Ok(summary)
+    }
 }
 
 /// Runs a suite that must find nothing lost, and prints what it covered.

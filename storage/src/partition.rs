@@ -596,27 +596,8 @@ impl Partition {
                 self.in_flight_ops += 1 + usize::from(durable);
                 self.staging_file_position = tail_start;
                 self.staged_next_offset = last_offset + 1;
-                // The linked fdatasync covers every record appended so far only when all are in
-                // this write; otherwise the window stays open and the next write syncs too.
-                let memory_window = if durable && self.staged_next_offset == self.next_offset {
-                    self.memory_window.take()
-                } else {
-                    Window::default()
-                };
-                self.writes.push_back(WriteInFlight {
-                    file_position,
-                    len_bytes,
-                    end_position,
-                    last_offset,
-                    started: Instant::now(),
-                    written: Progress::Pending,
-                    synced: if durable {
-                        Progress::Pending
-                    } else {
-                        Progress::Done
-                    },
-                    memory_window,
-                });
+                let write = self.write_in_flight(file_position, len_bytes, end_position, durable);
+                self.writes.push_back(write);
             }
             Err((_, IoBuffer::Aligned(refused))) => {
                 // No free slot: keep everything staged; `service` retries.
@@ -631,6 +612,37 @@ impl Partition {
                     tracing::error!(key = ?self.key, %error, "storage: cannot reload the tail block");
                 }
             }
+        }
+    }
+
+    /// The record of a write just submitted, which ends with the last staged record.
+    fn write_in_flight(
+        &mut self,
+        file_position: u64,
+        len_bytes: usize,
+        end_position: u64,
+        durable: bool,
+    ) -> WriteInFlight {
+        // The linked fdatasync covers every record appended so far only when all are in this
+        // write; otherwise the window stays open and the next write syncs too.
+        let memory_window = if durable && self.staged_next_offset == self.next_offset {
+            self.memory_window.take()
+        } else {
+            Window::default()
+        };
+        WriteInFlight {
+            file_position,
+            len_bytes,
+            end_position,
+            last_offset: self.staged_next_offset - 1,
+            started: Instant::now(),
+            written: Progress::Pending,
+            synced: if durable {
+                Progress::Pending
+            } else {
+                Progress::Done
+            },
+            memory_window,
         }
     }
 
