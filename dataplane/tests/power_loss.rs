@@ -930,7 +930,12 @@ async fn work_then_cut(
     }
     let (low, high) = variant.cut_after_ms;
     let cut_after = Duration::from_millis(rng.between(low, high));
-    let create_from = cut_after.saturating_sub(Duration::from_millis(rng.between(50, 250)));
+    // Creations right before the cut; with metadata churn, all the round long.
+    let create_from = if variant.metadata_churn > 1 {
+        Duration::ZERO
+    } else {
+        cut_after.saturating_sub(Duration::from_millis(rng.between(50, 250)))
+    };
     tasks.push(tokio::spawn(create(
         endpoint,
         expected.clone(),
@@ -1110,10 +1115,11 @@ async fn power_cuts_during_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cuts_during_metadata_compaction() {
     let mut variant = Variant::new("power cuts during metadata compaction");
-    // A few changes fill the log: it is compacted into a snapshot every few creations.
+    // The smallest threshold: the log is compacted into a snapshot every few changes, and the
+    // round makes changes from its start to the cut.
     variant.env.push((
         "RIPTIDE_STORAGE_METADATA_LOG_COMPACTION_BYTES",
-        "2048".to_string(),
+        "1024".to_string(),
     ));
     variant.metadata_churn = 3;
     if let Some(summary) = expect_no_loss(variant, 5, 0x1414_0004).await {
