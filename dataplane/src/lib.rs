@@ -3,6 +3,7 @@
 //! - `app` — start-up and shutdown, live configuration, logging, the stats snapshot;
 //! - `net` — the network drivers: kernel sockets on io_uring, DPDK ports with smoltcp;
 //! - `session` — the worker core both drivers run: connections, sessions, command dispatch;
+//! - `cluster` — replication: the Raft node that serves the metadata rings in cluster mode;
 //! - `mesh` — the rings and wakers between network threads, storage shards and the metadata
 //!   service, and the buffers that travel over them;
 //! - `shard` — storage shards, each owning its partitions through `riptide_storage`;
@@ -11,6 +12,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod mesh;
 pub mod metadata;
 pub mod net;

@@ -122,6 +122,7 @@ fn dataplane_folders_depend_one_way() {
             &["app"],
             &["net"],
             &["session"],
+            &["cluster"],
             &["mesh"],
             &["metadata"],
             &["shard"],

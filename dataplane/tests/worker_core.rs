@@ -169,7 +169,7 @@ impl FakeMetadata {
                 MetadataOp::PasswordLogin { .. } => {
                     MetadataOutcome::Failed(riptide_protocol::codes::ErrorCode::InvalidCredentials)
                 }
-                MetadataOp::Change(_) => {
+                MetadataOp::Change(_) | MetadataOp::Replicate(_) => {
                     MetadataOutcome::Failed(riptide_protocol::codes::ErrorCode::FeatureUnavailable)
                 }
             };
@@ -277,7 +277,7 @@ impl Harness {
             1,
             1,
         ));
-        let mut mesh = build_mesh(1, 1, config.dataplane.ring_capacity).expect("mesh");
+        let mut mesh = build_mesh(1, 1, 0, config.dataplane.ring_capacity).expect("mesh");
         let now = Instant::now();
         let links = mesh.workers.remove(0);
         let core = WorkerCore::new(WorkerContext::new(

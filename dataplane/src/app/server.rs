@@ -203,20 +203,34 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Everything behind the network threads: the shared state, the metadata service, the storage
-/// shards with their partitions open, and the batch-buffer refill thread.
+/// Everything behind the network threads: the shared state, the metadata service (or, in
+/// cluster mode, the cluster node), the storage shards with their partitions open, and the
+/// batch-buffer refill thread.
 pub struct Servers {
     pub shared: Arc<Shared>,
     /// The core each thread is pinned to: the network threads first, then the shards.
     pub cores: Vec<Option<usize>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    wakers: Vec<Arc<Waker>>,
+    metadata_thread: Option<std::thread::JoinHandle<()>>,
+    metadata_waker: Arc<Waker>,
+    shard_threads: Vec<std::thread::JoinHandle<()>>,
+    shard_wakers: Vec<Arc<Waker>>,
+    refill_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How the metadata is served: by a single node's store, or by a cluster.
+enum MetadataServer {
+    Single(MetadataService),
+    Cluster {
+        checkpoint: crate::cluster::state_machine::Checkpoint,
+        catalog: riptide_storage::metadata::Catalog,
+    },
 }
 
 impl Servers {
-    /// Opens the metadata store (creating the root user on first boot), builds the rings for
-    /// `workers` network threads and starts the metadata service and the shards, each shard
-    /// having recovered its partitions. Returns each network thread's links.
+    /// Opens the metadata store (creating the root user on first boot) or, in cluster mode, the
+    /// node's checkpoint; builds the rings for `workers` network threads; starts the shards,
+    /// each having recovered its partitions, and then the metadata service or cluster node.
+    /// Returns each network thread's links.
     ///
     /// # Errors
     /// A [`StartError`]; nothing is left running then.
@@ -237,25 +251,22 @@ impl Servers {
         }
         let shards = config.storage_shards();
         let directory = Arc::new(PartitionDirectory::new(data_dir, shards));
-        let metadata = MetadataService::open(config, data_dir, Arc::clone(&directory))
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        let shared = Arc::new(Shared::new(
-            config.clone(),
-            metadata.view(),
-            directory,
-            workers,
-            now_us(),
-        ));
-        let mesh = build_mesh(workers, shards, config.dataplane.ring_capacity)
+        let (server, catalog_view, cluster_view) = open_metadata(config, &directory)?;
+        let mut shared = Shared::new(config.clone(), catalog_view, directory, workers, now_us());
+        shared.cluster = cluster_view;
+        let clients = usize::from(matches!(server, MetadataServer::Cluster { .. }));
+        let mesh = build_mesh(workers, shards, clients, config.dataplane.ring_capacity)
             .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
         let mut servers = Servers {
             cores: pin_plan(config, workers + shards),
-            threads: Vec::new(),
-            wakers: mesh.shard_wakers.clone(),
-            shared,
+            metadata_thread: None,
+            metadata_waker: Arc::clone(&mesh.metadata_waker),
+            shard_threads: Vec::new(),
+            shard_wakers: mesh.shard_wakers.clone(),
+            refill_thread: None,
+            shared: Arc::new(shared),
         };
-        servers.wakers.push(Arc::clone(&mesh.metadata_waker));
-        match servers.start_threads(metadata, mesh, workers) {
+        match servers.start_threads(server, mesh, workers) {
             Ok(links) => Ok((servers, links)),
             Err(error) => {
                 servers.stop();
@@ -266,62 +277,126 @@ impl Servers {
 
     fn start_threads(
         &mut self,
-        metadata: MetadataService,
-        mesh: Mesh,
+        server: MetadataServer,
+        mut mesh: Mesh,
         workers: usize,
     ) -> Result<Vec<WorkerLinks>, StartError> {
-        let shared = &self.shared;
-        self.threads.push(start_metadata(
-            shared,
-            metadata,
-            mesh.metadata,
-            mesh.metadata_waker,
-        )?);
-        self.threads.push(start_buffer_refill(shared)?);
+        let shared = Arc::clone(&self.shared);
+        self.refill_thread = Some(start_buffer_refill(&shared)?);
         let shard_threads = start_shards(
-            shared,
-            mesh.shards,
+            &shared,
+            std::mem::take(&mut mesh.shards),
             &mesh.shard_wakers,
             &self.cores[workers..],
         );
         // Started shards are joined by `stop` even when a later one failed.
         match shard_threads {
-            Ok(threads) => self.threads.extend(threads),
+            Ok(threads) => self.shard_threads = threads,
             Err((threads, error)) => {
-                self.threads.extend(threads);
+                self.shard_threads = threads;
                 return Err(error);
             }
         }
+        let endpoints = std::mem::take(&mut mesh.metadata);
+        let lifecycle = Arc::clone(&shared.lifecycle);
+        let waker = Arc::clone(&mesh.metadata_waker);
+        let run: Box<dyn FnOnce() + Send> = match server {
+            MetadataServer::Single(service) => Box::new(move || {
+                crate::mesh::metadata_thread::run(service, endpoints, &waker, &lifecycle)
+            }),
+            MetadataServer::Cluster {
+                checkpoint,
+                catalog,
+            } => {
+                let client = mesh.shard_clients.pop().ok_or_else(|| {
+                    StartError::Other("no shard links for the cluster thread".to_string())
+                })?;
+                let parts = crate::cluster::node::NodeParts {
+                    config: shared.config.clone(),
+                    directory: Arc::clone(&shared.directory),
+                    catalog_view: Arc::clone(&shared.catalog),
+                    cluster_view: shared.cluster.clone().ok_or_else(|| {
+                        StartError::Other("cluster mode without a cluster view".to_string())
+                    })?,
+                    lifecycle,
+                    endpoints,
+                    requests_waker: waker,
+                    shard_links: client.shards,
+                    replies_waker: client.waker,
+                    checkpoint,
+                    catalog,
+                };
+                Box::new(move || crate::cluster::node::run(parts))
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("riptide-metadata".to_string())
+            .spawn(run)
+            .map_err(|e| StartError::Other(format!("spawn metadata thread: {e}")))?;
+        self.metadata_thread = Some(thread);
         Ok(mesh.workers)
     }
 
     /// Stops them (after every network thread stopped, so nothing can send them requests any
-    /// more); each shard syncs its partitions.
+    /// more): the metadata thread first (a cluster node may still apply to the shards), then the
+    /// shards, each syncing its partitions.
     pub fn stop(self) {
         let lifecycle = &self.shared.lifecycle;
         lifecycle.request_shutdown();
-        lifecycle.request_servers_stop();
-        for waker in &self.wakers {
+        lifecycle.request_metadata_stop();
+        self.metadata_waker.wake();
+        if let Some(thread) = self.metadata_thread {
+            let _ = thread.join();
+        }
+        lifecycle.request_shards_stop();
+        for waker in &self.shard_wakers {
             waker.wake();
         }
-        for thread in self.threads {
+        for thread in self.shard_threads.into_iter().chain(self.refill_thread) {
             let _ = thread.join();
         }
     }
 }
 
-/// The metadata service's thread.
-fn start_metadata(
-    shared: &Arc<Shared>,
-    service: MetadataService,
-    endpoints: Vec<crate::mesh::ring::MetadataEndpoint>,
-    waker: Arc<Waker>,
-) -> Result<std::thread::JoinHandle<()>, StartError> {
-    let lifecycle = Arc::clone(&shared.lifecycle);
-    std::thread::Builder::new()
-        .name("riptide-metadata".to_string())
-        .spawn(move || crate::mesh::metadata_thread::run(service, endpoints, &waker, &lifecycle))
-        .map_err(|e| StartError::Other(format!("spawn metadata service thread: {e}")))
+/// The metadata as this node serves it: a single node's store, or a cluster node's checkpoint
+/// (the catalog the shards open their partitions from; the node then replays its log).
+type OpenedMetadata = (
+    MetadataServer,
+    Arc<crate::metadata::CatalogView>,
+    Option<Arc<crate::cluster::ClusterView>>,
+);
+
+fn open_metadata(
+    config: &Config,
+    directory: &Arc<PartitionDirectory>,
+) -> Result<OpenedMetadata, StartError> {
+    let data_dir = &config.system.path;
+    if !config.cluster.enabled {
+        let service = MetadataService::open(config, data_dir, Arc::clone(directory))
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
+        let view = service.view();
+        return Ok((MetadataServer::Single(service), view, None));
+    }
+    let (checkpoint, catalog) =
+        crate::cluster::state_machine::load_checkpoint(&data_dir.join("raft"))
+            .map_err(StartError::Metadata)?;
+    let view = Arc::new(crate::metadata::CatalogView::new(catalog.clone()));
+    let status = crate::cluster::network::ClusterStatus {
+        node_id: config.cluster.node_id,
+        ..Default::default()
+    };
+    let cluster = Arc::new(crate::cluster::ClusterView::new(
+        config.cluster.node_id,
+        status,
+    ));
+    Ok((
+        MetadataServer::Cluster {
+            checkpoint,
+            catalog,
+        },
+        view,
+        Some(cluster),
+    ))
 }
 
 /// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring network

@@ -33,7 +33,7 @@ pub fn run(
         if served {
             continue;
         }
-        if lifecycle.servers_stopping() {
+        if lifecycle.metadata_stopping() {
             break;
         }
         waker.wait(Duration::from_millis(METADATA_IDLE_WAIT_MS));

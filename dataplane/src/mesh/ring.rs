@@ -199,11 +199,20 @@ pub struct WorkerLinks {
     pub waker: Arc<Waker>,
 }
 
+/// A thread that is not a network thread but sends requests to the shards too (the cluster
+/// thread applying the replicated log): its links and its wakeup eventfd.
+pub struct ShardClientLinks {
+    pub shards: Vec<ShardLink>,
+    pub waker: Arc<Waker>,
+}
+
 /// Every ring and waker between the network threads, the storage shards and the metadata
 /// service.
 pub struct Mesh {
     /// `workers[w]`: network thread `w`'s links.
     pub workers: Vec<WorkerLinks>,
+    /// Other threads' links to the shards; their endpoints follow the workers' in `shards[s]`.
+    pub shard_clients: Vec<ShardClientLinks>,
     /// `shards[s][w]`: shard `s`'s end of its link to network thread `w`.
     pub shards: Vec<Vec<ShardEndpoint>>,
     pub shard_wakers: Vec<Arc<Waker>>,
@@ -213,11 +222,17 @@ pub struct Mesh {
 }
 
 /// Builds the full mesh between `workers` network threads, `shards` storage shards and the
-/// metadata service, every ring of `capacity` slots.
+/// metadata service, plus `shard_clients` other threads that reach the shards, every ring of
+/// `capacity` slots.
 ///
 /// # Errors
 /// An eventfd could not be created.
-pub fn build_mesh(workers: usize, shards: usize, capacity: usize) -> std::io::Result<Mesh> {
+pub fn build_mesh(
+    workers: usize,
+    shards: usize,
+    shard_clients: usize,
+    capacity: usize,
+) -> std::io::Result<Mesh> {
     let wakers = |count: usize| -> std::io::Result<Vec<Arc<Waker>>> {
         (0..count).map(|_| Waker::new().map(Arc::new)).collect()
     };
@@ -243,8 +258,23 @@ pub fn build_mesh(workers: usize, shards: usize, capacity: usize) -> std::io::Re
             waker: Arc::clone(worker_waker),
         });
     }
+    let mut clients = Vec::with_capacity(shard_clients);
+    for _ in 0..shard_clients {
+        let waker = Arc::new(Waker::new()?);
+        let mut links = Vec::with_capacity(shards);
+        for (shard, endpoints) in shard_endpoints.iter_mut().enumerate() {
+            let (link, endpoint) = link(capacity, &shard_wakers[shard], &waker);
+            links.push(link);
+            endpoints.push(endpoint);
+        }
+        clients.push(ShardClientLinks {
+            shards: links,
+            waker,
+        });
+    }
     Ok(Mesh {
         workers: worker_links,
+        shard_clients: clients,
         shards: shard_endpoints,
         shard_wakers,
         metadata,
@@ -279,7 +309,7 @@ mod tests {
 
     #[test]
     fn mesh_links_every_worker_to_every_shard_and_the_metadata_service() {
-        let mesh = build_mesh(2, 3, 4).unwrap();
+        let mesh = build_mesh(2, 3, 0, 4).unwrap();
         assert_eq!((mesh.workers.len(), mesh.workers[0].shards.len()), (2, 3));
         assert_eq!((mesh.shards.len(), mesh.shards[0].len()), (3, 2));
         assert_eq!((mesh.metadata.len(), mesh.shard_wakers.len()), (2, 3));
@@ -289,7 +319,7 @@ mod tests {
 
     #[test]
     fn outstanding_requests_are_counted_until_their_replies_are_taken() {
-        let mut mesh = build_mesh(1, 1, 2).unwrap();
+        let mut mesh = build_mesh(1, 1, 0, 2).unwrap();
         let token = crate::mesh::messages::RequestToken {
             connection: crate::mesh::messages::ConnectionId {
                 slot: 0,

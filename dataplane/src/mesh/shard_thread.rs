@@ -68,7 +68,7 @@ impl<'a> ShardThread<'a> {
             self.core.poll(Instant::now(), crate::clock::now_us());
             self.deliver_outcomes();
             self.return_batch_buffers();
-            if self.lifecycle.servers_stopping()
+            if self.lifecycle.shards_stopping()
                 && !took_work
                 && self.core.is_idle()
                 && self.deferred.is_empty()

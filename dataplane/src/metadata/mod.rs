@@ -10,10 +10,11 @@ mod service;
 pub use errors::catalog_error_code;
 pub use service::{MetadataService, MetadataStartError};
 
-use crate::shard::ShardOp;
+use crate::shard::{ShardOp, ShardOutcome};
 use arc_swap::ArcSwap;
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{Catalog, Change};
+use riptide_storage::{ConsumerRef, PartitionKey};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ impl CatalogView {
         self.commit.load(Ordering::Acquire)
     }
 
-    fn publish(&self, catalog: Arc<Catalog>) {
+    /// Publishes a new catalog: the metadata service's, or a cluster state machine's.
+    pub fn publish(&self, catalog: Arc<Catalog>) {
         self.current.store(catalog);
         self.commit.fetch_add(1, Ordering::AcqRel);
     }
@@ -79,6 +81,35 @@ pub enum MetadataOp {
     Change(ChangeBuilder),
     /// Check a password login (argon2, or the verified-login cache).
     PasswordLogin { username: String, password: String },
+    /// A data-plane write a cluster replicates (a single node sends these to its shards).
+    Replicate(ReplicatedWrite),
+}
+
+/// The data-plane writes that go through a cluster's log.
+#[derive(Debug)]
+pub enum ReplicatedWrite {
+    /// A validated SendMessages batch for a partition.
+    Append {
+        key: PartitionKey,
+        batch: Vec<u8>,
+        messages: u32,
+    },
+    StoreOffset {
+        key: PartitionKey,
+        consumer: ConsumerRef,
+        offset: u64,
+    },
+    DeleteOffset {
+        key: PartitionKey,
+        consumer: ConsumerRef,
+    },
+    Purge {
+        keys: Vec<PartitionKey>,
+    },
+    DeleteSegments {
+        key: PartitionKey,
+        count: u32,
+    },
 }
 
 impl std::fmt::Debug for MetadataOp {
@@ -89,6 +120,7 @@ impl std::fmt::Debug for MetadataOp {
                 .debug_struct("PasswordLogin")
                 .field("username", username)
                 .finish_non_exhaustive(),
+            MetadataOp::Replicate(write) => write.fmt(f),
         }
     }
 }
@@ -102,5 +134,7 @@ pub enum MetadataOutcome {
     LoggedIn {
         user_id: u32,
     },
+    /// A replicated write is committed and applied; its shard outcome.
+    Replicated(ShardOutcome),
     Failed(ErrorCode),
 }

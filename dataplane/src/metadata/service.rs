@@ -95,6 +95,8 @@ impl MetadataService {
             MetadataOp::PasswordLogin { username, password } => {
                 self.password_login(&username, &password)
             }
+            // A single node writes data through its shards; only a cluster replicates it.
+            MetadataOp::Replicate(_) => MetadataOutcome::Failed(ErrorCode::FeatureUnavailable),
         }
     }
 

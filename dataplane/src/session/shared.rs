@@ -41,6 +41,8 @@ pub struct Shared {
     pub config: Config,
     pub started_at_us: u64,
     pub catalog: Arc<CatalogView>,
+    /// Cluster mode only: who leads, whether this node takes writes, the roster.
+    pub cluster: Option<Arc<crate::cluster::ClusterView>>,
     pub directory: Arc<PartitionDirectory>,
     pub shard_counters: Vec<Arc<ShardCounters>>,
     pub worker_counters: Vec<WorkerCounters>,
@@ -72,6 +74,7 @@ impl Shared {
             config,
             started_at_us,
             catalog,
+            cluster: None,
             shard_counters: (0..shards).map(|_| Arc::default()).collect(),
             worker_counters: (0..workers).map(|_| WorkerCounters::default()).collect(),
             groups: Mutex::new(GroupRegistry::default()),

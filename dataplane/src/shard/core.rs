@@ -122,12 +122,23 @@ impl<O: Copy> ShardCore<O> {
     pub fn start(&mut self, origin: O, op: ShardOp, now_us: u64) -> Result<(), ShardOp> {
         let storage_token = self.next_storage_token;
         let started = match op {
-            ShardOp::Append { key, batch, ack } => {
+            ShardOp::Append {
+                key,
+                batch,
+                ack,
+                stamp_us,
+            } => {
                 if !self.storage.has_room(key, batch.len()) {
-                    return Err(ShardOp::Append { key, batch, ack });
+                    return Err(ShardOp::Append {
+                        key,
+                        batch,
+                        ack,
+                        stamp_us,
+                    });
                 }
+                let stamp_us = stamp_us.unwrap_or(now_us);
                 self.storage
-                    .append(key, batch, ack, storage_token, now_us)
+                    .append(key, batch, ack, storage_token, stamp_us)
                     .map(drop)
                     .map_err(append_error_code)
             }

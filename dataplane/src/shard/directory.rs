@@ -95,6 +95,11 @@ impl PartitionDirectory {
             .unwrap_or_default()
     }
 
+    /// Every partition a shard opened and has not deleted.
+    pub fn keys(&self) -> Vec<PartitionKey> {
+        self.locked().keys().copied().collect()
+    }
+
     /// Every partition in `catalog` that `shard` owns, with its settings.
     pub fn owned_partitions(
         &self,

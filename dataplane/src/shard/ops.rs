@@ -20,6 +20,9 @@ pub enum ShardOp {
         key: PartitionKey,
         batch: Vec<u8>,
         ack: AckMode,
+        /// The batch's server timestamp; `None` = the shard's clock at the append. A cluster gives
+        /// the leader's, so every node stores the same record.
+        stamp_us: Option<u64>,
     },
     Poll {
         key: PartitionKey,

@@ -1,7 +1,10 @@
 //! The data plane: send, poll, flush and consumer offsets. Resolution and permission checks run on
 //! the network worker; the partition's shard does the storage work.
 
-use super::{done, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef};
+use super::{
+    done, replicated, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef,
+};
+use crate::metadata::ReplicatedWrite;
 use crate::session::counters::WorkerCounters;
 use crate::shard::{PollFrom, ShardOp};
 use bytes::Bytes;
@@ -72,22 +75,33 @@ fn send_inner(
     counters
         .bytes_in
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let continuation = Continuation::SendConfirmation {
+        stream_id: stream.id,
+        topic_id: topic.id,
+        partition_id,
+        base_offset: None,
+        messages: u64::from(send.messages_count),
+    };
+    let batch = received_batch.unwrap_or_else(|| send.batch.to_vec());
+    if call.ctx.shared.cluster.is_some() {
+        let write = ReplicatedWrite::Append {
+            key,
+            batch,
+            messages: send.messages_count,
+        };
+        return Ok(replicated(write, continuation));
+    }
     Ok(Handled::Shard {
         requests: vec![(
             call.ctx.shared.shard_for(key),
             ShardOp::Append {
                 key,
-                batch: received_batch.unwrap_or_else(|| send.batch.to_vec()),
+                batch,
                 ack,
+                stamp_us: None,
             },
         )],
-        continuation: Continuation::SendConfirmation {
-            stream_id: stream.id,
-            topic_id: topic.id,
-            partition_id,
-            base_offset: None,
-            messages: u64::from(send.messages_count),
-        },
+        continuation,
     })
 }
 
@@ -330,6 +344,14 @@ pub fn store_offset(request: StoreConsumerOffsetRequest, call: Call<'_>) -> Hand
         if current.is_none_or(|current| request.offset > current) {
             return Err(ErrorCode::InvalidOffset);
         }
+        if call.ctx.shared.cluster.is_some() {
+            let write = ReplicatedWrite::StoreOffset {
+                key,
+                consumer,
+                offset: request.offset,
+            };
+            return Ok(replicated(write, Continuation::Body(result_ok(&[]))));
+        }
         Ok(Handled::Shard {
             requests: vec![(
                 call.ctx.shared.shard_for(key),
@@ -353,6 +375,10 @@ pub fn delete_offset(request: DeleteConsumerOffsetRequest, call: Call<'_>) -> Ha
             &request.topic_id,
             request.partition_id,
         )?;
+        if call.ctx.shared.cluster.is_some() {
+            let write = ReplicatedWrite::DeleteOffset { key, consumer };
+            return Ok(replicated(write, Continuation::Body(result_ok(&[]))));
+        }
         Ok(Handled::Shard {
             requests: vec![(
                 call.ctx.shared.shard_for(key),

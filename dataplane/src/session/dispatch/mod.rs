@@ -9,7 +9,7 @@ mod resources;
 mod system;
 mod users;
 
-use crate::metadata::{Applied, MetadataOp, MetadataOutcome, Produced};
+use crate::metadata::{Applied, MetadataOp, MetadataOutcome, Produced, ReplicatedWrite};
 use crate::session::counters::WorkerCounters;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
@@ -58,7 +58,9 @@ impl Handled {
             then: Box::new(move |outcome, state, ctx| match outcome {
                 MetadataOutcome::Applied(applied) => done(after(applied, state, ctx)),
                 MetadataOutcome::Failed(code) => Handled::Error(code),
-                MetadataOutcome::LoggedIn { .. } => Handled::Error(ErrorCode::Error),
+                MetadataOutcome::LoggedIn { .. } | MetadataOutcome::Replicated(_) => {
+                    Handled::Error(ErrorCode::Error)
+                }
             }),
         }
     }
@@ -190,6 +192,12 @@ pub fn handle(
     if header.session() != 0 && header.session() != session.session_id {
         return Handled::Evict(EvictionReason::SessionTooLow);
     }
+    if let Some(cluster) = &ctx.shared.cluster {
+        if !cluster.is_leader() && !served_by_any_node(&request) {
+            // The Iggy SDK takes this as "find the leader and ask it".
+            return Handled::Error(ErrorCode::TransientNotAccepted);
+        }
+    }
     let catalog = ctx.shared.catalog();
     let Some(user) = catalog.user(session.user_id) else {
         state.session = None;
@@ -212,6 +220,21 @@ pub fn handle(
         }
         other => dispatch_rest(other, call),
     }
+}
+
+/// In cluster mode, what a follower answers itself: sessions, the roster the SDK finds the leader
+/// with, and this node's own stats and clients. Everything else is the leader's.
+fn served_by_any_node(request: &Request<'_>) -> bool {
+    matches!(
+        request,
+        Request::Ping
+            | Request::Logout
+            | Request::GetMe
+            | Request::GetClusterMetadata
+            | Request::GetStats
+            | Request::GetClients
+            | Request::GetClient(_)
+    )
 }
 
 fn dispatch_rest(request: Request<'_>, call: Call<'_>) -> Handled {
@@ -291,6 +314,26 @@ pub fn replied_ok(
     _: &mut WorkerContext,
 ) -> Result<Handled, ErrorCode> {
     Ok(after_shards(applied.effects, result_ok(&[])))
+}
+
+/// A data-plane write in cluster mode: it goes through the cluster's log, and `continuation`
+/// builds the reply from the outcome its application had (the same as a shard's).
+pub fn replicated(write: ReplicatedWrite, continuation: Continuation) -> Handled {
+    Handled::Metadata {
+        op: MetadataOp::Replicate(write),
+        then: Box::new(move |outcome, _, ctx| match outcome {
+            MetadataOutcome::Replicated(ShardOutcome::Failed(code))
+            | MetadataOutcome::Failed(code) => Handled::Error(code),
+            MetadataOutcome::Replicated(outcome) => {
+                let mut continuation = continuation;
+                continuation.absorb(outcome);
+                Handled::Reply(continuation.finish(ctx.counters()).concat())
+            }
+            MetadataOutcome::Applied(_) | MetadataOutcome::LoggedIn { .. } => {
+                Handled::Error(ErrorCode::Error)
+            }
+        }),
+    }
 }
 
 /// Shard work whose reply is `body`; replies at once when no shard is involved.

@@ -4,12 +4,12 @@
 
 use super::options;
 use super::{
-    after_shards, done, encoded, produced_id, replied_ok, resolve_stream, resolve_stream_topic,
-    result_ok, Action, Call, Handled, IdRef,
+    after_shards, done, encoded, produced_id, replicated, replied_ok, resolve_stream,
+    resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef,
 };
 // Stamps inside change builders only: those run on the metadata service's thread.
 use crate::clock::now_us;
-use crate::metadata::{Applied, Produced};
+use crate::metadata::{Applied, Produced, ReplicatedWrite};
 use crate::session::shared::{lock, Shared};
 use crate::session::WorkerContext;
 use crate::shard::effects::{keys_of, per_shard};
@@ -270,8 +270,17 @@ fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
         .topics
         .values()
         .flat_map(|topic| keys_of(stream.id, topic));
+    Ok(purge(call, keys.collect()))
+}
+
+/// Empties partitions: through the cluster's log in cluster mode, else on their shards.
+fn purge(call: &Call<'_>, keys: Vec<PartitionKey>) -> Handled {
+    if call.ctx.shared.cluster.is_some() {
+        let body = Continuation::Body(result_ok(&[]));
+        return replicated(ReplicatedWrite::Purge { keys }, body);
+    }
     let requests = per_shard(&call.ctx.shared.directory, keys, ShardOp::Purge);
-    Ok(after_shards(requests, result_ok(&[])))
+    after_shards(requests, result_ok(&[]))
 }
 
 fn get_topic(
@@ -425,12 +434,7 @@ fn purge_topic(
 ) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
-    let requests = per_shard(
-        &call.ctx.shared.directory,
-        keys_of(stream.id, topic),
-        ShardOp::Purge,
-    );
-    Ok(after_shards(requests, result_ok(&[])))
+    Ok(purge(call, keys_of(stream.id, topic).collect()))
 }
 
 fn create_partitions(
@@ -528,6 +532,14 @@ fn delete_segments(
         topic_id: topic.id,
         partition_id,
     };
+    // Not result-framed (iggy's `Operation::is_result_framed`): success is an empty body.
+    if call.ctx.shared.cluster.is_some() {
+        let write = ReplicatedWrite::DeleteSegments {
+            key,
+            count: segments_count,
+        };
+        return Ok(replicated(write, Continuation::Body(Vec::new())));
+    }
     let requests = vec![(
         call.ctx.shared.shard_for(key),
         ShardOp::DeleteSegments {
@@ -535,6 +547,5 @@ fn delete_segments(
             count: segments_count,
         },
     )];
-    // Not result-framed (iggy's `Operation::is_result_framed`): success is an empty body.
     Ok(after_shards(requests, Vec::new()))
 }

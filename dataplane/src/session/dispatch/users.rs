@@ -39,7 +39,9 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
             then: Box::new(|outcome, state, ctx| match outcome {
                 MetadataOutcome::LoggedIn { user_id } => bind_session(user_id, state, ctx),
                 MetadataOutcome::Failed(code) => Handled::Error(code),
-                MetadataOutcome::Applied { .. } => Handled::Error(ErrorCode::Error),
+                MetadataOutcome::Applied(_) | MetadataOutcome::Replicated(_) => {
+                    Handled::Error(ErrorCode::Error)
+                }
             }),
         },
         Login::Token { token, .. } => {
