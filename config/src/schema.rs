@@ -155,6 +155,9 @@ pub struct LimitsConfig {
 pub enum AckFloor {
     Persisted,
     Memory,
+    /// Cluster mode only: every topic is acknowledged once a majority of the nodes hold a send
+    /// on stable storage, whatever its `durability` option asks.
+    Replicated,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -396,6 +399,12 @@ impl Config {
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let cluster = &self.cluster;
         if !cluster.enabled {
+            if self.storage.ack_floor == AckFloor::Replicated {
+                return Err(ConfigError::invalid(
+                    "storage.ack_floor",
+                    "\"replicated\" needs [cluster] enabled = true (one node has nothing to replicate to)",
+                ));
+            }
             return Ok(());
         }
         let address = |key: &str, text: &str| {

@@ -394,6 +394,32 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
             "cluster metadata: {metadata:?}"
         );
         ensure!(stream.name == "via-follower", "stream {stream:?}");
+        // A persisted topic takes sends too (acknowledged from the leader's disk).
+        let persisted = client
+            .create_topic(
+                &id(stream.id),
+                "persisted",
+                &TopicCreateOptions {
+                    partitions_count: Some(1),
+                    durability: Durability::Persisted,
+                    ..Default::default()
+                },
+            )
+            .await
+            .sdk("create a persisted topic")?;
+        let sent = scenarios::send_to(
+            &client,
+            stream.id,
+            persisted.id,
+            &Partitioning::partition_id(0),
+            "persisted",
+            3,
+        )
+        .await?;
+        ensure!(
+            sent.confirmations.first().map(|c| c.base_offset) == Some(0),
+            "persisted send: {sent:?}"
+        );
         // A follower's own answer to a write is the error the SDK redirects on.
         let mut raw = RawConnection::connect(lab.nodes[follower].tcp_address()).await?;
         raw.login_root().await?;
@@ -505,46 +531,49 @@ async fn five_leader_kills_under_three_producers_lose_no_acknowledged_message() 
     lab.pass();
 }
 
-/// A reply's Iggy error code: the header's status, else the result section's (0 = success).
+/// A reply's Iggy error code (0 = success): refusals carry it in the header's status.
 fn reply_code(frame: &raw::Frame) -> anyhow::Result<u32> {
     ensure!(
         frame.is_reply(),
         "expected a reply, got {}",
         frame.describe()
     );
-    match frame.status() {
-        0 => frame.result_code(),
-        status => Ok(status),
-    }
+    Ok(frame.status())
 }
 
-/// Replicated sends straight to `node` over one raw connection until `until`; returns how many
-/// were acknowledged and the tag their payloads carry.
+/// What one node answered to sends on one topic.
+#[derive(Debug, Default)]
+struct Answers {
+    acknowledged: u32,
+    refused: BTreeMap<u32, u32>,
+}
+
+/// Sends straight to one node over a raw connection (signed in already), alternating between
+/// `topics`, until `until`; returns each topic's answers.
 async fn sends_to_one_node(
-    address: std::net::SocketAddr,
+    mut raw: RawConnection,
     stream: u32,
-    topic: u32,
+    topics: Vec<u32>,
     until: Instant,
-) -> anyhow::Result<(u32, Vec<u32>)> {
-    let mut raw = RawConnection::connect(address).await?;
-    raw.login_root().await?;
-    let mut acknowledged = 0;
-    let mut codes = Vec::new();
+) -> anyhow::Result<Vec<Answers>> {
+    let mut answers: Vec<Answers> = topics.iter().map(|_| Answers::default()).collect();
     let mut sequence = 0u32;
     while Instant::now() < until {
-        let payload = format!("minority-{sequence}");
-        sequence += 1;
-        let batch = raw::batch(&[payload.as_bytes()], 1)?;
-        let body =
-            raw::send_messages_body(stream, topic, &raw::Partitioning::PartitionId(0), 1, &batch);
-        let frame = raw.call(raw::code::SEND_MESSAGES, &body).await?;
-        match reply_code(&frame)? {
-            0 => acknowledged += 1,
-            code => codes.push(code),
+        for (topic, answers) in topics.iter().zip(answers.iter_mut()) {
+            let payload = format!("minority-{sequence}");
+            sequence += 1;
+            let batch = raw::batch(&[payload.as_bytes()], 1)?;
+            let partitioning = raw::Partitioning::PartitionId(0);
+            let body = raw::send_messages_body(stream, *topic, &partitioning, 1, &batch);
+            let frame = raw.call(raw::code::SEND_MESSAGES, &body).await?;
+            match reply_code(&frame)? {
+                0 => answers.acknowledged += 1,
+                code => *answers.refused.entry(code).or_default() += 1,
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((acknowledged, codes))
+    Ok(answers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,14 +593,33 @@ async fn a_cut_off_leader_acknowledges_nothing_and_the_logs_converge_after_heali
         let load = Load::start(&majority_endpoints, stream, topic);
         load.wait_for_progress(100, Duration::from_secs(30)).await?;
 
+        // A `persisted` topic next to the replicated one: its sends are acknowledged from the
+        // leader's disk alone.
+        let client = endpoints[majority[0]].client().await?;
+        let persisted = client
+            .create_topic(
+                &id(stream),
+                "persisted",
+                &TopicCreateOptions {
+                    partitions_count: Some(1),
+                    durability: Durability::Persisted,
+                    ..Default::default()
+                },
+            )
+            .await
+            .sdk("create the persisted topic")?
+            .id;
+        let mut raw = RawConnection::connect(lab.nodes[old].tcp_address()).await?;
+        raw.login_root().await?;
+
         lab.nodes[old].isolate()?;
         let cut_at = Instant::now();
         // The minority: sends straight to the cut-off leader, for longer than an election and
-        // a write timeout, all refused or timed out.
+        // a write timeout.
         let minority = tokio::spawn(sends_to_one_node(
-            lab.nodes[old].tcp_address(),
+            raw,
             stream,
-            topic,
+            vec![persisted, topic],
             Instant::now() + Duration::from_secs(8),
         ));
         let new = loop {
@@ -602,22 +650,32 @@ async fn a_cut_off_leader_acknowledges_nothing_and_the_logs_converge_after_heali
         load.wait_for_progress(100, Duration::from_secs(30))
             .await
             .context("the majority serves")?;
-        let (acknowledged, codes) = minority.await.context("minority task")??;
-        ensure!(
-            acknowledged == 0,
-            "the cut-off leader acknowledged {acknowledged} sends"
+        let answers = minority.await.context("minority task")??;
+        let (persisted_answers, replicated_answers) = (&answers[0], &answers[1]);
+        eprintln!(
+            "the cut-off leader answered: replicated {replicated_answers:?}, persisted \
+             {persisted_answers:?}"
         );
         ensure!(
-            !codes.is_empty() && codes.iter().all(|code| *code == 57 || *code == 58),
-            "the cut-off leader answered {codes:?} (57 not committed, 58 not the leader)"
+            replicated_answers.acknowledged == 0,
+            "the cut-off leader acknowledged {} replicated sends",
+            replicated_answers.acknowledged
         );
-        eprintln!("the minority refused {} sends: {:?}", codes.len(), {
-            let mut counts = BTreeMap::new();
-            codes
-                .iter()
-                .for_each(|c| *counts.entry(*c).or_insert(0) += 1);
-            counts
-        });
+        ensure!(
+            !replicated_answers.refused.is_empty()
+                && replicated_answers
+                    .refused
+                    .keys()
+                    .all(|code| *code == 57 || *code == 58),
+            "the cut-off leader answered {:?} (57 not committed, 58 not the leader)",
+            replicated_answers.refused
+        );
+        // Until its lease runs out the old leader takes writes: a persisted send is
+        // acknowledged from its own disk, which is what `persisted` means in a cluster.
+        ensure!(
+            persisted_answers.acknowledged > 0,
+            "no persisted send was acknowledged by the leader alone: {persisted_answers:?}"
+        );
 
         lab.nodes[old].heal()?;
         load.wait_for_progress(100, Duration::from_secs(30)).await?;
@@ -631,9 +689,24 @@ async fn a_cut_off_leader_acknowledges_nothing_and_the_logs_converge_after_heali
                 !partitions[0]
                     .iter()
                     .any(|m| m.payload.starts_with(b"minority-")),
-                "node {node} stored a send only the cut-off leader took"
+                "node {node} stored a replicated send only the cut-off leader took"
             );
         }
+        // The persisted sends only the cut-off leader held were never committed: its log's
+        // uncommitted tail was truncated when it rejoined, on every node alike.
+        let mut persisted_logs = Vec::new();
+        for node in &lab.nodes {
+            persisted_logs.push(stored_messages(&node.data_dir, stream, persisted, 0)?);
+        }
+        ensure!(
+            persisted_logs.windows(2).all(|pair| pair[0] == pair[1]),
+            "the nodes disagree on the persisted topic: {persisted_logs:?}"
+        );
+        eprintln!(
+            "{} persisted sends acknowledged by the cut-off leader alone; {} of them kept",
+            persisted_answers.acknowledged,
+            persisted_logs[0].len()
+        );
         Ok(())
     })
     .await
@@ -773,11 +846,7 @@ async fn polled_payloads(
         loop {
             let body = raw::poll_body(stream, topic, partition, payloads.len() as u64, 1000);
             let frame = raw.call(raw::code::POLL_MESSAGES, &body).await?;
-            ensure!(
-                frame.is_reply() && frame.status() == 0,
-                "poll: {}",
-                frame.describe()
-            );
+            ensure!(reply_code(&frame)? == 0, "poll: {}", frame.describe());
             let (_, _, polled) = raw::poll_reply(&frame.body)?;
             if polled.is_empty() {
                 break;

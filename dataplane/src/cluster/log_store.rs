@@ -13,11 +13,15 @@
 //! by a syncer thread that fdatasyncs every file written since its last round and then reports
 //! each append flushed, in order (group commit). The vote is written to a temporary file, synced
 //! and renamed over the old one.
+//!
+//! A send on a `persisted` topic is acknowledged once the leader's own log holds it on stable
+//! storage, before the majority does: the node registers the batch (`notify_when_flushed`) before
+//! submitting it, and the syncer tells it when the round that made it durable finished.
 
-use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use super::types::{Command, Entry, LogId, StorageError, TypeConfig, Vote, WireKey};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{CommittedLeaderId, OptionalSend, RaftLogReader, StorageIOError};
-use std::collections::{BTreeMap, VecDeque};
+use openraft::{CommittedLeaderId, EntryPayload, OptionalSend, RaftLogReader, StorageIOError};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -59,11 +63,16 @@ struct Files {
     vote: Option<Vote>,
 }
 
+/// A batch a `persisted` send waits for: its partition and first offset.
+type FlushWaiterKey = (WireKey, u64);
+type FlushWaiters = Arc<Mutex<HashMap<FlushWaiterKey, tokio::sync::oneshot::Sender<()>>>>;
+
 /// The log store handed to openraft; clones share the files (the log reader is one).
 #[derive(Clone)]
 pub struct LogStore {
     files: Arc<Mutex<Files>>,
     syncer: mpsc::Sender<SyncJob>,
+    flush_waiters: FlushWaiters,
 }
 
 enum SyncJob {
@@ -71,6 +80,8 @@ enum SyncJob {
         files: Vec<Arc<File>>,
         dir: Option<PathBuf>,
         callback: LogFlushed<TypeConfig>,
+        /// Sends waiting for these entries to be durable here.
+        waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     },
 }
 
@@ -112,7 +123,50 @@ impl LogStore {
         Ok(LogStore {
             files: Arc::new(Mutex::new(files)),
             syncer: sender,
+            flush_waiters: Arc::default(),
         })
+    }
+
+    /// Resolves once the batch for `key` at `base_offset`, submitted after this call, is on
+    /// stable storage in this node's log. Dropped unresolved if the batch never reaches this
+    /// log; [`LogStore::forget`] the registration then.
+    pub fn notify_when_flushed(
+        &self,
+        key: WireKey,
+        base_offset: u64,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.waiters().insert((key, base_offset), sender);
+        receiver
+    }
+
+    pub fn forget(&self, key: WireKey, base_offset: u64) {
+        self.waiters().remove(&(key, base_offset));
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<FlushWaiterKey, tokio::sync::oneshot::Sender<()>>> {
+        self.flush_waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The waiters of the appends among `entries`.
+    fn take_waiters<'e>(
+        &self,
+        entries: impl Iterator<Item = &'e Entry>,
+    ) -> Vec<tokio::sync::oneshot::Sender<()>> {
+        let mut registered = self.waiters();
+        if registered.is_empty() {
+            return Vec::new();
+        }
+        entries
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Normal(Command::Append {
+                    key, base_offset, ..
+                }) => registered.remove(&(*key, *base_offset)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn locked(&self) -> MutexGuard<'_, Files> {
@@ -431,9 +485,17 @@ fn sync_loop(jobs: mpsc::Receiver<SyncJob>) {
                 dirs.iter()
                     .try_for_each(|dir| super::durable::sync_dir(dir))
             });
-        for SyncJob::Flush { callback, .. } in round {
+        for SyncJob::Flush {
+            callback, waiters, ..
+        } in round
+        {
             let outcome = match &result {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    waiters.into_iter().for_each(|waiter| {
+                        let _ = waiter.send(());
+                    });
+                    Ok(())
+                }
                 Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
             };
             callback.log_io_completed(outcome);
@@ -517,12 +579,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let waiters = self.take_waiters(entries.iter());
         let mut written: Vec<Arc<File>> = Vec::new();
         let mut created = false;
         {
             let mut files = self.locked();
-            for entry in entries {
-                let (file, new_segment) = files.write_entry(&entry).map_err(io_error)?;
+            for entry in &entries {
+                let (file, new_segment) = files.write_entry(entry).map_err(io_error)?;
                 created |= new_segment;
                 if !written.iter().any(|f| Arc::ptr_eq(f, &file)) {
                     written.push(file);
@@ -535,6 +599,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 files: written,
                 dir,
                 callback,
+                waiters,
             })
             .map_err(|_| io_error(io::Error::other("the raft log syncer stopped")))
     }

@@ -20,7 +20,7 @@ use crate::mesh::lifecycle::Lifecycle;
 use crate::mesh::messages::{MetadataReply, MetadataRequest};
 use crate::mesh::ring::{MetadataEndpoint, ShardLink, Waker};
 use crate::metadata::{
-    Applied, CatalogView, MetadataOp, MetadataOutcome, Produced, ReplicatedWrite,
+    Applied, CatalogView, ClusterAck, MetadataOp, MetadataOutcome, Produced, ReplicatedWrite,
 };
 use crate::shard::{PartitionDirectory, PollFrom, ShardOp, ShardOutcome};
 use openraft::error::{ClientWriteError, RaftError};
@@ -360,16 +360,54 @@ impl Node {
         if !leadership.ready {
             return not_writable(&self.cluster_view);
         }
+        let leader_ack = matches!(
+            write,
+            ReplicatedWrite::Append {
+                ack: ClusterAck::Leader,
+                ..
+            }
+        );
         let command = match self.command_for(write, &mut leadership) {
             Ok(command) => command,
             Err(code) => return MetadataOutcome::Failed(code),
         };
+        let flushed_here = match &command {
+            Command::Append {
+                key,
+                base_offset,
+                messages,
+                ..
+            } if leader_ack => Some((
+                *key,
+                *base_offset,
+                *messages,
+                self.log.notify_when_flushed(*key, *base_offset),
+            )),
+            _ => None,
+        };
         let receiver = match self.raft.client_write_ff(command).await {
             Ok(receiver) => receiver,
-            Err(_) => return MetadataOutcome::Failed(ErrorCode::TransientNotAccepted),
+            Err(_) => {
+                if let Some((key, base_offset, ..)) = flushed_here {
+                    self.log.forget(key, base_offset);
+                }
+                return MetadataOutcome::Failed(ErrorCode::TransientNotAccepted);
+            }
         };
         // Submitted in order: the lock may go while the entry commits.
         drop(leadership);
+        if let Some((key, base_offset, messages, flushed)) = flushed_here {
+            // `persisted`: acknowledged once this node's log holds it on stable storage.
+            let timeout = Duration::from_millis(self.config.cluster.write_timeout_ms);
+            if let Ok(Ok(())) = tokio::time::timeout(timeout, flushed).await {
+                return MetadataOutcome::Replicated(ShardOutcome::Appended {
+                    base_offset,
+                    last_offset: base_offset + u64::from(messages) - 1,
+                });
+            }
+            // Not flushed here in time (or the leadership went first): the commit decides.
+            self.log.forget(key, base_offset);
+        }
         match self.await_commit_unlocked(receiver).await {
             Ok(Response::Appended {
                 base_offset,
@@ -395,6 +433,7 @@ impl Node {
                 key,
                 batch,
                 messages,
+                ack: _,
             } => {
                 let next = match leadership.assigned.get(&key) {
                     Some(next) => *next,

@@ -93,6 +93,17 @@ pub enum MetadataOp {
     Replicate(ReplicatedWrite),
 }
 
+/// When a cluster acknowledges a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterAck {
+    /// `durability = replicated`: once a majority of the nodes hold it on stable storage
+    /// (committed).
+    Majority,
+    /// `durability = persisted`: once the leader holds it on stable storage (its log synced); a
+    /// failover before the commit may lose it.
+    Leader,
+}
+
 /// The data-plane writes that go through a cluster's log.
 #[derive(Debug)]
 pub enum ReplicatedWrite {
@@ -101,6 +112,8 @@ pub enum ReplicatedWrite {
         key: PartitionKey,
         batch: Vec<u8>,
         messages: u32,
+        /// When the send is acknowledged: the topic's effective durability.
+        ack: ClusterAck,
     },
     StoreOffset {
         key: PartitionKey,

@@ -115,7 +115,11 @@ impl Shared {
 
     /// The acknowledgement mode a topic gets: its `durability` option, never below the floor.
     pub fn effective_durability(&self, requested: Durability) -> Durability {
-        effective_durability(requested, self.config.storage.ack_floor)
+        effective_durability(
+            requested,
+            self.config.storage.ack_floor,
+            self.cluster.is_some(),
+        )
     }
 
     /// Storage settings of a topic's partitions.

@@ -135,18 +135,25 @@ impl PartitionDirectory {
     }
 }
 
-/// The acknowledgement mode a topic gets: its `durability` option, never below the floor.
-pub fn effective_durability(requested: Durability, floor: AckFloor) -> Durability {
-    match floor {
-        AckFloor::Persisted => Durability::Persisted,
-        AckFloor::Memory => requested,
+/// The durability a topic gets: its `durability` option, never below the floor. On one node
+/// `replicated` is the weaker of the two (acknowledged from memory); in a cluster it is the
+/// stronger (a majority holds the send on stable storage, where `persisted` waits for the leader
+/// only).
+pub fn effective_durability(requested: Durability, floor: AckFloor, clustered: bool) -> Durability {
+    match (floor, clustered) {
+        // Valid in a cluster only (the configuration refuses it on one node).
+        (AckFloor::Replicated, _) => Durability::Replicated,
+        (AckFloor::Persisted, false) => Durability::Persisted,
+        (AckFloor::Persisted | AckFloor::Memory, _) => requested,
     }
 }
 
 /// Storage settings of a topic's partitions. The topic's size limit is shared evenly by its
-/// partitions, since each partition's retention runs on its own shard.
+/// partitions, since each partition's retention runs on its own shard. The acknowledgement mode
+/// is a single node's (a cluster's state machine appends without syncs of its own: its log is
+/// the durable copy).
 pub fn partition_settings(topic: &Topic, floor: AckFloor) -> PartitionSettings {
-    let ack_mode = match effective_durability(topic.options.durability, floor) {
+    let ack_mode = match effective_durability(topic.options.durability, floor, false) {
         Durability::Persisted => AckMode::Durable,
         Durability::Replicated => AckMode::Memory,
     };

@@ -4,7 +4,7 @@
 use super::{
     done, replicated, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef,
 };
-use crate::metadata::ReplicatedWrite;
+use crate::metadata::{ClusterAck, ReplicatedWrite};
 use crate::session::counters::WorkerCounters;
 use crate::shard::{PollFrom, ShardOp};
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use riptide_protocol::wire::requests::consumer_offsets::{
 };
 use riptide_protocol::wire::requests::messages::{FlushUnsavedBufferRequest, PollMessagesRequest};
 use riptide_protocol::wire::{WireConsumer, WireIdentifier};
-use riptide_storage::metadata::Topic;
+use riptide_storage::metadata::{Durability, Topic};
 use riptide_storage::{ConsumerKind, ConsumerRef, PartitionKey, ReadResult};
 use std::sync::atomic::Ordering;
 
@@ -84,10 +84,19 @@ fn send_inner(
     };
     let batch = received_batch.unwrap_or_else(|| send.batch.to_vec());
     if call.ctx.shared.cluster.is_some() {
+        let ack = match call
+            .ctx
+            .shared
+            .effective_durability(topic.options.durability)
+        {
+            Durability::Replicated => ClusterAck::Majority,
+            Durability::Persisted => ClusterAck::Leader,
+        };
         let write = ReplicatedWrite::Append {
             key,
             batch,
             messages: send.messages_count,
+            ack,
         };
         return Ok(replicated(write, continuation));
     }
