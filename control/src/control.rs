@@ -214,7 +214,15 @@ async fn serve(
         supervisor: status.clone(),
         warnings,
         shutdown: Mutex::new(Some(stop_tx.clone())),
+        http_address: Mutex::new(None),
     });
+    let http = match start_http(&state).await {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("riptide-control: {e}");
+            return EXIT_CODE_CONFIG;
+        }
+    };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let supervisor_thread =
         std::thread::Builder::new()
@@ -229,14 +237,42 @@ async fn serve(
     }
     tokio::spawn(forward_signals(stop_tx));
     let server = axum::serve(listener, api::router(state));
+    let http_server = async move {
+        match http {
+            Some((listener, router)) => axum::serve(listener, router).await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
         outcome = done_rx => outcome.unwrap_or(Outcome::GaveUp),
         result = server => {
             tracing::error!("control API stopped: {result:?}");
             Outcome::GaveUp
         }
+        result = http_server => {
+            tracing::error!("HTTP API stopped: {result:?}");
+            Outcome::GaveUp
+        }
     };
     exit_code(outcome)
+}
+
+/// Binds the HTTP API and the console (unless `http.enabled` is false) and starts the overview
+/// sampler they show.
+async fn start_http(
+    state: &Arc<AppState>,
+) -> Result<Option<(tokio::net::TcpListener, axum::Router)>, crate::http::HttpStartError> {
+    let overview = crate::overview::start(state.data_dir.clone());
+    let Some((listener, http_state)) = crate::http::start(state.clone(), overview).await? else {
+        tracing::info!("HTTP API disabled (http.enabled = false)");
+        return Ok(None);
+    };
+    state.set_http_address(http_state.address);
+    tracing::info!(
+        "HTTP API on http://{0}, web console on http://{0}/ui",
+        http_state.address
+    );
+    Ok(Some((listener, crate::http::router(http_state))))
 }
 
 fn exit_code(outcome: Outcome) -> i32 {

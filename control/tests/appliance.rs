@@ -397,7 +397,7 @@ fn up_starts_in_the_background_and_contexts_select_the_appliance() {
         &config,
         format!(
             "[system]\npath = \"{}\"\n[tcp]\naddress = \"127.0.0.1:0\"\n[control]\naddress = \"{control}\"\n\
-             [dataplane]\nnetwork_workers = 1\nstorage_shards = 1\n",
+             [http]\naddress = \"127.0.0.1:0\"\n[dataplane]\nnetwork_workers = 1\nstorage_shards = 1\n",
             dir.path().join("data").display()
         ),
     )
