@@ -319,8 +319,9 @@
       '<span class="now" id="now-' + id + '"></span></div><canvas id="chart-' + id + '"></canvas></div>';
   }
 
-  // A line chart of several series over the sample times; the canvas carries its point count and
-  // last values as data attributes (for tests and for anyone reading the page's DOM).
+  // A line chart of several series over the sample times; the canvas carries its point count, the
+  // number of points with a value above zero and its last values as data attributes (for tests
+  // and for anyone reading the page's DOM).
   function drawChart(id, series, unit) {
     const canvas = byId('chart-' + id);
     if (!canvas) return;
@@ -368,7 +369,12 @@
       ctx.fillText(s.label, left + 6 + index * 90, height - 4);
     });
     const last = series.map((s) => (s.values.length ? s.values[s.values.length - 1] : null));
+    let active = 0;
+    for (let i = 0; i < points; i += 1) {
+      if (series.some((s) => s.values[i] !== null && s.values[i] > 0)) active += 1;
+    }
     canvas.dataset.points = String(points);
+    canvas.dataset.active = String(active);
     canvas.dataset.last = JSON.stringify(last);
     const now = byId('now-' + id);
     if (now) {
@@ -843,6 +849,7 @@
   ];
 
   async function route() {
+    byId('notice').hidden = true;
     clearInterval(timer);
     timer = null;
     const signedIn = !!sessionStorage.getItem(TOKEN);

@@ -346,6 +346,7 @@ pub fn internal(reason: String) -> ApiError {
 pub fn router(state: Arc<HttpState>) -> Router {
     let config = state.app.config_snapshot();
     let body_limit = usize::try_from(config.http.body_limit_bytes).unwrap_or(usize::MAX);
+    let request_timeout = state.request_timeout;
     let router = routes::router()
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
@@ -358,7 +359,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(from_fn(close_on_payload_too_large))
-        .layer(from_fn_with_state(state.clone(), timeout))
+        .layer(from_fn(move |request, next| {
+            timeout_after(request_timeout, request, next)
+        }))
         .with_state(state.clone());
     let router = match cors(&config.http.cors_allowed_origins) {
         Some(cors) => router.layer(cors),
@@ -403,8 +406,7 @@ async fn count_request(
 /// A request not answered in time gets 504; dropping its future drops any dataplane connection
 /// it held unsettled, which closes that connection (its reply would otherwise be read by the
 /// next request).
-async fn timeout(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
-    let limit = state.request_timeout;
+pub async fn timeout_after(limit: Duration, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::http(
@@ -429,4 +431,41 @@ async fn close_on_payload_too_large(request: Request, next: Next) -> Response {
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_gets_504_in_iggys_shape_and_others_pass() {
+        let limit = Duration::from_millis(100);
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }))
+            .layer(from_fn(move |request, next| {
+                timeout_after(limit, request, next)
+            }));
+        let base = serve(router).await;
+        let slow = reqwest::get(format!("{base}/slow")).await.unwrap();
+        assert_eq!(slow.status(), 504);
+        let body: error::ErrorBody = slow.json().await.unwrap();
+        assert_eq!((body.id, body.code.as_str()), (504, "request_timeout"));
+        let fast = reqwest::get(format!("{base}/fast")).await.unwrap();
+        assert_eq!(fast.text().await.unwrap(), "fast");
+    }
 }

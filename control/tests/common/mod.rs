@@ -2,6 +2,8 @@
 //! scratch data directory on free ports, driven through the real riptidectl binary.
 #![allow(dead_code)] // Each suite uses a different part of the harness.
 
+pub mod webdriver;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
