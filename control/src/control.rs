@@ -119,9 +119,19 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, riptide_config::Config
     Config::load_from(file, &config_environment())
 }
 
+/// The SDK's TCP client logs every connect at info; the HTTP API's pooled connections would fill
+/// the log with them. Its warnings still show (unless `log.level` says otherwise about `iggy`).
+fn filter_directives(level: &str) -> String {
+    if level.contains("iggy") {
+        level.to_string()
+    } else {
+        format!("{level},iggy=warn,iggy_common=warn")
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter_directives(level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -314,4 +324,16 @@ async fn forward_signals(stop: std::sync::mpsc::Sender<()>) {
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping the dataplane"),
     }
     let _ = stop.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdks_connect_chatter_stays_out_of_the_log_unless_asked_for() {
+        assert_eq!(filter_directives("info"), "info,iggy=warn,iggy_common=warn");
+        assert_eq!(filter_directives("debug,iggy=debug"), "debug,iggy=debug");
+        assert!(tracing_subscriber::EnvFilter::try_new(filter_directives("warn")).is_ok());
+    }
 }

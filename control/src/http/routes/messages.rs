@@ -126,13 +126,18 @@ pub fn decode_messages(body: SendBody) -> Result<(Partitioning, Vec<IggyMessage>
     if body.messages.is_empty() {
         return Err(ApiError::Iggy(IggyError::InvalidMessagesCount));
     }
-    let partitioning = body.partitioning;
-    if partitioning.value.len() > 255
-        || (partitioning.kind != iggy_common::PartitioningKind::Balanced
-            && partitioning.value.is_empty())
-    {
+    let mut partitioning = body.partitioning;
+    let length = partitioning.value.len();
+    let valid = match partitioning.kind {
+        iggy_common::PartitioningKind::Balanced => length == 0,
+        iggy_common::PartitioningKind::PartitionId => length == 4,
+        iggy_common::PartitioningKind::MessagesKey => (1..=255).contains(&length),
+    };
+    if !valid {
         return Err(ApiError::Iggy(IggyError::InvalidKeyValueLength));
     }
+    // The JSON form carries no length (Iggy's type skips it); the binary form needs it.
+    partitioning.length = length as u8;
     let messages = body
         .messages
         .into_iter()
@@ -367,4 +372,85 @@ pub async fn delete_group(
         .settle(result)
         .map_err(|e| with_path(e, &stream, Some(&topic)))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(body: serde_json::Value) -> Result<(Partitioning, Vec<IggyMessage>), ApiError> {
+        decode_messages(serde_json::from_value(body).expect("the body's shape"))
+    }
+
+    #[test]
+    fn ids_payloads_and_headers_decode_as_iggys_server_reads_them() {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let (partitioning, messages) = decode(json!({
+            "partitioning": {"kind": "partition_id", "value": engine.encode(3u32.to_le_bytes())},
+            "messages": [
+                {"id": 5, "payload": engine.encode("a")},
+                {"id": "340282366920938463463374607431768211455", "payload": engine.encode("b")},
+                {"id": "0000000000000000000000000000002a", "payload": engine.encode("c"),
+                 "user_headers": [{"key": {"kind": "string", "value": engine.encode("k")},
+                                   "value": {"kind": "uint32", "value": engine.encode(7u32.to_le_bytes())}}]},
+                {"payload": engine.encode("d"), "user_headers": engine.encode([1u8, 2, 3])},
+                {"payload": engine.encode("e"), "user_headers": null},
+            ]
+        }))
+        .unwrap();
+        assert_eq!(partitioning, Partitioning::partition_id(3));
+        let ids: Vec<u128> = messages.iter().map(|m| m.header.id).collect();
+        assert_eq!(&ids[..3], &[5, u128::MAX, 42]);
+        assert_eq!(messages[0].payload.as_ref(), b"a");
+        let headers = messages[2].user_headers_map().unwrap().unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(messages[3].user_headers.as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(messages[3].header.user_headers_length, 3);
+        assert!(messages[4].user_headers.is_none());
+    }
+
+    #[test]
+    fn bad_messages_get_iggys_codes_or_422() {
+        let balanced = json!({"kind": "balanced", "value": ""});
+        let cases = [
+            (json!({"partitioning": balanced, "messages": []}), 400, 4009),
+            (
+                json!({"partitioning": balanced, "messages": [{"payload": "@@"}]}),
+                422,
+                422,
+            ),
+            (
+                json!({"partitioning": balanced, "messages": [{"id": "nope", "payload": "eA=="}]}),
+                422,
+                422,
+            ),
+            (
+                json!({"partitioning": balanced, "messages": [{"payload": ""}]}),
+                400,
+                IggyError::InvalidMessagePayloadLength.as_code(),
+            ),
+            (
+                json!({"partitioning": {"kind": "messages_key", "value": ""}, "messages": [{"payload": "eA=="}]}),
+                400,
+                4028,
+            ),
+            (
+                json!({"partitioning": {"kind": "partition_id", "value": "AAA="}, "messages": [{"payload": "eA=="}]}),
+                400,
+                4028,
+            ),
+        ];
+        for (body, status, id) in cases {
+            let (got_status, got) = decode(body.clone()).unwrap_err().parts();
+            assert_eq!((got_status.as_u16(), got.id), (status, id), "{body}");
+        }
+        let unknown = serde_json::from_value::<SendBody>(
+            json!({"partitioning": balanced, "messages": [], "extra": 1}),
+        );
+        assert!(
+            unknown.is_err(),
+            "unknown fields are refused, as Iggy's server does"
+        );
+    }
 }
