@@ -25,6 +25,7 @@ pub mod console;
 pub mod dataplane;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod jwt;
 pub mod pool;
 pub mod routes;

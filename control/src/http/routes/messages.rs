@@ -7,8 +7,10 @@
 
 use crate::http::error::{with_path, ApiError, ApiResult};
 use crate::http::extract::{identifier, ApiJson, ApiPath, ApiQuery};
+use crate::http::json::{self, JsonBytes};
 use crate::http::{Caller, HttpState};
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,8 +24,7 @@ use iggy_common::get_consumer_offset::GetConsumerOffset;
 use iggy_common::store_consumer_offset::StoreConsumerOffset;
 use iggy_common::{
     Consumer, ConsumerGroup, ConsumerGroupDetails, ConsumerOffsetInfo, Durability, HeaderEntry,
-    Identifier, IggyError, IggyMessage, Partitioning, PollMessages, PolledMessages,
-    SendMessagesConfirmations,
+    Identifier, IggyError, IggyMessage, Partitioning, PollMessages, SendMessagesConfirmations,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -39,16 +40,19 @@ pub const DURABILITY_HEADER: &str = "iggy-durability";
 /// base64 | [{"key": .., "value": ..}]}`. Decoded straight into the SDK's messages.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SendBody {
+pub struct SendBody<'a> {
     pub partitioning: Partitioning,
-    pub messages: Vec<JsonMessage>,
+    #[serde(borrow)]
+    pub messages: Vec<JsonMessage<'a>>,
 }
 
+/// A message of a send body; its payload is borrowed from the request bytes.
 #[derive(Deserialize)]
-pub struct JsonMessage {
+pub struct JsonMessage<'a> {
     #[serde(default)]
     id: Option<MessageId>,
-    payload: String,
+    #[serde(borrow)]
+    payload: std::borrow::Cow<'a, str>,
     #[serde(default)]
     user_headers: Option<JsonHeaders>,
 }
@@ -90,12 +94,12 @@ fn message_id(id: Option<MessageId>) -> Result<u128, ApiError> {
     }
 }
 
-impl JsonMessage {
+impl JsonMessage<'_> {
     fn into_message(self) -> Result<IggyMessage, ApiError> {
         let engine = base64::engine::general_purpose::STANDARD;
         let id = message_id(self.id)?;
         let payload = engine
-            .decode(&self.payload)
+            .decode(self.payload.as_bytes())
             .map_err(|e| invalid(format!("payload is not base64: {e}")))?;
         let builder = IggyMessage::builder().id(id).payload(payload.into());
         match self.user_headers {
@@ -122,7 +126,7 @@ impl JsonMessage {
 ///
 /// # Errors
 /// 422 for a payload or header that does not decode, Iggy's codes for invalid messages.
-pub fn decode_messages(body: SendBody) -> Result<(Partitioning, Vec<IggyMessage>), ApiError> {
+pub fn decode_messages(body: SendBody<'_>) -> Result<(Partitioning, Vec<IggyMessage>), ApiError> {
     if body.messages.is_empty() {
         return Err(ApiError::Iggy(IggyError::InvalidMessagesCount));
     }
@@ -150,10 +154,11 @@ pub async fn send(
     State(state): AppState,
     caller: Caller,
     ApiPath((stream, topic)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<SendBody>,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<Response> {
     let (stream, topic) = (identifier(&stream)?, identifier(&topic)?);
-    let (partitioning, mut messages) = decode_messages(body)?;
+    let (partitioning, mut messages) = decode_messages(json::parse(&body)?)?;
+    drop(body);
     let mut lease = state.lease(&caller).await?;
     let asked = durability(&state, &mut lease, &stream, &topic).await;
     let durability = lease
@@ -217,7 +222,7 @@ pub async fn poll(
     caller: Caller,
     ApiPath((stream, topic)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PollMessages>,
-) -> ApiResult<Json<PolledMessages>> {
+) -> ApiResult<Response> {
     let (stream, topic) = (identifier(&stream)?, identifier(&topic)?);
     let mut lease = state.lease(&caller).await?;
     let result = lease
@@ -235,7 +240,9 @@ pub async fn poll(
     let polled = lease
         .settle(result)
         .map_err(|e| poll_error(e, &stream, &topic))?;
-    Ok(Json(polled))
+    drop(lease);
+    let body = json::polled_messages(&polled).map_err(|e| crate::http::internal(e.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET .../consumer-offsets?consumer_id=&partition_id=` (partition 0 when omitted, as Iggy).
@@ -380,7 +387,8 @@ mod tests {
     use serde_json::json;
 
     fn decode(body: serde_json::Value) -> Result<(Partitioning, Vec<IggyMessage>), ApiError> {
-        decode_messages(serde_json::from_value(body).expect("the body's shape"))
+        let bytes = serde_json::to_vec(&body).unwrap();
+        decode_messages(json::parse(&bytes).expect("the body's shape"))
     }
 
     #[test]
@@ -445,11 +453,11 @@ mod tests {
             let (got_status, got) = decode(body.clone()).unwrap_err().parts();
             assert_eq!((got_status.as_u16(), got.id), (status, id), "{body}");
         }
-        let unknown = serde_json::from_value::<SendBody>(
-            json!({"partitioning": balanced, "messages": [], "extra": 1}),
-        );
+        let unknown =
+            serde_json::to_vec(&json!({"partitioning": balanced, "messages": [], "extra": 1}))
+                .unwrap();
         assert!(
-            unknown.is_err(),
+            json::parse::<SendBody>(&unknown).is_err(),
             "unknown fields are refused, as Iggy's server does"
         );
     }
