@@ -138,15 +138,10 @@ lab_mtu() {
   ip -n "$NS" link set dev "$NS_IF" mtu "$1"
 }
 
+# shellcheck source=scripts/lib/appliance.sh
+source "$repo/scripts/lib/appliance.sh"
 stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 200); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  appliance_stop "$server_pid"
   server_pid=""
 }
 # The work directory goes, except the results when they were kept in it (no --output).
@@ -197,14 +192,7 @@ start_server() {
   IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
     "$release/riptide-dataplane" --config "$config" >"$output/server-$mode-$wire_mtu.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 1 300); do
-    [ -f "$data/runtime/current_config.toml" ] && break
-    kill -0 "$server_pid" 2>/dev/null || {
-      echo "bench-dpdk.sh: $mode: riptide-dataplane exited; log:" >&2
-      cat "$output/server-$mode-$wire_mtu.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -f "$data/runtime/current_config.toml" ] || { echo "bench-dpdk.sh: $mode: not ready" >&2; exit 1; }
+  appliance_wait_ready "$server_pid" "$data" "$output/server-$mode-$wire_mtu.log" >/dev/null
   if [ "$mode" = kernel ]; then address="$HOST_IP:$PORT"; else address="$APPLIANCE_IP:$PORT"; fi
   echo "bench-dpdk.sh: $mode: riptide-dataplane (pid $server_pid) at $address" >&2
 }

@@ -83,19 +83,10 @@ data=""
 [ -n "$output" ] || output="$work/results"
 mkdir -p "$output"
 server_pid=""
-# Stops the server: SIGTERM (it syncs and exits), SIGKILL if it is still there after 20 s.
+# shellcheck source=scripts/lib/appliance.sh
+source "$repo/scripts/lib/appliance.sh"
 stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 200); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$server_pid" 2>/dev/null; then
-    echo "bench.sh: server ignored SIGTERM for 20 s; killing it" >&2
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  wait "$server_pid" 2>/dev/null || true
+  appliance_stop "$server_pid"
   server_pid=""
   [ -z "$data" ] || rm -rf "$data"
 }
@@ -135,16 +126,7 @@ start_server() {
   RIPTIDE_STORAGE_ACK_FLOOR="$ack_floor" IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
     "$release/riptide-dataplane" >"$work/server.$servers_started.log" 2>&1 &
   server_pid=$!
-  address=""
-  for _ in $(seq 1 600); do
-    if [ -f "$data/runtime/current_config.toml" ]; then
-      address=$(awk '/^\[/{tcp=($0=="[tcp]")} tcp && /^address/ {gsub(/"/, "", $3); print $3}' "$data/runtime/current_config.toml")
-      [ -n "$address" ] && break
-    fi
-    kill -0 "$server_pid" 2>/dev/null || { echo "bench.sh: server exited; log:" >&2; cat "$work/server.$servers_started.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$address" ] || { echo "bench.sh: server did not report its address" >&2; exit 1; }
+  address=$(appliance_wait_ready "$server_pid" "$data" "$work/server.$servers_started.log")
   echo "bench.sh: server at $address" >&2
 }
 

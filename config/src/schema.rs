@@ -47,6 +47,8 @@ pub const DPDK_MTU_MAX: u16 = 9600;
 pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
 /// Largest frame limit: the size field is a u32.
 pub const FRAME_SIZE_MAX_BYTES: u64 = u32::MAX as u64;
+/// Longest cluster or node name: what an Iggy name field (`WireName`) may carry.
+pub const CLUSTER_NAME_LENGTH_MAX_BYTES: usize = 255;
 
 /// Why a configuration was refused. Each variant names the key and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub steering: SteeringConfig,
     pub dpdk: DpdkConfig,
+    pub cluster: ClusterConfig,
     pub control: ControlConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
@@ -230,6 +233,38 @@ pub struct DpdkConfig {
     pub mtu: u16,
 }
 
+/// `[cluster]`: the names this node gives itself and its cluster (GetClusterMetadata) and, when
+/// enabled, replication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    pub name: String,
+    pub node_name: String,
+    pub node_id: u64,
+    pub replication_address: String,
+    pub members: Vec<ClusterMember>,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub write_timeout_ms: u64,
+    pub snapshot_every_entries: u64,
+    pub secret: String,
+}
+
+/// One node of the cluster as the configuration names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterMember {
+    pub id: u64,
+    pub name: String,
+    pub replication_address: String,
+    pub tcp_address: String,
+}
+
+/// Shortest `cluster.secret` accepted.
+pub const CLUSTER_SECRET_MIN_BYTES: usize = 16;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
@@ -301,6 +336,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        validate_display_name("cluster.name", &self.cluster.name)?;
+        validate_display_name("cluster.node_name", &self.cluster.node_name)?;
         validate_name("root.username", &self.root.username, 3, 50)?;
         validate_name("root.password", &self.root.password, 3, 100)?;
         if self.dataplane.network_workers > THREADS_MAX {
@@ -354,7 +391,75 @@ impl Config {
         if self.dataplane.backend == Backend::Dpdk {
             self.validate_dpdk()?;
         }
+        self.validate_cluster()?;
         Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        if !cluster.enabled {
+            return Ok(());
+        }
+        let address = |key: &str, text: &str| {
+            text.parse::<SocketAddr>().map(drop).map_err(|_| {
+                ConfigError::invalid(key, format!("'{text}' is not an ip:port address"))
+            })
+        };
+        address("cluster.replication_address", &cluster.replication_address)?;
+        let mut ids = std::collections::BTreeSet::new();
+        for member in &cluster.members {
+            if member.id == 0 || !ids.insert(member.id) {
+                return Err(ConfigError::invalid(
+                    "cluster.members",
+                    format!(
+                        "ids must be unique and positive (id {} repeats or is 0)",
+                        member.id
+                    ),
+                ));
+            }
+            validate_name("cluster.members.name", &member.name, 1, 255)?;
+            address(
+                "cluster.members.replication_address",
+                &member.replication_address,
+            )?;
+            address("cluster.members.tcp_address", &member.tcp_address)?;
+        }
+        if !ids.contains(&cluster.node_id) {
+            return Err(ConfigError::invalid(
+                "cluster.node_id",
+                format!("{} is not among cluster.members", cluster.node_id),
+            ));
+        }
+        if cluster.heartbeat_interval_ms == 0
+            || cluster.heartbeat_interval_ms >= cluster.election_timeout_min_ms
+            || cluster.election_timeout_min_ms >= cluster.election_timeout_max_ms
+        {
+            return Err(ConfigError::invalid(
+                "cluster.heartbeat_interval_ms / election_timeout_min_ms / election_timeout_max_ms",
+                "need 0 < heartbeat interval < election timeout min < election timeout max",
+            ));
+        }
+        if cluster.write_timeout_ms == 0 || cluster.snapshot_every_entries == 0 {
+            return Err(ConfigError::invalid(
+                "cluster.write_timeout_ms / cluster.snapshot_every_entries",
+                "must be positive",
+            ));
+        }
+        if cluster.secret.len() < CLUSTER_SECRET_MIN_BYTES {
+            return Err(ConfigError::invalid(
+                "cluster.secret",
+                format!("set a secret of at least {CLUSTER_SECRET_MIN_BYTES} bytes, the same on every member (RIPTIDE_CLUSTER_SECRET)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's entry among `cluster.members` (cluster mode).
+    pub fn cluster_self(&self) -> Option<&ClusterMember> {
+        self.cluster
+            .members
+            .iter()
+            .find(|member| member.id == self.cluster.node_id)
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -522,13 +627,16 @@ impl Config {
         resolve_thread_count(self.dataplane.storage_shards)
     }
 
-    /// A copy with the secrets (root password, JWT signing secret) replaced by a mask, for
-    /// showing.
+    /// A copy with the secrets (root password, JWT signing secret, cluster secret) replaced by a
+    /// mask, for showing.
     pub fn masked(&self) -> Config {
         let mut shown = self.clone();
         shown.root.password = SECRET_MASK.to_string();
         if !shown.http.jwt_secret.is_empty() {
             shown.http.jwt_secret = SECRET_MASK.to_string();
+        }
+        if !shown.cluster.secret.is_empty() {
+            shown.cluster.secret = SECRET_MASK.to_string();
         }
         shown
     }
@@ -552,6 +660,30 @@ fn validate_name(key: &str, value: &str, min: usize, max: usize) -> Result<(), C
         return Err(ConfigError::invalid(
             key,
             format!("must be {min} to {max} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+/// A name shown to clients: 1 to [`CLUSTER_NAME_LENGTH_MAX_BYTES`] bytes, not blank (Iggy
+/// refuses a blank cluster or node name too), no control characters (it ends up in logs).
+fn validate_display_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty or blank"));
+    }
+    if value.len() > CLUSTER_NAME_LENGTH_MAX_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "is {} bytes long; at most {CLUSTER_NAME_LENGTH_MAX_BYTES}",
+                value.len()
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            key,
+            "must not contain control characters",
         ));
     }
     Ok(())
@@ -715,6 +847,37 @@ mod tests {
         );
         assert_eq!(config.dataplane.backend, Backend::Kernel);
         assert_eq!(config.storage.ack_floor, AckFloor::Persisted);
+        // What an Iggy 0.11 server with clustering off reports (`cluster_meta.rs`).
+        assert_eq!(config.cluster.name, "single-node");
+        assert_eq!(config.cluster.node_name, "iggy-node");
+    }
+
+    #[test]
+    fn cluster_names_are_configurable_and_validated() {
+        let file = "[cluster]\nname = \"prod-east\"\n";
+        let vars = env(&[("RIPTIDE_CLUSTER_NODE_NAME", "broker-7")]);
+        let config = Config::load_from(Some((Path::new("x.toml"), file)), &vars).unwrap();
+        assert_eq!(config.cluster.name, "prod-east");
+        assert_eq!(config.cluster.node_name, "broker-7");
+        let longest = "n".repeat(CLUSTER_NAME_LENGTH_MAX_BYTES);
+        let at_bound = env(&[("RIPTIDE_CLUSTER_NAME", longest.as_str())]);
+        assert!(Config::load_from(None, &at_bound).is_ok());
+        let too_long = "n".repeat(CLUSTER_NAME_LENGTH_MAX_BYTES + 1);
+        for (variable, value, key) in [
+            ("RIPTIDE_CLUSTER_NAME", "", "cluster.name"),
+            ("RIPTIDE_CLUSTER_NAME", "   ", "cluster.name"),
+            ("RIPTIDE_CLUSTER_NAME", too_long.as_str(), "cluster.name"),
+            ("RIPTIDE_CLUSTER_NODE_NAME", "a\tb", "cluster.node_name"),
+            ("RIPTIDE_CLUSTER_NODE_NAME", "", "cluster.node_name"),
+        ] {
+            let error = Config::load_from(None, &env(&[(variable, value)])).unwrap_err();
+            assert!(
+                error.to_string().contains(key),
+                "{variable}={value:?}: {error}"
+            );
+        }
+        let unknown = Config::load_from(Some((Path::new("x.toml"), "[cluster]\nnodes = 3\n")), &[]);
+        assert!(unknown.unwrap_err().to_string().contains("cluster.nodes"));
     }
 
     #[test]

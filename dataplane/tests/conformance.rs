@@ -35,12 +35,22 @@ async fn ping_login_by_password_and_logout() {
     server.finish().expect("server still healthy");
 }
 
-/// One node, whose TCP endpoint is the bound port.
-async fn cluster_metadata_names_this_node(first: &IggyClient, tcp_port: u16) -> anyhow::Result<()> {
+/// One node, named `cluster_name` / `node_name`, the healthy leader, whose TCP endpoint is the
+/// bound port.
+async fn cluster_metadata_names_this_node(
+    first: &IggyClient,
+    tcp_port: u16,
+    (cluster_name, node_name): (&str, &str),
+) -> anyhow::Result<()> {
     let cluster = first
         .get_cluster_metadata()
         .await
         .sdk("get_cluster_metadata")?;
+    ensure!(
+        cluster.name == cluster_name,
+        "cluster name {:?}, expected {cluster_name:?}",
+        cluster.name
+    );
     ensure!(
         cluster.nodes.len() == 1,
         "cluster has {} nodes",
@@ -48,12 +58,41 @@ async fn cluster_metadata_names_this_node(first: &IggyClient, tcp_port: u16) -> 
     );
     let node = &cluster.nodes[0];
     ensure!(
+        node.name == node_name,
+        "node name {:?}, expected {node_name:?}",
+        node.name
+    );
+    ensure!(
+        node.role == ClusterNodeRole::Leader && node.status == ClusterNodeStatus::Healthy,
+        "node {:?} {:?}",
+        node.role,
+        node.status
+    );
+    ensure!(
         node.endpoints.tcp == tcp_port,
         "cluster node tcp port {} != bound port {}",
         node.endpoints.tcp,
         tcp_port
     );
     Ok(())
+}
+
+/// `[cluster] name` and `node_name` are what GetClusterMetadata reports.
+#[tokio::test]
+async fn cluster_metadata_names_come_from_the_configuration() {
+    let server = Server::start_with_env(&[
+        ("RIPTIDE_CLUSTER_NAME", "prod-east"),
+        ("RIPTIDE_CLUSTER_NODE_NAME", "broker-7"),
+    ])
+    .expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let port = server.address().port();
+        cluster_metadata_names_this_node(&client, port, ("prod-east", "broker-7")).await
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
 }
 
 /// One stream, one topic, two partitions and five messages show up in get_stats.
@@ -132,7 +171,9 @@ async fn get_me_clients_stats_and_cluster_metadata() {
 
         stats_count_what_was_created(&first).await?;
 
-        cluster_metadata_names_this_node(&first, server.address().port()).await?;
+        // The defaults: what an Iggy 0.11 server with clustering off reports.
+        let defaults = ("single-node", "iggy-node");
+        cluster_metadata_names_this_node(&first, server.address().port(), defaults).await?;
         Ok(())
     })
     .await
@@ -143,6 +184,74 @@ async fn get_me_clients_stats_and_cluster_metadata() {
 // ---------------------------------------------------------------------------------------------
 // Streams, topics, partitions, segments
 // ---------------------------------------------------------------------------------------------
+
+/// Apache Iggy's Node.js SDK encodes DeleteTopic as the stream and topic identifiers followed by
+/// a `partitions_count` u32 left over from an older layout (`delete-topic.command.ts`); Iggy's
+/// server ignores those 4 bytes, so riptide must too. Sent as raw frames with exactly the SDK's
+/// bytes, once with numeric identifiers and once with names; the other topic stays, and a body
+/// cut inside the topic identifier is refused with InvalidCommand and deletes nothing.
+#[tokio::test]
+async fn node_sdk_delete_topic_with_a_trailing_partitions_count_deletes_the_topic() {
+    const INVALID_COMMAND: u32 = 3;
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let (stream, by_id) = stream_and_topic(&client, "node", "by-id", 2).await?;
+        for topic in ["by-name", "kept"] {
+            let options = TopicCreateOptions {
+                partitions_count: Some(3),
+                ..Default::default()
+            };
+            client
+                .create_topic(&id(stream), topic, &options)
+                .await
+                .sdk("create_topic")?;
+        }
+        let mut connection = raw::RawConnection::connect(server.address()).await?;
+        connection.login_root().await?;
+        let delete_topic = |stream_id: Vec<u8>, topic_id: Vec<u8>, partitions_count: u32| {
+            let mut body = stream_id;
+            body.extend(topic_id);
+            body.extend_from_slice(&partitions_count.to_le_bytes());
+            body
+        };
+        let by_numbers = delete_topic(
+            raw::numeric_identifier(stream),
+            raw::numeric_identifier(by_id),
+            2,
+        );
+        let mut by_names = vec![2, 4];
+        by_names.extend_from_slice(b"node");
+        by_names.extend_from_slice(&[2, 7]);
+        by_names.extend_from_slice(b"by-name");
+        by_names.extend_from_slice(&3u32.to_le_bytes());
+        for (body, what) in [(by_numbers, "numeric ids"), (by_names, "names")] {
+            let reply = connection.call(303, &body).await?;
+            ensure!(
+                reply.is_reply() && reply.status() == 0 && reply.result_code()? == 0,
+                "DeleteTopic by {what} with the Node.js SDK's bytes: {}",
+                reply.describe()
+            );
+        }
+        let cut = &raw::numeric_identifier(stream)[..];
+        let reply = connection.call(303, &[cut, &[1, 4, 9]].concat()).await?;
+        ensure!(
+            reply.is_reply() && reply.status() == INVALID_COMMAND,
+            "a DeleteTopic cut inside the topic id: {}",
+            reply.describe()
+        );
+        let topics = client.get_topics(&id(stream)).await.sdk("get_topics")?;
+        let names: Vec<&str> = topics.iter().map(|topic| topic.name.as_str()).collect();
+        ensure!(
+            names == ["kept"],
+            "topics left after the deletes: {names:?}"
+        );
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
 
 /// Adds a topic with 3 messages to stream 0, purges the stream and checks the messages are
 /// gone while the topic stays.

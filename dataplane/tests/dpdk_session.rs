@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use dpdk_lab::{lab_eal_config, prerequisites_met, start_shared, OneShard, VethLab};
+use dpdk_lab::{lab_eal_config, prerequisites_met, start_servers, VethLab};
 use iggy::prelude::*;
 use riptide_dataplane::net::dpdk::backend::{DpdkBackend, DpdkPlan};
 
@@ -27,8 +27,8 @@ fn dpdk_session_serves_the_iggy_sdk() {
     }
     let lab = VethLab::create("ss", 43);
     let data_dir = tempfile::tempdir().expect("data dir");
-    let shared = start_shared(data_dir.path(), 1, 1);
-    let (shard, contexts) = OneShard::start(&shared, 1);
+    let (servers, contexts) = start_servers(data_dir.path(), 1);
+    let shared = std::sync::Arc::clone(&servers.shared);
 
     let mut config = shared.config.clone();
     config.dpdk.lcores = lab_eal_config(String::new())
@@ -53,7 +53,7 @@ fn dpdk_session_serves_the_iggy_sdk() {
     let running = backend.stats().expect("stats while running");
     assert_eq!(running.lcores.len(), 1);
     let stats = backend.stop().expect("final stats");
-    shard.stop();
+    servers.stop();
     outcome.expect("iggy SDK scenario over DPDK");
     println!("backend stats: {stats:?}");
     let lcore = stats.lcores[0];

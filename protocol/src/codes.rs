@@ -161,6 +161,74 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// Where a poll starts (`iggy_common::PollingKind`).
+    PollingKind: u8 {
+        Offset = 1,
+        Timestamp = 2,
+        First = 3,
+        Last = 4,
+        Next = 5,
+    }
+}
+
+wire_enum! {
+    /// Who a consumer offset belongs to (`iggy_common::ConsumerKind`).
+    ConsumerKind: u8 {
+        Consumer = 1,
+        ConsumerGroup = 2,
+    }
+}
+
+wire_enum! {
+    /// A user's status (`iggy_common::UserStatus`).
+    UserStatus: u8 {
+        Active = 1,
+        Inactive = 2,
+    }
+}
+
+wire_enum! {
+    /// A client's transport in client listings (`iggy_common::TransportProtocol`).
+    TransportProtocol: u8 {
+        Tcp = 1,
+        Quic = 2,
+        Http = 3,
+        WebSocket = 4,
+    }
+}
+
+wire_enum! {
+    /// A node's role in GetClusterMetadata (`iggy_common::ClusterNodeRole`).
+    ClusterNodeRole: u8 {
+        Leader = 0,
+        Follower = 1,
+    }
+}
+
+wire_enum! {
+    /// A node's status in GetClusterMetadata (`iggy_common::ClusterNodeStatus`).
+    ClusterNodeStatus: u8 {
+        Healthy = 0,
+        Starting = 1,
+        Stopping = 2,
+        Unreachable = 3,
+        Maintenance = 4,
+        Unknown = 5,
+    }
+}
+
+wire_enum! {
+    /// The kind byte of a topic option value (Iggy's option value kinds).
+    OptionValueKind: u8 {
+        String = 2,
+        Bool = 3,
+        Uint8 = 9,
+        Uint32 = 11,
+        Uint64 = 12,
+    }
+}
+
 /// Expands the generated `(name = code)` list into the `ErrorCode` enum.
 macro_rules! error_codes {
     ($($variant:ident = $value:expr,)+) => {
@@ -345,6 +413,44 @@ mod tests {
     use super::*;
     use iggy_binary_protocol::consensus::Operation as IggyOperation;
     use iggy_binary_protocol::dispatch::{lookup_command, COMMAND_TABLE};
+
+    #[test]
+    fn small_wire_enums_match_iggy_common_both_ways() {
+        for kind in PollingKind::ALL {
+            let theirs = iggy_common::PollingKind::from_code(kind.wire()).expect("known");
+            assert_eq!(theirs.as_code(), kind.wire());
+        }
+        for kind in ConsumerKind::ALL {
+            let theirs = iggy_common::ConsumerKind::from_code(kind.wire()).expect("known");
+            assert_eq!(theirs.as_code(), kind.wire());
+        }
+        for status in UserStatus::ALL {
+            let theirs = iggy_common::UserStatus::from_code(status.wire()).expect("known");
+            assert_eq!(theirs.as_code(), status.wire());
+        }
+        for transport in TransportProtocol::ALL {
+            let theirs = iggy_common::TransportProtocol::try_from(transport.wire()).expect("known");
+            assert_eq!(theirs as u8, transport.wire());
+        }
+        for role in ClusterNodeRole::ALL {
+            let theirs = iggy_common::ClusterNodeRole::try_from(role.wire()).expect("known");
+            assert_eq!(theirs as u8, role.wire());
+        }
+        for status in ClusterNodeStatus::ALL {
+            assert_eq!(
+                iggy_common::ClusterNodeStatus::try_from(status.wire()).map(|s| s as u8),
+                // iggy's TryFrom does not accept its own `Unknown`; the discriminant is still 5.
+                if *status == ClusterNodeStatus::Unknown {
+                    Err(iggy_common::IggyError::InvalidCommand)
+                } else {
+                    Ok(status.wire())
+                }
+            );
+        }
+        assert_eq!(iggy_common::ClusterNodeStatus::Unknown as u8, 5);
+        assert_eq!(PollingKind::from_wire(6), None);
+        assert_eq!(ConsumerKind::from_wire(0), None);
+    }
 
     #[test]
     fn command_codes_match_iggy_dispatch_table_both_ways() {

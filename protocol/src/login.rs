@@ -7,9 +7,10 @@
 //! ClientVersionInfo:        [protocol_version u32][sdk_name WireName][sdk_version WireName]
 //! ```
 //! Both shapes travel as operation Register, so the server tries the password shape first and
-//! the token shape second, each required to consume the whole body.
+//! the token shape second. As in Iggy 0.11's server, each shape reads the fields it needs and
+//! ignores any bytes after them, and a body that fits neither is evicted with MalformedLogin.
 
-use crate::codes::{ErrorCode, EvictionReason};
+use crate::codes::EvictionReason;
 use crate::constants::{
     PROTOCOL_VERSION_COMPONENT_BITS, SERVER_PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION_MIN,
 };
@@ -80,14 +81,15 @@ pub enum LoginError {
 }
 
 impl LoginError {
-    /// The answer: an eviction (MalformedLogin / IncompatibleProtocol with the window, see
-    /// [`crate::header::EvictionRepr`]) for the prefix and version, InvalidFormat status for the
-    /// body (iggy's deny reply for a malformed user-password body).
+    /// The answer, an eviction as from Iggy's server: MalformedLogin for a body that fits
+    /// neither shape or has no version prefix, IncompatibleProtocol (with the window, see
+    /// [`crate::header::EvictionRepr`]) for a version outside it.
     pub fn rejection(&self) -> Rejection {
         match self {
-            Self::MalformedPrefix => Rejection::Evict(EvictionReason::MalformedLogin),
+            Self::MalformedPrefix | Self::MalformedBody => {
+                Rejection::Evict(EvictionReason::MalformedLogin)
+            }
             Self::IncompatibleProtocol(_) => Rejection::Evict(EvictionReason::IncompatibleProtocol),
-            Self::MalformedBody => Rejection::Status(ErrorCode::InvalidFormat),
         }
     }
 }
@@ -157,23 +159,21 @@ pub fn parse_register(body: &[u8]) -> Result<Login, LoginError> {
         sdk_name: info.sdk_name.as_str().to_owned(),
         sdk_version: info.sdk_version.as_str().to_owned(),
     };
-    if let Ok((request, used)) = LoginRegisterRequest::decode_after_prefix(info.clone(), tail) {
-        if used == tail.len() {
-            return Ok(Login::Password {
-                version,
-                username: request.username.as_str().to_owned(),
-                password: request.password.expose_secret().to_owned(),
-                context: request.client_context,
-            });
-        }
+    if let Ok((request, _)) = LoginRegisterRequest::decode_after_prefix(info.clone(), tail) {
+        return Ok(Login::Password {
+            version,
+            username: request.username.as_str().to_owned(),
+            password: request.password.expose_secret().to_owned(),
+            context: request.client_context,
+        });
     }
     match LoginRegisterWithPatRequest::decode_after_prefix(info, tail) {
-        Ok((request, used)) if used == tail.len() => Ok(Login::Token {
+        Ok((request, _)) => Ok(Login::Token {
             version,
             token: request.token.expose_secret().to_owned(),
             context: request.client_context,
         }),
-        _ => Err(LoginError::MalformedBody),
+        Err(_) => Err(LoginError::MalformedBody),
     }
 }
 
@@ -250,11 +250,19 @@ mod tests {
             parse_register(&[1, 2, 3]).unwrap_err().rejection(),
             Rejection::Evict(EvictionReason::MalformedLogin)
         );
+        // Iggy's server ignores bytes after either shape; a body that fits neither is evicted.
         let mut trailing = password_body(SERVER_PROTOCOL_VERSION, None);
-        trailing.push(0);
+        trailing.extend_from_slice(&[0, 7, 7]);
+        assert!(matches!(
+            parse_register(&trailing),
+            Ok(Login::Password { ref username, .. }) if username == "iggy"
+        ));
+        let cut = password_body(SERVER_PROTOCOL_VERSION, None);
+        let error = parse_register(&cut[..cut.len() - 1]).unwrap_err();
+        assert_eq!(error, LoginError::MalformedBody);
         assert_eq!(
-            parse_register(&trailing).unwrap_err().rejection(),
-            Rejection::Status(ErrorCode::InvalidFormat)
+            error.rejection(),
+            Rejection::Evict(EvictionReason::MalformedLogin)
         );
     }
 }

@@ -4,11 +4,22 @@
 //! SendMessages, the hot path, which is a zero-copy [`SendMessages`] view over the body whose
 //! batch is validated by [`crate::batch::Batch`].
 //!
+//! **What is accepted** is what an Iggy 0.11 server accepts (`docs/internals.md`, "Request
+//! bodies"; proven by `tests/differential.rs`). Iggy decodes command bodies with
+//! `WireDecode::decode_from`, which reads the fields it needs and ignores whatever follows, and
+//! never reads the body of a body-less command; SDKs rely on it (the Node.js SDK's DeleteTopic
+//! carries a legacy `partitions_count` after the two identifiers). So riptide ignores trailing
+//! bytes too, except in SendMessages, where Iggy also insists that the metadata section and the
+//! batch fill the body exactly. A body that does not decode is refused with the code Iggy's
+//! server answers it with: InvalidCommand for every command but SendMessages (ResourceNotFound
+//! for an undecodable metadata section) and Register (a MalformedLogin eviction).
+//!
 //! **Addressing** (iggy 0.11 `vsr::encode_request_header`): the SDK sends `NonReplicated` with
 //! the command code in header bytes 196..200 for every command without a replicated operation;
 //! `Register` for both login shapes (password first, then PAT); `Logout` for logout; and the
 //! replicated operation alone (bytes 196..200 zero) for the rest. [`Request::decode`] accepts
-//! exactly that: a replicated command sent as NonReplicated is refused as InvalidCommand.
+//! exactly that, and refuses the rest as Iggy's server does: a replicated command sent as
+//! NonReplicated with FeatureUnavailable, an unknown code with InvalidCommand.
 
 use crate::codes::{CommandCode, ErrorCode, EvictionReason, Operation};
 use crate::constants::BATCH_HEADER_SIZE_BYTES;
@@ -47,30 +58,26 @@ pub enum DecodeError {
     /// The operation byte is unknown, reserved or server-internal.
     #[error("operation {0} not allowed")]
     Operation(u8),
-    /// NonReplicated with an unknown code, or with a code the SDK sends replicated.
+    /// NonReplicated with an unknown code, or with a login or logout code (those travel as
+    /// Register and Logout).
     #[error("unknown command code {0}")]
     UnknownCommand(u32),
+    /// NonReplicated with the code of a replicated command (iggy answers FeatureUnavailable).
+    #[error("replicated command code {0} sent as non-replicated")]
+    ReplicatedAsNonReplicated(u32),
     /// Legacy login codes 38/44, refused by a 0.11 server.
     #[error("legacy login command {0}")]
     LegacyLogin(u32),
     /// The Register body did not decode or failed the version gate.
     #[error("login: {0}")]
     Login(#[from] LoginError),
-    /// The body is malformed for its command.
+    /// The body does not decode for its command.
     #[error("malformed {command:?} body: {reason}")]
     Body {
         /// The command.
         command: CommandCode,
         /// iggy's decode error.
         reason: WireError,
-    },
-    /// Bytes left over after the body decoded.
-    #[error("{command:?} body has {extra} trailing bytes")]
-    TrailingBytes {
-        /// The command.
-        command: CommandCode,
-        /// How many.
-        extra: usize,
     },
     /// The SendMessages prefix is malformed.
     #[error("malformed send_messages: {0}")]
@@ -83,23 +90,14 @@ impl DecodeError {
         match self {
             Self::Operation(_) => Rejection::Evict(EvictionReason::InvalidRequestOperation),
             Self::UnknownCommand(_) => Rejection::Status(ErrorCode::InvalidCommand),
+            Self::ReplicatedAsNonReplicated(_) => Rejection::Status(ErrorCode::FeatureUnavailable),
             Self::LegacyLogin(_) => Rejection::Evict(EvictionReason::MalformedLogin),
             Self::Login(error) => error.rejection(),
-            Self::Body { reason, .. } => Rejection::Status(wire_error_code(reason)),
-            Self::TrailingBytes { .. } => Rejection::Status(ErrorCode::InvalidFormat),
+            // Every decode site of Iggy's server maps a body that does not decode to
+            // InvalidCommand (`map_err(|_| IggyError::InvalidCommand)`).
+            Self::Body { .. } => Rejection::Status(ErrorCode::InvalidCommand),
             Self::SendMessages(error) => Rejection::Status(error.error_code()),
         }
-    }
-}
-
-/// The iggy error code matching a body decode failure.
-fn wire_error_code(error: &WireError) -> ErrorCode {
-    match error {
-        WireError::InvalidBatchChecksum { .. } => ErrorCode::InvalidBatchChecksum,
-        WireError::InvalidMessageChecksum { .. } => ErrorCode::InvalidMessageChecksum,
-        WireError::InvalidMessageTimestampDelta(_) => ErrorCode::InvalidMessageTimestampDelta,
-        WireError::UnknownCommand(_) => ErrorCode::InvalidCommand,
-        _ => ErrorCode::InvalidFormat,
     }
 }
 
@@ -126,18 +124,24 @@ pub enum Partitioning<'a> {
 /// Why a SendMessages body was refused before its batch was looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendMessagesError {
-    /// Truncated metadata section.
+    /// Shorter than `metadata_length`, or than the `metadata_length` field itself.
     #[error("truncated")]
     Truncated,
-    /// `metadata_length` disagrees with the fields.
-    #[error("metadata_length mismatch")]
-    MetadataLength,
-    /// Bad identifier kind, length or UTF-8.
+    /// Bad identifier kind, length or UTF-8 in the metadata section.
     #[error("invalid identifier")]
     Identifier,
-    /// Bad partitioning kind or length.
+    /// Bad partitioning kind or length in the metadata section.
     #[error("invalid partitioning")]
     Partitioning,
+    /// The metadata section ends before `messages_count`.
+    #[error("metadata section ends before messages_count")]
+    MessagesCountTruncated,
+    /// `metadata_length` is longer than the fields it announces.
+    #[error("metadata_length mismatch")]
+    MetadataLength,
+    /// Fewer than 256 bytes of batch header after the metadata section.
+    #[error("batch header truncated")]
+    BatchTruncated,
     /// `messages_count` disagrees with the batch header.
     #[error("messages_count mismatch")]
     MessagesCount,
@@ -145,12 +149,21 @@ pub enum SendMessagesError {
 
 impl SendMessagesError {
     /// The iggy error code to reply with.
+    ///
+    /// Iggy 0.11's server resolves the partition from the metadata section before anything else
+    /// and answers every failure of that step with ResourceNotFound, so an undecodable section
+    /// gets that code here too. What follows it (the length check, the batch) Iggy checks on the
+    /// owning shard, computing InvalidCommand; it then drops the request without an answer,
+    /// which riptide does not copy (`docs/internals.md`, exceptions): it answers that code.
     pub fn error_code(self) -> ErrorCode {
         match self {
-            Self::Truncated | Self::MetadataLength => ErrorCode::InvalidFormat,
-            Self::Identifier => ErrorCode::InvalidIdentifier,
-            Self::Partitioning => ErrorCode::InvalidFormat,
-            Self::MessagesCount => ErrorCode::InvalidMessagesCount,
+            Self::Truncated
+            | Self::Identifier
+            | Self::Partitioning
+            | Self::MessagesCountTruncated => ErrorCode::ResourceNotFound,
+            Self::MetadataLength | Self::BatchTruncated | Self::MessagesCount => {
+                ErrorCode::InvalidCommand
+            }
         }
     }
 }
@@ -247,6 +260,10 @@ pub struct SendMessages<'a> {
 impl<'a> SendMessages<'a> {
     /// Parses the metadata section; the batch is only located, not validated.
     ///
+    /// As in Iggy: the fields are read inside the `metadata_length` bytes announced, which they
+    /// must fill exactly, and the batch is everything after them (its own length is checked by
+    /// [`crate::batch::Batch`], so no byte of the body goes unchecked).
+    ///
     /// # Errors
     /// [`SendMessagesError`] for a malformed metadata section or a count mismatch.
     pub fn parse(body: &'a [u8]) -> Result<Self, SendMessagesError> {
@@ -255,7 +272,11 @@ impl<'a> SendMessages<'a> {
             .and_then(|b| b.try_into().ok())
             .map(u32::from_le_bytes)
             .ok_or(SendMessagesError::Truncated)?;
-        let metadata = body.get(4..).ok_or(SendMessagesError::Truncated)?;
+        let batch_at = usize::try_from(metadata_length)
+            .ok()
+            .and_then(|length| length.checked_add(4))
+            .ok_or(SendMessagesError::Truncated)?;
+        let metadata = body.get(4..batch_at).ok_or(SendMessagesError::Truncated)?;
         let (stream, a) = Identifier::parse(metadata).ok_or(SendMessagesError::Identifier)?;
         let rest = metadata.get(a..).unwrap_or_default();
         let (topic, b) = Identifier::parse(rest).ok_or(SendMessagesError::Identifier)?;
@@ -266,14 +287,14 @@ impl<'a> SendMessages<'a> {
             .get(count_at..count_at + 4)
             .and_then(|b| b.try_into().ok())
             .map(u32::from_le_bytes)
-            .ok_or(SendMessagesError::Truncated)?;
-        if metadata_length as usize != count_at + 4 {
+            .ok_or(SendMessagesError::MessagesCountTruncated)?;
+        if metadata.len() != count_at + 4 {
             return Err(SendMessagesError::MetadataLength);
         }
-        let batch = metadata.get(count_at + 4..).unwrap_or_default();
+        let batch = body.get(batch_at..).unwrap_or_default();
         let header = batch
             .get(..BATCH_HEADER_SIZE_BYTES)
-            .ok_or(SendMessagesError::Truncated)?;
+            .ok_or(SendMessagesError::BatchTruncated)?;
         if crate::batch::BatchHeader::new_checked(header)
             .map(|h| h.message_count())
             .ok()
@@ -374,29 +395,16 @@ pub enum Request<'a> {
     SyncConsumerGroup(SyncConsumerGroupRequest),
 }
 
-/// Decodes a whole body as `T`, refusing trailing bytes.
-fn whole<T: WireDecode>(command: CommandCode, body: &[u8]) -> Result<T, DecodeError> {
-    let (value, consumed) =
-        T::decode(body).map_err(|reason| DecodeError::Body { command, reason })?;
-    if consumed != body.len() {
-        return Err(DecodeError::TrailingBytes {
-            command,
-            extra: body.len().saturating_sub(consumed),
-        });
-    }
-    Ok(value)
+/// Whether iggy's command table lists `code` as replicated (it has an operation of its own).
+fn is_replicated_code(code: u32) -> bool {
+    iggy_binary_protocol::dispatch::lookup_command(code).is_some_and(|meta| meta.is_replicated())
 }
 
-/// An empty body, as the body-less commands require.
-fn empty(command: CommandCode, body: &[u8]) -> Result<(), DecodeError> {
-    if body.is_empty() {
-        Ok(())
-    } else {
-        Err(DecodeError::TrailingBytes {
-            command,
-            extra: body.len(),
-        })
-    }
+/// Decodes `T` from the start of a body and ignores what follows it, as Iggy's server does
+/// (`WireDecode::decode_from`): a client may send fields after the ones it needs (the Node.js
+/// SDK's DeleteTopic carries a legacy `partitions_count`).
+fn leading<T: WireDecode>(command: CommandCode, body: &[u8]) -> Result<T, DecodeError> {
+    T::decode_from(body).map_err(|reason| DecodeError::Body { command, reason })
 }
 
 impl<'a> Request<'a> {
@@ -415,6 +423,9 @@ impl<'a> Request<'a> {
                     return Err(DecodeError::LegacyLogin(command_code));
                 }
                 Some(code) if code.operation() == Operation::NonReplicated => code,
+                _ if is_replicated_code(command_code) => {
+                    return Err(DecodeError::ReplicatedAsNonReplicated(command_code));
+                }
                 _ => return Err(DecodeError::UnknownCommand(command_code)),
             },
             _ => op.command_code().ok_or(DecodeError::Operation(operation))?,
@@ -435,40 +446,43 @@ impl<'a> Request<'a> {
         request_command(self)
     }
 
+    /// Body-less commands never look at their body (Iggy's server does not read it either).
     fn decode_command(command: CommandCode, body: &'a [u8]) -> Result<Self, DecodeError> {
         use CommandCode as C;
         Ok(match command {
-            C::Ping => empty(command, body).map(|()| Self::Ping)?,
-            C::GetStats => empty(command, body).map(|()| Self::GetStats)?,
-            C::GetSnapshotFile => Self::GetSnapshot(whole(command, body)?),
-            C::GetClusterMetadata => empty(command, body).map(|()| Self::GetClusterMetadata)?,
-            C::DescribeOptions => Self::DescribeOptions(whole(command, body)?),
-            C::AttachConsumerSession => Self::AttachConsumerSession(whole(command, body)?),
-            C::GetMe => empty(command, body).map(|()| Self::GetMe)?,
-            C::GetClient => Self::GetClient(whole(command, body)?),
-            C::GetClients => empty(command, body).map(|()| Self::GetClients)?,
-            C::GetUser => Self::GetUser(whole(command, body)?),
-            C::GetUsers => empty(command, body).map(|()| Self::GetUsers)?,
-            C::CreateUser => Self::CreateUser(whole(command, body)?),
-            C::DeleteUser => Self::DeleteUser(whole(command, body)?),
-            C::UpdateUser => Self::UpdateUser(whole(command, body)?),
-            C::UpdatePermissions => Self::UpdatePermissions(whole(command, body)?),
-            C::ChangePassword => Self::ChangePassword(whole(command, body)?),
-            C::LogoutUser => empty(command, body).map(|()| Self::Logout)?,
-            C::GetPersonalAccessTokens => {
-                empty(command, body).map(|()| Self::GetPersonalAccessTokens)?
+            C::Ping => Self::Ping,
+            C::GetStats => Self::GetStats,
+            C::GetSnapshotFile => Self::GetSnapshot(leading(command, body)?),
+            C::GetClusterMetadata => Self::GetClusterMetadata,
+            C::DescribeOptions => Self::DescribeOptions(leading(command, body)?),
+            C::AttachConsumerSession => Self::AttachConsumerSession(leading(command, body)?),
+            C::GetMe => Self::GetMe,
+            C::GetClient => Self::GetClient(leading(command, body)?),
+            C::GetClients => Self::GetClients,
+            C::GetUser => Self::GetUser(leading(command, body)?),
+            C::GetUsers => Self::GetUsers,
+            C::CreateUser => Self::CreateUser(leading(command, body)?),
+            C::DeleteUser => Self::DeleteUser(leading(command, body)?),
+            C::UpdateUser => Self::UpdateUser(leading(command, body)?),
+            C::UpdatePermissions => Self::UpdatePermissions(leading(command, body)?),
+            C::ChangePassword => Self::ChangePassword(leading(command, body)?),
+            C::LogoutUser => Self::Logout,
+            C::GetPersonalAccessTokens => Self::GetPersonalAccessTokens,
+            C::CreatePersonalAccessToken => {
+                Self::CreatePersonalAccessToken(leading(command, body)?)
             }
-            C::CreatePersonalAccessToken => Self::CreatePersonalAccessToken(whole(command, body)?),
-            C::DeletePersonalAccessToken => Self::DeletePersonalAccessToken(whole(command, body)?),
-            C::PollMessages => Self::PollMessages(whole(command, body)?),
+            C::DeletePersonalAccessToken => {
+                Self::DeletePersonalAccessToken(leading(command, body)?)
+            }
+            C::PollMessages => Self::PollMessages(leading(command, body)?),
             C::SendMessages => Self::SendMessages(SendMessages::parse(body)?),
-            C::FlushUnsavedBuffer => Self::FlushUnsavedBuffer(whole(command, body)?),
-            C::GetPollRouting => Self::GetPollRouting(whole(command, body)?),
-            C::PollMessagesOnPrimary => Self::PollMessagesOnPrimary(whole(command, body)?),
-            C::GetConsumerOffset => Self::GetConsumerOffset(whole(command, body)?),
-            C::StoreConsumerOffset => Self::StoreConsumerOffset(whole(command, body)?),
-            C::DeleteConsumerOffset => Self::DeleteConsumerOffset(whole(command, body)?),
-            C::GetConsumerOffsetRouting => Self::GetConsumerOffsetRouting(whole(command, body)?),
+            C::FlushUnsavedBuffer => Self::FlushUnsavedBuffer(leading(command, body)?),
+            C::GetPollRouting => Self::GetPollRouting(leading(command, body)?),
+            C::PollMessagesOnPrimary => Self::PollMessagesOnPrimary(leading(command, body)?),
+            C::GetConsumerOffset => Self::GetConsumerOffset(leading(command, body)?),
+            C::StoreConsumerOffset => Self::StoreConsumerOffset(leading(command, body)?),
+            C::DeleteConsumerOffset => Self::DeleteConsumerOffset(leading(command, body)?),
+            C::GetConsumerOffsetRouting => Self::GetConsumerOffsetRouting(leading(command, body)?),
             _ => Self::decode_resources(command, body)?,
         })
     }
@@ -477,28 +491,28 @@ impl<'a> Request<'a> {
     fn decode_resources(command: CommandCode, body: &'a [u8]) -> Result<Self, DecodeError> {
         use CommandCode as C;
         Ok(match command {
-            C::GetStream => Self::GetStream(whole(command, body)?),
-            C::GetStreams => empty(command, body).map(|()| Self::GetStreams)?,
-            C::CreateStream => Self::CreateStream(whole(command, body)?),
-            C::DeleteStream => Self::DeleteStream(whole(command, body)?),
-            C::UpdateStream => Self::UpdateStream(whole(command, body)?),
-            C::PurgeStream => Self::PurgeStream(whole(command, body)?),
-            C::GetTopic => Self::GetTopic(whole(command, body)?),
-            C::GetTopics => Self::GetTopics(whole(command, body)?),
-            C::CreateTopic => Self::CreateTopic(whole(command, body)?),
-            C::DeleteTopic => Self::DeleteTopic(whole(command, body)?),
-            C::UpdateTopic => Self::UpdateTopic(whole(command, body)?),
-            C::PurgeTopic => Self::PurgeTopic(whole(command, body)?),
-            C::CreatePartitions => Self::CreatePartitions(whole(command, body)?),
-            C::DeletePartitions => Self::DeletePartitions(whole(command, body)?),
-            C::DeleteSegments => Self::DeleteSegments(whole(command, body)?),
-            C::GetConsumerGroup => Self::GetConsumerGroup(whole(command, body)?),
-            C::GetConsumerGroups => Self::GetConsumerGroups(whole(command, body)?),
-            C::CreateConsumerGroup => Self::CreateConsumerGroup(whole(command, body)?),
-            C::DeleteConsumerGroup => Self::DeleteConsumerGroup(whole(command, body)?),
-            C::JoinConsumerGroup => Self::JoinConsumerGroup(whole(command, body)?),
-            C::LeaveConsumerGroup => Self::LeaveConsumerGroup(whole(command, body)?),
-            C::SyncConsumerGroup => Self::SyncConsumerGroup(whole(command, body)?),
+            C::GetStream => Self::GetStream(leading(command, body)?),
+            C::GetStreams => Self::GetStreams,
+            C::CreateStream => Self::CreateStream(leading(command, body)?),
+            C::DeleteStream => Self::DeleteStream(leading(command, body)?),
+            C::UpdateStream => Self::UpdateStream(leading(command, body)?),
+            C::PurgeStream => Self::PurgeStream(leading(command, body)?),
+            C::GetTopic => Self::GetTopic(leading(command, body)?),
+            C::GetTopics => Self::GetTopics(leading(command, body)?),
+            C::CreateTopic => Self::CreateTopic(leading(command, body)?),
+            C::DeleteTopic => Self::DeleteTopic(leading(command, body)?),
+            C::UpdateTopic => Self::UpdateTopic(leading(command, body)?),
+            C::PurgeTopic => Self::PurgeTopic(leading(command, body)?),
+            C::CreatePartitions => Self::CreatePartitions(leading(command, body)?),
+            C::DeletePartitions => Self::DeletePartitions(leading(command, body)?),
+            C::DeleteSegments => Self::DeleteSegments(leading(command, body)?),
+            C::GetConsumerGroup => Self::GetConsumerGroup(leading(command, body)?),
+            C::GetConsumerGroups => Self::GetConsumerGroups(leading(command, body)?),
+            C::CreateConsumerGroup => Self::CreateConsumerGroup(leading(command, body)?),
+            C::DeleteConsumerGroup => Self::DeleteConsumerGroup(leading(command, body)?),
+            C::JoinConsumerGroup => Self::JoinConsumerGroup(leading(command, body)?),
+            C::LeaveConsumerGroup => Self::LeaveConsumerGroup(leading(command, body)?),
+            C::SyncConsumerGroup => Self::SyncConsumerGroup(leading(command, body)?),
             // Logins only arrive as operation Register (`decode` routes those before here).
             other => return Err(DecodeError::UnknownCommand(other.as_u32())),
         })
@@ -721,6 +735,15 @@ mod tests {
         let mut wrong_length = body.clone();
         wrong_length[0] += 1;
         assert_eq!(decode(&wrong_length), SendMessagesError::MetadataLength);
+        let mut short_length = body.clone();
+        short_length[0] -= 1;
+        assert_eq!(
+            decode(&short_length),
+            SendMessagesError::MessagesCountTruncated
+        );
+        let mut past_the_body = body.clone();
+        past_the_body[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&past_the_body), SendMessagesError::Truncated);
         let mut wrong_kind = body.clone();
         wrong_kind[4] = 3;
         assert_eq!(decode(&wrong_kind), SendMessagesError::Identifier);
@@ -730,7 +753,48 @@ mod tests {
         let mut wrong_count = body.clone();
         wrong_count[18] = 2;
         assert_eq!(decode(&wrong_count), SendMessagesError::MessagesCount);
-        assert_eq!(decode(&body[..100]), SendMessagesError::Truncated);
+        assert_eq!(decode(&body[..100]), SendMessagesError::BatchTruncated);
+        // Iggy's codes: its partition resolution answers ResourceNotFound for a metadata section
+        // that does not decode; the rest is InvalidCommand.
+        assert_eq!(
+            decode(&wrong_kind).error_code(),
+            ErrorCode::ResourceNotFound
+        );
+        assert_eq!(decode(&wrong_count).error_code(), ErrorCode::InvalidCommand);
+    }
+
+    /// The exact bytes of Apache Iggy's Node.js SDK DeleteTopic (`delete-topic.command.ts`):
+    /// stream and topic identifiers, then a legacy `partitions_count` the server ignores.
+    #[test]
+    fn node_sdk_delete_topic_carries_a_trailing_partitions_count() {
+        let body = [
+            1, 4, 3, 0, 0, 0, 2, 5, b't', b'o', b'p', b'i', b'c', 7, 0, 0, 0,
+        ];
+        let request = Request::decode(Operation::DeleteTopic as u8, 0, &body).unwrap();
+        let Request::DeleteTopic(delete) = request else {
+            panic!("expected DeleteTopic, got {request:?}");
+        };
+        assert_eq!(delete.stream_id, WireIdentifier::numeric(3));
+        assert_eq!(delete.topic_id, WireIdentifier::named("topic").unwrap());
+    }
+
+    #[test]
+    fn trailing_bytes_are_ignored_and_body_less_commands_ignore_their_body() {
+        assert_eq!(Request::decode(2, 1, &[9, 9, 9]), Ok(Request::Ping));
+        assert_eq!(Request::decode(2, 10, &[0]), Ok(Request::GetStats));
+        assert_eq!(Request::decode(3, 0, &[1, 2]), Ok(Request::Logout));
+        let get_stream = [1, 4, 0, 0, 0, 0, 0xff];
+        assert!(matches!(
+            Request::decode(2, 200, &get_stream),
+            Ok(Request::GetStream(_))
+        ));
+        // A body that does not decode gets InvalidCommand, as from Iggy's server.
+        assert_eq!(
+            Request::decode(2, 200, &get_stream[..5])
+                .unwrap_err()
+                .rejection(),
+            Rejection::Status(ErrorCode::InvalidCommand)
+        );
     }
 
     #[test]
@@ -753,14 +817,21 @@ mod tests {
     #[test]
     fn addressing_follows_the_sdk() {
         assert!(matches!(Request::decode(2, 1, &[]), Ok(Request::Ping)));
-        assert_eq!(
-            Request::decode(2, 1, &[0]).unwrap_err().rejection(),
-            Rejection::Status(ErrorCode::InvalidFormat)
-        );
-        // A replicated command sent as NonReplicated is not what the SDK does.
+        // A replicated command sent as NonReplicated is not what the SDK does; Iggy's server
+        // answers it FeatureUnavailable.
         assert_eq!(
             Request::decode(2, 202, &[]).unwrap_err(),
-            DecodeError::UnknownCommand(202)
+            DecodeError::ReplicatedAsNonReplicated(202)
+        );
+        assert_eq!(
+            Request::decode(2, 202, &[]).unwrap_err().rejection(),
+            Rejection::Status(ErrorCode::FeatureUnavailable)
+        );
+        // Login and logout codes are not replicated in iggy's table, but travel as Register
+        // and Logout: unknown as non-replicated commands.
+        assert_eq!(
+            Request::decode(2, 39, &[]).unwrap_err(),
+            DecodeError::UnknownCommand(39)
         );
         assert_eq!(
             Request::decode(2, 9999, &[]).unwrap_err().rejection(),

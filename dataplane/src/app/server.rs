@@ -7,14 +7,16 @@
 //! finish, and makes every shard sync before the process exits.
 
 use crate::app::stats::write_snapshot;
-use crate::mesh::ring::build_mesh;
+use crate::clock::now_us;
+use crate::mesh::ring::{build_mesh, Mesh, ShardEndpoint, Waker, WorkerLinks};
+use crate::mesh::shard_thread::ShardThread;
+use crate::metadata::MetadataService;
 use crate::net::kernel::{bind_listeners, KernelWorker};
-use crate::session::shared::{now_us, Shared};
-use crate::session::WorkerContext;
-use crate::shard::ShardLoop;
+use crate::session::shared::Shared;
+use crate::session::{WorkerContext, WorkerCore};
+use crate::shard::{storage_config, PartitionDirectory, ShardCore, ShardEnv};
 use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 use riptide_config::{Config, SteeringPolicy};
-use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -167,108 +169,237 @@ fn frontend_threads(config: &Config) -> Result<usize, StartError> {
 /// # Errors
 /// A [`StartError`] when start-up fails; nothing is left running then.
 pub fn run(config: Config) -> Result<(), StartError> {
-    let data_dir = config.system.path.clone();
-    for dir in [
-        data_dir.clone(),
-        data_dir.join("runtime"),
-        data_dir.join("metadata"),
-    ] {
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
     let signals = block_termination_signals()?;
-    let (store, catalog) = open_metadata(&config, &data_dir)?;
     let workers = frontend_threads(&config)?;
-    let shards = config.storage_shards();
-    let shared = Shared::new(config.clone(), store, catalog, workers, shards)
-        .map_err(|e| StartError::Other(format!("login cache: {e}")))?;
-    let shared = Arc::new(shared);
-    let crate::mesh::ring::Mesh {
-        links,
-        rings,
-        worker_wakers,
-        shard_wakers,
-    } = build_mesh(workers, shards, config.dataplane.ring_capacity)
-        .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
-    let cores = pin_plan(&config, workers + shards);
-    let refill_thread = start_buffer_refill(&shared)?;
-    let shard_threads = start_shards(&shared, rings, &shard_wakers, &cores[workers..])?;
-
+    let (servers, worker_links) = Servers::start(&config, workers)?;
+    let shared = Arc::clone(&servers.shared);
+    let cores = servers.cores.clone();
     let started = match config.dataplane.backend {
-        riptide_config::Backend::Kernel => {
-            start_kernel(&shared, links, worker_wakers, &cores[..workers])
-        }
+        riptide_config::Backend::Kernel => start_kernel(&shared, worker_links, &cores[..workers]),
         #[cfg(feature = "dpdk")]
-        riptide_config::Backend::Dpdk => start_dpdk(&shared, links),
+        riptide_config::Backend::Dpdk => start_dpdk(&shared, worker_links),
         #[cfg(not(feature = "dpdk"))]
         riptide_config::Backend::Dpdk => unreachable!("refused by frontend_threads"),
     };
     let (frontend, bound, label) = match started {
         Ok(started) => started,
         Err(error) => {
-            stop_shards(&shared, &shard_wakers, shard_threads);
-            let _ = refill_thread.join();
+            servers.stop();
             return Err(error);
         }
     };
     shared.set_bound_address(bound);
-    write_current_config(&data_dir, bound, &config)?;
-    tracing::info!(address = %bound, workers, shards, steering = %label, data = %data_dir.display(), "riptide is ready");
+    let data_dir = &config.system.path;
+    write_current_config(data_dir, bound, &config)?;
+    tracing::info!(address = %bound, workers, shards = shared.shards(), steering = %label, data = %data_dir.display(), "riptide is ready");
 
     let mut frontend = frontend;
     wait_for_signal(&shared, &signals, &cores, &label, &mut frontend);
     tracing::info!("shutting down: draining connections and syncing storage");
-    shared.request_shutdown();
+    shared.lifecycle.request_shutdown();
     frontend.stop();
-    stop_shards(&shared, &shard_wakers, shard_threads);
-    let _ = refill_thread.join();
+    servers.stop();
     tracing::info!("riptide stopped");
     Ok(())
 }
 
-/// The batch-buffer pool's refill thread (see `batch_buffers`), at SCHED_IDLE: it only ever
-/// takes CPU nothing else wants. It ends once shutdown is requested.
-fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
-    let shared = Arc::clone(shared);
-    std::thread::Builder::new()
-        .name("riptide-buffers".to_string())
-        .spawn(move || {
-            let idle = libc::sched_param { sched_priority: 0 };
-            // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
-            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
-                tracing::warn!(
-                    error = %std::io::Error::last_os_error(),
-                    "buffer refill thread stays at normal priority (SCHED_IDLE refused)"
-                );
+/// Everything behind the network threads: the shared state, the metadata service (or, in
+/// cluster mode, the cluster node), the storage shards with their partitions open, and the
+/// batch-buffer refill thread.
+pub struct Servers {
+    pub shared: Arc<Shared>,
+    /// The core each thread is pinned to: the network threads first, then the shards.
+    pub cores: Vec<Option<usize>>,
+    metadata_thread: Option<std::thread::JoinHandle<()>>,
+    metadata_waker: Arc<Waker>,
+    shard_threads: Vec<std::thread::JoinHandle<()>>,
+    shard_wakers: Vec<Arc<Waker>>,
+    refill_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How the metadata is served: by a single node's store, or by a cluster.
+enum MetadataServer {
+    Single(MetadataService),
+    Cluster {
+        checkpoint: crate::cluster::state_machine::Checkpoint,
+        catalog: riptide_storage::metadata::Catalog,
+    },
+}
+
+impl Servers {
+    /// Opens the metadata store (creating the root user on first boot) or, in cluster mode, the
+    /// node's checkpoint; builds the rings for `workers` network threads; starts the shards,
+    /// each having recovered its partitions, and then the metadata service or cluster node.
+    /// Returns each network thread's links.
+    ///
+    /// # Errors
+    /// A [`StartError`]; nothing is left running then.
+    pub fn start(
+        config: &Config,
+        workers: usize,
+    ) -> Result<(Servers, Vec<WorkerLinks>), StartError> {
+        let data_dir = &config.system.path;
+        for dir in [data_dir.clone(), data_dir.join("runtime")] {
+            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let shards = config.storage_shards();
+        let directory = Arc::new(PartitionDirectory::new(data_dir, shards));
+        let (server, catalog_view, cluster_view) = open_metadata(config, &directory)?;
+        let mut shared = Shared::new(config.clone(), catalog_view, directory, workers, now_us());
+        shared.cluster = cluster_view;
+        let clients = usize::from(matches!(server, MetadataServer::Cluster { .. }));
+        let mesh = build_mesh(workers, shards, clients, config.dataplane.ring_capacity)
+            .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+        let mut servers = Servers {
+            cores: pin_plan(config, workers + shards),
+            metadata_thread: None,
+            metadata_waker: Arc::clone(&mesh.metadata_waker),
+            shard_threads: Vec::new(),
+            shard_wakers: mesh.shard_wakers.clone(),
+            refill_thread: None,
+            shared: Arc::new(shared),
+        };
+        match servers.start_threads(server, mesh, workers) {
+            Ok(links) => Ok((servers, links)),
+            Err(error) => {
+                servers.stop();
+                Err(error)
             }
-            shared.batch_buffers.run_refill(|| shared.shutting_down());
-        })
-        .map_err(|e| StartError::Other(format!("spawn buffer refill thread: {e}")))
+        }
+    }
+
+    fn start_threads(
+        &mut self,
+        server: MetadataServer,
+        mut mesh: Mesh,
+        workers: usize,
+    ) -> Result<Vec<WorkerLinks>, StartError> {
+        let shared = Arc::clone(&self.shared);
+        self.refill_thread = Some(start_buffer_refill(&shared)?);
+        let shard_threads = start_shards(
+            &shared,
+            std::mem::take(&mut mesh.shards),
+            &mesh.shard_wakers,
+            &self.cores[workers..],
+        );
+        // Started shards are joined by `stop` even when a later one failed.
+        match shard_threads {
+            Ok(threads) => self.shard_threads = threads,
+            Err((threads, error)) => {
+                self.shard_threads = threads;
+                return Err(error);
+            }
+        }
+        let endpoints = std::mem::take(&mut mesh.metadata);
+        let lifecycle = Arc::clone(&shared.lifecycle);
+        let waker = Arc::clone(&mesh.metadata_waker);
+        let run: Box<dyn FnOnce() + Send> = match server {
+            MetadataServer::Single(service) => Box::new(move || {
+                crate::mesh::metadata_thread::run(service, endpoints, &waker, &lifecycle)
+            }),
+            MetadataServer::Cluster {
+                checkpoint,
+                catalog,
+            } => {
+                let client = mesh.shard_clients.pop().ok_or_else(|| {
+                    StartError::Other("no shard links for the cluster thread".to_string())
+                })?;
+                let parts = crate::cluster::node::NodeParts {
+                    config: shared.config.clone(),
+                    directory: Arc::clone(&shared.directory),
+                    catalog_view: Arc::clone(&shared.catalog),
+                    cluster_view: shared.cluster.clone().ok_or_else(|| {
+                        StartError::Other("cluster mode without a cluster view".to_string())
+                    })?,
+                    lifecycle,
+                    endpoints,
+                    requests_waker: waker,
+                    shard_links: client.shards,
+                    replies_waker: client.waker,
+                    checkpoint,
+                    catalog,
+                };
+                Box::new(move || crate::cluster::node::run(parts))
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("riptide-metadata".to_string())
+            .spawn(run)
+            .map_err(|e| StartError::Other(format!("spawn metadata thread: {e}")))?;
+        self.metadata_thread = Some(thread);
+        Ok(mesh.workers)
+    }
+
+    /// Stops them (after every network thread stopped, so nothing can send them requests any
+    /// more): the metadata thread first (a cluster node may still apply to the shards), then the
+    /// shards, each syncing its partitions.
+    pub fn stop(self) {
+        let lifecycle = &self.shared.lifecycle;
+        lifecycle.request_shutdown();
+        lifecycle.request_metadata_stop();
+        self.metadata_waker.wake();
+        if let Some(thread) = self.metadata_thread {
+            let _ = thread.join();
+        }
+        lifecycle.request_shards_stop();
+        for waker in &self.shard_wakers {
+            waker.wake();
+        }
+        for thread in self.shard_threads.into_iter().chain(self.refill_thread) {
+            let _ = thread.join();
+        }
+    }
 }
 
-/// Stops the shards once nothing can send them requests any more; each syncs its partitions.
-fn stop_shards(
-    shared: &Shared,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
-    threads: Vec<std::thread::JoinHandle<()>>,
-) {
-    shared.request_shutdown();
-    shared.request_storage_stop();
-    for waker in wakers {
-        waker.wake();
+/// The metadata as this node serves it: a single node's store, or a cluster node's checkpoint
+/// (the catalog the shards open their partitions from; the node then replays its log).
+type OpenedMetadata = (
+    MetadataServer,
+    Arc<crate::metadata::CatalogView>,
+    Option<Arc<crate::cluster::ClusterView>>,
+);
+
+fn open_metadata(
+    config: &Config,
+    directory: &Arc<PartitionDirectory>,
+) -> Result<OpenedMetadata, StartError> {
+    let data_dir = &config.system.path;
+    if !config.cluster.enabled {
+        let service = MetadataService::open(config, data_dir, Arc::clone(directory))
+            .map_err(|e| StartError::Metadata(e.to_string()))?;
+        let view = service.view();
+        return Ok((MetadataServer::Single(service), view, None));
     }
-    for thread in threads {
-        let _ = thread.join();
-    }
+    let (checkpoint, catalog) =
+        crate::cluster::state_machine::load_checkpoint(&data_dir.join("raft"))
+            .map_err(StartError::Metadata)?;
+    let view = Arc::new(crate::metadata::CatalogView::new(catalog.clone()));
+    let status = crate::cluster::network::ClusterStatus {
+        node_id: config.cluster.node_id,
+        ..Default::default()
+    };
+    let cluster = Arc::new(crate::cluster::ClusterView::new(
+        config.cluster.node_id,
+        status,
+    ));
+    Ok((
+        MetadataServer::Cluster {
+            checkpoint,
+            catalog,
+        },
+        view,
+        Some(cluster),
+    ))
 }
 
-/// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring workers.
+/// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring network
+/// threads.
 fn start_kernel(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
-    wakers: Vec<Arc<crate::mesh::ring::Waker>>,
+    links: Vec<WorkerLinks>,
     cores: &[Option<usize>],
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
     let config = &shared.config;
@@ -291,7 +422,8 @@ fn start_kernel(
         .map_or("so_reuseport_hash".to_string(), |s| {
             format!("ebpf_{}", s.policy())
         });
-    let threads = start_workers(shared, listeners, links, &wakers, cores, counter)?;
+    let wakers = links.iter().map(|l| Arc::clone(&l.waker)).collect();
+    let threads = start_workers(shared, listeners, links, cores, counter)?;
     Ok((
         Frontend::Kernel {
             threads,
@@ -303,12 +435,161 @@ fn start_kernel(
     ))
 }
 
+/// The worker core of network thread `index`, reckoning wall-clock time from now.
+fn worker_core(shared: &Arc<Shared>, index: usize, links: WorkerLinks) -> WorkerCore {
+    let anchor = (Instant::now(), now_us());
+    WorkerCore::new(WorkerContext::new(index, Arc::clone(shared), links, anchor))
+}
+
+/// Starts the network threads; each builds its io_uring inside its own thread.
+fn start_workers(
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    links: Vec<WorkerLinks>,
+    cores: &[Option<usize>],
+    counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
+        let waker = Arc::clone(&worker_links.waker);
+        let thread_shared = Arc::clone(shared);
+        let (counter, ready, pin_core) = (counter.clone(), ready_tx.clone(), cores[index]);
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-net-{index}"))
+            .spawn(move || {
+                pin(pin_core, "network worker", index);
+                // The core holds continuations that are not Send: it is built on its thread.
+                let core = worker_core(&thread_shared, index, worker_links);
+                match KernelWorker::new(listener, core, waker, counter, index) {
+                    Ok(worker) => {
+                        let _ = ready.send(Ok(()));
+                        worker.run();
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(format!(
+                            "io_uring for network worker {index}: {error} (is io_uring disabled by seccomp or kernel.io_uring_disabled?)"
+                        )));
+                    }
+                }
+            })
+            .map_err(|e| StartError::Other(format!("spawn network worker: {e}")))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                shared.lifecycle.request_shutdown();
+                return Err(StartError::Other(message));
+            }
+            Err(_) => {
+                return Err(StartError::Other(
+                    "a network worker exited during start-up".to_string(),
+                ))
+            }
+        }
+    }
+    Ok(threads)
+}
+
+/// Starts the shard threads and waits until each has opened its partitions.
+fn start_shards(
+    shared: &Arc<Shared>,
+    endpoints: Vec<Vec<ShardEndpoint>>,
+    wakers: &[Arc<Waker>],
+    cores: &[Option<usize>],
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartedWithError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    let catalog = shared.catalog();
+    for (index, shard_endpoints) in endpoints.into_iter().enumerate() {
+        let env = ShardEnv {
+            index,
+            storage: storage_config(&shared.config),
+            wakeup_fd: wakers[index].fd(),
+            directory: Arc::clone(&shared.directory),
+            counters: Arc::clone(&shared.shard_counters[index]),
+            cleaner_interval_ms: Arc::clone(&shared.cleaner_interval_ms),
+            stats_interval: Duration::from_millis(STATS_PUBLISH_INTERVAL_MS),
+        };
+        let partitions =
+            shared
+                .directory
+                .owned_partitions(&catalog, index, shared.config.storage.ack_floor);
+        let (lifecycle, pool) = (
+            Arc::clone(&shared.lifecycle),
+            Arc::clone(&shared.batch_buffers),
+        );
+        // The waker's eventfd is watched by the shard's ring: it must outlive the thread.
+        let waker = Arc::clone(&wakers[index]);
+        let (ready, pin_core) = (ready_tx.clone(), cores[index]);
+        let thread = std::thread::Builder::new()
+            .name(format!("riptide-shard-{index}"))
+            .spawn(move || {
+                pin(pin_core, "storage shard", index);
+                let counters = Arc::clone(&env.counters);
+                match ShardCore::open(env, partitions, Instant::now()) {
+                    Ok(core) => {
+                        let _ = ready.send((index, Ok(())));
+                        ShardThread::new(core, shard_endpoints, &lifecycle, &pool).run(&counters);
+                    }
+                    Err(error) => {
+                        let _ = ready.send((index, Err(error.to_string())));
+                    }
+                }
+                drop(waker);
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                let error = StartError::Other(format!("spawn storage shard: {e}"));
+                return Err((threads, error));
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        let error = match ready_rx.recv() {
+            Ok((_, Ok(()))) => continue,
+            Ok((shard, Err(message))) => StartError::Shard { shard, message },
+            Err(_) => StartError::Other("a storage shard exited during start-up".to_string()),
+        };
+        return Err((threads, error));
+    }
+    Ok(threads)
+}
+
+/// Threads started before a start-up error, to be joined once the servers are told to stop.
+type StartedWithError = (Vec<std::thread::JoinHandle<()>>, StartError);
+
+/// The batch-buffer pool's refill thread (see `batch_buffers`), at SCHED_IDLE: it only ever
+/// takes CPU nothing else wants. It ends once shutdown is requested.
+fn start_buffer_refill(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("riptide-buffers".to_string())
+        .spawn(move || {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "buffer refill thread stays at normal priority (SCHED_IDLE refused)"
+                );
+            }
+            shared.batch_buffers.run_refill(|| shared.shutting_down());
+        })
+        .map_err(|e| StartError::Other(format!("spawn buffer refill thread: {e}")))
+}
+
 /// DPDK mode: the EAL, the port and one polling lcore per worker context, on the appliance's
 /// own address (`[dpdk] ip_address` and `port`).
 #[cfg(feature = "dpdk")]
 fn start_dpdk(
     shared: &Arc<Shared>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
+    links: Vec<WorkerLinks>,
 ) -> Result<(Frontend, SocketAddr, String), StartError> {
     use crate::net::dpdk::backend::{DpdkBackend, DpdkPlan};
     let config = &shared.config;
@@ -324,7 +605,10 @@ fn start_dpdk(
     let contexts = links
         .into_iter()
         .enumerate()
-        .map(|(index, worker_links)| WorkerContext::new(index, Arc::clone(shared), worker_links))
+        .map(|(index, worker_links)| {
+            let anchor = (Instant::now(), now_us());
+            WorkerContext::new(index, Arc::clone(shared), worker_links, anchor)
+        })
         .collect();
     let backend =
         DpdkBackend::start(&plan, contexts).map_err(|e| StartError::Other(format!("dpdk: {e}")))?;
@@ -385,140 +669,6 @@ fn dpdk_ports(
         }
     }));
     ports
-}
-
-fn open_metadata(
-    config: &Config,
-    data_dir: &Path,
-) -> Result<(MetadataStore, riptide_storage::metadata::Catalog), StartError> {
-    let (mut store, mut catalog) = MetadataStore::open(&data_dir.join("metadata"))
-        .map_err(|e| StartError::Metadata(e.to_string()))?;
-    if catalog.users().is_empty() {
-        let password_hash = hash_password(&config.root.password)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        let change = Change::CreateUser {
-            user_id: 0,
-            username: config.root.username.clone(),
-            password_hash,
-            status: UserStatus::Active,
-            permissions: Some(Permissions::root()),
-            created_at_us: now_us(),
-        };
-        store
-            .apply(&change)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        catalog
-            .apply(&change)
-            .map_err(|e| StartError::Metadata(e.to_string()))?;
-        tracing::info!(username = %config.root.username, "created the root user (first boot)");
-    }
-    Ok((store, catalog))
-}
-
-/// Starts the network worker threads; each builds its io_uring inside its own thread.
-fn start_workers(
-    shared: &Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
-    links: Vec<Vec<crate::mesh::ring::ShardLink>>,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
-    cores: &[Option<usize>],
-    counter: Option<riptide_ebpf::reuseport::ConnectionCounter>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    for (index, (listener, worker_links)) in listeners.into_iter().zip(links).enumerate() {
-        let ctx = WorkerContext::new(index, Arc::clone(shared), worker_links);
-        let (waker, counter, ready, core) = (
-            Arc::clone(&wakers[index]),
-            counter.clone(),
-            ready_tx.clone(),
-            cores[index],
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("riptide-net-{index}"))
-            .spawn(move || {
-                pin(core, "network worker", index);
-                match KernelWorker::new(listener, ctx, waker, counter) {
-                    Ok(worker) => {
-                        let _ = ready.send(Ok(()));
-                        worker.run();
-                    }
-                    Err(error) => {
-                        let _ = ready.send(Err(format!(
-                            "io_uring for network worker {index}: {error} (is io_uring disabled by seccomp or kernel.io_uring_disabled?)"
-                        )));
-                    }
-                }
-            })
-            .map_err(|e| StartError::Other(format!("spawn network worker: {e}")))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    for _ in 0..threads.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                shared.request_shutdown();
-                return Err(StartError::Other(message));
-            }
-            Err(_) => {
-                return Err(StartError::Other(
-                    "a network worker exited during start-up".to_string(),
-                ))
-            }
-        }
-    }
-    Ok(threads)
-}
-
-/// Starts the shard threads and waits until each has opened its partitions.
-fn start_shards(
-    shared: &Arc<Shared>,
-    rings: Vec<Vec<crate::mesh::ring::WorkerShardRings>>,
-    wakers: &[Arc<crate::mesh::ring::Waker>],
-    cores: &[Option<usize>],
-) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    for (index, shard_rings) in rings.into_iter().enumerate() {
-        let shared = Arc::clone(shared);
-        let waker = Arc::clone(&wakers[index]);
-        let ready = ready_tx.clone();
-        let core = cores[index];
-        let thread = std::thread::Builder::new()
-            .name(format!("riptide-shard-{index}"))
-            .spawn(move || {
-                pin(core, "storage shard", index);
-                match ShardLoop::new(index, shared, shard_rings, waker) {
-                    Ok(shard) => {
-                        let _ = ready.send((index, Ok(())));
-                        shard.run();
-                    }
-                    Err(error) => {
-                        let _ = ready.send((index, Err(error.to_string())));
-                    }
-                }
-            })
-            .map_err(|e| StartError::Other(format!("spawn storage shard: {e}")))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    for _ in 0..threads.len() {
-        match ready_rx.recv() {
-            Ok((_, Ok(()))) => {}
-            Ok((shard, Err(message))) => {
-                shared.request_shutdown();
-                shared.request_storage_stop();
-                return Err(StartError::Shard { shard, message });
-            }
-            Err(_) => {
-                return Err(StartError::Other(
-                    "a storage shard exited during start-up".to_string(),
-                ))
-            }
-        }
-    }
-    Ok(threads)
 }
 
 /// Cores for each thread in order (workers, then shards): the configured list, else the
@@ -633,7 +783,7 @@ fn wait_for_signal(
     frontend: &mut Frontend,
 ) {
     let mut next_publish = Instant::now();
-    let mut live = crate::app::live::LiveWatcher::new(&shared.data_dir);
+    let mut live = crate::app::live::LiveWatcher::new(&shared.config.system.path);
     loop {
         if let Ok(Some(signal)) = signals.read_signal() {
             tracing::info!(signal = signal.ssi_signo, "termination signal received");
@@ -645,7 +795,7 @@ fn wait_for_signal(
                 apply_live(shared, frontend, changes);
             }
             if let Err(error) = write_snapshot(
-                &shared.data_dir,
+                &shared.config.system.path,
                 &snapshot(shared, cores, steering, frontend),
             ) {
                 tracing::debug!(%error, "stats snapshot not written");

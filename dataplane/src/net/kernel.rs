@@ -1,29 +1,30 @@
-//! The kernel backend: one network worker per thread, each with its own SO_REUSEPORT listener
-//! and io_uring (accept, recv, send, and a read on its wakeup eventfd), and no async runtime.
+//! The kernel driver: one network thread with its own SO_REUSEPORT listener and io_uring (accept,
+//! recv, send, and a poll on its wakeup eventfd), driving the worker core. It maps sockets to the
+//! core's connections and moves bytes; everything else is the core's.
 //!
 //! Every operation's `user_data` is `kind | slot | generation`, so a completion finds its
 //! connection even after the slot was reused (the generation no longer matches and it is
-//! ignored). A connection's buffers stay alive while any of its operations is in flight.
+//! ignored). A connection's buffers stay alive while any of its operations is in flight: the
+//! driver releases a connection to the core only when none is.
 
+use crate::mesh::messages::ConnectionId;
 use crate::mesh::ring::Waker;
-use crate::session::{Connection, WorkerContext};
-use crate::shard::ConnectionId;
+use crate::session::WorkerCore;
 use io_uring::{opcode, squeue, types, IoUring};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Submission queue entries of a worker's ring.
+/// Submission queue entries of a thread's ring.
 const RING_ENTRIES: u32 = 1024;
 /// Receive buffer of a connection (large SendMessages batches are received into their own
-/// buffers, see `Connection::batch_receive_buffer`).
+/// buffers, see `WorkerCore::receive_buffer`).
 const RECV_BUFFER_BYTES: usize = 64 * 1024;
 /// Chunks written by one writev.
 const SEND_IOVECS_MAX: usize = 64;
-/// How often the worker wakes without I/O (shutdown, heartbeat checks).
-const HOUSEKEEPING_INTERVAL_MS: u64 = 100;
+/// How often the thread wakes without I/O, so the core's housekeeping runs.
+const TICK_INTERVAL: Duration = crate::session::core::HOUSEKEEPING_INTERVAL;
 
 const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
@@ -73,33 +74,36 @@ fn reuseport_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
-struct Slot {
-    generation: u32,
-    socket: Option<OwnedFd>,
-    connection: Option<Connection>,
+/// A connection's socket and the I/O in flight on it.
+struct Socket {
+    id: ConnectionId,
+    fd: OwnedFd,
     recv_buffer: Vec<u8>,
     recv_in_flight: bool,
-    /// The receive in flight lands in the connection's batch buffer, not in `recv_buffer`.
+    /// The receive in flight lands in the core's batch buffer, not in `recv_buffer`.
     recv_into_batch: bool,
     send_in_flight: bool,
     send_iovecs: Vec<libc::iovec>,
+    /// shutdown(2) was called: the stream is ending.
     shut_down: bool,
+    /// The stream ended (the peer closed, an error, or our shutdown completed a receive).
+    ended: bool,
 }
 
-/// One network worker thread's state.
+/// One network thread's state.
 pub struct KernelWorker {
     ring: IoUring,
     listener: TcpListener,
-    ctx: WorkerContext,
+    core: WorkerCore,
     waker: Arc<Waker>,
     timeout: Box<types::Timespec>,
     accept_address: Box<(libc::sockaddr_storage, libc::socklen_t)>,
     accepting: bool,
-    slots: Vec<Slot>,
-    free_slots: Vec<u32>,
-    dirty: Vec<u32>,
+    /// Indexed by the core's slot index (the core reuses a slot only after its release).
+    sockets: Vec<Option<Socket>>,
+    dirty: Vec<ConnectionId>,
     steering: Option<riptide_ebpf::reuseport::ConnectionCounter>,
-    heartbeat_timeout: Duration,
+    index: usize,
 }
 
 impl KernelWorker {
@@ -107,33 +111,30 @@ impl KernelWorker {
     /// The ring could not be created.
     pub fn new(
         listener: TcpListener,
-        ctx: WorkerContext,
+        core: WorkerCore,
         waker: Arc<Waker>,
         steering: Option<riptide_ebpf::reuseport::ConnectionCounter>,
+        index: usize,
     ) -> std::io::Result<KernelWorker> {
-        let heartbeat_timeout =
-            Duration::from_millis(ctx.shared.config.heartbeat.interval_ms * 12 / 10);
         Ok(KernelWorker {
             ring: IoUring::new(RING_ENTRIES)?,
             listener,
-            ctx,
+            core,
             waker,
-            timeout: Box::new(
-                types::Timespec::new().nsec(HOUSEKEEPING_INTERVAL_MS as u32 * 1_000_000),
-            ),
+            timeout: Box::new(types::Timespec::new().nsec(TICK_INTERVAL.as_nanos() as u32)),
             // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
             accept_address: Box::new((unsafe { std::mem::zeroed() }, 0)),
             accepting: false,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
+            sockets: Vec::new(),
             dirty: Vec::new(),
             steering,
-            heartbeat_timeout,
+            index,
         })
     }
 
     /// Pushes one submission. The caller guarantees every pointer in `entry` stays valid until
-    /// its completion (buffers owned by a slot, a boxed field of the worker, or the listener).
+    /// its completion (buffers owned by a socket or the core's connection, a boxed field of the
+    /// worker, or the listener).
     fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: see the function comment: the buffers behind `entry` outlive the operation.
@@ -147,34 +148,31 @@ impl KernelWorker {
         }
     }
 
-    /// Runs until shutdown: then stops accepting, finishes what connections have in flight,
-    /// and closes them.
+    /// Runs until shutdown: then stops accepting, lets the core finish what connections have in
+    /// flight and close them, and returns once every socket is released.
     pub fn run(mut self) {
         self.arm_wake();
         self.arm_timeout();
-        let mut last_housekeeping = Instant::now();
         loop {
-            let shutting_down = self.ctx.shared.shutting_down();
+            let shutting_down = self.core.context().shared.shutting_down();
             if !shutting_down && !self.accepting {
                 self.arm_accept();
             }
             if let Err(error) = self.ring.submit_and_wait(1) {
                 if error.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(worker = self.ctx.index, %error, "io_uring wait failed");
+                    tracing::error!(worker = self.index, %error, "io_uring wait failed");
                 }
             }
-            self.reap();
-            self.deliver_shard_replies();
+            let now = Instant::now();
+            self.reap(now);
+            self.core.poll(now);
             self.service_dirty();
-            if last_housekeeping.elapsed() >= Duration::from_millis(HOUSEKEEPING_INTERVAL_MS) {
-                last_housekeeping = Instant::now();
-                self.housekeeping(shutting_down);
-            }
-            if shutting_down && self.slots.iter().all(|slot| slot.socket.is_none()) {
+            self.core.end_turn();
+            if shutting_down && self.core.live_count() == 0 {
                 break;
             }
         }
-        tracing::info!(worker = self.ctx.index, "network worker stopped");
+        tracing::info!(worker = self.index, "network worker stopped");
     }
 
     fn arm_accept(&mut self) {
@@ -206,7 +204,7 @@ impl KernelWorker {
         self.push(entry);
     }
 
-    fn reap(&mut self) {
+    fn reap(&mut self, now: Instant) {
         let completions: Vec<(u64, i32)> = self
             .ring
             .completion()
@@ -215,285 +213,209 @@ impl KernelWorker {
         for (data, result) in completions {
             let (kind, slot, generation) = decode_user_data(data);
             match kind {
-                KIND_ACCEPT => self.on_accept(result),
+                KIND_ACCEPT => self.on_accept(result, now),
                 KIND_WAKE => {
                     self.waker.drain();
                     self.arm_wake();
                 }
                 KIND_TIMEOUT => self.arm_timeout(),
-                KIND_RECV => self.on_recv(slot, generation, result),
+                KIND_RECV => self.on_recv(slot, generation, result, now),
                 KIND_SEND => self.on_send(slot, generation, result),
                 _ => tracing::error!(kind, "completion of an unknown operation"),
             }
         }
     }
 
-    fn on_accept(&mut self, result: i32) {
+    fn on_accept(&mut self, result: i32, now: Instant) {
         self.accepting = false;
         if result < 0 {
             let errno = -result;
             // EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources; the accept is retried next turn.
             if errno != libc::EINTR && errno != libc::EAGAIN && errno != libc::ECONNABORTED {
-                tracing::warn!(worker = self.ctx.index, error = %std::io::Error::from_raw_os_error(errno), "accept failed");
+                tracing::warn!(worker = self.index, error = %std::io::Error::from_raw_os_error(errno), "accept failed");
             }
             return;
         }
-        // SAFETY: a successful accept returns a new descriptor that this worker now owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(result) };
-        let counters = &self.ctx.shared.worker_counters[self.ctx.index];
-        if !self.ctx.shared.admit_connection() {
-            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                worker = self.ctx.index,
-                "connection refused: tcp.connections_max reached"
-            );
-            return;
-        }
-        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        // SAFETY: a successful accept returns a new descriptor that this thread now owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(result) };
         let peer = peer_address(&self.accept_address.0)
-            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        counters
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(steering) = &self.steering {
-            let _ = steering.opened(self.ctx.index as u32);
-        }
-        let index = self.allocate_slot();
-        let slot = &mut self.slots[index as usize];
-        let id = ConnectionId {
-            slot: index,
-            generation: slot.generation,
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // A refused connection is closed by dropping its descriptor; the core counted it.
+        let Ok(id) = self.core.accept(peer, now) else {
+            return;
         };
-        slot.connection = Some(Connection::new(id, peer, &self.ctx));
-        slot.socket = Some(socket);
-        self.dirty.push(index);
-    }
-
-    fn allocate_slot(&mut self) -> u32 {
-        if let Some(index) = self.free_slots.pop() {
-            let slot = &mut self.slots[index as usize];
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.shut_down = false;
-            return index;
+        let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        if let Some(steering) = &self.steering {
+            let _ = steering.opened(self.index as u32);
         }
-        self.slots.push(Slot {
-            generation: 0,
-            socket: None,
-            connection: None,
+        let index = id.slot as usize;
+        if self.sockets.len() <= index {
+            self.sockets.resize_with(index + 1, || None);
+        }
+        self.sockets[index] = Some(Socket {
+            id,
+            fd,
             recv_buffer: vec![0; RECV_BUFFER_BYTES],
             recv_in_flight: false,
             recv_into_batch: false,
             send_in_flight: false,
             send_iovecs: Vec::with_capacity(SEND_IOVECS_MAX),
             shut_down: false,
+            ended: false,
         });
-        (self.slots.len() - 1) as u32
+        self.dirty.push(id);
     }
 
-    fn on_recv(&mut self, index: u32, generation: u32, result: i32) {
-        let Some(slot) = self
-            .slots
-            .get_mut(index as usize)
-            .filter(|slot| slot.generation == generation)
+    fn socket_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Socket> {
+        self.sockets
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|socket| socket.id.generation == generation)
+    }
+
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, now: Instant) {
+        let Some(socket) = self
+            .sockets
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|socket| socket.id.generation == generation)
         else {
             return;
         };
-        slot.recv_in_flight = false;
-        let Some(connection) = slot.connection.as_mut() else {
-            return;
-        };
+        socket.recv_in_flight = false;
+        let id = socket.id;
         if result <= 0 {
-            // 0: the peer closed; negative: ECONNRESET and friends. Either way the stream ends.
+            // 0: the peer closed (or our shutdown); negative: ECONNRESET and friends.
             if result < 0 {
-                tracing::debug!(slot = index, error = %std::io::Error::from_raw_os_error(-result), "receive failed");
+                tracing::debug!(slot, error = %std::io::Error::from_raw_os_error(-result), "receive failed");
             }
-            slot.shut_down = true;
-            connection.on_closed(&self.ctx);
-        } else if slot.recv_into_batch {
-            connection.on_batch_received(result as usize, &mut self.ctx);
+            socket.ended = true;
+            self.core.on_stream_end(id);
+        } else if socket.recv_into_batch {
+            self.core.on_batch_received(id, result as usize, now);
         } else {
-            connection.on_received(&slot.recv_buffer[..result as usize], &mut self.ctx);
+            let received = &socket.recv_buffer[..result as usize];
+            self.core.on_received(id, received, now);
         }
-        self.dirty.push(index);
+        self.dirty.push(id);
     }
 
-    fn on_send(&mut self, index: u32, generation: u32, result: i32) {
-        let Some(slot) = self
-            .slots
-            .get_mut(index as usize)
-            .filter(|slot| slot.generation == generation)
-        else {
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+        let Some(socket) = self.socket_mut(slot, generation) else {
             return;
         };
-        slot.send_in_flight = false;
-        let Some(connection) = slot.connection.as_mut() else {
-            return;
-        };
+        socket.send_in_flight = false;
+        let id = socket.id;
         if result < 0 {
-            tracing::debug!(slot = index, error = %std::io::Error::from_raw_os_error(-result), "send failed");
-            slot.shut_down = true;
-            connection.on_closed(&self.ctx);
+            tracing::debug!(slot, error = %std::io::Error::from_raw_os_error(-result), "send failed");
+            socket.ended = true;
+            self.core.on_stream_end(id);
         } else {
-            connection.consume_output(result as usize);
+            self.core.on_sent(id, result as usize);
         }
-        self.dirty.push(index);
+        self.dirty.push(id);
     }
 
-    fn deliver_shard_replies(&mut self) {
-        let mut replies = Vec::new();
-        self.ctx.drain_replies(|reply| replies.push(reply));
-        for reply in replies {
-            let id = reply.token.connection;
-            let Some(slot) = self
-                .slots
-                .get_mut(id.slot as usize)
-                .filter(|s| s.generation == id.generation)
-            else {
-                continue;
-            };
-            if let Some(connection) = slot.connection.as_mut() {
-                connection.on_shard_reply(reply.token.seq, reply.outcome, &mut self.ctx);
-                // Replies may have freed ring room or in-flight slots: take more frames.
-                connection.process(&mut self.ctx);
-                self.dirty.push(id.slot);
-            }
-        }
-        // Connections stalled on full rings get another chance now that replies drained.
-        for index in 0..self.slots.len() {
-            if let Some(connection) = self.slots[index].connection.as_mut() {
-                if !connection.is_closing() && !connection.wants_read() {
-                    connection.process(&mut self.ctx);
-                    self.dirty.push(index as u32);
-                }
-            }
-        }
-    }
-
-    /// Arms sends and receives of connections that changed, wakes shards that got requests, and
-    /// frees slots of finished connections.
+    /// Arms sends and receives of connections that changed, closes finished ones and releases
+    /// the ones with nothing in flight.
     fn service_dirty(&mut self) {
+        self.core.take_dirty(&mut self.dirty);
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        let mut shards_to_wake = vec![false; self.ctx.links.len()];
-        for &index in &dirty {
-            if let Some(connection) = self.slots[index as usize].connection.as_mut() {
-                for (shard, wake) in connection.shards_to_wake.iter_mut().enumerate() {
-                    shards_to_wake[shard] |= std::mem::take(wake);
-                }
-            }
-            self.service_slot(index);
+        for &id in &dirty {
+            self.service(id);
         }
-        self.ctx.wake_shards(&mut shards_to_wake);
+        dirty.clear();
         self.dirty = dirty;
-        self.dirty.clear();
     }
 
-    fn service_slot(&mut self, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        let (Some(connection), Some(socket)) = (slot.connection.as_ref(), slot.socket.as_ref())
+    fn service(&mut self, id: ConnectionId) {
+        let Some(socket) = self
+            .sockets
+            .get_mut(id.slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|socket| socket.id == id)
         else {
             return;
         };
-        let fd = socket.as_raw_fd();
-        let generation = slot.generation;
-        let finished = slot.shut_down || connection.is_closed();
-        if finished {
-            if !slot.shut_down {
-                slot.shut_down = true;
-            }
-            // Ends a pending receive; the slot is freed once nothing is in flight.
-            // SAFETY: shutdown on a descriptor this slot owns.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-            if !slot.recv_in_flight && !slot.send_in_flight {
-                self.free_slot(index);
+        if (socket.ended || self.core.wants_close(id)) && !socket.shut_down {
+            // Ends a pending receive (it completes with 0) and sends FIN after what was written.
+            // SAFETY: shutdown on a descriptor this socket owns.
+            unsafe { libc::shutdown(socket.fd.as_raw_fd(), libc::SHUT_RDWR) };
+            socket.shut_down = true;
+        }
+        if socket.shut_down {
+            if !socket.recv_in_flight && !socket.send_in_flight {
+                self.release(id);
             }
             return;
         }
-        if !slot.send_in_flight && connection.has_output() {
-            slot.send_iovecs.clear();
-            for chunk in connection.pending_output().take(SEND_IOVECS_MAX) {
-                slot.send_iovecs.push(libc::iovec {
-                    iov_base: chunk.as_ptr() as *mut _,
-                    iov_len: chunk.len(),
-                });
-            }
-            let entry = opcode::Writev::new(
-                types::Fd(fd),
-                slot.send_iovecs.as_ptr(),
-                slot.send_iovecs.len() as u32,
-            )
-            .build()
-            .user_data(user_data(KIND_SEND, index, generation));
-            slot.send_in_flight = true;
-            self.push(entry);
-        }
-        let slot = &mut self.slots[index as usize];
-        let Some(connection) = slot.connection.as_mut() else {
-            return;
-        };
-        if !slot.recv_in_flight && connection.wants_read() {
-            // A large batch arrives straight into its own buffer; anything else into the slot's.
-            // Either buffer stays in place until the completion: the connection and its batch
-            // outlive the receive (a slot is freed only when nothing is in flight).
-            // MSG_WAITALL: the batch completes in one receive (io_uring retries short ones
-            // itself), so its arrival costs the worker one wakeup instead of one per segment.
-            let (target, into_batch, flags) = match connection.batch_receive_buffer() {
-                Some(batch) => (batch, true, libc::MSG_WAITALL),
-                None => (&mut slot.recv_buffer[..], false, 0),
-            };
-            let entry = opcode::Recv::new(
-                types::Fd(fd),
-                target.as_mut_ptr(),
-                u32::try_from(target.len()).unwrap_or(u32::MAX),
-            )
-            .flags(flags)
-            .build()
-            .user_data(user_data(KIND_RECV, index, generation));
-            slot.recv_in_flight = true;
-            slot.recv_into_batch = into_batch;
-            self.push(entry);
-        }
+        self.arm_send(id);
+        self.arm_recv(id);
     }
 
-    fn free_slot(&mut self, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        if let Some(mut connection) = slot.connection.take() {
-            connection.on_closed(&self.ctx);
+    fn arm_send(&mut self, id: ConnectionId) {
+        let Some(socket) = self.sockets[id.slot as usize].as_mut() else {
+            return;
+        };
+        if socket.send_in_flight || !self.core.has_output(id) {
+            return;
         }
-        slot.socket = None;
-        self.free_slots.push(index);
-        let counters = &self.ctx.shared.worker_counters[self.ctx.index];
-        counters.connections_open.fetch_sub(1, Ordering::Relaxed);
-        self.ctx.shared.release_connection();
+        socket.send_iovecs.clear();
+        for chunk in self.core.transmit(id).take(SEND_IOVECS_MAX) {
+            socket.send_iovecs.push(libc::iovec {
+                iov_base: chunk.as_ptr() as *mut _,
+                iov_len: chunk.len(),
+            });
+        }
+        let entry = opcode::Writev::new(
+            types::Fd(socket.fd.as_raw_fd()),
+            socket.send_iovecs.as_ptr(),
+            socket.send_iovecs.len() as u32,
+        )
+        .build()
+        .user_data(user_data(KIND_SEND, id.slot, id.generation));
+        socket.send_in_flight = true;
+        self.push(entry);
+    }
+
+    fn arm_recv(&mut self, id: ConnectionId) {
+        let Some(socket) = self.sockets[id.slot as usize].as_mut() else {
+            return;
+        };
+        if socket.recv_in_flight || !self.core.wants_read(id) {
+            return;
+        }
+        // A large batch arrives straight into its own buffer in the core; anything else into
+        // the socket's. Either stays in place until the completion: the connection outlives the
+        // receive (it is released only when nothing is in flight).
+        // MSG_WAITALL: the batch completes in one receive (io_uring retries short ones itself),
+        // so its arrival costs the thread one wakeup instead of one per segment.
+        let (target, into_batch, flags) = match self.core.receive_buffer(id) {
+            Some(batch) => (batch, true, libc::MSG_WAITALL),
+            None => (&mut socket.recv_buffer[..], false, 0),
+        };
+        let entry = opcode::Recv::new(
+            types::Fd(socket.fd.as_raw_fd()),
+            target.as_mut_ptr(),
+            u32::try_from(target.len()).unwrap_or(u32::MAX),
+        )
+        .flags(flags)
+        .build()
+        .user_data(user_data(KIND_RECV, id.slot, id.generation));
+        socket.recv_in_flight = true;
+        socket.recv_into_batch = into_batch;
+        self.push(entry);
+    }
+
+    /// Nothing is in flight on the socket any more: close it and free the connection.
+    fn release(&mut self, id: ConnectionId) {
+        self.sockets[id.slot as usize] = None;
+        self.core.release(id);
         if let Some(steering) = &self.steering {
-            let _ = steering.closed(self.ctx.index as u32);
+            let _ = steering.closed(self.index as u32);
         }
-    }
-
-    /// Evicts silent consumer-group members (as Iggy's heartbeat does) and, at shutdown, closes
-    /// connections that have nothing left in flight.
-    fn housekeeping(&mut self, shutting_down: bool) {
-        for index in 0..self.slots.len() {
-            let Some(connection) = self.slots[index].connection.as_mut() else {
-                continue;
-            };
-            let silent = connection.last_activity.elapsed() > self.heartbeat_timeout;
-            let idle = !connection.awaiting_shards() && !connection.has_output();
-            if (shutting_down && idle) || (silent && self.is_group_member(index)) {
-                self.slots[index].shut_down = true;
-                self.dirty.push(index as u32);
-            }
-        }
-        self.service_dirty();
-    }
-
-    fn is_group_member(&self, index: usize) -> bool {
-        let Some(connection) = self.slots[index].connection.as_ref() else {
-            return false;
-        };
-        crate::session::shared::lock(&self.ctx.shared.groups).has_member(connection.state.client_id)
     }
 }
 

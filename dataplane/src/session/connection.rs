@@ -1,42 +1,40 @@
-//! One client connection as a sans-I/O state machine, shared by the kernel and DPDK backends.
+//! One client connection as a sans-I/O state machine.
 //!
 //! Bytes go in with [`Connection::on_received`]; complete frames are decoded and dispatched;
 //! replies come out, in request order, through [`Connection::pending_output`] /
-//! [`Connection::consume_output`]. Requests that need a storage shard go over the worker's rings;
-//! their replies come back through [`Connection::on_shard_reply`]. When a ring is full the
+//! [`Connection::consume_output`]. Requests that need a storage shard or the metadata service go
+//! over the network thread's rings; their replies come back through
+//! [`Connection::on_shard_reply`] and [`Connection::on_metadata_reply`]. When a ring is full the
 //! connection stops taking frames (backpressure) and [`Connection::wants_read`] turns false until
-//! the backend calls [`Connection::process`] again after replies drained.
+//! the worker core calls [`Connection::process`] again after replies drained.
 //!
 //! A large SendMessages frame is received in two parts: its header and metadata section through
 //! the input buffer, its batch into a buffer of exactly the batch's size
 //! ([`Connection::batch_receive_buffer`]), which becomes the shard's append without a copy.
 
-use crate::mesh::batch_buffers::BatchBufferPool;
-use crate::mesh::ring::ShardLink;
-use crate::session::dispatch::{self, Continuation, Handled};
-use crate::session::shared::{lock, ClientInfo, Shared};
-use crate::shard::{ConnectionId, RequestToken, ShardOutcome, ShardReply, ShardRequest};
+use super::batch_receipt::BatchReceipt;
+use super::context::WorkerContext;
+use super::dispatch::{self, Continuation, Handled, Then};
+use crate::mesh::messages::{ConnectionId, MetadataRequest, RequestToken, ShardRequest};
+use crate::metadata::MetadataOutcome;
+use crate::session::shared::{lock, ClientInfo};
+use crate::shard::ShardOutcome;
 use bytes::Bytes;
-use riptide_protocol::codes::{CommandCode, ErrorCode, EvictionReason};
+use riptide_protocol::codes::{ErrorCode, EvictionReason};
 use riptide_protocol::constants::{
     BATCH_HEADER_SIZE_BYTES, HEADER_SIZE_BYTES, SERVER_PROTOCOL_VERSION,
     SERVER_PROTOCOL_VERSION_MIN,
 };
 use riptide_protocol::header::{EvictionRepr, ReplyRepr, RequestHeader};
 use riptide_protocol::request::{Rejection, Request};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes of consumed input after which the input buffer is compacted.
 const INPUT_COMPACT_THRESHOLD_BYTES: usize = 64 * 1024;
-/// Smallest SendMessages batch received into a buffer of its own; smaller ones are cheaper to
-/// copy out of the input buffer than to receive separately.
-const DIRECT_BATCH_MIN_BYTES: usize = 64 * 1024;
-/// Longest SendMessages metadata section: two identifiers and a partitioning key of at most 255
-/// bytes each, their kind and length bytes and the message count fit well below this.
-const SEND_METADATA_MAX_BYTES: usize = 1024;
+/// Sequence number of the eviction slot: written after every reply owed, and last.
+const EVICTION_SEQ: u64 = u64::MAX;
 
 /// What a logged-in connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,126 +51,16 @@ pub struct ConnectionState {
     pub session: Option<Session>,
 }
 
-/// Per network worker (kernel thread or DPDK lcore): its rings and its view of shared state.
-pub struct WorkerContext {
-    pub index: usize,
-    pub shared: Arc<Shared>,
-    pub links: Vec<ShardLink>,
-    /// Round-robin counters of balanced partitioning, per (stream, topic), local to the worker.
-    pub balanced_next: HashMap<(u32, u32), u32>,
-}
-
-impl WorkerContext {
-    pub fn new(index: usize, shared: Arc<Shared>, links: Vec<ShardLink>) -> WorkerContext {
-        WorkerContext {
-            index,
-            shared,
-            links,
-            balanced_next: HashMap::new(),
-        }
-    }
-
-    /// Whether every shard can take one more request (checked before a frame is dispatched,
-    /// so a dispatched request is never refused by a full ring).
-    fn every_link_has_room(&self, needed: usize) -> bool {
-        self.links.iter().all(|link| {
-            link.capacity - link.outstanding >= needed && link.requests.slots() >= needed
-        })
-    }
-
-    fn send(&mut self, shard: usize, request: ShardRequest) {
-        let link = &mut self.links[shard];
-        link.outstanding += 1;
-        if link.requests.push(request).is_err() {
-            // every_link_has_room was checked for this frame before dispatch.
-            tracing::error!(shard, "request ring full after a room check");
-        }
-    }
-
-    /// Wakes the shards that were sent requests since the last call.
-    pub fn wake_shards(&mut self, sent: &mut [bool]) {
-        for (shard, flag) in sent.iter_mut().enumerate() {
-            if std::mem::take(flag) {
-                self.links[shard].shard_waker.wake();
-            }
-        }
-    }
-
-    /// Takes every reply waiting in the rings.
-    pub fn drain_replies(&mut self, mut deliver: impl FnMut(ShardReply)) {
-        for link in &mut self.links {
-            while let Ok(reply) = link.replies.pop() {
-                link.outstanding = link.outstanding.saturating_sub(1);
-                deliver(reply);
-            }
-        }
-    }
-}
-
 enum SlotState {
     Ready,
-    Waiting {
+    /// Shard requests in flight; the reply is built once all answered.
+    Shards {
         remaining: u32,
         continuation: Continuation,
         failure: Option<ErrorCode>,
     },
-}
-
-/// A SendMessages frame whose batch is being received into its own buffer. The header and
-/// metadata section (`head_len` bytes) wait at the start of the unconsumed input.
-struct BatchReceipt {
-    head_len: usize,
-    batch: Vec<u8>,
-    filled_bytes: usize,
-}
-
-impl BatchReceipt {
-    /// Starts receiving the batch of the frame at the start of `available` (its first
-    /// `frame_len` bytes are the whole frame, not all here yet) when it is a SendMessages frame
-    /// with a valid header and a large batch; the batch bytes already received move over.
-    fn begin(
-        available: &[u8],
-        frame_len: usize,
-        frame_size_max_bytes: usize,
-        buffers: &BatchBufferPool,
-    ) -> Option<Self> {
-        let header = RequestHeader::new_checked(available).ok()?;
-        if header.validate(frame_size_max_bytes).is_err()
-            || header.resolved_command() != Some(CommandCode::SendMessages)
-        {
-            return None;
-        }
-        let metadata_len_bytes = available.get(HEADER_SIZE_BYTES..HEADER_SIZE_BYTES + 4)?;
-        let metadata_len = u32::from_le_bytes(metadata_len_bytes.try_into().ok()?) as usize;
-        if metadata_len > SEND_METADATA_MAX_BYTES {
-            return None;
-        }
-        let head_len = HEADER_SIZE_BYTES + 4 + metadata_len;
-        let early = available.get(head_len..)?;
-        let batch_len = frame_len.checked_sub(head_len)?;
-        if batch_len < DIRECT_BATCH_MIN_BYTES || early.len() >= batch_len {
-            return None;
-        }
-        let mut batch = buffers.take(batch_len);
-        batch[..early.len()].copy_from_slice(early);
-        Some(BatchReceipt {
-            head_len,
-            batch,
-            filled_bytes: early.len(),
-        })
-    }
-
-    /// Copies the start of `bytes` into the batch; returns how many bytes it took.
-    fn fill_from(&mut self, bytes: &[u8]) -> usize {
-        let taken = bytes.len().min(self.batch.len() - self.filled_bytes);
-        self.batch[self.filled_bytes..self.filled_bytes + taken].copy_from_slice(&bytes[..taken]);
-        self.filled_bytes += taken;
-        taken
-    }
-
-    fn is_complete(&self) -> bool {
-        self.filled_bytes == self.batch.len()
-    }
+    /// A metadata request in flight; `Then` turns its outcome into the next step.
+    Metadata(Then),
 }
 
 /// A request in flight: its reply header and the reply once known.
@@ -194,15 +82,16 @@ pub struct Connection {
     inflight: VecDeque<Inflight>,
     next_seq: u64,
     inflight_max: usize,
+    /// A frame waits for ring room.
     blocked: bool,
+    /// No more frames are read: an eviction, a close the core asked for, or the stream ended.
     closing: bool,
-    pub last_activity: Instant,
-    /// Shards sent a request since the backend last woke them.
-    pub shards_to_wake: Vec<bool>,
+    last_activity: Instant,
 }
 
 impl Connection {
-    pub fn new(id: ConnectionId, address: String, ctx: &WorkerContext) -> Connection {
+    /// A new connection, registered as a connected client.
+    pub fn new(id: ConnectionId, address: String, ctx: &WorkerContext, now: Instant) -> Connection {
         let client_id = ctx.shared.next_client_id();
         lock(&ctx.shared.clients).insert(
             client_id,
@@ -230,15 +119,22 @@ impl Connection {
             inflight_max: ctx.shared.config.dataplane.connection_inflight_max,
             blocked: false,
             closing: false,
-            last_activity: Instant::now(),
-            shards_to_wake: vec![false; ctx.links.len()],
+            last_activity: now,
         }
+    }
+
+    /// When the peer last sent anything.
+    pub fn last_activity(&self) -> Instant {
+        self.last_activity
     }
 
     /// Takes received bytes (a batch being received gets its share first) and processes every
     /// complete frame it can.
-    pub fn on_received(&mut self, bytes: &[u8], ctx: &mut WorkerContext) {
-        self.last_activity = Instant::now();
+    pub fn on_received(&mut self, bytes: &[u8], now: Instant, ctx: &mut WorkerContext) {
+        self.last_activity = now;
+        if self.closing {
+            return;
+        }
         let taken = self
             .batch_receipt
             .as_mut()
@@ -248,7 +144,7 @@ impl Connection {
     }
 
     /// Where the next received bytes belong while a large batch arrives: the part of its buffer
-    /// still to fill (exactly the bytes the batch lacks). A backend that can receive into it
+    /// still to fill (exactly the bytes the batch lacks). A driver that can receive into it
     /// directly does so and then calls [`Connection::on_batch_received`]; the buffer stays put
     /// until then.
     pub fn batch_receive_buffer(&mut self) -> Option<&mut [u8]> {
@@ -257,27 +153,38 @@ impl Connection {
     }
 
     /// `received_bytes` arrived in [`Connection::batch_receive_buffer`].
-    pub fn on_batch_received(&mut self, received_bytes: usize, ctx: &mut WorkerContext) {
-        self.last_activity = Instant::now();
+    pub fn on_batch_received(
+        &mut self,
+        received_bytes: usize,
+        now: Instant,
+        ctx: &mut WorkerContext,
+    ) {
+        self.last_activity = now;
         if let Some(receipt) = self.batch_receipt.as_mut() {
             receipt.filled_bytes = (receipt.filled_bytes + received_bytes).min(receipt.batch.len());
         }
-        self.process(ctx);
+        if !self.closing {
+            self.process(ctx);
+        }
     }
 
-    /// Whether the backend should keep reading from the socket.
+    /// Whether the driver should keep reading from the socket.
     pub fn wants_read(&self) -> bool {
         !self.closing && !self.blocked && self.inflight.len() < self.inflight_max
     }
 
-    /// Whether the connection is finished: closing and everything sent.
-    pub fn is_closed(&self) -> bool {
-        // An eviction queued behind requests still in flight is written after their replies.
+    /// Closing, and every reply owed is written: the transport may close.
+    pub fn is_finished(&self) -> bool {
         self.closing && self.output.is_empty() && self.inflight.is_empty()
     }
 
     pub fn is_closing(&self) -> bool {
         self.closing
+    }
+
+    /// Stalled on full rings: worth another [`Connection::process`] once replies drained.
+    pub fn is_blocked(&self) -> bool {
+        !self.closing && self.blocked
     }
 
     /// Bytes ready to send, as chunks (the first may be partly sent already).
@@ -313,6 +220,32 @@ impl Connection {
         }
     }
 
+    /// Requests still waiting for a shard or the metadata service.
+    pub fn awaiting_replies(&self) -> bool {
+        self.inflight
+            .iter()
+            .any(|slot| !matches!(slot.state, SlotState::Ready))
+    }
+
+    fn awaiting_metadata(&self) -> bool {
+        self.inflight
+            .iter()
+            .any(|slot| matches!(slot.state, SlotState::Metadata(_)))
+    }
+
+    /// Stops reading: the replies owed are still written, then the connection is finished.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    /// The stream is gone: leave consumer groups and the client registry, read nothing more.
+    /// The output stays allocated: a driver may still have a send in flight from it.
+    pub fn on_stream_end(&mut self, ctx: &WorkerContext) {
+        lock(&ctx.shared.groups).remove_client(self.state.client_id);
+        lock(&ctx.shared.clients).remove(&self.state.client_id);
+        self.closing = true;
+    }
+
     /// Decodes and dispatches complete frames while the connection may take more.
     pub fn process(&mut self, ctx: &mut WorkerContext) {
         self.blocked = false;
@@ -338,7 +271,7 @@ impl Connection {
             let frame_len = match frame_length(available, frame_size_max_bytes) {
                 Ok(len) => len,
                 Err(reason) => {
-                    self.evict(available, reason, ctx);
+                    self.evict(client_of(available), reason, ctx);
                     break;
                 }
             };
@@ -368,14 +301,16 @@ impl Connection {
     }
 
     /// Whether the complete frame (or frame head) may be dispatched now: it may overtake the
-    /// requests in flight, and every ring has room for what it could send.
+    /// requests in flight (none of which waits for a metadata change it could depend on), and
+    /// every ring has room for what it could send.
     fn may_dispatch(&mut self, frame: &[u8], ctx: &WorkerContext) -> bool {
-        if !self.inflight.is_empty() && !dispatch::may_pipeline(frame) {
+        if !self.inflight.is_empty() && (self.awaiting_metadata() || !dispatch::may_pipeline(frame))
+        {
             return false;
         }
-        if !ctx.every_link_has_room(dispatch::SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX) {
+        if !ctx.may_send_a_frame() {
             self.blocked = true;
-            ctx.shared.worker_counters[ctx.index]
+            ctx.counters()
                 .ring_full_stalls
                 .fetch_add(1, Ordering::Relaxed);
             return false;
@@ -396,15 +331,15 @@ impl Connection {
     /// Handles one frame; `batch` is the SendMessages batch received into its own buffer, and
     /// `frame` then holds only the header and metadata section.
     fn handle_frame(&mut self, frame: &[u8], batch: Option<Vec<u8>>, ctx: &mut WorkerContext) {
-        let counters = &ctx.shared.worker_counters[ctx.index];
-        counters.requests.fetch_add(1, Ordering::Relaxed);
+        ctx.counters().requests.fetch_add(1, Ordering::Relaxed);
+        let client = client_of(frame);
         let Ok(header) = RequestHeader::new_checked(frame) else {
-            self.evict(frame, EvictionReason::InvalidRequestOperation, ctx);
+            self.evict(client, EvictionReason::InvalidRequestOperation, ctx);
             return;
         };
         if let Err(reason) = header.validate(ctx.shared.config.limits.frame_size_max_bytes as usize)
         {
-            self.evict(frame, reason, ctx);
+            self.evict(client, reason, ctx);
             return;
         }
         // The metadata section is decoded with the batch header behind it, as one body.
@@ -443,29 +378,35 @@ impl Connection {
         };
         reply.session = self.state.session.map_or(session_id, |s| s.session_id);
         reply.commit = ctx.shared.metadata_commit();
-        self.accept(handled, reply, frame, ctx);
-    }
-
-    fn accept(
-        &mut self,
-        handled: Handled,
-        mut reply: ReplyRepr,
-        frame: &[u8],
-        ctx: &mut WorkerContext,
-    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (state, chunks) = match handled {
-            Handled::Reply(body) => (SlotState::Ready, vec![body.into()]),
+        self.inflight.push_back(Inflight {
+            seq,
+            reply,
+            state: SlotState::Ready,
+            chunks: Vec::new(),
+        });
+        self.settle(seq, client, handled, ctx);
+    }
+
+    /// Puts what a request resolved to into its in-flight slot `seq`: a reply, an error status,
+    /// requests to servers to wait for, or an eviction.
+    fn settle(&mut self, seq: u64, client: u128, handled: Handled, ctx: &mut WorkerContext) {
+        let token = RequestToken {
+            connection: self.id,
+            seq,
+        };
+        let (state, chunks, status) = match handled {
+            Handled::Reply(body) => (SlotState::Ready, vec![body.into()], None),
             Handled::Error(code) => {
-                ctx.shared.worker_counters[ctx.index]
+                ctx.counters()
                     .request_errors
                     .fetch_add(1, Ordering::Relaxed);
-                reply.status = code.as_u32();
-                (SlotState::Ready, Vec::new())
+                (SlotState::Ready, Vec::new(), Some(code))
             }
             Handled::Evict(reason) => {
-                self.evict(frame, reason, ctx);
+                self.inflight.retain(|slot| slot.seq != seq);
+                self.evict(client, reason, ctx);
                 return;
             }
             Handled::Shard {
@@ -474,39 +415,33 @@ impl Connection {
             } => {
                 let remaining = requests.len() as u32;
                 for (shard, op) in requests {
-                    let token = RequestToken {
-                        connection: self.id,
-                        seq,
-                    };
-                    ctx.send(shard, ShardRequest { token, op });
-                    self.shards_to_wake[shard] = true;
+                    ctx.send_to_shard(shard, ShardRequest { token, op });
                 }
-                (
-                    SlotState::Waiting {
-                        remaining,
-                        continuation,
-                        failure: None,
-                    },
-                    Vec::new(),
-                )
+                let state = SlotState::Shards {
+                    remaining,
+                    continuation,
+                    failure: None,
+                };
+                (state, Vec::new(), None)
+            }
+            Handled::Metadata { op, then } => {
+                ctx.send_to_metadata(MetadataRequest { token, op });
+                (SlotState::Metadata(then), Vec::new(), None)
             }
         };
-        self.inflight.push_back(Inflight {
-            seq,
-            reply,
-            state,
-            chunks,
-        });
+        if let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) {
+            slot.state = state;
+            slot.chunks = chunks;
+            if let Some(code) = status {
+                slot.reply.status = code.as_u32();
+            }
+        }
+        self.flush_ready();
     }
 
     /// Sends an eviction and closes the connection once it is written.
-    fn evict(&mut self, frame: &[u8], reason: EvictionReason, ctx: &WorkerContext) {
-        ctx.shared.worker_counters[ctx.index]
-            .evictions
-            .fetch_add(1, Ordering::Relaxed);
-        let client = frame
-            .get(128..144)
-            .map_or(0, |b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])));
+    fn evict(&mut self, client: u128, reason: EvictionReason, ctx: &WorkerContext) {
+        ctx.counters().evictions.fetch_add(1, Ordering::Relaxed);
         let eviction = EvictionRepr {
             cluster: 0,
             client,
@@ -518,7 +453,7 @@ impl Connection {
         eviction.emit(&mut header);
         // Replies already owed go first, then the eviction; nothing after it is read.
         self.inflight.push_back(Inflight {
-            seq: u64::MAX,
+            seq: EVICTION_SEQ,
             reply: ReplyRepr::default(),
             state: SlotState::Ready,
             chunks: vec![Bytes::copy_from_slice(&header)],
@@ -532,7 +467,7 @@ impl Connection {
         let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) else {
             return;
         };
-        let SlotState::Waiting {
+        let SlotState::Shards {
             remaining,
             continuation,
             failure,
@@ -549,15 +484,41 @@ impl Connection {
             match failure.take() {
                 Some(code) => {
                     slot.reply.status = code.as_u32();
-                    ctx.shared.worker_counters[ctx.index]
+                    ctx.counters()
                         .request_errors
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                None => slot.chunks = continuation.finish(&ctx.shared.worker_counters[ctx.index]),
+                None => slot.chunks = continuation.finish(ctx.counters()),
             }
             slot.state = SlotState::Ready;
         }
         self.flush_ready();
+    }
+
+    /// The metadata service answered one of this connection's requests: its continuation
+    /// decides the next step (a reply, an error, shard work).
+    pub fn on_metadata_reply(
+        &mut self,
+        seq: u64,
+        outcome: MetadataOutcome,
+        ctx: &mut WorkerContext,
+    ) {
+        let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) else {
+            return;
+        };
+        let SlotState::Metadata(_) = slot.state else {
+            return;
+        };
+        let SlotState::Metadata(then) = std::mem::replace(&mut slot.state, SlotState::Ready) else {
+            return;
+        };
+        let handled = then(outcome, &mut self.state, ctx);
+        // The session may have changed (a login): the reply carries the one in force.
+        if let Some(slot) = self.inflight.iter_mut().find(|slot| slot.seq == seq) {
+            slot.reply.session = self.state.session.map_or(0, |s| s.session_id);
+            slot.reply.commit = ctx.shared.metadata_commit();
+        }
+        self.settle(seq, 0, handled, ctx);
     }
 
     /// Moves finished replies at the front of the in-flight queue to the output, in order.
@@ -567,7 +528,7 @@ impl Connection {
             let Some(slot) = self.inflight.pop_front() else {
                 break;
             };
-            if slot.seq == u64::MAX {
+            if slot.seq == EVICTION_SEQ {
                 self.output.extend(slot.chunks);
                 continue;
             }
@@ -579,20 +540,13 @@ impl Connection {
                 .extend(slot.chunks.into_iter().filter(|chunk| !chunk.is_empty()));
         }
     }
+}
 
-    /// The connection is gone: leave consumer groups and the client registry.
-    pub fn on_closed(&mut self, ctx: &WorkerContext) {
-        lock(&ctx.shared.groups).remove_client(self.state.client_id);
-        lock(&ctx.shared.clients).remove(&self.state.client_id);
-        self.closing = true;
-    }
-
-    /// Requests still waiting for a shard (their replies must be drained before the slot is reused).
-    pub fn awaiting_shards(&self) -> bool {
-        self.inflight
-            .iter()
-            .any(|slot| matches!(slot.state, SlotState::Waiting { .. }))
-    }
+/// The client id a request header carries (echoed in an eviction); 0 when it is too short.
+fn client_of(frame: &[u8]) -> u128 {
+    frame
+        .get(128..144)
+        .map_or(0, |b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])))
 }
 
 /// The frame length announced by a header, checked against the limits.

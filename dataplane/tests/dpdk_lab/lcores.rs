@@ -12,7 +12,7 @@ use riptide_dataplane::net::dpdk::backend::{DpdkBackend, DpdkPlan, DpdkStats};
 use riptide_dataplane::net::dpdk::eal::EalMemory;
 use riptide_dataplane::net::dpdk::lcore::LcoreStatsSnapshot;
 
-use super::{start_shared, OneShard, VethLab};
+use super::{start_servers, VethLab};
 
 const APPLIANCE_PORT: u16 = 8090;
 const POLLING_LCORES: usize = 2;
@@ -24,8 +24,8 @@ const MESSAGES_PER_CLIENT: u32 = 40;
 /// combined channels, which a veth does not have.)
 pub fn serve_sdk_clients_on_two_lcores(lab: &VethLab, driver: &str) {
     let data_dir = tempfile::tempdir().expect("data dir");
-    let shared = start_shared(data_dir.path(), POLLING_LCORES, 1);
-    let (shard, contexts) = OneShard::start(&shared, POLLING_LCORES);
+    let (servers, contexts) = start_servers(data_dir.path(), POLLING_LCORES);
+    let shared = std::sync::Arc::clone(&servers.shared);
 
     let mut config = shared.config.clone();
     // The main lcore sleeps; the two polling lcores get a CPU each.
@@ -47,7 +47,7 @@ pub fn serve_sdk_clients_on_two_lcores(lab: &VethLab, driver: &str) {
     let outcome = lab.in_namespace(|| clients_scenario(&address));
     let settled = outcome.as_ref().ok().map(|()| wait_until_settled(&backend));
     backend.stop().expect("stop the backend");
-    shard.stop();
+    servers.stop();
     outcome.expect("iggy SDK clients over two lcores");
     let stats = settled.expect("settled after the clients");
     println!("backend stats: {stats:#?}");

@@ -14,15 +14,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use riptide_config::Config;
-use riptide_dataplane::mesh::ring::{build_mesh, Mesh};
+use riptide_dataplane::app::server::Servers;
 use riptide_dataplane::net::dpdk::eal::{Eal, EalConfig, LcoreJoin};
-use riptide_dataplane::net::dpdk::lcore::echo::EchoWorker;
+use riptide_dataplane::net::dpdk::lcore::echo::EchoService;
 use riptide_dataplane::net::dpdk::lcore::{Lcore, LcoreConfig, LcoreStats};
 use riptide_dataplane::net::dpdk::port::Port;
-use riptide_dataplane::session::shared::{now_us, Shared};
 use riptide_dataplane::session::WorkerContext;
-use riptide_dataplane::shard::ShardLoop;
-use riptide_storage::metadata::{hash_password, Change, MetadataStore, Permissions, UserStatus};
 
 pub mod lcores;
 
@@ -233,23 +230,23 @@ pub struct EchoLcore {
     stop: Arc<AtomicBool>,
     join: Option<LcoreJoin>,
     pub stats: Arc<LcoreStats>,
-    workers: mpsc::Receiver<EchoWorker>,
+    workers: mpsc::Receiver<EchoService>,
 }
 
 impl EchoLcore {
     pub fn launch(eal: &Eal, lcore_id: u32, port: &Port, config: LcoreConfig) -> EchoLcore {
         let stop = Arc::new(AtomicBool::new(false));
         let (stats_sender, stats_receiver) = mpsc::channel::<Arc<LcoreStats>>();
-        let (worker_sender, workers) = mpsc::channel::<EchoWorker>();
+        let (worker_sender, workers) = mpsc::channel::<EchoService>();
         let queue = port.queue(0).expect("queue 0");
         let lcore_stop = Arc::clone(&stop);
         let join = eal
             .launch(lcore_id, move || {
-                let mut lcore = Lcore::new(queue, config, EchoWorker::default()).expect("lcore");
+                let mut lcore = Lcore::new(queue, config, EchoService::default()).expect("lcore");
                 stats_sender.send(lcore.stats()).expect("send stats");
                 lcore.run(&lcore_stop);
                 worker_sender
-                    .send(std::mem::take(lcore.worker()))
+                    .send(std::mem::take(lcore.service()))
                     .expect("send worker");
             })
             .expect("launch lcore");
@@ -265,7 +262,7 @@ impl EchoLcore {
     }
 
     /// Stops the loop and returns its worker (with the echo counters).
-    pub fn stop(mut self) -> EchoWorker {
+    pub fn stop(mut self) -> EchoService {
         self.stop.store(true, Ordering::Relaxed);
         let join = self.join.take().expect("joined once");
         assert!(join.join(), "lcore loop panicked");
@@ -391,72 +388,21 @@ pub fn check_kernel_still_serves_the_host(lab: &VethLab, host_ip: Ipv4Addr, host
     assert_eq!(&server.join().expect("kernel side"), b"hello");
 }
 
-/// The shared state of a fresh server with the root user, as the dataplane binary builds it, for
-/// `workers` network workers (polling lcores) and `shards` storage shards.
-pub fn start_shared(data_dir: &std::path::Path, workers: usize, shards: usize) -> Arc<Shared> {
+/// The servers of a fresh appliance (metadata service and one storage shard, as the dataplane
+/// binary starts them) on `data_dir`, and the worker contexts of `workers` polling lcores to
+/// start a backend with. Stop the servers after the backend.
+pub fn start_servers(data_dir: &std::path::Path, workers: usize) -> (Servers, Vec<WorkerContext>) {
     let mut config = Config::load(None).expect("default config");
     config.system.path = data_dir.to_path_buf();
-    let (mut store, mut catalog) =
-        MetadataStore::open(&data_dir.join("metadata")).expect("metadata store");
-    let change = Change::CreateUser {
-        user_id: 0,
-        username: config.root.username.clone(),
-        password_hash: hash_password(&config.root.password).expect("hash"),
-        status: UserStatus::Active,
-        permissions: Some(Permissions::root()),
-        created_at_us: now_us(),
-    };
-    store.apply(&change).expect("store root user");
-    catalog.apply(&change).expect("catalog root user");
-    Arc::new(Shared::new(config, store, catalog, workers, shards).expect("shared state"))
-}
-
-/// One storage shard thread serving `workers` network workers (polling lcores) over a fresh ring
-/// mesh; stop it after the backend.
-pub struct OneShard {
-    shared: Arc<Shared>,
-    waker: Arc<riptide_dataplane::mesh::ring::Waker>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl OneShard {
-    /// The shard, and the workers' contexts to start a backend with.
-    pub fn start(shared: &Arc<Shared>, workers: usize) -> (OneShard, Vec<WorkerContext>) {
-        let Mesh {
-            links,
-            mut rings,
-            shard_wakers,
-            ..
-        } = build_mesh(workers, 1, shared.config.dataplane.ring_capacity).expect("rings");
-        let (shard_shared, waker, shard_rings) = (
-            Arc::clone(shared),
-            Arc::clone(&shard_wakers[0]),
-            rings.remove(0),
-        );
-        let thread_waker = Arc::clone(&waker);
-        let thread = std::thread::spawn(move || {
-            ShardLoop::new(0, shard_shared, shard_rings, thread_waker)
-                .expect("shard")
-                .run();
-        });
-        let contexts = links
-            .into_iter()
-            .enumerate()
-            .map(|(index, links)| WorkerContext::new(index, Arc::clone(shared), links))
-            .collect();
-        let shard = OneShard {
-            shared: Arc::clone(shared),
-            waker,
-            thread,
-        };
-        (shard, contexts)
-    }
-
-    /// Stops the shard (after the backend stopped) and waits for it.
-    pub fn stop(self) {
-        self.shared.request_shutdown();
-        self.shared.request_storage_stop();
-        self.waker.wake();
-        self.thread.join().expect("shard thread");
-    }
+    config.dataplane.storage_shards = 1;
+    let (servers, links) = Servers::start(&config, workers).expect("servers");
+    let contexts = links
+        .into_iter()
+        .enumerate()
+        .map(|(index, links)| {
+            let anchor = (Instant::now(), riptide_dataplane::clock::now_us());
+            WorkerContext::new(index, Arc::clone(&servers.shared), links, anchor)
+        })
+        .collect();
+    (servers, contexts)
 }

@@ -1,10 +1,16 @@
-//! Every decoder of riptide-protocol on arbitrary bytes: none may panic.
+//! Every decoder of riptide-protocol on arbitrary bytes: none may panic. And every request body
+//! must get the answer an Iggy 0.11 server gives (the model in `tests/common/iggy_server.rs`,
+//! built on `iggy_binary_protocol` 0.11.0's decoders) or one of its documented exceptions.
 //! Run with `cargo +nightly fuzz run decode` from `protocol/`.
 
 #![no_main]
 
+#[path = "../../tests/common/iggy_server.rs"]
+mod iggy_server;
+
 use libfuzzer_sys::fuzz_target;
 use riptide_protocol::batch::{slice_record, stamp, Batch};
+use riptide_protocol::codes::Operation;
 use riptide_protocol::header::{frame_size_bytes, RequestHeader};
 use riptide_protocol::login::parse_register;
 use riptide_protocol::reply::parse_result;
@@ -19,6 +25,12 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(send) = SendMessages::parse(body) {
             let _ = Batch::new_checked(send.batch);
+        }
+        // Reserved and server-internal operations are frame checks, outside the comparison.
+        if Operation::from_u8(head[0]).is_some_and(|op| op.is_client_allowed()) {
+            if let Err(disagreement) = iggy_server::compare(head[0], code, body) {
+                panic!("riptide and Iggy disagree: {disagreement}");
+            }
         }
     }
     let _ = frame_size_bytes(data, 1 << 26);

@@ -170,6 +170,23 @@ fn record_checksum(length: &[u8], sequence: &[u8], payload: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// A catalog as bytes, checksummed, in the snapshot format (what a cluster's state machine keeps
+/// and sends to a follower that needs a snapshot).
+///
+/// # Errors
+/// [`FormatError`] when the catalog cannot be encoded or is too large.
+pub fn encode_catalog(catalog: &Catalog) -> Result<Vec<u8>, FormatError> {
+    encode_snapshot(catalog, 0)
+}
+
+/// The catalog [`encode_catalog`] encoded.
+///
+/// # Errors
+/// [`FormatError`] for bytes that do not check.
+pub fn decode_catalog(bytes: &[u8]) -> Result<Catalog, FormatError> {
+    decode_snapshot(bytes).map(|(catalog, _)| catalog)
+}
+
 /// Encodes a whole snapshot file: the catalog as of record `last_sequence`.
 pub(crate) fn encode_snapshot(
     catalog: &Catalog,

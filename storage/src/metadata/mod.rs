@@ -19,7 +19,7 @@ mod store;
 
 pub use catalog::{Catalog, CatalogError};
 pub use change::Change;
-pub use format::FormatError;
+pub use format::{decode_catalog, encode_catalog, FormatError};
 pub use model::{
     CompressionAlgorithm, ConsumerGroup, Durability, ExplicitOptions, GlobalPermissions, Partition,
     Permissions, PersonalAccessToken, Stream, StreamPermissions, Topic, TopicOptionKey,

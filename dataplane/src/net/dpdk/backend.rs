@@ -1,6 +1,6 @@
 //! The DPDK backend as the server starts it: riptide.toml's `[dpdk]` section becomes an EAL
-//! configuration, one port and one polling lcore per worker lcore, each running the shared
-//! session layer ([`SessionWorker`]) over its own port queue. With several polling lcores each
+//! configuration, one port and one polling lcore per worker lcore, each driving the worker core
+//! (`session::WorkerCore`) over its own port queue. With several polling lcores each
 //! frame is handed to the lcore owning its flow ([`super::steer`]).
 //!
 //! The server builds the shared state and the worker/shard rings as for the kernel backend (one
@@ -26,7 +26,6 @@ use super::port::{
     af_xdp_driver_bytes, frame_bytes, mbuf_data_bytes, page_bytes, Port, PortConfig, PortError,
     PortStats,
 };
-use super::session_worker::SessionWorker;
 use super::steer::LcoreSteering;
 use crate::session::WorkerContext;
 use riptide_config::Config;
@@ -363,7 +362,7 @@ pub struct DpdkBackend {
 }
 
 impl DpdkBackend {
-    /// Starts the EAL, the port (one queue per polling lcore) and one [`SessionWorker`] loop per
+    /// Starts the EAL, the port (one queue per polling lcore) and one worker-core loop per
     /// polling lcore; `contexts` has one `WorkerContext` per entry of `plan.worker_lcores`.
     ///
     /// Errors: EAL, port and XDP errors (each naming its fix), [`BackendError::LcoreStart`].
@@ -431,7 +430,9 @@ impl DpdkBackend {
             .as_ref()
             .ok_or_else(|| BackendError::InvalidConfig("no EAL".into()))?;
         let join = eal.launch(lcore_id, move || {
-            match Lcore::sharing_port(queue, steering, config, SessionWorker::new(ctx)) {
+            // The core holds continuations that are not Send: it is built on its lcore.
+            let core = crate::session::WorkerCore::new(ctx);
+            match Lcore::sharing_port(queue, steering, config, core) {
                 Ok(mut lcore) => {
                     let _ = ready_sender.send(Ok(lcore.stats()));
                     lcore.run(&stop);

@@ -1,9 +1,8 @@
 //! One polling loop per lcore: rx burst -> smoltcp -> connection handlers -> smoltcp -> tx burst.
 //!
-//! The loop knows nothing of the Iggy protocol: it drives a [`Worker`] (the per-lcore context,
-//! e.g. the session layer's worker) and its [`ConnectionHandler`]s (one per TCP connection),
-//! which take received bytes and offer bytes to send. The kernel backend drives the same sans-I/O
-//! handlers over io_uring sockets.
+//! The loop knows nothing of the Iggy protocol: it drives a [`Service`] (the worker core in the
+//! appliance, which the kernel driver drives over io_uring sockets too), mapping each smoltcp
+//! socket to the service's connection and moving bytes between them.
 //!
 //! smoltcp needs one listening socket per connection being accepted, so the loop keeps a pool of
 //! `listen_backlog` listening sockets on the appliance port and replenishes it as they become
@@ -12,10 +11,12 @@
 //! An idle lcore (no packet, no handler progress) sleeps after `idle_turns_before_sleep` empty
 //! turns, at most `sleep_us` and never past smoltcp's next timer; a busy lcore never sleeps.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::mesh::messages::ConnectionId;
 
 use serde::Serialize;
 use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
@@ -34,120 +35,75 @@ use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
 use super::steer::LcoreSteering;
 
-/// One TCP connection's protocol state, sans I/O. `C` is the per-lcore context ([`Worker`]).
-pub trait ConnectionHandler<C> {
+/// The sans-I/O service an lcore drives: the worker core (`session::WorkerCore`) in the
+/// appliance, an echo in tests and the lab's wire ceiling. Its surface is the worker core's, so
+/// the loop maps smoltcp sockets to the service's connections and moves bytes, nothing else.
+pub trait Service {
+    /// A connection was established; `None` refuses it (the socket is reset).
+    fn accept(&mut self, peer: SocketAddr, now: std::time::Instant) -> Option<ConnectionId>;
     /// Bytes received from the peer, in order.
-    fn on_received(&mut self, bytes: &[u8], context: &mut C);
-    /// Bytes waiting to be sent to the peer, in order, as chunks (none when nothing is waiting;
-    /// the first chunk may be the rest of a partly sent one).
-    fn pending_output(&self) -> impl Iterator<Item = &[u8]>;
-    /// The first `written_bytes` of `pending_output` (across chunks) were accepted by the socket.
-    fn consume_output(&mut self, written_bytes: usize);
-    /// False while the handler cannot take more input (backpressure: a full ring to storage).
-    fn wants_read(&self) -> bool;
-    /// The handler is done (eviction, protocol error): the connection closes once output drains.
-    fn is_closed(&self) -> bool;
+    fn on_received(&mut self, id: ConnectionId, bytes: &[u8], now: std::time::Instant);
+    /// Bytes waiting to be sent, in order, as chunks (the first may be partly sent already).
+    fn transmit(&self, id: ConnectionId) -> impl Iterator<Item = &[u8]>;
+    /// The first `sent_bytes` of `transmit` (across chunks) were accepted by the socket.
+    fn on_sent(&mut self, id: ConnectionId, sent_bytes: usize);
+    /// False while the service cannot take more input (backpressure: a full ring to storage).
+    fn wants_read(&self, id: ConnectionId) -> bool;
+    /// The service is done with the connection: close it gracefully once output drained.
+    fn wants_close(&self, id: ConnectionId) -> bool;
     /// Requests read from the peer still wait for their replies (a stop lets them finish).
-    fn has_requests_in_flight(&self) -> bool {
+    fn awaiting_replies(&self, _id: ConnectionId) -> bool {
         false
     }
-}
-
-/// Index of a connection on its lcore (its socket slot), stable while the connection lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub u32);
-
-/// The per-lcore context the loop drives: creates handlers and moves work that does not come
-/// from the network (replies from storage shards) into them.
-pub trait Worker: Sized {
-    type Connection: ConnectionHandler<Self>;
-    /// A connection was accepted.
-    fn open_connection(&mut self, id: ConnectionId, peer: SocketAddrV4) -> Self::Connection;
-    /// A connection is gone (closed by either side or reset); its handler is handed back.
-    fn connection_closed(&mut self, _id: ConnectionId, _connection: Self::Connection) {}
-    /// Called once per turn before connections are served; returns true if it made progress.
-    fn poll(&mut self, _connections: &mut Connections<Self::Connection>) -> bool {
+    /// The connection is gone (closed by either side or reset).
+    fn on_closed(&mut self, id: ConnectionId);
+    /// Once per turn before sockets are served; returns whether it made progress.
+    fn poll(&mut self, _now: std::time::Instant) -> bool {
         false
     }
-    /// Called once per turn after connections were served (e.g. to wake the storage shards
-    /// that were sent requests during the turn).
-    fn end_turn(&mut self, _connections: &mut Connections<Self::Connection>) {}
+    /// Once per turn after sockets were served (e.g. to wake the servers sent requests).
+    fn end_turn(&mut self) {}
 }
 
-/// Live connection handlers of one lcore, indexed by [`ConnectionId`].
-#[derive(Debug)]
-pub struct Connections<H> {
-    slots: Vec<Option<H>>,
-    live_count: usize,
-    /// One past the highest live slot: iterations stop there rather than walking every slot
-    /// (connections take the lowest free slots, so live ones stay packed at the front).
-    live_end: usize,
-    /// Connections the worker wants reset (e.g. silent consumer-group members).
-    close_requests: Vec<ConnectionId>,
-}
-
-impl<H> Connections<H> {
-    fn with_capacity(capacity: usize) -> Connections<H> {
-        Connections {
-            slots: (0..capacity).map(|_| None).collect(),
-            live_count: 0,
-            live_end: 0,
-            close_requests: Vec::new(),
-        }
+impl Service for crate::session::WorkerCore {
+    fn accept(&mut self, peer: SocketAddr, now: std::time::Instant) -> Option<ConnectionId> {
+        crate::session::WorkerCore::accept(self, peer, now).ok()
     }
 
-    /// Asks the loop to reset connection `id` (RST) and retire its handler at its next turn.
-    pub fn request_close(&mut self, id: ConnectionId) {
-        let live = self.slots.get(id.0 as usize).is_some_and(Option::is_some);
-        if live && !self.close_requests.contains(&id) {
-            self.close_requests.push(id);
-        }
+    fn on_received(&mut self, id: ConnectionId, bytes: &[u8], now: std::time::Instant) {
+        crate::session::WorkerCore::on_received(self, id, bytes, now);
     }
 
-    pub fn get(&self, id: ConnectionId) -> Option<&H> {
-        self.slots.get(id.0 as usize).and_then(Option::as_ref)
+    fn transmit(&self, id: ConnectionId) -> impl Iterator<Item = &[u8]> {
+        crate::session::WorkerCore::transmit(self, id)
     }
 
-    pub fn get_mut(&mut self, id: ConnectionId) -> Option<&mut H> {
-        self.slots.get_mut(id.0 as usize).and_then(Option::as_mut)
+    fn on_sent(&mut self, id: ConnectionId, sent_bytes: usize) {
+        crate::session::WorkerCore::on_sent(self, id, sent_bytes);
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnectionId, &mut H)> {
-        self.slots[..self.live_end]
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(index, slot)| {
-                slot.as_mut()
-                    .map(|handler| (ConnectionId(index as u32), handler))
-            })
+    fn wants_read(&self, id: ConnectionId) -> bool {
+        crate::session::WorkerCore::wants_read(self, id)
     }
 
-    pub fn len(&self) -> usize {
-        self.live_count
+    fn wants_close(&self, id: ConnectionId) -> bool {
+        crate::session::WorkerCore::wants_close(self, id)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.live_count == 0
+    fn awaiting_replies(&self, id: ConnectionId) -> bool {
+        crate::session::WorkerCore::awaiting_replies(self, id)
     }
 
-    fn insert(&mut self, id: ConnectionId, handler: H) {
-        let slot = &mut self.slots[id.0 as usize];
-        debug_assert!(slot.is_none(), "connection slot {id:?} reused while live");
-        if slot.replace(handler).is_none() {
-            self.live_count += 1;
-        }
-        self.live_end = self.live_end.max(id.0 as usize + 1);
+    fn on_closed(&mut self, id: ConnectionId) {
+        crate::session::WorkerCore::on_closed(self, id);
     }
 
-    fn remove(&mut self, id: ConnectionId) -> Option<H> {
-        let handler = self.slots.get_mut(id.0 as usize)?.take();
-        if handler.is_some() {
-            self.live_count -= 1;
-        }
-        while self.live_end > 0 && self.slots[self.live_end - 1].is_none() {
-            self.live_end -= 1;
-        }
-        handler
+    fn poll(&mut self, now: std::time::Instant) -> bool {
+        crate::session::WorkerCore::poll(self, now)
+    }
+
+    fn end_turn(&mut self) {
+        crate::session::WorkerCore::end_turn(self);
     }
 }
 
@@ -303,8 +259,10 @@ enum SlotState {
     Free,
     /// Listening, or past a SYN and not yet established.
     Listening(SocketHandle),
-    Connected(SocketHandle),
-    /// Handler gone; the socket finishes its close (FIN exchange, TIME-WAIT) before reuse.
+    /// Established, serving the service's connection `ConnectionId`.
+    Connected(SocketHandle, ConnectionId),
+    /// The service's connection is gone; the socket finishes its close (FIN exchange,
+    /// TIME-WAIT) before reuse.
     Draining(SocketHandle),
 }
 
@@ -313,7 +271,7 @@ impl SlotState {
         match self {
             SlotState::Free => None,
             SlotState::Listening(handle)
-            | SlotState::Connected(handle)
+            | SlotState::Connected(handle, _)
             | SlotState::Draining(handle) => Some(handle),
         }
     }
@@ -329,7 +287,7 @@ struct LoopCounters {
 }
 
 /// The polling loop of one lcore over one port queue.
-pub struct Lcore<W: Worker> {
+pub struct Lcore<S: Service> {
     device: MbufDevice,
     interface: Interface,
     /// The sockets of listening, connected and draining slots only: smoltcp walks every socket
@@ -342,8 +300,9 @@ pub struct Lcore<W: Worker> {
     /// slots in use stay packed at the front and a turn looks at those only, not at all
     /// `connections_max` (walking 512 slots per turn took a tenth of a busy lcore).
     slots_end: usize,
-    connections: Connections<W::Connection>,
-    worker: W,
+    /// Slots in `Connected` state.
+    connections_live: usize,
+    service: S,
     config: LcoreConfig,
     epoch: std::time::Instant,
     idle_turns: u32,
@@ -353,14 +312,18 @@ pub struct Lcore<W: Worker> {
     stats: Arc<LcoreStats>,
 }
 
-impl<W: Worker> Lcore<W> {
+impl<S: Service> Lcore<S> {
     /// Sets up smoltcp on `queue` with the port's MAC and `connections_max` TCP sockets; the
     /// lcore is the only one polling its port.
     ///
     /// Errors: [`LcoreError::InvalidConfig`], [`LcoreError::Port`] (MAC unreadable),
     /// [`LcoreError::Net`] (bad address).
-    pub fn new(queue: QueueHandle, config: LcoreConfig, worker: W) -> Result<Lcore<W>, LcoreError> {
-        Lcore::sharing_port(queue, None, config, worker)
+    pub fn new(
+        queue: QueueHandle,
+        config: LcoreConfig,
+        service: S,
+    ) -> Result<Lcore<S>, LcoreError> {
+        Lcore::sharing_port(queue, None, config, service)
     }
 
     /// As [`Lcore::new`], for one of several lcores polling the queues of one port: `steering`
@@ -371,8 +334,8 @@ impl<W: Worker> Lcore<W> {
         queue: QueueHandle,
         steering: Option<LcoreSteering>,
         config: LcoreConfig,
-        worker: W,
-    ) -> Result<Lcore<W>, LcoreError> {
+        service: S,
+    ) -> Result<Lcore<S>, LcoreError> {
         config.validate()?;
         let mac = queue.port().mac()?;
         let mut device = MbufDevice::new(queue, steering);
@@ -397,7 +360,6 @@ impl<W: Worker> Lcore<W> {
             })
             .collect();
         let slots = vec![SlotState::Free; config.connections_max];
-        let connections = Connections::with_capacity(config.connections_max);
         let stats = Arc::new(LcoreStats::default());
         let mut lcore = Lcore {
             device,
@@ -406,8 +368,8 @@ impl<W: Worker> Lcore<W> {
             spare_sockets,
             slots,
             slots_end: 0,
-            connections,
-            worker,
+            connections_live: 0,
+            service,
             config,
             epoch,
             idle_turns: 0,
@@ -424,12 +386,8 @@ impl<W: Worker> Lcore<W> {
         Arc::clone(&self.stats)
     }
 
-    pub fn worker(&mut self) -> &mut W {
-        &mut self.worker
-    }
-
-    pub fn connections(&mut self) -> &mut Connections<W::Connection> {
-        &mut self.connections
+    pub fn service(&mut self) -> &mut S {
+        &mut self.service
     }
 
     /// Runs turns until `stop` is set, backing off while idle. Publishes stats on exit.
@@ -471,41 +429,39 @@ impl<W: Worker> Lcore<W> {
     }
 
     fn replies_outstanding(&self) -> bool {
-        self.slots[..self.slots_end]
-            .iter()
-            .enumerate()
-            .any(|(index, slot)| {
-                let Some(handler) = self.connections.get(ConnectionId(index as u32)) else {
-                    return false;
-                };
-                handler.has_requests_in_flight()
-                    || handler.pending_output().any(|chunk| !chunk.is_empty())
-                    || slot.handle().is_some_and(|handle| {
-                        self.sockets.get::<tcp::Socket>(handle).send_queue() > 0
-                    })
-            })
+        self.slots[..self.slots_end].iter().any(|slot| {
+            let SlotState::Connected(handle, id) = *slot else {
+                return false;
+            };
+            self.service.awaiting_replies(id)
+                || self.service.transmit(id).any(|chunk| !chunk.is_empty())
+                || self.sockets.get::<tcp::Socket>(handle).send_queue() > 0
+        })
     }
 
-    /// The loop is stopping: reset every connection and hand every handler back to the worker,
-    /// so shared state (client registry, group memberships) forgets them.
+    /// The loop is stopping: reset every connection and tell the service, so shared state
+    /// (client registry, group memberships) forgets them.
     fn close_all(&mut self) {
         for index in 0..self.slots_end {
-            let id = ConnectionId(index as u32);
-            let SlotState::Connected(handle) = self.slots[index] else {
+            let SlotState::Connected(handle, id) = self.slots[index] else {
                 continue;
             };
-            if let Some(handler) = self.connections.remove(id) {
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                self.worker.connection_closed(id, handler);
-                self.counters.connections_closed += 1;
-                self.slots[index] = SlotState::Draining(handle);
-            }
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            self.retire(index, handle, id);
         }
         // Emit the resets.
         let now = self.now();
         self.interface
             .poll(now, &mut self.device, &mut self.sockets);
         self.device.flush_tx();
+    }
+
+    /// The service's connection in slot `index` is gone; its socket drains.
+    fn retire(&mut self, index: usize, handle: SocketHandle, id: ConnectionId) {
+        self.service.on_closed(id);
+        self.connections_live -= 1;
+        self.counters.connections_closed += 1;
+        self.slots[index] = SlotState::Draining(handle);
     }
 
     /// One pass of the loop; returns whether anything happened (packets, bytes, state changes).
@@ -517,9 +473,9 @@ impl<W: Worker> Lcore<W> {
             .interface
             .poll(now, &mut self.device, &mut self.sockets);
         let mut busy = received > 0 || polled == PollResult::SocketStateChanged;
-        busy |= self.worker.poll(&mut self.connections);
+        busy |= self.service.poll(std::time::Instant::now());
         busy |= self.serve_sockets();
-        self.worker.end_turn(&mut self.connections);
+        self.service.end_turn();
         if busy {
             // Send what the handlers just wrote without waiting for the next turn.
             self.interface
@@ -567,18 +523,13 @@ impl<W: Worker> Lcore<W> {
         Instant::from_micros(i64::try_from(elapsed_us).unwrap_or(i64::MAX))
     }
 
-    /// Accepts established sockets, moves bytes between sockets and handlers, retires closed ones.
+    /// Accepts established sockets, moves bytes between sockets and the service, retires
+    /// closed ones.
     fn serve_sockets(&mut self) -> bool {
         let mut busy = false;
-        for id in std::mem::take(&mut self.connections.close_requests) {
-            if let SlotState::Connected(handle) = self.slots[id.0 as usize] {
-                // The retirement below sees the socket closed and hands the handler back.
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
-            }
-        }
+        let now = std::time::Instant::now();
         // Freeing a slot may lower slots_end; the slots past it are free and skipped anyway.
         for index in 0..self.slots_end {
-            let id = ConnectionId(index as u32);
             let state = self.slots[index];
             let Some(handle) = state.handle() else {
                 continue;
@@ -590,27 +541,26 @@ impl<W: Worker> Lcore<W> {
                     tcp::State::Listen | tcp::State::SynReceived => {}
                     tcp::State::Closed => self.free_slot(index, handle),
                     _ => {
-                        let peer = peer_address(socket.remote_endpoint());
-                        let handler = self.worker.open_connection(id, peer);
-                        self.connections.insert(id, handler);
-                        self.slots[index] = SlotState::Connected(handle);
-                        self.counters.connections_accepted += 1;
+                        let peer = SocketAddr::V4(peer_address(socket.remote_endpoint()));
+                        match self.service.accept(peer, now) {
+                            Some(id) => {
+                                self.slots[index] = SlotState::Connected(handle, id);
+                                self.connections_live += 1;
+                                self.counters.connections_accepted += 1;
+                            }
+                            None => {
+                                socket.abort();
+                                self.slots[index] = SlotState::Draining(handle);
+                            }
+                        }
                         busy = true;
                     }
                 },
-                SlotState::Connected(_) => {
-                    let Some(handler) = self.connections.get_mut(id) else {
-                        self.slots[index] = SlotState::Draining(handle);
-                        continue;
-                    };
+                SlotState::Connected(_, id) => {
                     let read = !self.draining;
-                    busy |= serve_connection(socket, handler, &mut self.worker, read);
+                    busy |= serve_connection(socket, &mut self.service, id, read, now);
                     if !socket.is_open() || socket.state() == tcp::State::TimeWait {
-                        if let Some(handler) = self.connections.remove(id) {
-                            self.worker.connection_closed(id, handler);
-                        }
-                        self.counters.connections_closed += 1;
-                        self.slots[index] = SlotState::Draining(handle);
+                        self.retire(index, handle, id);
                         busy = true;
                     }
                 }
@@ -699,28 +649,29 @@ impl<W: Worker> Lcore<W> {
             self.counters.connections_accepted,
         );
         store(&stats.connections_closed, self.counters.connections_closed);
-        store(&stats.connections_active, self.connections.len() as u64);
+        store(&stats.connections_active, self.connections_live as u64);
         store(&stats.turns, self.counters.turns);
         store(&stats.idle_sleeps, self.counters.idle_sleeps);
     }
 }
 
-/// Moves received bytes into the handler and its output into the socket; closes the socket when
-/// the handler is done or the peer has finished sending, once the output has drained.
-fn serve_connection<W: Worker>(
+/// Moves received bytes into the service and its output into the socket; closes the socket
+/// when the service is done or the peer has finished sending, once the output has drained.
+fn serve_connection<S: Service>(
     socket: &mut tcp::Socket<'_>,
-    handler: &mut W::Connection,
-    worker: &mut W,
+    service: &mut S,
+    id: ConnectionId,
     read: bool,
+    now: std::time::Instant,
 ) -> bool {
     let mut busy = false;
     // Two reads at most: the socket's ring buffer may wrap once.
     for _ in 0..2 {
-        if !read || !handler.wants_read() || !socket.can_recv() {
+        if !read || !service.wants_read(id) || !socket.can_recv() {
             break;
         }
         let received = socket.recv(|bytes| {
-            handler.on_received(bytes, worker);
+            service.on_received(id, bytes, now);
             (bytes.len(), bytes.len())
         });
         match received {
@@ -729,7 +680,7 @@ fn serve_connection<W: Worker>(
         }
     }
     let mut written_bytes = 0;
-    for chunk in handler.pending_output() {
+    for chunk in service.transmit(id) {
         if !socket.can_send() {
             break;
         }
@@ -744,16 +695,16 @@ fn serve_connection<W: Worker>(
         }
     }
     if written_bytes > 0 {
-        handler.consume_output(written_bytes);
+        service.on_sent(id, written_bytes);
         busy = true;
     }
-    let drained = handler.pending_output().all(<[u8]>::is_empty);
+    let drained = service.transmit(id).all(<[u8]>::is_empty);
     let peer_done = !socket.may_recv() && socket.state() == tcp::State::CloseWait;
     let open = matches!(
         socket.state(),
         tcp::State::Established | tcp::State::CloseWait
     );
-    if drained && open && (handler.is_closed() || peer_done) {
+    if drained && open && (service.wants_close(id) || peer_done) {
         socket.close();
         busy = true;
     }
@@ -780,70 +731,110 @@ fn peer_address(endpoint: Option<smoltcp::wire::IpEndpoint>) -> SocketAddrV4 {
 /// A diagnostic service: every connection sends back what it receives. Used by the tests and
 /// as a smoke test of a DPDK port before the real sessions are wired in.
 pub mod echo {
-    use super::{ConnectionHandler, ConnectionId, Worker};
-    use std::net::SocketAddrV4;
+    use super::{ConnectionId, Service};
+    use std::net::SocketAddr;
+    use std::time::Instant;
 
     /// Bytes an echo connection holds before it stops reading (backpressure).
     pub const ECHO_BUFFER_MAX_BYTES: usize = 256 * 1024;
 
     #[derive(Debug, Default)]
-    pub struct EchoWorker {
+    struct EchoConnection {
+        generation: u32,
+        output: Vec<u8>,
+        sent_bytes: usize,
+        open: bool,
+    }
+
+    /// Every connection sends back what it receives.
+    #[derive(Debug, Default)]
+    pub struct EchoService {
+        connections: Vec<EchoConnection>,
         pub bytes_echoed: u64,
         pub connections_opened: u64,
         pub connections_closed: u64,
     }
 
-    #[derive(Debug, Default)]
-    pub struct EchoConnection {
-        output: Vec<u8>,
-        sent_bytes: usize,
+    impl EchoService {
+        fn connection(&self, id: ConnectionId) -> Option<&EchoConnection> {
+            self.connections
+                .get(id.slot as usize)
+                .filter(|c| c.open && c.generation == id.generation)
+        }
+
+        fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut EchoConnection> {
+            self.connections
+                .get_mut(id.slot as usize)
+                .filter(|c| c.open && c.generation == id.generation)
+        }
     }
 
-    impl ConnectionHandler<EchoWorker> for EchoConnection {
-        fn on_received(&mut self, bytes: &[u8], worker: &mut EchoWorker) {
-            self.output.extend_from_slice(bytes);
-            worker.bytes_echoed += bytes.len() as u64;
+    impl Service for EchoService {
+        fn accept(&mut self, _peer: SocketAddr, _now: Instant) -> Option<ConnectionId> {
+            let slot = match self.connections.iter().position(|c| !c.open) {
+                Some(slot) => slot,
+                None => {
+                    self.connections.push(EchoConnection::default());
+                    self.connections.len() - 1
+                }
+            };
+            let connection = &mut self.connections[slot];
+            connection.generation = connection.generation.wrapping_add(1);
+            connection.open = true;
+            self.connections_opened += 1;
+            Some(ConnectionId {
+                slot: slot as u32,
+                generation: connection.generation,
+            })
         }
 
-        fn pending_output(&self) -> impl Iterator<Item = &[u8]> {
-            let rest = &self.output[self.sent_bytes..];
-            (!rest.is_empty()).then_some(rest).into_iter()
-        }
-
-        fn consume_output(&mut self, written_bytes: usize) {
-            self.sent_bytes = (self.sent_bytes + written_bytes).min(self.output.len());
-            if self.sent_bytes == self.output.len() {
-                self.output.clear();
-                self.sent_bytes = 0;
+        fn on_received(&mut self, id: ConnectionId, bytes: &[u8], _now: Instant) {
+            if let Some(connection) = self.connection_mut(id) {
+                connection.output.extend_from_slice(bytes);
+                self.bytes_echoed += bytes.len() as u64;
             }
         }
 
-        fn wants_read(&self) -> bool {
-            self.output.len() < ECHO_BUFFER_MAX_BYTES
+        fn transmit(&self, id: ConnectionId) -> impl Iterator<Item = &[u8]> {
+            self.connection(id)
+                .map(|c| &c.output[c.sent_bytes..])
+                .filter(|rest| !rest.is_empty())
+                .into_iter()
         }
 
-        fn is_closed(&self) -> bool {
+        fn on_sent(&mut self, id: ConnectionId, sent_bytes: usize) {
+            if let Some(c) = self.connection_mut(id) {
+                c.sent_bytes = (c.sent_bytes + sent_bytes).min(c.output.len());
+                if c.sent_bytes == c.output.len() {
+                    c.output.clear();
+                    c.sent_bytes = 0;
+                }
+            }
+        }
+
+        fn wants_read(&self, id: ConnectionId) -> bool {
+            self.connection(id)
+                .is_some_and(|c| c.output.len() < ECHO_BUFFER_MAX_BYTES)
+        }
+
+        fn wants_close(&self, _id: ConnectionId) -> bool {
             false
         }
-    }
 
-    impl Worker for EchoWorker {
-        type Connection = EchoConnection;
-
-        fn open_connection(&mut self, _id: ConnectionId, _peer: SocketAddrV4) -> EchoConnection {
-            self.connections_opened += 1;
-            EchoConnection::default()
-        }
-
-        fn connection_closed(&mut self, _id: ConnectionId, _connection: EchoConnection) {
-            self.connections_closed += 1;
+        fn on_closed(&mut self, id: ConnectionId) {
+            if let Some(connection) = self.connection_mut(id) {
+                connection.open = false;
+                connection.output = Vec::new();
+                connection.sent_bytes = 0;
+                self.connections_closed += 1;
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::echo::{EchoConnection, EchoWorker, ECHO_BUFFER_MAX_BYTES};
+    use super::echo::{EchoService, ECHO_BUFFER_MAX_BYTES};
     use super::*;
 
     #[test]
@@ -887,38 +878,6 @@ mod tests {
     }
 
     #[test]
-    fn connections_table_tracks_live_handlers() {
-        let mut connections: Connections<u32> = Connections::with_capacity(4);
-        assert!(connections.is_empty());
-        connections.insert(ConnectionId(1), 10);
-        connections.insert(ConnectionId(3), 30);
-        assert_eq!(connections.len(), 2);
-        connections.request_close(ConnectionId(3));
-        connections.request_close(ConnectionId(3));
-        connections.request_close(ConnectionId(2));
-        connections.request_close(ConnectionId(99));
-        assert_eq!(connections.close_requests, vec![ConnectionId(3)]);
-        assert_eq!(connections.get_mut(ConnectionId(3)), Some(&mut 30));
-        assert_eq!(connections.get_mut(ConnectionId(0)), None);
-        assert_eq!(connections.get_mut(ConnectionId(99)), None);
-        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
-        assert_eq!(ids, vec![1, 3]);
-        assert_eq!(connections.remove(ConnectionId(1)), Some(10));
-        assert_eq!(connections.remove(ConnectionId(1)), None);
-        assert_eq!(connections.remove(ConnectionId(99)), None);
-        assert_eq!(connections.len(), 1);
-        // Iterations stop after the highest live slot, which moves down as slots empty.
-        connections.insert(ConnectionId(0), 0);
-        assert_eq!(connections.remove(ConnectionId(3)), Some(30));
-        assert_eq!(connections.live_end, 1);
-        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
-        assert_eq!(ids, vec![0]);
-        connections.insert(ConnectionId(2), 20);
-        let ids: Vec<u32> = connections.iter_mut().map(|(id, _)| id.0).collect();
-        assert_eq!(ids, vec![0, 2]);
-    }
-
-    #[test]
     fn config_validation_names_the_field() {
         let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24, 8090);
         config.validate().unwrap();
@@ -934,21 +893,31 @@ mod tests {
     }
 
     #[test]
-    fn echo_handler_returns_bytes_and_applies_backpressure() {
-        let mut worker = EchoWorker::default();
-        let mut connection = EchoConnection::default();
-        let pending =
-            |connection: &EchoConnection| connection.pending_output().collect::<Vec<_>>().concat();
-        connection.on_received(b"hello", &mut worker);
-        assert_eq!(pending(&connection), b"hello");
-        connection.consume_output(2);
-        assert_eq!(pending(&connection), b"llo");
-        connection.consume_output(3);
-        assert_eq!(connection.pending_output().count(), 0);
-        assert_eq!(worker.bytes_echoed, 5);
-        assert!(connection.wants_read());
-        connection.on_received(&vec![7; ECHO_BUFFER_MAX_BYTES], &mut worker);
-        assert!(!connection.wants_read());
-        assert!(!connection.is_closed());
+    fn echo_service_returns_bytes_and_applies_backpressure() {
+        let mut echo = EchoService::default();
+        let now = std::time::Instant::now();
+        let peer = SocketAddr::from(([10, 0, 0, 1], 1));
+        let id = echo.accept(peer, now).unwrap();
+        let pending = |echo: &EchoService| echo.transmit(id).collect::<Vec<_>>().concat();
+        echo.on_received(id, b"hello", now);
+        assert_eq!(pending(&echo), b"hello");
+        echo.on_sent(id, 2);
+        assert_eq!(pending(&echo), b"llo");
+        echo.on_sent(id, 3);
+        assert_eq!(echo.transmit(id).count(), 0);
+        assert_eq!(echo.bytes_echoed, 5);
+        assert!(echo.wants_read(id));
+        echo.on_received(id, &vec![7; ECHO_BUFFER_MAX_BYTES], now);
+        assert!(!echo.wants_read(id));
+        assert!(!echo.wants_close(id));
+        echo.on_closed(id);
+        let reused = echo.accept(peer, now).unwrap();
+        assert_eq!(reused.slot, id.slot);
+        assert!(
+            !echo.wants_read(id),
+            "a closed id is dead after its slot is reused"
+        );
+        assert!(echo.wants_read(reused));
+        assert_eq!((echo.connections_opened, echo.connections_closed), (2, 1));
     }
 }

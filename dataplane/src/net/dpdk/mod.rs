@@ -1,8 +1,8 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
 //! smoltcp over mbuf bursts (`net`) with TCP checksums done by the device (`checksum`), counting
 //! its retransmissions (`retransmit`),
-//! flow steering between the lcores of a port (`steer`), the per-lcore polling loop (`lcore`), the session layer on
-//! an lcore (`session_worker`) and the backend the server starts from riptide.toml (`backend`).
+//! flow steering between the lcores of a port (`steer`), the per-lcore polling loop that drives
+//! the worker core (`lcore`) and the backend the server starts from riptide.toml (`backend`).
 
 pub mod backend;
 pub mod checksum;
@@ -13,5 +13,4 @@ pub mod lcore;
 pub mod net;
 pub mod port;
 pub mod retransmit;
-pub mod session_worker;
 pub mod steer;

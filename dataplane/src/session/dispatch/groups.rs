@@ -1,9 +1,10 @@
 //! Consumer groups: definitions are durable metadata; membership lives in the group registry and
 //! follows connections (a disconnect leaves every group).
 
-use super::{done, encoded, resolve_stream_topic, result_ok, Action, Call, Handled};
+use super::{done, encoded, produced_id, resolve_stream_topic, result_ok, Action, Call, Handled};
+use crate::metadata::Produced;
 use crate::session::groups::GroupKey;
-use crate::session::shared::lock;
+use crate::session::shared::{lock, Shared};
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
     ConsumerGroupDetailsResponse, ConsumerGroupMemberResponse, ConsumerGroupResponse,
@@ -57,12 +58,12 @@ fn target<'c>(
 }
 
 fn details(
-    call: &Call<'_>,
+    shared: &Shared,
     key: GroupKey,
     topic: &Topic,
     group: &ConsumerGroup,
 ) -> ConsumerGroupDetailsResponse {
-    let groups = lock(&call.ctx.shared.groups);
+    let groups = lock(&shared.groups);
     let members: Vec<ConsumerGroupMemberResponse> = groups
         .group(key)
         .map(|state| {
@@ -100,7 +101,12 @@ fn get(
     group: &WireIdentifier,
 ) -> Result<Handled, ErrorCode> {
     match target(call, stream, topic, group, Action::ReadTopic) {
-        Ok((key, topic, group)) => Ok(Handled::Reply(encoded(&details(call, key, topic, group)))),
+        Ok((key, topic, group)) => Ok(Handled::Reply(encoded(&details(
+            &call.ctx.shared,
+            key,
+            topic,
+            group,
+        )))),
         Err(ErrorCode::ConsumerGroupIdNotFound | ErrorCode::ConsumerGroupNameNotFound) => {
             Ok(Handled::Reply(Vec::new()))
         }
@@ -140,35 +146,40 @@ fn create(
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let (group_id, catalog) = call.ctx.shared.mutate(|catalog| {
-        if catalog
-            .consumer_group_by_name(stream_id, topic_id, name)
-            .is_some()
-        {
-            return Err(ErrorCode::ConsumerGroupNameAlreadyExists);
-        }
-        let group_id = catalog
-            .next_consumer_group_id(stream_id, topic_id)
-            .map_err(|e| super::catalog_error_code(&e))?;
-        Ok((
-            Change::CreateConsumerGroup {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog
+                .consumer_group_by_name(stream_id, topic_id, &name)
+                .is_some()
+            {
+                return Err(ErrorCode::ConsumerGroupNameAlreadyExists);
+            }
+            let group_id = catalog
+                .next_consumer_group_id(stream_id, topic_id)
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let change = Change::CreateConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-                name: name.to_string(),
-            },
-            group_id,
-        ))
-    })?;
-    let topic = catalog
-        .topic(stream_id, topic_id)
-        .ok_or(ErrorCode::TopicIdNotFound)?;
-    let group = topic
-        .consumer_groups
-        .get(&group_id)
-        .ok_or(ErrorCode::Error)?;
-    let reply = details(call, (stream_id, topic_id, group_id), topic, group);
-    Ok(Handled::Reply(result_ok(&encoded(&reply))))
+                name,
+            };
+            Ok((change, Produced::Id(group_id)))
+        },
+        move |applied, _, ctx| {
+            let group_id = produced_id(&applied.produced)?;
+            let topic = applied
+                .catalog
+                .topic(stream_id, topic_id)
+                .ok_or(ErrorCode::TopicIdNotFound)?;
+            let group = topic
+                .consumer_groups
+                .get(&group_id)
+                .ok_or(ErrorCode::Error)?;
+            let reply = details(&ctx.shared, (stream_id, topic_id, group_id), topic, group);
+            Ok(Handled::Reply(result_ok(&encoded(&reply))))
+        },
+    ))
 }
 
 fn delete(
@@ -179,18 +190,20 @@ fn delete(
 ) -> Result<Handled, ErrorCode> {
     let ((stream_id, topic_id, group_id), _, _) =
         target(call, stream, topic, group, Action::ManageTopic)?;
-    call.ctx.shared.mutate(|_| {
-        Ok((
-            Change::DeleteConsumerGroup {
+    Ok(Handled::change(
+        move |_| {
+            let change = Change::DeleteConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-            },
-            (),
-        ))
-    })?;
-    lock(&call.ctx.shared.groups).forget(stream_id, Some(topic_id), Some(group_id));
-    Ok(Handled::Reply(result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |_, _, ctx| {
+            lock(&ctx.shared.groups).forget(stream_id, Some(topic_id), Some(group_id));
+            Ok(Handled::Reply(result_ok(&[])))
+        },
+    ))
 }
 
 fn join(

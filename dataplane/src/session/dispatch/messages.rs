@@ -1,12 +1,15 @@
 //! The data plane: send, poll, flush and consumer offsets. Resolution and permission checks run on
 //! the network worker; the partition's shard does the storage work.
 
-use super::{done, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef};
+use super::{
+    done, replicated, resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef,
+};
+use crate::metadata::ReplicatedWrite;
 use crate::session::counters::WorkerCounters;
 use crate::shard::{PollFrom, ShardOp};
 use bytes::Bytes;
 use riptide_protocol::batch::Batch;
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ConsumerKind as WireConsumerKind, ErrorCode, PollingKind};
 use riptide_protocol::request::{Partitioning, SendMessages};
 use riptide_protocol::wire::requests::consumer_offsets::{
     DeleteConsumerOffsetRequest, GetConsumerOffsetRequest, StoreConsumerOffsetRequest,
@@ -16,14 +19,6 @@ use riptide_protocol::wire::{WireConsumer, WireIdentifier};
 use riptide_storage::metadata::Topic;
 use riptide_storage::{ConsumerKind, ConsumerRef, PartitionKey, ReadResult};
 use std::sync::atomic::Ordering;
-
-const CONSUMER_KIND_CONSUMER: u8 = 1;
-const CONSUMER_KIND_GROUP: u8 = 2;
-const POLL_OFFSET: u8 = 1;
-const POLL_TIMESTAMP: u8 = 2;
-const POLL_FIRST: u8 = 3;
-const POLL_LAST: u8 = 4;
-const POLL_NEXT: u8 = 5;
 
 /// `received_batch`, when the session received the batch into its own buffer, replaces
 /// `send.batch` (which then holds only the batch header) and is appended without a copy.
@@ -80,22 +75,33 @@ fn send_inner(
     counters
         .bytes_in
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let continuation = Continuation::SendConfirmation {
+        stream_id: stream.id,
+        topic_id: topic.id,
+        partition_id,
+        base_offset: None,
+        messages: u64::from(send.messages_count),
+    };
+    let batch = received_batch.unwrap_or_else(|| send.batch.to_vec());
+    if call.ctx.shared.cluster.is_some() {
+        let write = ReplicatedWrite::Append {
+            key,
+            batch,
+            messages: send.messages_count,
+        };
+        return Ok(replicated(write, continuation));
+    }
     Ok(Handled::Shard {
         requests: vec![(
             call.ctx.shared.shard_for(key),
             ShardOp::Append {
                 key,
-                batch: received_batch.unwrap_or_else(|| send.batch.to_vec()),
+                batch,
                 ack,
+                stamp_us: None,
             },
         )],
-        continuation: Continuation::SendConfirmation {
-            stream_id: stream.id,
-            topic_id: topic.id,
-            partition_id,
-            base_offset: None,
-            messages: u64::from(send.messages_count),
-        },
+        continuation,
     })
 }
 
@@ -116,13 +122,13 @@ fn poll_inner(request: PollMessagesRequest, call: Call<'_>) -> Result<Handled, E
             poll_reply(None, 0, &call.ctx.shared.worker_counters[call.ctx.index]).concat(),
         ));
     };
-    let from = match request.strategy.kind {
-        POLL_OFFSET => PollFrom::Offset(request.strategy.value),
-        POLL_TIMESTAMP => PollFrom::Timestamp(request.strategy.value),
-        POLL_FIRST => PollFrom::First,
-        POLL_LAST => PollFrom::Last,
-        POLL_NEXT => PollFrom::Next(consumer),
-        _ => return Err(ErrorCode::InvalidFormat),
+    let from = match PollingKind::from_wire(request.strategy.kind) {
+        Some(PollingKind::Offset) => PollFrom::Offset(request.strategy.value),
+        Some(PollingKind::Timestamp) => PollFrom::Timestamp(request.strategy.value),
+        Some(PollingKind::First) => PollFrom::First,
+        Some(PollingKind::Last) => PollFrom::Last,
+        Some(PollingKind::Next) => PollFrom::Next(consumer),
+        None => return Err(ErrorCode::InvalidFormat),
     };
     let count = request
         .count
@@ -186,8 +192,8 @@ fn poll_partition(
 /// A consumer's storage identity: numeric ids as they are; a named consumer by the hash of its
 /// name (Iggy keys consumer offsets the same way, by identifier); a group by its id.
 fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, ErrorCode> {
-    match consumer.kind {
-        CONSUMER_KIND_CONSUMER => Ok(ConsumerRef {
+    match WireConsumerKind::from_wire(consumer.kind) {
+        Some(WireConsumerKind::Consumer) => Ok(ConsumerRef {
             kind: ConsumerKind::Consumer,
             id: match &consumer.id {
                 WireIdentifier::Numeric(id) => *id,
@@ -196,7 +202,7 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
                 }
             },
         }),
-        CONSUMER_KIND_GROUP => {
+        Some(WireConsumerKind::ConsumerGroup) => {
             let group = match &consumer.id {
                 WireIdentifier::Numeric(id) => topic.consumer_groups.get(id),
                 WireIdentifier::String(name) => topic
@@ -210,7 +216,7 @@ fn consumer_ref(topic: &Topic, consumer: &WireConsumer) -> Result<ConsumerRef, E
                 id: group.id,
             })
         }
-        _ => Err(ErrorCode::InvalidFormat),
+        None => Err(ErrorCode::InvalidFormat),
     }
 }
 
@@ -338,6 +344,14 @@ pub fn store_offset(request: StoreConsumerOffsetRequest, call: Call<'_>) -> Hand
         if current.is_none_or(|current| request.offset > current) {
             return Err(ErrorCode::InvalidOffset);
         }
+        if call.ctx.shared.cluster.is_some() {
+            let write = ReplicatedWrite::StoreOffset {
+                key,
+                consumer,
+                offset: request.offset,
+            };
+            return Ok(replicated(write, Continuation::Body(result_ok(&[]))));
+        }
         Ok(Handled::Shard {
             requests: vec![(
                 call.ctx.shared.shard_for(key),
@@ -361,6 +375,10 @@ pub fn delete_offset(request: DeleteConsumerOffsetRequest, call: Call<'_>) -> Ha
             &request.topic_id,
             request.partition_id,
         )?;
+        if call.ctx.shared.cluster.is_some() {
+            let write = ReplicatedWrite::DeleteOffset { key, consumer };
+            return Ok(replicated(write, Continuation::Body(result_ok(&[]))));
+        }
         Ok(Handled::Shard {
             requests: vec![(
                 call.ctx.shared.shard_for(key),

@@ -1,5 +1,5 @@
-//! Command dispatch: one decoded request in, a reply body, an error status, an eviction, or
-//! storage-shard requests out. The same code serves every network backend.
+//! Command dispatch: one decoded request in; a reply body, an error status, an eviction,
+//! storage-shard requests or a metadata request out. The same code serves every network driver.
 
 mod access;
 mod groups;
@@ -9,6 +9,7 @@ mod resources;
 mod system;
 mod users;
 
+use crate::metadata::{Applied, MetadataOp, MetadataOutcome, Produced, ReplicatedWrite};
 use crate::session::counters::WorkerCounters;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
@@ -17,15 +18,10 @@ use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
 use riptide_protocol::header::RequestHeader;
 use riptide_protocol::request::Request;
 use riptide_protocol::wire::WireIdentifier;
-use riptide_storage::metadata::{Catalog, CatalogError, Stream, Topic};
+use riptide_storage::metadata::{Catalog, Change, Stream, Topic};
 use std::sync::atomic::Ordering;
 
 pub use access::Action;
-
-/// Most requests one frame can send to any one shard (deleting partitions sends a delete and then
-/// the remaining partitions' new settings); the session checks every ring has this much room
-/// before it dispatches a frame, so a dispatched request is never refused by a full ring.
-pub const SHARD_REQUESTS_PER_LINK_PER_FRAME_MAX: usize = 2;
 
 /// What a request resolved to.
 pub enum Handled {
@@ -40,6 +36,34 @@ pub enum Handled {
         requests: Vec<(usize, ShardOp)>,
         continuation: Continuation,
     },
+    /// Work for the metadata service; `then` turns its outcome into the next step.
+    Metadata { op: MetadataOp, then: Then },
+}
+
+/// The step after a metadata request: runs on the network thread with the outcome.
+pub type Then =
+    Box<dyn FnOnce(MetadataOutcome, &mut ConnectionState, &mut WorkerContext) -> Handled>;
+
+impl Handled {
+    /// A metadata change built by `build` on the metadata service's thread from the
+    /// authoritative catalog; once it is durable, `after` builds the reply (or shard work) from
+    /// what the change produced, the catalog that includes it and the shard work it implies.
+    pub fn change(
+        build: impl FnOnce(&Catalog) -> Result<(Change, Produced), ErrorCode> + Send + 'static,
+        after: impl FnOnce(Applied, &mut ConnectionState, &mut WorkerContext) -> Result<Handled, ErrorCode>
+            + 'static,
+    ) -> Handled {
+        Handled::Metadata {
+            op: MetadataOp::Change(Box::new(build)),
+            then: Box::new(move |outcome, state, ctx| match outcome {
+                MetadataOutcome::Applied(applied) => done(after(applied, state, ctx)),
+                MetadataOutcome::Failed(code) => Handled::Error(code),
+                MetadataOutcome::LoggedIn { .. } | MetadataOutcome::Replicated(_) => {
+                    Handled::Error(ErrorCode::Error)
+                }
+            }),
+        }
+    }
 }
 
 /// How to build a reply from shard outcomes.
@@ -168,6 +192,12 @@ pub fn handle(
     if header.session() != 0 && header.session() != session.session_id {
         return Handled::Evict(EvictionReason::SessionTooLow);
     }
+    if let Some(cluster) = &ctx.shared.cluster {
+        if !cluster.is_leader() && !served_by_any_node(&request) {
+            // The Iggy SDK takes this as "find the leader and ask it".
+            return Handled::Error(ErrorCode::TransientNotAccepted);
+        }
+    }
     let catalog = ctx.shared.catalog();
     let Some(user) = catalog.user(session.user_id) else {
         state.session = None;
@@ -190,6 +220,21 @@ pub fn handle(
         }
         other => dispatch_rest(other, call),
     }
+}
+
+/// In cluster mode, what a follower answers itself: sessions, the roster the SDK finds the leader
+/// with, and this node's own stats and clients. Everything else is the leader's.
+fn served_by_any_node(request: &Request<'_>) -> bool {
+    matches!(
+        request,
+        Request::Ping
+            | Request::Logout
+            | Request::GetMe
+            | Request::GetClusterMetadata
+            | Request::GetStats
+            | Request::GetClients
+            | Request::GetClient(_)
+    )
 }
 
 fn dispatch_rest(request: Request<'_>, call: Call<'_>) -> Handled {
@@ -250,6 +295,55 @@ impl Call<'_> {
             Ok(())
         } else {
             Err(ErrorCode::Unauthorized)
+        }
+    }
+}
+
+/// The id a change allocated.
+pub fn produced_id(produced: &Produced) -> Result<u32, ErrorCode> {
+    match produced {
+        Produced::Id(id) => Ok(*id),
+        _ => Err(ErrorCode::Error),
+    }
+}
+
+/// The reply of a change that answers with an empty success after its shard work.
+pub fn replied_ok(
+    applied: Applied,
+    _: &mut ConnectionState,
+    _: &mut WorkerContext,
+) -> Result<Handled, ErrorCode> {
+    Ok(after_shards(applied.effects, result_ok(&[])))
+}
+
+/// A data-plane write in cluster mode: it goes through the cluster's log, and `continuation`
+/// builds the reply from the outcome its application had (the same as a shard's).
+pub fn replicated(write: ReplicatedWrite, continuation: Continuation) -> Handled {
+    Handled::Metadata {
+        op: MetadataOp::Replicate(write),
+        then: Box::new(move |outcome, _, ctx| match outcome {
+            MetadataOutcome::Replicated(ShardOutcome::Failed(code))
+            | MetadataOutcome::Failed(code) => Handled::Error(code),
+            MetadataOutcome::Replicated(outcome) => {
+                let mut continuation = continuation;
+                continuation.absorb(outcome);
+                Handled::Reply(continuation.finish(ctx.counters()).concat())
+            }
+            MetadataOutcome::Applied(_) | MetadataOutcome::LoggedIn { .. } => {
+                Handled::Error(ErrorCode::Error)
+            }
+        }),
+    }
+}
+
+/// Shard work whose reply is `body`; replies at once when no shard is involved.
+pub fn after_shards(requests: Vec<(usize, ShardOp)>, body: Vec<u8>) -> Handled {
+    if requests.is_empty() {
+        Handled::Reply(body)
+    } else {
+        Handled::Shard {
+            requests,
+            continuation: Continuation::Body(body),
         }
     }
 }
@@ -335,46 +429,4 @@ pub fn resolve_stream_topic<'c>(
     topic: &WireIdentifier,
 ) -> Result<(&'c Stream, &'c Topic), ErrorCode> {
     resolve_refs(catalog, IdRef::from(stream), IdRef::from(topic))
-}
-
-/// The Iggy error code for a catalog validation failure.
-pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
-    match error {
-        CatalogError::StreamNotFound(_) => ErrorCode::StreamIdNotFound,
-        CatalogError::StreamIdExists(_) => ErrorCode::CannotCreateStream,
-        CatalogError::StreamNameExists(_) => ErrorCode::StreamNameAlreadyExists,
-        CatalogError::TopicNotFound { .. } => ErrorCode::TopicIdNotFound,
-        CatalogError::TopicIdExists { .. } => ErrorCode::CannotCreateTopic,
-        CatalogError::TopicNameExists(_) => ErrorCode::TopicNameAlreadyExists,
-        CatalogError::PartitionIdsNotContiguous { .. }
-        | CatalogError::PartitionsCountInvalid { .. } => ErrorCode::InvalidPartitionsCount,
-        CatalogError::ConsumerGroupNotFound(_) => ErrorCode::ConsumerGroupIdNotFound,
-        CatalogError::ConsumerGroupIdExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
-        CatalogError::ConsumerGroupNameExists(_) => ErrorCode::ConsumerGroupNameAlreadyExists,
-        CatalogError::UserNotFound(_) => ErrorCode::ResourceNotFound,
-        CatalogError::UserIdExists(_) | CatalogError::UsernameExists(_) => {
-            ErrorCode::UserAlreadyExists
-        }
-        CatalogError::CannotDeleteRootUser => ErrorCode::CannotDeleteUser,
-        CatalogError::TokenNotFound(_) => ErrorCode::ResourceNotFound,
-        CatalogError::TokenNameExists(_) | CatalogError::TokenHashExists => {
-            ErrorCode::PersonalAccessTokenAlreadyExists
-        }
-        CatalogError::InvalidLength { what, .. } => invalid_length_code(what),
-        CatalogError::LimitReached { .. } => ErrorCode::Error,
-        CatalogError::InvalidOption(_) => ErrorCode::InvalidOptionValue,
-        CatalogError::Inconsistent(_) => ErrorCode::Error,
-    }
-}
-
-fn invalid_length_code(what: &str) -> ErrorCode {
-    match what {
-        w if w.contains("stream") => ErrorCode::InvalidStreamName,
-        w if w.contains("topic") => ErrorCode::InvalidTopicName,
-        w if w.contains("password") => ErrorCode::InvalidPassword,
-        w if w.contains("user") => ErrorCode::InvalidUsername,
-        w if w.contains("group") => ErrorCode::InvalidConsumerGroupName,
-        w if w.contains("token") => ErrorCode::InvalidPersonalAccessTokenName,
-        _ => ErrorCode::InvalidFormat,
-    }
 }

@@ -6,17 +6,17 @@
 //! / `none` for no limit, `server_default` for the default. Unknown keys are refused by name
 //! (UnsupportedOptionKey), bad values by InvalidOptionValue.
 
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ErrorCode, OptionValueKind};
 use riptide_protocol::wire::WireOptions;
 use riptide_storage::metadata::{
     CompressionAlgorithm, Durability, TopicOptionKey, TopicOptions, TopicOptionsUpdate,
 };
 
-const KIND_STRING: u8 = 2;
-const KIND_BOOL: u8 = 3;
-const KIND_UINT8: u8 = 9;
-const KIND_UINT32: u8 = 11;
-const KIND_UINT64: u8 = 12;
+const KIND_STRING: u8 = OptionValueKind::String.wire();
+const KIND_BOOL: u8 = OptionValueKind::Bool.wire();
+const KIND_UINT8: u8 = OptionValueKind::Uint8.wire();
+const KIND_UINT32: u8 = OptionValueKind::Uint32.wire();
+const KIND_UINT64: u8 = OptionValueKind::Uint64.wire();
 
 /// Segment size bounds of a topic's `segment_size` option (iggy's catalog).
 const TOPIC_SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;

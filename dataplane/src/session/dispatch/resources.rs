@@ -4,10 +4,15 @@
 
 use super::options;
 use super::{
-    done, encoded, resolve_stream, resolve_stream_topic, result_ok, Action, Call, Continuation,
-    Handled, IdRef,
+    after_shards, done, encoded, produced_id, replicated, replied_ok, resolve_stream,
+    resolve_stream_topic, result_ok, Action, Call, Continuation, Handled, IdRef,
 };
-use crate::session::shared::{lock, now_us, Shared};
+// Stamps inside change builders only: those run on the metadata service's thread.
+use crate::clock::now_us;
+use crate::metadata::{Applied, Produced, ReplicatedWrite};
+use crate::session::shared::{lock, Shared};
+use crate::session::WorkerContext;
+use crate::shard::effects::{keys_of, per_shard};
 use crate::shard::ShardOp;
 use riptide_protocol::codes::ErrorCode;
 use riptide_protocol::reply::types::{
@@ -17,7 +22,7 @@ use riptide_protocol::reply::types::{
 use riptide_protocol::request::Request;
 use riptide_protocol::wire::{WireName, WireOptions};
 use riptide_storage::metadata::{Catalog, Change, CompressionAlgorithm, Partition, Stream, Topic};
-use riptide_storage::{PartitionKey, PartitionSettings};
+use riptide_storage::PartitionKey;
 
 /// Most partitions one create or delete request may name (iggy's limit).
 const PARTITIONS_PER_REQUEST_MAX: u32 = 1000;
@@ -156,43 +161,6 @@ fn topic_response(shared: &Shared, stream_id: u32, topic: &Topic) -> GetTopicRes
     }
 }
 
-/// Requests to the shards owning `keys`, one request per shard.
-fn per_shard(
-    shared: &Shared,
-    keys: impl IntoIterator<Item = PartitionKey>,
-    op: impl Fn(Vec<PartitionKey>) -> ShardOp,
-) -> Vec<(usize, ShardOp)> {
-    let mut by_shard: Vec<Vec<PartitionKey>> = vec![Vec::new(); shared.shards()];
-    for key in keys {
-        by_shard[shared.shard_for(key)].push(key);
-    }
-    by_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, keys)| !keys.is_empty())
-        .map(|(shard, keys)| (shard, op(keys)))
-        .collect()
-}
-
-/// Shard work whose reply is `body`; replies at once when no shard is involved.
-fn after_shards(requests: Vec<(usize, ShardOp)>, body: Vec<u8>) -> Handled {
-    if requests.is_empty() {
-        Handled::Reply(body)
-    } else {
-        Handled::Shard {
-            requests,
-            continuation: Continuation::Body(body),
-        }
-    }
-}
-
-fn all_partition_keys(stream_id: u32, topic: &Topic) -> impl Iterator<Item = PartitionKey> + '_ {
-    topic
-        .partitions
-        .iter()
-        .map(move |partition| partition_key(stream_id, topic, partition))
-}
-
 fn get_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let Ok(stream) = resolve_stream(call.catalog, id) else {
         return Ok(Handled::Reply(Vec::new()));
@@ -227,28 +195,34 @@ fn create_stream(call: &Call<'_>, name: &str, options: &WireOptions) -> Result<H
     if !options.is_empty() {
         return Err(ErrorCode::UnsupportedOptionKey);
     }
-    let (stream_id, catalog) = call.ctx.shared.mutate(|catalog| {
-        if catalog.stream_by_name(name).is_some() {
-            return Err(ErrorCode::StreamNameAlreadyExists);
-        }
-        let stream_id = catalog
-            .next_stream_id()
-            .map_err(|e| super::catalog_error_code(&e))?;
-        Ok((
-            Change::CreateStream {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog.stream_by_name(&name).is_some() {
+                return Err(ErrorCode::StreamNameAlreadyExists);
+            }
+            let stream_id = catalog
+                .next_stream_id()
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let change = Change::CreateStream {
                 stream_id,
-                name: name.to_string(),
+                name,
                 created_at_us: now_us(),
-            },
-            stream_id,
-        ))
-    })?;
-    let stream = catalog.stream(stream_id).ok_or(ErrorCode::Error)?;
-    let reply = GetStreamResponse {
-        stream: stream_response(&call.ctx.shared, stream),
-        topics: Vec::new(),
-    };
-    Ok(Handled::Reply(result_ok(&encoded(&reply))))
+            };
+            Ok((change, Produced::Id(stream_id)))
+        },
+        |applied, _, ctx| {
+            let stream = applied
+                .catalog
+                .stream(produced_id(&applied.produced)?)
+                .ok_or(ErrorCode::Error)?;
+            let reply = GetStreamResponse {
+                stream: stream_response(&ctx.shared, stream),
+                topics: Vec::new(),
+            };
+            Ok(Handled::Reply(result_ok(&encoded(&reply))))
+        },
+    ))
 }
 
 fn update_stream(
@@ -262,38 +236,31 @@ fn update_stream(
     if !options.is_empty() {
         return Err(ErrorCode::UnsupportedOptionKey);
     }
-    call.ctx.shared.mutate(|catalog| {
-        if catalog
-            .stream_by_name(name)
-            .is_some_and(|other| other.id != stream_id)
-        {
-            return Err(ErrorCode::StreamNameAlreadyExists);
-        }
-        Ok((
-            Change::UpdateStream {
-                stream_id,
-                name: name.to_string(),
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog
+                .stream_by_name(&name)
+                .is_some_and(|other| other.id != stream_id)
+            {
+                return Err(ErrorCode::StreamNameAlreadyExists);
+            }
+            Ok((Change::UpdateStream { stream_id, name }, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 fn delete_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
-    let stream = resolve_stream(call.catalog, id)?;
-    call.require(Action::ManageStream(stream.id))?;
-    let stream_id = stream.id;
-    call.ctx
-        .shared
-        .mutate(|_| Ok((Change::DeleteStream { stream_id }, ())))?;
-    lock(&call.ctx.shared.groups).forget(stream_id, None, None);
-    let keys = stream
-        .topics
-        .values()
-        .flat_map(|topic| all_partition_keys(stream_id, topic));
-    let requests = per_shard(&call.ctx.shared, keys, ShardOp::DeletePartitions);
-    Ok(after_shards(requests, result_ok(&[])))
+    let stream_id = resolve_stream(call.catalog, id)?.id;
+    call.require(Action::ManageStream(stream_id))?;
+    Ok(Handled::change(
+        move |_| Ok((Change::DeleteStream { stream_id }, Produced::Nothing)),
+        move |applied, state, ctx| {
+            lock(&ctx.shared.groups).forget(stream_id, None, None);
+            replied_ok(applied, state, ctx)
+        },
+    ))
 }
 
 fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
@@ -302,9 +269,18 @@ fn purge_stream(call: &Call<'_>, id: IdRef<'_>) -> Result<Handled, ErrorCode> {
     let keys = stream
         .topics
         .values()
-        .flat_map(|topic| all_partition_keys(stream.id, topic));
-    let requests = per_shard(&call.ctx.shared, keys, ShardOp::Purge);
-    Ok(after_shards(requests, result_ok(&[])))
+        .flat_map(|topic| keys_of(stream.id, topic));
+    Ok(purge(call, keys.collect()))
+}
+
+/// Empties partitions: through the cluster's log in cluster mode, else on their shards.
+fn purge(call: &Call<'_>, keys: Vec<PartitionKey>) -> Handled {
+    if call.ctx.shared.cluster.is_some() {
+        let body = Continuation::Body(result_ok(&[]));
+        return replicated(ReplicatedWrite::Purge { keys }, body);
+    }
+    let requests = per_shard(&call.ctx.shared.directory, keys, ShardOp::Purge);
+    after_shards(requests, result_ok(&[]))
 }
 
 fn get_topic(
@@ -347,39 +323,42 @@ fn create_topic(
     if partitions_count > PARTITIONS_PER_REQUEST_MAX {
         return Err(ErrorCode::TooManyPartitions);
     }
-    let shared = &call.ctx.shared;
-    let topic_options =
-        options::parse_create(wire_options, shared.config.storage.segment_size_bytes)?;
-    let (topic_id, catalog) = shared.mutate(|catalog| {
-        let stream = catalog
-            .stream(stream_id)
-            .ok_or(ErrorCode::StreamIdNotFound)?;
-        if stream.topics.values().any(|topic| topic.name == name) {
-            return Err(ErrorCode::TopicNameAlreadyExists);
-        }
-        let topic_id = catalog
-            .next_topic_id(stream_id)
-            .map_err(|e| super::catalog_error_code(&e))?;
-        let created_at_us = now_us();
-        let partitions = (0..partitions_count)
-            .map(|id| Partition { id, created_at_us })
-            .collect();
-        let change = Change::CreateTopic {
-            stream_id,
-            topic_id,
-            name: name.to_string(),
-            created_at_us,
-            partitions,
-            options: topic_options,
-        };
-        Ok((change, topic_id))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    let settings = shared.partition_settings(topic);
-    let requests = open_requests(shared, stream_id, topic, settings);
-    Ok(after_shards(
-        requests,
-        result_ok(&encoded(&topic_response(shared, stream_id, topic))),
+    let topic_options = options::parse_create(
+        wire_options,
+        call.ctx.shared.config.storage.segment_size_bytes,
+    )?;
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let stream = catalog
+                .stream(stream_id)
+                .ok_or(ErrorCode::StreamIdNotFound)?;
+            if stream.topics.values().any(|topic| topic.name == name) {
+                return Err(ErrorCode::TopicNameAlreadyExists);
+            }
+            let topic_id = catalog
+                .next_topic_id(stream_id)
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let created_at_us = now_us();
+            let partitions = (0..partitions_count)
+                .map(|id| Partition { id, created_at_us })
+                .collect();
+            let change = Change::CreateTopic {
+                stream_id,
+                topic_id,
+                name,
+                created_at_us,
+                partitions,
+                options: topic_options,
+            };
+            Ok((change, Produced::Id(topic_id)))
+        },
+        move |applied, _, ctx| {
+            let topic_id = produced_id(&applied.produced)?;
+            let topic = topic_in(&applied.catalog, stream_id, topic_id)?;
+            let body = result_ok(&encoded(&topic_response(&ctx.shared, stream_id, topic)));
+            Ok(after_shards(applied.effects, body))
+        },
     ))
 }
 
@@ -387,18 +366,6 @@ fn topic_in(catalog: &Catalog, stream_id: u32, topic_id: u32) -> Result<&Topic, 
     catalog
         .topic(stream_id, topic_id)
         .ok_or(ErrorCode::TopicIdNotFound)
-}
-
-/// Opens (or re-configures) every partition of a topic on its shard.
-fn open_requests(
-    shared: &Shared,
-    stream_id: u32,
-    topic: &Topic,
-    settings: PartitionSettings,
-) -> Vec<(usize, ShardOp)> {
-    per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
-        ShardOp::OpenPartitions(keys.into_iter().map(|key| (key, settings)).collect())
-    })
 }
 
 fn update_topic(
@@ -412,34 +379,29 @@ fn update_topic(
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let update = options::parse_update(wire_options)?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|catalog| {
-        let stream = catalog
-            .stream(stream_id)
-            .ok_or(ErrorCode::StreamIdNotFound)?;
-        if stream
-            .topics
-            .values()
-            .any(|other| other.name == name && other.id != topic_id)
-        {
-            return Err(ErrorCode::TopicNameAlreadyExists);
-        }
-        Ok((
-            Change::UpdateTopic {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let stream = catalog
+                .stream(stream_id)
+                .ok_or(ErrorCode::StreamIdNotFound)?;
+            if stream
+                .topics
+                .values()
+                .any(|other| other.name == name && other.id != topic_id)
+            {
+                return Err(ErrorCode::TopicNameAlreadyExists);
+            }
+            let change = Change::UpdateTopic {
                 stream_id,
                 topic_id,
-                name: name.to_string(),
+                name,
                 options: update,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    let settings = shared.partition_settings(topic);
-    let requests = per_shard(shared, all_partition_keys(stream_id, topic), |keys| {
-        ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect())
-    });
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 fn delete_topic(
@@ -450,22 +412,19 @@ fn delete_topic(
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
     let (stream_id, topic_id) = (stream.id, topic.id);
-    call.ctx.shared.mutate(|_| {
-        Ok((
-            Change::DeleteTopic {
+    Ok(Handled::change(
+        move |_| {
+            let change = Change::DeleteTopic {
                 stream_id,
                 topic_id,
-            },
-            (),
-        ))
-    })?;
-    lock(&call.ctx.shared.groups).forget(stream_id, Some(topic_id), None);
-    let requests = per_shard(
-        &call.ctx.shared,
-        all_partition_keys(stream_id, topic),
-        ShardOp::DeletePartitions,
-    );
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |applied, state, ctx| {
+            lock(&ctx.shared.groups).forget(stream_id, Some(topic_id), None);
+            replied_ok(applied, state, ctx)
+        },
+    ))
 }
 
 fn purge_topic(
@@ -475,12 +434,7 @@ fn purge_topic(
 ) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
-    let requests = per_shard(
-        &call.ctx.shared,
-        all_partition_keys(stream.id, topic),
-        ShardOp::Purge,
-    );
-    Ok(after_shards(requests, result_ok(&[])))
+    Ok(purge(call, keys_of(stream.id, topic).collect()))
 }
 
 fn create_partitions(
@@ -495,28 +449,26 @@ fn create_partitions(
         return Err(ErrorCode::InvalidPartitionsCount);
     }
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|catalog| {
-        let topic = topic_in(catalog, stream_id, topic_id)?;
-        let first = topic.partitions.len() as u32;
-        let created_at_us = now_us();
-        let partitions = (first..first + count)
-            .map(|id| Partition { id, created_at_us })
-            .collect();
-        Ok((
-            Change::CreatePartitions {
+    Ok(Handled::change(
+        move |catalog| {
+            let topic = topic_in(catalog, stream_id, topic_id)?;
+            let first = topic.partitions.len() as u32;
+            let created_at_us = now_us();
+            let partitions = (first..first + count)
+                .map(|id| Partition { id, created_at_us })
+                .collect();
+            let change = Change::CreatePartitions {
                 stream_id,
                 topic_id,
                 partitions,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
-    // Every partition gets the new settings: the topic's size limit is shared among them.
-    let requests = open_requests(shared, stream_id, topic, shared.partition_settings(topic));
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |applied, state, ctx| {
+            partitions_changed(&applied, stream_id, topic_id, ctx)?;
+            replied_ok(applied, state, ctx)
+        },
+    ))
 }
 
 fn delete_partitions(
@@ -527,34 +479,40 @@ fn delete_partitions(
 ) -> Result<Handled, ErrorCode> {
     let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
     call.require(Action::ManageTopic(stream.id, topic.id))?;
-    if count == 0 || count > PARTITIONS_PER_REQUEST_MAX || count as usize > topic.partitions.len() {
+    if count == 0 || count > PARTITIONS_PER_REQUEST_MAX {
         return Err(ErrorCode::InvalidPartitionsCount);
     }
     let (stream_id, topic_id) = (stream.id, topic.id);
-    let removed: Vec<PartitionKey> = all_partition_keys(stream_id, topic)
-        .skip(topic.partitions.len() - count as usize)
-        .collect();
-    let shared = &call.ctx.shared;
-    let ((), catalog) = shared.mutate(|_| {
-        Ok((
-            Change::DeletePartitions {
+    Ok(Handled::change(
+        move |catalog| {
+            let topic = topic_in(catalog, stream_id, topic_id)?;
+            if topic.partitions.len() < count as usize {
+                return Err(ErrorCode::InvalidPartitionsCount);
+            }
+            let change = Change::DeletePartitions {
                 stream_id,
                 topic_id,
                 count,
-            },
-            (),
-        ))
-    })?;
-    let topic = topic_in(&catalog, stream_id, topic_id)?;
-    lock(&shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
-    let mut requests = per_shard(shared, removed, ShardOp::DeletePartitions);
-    let settings = shared.partition_settings(topic);
-    requests.extend(per_shard(
-        shared,
-        all_partition_keys(stream_id, topic),
-        |keys| ShardOp::SetSettings(keys.into_iter().map(|key| (key, settings)).collect()),
-    ));
-    Ok(after_shards(requests, result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        move |applied, state, ctx| {
+            partitions_changed(&applied, stream_id, topic_id, ctx)?;
+            replied_ok(applied, state, ctx)
+        },
+    ))
+}
+
+/// A topic's partition count changed: its group members get their partitions again.
+fn partitions_changed(
+    applied: &Applied,
+    stream_id: u32,
+    topic_id: u32,
+    ctx: &WorkerContext,
+) -> Result<(), ErrorCode> {
+    let topic = topic_in(&applied.catalog, stream_id, topic_id)?;
+    lock(&ctx.shared.groups).partitions_changed(stream_id, topic_id, topic.partitions.len() as u32);
+    Ok(())
 }
 
 fn delete_segments(
@@ -574,6 +532,14 @@ fn delete_segments(
         topic_id: topic.id,
         partition_id,
     };
+    // Not result-framed (iggy's `Operation::is_result_framed`): success is an empty body.
+    if call.ctx.shared.cluster.is_some() {
+        let write = ReplicatedWrite::DeleteSegments {
+            key,
+            count: segments_count,
+        };
+        return Ok(replicated(write, Continuation::Body(Vec::new())));
+    }
     let requests = vec![(
         call.ctx.shared.shard_for(key),
         ShardOp::DeleteSegments {
@@ -581,6 +547,5 @@ fn delete_segments(
             count: segments_count,
         },
     )];
-    // Not result-framed (iggy's `Operation::is_result_framed`): success is an empty body.
     Ok(after_shards(requests, Vec::new()))
 }

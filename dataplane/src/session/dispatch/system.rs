@@ -1,21 +1,16 @@
-//! Server and client information: stats, me, clients, cluster metadata (one node), and the
-//! cluster-routing commands of iggy 0.11, which a single node answers as the primary for all.
+//! Server and client information: stats, me, clients, cluster metadata (one node, named by
+//! `[cluster] name` and `node_name`), and the cluster-routing commands of iggy 0.11, which a
+//! single node answers as the primary for all.
 
 use super::{done, encoded, Action, Call, Handled};
 use crate::session::shared::lock;
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ClusterNodeRole, ClusterNodeStatus, ErrorCode, TransportProtocol};
 use riptide_protocol::reply::types::{
     ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse,
     ConsumerGroupInfoResponse, GetClientsResponse, StatsResponse,
 };
 use riptide_protocol::request::Request;
 use std::net::SocketAddr;
-
-const TRANSPORT_TCP: u8 = 1;
-const NODE_ROLE_LEADER: u8 = 0;
-const NODE_STATUS_HEALTHY: u8 = 0;
-const CLUSTER_NAME: &str = "riptide";
-const NODE_NAME: &str = "riptide-0";
 
 pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     done(match request {
@@ -42,7 +37,7 @@ fn client_response(call: &Call<'_>, client: &crate::session::shared::ClientInfo)
     ClientResponse {
         client_id: client.client_id,
         user_id: client.user_id.unwrap_or(u32::MAX),
-        transport: TRANSPORT_TCP,
+        transport: TransportProtocol::Tcp.wire(),
         address: client.address.clone(),
         consumer_groups_count: group_memberships(call, client.client_id).len() as u32,
     }
@@ -90,24 +85,54 @@ fn clients(call: &Call<'_>) -> Result<Handled, ErrorCode> {
     Ok(Handled::Reply(encoded(&GetClientsResponse { clients })))
 }
 
+/// The cluster's roster: on a single node one node, the leader, at the address its listener
+/// really bound (port 0 resolved).
 fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
-    let address = call
-        .ctx
-        .shared
-        .bound_address()
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    ClusterMetadataResponse {
-        name: CLUSTER_NAME.to_string(),
-        nodes: vec![ClusterNodeResponse {
-            name: NODE_NAME.to_string(),
-            ip: address.ip().to_string(),
-            tcp_port: address.port(),
-            quic_port: 0,
-            http_port: 0,
-            websocket_port: 0,
-            role: NODE_ROLE_LEADER,
-            status: NODE_STATUS_HEALTHY,
-        }],
+    let shared = &call.ctx.shared;
+    let name = shared.config.cluster.name.clone();
+    let Some(cluster) = &shared.cluster else {
+        let address = shared
+            .bound_address()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        return ClusterMetadataResponse {
+            name,
+            nodes: vec![node_response(
+                &shared.config.cluster.node_name,
+                address,
+                ClusterNodeRole::Leader,
+            )],
+        };
+    };
+    // The roster as this node knows it (the membership it applied) and who leads now; no node
+    // is Leader mid-election, and the SDK then waits for one.
+    let status = cluster.status();
+    let nodes = status
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let address = node.tcp_address.parse::<SocketAddr>().ok()?;
+            let role = if status.leader == Some(node.id) {
+                ClusterNodeRole::Leader
+            } else {
+                ClusterNodeRole::Follower
+            };
+            Some(node_response(&node.name, address, role))
+        })
+        .collect();
+    ClusterMetadataResponse { name, nodes }
+}
+
+fn node_response(name: &str, address: SocketAddr, role: ClusterNodeRole) -> ClusterNodeResponse {
+    ClusterNodeResponse {
+        name: name.to_string(),
+        ip: address.ip().to_string(),
+        tcp_port: address.port(),
+        quic_port: 0,
+        // The HTTP API's port is riptide-control's; it is advertised once that is wired in.
+        http_port: 0,
+        websocket_port: 0,
+        role: role.wire(),
+        status: ClusterNodeStatus::Healthy.wire(),
     }
 }
 
@@ -135,8 +160,8 @@ fn stats(call: &Call<'_>) -> Result<Handled, ErrorCode> {
             }
         }
     }
-    let host = riptide_config::host::HostFacts::read(&shared.data_dir);
-    let now = crate::session::shared::now_us();
+    let host = riptide_config::host::HostFacts::read(&shared.config.system.path);
+    let now = call.ctx.now_us();
     let response = StatsResponse {
         process_id: std::process::id(),
         cpu_usage: 0.0,

@@ -1,9 +1,12 @@
 //! Login and logout, users, permissions and personal access tokens.
 
-use super::{done, encoded, result_ok, Action, Call, Handled};
-use crate::session::shared::{lock, now_us};
+use super::{done, encoded, produced_id, replied_ok, result_ok, Action, Call, Handled};
+// Stamps inside change builders only: those run on the metadata service's thread.
+use crate::clock::now_us;
+use crate::metadata::{MetadataOp, MetadataOutcome, Produced};
+use crate::session::shared::lock;
 use crate::session::{ConnectionState, Session, WorkerContext};
-use riptide_protocol::codes::ErrorCode;
+use riptide_protocol::codes::{ErrorCode, UserStatus as WireUserStatus};
 use riptide_protocol::login::Login;
 use riptide_protocol::reply::types::{
     GetPersonalAccessTokensResponse, GetUsersResponse, PersonalAccessTokenResponse,
@@ -23,61 +26,70 @@ use riptide_storage::metadata::{
 const TOKENS_PER_USER_MAX: usize = 100;
 const USERNAME_LENGTH_BYTES: std::ops::RangeInclusive<usize> = 3..=50;
 const PASSWORD_LENGTH_BYTES: std::ops::RangeInclusive<usize> = 3..=100;
-const STATUS_ACTIVE: u8 = 1;
-const STATUS_INACTIVE: u8 = 2;
 
-/// Register: checks the credentials and binds a new session to the connection.
+/// Register: checks the credentials and binds a new session to the connection. A password is
+/// checked by the metadata service (argon2 is too slow for a network thread); a token's
+/// SHA-256 lookup is answered here.
 pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext) -> Handled {
-    let catalog = ctx.shared.catalog();
-    let user = match &login {
+    match login {
         Login::Password {
             username, password, ..
-        } => match catalog.user_by_username(username) {
-            Some(user)
-                if ctx
-                    .shared
-                    .verified_logins
-                    .verify(user.id, password, &user.password_hash) =>
-            {
-                user
-            }
-            _ => return Handled::Error(ErrorCode::InvalidCredentials),
+        } => Handled::Metadata {
+            op: MetadataOp::PasswordLogin { username, password },
+            then: Box::new(|outcome, state, ctx| match outcome {
+                MetadataOutcome::LoggedIn { user_id } => bind_session(user_id, state, ctx),
+                MetadataOutcome::Failed(code) => Handled::Error(code),
+                MetadataOutcome::Applied(_) | MetadataOutcome::Replicated(_) => {
+                    Handled::Error(ErrorCode::Error)
+                }
+            }),
         },
-        Login::Token { token, .. } => match catalog.token_by_hash(&hash_token(token)) {
-            Some((_, pat)) if pat.expiry_at_us.is_some_and(|expiry| expiry <= now_us()) => {
-                return Handled::Error(ErrorCode::PersonalAccessTokenExpired);
+        Login::Token { token, .. } => {
+            let catalog = ctx.shared.catalog();
+            let user = match catalog.token_by_hash(&hash_token(&token)) {
+                Some((_, pat))
+                    if pat
+                        .expiry_at_us
+                        .is_some_and(|expiry| expiry <= ctx.now_us()) =>
+                {
+                    return Handled::Error(ErrorCode::PersonalAccessTokenExpired);
+                }
+                Some((user, _)) => user,
+                None => return Handled::Error(ErrorCode::InvalidPersonalAccessToken),
+            };
+            if user.status != UserStatus::Active {
+                return Handled::Error(ErrorCode::UserInactive);
             }
-            Some((user, _)) => user,
-            None => return Handled::Error(ErrorCode::InvalidPersonalAccessToken),
-        },
-    };
-    if user.status != UserStatus::Active {
-        return Handled::Error(ErrorCode::UserInactive);
+            bind_session(user.id, state, ctx)
+        }
     }
-    let session_id = random_session_id();
+}
+
+/// A new session for `user_id` on this connection: the login reply.
+fn bind_session(user_id: u32, state: &mut ConnectionState, ctx: &mut WorkerContext) -> Handled {
+    let session_id = random_session_id(ctx.now_us() ^ (u64::from(state.client_id) << 32));
     state.session = Some(Session {
-        user_id: user.id,
+        user_id,
         session_id,
     });
     if let Some(client) = lock(&ctx.shared.clients).get_mut(&state.client_id) {
-        client.user_id = Some(user.id);
+        client.user_id = Some(user_id);
     }
     let mut body = Vec::new();
-    riptide_protocol::reply::login_reply(user.id, session_id, &mut body);
+    riptide_protocol::reply::login_reply(user_id, session_id, &mut body);
     Handled::Reply(body)
 }
 
 /// A non-zero session id that a client cannot guess from its own.
-fn random_session_id() -> u64 {
+/// `fallback` (non-zero) serves only if the kernel's random source fails.
+fn random_session_id(fallback: u64) -> u64 {
     let mut bytes = [0u8; 8];
-    loop {
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes = now_us().to_le_bytes();
-        }
-        let id = u64::from_le_bytes(bytes);
-        if id != 0 {
-            return id;
-        }
+    if getrandom::fill(&mut bytes).is_err() {
+        return fallback | 1;
+    }
+    match u64::from_le_bytes(bytes) {
+        0 => fallback | 1,
+        id => id,
     }
 }
 
@@ -129,11 +141,11 @@ fn user_response(user: &User) -> UserResponse {
     UserResponse {
         id: user.id,
         created_at: user.created_at_us,
-        status: if user.status == UserStatus::Active {
-            STATUS_ACTIVE
-        } else {
-            STATUS_INACTIVE
-        },
+        status: match user.status {
+            UserStatus::Active => WireUserStatus::Active,
+            UserStatus::Inactive => WireUserStatus::Inactive,
+        }
+        .wire(),
         username: WireName::new(user.username.as_str())
             .unwrap_or_else(|_| WireName::new("?").expect("valid")),
         options: WireOptions::empty(),
@@ -164,17 +176,24 @@ fn get_users(call: &Call<'_>) -> Result<Handled, ErrorCode> {
 }
 
 fn status_from_wire(status: u8) -> Result<UserStatus, ErrorCode> {
-    match status {
-        STATUS_ACTIVE => Ok(UserStatus::Active),
-        STATUS_INACTIVE => Ok(UserStatus::Inactive),
-        _ => Err(ErrorCode::InvalidUserStatus),
+    match WireUserStatus::from_wire(status) {
+        Some(WireUserStatus::Active) => Ok(UserStatus::Active),
+        Some(WireUserStatus::Inactive) => Ok(UserStatus::Inactive),
+        None => Err(ErrorCode::InvalidUserStatus),
     }
 }
 
-fn check_password(password: &str) -> Result<String, ErrorCode> {
-    if !PASSWORD_LENGTH_BYTES.contains(&password.len()) {
-        return Err(ErrorCode::InvalidPassword);
+fn check_password_length(password: &str) -> Result<(), ErrorCode> {
+    if PASSWORD_LENGTH_BYTES.contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(ErrorCode::InvalidPassword)
     }
+}
+
+/// The PHC string of a new password (argon2: called inside change builders, which run on the
+/// metadata service's thread).
+fn hash_new_password(password: &str) -> Result<String, ErrorCode> {
     hash_password(password).map_err(|_| ErrorCode::Error)
 }
 
@@ -194,27 +213,35 @@ fn create_user(
         return Err(ErrorCode::InvalidUsername);
     }
     let status = status_from_wire(status)?;
-    let password_hash = check_password(password)?;
+    check_password_length(password)?;
     let permissions = permissions.map(from_wire);
-    let (user_id, catalog) = call.ctx.shared.mutate(|catalog| {
-        if catalog.user_by_username(username).is_some() {
-            return Err(ErrorCode::UserAlreadyExists);
-        }
-        let user_id = catalog
-            .next_user_id()
-            .map_err(|e| super::catalog_error_code(&e))?;
-        let change = Change::CreateUser {
-            user_id,
-            username: username.to_string(),
-            password_hash,
-            status,
-            permissions,
-            created_at_us: now_us(),
-        };
-        Ok((change, user_id))
-    })?;
-    let user = catalog.user(user_id).ok_or(ErrorCode::Error)?;
-    Ok(Handled::Reply(result_ok(&encoded(&user_details(user)))))
+    let (username, password) = (username.to_string(), password.to_string());
+    Ok(Handled::change(
+        move |catalog| {
+            if catalog.user_by_username(&username).is_some() {
+                return Err(ErrorCode::UserAlreadyExists);
+            }
+            let user_id = catalog
+                .next_user_id()
+                .map_err(|e| crate::metadata::catalog_error_code(&e))?;
+            let change = Change::CreateUser {
+                user_id,
+                username,
+                password_hash: hash_new_password(&password)?,
+                status,
+                permissions,
+                created_at_us: now_us(),
+            };
+            Ok((change, Produced::Id(user_id)))
+        },
+        |applied, _, _| {
+            let user = applied
+                .catalog
+                .user(produced_id(&applied.produced)?)
+                .ok_or(ErrorCode::Error)?;
+            Ok(Handled::Reply(result_ok(&encoded(&user_details(user)))))
+        },
+    ))
 }
 
 fn delete_user(call: &Call<'_>, id: &WireIdentifier) -> Result<Handled, ErrorCode> {
@@ -223,10 +250,10 @@ fn delete_user(call: &Call<'_>, id: &WireIdentifier) -> Result<Handled, ErrorCod
     if user_id == call.caller.user_id {
         return Err(ErrorCode::CannotDeleteUser);
     }
-    call.ctx
-        .shared
-        .mutate(|_| Ok((Change::DeleteUser { user_id }, ())))?;
-    Ok(Handled::Reply(result_ok(&[])))
+    Ok(Handled::change(
+        move |_| Ok((Change::DeleteUser { user_id }, Produced::Nothing)),
+        replied_ok,
+    ))
 }
 
 fn update_user(
@@ -249,25 +276,25 @@ fn update_user(
         return Err(ErrorCode::InvalidUsername);
     }
     let status = status.map(status_from_wire).transpose()?;
-    call.ctx.shared.mutate(|catalog| {
-        if let Some(name) = &username {
-            if catalog
-                .user_by_username(name)
-                .is_some_and(|other| other.id != user_id)
-            {
-                return Err(ErrorCode::UserAlreadyExists);
+    Ok(Handled::change(
+        move |catalog| {
+            if let Some(name) = &username {
+                if catalog
+                    .user_by_username(name)
+                    .is_some_and(|other| other.id != user_id)
+                {
+                    return Err(ErrorCode::UserAlreadyExists);
+                }
             }
-        }
-        Ok((
-            Change::UpdateUser {
+            let change = Change::UpdateUser {
                 user_id,
                 username,
                 status,
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 fn update_permissions(
@@ -278,16 +305,16 @@ fn update_permissions(
     call.require(Action::ManageUsers)?;
     let user_id = find_user(call.catalog, id)?.id;
     let permissions = permissions.map(from_wire);
-    call.ctx.shared.mutate(|_| {
-        Ok((
-            Change::UpdatePermissions {
+    Ok(Handled::change(
+        move |_| {
+            let change = Change::UpdatePermissions {
                 user_id,
                 permissions,
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+            };
+            Ok((change, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 fn change_password(
@@ -296,25 +323,26 @@ fn change_password(
     current: &str,
     new: &str,
 ) -> Result<Handled, ErrorCode> {
-    let user = find_user(call.catalog, id)?;
-    if user.id != call.caller.user_id {
+    let user_id = find_user(call.catalog, id)?.id;
+    if user_id != call.caller.user_id {
         call.require(Action::ManageUsers)?;
     }
-    if !verify_password(current, &user.password_hash) {
-        return Err(ErrorCode::InvalidCredentials);
-    }
-    let password_hash = check_password(new)?;
-    let user_id = user.id;
-    call.ctx.shared.mutate(|_| {
-        Ok((
-            Change::ChangePassword {
+    check_password_length(new)?;
+    let (current, new) = (current.to_string(), new.to_string());
+    Ok(Handled::change(
+        move |catalog| {
+            let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
+            if !verify_password(&current, &user.password_hash) {
+                return Err(ErrorCode::InvalidCredentials);
+            }
+            let change = Change::ChangePassword {
                 user_id,
-                password_hash,
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+                password_hash: hash_new_password(&new)?,
+            };
+            Ok((change, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 fn get_tokens(call: &Call<'_>) -> Result<Handled, ErrorCode> {
@@ -339,50 +367,53 @@ fn get_tokens(call: &Call<'_>) -> Result<Handled, ErrorCode> {
 /// `expiry` is a duration in µs: 0 (server default) and `u64::MAX` mean the token never expires.
 fn create_token(call: &Call<'_>, name: &str, expiry_us: u64) -> Result<Handled, ErrorCode> {
     let user_id = call.caller.user_id;
-    let token = generate_token().map_err(|_| ErrorCode::Error)?;
-    let token_hash = hash_token(&token);
-    let expiry_at_us =
-        (expiry_us != 0 && expiry_us != u64::MAX).then(|| now_us().saturating_add(expiry_us));
-    call.ctx.shared.mutate(|catalog| {
-        let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
-        if user.tokens.contains_key(name) {
-            return Err(ErrorCode::PersonalAccessTokenAlreadyExists);
-        }
-        if user.tokens.len() >= TOKENS_PER_USER_MAX {
-            return Err(ErrorCode::PersonalAccessTokensLimitReached);
-        }
-        Ok((
-            Change::CreatePersonalAccessToken {
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
+            if user.tokens.contains_key(&name) {
+                return Err(ErrorCode::PersonalAccessTokenAlreadyExists);
+            }
+            if user.tokens.len() >= TOKENS_PER_USER_MAX {
+                return Err(ErrorCode::PersonalAccessTokensLimitReached);
+            }
+            let token = generate_token().map_err(|_| ErrorCode::Error)?;
+            let expiry_at_us = (expiry_us != 0 && expiry_us != u64::MAX)
+                .then(|| now_us().saturating_add(expiry_us));
+            let change = Change::CreatePersonalAccessToken {
                 user_id,
-                name: name.to_string(),
-                token_hash,
+                name,
+                token_hash: hash_token(&token),
                 expiry_at_us,
-            },
-            (),
-        ))
-    })?;
-    let token = WireName::new(token).map_err(|_| ErrorCode::Error)?;
-    Ok(Handled::Reply(result_ok(&encoded(
-        &RawPersonalAccessTokenResponse { token },
-    ))))
+            };
+            Ok((change, Produced::Token(token)))
+        },
+        |applied, _, _| {
+            let Produced::Token(token) = applied.produced else {
+                return Err(ErrorCode::Error);
+            };
+            let token = WireName::new(token).map_err(|_| ErrorCode::Error)?;
+            Ok(Handled::Reply(result_ok(&encoded(
+                &RawPersonalAccessTokenResponse { token },
+            ))))
+        },
+    ))
 }
 
 fn delete_token(call: &Call<'_>, name: &str) -> Result<Handled, ErrorCode> {
     let user_id = call.caller.user_id;
-    call.ctx.shared.mutate(|catalog| {
-        let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
-        if !user.tokens.contains_key(name) {
-            return Err(ErrorCode::ResourceNotFound);
-        }
-        Ok((
-            Change::DeletePersonalAccessToken {
-                user_id,
-                name: name.to_string(),
-            },
-            (),
-        ))
-    })?;
-    Ok(Handled::Reply(result_ok(&[])))
+    let name = name.to_string();
+    Ok(Handled::change(
+        move |catalog| {
+            let user = catalog.user(user_id).ok_or(ErrorCode::ResourceNotFound)?;
+            if !user.tokens.contains_key(&name) {
+                return Err(ErrorCode::ResourceNotFound);
+            }
+            let change = Change::DeletePersonalAccessToken { user_id, name };
+            Ok((change, Produced::Nothing))
+        },
+        replied_ok,
+    ))
 }
 
 pub fn to_wire(permissions: &Permissions) -> WirePermissions {
