@@ -42,8 +42,8 @@ pub async fn client(
     lease.settle(result)?.map(Json).ok_or(ApiError::NotFound)
 }
 
-/// The dataplane's metadata, with this listener's port as the node's HTTP endpoint when the
-/// dataplane does not name one.
+/// The dataplane's metadata, with this listener's port as this node's HTTP endpoint when the
+/// dataplane does not name one (other nodes' HTTP ports are theirs to advertise).
 pub async fn cluster_metadata(
     State(state): AppState,
     caller: Caller,
@@ -51,8 +51,9 @@ pub async fn cluster_metadata(
     let mut lease = state.lease(&caller).await?;
     let result = lease.conn().get_cluster_metadata().await;
     let mut metadata = lease.settle(result)?;
+    let this_node = state.app.config_snapshot().cluster.node_name;
     for node in &mut metadata.nodes {
-        if node.endpoints.http == 0 {
+        if node.name == this_node && node.endpoints.http == 0 {
             node.endpoints.http = state.address.port();
         }
     }
