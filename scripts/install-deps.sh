@@ -17,7 +17,7 @@ PACKAGES=(
   libbpf-dev libxdp-dev linux-libc-dev bpftool
   libdpdk-dev dpdk
   iproute2 ethtool iputils-ping netcat-openbsd nftables
-  linux-perf shellcheck ruby util-linux e2fsprogs
+  linux-perf shellcheck ruby util-linux e2fsprogs fuse3
   chromium chromium-driver
 )
 

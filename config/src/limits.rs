@@ -24,6 +24,22 @@ pub const READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT: usize = 16;
 /// crash can make a consumer group read again (`storage.auto_commit_write_delay_ms`).
 pub const DEFERRED_OFFSET_WRITE_DELAY_MAX_MS: u64 = 60_000;
 
+/// Bounds of `storage.metadata_log_compaction_bytes`, the metadata log size that makes the
+/// next change compact it into a snapshot: the whole log is read into memory at start-up.
+pub const METADATA_LOG_COMPACTION_MIN_BYTES: u64 = 1024;
+/// See [`METADATA_LOG_COMPACTION_MIN_BYTES`].
+pub const METADATA_LOG_COMPACTION_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Longest `storage.memory_sync_interval_ms`: an hour. Beyond that a memory acknowledgement
+/// is, in practice, synced only at rotation and at a clean stop.
+pub const MEMORY_SYNC_INTERVAL_MAX_MS: u64 = 3_600_000;
+/// Bounds of `storage.memory_sync_bytes`: from one smallest I/O buffer to one largest segment
+/// (a segment is synced when it is sealed anyway).
+pub const MEMORY_SYNC_SIZE_MIN_BYTES: u64 = IO_BUFFER_MIN_BYTES;
+/// See [`MEMORY_SYNC_SIZE_MIN_BYTES`].
+pub const MEMORY_SYNC_SIZE_MAX_BYTES: u64 = SEGMENT_SIZE_MAX_BYTES;
+
 const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
+const _: () = assert!(MEMORY_SYNC_SIZE_MIN_BYTES <= MEMORY_SYNC_SIZE_MAX_BYTES);
 const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(4096));
 const _: () = assert!(IO_BUFFER_MIN_BYTES <= IO_BUFFER_MAX_BYTES);

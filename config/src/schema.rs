@@ -7,6 +7,8 @@
 pub use crate::http::HttpConfig;
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
+    MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
+    METADATA_LOG_COMPACTION_MAX_BYTES, METADATA_LOG_COMPACTION_MIN_BYTES,
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
 };
 use serde::{Deserialize, Serialize};
@@ -179,12 +181,15 @@ pub struct StorageConfig {
     pub memory_flush_messages: u64,
     pub memory_flush_bytes: u64,
     pub memory_flush_interval_ms: u64,
+    pub memory_sync_interval_ms: u64,
+    pub memory_sync_bytes: u64,
     pub auto_commit_write_delay_ms: u64,
     pub read_cache_bytes: u64,
     pub write_buffer_bytes: u64,
     pub read_buffer_bytes: u64,
     pub readahead_reads_in_flight: u64,
     pub io_uring_entries: u32,
+    pub metadata_log_compaction_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -506,6 +511,22 @@ impl Config {
                 "must be positive",
             ));
         }
+        if !(1..=MEMORY_SYNC_INTERVAL_MAX_MS).contains(&storage.memory_sync_interval_ms) {
+            return Err(ConfigError::invalid(
+                "storage.memory_sync_interval_ms",
+                format!("must be between 1 and {MEMORY_SYNC_INTERVAL_MAX_MS} (the longest a memory acknowledgement waits for its fdatasync)"),
+            ));
+        }
+        if !(MEMORY_SYNC_SIZE_MIN_BYTES..=MEMORY_SYNC_SIZE_MAX_BYTES)
+            .contains(&storage.memory_sync_bytes)
+        {
+            return Err(ConfigError::invalid(
+                "storage.memory_sync_bytes",
+                format!(
+                    "must be between {MEMORY_SYNC_SIZE_MIN_BYTES} and {MEMORY_SYNC_SIZE_MAX_BYTES}"
+                ),
+            ));
+        }
         if storage.auto_commit_write_delay_ms > DEFERRED_OFFSET_WRITE_DELAY_MAX_MS {
             return Err(ConfigError::invalid(
                 "storage.auto_commit_write_delay_ms",
@@ -540,6 +561,13 @@ impl Config {
             return Err(ConfigError::invalid(
                 "storage.readahead_reads_in_flight",
                 format!("must be between 1 and {readahead_limit}"),
+            ));
+        }
+        let compaction = METADATA_LOG_COMPACTION_MIN_BYTES..=METADATA_LOG_COMPACTION_MAX_BYTES;
+        if !compaction.contains(&storage.metadata_log_compaction_bytes) {
+            return Err(ConfigError::invalid(
+                "storage.metadata_log_compaction_bytes",
+                format!("must be between {METADATA_LOG_COMPACTION_MIN_BYTES} and {METADATA_LOG_COMPACTION_MAX_BYTES}"),
             ));
         }
         if !(8..=32768).contains(&storage.io_uring_entries)
@@ -970,6 +998,46 @@ mod tests {
             let out_of_range = Config::load_from(None, &env(&[(variable, "100000")]));
             assert!(out_of_range.unwrap_err().to_string().contains(key), "{key}");
         }
+        for (variable, key, value) in [
+            (
+                "RIPTIDE_STORAGE_MEMORY_SYNC_INTERVAL_MS",
+                "storage.memory_sync_interval_ms",
+                "0",
+            ),
+            (
+                "RIPTIDE_STORAGE_MEMORY_SYNC_INTERVAL_MS",
+                "storage.memory_sync_interval_ms",
+                "3600001",
+            ),
+            (
+                "RIPTIDE_STORAGE_MEMORY_SYNC_BYTES",
+                "storage.memory_sync_bytes",
+                "4096",
+            ),
+            (
+                "RIPTIDE_STORAGE_METADATA_LOG_COMPACTION_BYTES",
+                "storage.metadata_log_compaction_bytes",
+                "100",
+            ),
+        ] {
+            let refused = Config::load_from(None, &env(&[(variable, value)]));
+            assert!(
+                refused.unwrap_err().to_string().contains(key),
+                "{key} = {value}"
+            );
+        }
+        let synced_often = env(&[
+            ("RIPTIDE_STORAGE_MEMORY_SYNC_INTERVAL_MS", "10"),
+            ("RIPTIDE_STORAGE_MEMORY_SYNC_BYTES", "65536"),
+        ]);
+        let config = Config::load_from(None, &synced_often).unwrap();
+        assert_eq!(
+            (
+                config.storage.memory_sync_interval_ms,
+                config.storage.memory_sync_bytes
+            ),
+            (10, 65536)
+        );
         let no_readahead = Config::load_from(
             None,
             &env(&[("RIPTIDE_STORAGE_READAHEAD_READS_IN_FLIGHT", "0")]),

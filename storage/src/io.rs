@@ -599,6 +599,51 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and every missing parent, and makes each new name durable before returning:
+/// a directory's name lives in its parent, so after each level is created, top down, its
+/// parent is fsynced. Without that, a power cut can take a whole new tree (a partition's
+/// `streams/S/topics/T/partitions/P`, a store's `metadata/`) with everything acknowledged in
+/// it. Levels that already existed are not synced again. Returns whether anything was created.
+///
+/// # Errors
+/// A level exists but is not a directory, or creating or syncing one failed.
+pub fn create_dir_all_durable(dir: &Path) -> io::Result<bool> {
+    let mut missing = Vec::new();
+    let mut cursor = dir;
+    loop {
+        match std::fs::metadata(cursor) {
+            Ok(metadata) if metadata.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} exists and is not a directory", cursor.display()),
+                ))
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => missing.push(cursor),
+            Err(error) => return Err(error),
+        }
+        match cursor.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => cursor = parent,
+            _ => break,
+        }
+    }
+    for level in missing.iter().rev() {
+        match std::fs::create_dir(level) {
+            Ok(()) => {}
+            // Created meanwhile by someone else: whether its name is durable is unknown, so
+            // the parent is synced all the same.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && level.is_dir() => {}
+            Err(error) => return Err(error),
+        }
+        let parent = match level.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(!missing.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,6 +656,22 @@ mod tests {
         assert!(buf.full_mut().iter().all(|b| *b == 0));
         buf.push(b"abc");
         assert_eq!(buf.as_slice(), b"abc");
+    }
+
+    #[test]
+    fn create_dir_all_durable_creates_each_missing_level_once() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("streams/1/topics/2/partitions/3");
+        assert!(create_dir_all_durable(&deep).unwrap());
+        assert!(deep.is_dir());
+        assert!(
+            !create_dir_all_durable(&deep).unwrap(),
+            "nothing left to create"
+        );
+        let file = root.path().join("streams/1/file");
+        std::fs::write(&file, b"x").unwrap();
+        let error = create_dir_all_durable(&file.join("below")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotADirectory);
     }
 
     #[test]

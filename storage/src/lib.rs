@@ -11,6 +11,7 @@ pub mod constants;
 mod engine;
 pub mod index;
 pub mod io;
+mod memory_sync;
 pub mod metadata;
 mod offsets;
 mod partition;

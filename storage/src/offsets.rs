@@ -82,7 +82,8 @@ impl Offsets {
         let mut entries = HashMap::new();
         for kind in [ConsumerKind::Consumer, ConsumerKind::Group] {
             let sub = dir.join(subdir(kind));
-            std::fs::create_dir_all(&sub)?;
+            // Synced into `offsets/`: a stored offset's file must stay reachable.
+            crate::io::create_dir_all_durable(&sub)?;
             for entry in std::fs::read_dir(&sub)? {
                 let entry = entry?;
                 let Some(id) = entry
@@ -129,6 +130,48 @@ impl Offsets {
             dir: dir.to_path_buf(),
             entries,
         })
+    }
+
+    /// After recovery: a stored offset at or past `next_offset` names messages the partition
+    /// no longer has (memory-acknowledged, then lost to a power cut while the offset was
+    /// durable). Served as is, the consumer would skip that many new messages; it is clamped to
+    /// the last offset — or forgotten when the partition is empty — durably, and logged.
+    pub fn clamp_past_end(&mut self, key: PartitionKey, next_offset: u64) -> io::Result<()> {
+        let past_end: Vec<ConsumerRef> = self
+            .entries
+            .iter()
+            .filter(|(_, stored)| stored.value >= next_offset)
+            .map(|(consumer, _)| *consumer)
+            .collect();
+        for consumer in past_end {
+            let Some(stored) = self.entries.get_mut(&consumer) else {
+                continue;
+            };
+            let was = stored.value;
+            let Some(last) = next_offset.checked_sub(1) else {
+                tracing::warn!(
+                    ?key,
+                    ?consumer,
+                    stored = was,
+                    "storage: stored offset names messages of an empty partition; forgotten"
+                );
+                self.entries.remove(&consumer);
+                let path = self.path(consumer);
+                std::fs::remove_file(&path)?;
+                sync_dir(path.parent().unwrap_or(&self.dir))?;
+                continue;
+            };
+            let sequence = stored.sequence + 1;
+            let position = (sequence % 2) * OFFSET_SLOT_STRIDE_BYTES;
+            stored
+                .file
+                .write_all_at(&encode_slot(last, sequence), position)?;
+            stored.file.sync_data()?;
+            stored.sequence = sequence;
+            stored.value = last;
+            tracing::warn!(?key, ?consumer, stored = was, clamped_to = last, "storage: stored offset past the end of the recovered partition; clamped to its last offset");
+        }
+        Ok(())
     }
 
     fn path(&self, consumer: ConsumerRef) -> PathBuf {
@@ -352,6 +395,48 @@ mod tests {
         torn[3] ^= 1;
         assert_eq!(decode_slot(&torn), None);
         assert_eq!(decode_slot(&[0u8; OFFSET_SLOT_SIZE_BYTES]), None);
+    }
+
+    #[test]
+    fn offsets_past_the_end_are_clamped_durably_or_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        Offsets::open(dir.path()).unwrap();
+        let write = |kind: &str, id: u32, offset: u64| {
+            let file = std::fs::File::create(dir.path().join(kind).join(id.to_string())).unwrap();
+            file.write_all_at(&encode_slot(offset, 1), OFFSET_SLOT_STRIDE_BYTES)
+                .unwrap();
+        };
+        write("consumers", 1, 9);
+        write("consumers", 2, 20);
+        write("groups", 3, 10);
+        let key = PartitionKey {
+            stream_id: 0,
+            topic_id: 0,
+            partition_id: 0,
+        };
+        let consumer = |id| ConsumerRef {
+            kind: ConsumerKind::Consumer,
+            id,
+        };
+        let group = ConsumerRef {
+            kind: ConsumerKind::Group,
+            id: 3,
+        };
+        let mut offsets = Offsets::open(dir.path()).unwrap();
+        offsets.clamp_past_end(key, 10).unwrap();
+        assert_eq!(
+            offsets.get(consumer(1)),
+            Some(9),
+            "within the partition: kept"
+        );
+        assert_eq!(offsets.get(consumer(2)), Some(9));
+        assert_eq!(offsets.get(group), Some(9));
+        let reloaded = Offsets::open(dir.path()).unwrap();
+        assert_eq!(reloaded.get(consumer(2)), Some(9), "the clamp is on disk");
+        let mut empty = Offsets::open(dir.path()).unwrap();
+        empty.clamp_past_end(key, 0).unwrap();
+        assert_eq!(empty.get(consumer(1)), None);
+        assert!(Offsets::open(dir.path()).unwrap().entries.is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use bytes::Bytes;
 
 use crate::engine::{Engine, SlotKind};
 use crate::io::{self, round_down, round_up, AlignedBuf, IoBuffer, Request};
+use crate::memory_sync::Window;
 use crate::offsets::Offsets;
 use crate::record::{self, RecordHeader};
 use crate::segment::{self, Segment};
@@ -73,6 +74,16 @@ struct WriteInFlight {
     written: Progress,
     /// `Done` from the start when no fdatasync is linked.
     synced: Progress,
+    /// The memory-acknowledged records whose window this write's fdatasync closes (reopened
+    /// if it fails).
+    memory_window: Window,
+}
+
+/// A standalone fdatasync in flight: the `flush` calls it completes and the memory window it
+/// closes.
+struct FsyncInFlight {
+    tokens: Vec<u64>,
+    memory_window: Window,
 }
 
 pub(crate) struct Partition {
@@ -115,7 +126,9 @@ pub(crate) struct Partition {
     failed_write_buffer: Option<(u64, AlignedBuf)>,
     acks: VecDeque<PendingAck>,
     flush_waiters: Vec<(u64, bool)>,
-    fsync_waiters: Option<Vec<u64>>,
+    fsync_in_flight: Option<FsyncInFlight>,
+    /// Memory-acknowledged records no fdatasync covers yet (see `memory_sync`).
+    memory_window: Window,
     /// Index write in flight: segment base offset, entries, bytes.
     index_in_flight: Option<(u64, usize, usize)>,
     first_unflushed_at: Option<Instant>,
@@ -151,7 +164,9 @@ impl Partition {
         create: bool,
     ) -> Result<Partition, StorageError> {
         let config = &partition_config(config, &settings)?;
-        std::fs::create_dir_all(dir).map_err(storage_io(dir))?;
+        // Every new level's name is synced into its parent (`streams/S/topics/T/partitions/P`
+        // may all be new): the partition must not vanish with what is acknowledged in it.
+        io::create_dir_all_durable(dir).map_err(storage_io(dir))?;
         let alignment = io::probe_direct_alignment(dir);
         let mut bases = segment::list_segments(dir).map_err(storage_io(dir))?;
         if create {
@@ -184,12 +199,19 @@ impl Partition {
             let prealloc = config.preallocate.then_some(config.segment_size_bytes);
             segment::truncate_tail(active, prealloc).map_err(storage_io(dir))?;
         }
-        std::fs::create_dir_all(dir.join("offsets")).map_err(storage_io(dir))?;
+        io::create_dir_all_durable(&dir.join("offsets")).map_err(storage_io(dir))?;
+        // The segment files' names (and `offsets/`, however it came to be) are durable before
+        // the partition is announced.
         io::sync_dir(dir).map_err(storage_io(dir))?;
         let offsets = Offsets::open(&dir.join("offsets")).map_err(storage_io(dir))?;
         let mut partition =
             Self::assemble(key, dir, settings, config, alignment, segments, offsets);
         partition.reload_tail().map_err(storage_io(dir))?;
+        let next_offset = partition.next_offset;
+        partition
+            .offsets
+            .clamp_past_end(key, next_offset)
+            .map_err(storage_io(&dir.join("offsets")))?;
         Ok(partition)
     }
 
@@ -245,7 +267,8 @@ impl Partition {
             failed_write_buffer: None,
             acks: VecDeque::new(),
             flush_waiters: Vec::new(),
-            fsync_waiters: None,
+            fsync_in_flight: None,
+            memory_window: Window::default(),
             index_in_flight: None,
             first_unflushed_at: None,
         }
@@ -346,7 +369,11 @@ impl Partition {
             durable_ack,
         });
         self.tail_position += stamped.length_bytes as u64;
-        self.first_unflushed_at.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.first_unflushed_at.get_or_insert(now);
+        if !durable_ack {
+            self.memory_window.record(stamped.length_bytes, now);
+        }
         self.precopy();
         self.acknowledge_or_queue(engine, appended, durable_ack, token);
         Ok(appended)
@@ -386,7 +413,7 @@ impl Partition {
                 key: self.key,
                 result: CompletionResult::Append(Ok(appended)),
             });
-            if self.memory_flush_due() {
+            if self.memory_flush_due() || self.memory_sync_due() {
                 self.start_write(engine);
             }
         }
@@ -401,18 +428,57 @@ impl Partition {
                 .is_some_and(|at| at.elapsed().as_micros() as u64 >= policy.interval_us)
     }
 
-    /// Called on every shard tick: starts overdue memory-mode flushes and retries writes that
-    /// found no free slot.
+    /// Whether the memory window calls for an fdatasync now.
+    pub fn memory_sync_due(&self) -> bool {
+        self.memory_window
+            .due(&self.config.memory_sync, Instant::now())
+    }
+
+    /// When the memory window falls due by age (the shard wakes up for it).
+    pub fn memory_sync_deadline(&self) -> Option<Instant> {
+        self.memory_window.deadline(&self.config.memory_sync)
+    }
+
+    /// Called on every shard tick: starts overdue memory-mode flushes and syncs, and retries
+    /// writes that found no free slot.
     pub fn service(&mut self, engine: &mut Engine) {
         let has_unwritten = self
             .mem
             .back()
             .is_some_and(|r| r.base_offset >= self.staged_next_offset);
         let durable_waiting = !self.acks.is_empty() || !self.flush_waiters.is_empty();
-        if !self.transferring() && has_unwritten && (durable_waiting || self.memory_flush_due()) {
+        let due = durable_waiting || self.memory_flush_due() || self.memory_sync_due();
+        if !self.transferring() && has_unwritten && due {
             self.start_write(engine);
         }
+        self.start_memory_sync(engine);
         self.finish_flush_waiters(engine);
+    }
+
+    /// When the memory window is due and every record is written and settled, syncs the
+    /// active segment on its own (with records still to write, their write carries the sync).
+    fn start_memory_sync(&mut self, engine: &mut Engine) {
+        let all_settled = self.writes.is_empty()
+            && self
+                .mem
+                .back()
+                .is_none_or(|r| r.base_offset < self.durable_next_offset);
+        if !all_settled || self.fsync_in_flight.is_some() || !self.memory_sync_due() {
+            return;
+        }
+        let request = Request::Fdatasync {
+            fd: self.active().log.file.as_raw_fd(),
+        };
+        if engine
+            .submit(self.key, SlotKind::LogFsync, request, IoBuffer::None)
+            .is_ok()
+        {
+            self.in_flight_ops += 1;
+            self.fsync_in_flight = Some(FsyncInFlight {
+                tokens: Vec::new(),
+                memory_window: self.memory_window.take(),
+            });
+        }
     }
 
     /// Asks for everything queued to be written (and fdatasync'ed when `fsync`); completes
@@ -468,7 +534,8 @@ impl Partition {
             ..self
                 .mem
                 .partition_point(|r| r.base_offset < self.copied_next_offset);
-        let durable = self.mem.range(staged).any(|r| r.durable_ack);
+        // A due memory window rides on this write's fdatasync.
+        let durable = self.mem.range(staged).any(|r| r.durable_ack) || self.memory_sync_due();
         self.submit_staging(engine, self.copied_next_offset - 1, durable);
     }
 
@@ -529,19 +596,8 @@ impl Partition {
                 self.in_flight_ops += 1 + usize::from(durable);
                 self.staging_file_position = tail_start;
                 self.staged_next_offset = last_offset + 1;
-                self.writes.push_back(WriteInFlight {
-                    file_position,
-                    len_bytes,
-                    end_position,
-                    last_offset,
-                    started: Instant::now(),
-                    written: Progress::Pending,
-                    synced: if durable {
-                        Progress::Pending
-                    } else {
-                        Progress::Done
-                    },
-                });
+                let write = self.write_in_flight(file_position, len_bytes, end_position, durable);
+                self.writes.push_back(write);
             }
             Err((_, IoBuffer::Aligned(refused))) => {
                 // No free slot: keep everything staged; `service` retries.
@@ -556,6 +612,37 @@ impl Partition {
                     tracing::error!(key = ?self.key, %error, "storage: cannot reload the tail block");
                 }
             }
+        }
+    }
+
+    /// The record of a write just submitted, which ends with the last staged record.
+    fn write_in_flight(
+        &mut self,
+        file_position: u64,
+        len_bytes: usize,
+        end_position: u64,
+        durable: bool,
+    ) -> WriteInFlight {
+        // The linked fdatasync covers every record appended so far only when all are in this
+        // write; otherwise the window stays open and the next write syncs too.
+        let memory_window = if durable && self.staged_next_offset == self.next_offset {
+            self.memory_window.take()
+        } else {
+            Window::default()
+        };
+        WriteInFlight {
+            file_position,
+            len_bytes,
+            end_position,
+            last_offset: self.staged_next_offset - 1,
+            started: Instant::now(),
+            written: Progress::Pending,
+            synced: if durable {
+                Progress::Pending
+            } else {
+                Progress::Done
+            },
+            memory_window,
         }
     }
 
@@ -585,6 +672,11 @@ impl Partition {
         let errno = |error: std::io::Error| {
             append_error_from_errno(error.raw_os_error().unwrap_or(libc::EIO))
         };
+        if self.memory_window.is_open() {
+            // The sealed segment's memory-acknowledged tail was written but never synced, and
+            // no later fdatasync (of the next segment's file) would cover it. Once per segment.
+            self.active().log.file.sync_data().map_err(errno)?;
+        }
         let segment =
             Segment::create(&self.dir, base_offset, self.config.direct_io).map_err(errno)?;
         if self.config.preallocate {
@@ -679,7 +771,9 @@ impl Partition {
             .all(|w| w.written != Progress::Pending && w.synced != Progress::Pending);
         if all_completed {
             if let Some(error) = self.write_failure.take() {
-                self.writes.clear();
+                for write in self.writes.drain(..) {
+                    self.memory_window.restore(write.memory_window);
+                }
                 self.fail_unwritten(engine, error);
                 self.restore_tail_block();
             }
@@ -688,11 +782,14 @@ impl Partition {
             .mem
             .back()
             .is_some_and(|r| r.base_offset >= self.staged_next_offset);
-        if more
-            && (!self.acks.is_empty() || !self.flush_waiters.is_empty() || self.memory_flush_due())
-        {
+        let due = !self.acks.is_empty()
+            || !self.flush_waiters.is_empty()
+            || self.memory_flush_due()
+            || self.memory_sync_due();
+        if more && due {
             self.start_write(engine);
         }
+        self.start_memory_sync(engine);
         self.finish_flush_waiters(engine);
     }
 
@@ -866,7 +963,7 @@ impl Partition {
                 .mem
                 .back()
                 .is_none_or(|r| r.base_offset < self.durable_next_offset);
-        if self.flush_waiters.is_empty() || !all_written || self.fsync_waiters.is_some() {
+        if self.flush_waiters.is_empty() || !all_written || self.fsync_in_flight.is_some() {
             return;
         }
         let wants_fsync = self.flush_waiters.iter().any(|(_, fsync)| *fsync);
@@ -891,7 +988,11 @@ impl Partition {
         match engine.submit(self.key, SlotKind::LogFsync, request, IoBuffer::None) {
             Ok(()) => {
                 self.in_flight_ops += 1;
-                self.fsync_waiters = Some(tokens);
+                // Everything is written, so this fdatasync covers the whole memory window too.
+                self.fsync_in_flight = Some(FsyncInFlight {
+                    tokens,
+                    memory_window: self.memory_window.take(),
+                });
             }
             Err(_) => self
                 .flush_waiters
@@ -906,12 +1007,20 @@ impl Partition {
         } else {
             Ok(())
         };
-        for token in self.fsync_waiters.take().unwrap_or_default() {
-            engine.completions.push(Completion {
-                token,
-                key: self.key,
-                result: CompletionResult::Flushed(outcome),
-            });
+        if let Some(done) = self.fsync_in_flight.take() {
+            if let Err(error) = outcome {
+                if done.memory_window.is_open() {
+                    tracing::error!(key = ?self.key, ?error, "storage: fdatasync failed; memory-acknowledged batches may not survive a power cut");
+                }
+                self.memory_window.restore(done.memory_window);
+            }
+            for token in done.tokens {
+                engine.completions.push(Completion {
+                    token,
+                    key: self.key,
+                    result: CompletionResult::Flushed(outcome),
+                });
+            }
         }
         self.finish_flush_waiters(engine);
     }

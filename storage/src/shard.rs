@@ -337,9 +337,24 @@ impl Shard {
                 .config
                 .deferred_offset_write_delay
                 .max(Duration::from_millis(1));
-            self.engine
-                .io
-                .wait(timeout.min(self.flush_interval()).min(deferred_writes));
+            // A memory window falling due ends the wait, so its sync starts on time (one
+            // already due waits for the I/O in its way, whose completion ends the wait).
+            let now = Instant::now();
+            let memory_sync = self
+                .partitions
+                .values()
+                .filter_map(Partition::memory_sync_deadline)
+                .filter(|deadline| *deadline > now)
+                .min()
+                .map_or(Duration::MAX, |deadline| {
+                    deadline.saturating_duration_since(now)
+                });
+            self.engine.io.wait(
+                timeout
+                    .min(self.flush_interval())
+                    .min(deferred_writes)
+                    .min(memory_sync),
+            );
         }
         self.process();
         self.service();

@@ -6,8 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::constants::{
-    DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT,
-    RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
+    DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES,
+    MEMORY_SYNC_SIZE_MIN_BYTES, READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, RECORD_SIZE_MAX_BYTES,
+    SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,15 @@ pub struct MemoryFlush {
     pub interval_us: u64,
 }
 
+/// Sync policy of memory acknowledgements (see `memory_sync`): a memory-acknowledged record is
+/// fdatasynced once the oldest unsynced one is `interval_us` old or `size_bytes` of them have
+/// accumulated, whichever comes first — the most a power cut can take from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySync {
+    pub interval_us: u64,
+    pub size_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub segment_size_bytes: u64,
@@ -107,6 +117,7 @@ pub struct StorageConfig {
     /// Skip io_uring and use the buffered-syscalls path (tests of the fallback).
     pub force_buffered_syscalls: bool,
     pub memory_flush: MemoryFlush,
+    pub memory_sync: MemorySync,
     /// How long a deferred consumer-offset store (a poll's auto-commit) may wait for its write.
     pub deferred_offset_write_delay: Duration,
 }
@@ -129,6 +140,10 @@ impl Default for StorageConfig {
                 size_bytes: 1024 * 1024,
                 messages_count: 1024,
                 interval_us: 1000 * 1000,
+            },
+            memory_sync: MemorySync {
+                interval_us: 1000 * 1000,
+                size_bytes: 16 * 1024 * 1024,
             },
             deferred_offset_write_delay: Duration::from_millis(100),
         }
@@ -167,6 +182,13 @@ impl StorageConfig {
         }
         if self.pending_size_max_bytes < RECORD_SIZE_MAX_BYTES {
             return bad("pending_size_max_bytes below the largest record");
+        }
+        let sync = &self.memory_sync;
+        if !(1..=MEMORY_SYNC_INTERVAL_MAX_MS * 1000).contains(&sync.interval_us) {
+            return bad("memory_sync.interval_us out of range");
+        }
+        if !(MEMORY_SYNC_SIZE_MIN_BYTES..=MEMORY_SYNC_SIZE_MAX_BYTES).contains(&sync.size_bytes) {
+            return bad("memory_sync.size_bytes out of range");
         }
         if self.deferred_offset_write_delay
             > Duration::from_millis(DEFERRED_OFFSET_WRITE_DELAY_MAX_MS)

@@ -93,6 +93,8 @@ fn consumer_offsets_are_durable_and_group_committed() {
         shard
             .create_partition(KEY, &dir, PartitionSettings::default())
             .unwrap();
+        // Offsets name stored messages: recovery clamps one past the end of the partition.
+        append_durable(&mut shard, KEY, batch(1, 50, 10), 1).unwrap();
         for offset in 0..50u64 {
             shard
                 .store_offset(KEY, consumer, offset, 1000 + offset)

@@ -239,10 +239,14 @@ impl Servers {
         workers: usize,
     ) -> Result<(Servers, Vec<WorkerLinks>), StartError> {
         let data_dir = &config.system.path;
+        // Each new directory's name is synced into its parent: on a fresh data directory a power
+        // cut must not take it (and `metadata/` in it: every stream, topic and user) away.
         for dir in [data_dir.clone(), data_dir.join("runtime")] {
-            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
-                path: dir.display().to_string(),
-                source,
+            riptide_storage::io::create_dir_all_durable(&dir).map_err(|source| {
+                StartError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
             })?;
         }
         let shards = config.storage_shards();

@@ -187,9 +187,13 @@ impl<F: Fetcher> StateMachine<F> {
         }
     }
 
-    async fn apply_command(&mut self, command: Command) -> Result<(Response, bool), StorageError> {
+    async fn apply_command(
+        &mut self,
+        command: Command,
+        index: u64,
+    ) -> Result<(Response, bool), StorageError> {
         match command {
-            Command::Change(change) => Ok((self.apply_change(&change).await, true)),
+            Command::Change(change) => Ok((self.apply_change(&change, index).await, true)),
             Command::Append {
                 key,
                 base_offset,
@@ -239,7 +243,7 @@ impl<F: Fetcher> StateMachine<F> {
     }
 
     /// A metadata change: applied to the catalog, published, and its partition work done.
-    async fn apply_change(&mut self, change: &Change) -> Response {
+    async fn apply_change(&mut self, change: &Change, index: u64) -> Response {
         let mut next = Catalog::clone(&self.catalog);
         if let Err(error) = next.apply(change) {
             return Response::refused(catalog_error_code(&error));
@@ -247,7 +251,7 @@ impl<F: Fetcher> StateMachine<F> {
         let next = Arc::new(next);
         let effects = effects_of(change, &self.catalog, &next, &self.directory, self.floor);
         self.catalog = Arc::clone(&next);
-        self.view.publish(next);
+        self.view.publish_at(next, index);
         let response = self.run_all(effects).await;
         // Partitions the change created start at their shard's offset; deleted ones go.
         let known = self.directory.keys();
@@ -416,7 +420,8 @@ impl<F: Fetcher> StateMachine<F> {
         }
         let catalog = Arc::new(catalog);
         self.catalog = Arc::clone(&catalog);
-        self.view.publish(catalog);
+        self.view
+            .publish_at(catalog, checkpoint.last_applied.map_or(0, |id| id.index));
         self.last_applied = checkpoint.last_applied;
         self.membership = checkpoint.membership;
         self.progress.applied_index.store(
@@ -542,7 +547,8 @@ impl<F: Fetcher> RaftStateMachine<TypeConfig> for StateMachine<F> {
                     Response::Done
                 }
                 EntryPayload::Normal(command) => {
-                    let (response, unsafe_twice) = self.apply_command(command).await?;
+                    let (response, unsafe_twice) =
+                        self.apply_command(command, entry.log_id.index).await?;
                     barrier |= unsafe_twice;
                     response
                 }

@@ -43,10 +43,18 @@ impl CatalogView {
         self.commit.load(Ordering::Acquire)
     }
 
-    /// Publishes a new catalog: the metadata service's, or a cluster state machine's.
+    /// Publishes the metadata service's new catalog; its commit number counts the changes.
     pub fn publish(&self, catalog: Arc<Catalog>) {
         self.current.store(catalog);
         self.commit.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Publishes a cluster state machine's catalog as of log index `commit`: the same number on
+    /// every node, so an SDK that moves to another node compares like with like (its
+    /// metadata watermark).
+    pub fn publish_at(&self, catalog: Arc<Catalog>, commit: u64) {
+        self.current.store(catalog);
+        self.commit.fetch_max(commit, Ordering::AcqRel);
     }
 }
 

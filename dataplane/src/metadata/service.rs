@@ -8,7 +8,8 @@ use crate::shard::PartitionDirectory;
 use riptide_config::{AckFloor, Config};
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{
-    hash_password, Catalog, Change, MetadataStore, Permissions, UserStatus, VerifiedLogins,
+    hash_password, Catalog, Change, MetadataStore, Permissions, StoreConfig, UserStatus,
+    VerifiedLogins,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -44,8 +45,12 @@ impl MetadataService {
         directory: Arc<PartitionDirectory>,
     ) -> Result<MetadataService, MetadataStartError> {
         let store_error = |e: &dyn std::fmt::Display| MetadataStartError::Store(e.to_string());
+        let store_config = StoreConfig {
+            log_compaction_threshold_bytes: config.storage.metadata_log_compaction_bytes,
+        };
         let (mut store, catalog) =
-            MetadataStore::open(&data_dir.join("metadata")).map_err(|e| store_error(&e))?;
+            MetadataStore::open_with(&data_dir.join("metadata"), store_config)
+                .map_err(|e| store_error(&e))?;
         if catalog.users().is_empty() {
             let password_hash =
                 hash_password(&config.root.password).map_err(|e| store_error(&e))?;

@@ -49,6 +49,17 @@ pub struct ConnectionState {
     pub client_id: u32,
     pub address: String,
     pub session: Option<Session>,
+    /// The client whose consumer-group membership this connection polls for: itself, or the
+    /// coordinator connection a cluster-aware SDK attached this poll connection to
+    /// (AttachConsumerSession).
+    pub attached_to: Option<u32>,
+}
+
+impl ConnectionState {
+    /// The client id consumer-group membership is looked up by.
+    pub fn group_member(&self) -> u32 {
+        self.attached_to.unwrap_or(self.client_id)
+    }
 }
 
 enum SlotState {
@@ -99,6 +110,7 @@ impl Connection {
                 client_id,
                 address: address.clone(),
                 user_id: None,
+                session_id: None,
                 transport: "TCP",
             },
         );
@@ -108,6 +120,7 @@ impl Connection {
                 client_id,
                 address,
                 session: None,
+                attached_to: None,
             },
             input: Vec::new(),
             input_start: 0,
@@ -488,7 +501,14 @@ impl Connection {
                         .request_errors
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                None => slot.chunks = continuation.finish(ctx.counters()),
+                None => {
+                    if let Some(next) = continuation.next_step(ctx.counters()) {
+                        slot.state = SlotState::Ready;
+                        self.settle(seq, 0, next, ctx);
+                        return;
+                    }
+                    slot.chunks = continuation.finish(ctx.counters());
+                }
             }
             slot.state = SlotState::Ready;
         }

@@ -34,6 +34,8 @@ pub struct ClientInfo {
     pub client_id: u32,
     pub address: String,
     pub user_id: Option<u32>,
+    /// The session signed in on the connection (consumer sessions attach to it by this id).
+    pub session_id: Option<u64>,
     pub transport: &'static str,
 }
 

@@ -1,7 +1,7 @@
 //! The storage engine's configuration, from `riptide.toml`.
 
 use riptide_config::{Config, DirectIo};
-use riptide_storage::{MemoryFlush, StorageConfig};
+use riptide_storage::{MemoryFlush, MemorySync, StorageConfig};
 use std::time::Duration;
 
 /// The configuration of each shard's storage engine; the read cache is split evenly among the
@@ -20,6 +20,10 @@ pub fn storage_config(config: &Config) -> StorageConfig {
             size_bytes: storage.memory_flush_bytes as usize,
             messages_count: storage.memory_flush_messages,
             interval_us: storage.memory_flush_interval_ms * 1000,
+        },
+        memory_sync: MemorySync {
+            interval_us: storage.memory_sync_interval_ms * 1000,
+            size_bytes: storage.memory_sync_bytes,
         },
         deferred_offset_write_delay: Duration::from_millis(storage.auto_commit_write_delay_ms),
         ..StorageConfig::default()

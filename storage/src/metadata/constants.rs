@@ -43,7 +43,8 @@ pub const SNAPSHOT_PAYLOAD_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default size of the log past which it is compacted into a new snapshot.
 pub const LOG_COMPACTION_THRESHOLD_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
 /// Smallest allowed compaction threshold (tests use small values to compact often).
-pub const LOG_COMPACTION_THRESHOLD_BYTES_MIN: u64 = 1024;
+pub const LOG_COMPACTION_THRESHOLD_BYTES_MIN: u64 =
+    riptide_config::limits::METADATA_LOG_COMPACTION_MIN_BYTES;
 
 /// Id of the root user, created by the dataplane at first boot.
 pub const ROOT_USER_ID: u32 = 0;

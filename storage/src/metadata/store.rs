@@ -38,7 +38,8 @@ const LOG_TEMP_FILE_NAME: &str = "changes.log.tmp";
 const SNAPSHOT_TEMP_FILE_NAME: &str = "catalog.snapshot.tmp";
 
 /// Largest compaction threshold: the whole log is read into memory on open.
-pub const LOG_COMPACTION_THRESHOLD_BYTES_MAX: u64 = 256 * 1024 * 1024;
+pub const LOG_COMPACTION_THRESHOLD_BYTES_MAX: u64 =
+    riptide_config::limits::METADATA_LOG_COMPACTION_MAX_BYTES;
 /// Largest log file the store will read: the threshold plus one maximal record.
 const LOG_SIZE_MAX_BYTES: u64 =
     LOG_COMPACTION_THRESHOLD_BYTES_MAX + (RECORD_HEADER_BYTES + RECORD_PAYLOAD_MAX_BYTES) as u64;
@@ -286,16 +287,13 @@ impl MetadataStore {
     }
 }
 
+/// Creates the store's directory and any missing parent, each new name synced into its
+/// parent: otherwise a power cut could take the whole store, and with it every change
+/// acknowledged since.
 fn create_dir_durably(dir: &Path) -> Result<(), MetadataError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-    // The new directory entry must itself be durable, or the whole store could vanish.
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    crate::io::create_dir_all_durable(dir)
+        .map(drop)
+        .map_err(io_error("create directory", dir))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetadataError> {

@@ -138,17 +138,21 @@ fn poll_inner(request: PollMessagesRequest, call: Call<'_>) -> Result<Handled, E
         topic_id: topic.id,
         partition_id,
     };
+    // In a cluster an auto-commit is a replicated write like any stored offset: the poll's
+    // continuation submits it once the messages are read.
+    let clustered = call.ctx.shared.cluster.is_some();
     let op = ShardOp::Poll {
         key,
         from,
         count,
-        auto_commit: request.auto_commit.then_some(consumer),
+        auto_commit: (request.auto_commit && !clustered).then_some(consumer),
     };
     Ok(Handled::Shard {
         requests: vec![(call.ctx.shared.shard_for(key), op)],
         continuation: Continuation::Poll {
             result: None,
             partition_id,
+            replicated_commit: (request.auto_commit && clustered).then_some((key, consumer)),
         },
     })
 }
@@ -178,14 +182,14 @@ fn poll_partition(
     let key = (stream_id, topic.id, consumer.id);
     let assigned = groups
         .group(key)
-        .and_then(|group| group.assigned(call.state.client_id));
+        .and_then(|group| group.assigned(call.state.group_member()));
     match (assigned, requested) {
         (None, _) => Err(ErrorCode::ConsumerGroupMemberNotFound),
         (Some(assigned), Some(partition_id)) if assigned.contains(&partition_id) => {
             Ok(Some(partition_id))
         }
         (Some(_), Some(_)) => Err(ErrorCode::ConsumerGroupPartitionNotOwned),
-        (Some(_), None) => Ok(groups.next_partition(key, call.state.client_id)),
+        (Some(_), None) => Ok(groups.next_partition(key, call.state.group_member())),
     }
 }
 

@@ -14,11 +14,14 @@ use crate::session::counters::WorkerCounters;
 use crate::session::{ConnectionState, WorkerContext};
 use crate::shard::{ShardOp, ShardOutcome};
 use bytes::Bytes;
-use riptide_protocol::codes::{ErrorCode, EvictionReason, Operation};
+use riptide_protocol::codes::{
+    ConsumerKind as WireConsumerKind, ErrorCode, EvictionReason, Operation,
+};
 use riptide_protocol::header::RequestHeader;
 use riptide_protocol::request::Request;
 use riptide_protocol::wire::WireIdentifier;
 use riptide_storage::metadata::{Catalog, Change, Stream, Topic};
+use riptide_storage::{ConsumerRef, PartitionKey};
 use std::sync::atomic::Ordering;
 
 pub use access::Action;
@@ -80,7 +83,11 @@ pub enum Continuation {
     Poll {
         result: Option<riptide_storage::ReadResult>,
         partition_id: u32,
+        /// Cluster mode: the auto-commit to replicate before the reply goes out.
+        replicated_commit: Option<(PartitionKey, ConsumerRef)>,
     },
+    /// A reply already built, sent once a replicated write it waited for is applied.
+    Built(Vec<Bytes>),
     /// GetConsumerOffset: the offsets, or an empty body when none is stored.
     ConsumerOffset {
         partition_id: u32,
@@ -114,6 +121,28 @@ impl Continuation {
         }
     }
 
+    /// The step that must follow the shards' answers before the reply, if any: a poll that
+    /// auto-commits in a cluster stores the offset of its last message through the cluster's
+    /// log, and replies once that is applied.
+    pub fn next_step(&mut self, counters: &WorkerCounters) -> Option<Handled> {
+        let Continuation::Poll {
+            result: Some(result),
+            replicated_commit: Some((key, consumer)),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (key, consumer, offset) = (*key, *consumer, result.last_offset?);
+        let reply = self.finish(counters);
+        let write = ReplicatedWrite::StoreOffset {
+            key,
+            consumer,
+            offset,
+        };
+        Some(replicated(write, Continuation::Built(reply)))
+    }
+
     /// The reply body chunks (the poll reply keeps the stored records as their own chunks).
     pub fn finish(&mut self, counters: &WorkerCounters) -> Vec<Bytes> {
         match std::mem::replace(self, Continuation::Body(Vec::new())) {
@@ -138,7 +167,9 @@ impl Continuation {
             Continuation::Poll {
                 result,
                 partition_id,
+                ..
             } => messages::poll_reply(result, partition_id, counters),
+            Continuation::Built(chunks) => chunks,
             Continuation::ConsumerOffset {
                 partition_id,
                 offsets,
@@ -223,18 +254,33 @@ pub fn handle(
 }
 
 /// In cluster mode, what a follower answers itself: sessions, the roster the SDK finds the leader
-/// with, and this node's own stats and clients. Everything else is the leader's.
+/// with, this node's own stats and clients, and reads of what it applied — the catalog, stored
+/// consumer offsets, and polls of one partition that write nothing (no auto-commit, no consumer
+/// group, whose assignment the leader keeps). Everything it holds is committed, so a read here
+/// may be behind the leader's but never shows what the cluster may lose. Everything else is the
+/// leader's.
 fn served_by_any_node(request: &Request<'_>) -> bool {
-    matches!(
-        request,
+    match request {
+        Request::PollMessages(poll) => {
+            !poll.auto_commit
+                && poll.partition_id.is_some()
+                && WireConsumerKind::from_wire(poll.consumer.kind)
+                    == Some(WireConsumerKind::Consumer)
+        }
         Request::Ping
-            | Request::Logout
-            | Request::GetMe
-            | Request::GetClusterMetadata
-            | Request::GetStats
-            | Request::GetClients
-            | Request::GetClient(_)
-    )
+        | Request::Logout
+        | Request::GetMe
+        | Request::GetClusterMetadata
+        | Request::GetStats
+        | Request::GetClients
+        | Request::GetClient(_)
+        | Request::GetStream(_)
+        | Request::GetStreams
+        | Request::GetTopic(_)
+        | Request::GetTopics(_)
+        | Request::GetConsumerOffset(_) => true,
+        _ => false,
+    }
 }
 
 fn dispatch_rest(request: Request<'_>, call: Call<'_>) -> Handled {

@@ -1,15 +1,17 @@
-//! Server and client information: stats, me, clients, cluster metadata (one node, named by
-//! `[cluster] name` and `node_name`), and the cluster-routing commands of iggy 0.11, which a
-//! single node answers as the primary for all.
+//! Server and client information: stats, me, clients, cluster metadata (this node, named by
+//! `[cluster] name` and `node_name`, or the cluster's roster), and the cluster-routing commands
+//! of iggy 0.11: the node that leads is the primary of every partition.
 
-use super::{done, encoded, Action, Call, Handled};
+use super::{done, encoded, resolve_stream_topic, Action, Call, Handled};
 use crate::session::shared::lock;
 use riptide_protocol::codes::{ClusterNodeRole, ClusterNodeStatus, ErrorCode, TransportProtocol};
 use riptide_protocol::reply::types::{
     ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse,
-    ConsumerGroupInfoResponse, GetClientsResponse, StatsResponse,
+    ConsumerGroupInfoResponse, GetClientsResponse, PollRoutingResponse, StatsResponse,
 };
 use riptide_protocol::request::Request;
+use riptide_protocol::wire::requests::system::AttachConsumerSessionRequest;
+use riptide_protocol::wire::WireIdentifier;
 use std::net::SocketAddr;
 
 pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
@@ -24,13 +26,67 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
         Request::GetClients => clients(&call),
         Request::GetClusterMetadata => Ok(Handled::Reply(encoded(&cluster_metadata(&call)))),
         Request::GetSnapshot(_) | Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
-        // One node: every session is already attached to the primary, and routing answers "here".
-        Request::AttachConsumerSession(_) => Ok(Handled::Reply(Vec::new())),
-        Request::GetPollRouting(_) | Request::GetConsumerOffsetRouting(_) => {
-            Err(ErrorCode::FeatureUnavailable)
+        Request::AttachConsumerSession(r) => attach_consumer_session(call, &r),
+        Request::GetPollRouting(r) => routing(call, &r.stream_id, &r.topic_id, |stream, topic| {
+            Action::Poll(stream, topic)
+        }),
+        Request::GetConsumerOffsetRouting(r) => {
+            routing(call, &r.stream_id, &r.topic_id, |stream, topic| {
+                Action::Poll(stream, topic)
+            })
         }
         _ => Err(ErrorCode::InvalidCommand),
     })
+}
+
+/// Where a cluster-aware SDK sends polls that auto-commit and consumer-offset writes: every
+/// partition's primary is the node that leads (one Raft group orders all writes), which is this
+/// node, since a follower answers routing TransientNotAccepted like any write. The consumer
+/// session the SDK attaches its poll connection with names this connection's session.
+fn routing(
+    call: Call<'_>,
+    stream: &WireIdentifier,
+    topic: &WireIdentifier,
+    action: impl FnOnce(u32, u32) -> Action,
+) -> Result<Handled, ErrorCode> {
+    let (stream, topic) = resolve_stream_topic(call.catalog, stream, topic)?;
+    call.require(action(stream.id, topic.id))?;
+    let session = call.state.session.ok_or(ErrorCode::Unauthenticated)?;
+    let primary = cluster_metadata(&call)
+        .nodes
+        .into_iter()
+        .find(|node| node.role == ClusterNodeRole::Leader.wire())
+        .ok_or(ErrorCode::TransientNotAccepted)?;
+    Ok(Handled::Reply(encoded(&PollRoutingResponse {
+        consumer_session: AttachConsumerSessionRequest {
+            client_id: u128::from(call.state.client_id),
+            session: session.session_id,
+            metadata_watermark: call.ctx.shared.metadata_commit(),
+        },
+        primary,
+    })))
+}
+
+/// A poll connection takes on the consumer-group membership of the coordinator connection whose
+/// session routing named: same user, session still signed in on this node.
+fn attach_consumer_session(
+    call: Call<'_>,
+    request: &AttachConsumerSessionRequest,
+) -> Result<Handled, ErrorCode> {
+    let session = call.state.session.ok_or(ErrorCode::Unauthenticated)?;
+    let coordinator =
+        u32::try_from(request.client_id).map_err(|_| ErrorCode::TransientNotAccepted)?;
+    let attachable = lock(&call.ctx.shared.clients)
+        .get(&coordinator)
+        .is_some_and(|client| {
+            client.session_id == Some(request.session) && client.user_id == Some(session.user_id)
+        });
+    if !attachable {
+        // Gone (disconnected, signed out) or not this user's: the SDK routes again.
+        return Err(ErrorCode::TransientNotAccepted);
+    }
+    call.state.attached_to = (coordinator != call.state.client_id).then_some(coordinator);
+    Ok(Handled::Reply(Vec::new()))
 }
 
 fn client_response(call: &Call<'_>, client: &crate::session::shared::ClientInfo) -> ClientResponse {

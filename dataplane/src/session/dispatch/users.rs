@@ -72,8 +72,10 @@ fn bind_session(user_id: u32, state: &mut ConnectionState, ctx: &mut WorkerConte
         user_id,
         session_id,
     });
+    state.attached_to = None;
     if let Some(client) = lock(&ctx.shared.clients).get_mut(&state.client_id) {
         client.user_id = Some(user_id);
+        client.session_id = Some(session_id);
     }
     let mut body = Vec::new();
     riptide_protocol::reply::login_reply(user_id, session_id, &mut body);
@@ -97,8 +99,10 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
     done(match request {
         Request::Logout => {
             call.state.session = None;
+            call.state.attached_to = None;
             if let Some(client) = lock(&call.ctx.shared.clients).get_mut(&call.state.client_id) {
                 client.user_id = None;
+                client.session_id = None;
             }
             Ok(Handled::Reply(Vec::new()))
         }
