@@ -18,6 +18,7 @@ PACKAGES=(
   libdpdk-dev dpdk
   iproute2 ethtool iputils-ping netcat-openbsd nftables
   linux-perf shellcheck ruby util-linux e2fsprogs fuse3
+  chromium chromium-driver
 )
 
 dry_run=0

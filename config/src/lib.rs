@@ -5,6 +5,7 @@
 //! this crate instead of the data plane.
 
 pub mod host;
+pub mod http;
 pub mod limits;
 pub mod live;
 mod schema;

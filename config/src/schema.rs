@@ -4,6 +4,7 @@
 //! environment variable is typed by the default it replaces), then deserialises into [`Config`] with
 //! unknown keys refused, then validates the relations between values. Every error names the key.
 
+pub use crate::http::HttpConfig;
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
     MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
@@ -21,12 +22,16 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../riptide.toml");
 /// it as fatal instead of restarting into the same error.
 pub const EXIT_CODE_CONFIG: i32 = 78;
 
+/// What [`Config::masked`] shows instead of a secret.
+pub const SECRET_MASK: &str = "********";
+
 /// Environment prefix of the general override scheme `RIPTIDE_<SECTION>_<KEY>`.
 pub const ENV_PREFIX: &str = "RIPTIDE_";
 
 /// iggy-server's drop-in variables and the keys they set.
-pub const IGGY_DROP_IN_VARIABLES: [(&str, &str, &str); 4] = [
+pub const IGGY_DROP_IN_VARIABLES: [(&str, &str, &str); 5] = [
     ("IGGY_TCP_ADDRESS", "tcp", "address"),
+    ("IGGY_HTTP_ADDRESS", "http", "address"),
     ("IGGY_SYSTEM_PATH", "system", "path"),
     ("IGGY_ROOT_USERNAME", "root", "username"),
     ("IGGY_ROOT_PASSWORD", "root", "password"),
@@ -66,7 +71,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_string(),
             message: message.into(),
@@ -90,6 +95,7 @@ pub struct Config {
     pub dpdk: DpdkConfig,
     pub cluster: ClusterConfig,
     pub control: ControlConfig,
+    pub http: HttpConfig,
     pub log: LogConfig,
 }
 
@@ -369,6 +375,7 @@ impl Config {
         }
         self.validate_limits()?;
         self.validate_storage()?;
+        crate::http::validate(&self.http, self.tcp.connections_max)?;
         if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
             return Err(ConfigError::invalid(
                 "auth.verified_login_ttl_s",
@@ -657,14 +664,23 @@ impl Config {
         resolve_thread_count(self.dataplane.storage_shards)
     }
 
-    /// The effective configuration as TOML (passwords masked).
-    pub fn to_toml_masked(&self) -> String {
+    /// A copy with the secrets (root password, JWT signing secret, cluster secret) replaced by a
+    /// mask, for showing.
+    pub fn masked(&self) -> Config {
         let mut shown = self.clone();
-        shown.root.password = "********".to_string();
-        if !shown.cluster.secret.is_empty() {
-            shown.cluster.secret = "********".to_string();
+        shown.root.password = SECRET_MASK.to_string();
+        if !shown.http.jwt_secret.is_empty() {
+            shown.http.jwt_secret = SECRET_MASK.to_string();
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        if !shown.cluster.secret.is_empty() {
+            shown.cluster.secret = SECRET_MASK.to_string();
+        }
+        shown
+    }
+
+    /// The effective configuration as TOML (secrets masked).
+    pub fn to_toml_masked(&self) -> String {
+        toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

@@ -40,10 +40,28 @@ pub struct AppState {
     pub warnings: Vec<Finding>,
     /// Stops supervision (POST /shutdown); taken by the first request.
     pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The HTTP API's bound address, once it listens.
+    pub http_address: Mutex<Option<std::net::SocketAddr>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AppState {
+    /// A copy of the effective configuration.
+    pub fn config_snapshot(&self) -> Config {
+        lock(&self.config).clone()
+    }
+
+    /// What the HTTP API tells operators about itself in /status (set once it listens).
+    pub fn set_http_address(&self, address: std::net::SocketAddr) {
+        *lock(&self.http_address) = Some(address);
+    }
+
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        *lock(&self.http_address)
+    }
 }
 
 /// The router over the shared state.
@@ -122,8 +140,9 @@ fn ring_occupancy(snapshot: &StatsSnapshot) -> Vec<Value> {
         .collect()
 }
 
-async fn status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
-    let supervisor = supervisor_copy(&state);
+/// The /status document (also the console's overview).
+pub fn status_body(state: &AppState) -> Value {
+    let supervisor = supervisor_copy(state);
     let config = lock(&state.config).clone();
     let warnings: Vec<String> = state.warnings.iter().map(ToString::to_string).collect();
     let mut body = json!({
@@ -138,6 +157,7 @@ async fn status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
             "ring_capacity": config.dataplane.ring_capacity,
         },
         "warnings": warnings,
+        "http": http_body(state, &config),
     });
     match read_stats(&state.data_dir) {
         Ok((snapshot, age_ms)) => {
@@ -168,7 +188,39 @@ async fn status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
         }
         Err(reason) => body["stats"] = json!({ "unavailable": reason }),
     }
-    Json(body).into_response()
+    body
+}
+
+/// Where the HTTP API and the console are, for /status and `riptidectl http`.
+fn http_body(state: &AppState, config: &Config) -> Value {
+    if !config.http.enabled {
+        return json!({ "enabled": false });
+    }
+    match state.http_address() {
+        Some(address) => {
+            let host = if address.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                address.ip().to_string()
+            };
+            let base = if address.is_ipv6() {
+                format!("http://[{host}]:{}", address.port())
+            } else {
+                format!("http://{host}:{}", address.port())
+            };
+            json!({
+                "enabled": true,
+                "address": address.to_string(),
+                "api_url": base,
+                "console_url": format!("{base}/ui"),
+            })
+        }
+        None => json!({ "enabled": true, "address": null, "configured": config.http.address }),
+    }
+}
+
+async fn status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    Json(status_body(&state)).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -181,24 +233,13 @@ async fn get_config(
     Query(query): Query<ConfigQuery>,
 ) -> Response {
     let config = lock(&state.config).clone();
-    let overrides = lock(&state.overrides).clone();
     match query.format.as_deref() {
         Some("toml") => (
             [(header::CONTENT_TYPE, "application/toml")],
             config.to_toml_masked(),
         )
             .into_response(),
-        None | Some("json") => {
-            let mut shown = config;
-            shown.root.password = "********".to_string();
-            Json(json!({
-                "config": shown,
-                "live_overrides": overrides,
-                "live_keys": live::LIVE_KEYS,
-                "config_path": state.config_path,
-            }))
-            .into_response()
-        }
+        None | Some("json") => Json(config_body(&state)).into_response(),
         Some(other) => error_json(
             StatusCode::BAD_REQUEST,
             format!("unknown format '{other}' (json or toml)"),
@@ -206,8 +247,27 @@ async fn get_config(
     }
 }
 
+/// The /config document: the effective configuration (secrets masked), the live overrides and
+/// the keys that change live.
+pub fn config_body(state: &AppState) -> Value {
+    let config = lock(&state.config).masked();
+    let overrides = lock(&state.overrides).clone();
+    json!({
+        "config": config,
+        "live_overrides": overrides,
+        "live_keys": live::LIVE_KEYS,
+        "config_path": state.config_path,
+    })
+}
+
 async fn put_config(AxumState(state): AxumState<Arc<AppState>>, body: String) -> Response {
-    let change = match live::parse_change(&body) {
+    apply_config_change(&state, &body)
+}
+
+/// Applies a live change (PUT /config of the control API and of the console): 200 with the
+/// applied keys, 409 when a key needs a restart, 400 for an invalid change.
+pub fn apply_config_change(state: &AppState, body: &str) -> Response {
+    let change = match live::parse_change(body) {
         Ok(change) => change,
         Err(e) => return error_json(StatusCode::BAD_REQUEST, e.to_string()),
     };
@@ -244,6 +304,11 @@ async fn put_config(AxumState(state): AxumState<Arc<AppState>>, body: String) ->
 }
 
 async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    Json(steering_body(&state)).into_response()
+}
+
+/// The /steering document.
+pub fn steering_body(state: &AppState) -> Value {
     let config = lock(&state.config).clone();
     let mut body = json!({
         "policy": config.steering.policy,
@@ -272,17 +337,22 @@ async fn steering(AxumState(state): AxumState<Arc<AppState>>) -> Response {
     if !interfaces.is_empty() {
         body["xdp_interfaces"] = json!(interfaces);
     }
-    Json(body).into_response()
+    body
 }
 
-async fn metrics_page(AxumState(state): AxumState<Arc<AppState>>) -> Response {
-    let supervisor = supervisor_copy(&state);
+/// The Prometheus page: the supervisor's state and the latest statistics snapshot.
+pub fn metrics_text(state: &AppState) -> String {
+    let supervisor = supervisor_copy(state);
     let stats = read_stats(&state.data_dir).ok();
-    let text = metrics::render(
+    metrics::render(
         &supervisor,
         stats.as_ref().map(|(s, _)| s),
         stats.as_ref().map(|(_, age)| *age),
-    );
+    )
+}
+
+async fn metrics_page(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let text = metrics_text(&state);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

@@ -119,9 +119,19 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, riptide_config::Config
     Config::load_from(file, &config_environment())
 }
 
+/// The SDK's TCP client logs every connect at info; the HTTP API's pooled connections would fill
+/// the log with them. Its warnings still show (unless `log.level` says otherwise about `iggy`).
+fn filter_directives(level: &str) -> String {
+    if level.contains("iggy") {
+        level.to_string()
+    } else {
+        format!("{level},iggy=warn,iggy_common=warn")
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter_directives(level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -214,7 +224,15 @@ async fn serve(
         supervisor: status.clone(),
         warnings,
         shutdown: Mutex::new(Some(stop_tx.clone())),
+        http_address: Mutex::new(None),
     });
+    let http = match start_http(&state).await {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("riptide-control: {e}");
+            return EXIT_CODE_CONFIG;
+        }
+    };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let supervisor_thread =
         std::thread::Builder::new()
@@ -229,14 +247,42 @@ async fn serve(
     }
     tokio::spawn(forward_signals(stop_tx));
     let server = axum::serve(listener, api::router(state));
+    let http_server = async move {
+        match http {
+            Some((listener, router)) => axum::serve(listener, router).await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
         outcome = done_rx => outcome.unwrap_or(Outcome::GaveUp),
         result = server => {
             tracing::error!("control API stopped: {result:?}");
             Outcome::GaveUp
         }
+        result = http_server => {
+            tracing::error!("HTTP API stopped: {result:?}");
+            Outcome::GaveUp
+        }
     };
     exit_code(outcome)
+}
+
+/// Binds the HTTP API and the console (unless `http.enabled` is false) and starts the overview
+/// sampler they show.
+async fn start_http(
+    state: &Arc<AppState>,
+) -> Result<Option<(tokio::net::TcpListener, axum::Router)>, crate::http::HttpStartError> {
+    let overview = crate::overview::start(state.data_dir.clone());
+    let Some((listener, http_state)) = crate::http::start(state.clone(), overview).await? else {
+        tracing::info!("HTTP API disabled (http.enabled = false)");
+        return Ok(None);
+    };
+    state.set_http_address(http_state.address);
+    tracing::info!(
+        "HTTP API on http://{0}, web console on http://{0}/ui",
+        http_state.address
+    );
+    Ok(Some((listener, crate::http::router(http_state))))
 }
 
 fn exit_code(outcome: Outcome) -> i32 {
@@ -278,4 +324,16 @@ async fn forward_signals(stop: std::sync::mpsc::Sender<()>) {
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping the dataplane"),
     }
     let _ = stop.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdks_connect_chatter_stays_out_of_the_log_unless_asked_for() {
+        assert_eq!(filter_directives("info"), "info,iggy=warn,iggy_common=warn");
+        assert_eq!(filter_directives("debug,iggy=debug"), "debug,iggy=debug");
+        assert!(tracing_subscriber::EnvFilter::try_new(filter_directives("warn")).is_ok());
+    }
 }

@@ -67,6 +67,7 @@ pub fn check_host(config: &Config, host: &HostPaths) -> Vec<Finding> {
         check_pci(config, host, &mut findings);
     }
     check_control_address(config, &mut findings);
+    check_http_address(config, &mut findings);
     check_data_dir(&config.system.path, &mut findings);
     findings
 }
@@ -365,6 +366,28 @@ fn check_control_address(config: &Config, out: &mut Vec<Finding>) {
     }
 }
 
+/// The HTTP API asks for credentials, but with the development ones (`iggy`/`iggy`) anyone who
+/// reaches a non-loopback address can log in.
+fn check_http_address(config: &Config, out: &mut Vec<Finding>) {
+    let Ok(address) = config.http.socket_address() else {
+        return; // refused by the configuration's own validation
+    };
+    let development = config.root.password == "iggy";
+    if config.http.enabled && !address.ip().is_loopback() && development {
+        out.push(finding(
+            Severity::Warning,
+            "http.address",
+            format!(
+                "the HTTP API and console on {address} are reachable from the network and the \
+                 root user still has the development password"
+            ),
+            "change root.password (IGGY_ROOT_PASSWORD) before the first start, or change the \
+             password with riptidectl user password"
+                .to_string(),
+        ));
+    }
+}
+
 fn check_data_dir(path: &Path, out: &mut Vec<Finding>) {
     let problem = if path.exists() {
         if !path.is_dir() {
@@ -541,6 +564,23 @@ mod tests {
         assert!(findings
             .iter()
             .any(|f| f.key == "control.address" && f.severity == Severity::Error));
+    }
+
+    #[test]
+    fn a_network_facing_http_api_with_development_credentials_is_a_warning() {
+        let sys = fake_sys("0-3", "", 0);
+        let open = check_host(
+            &config_with("[http]\naddress = \"0.0.0.0:3000\"\n"),
+            &host(&sys),
+        );
+        assert!(open
+            .iter()
+            .any(|f| f.key == "http.address" && f.severity == Severity::Warning));
+        let local = check_host(&config_with(""), &host(&sys));
+        assert!(!local.iter().any(|f| f.key == "http.address"));
+        let secured = "[http]\naddress = \"0.0.0.0:3000\"\n[root]\npassword = \"s3cret-pass\"\n";
+        let secured = check_host(&config_with(secured), &host(&sys));
+        assert!(!secured.iter().any(|f| f.key == "http.address"));
     }
 
     #[test]

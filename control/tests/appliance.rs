@@ -54,6 +54,20 @@ fn status_health_config_and_steering_answer_in_json() {
     );
     let (code, _) = http(&appliance.control, "GET", "/nonexistent", "").unwrap();
     assert_eq!(code, 404);
+
+    // Where the HTTP API and the console are, for the operator.
+    let console = format!("{}/ui", appliance.http_url());
+    assert!(
+        human.contains(&format!("web console: {console}")),
+        "{human}"
+    );
+    let located = appliance.ctl_json(&["http"]);
+    assert_eq!(located["console_url"], console.as_str(), "{located}");
+    assert_eq!(located["api_url"], appliance.http_url().as_str());
+    let line = stdout(&appliance.ctl(&["console"]));
+    assert!(line.contains(&console), "{line}");
+    let (code, page) = http(&appliance.http_address(), "GET", "/ui", "").unwrap();
+    assert!(code == 200 && page.contains("riptide console"), "{code}");
 }
 
 #[test]
@@ -397,7 +411,7 @@ fn up_starts_in_the_background_and_contexts_select_the_appliance() {
         &config,
         format!(
             "[system]\npath = \"{}\"\n[tcp]\naddress = \"127.0.0.1:0\"\n[control]\naddress = \"{control}\"\n\
-             [dataplane]\nnetwork_workers = 1\nstorage_shards = 1\n",
+             [http]\naddress = \"127.0.0.1:0\"\n[dataplane]\nnetwork_workers = 1\nstorage_shards = 1\n",
             dir.path().join("data").display()
         ),
     )

@@ -46,7 +46,8 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-const OWN_SCRIPTS: [&str; 5] = [
+const OWN_SCRIPTS: [&str; 6] = [
+    "bench-http.sh",
     "hugepages.sh",
     "isolate-cores.sh",
     "bind-nic.sh",

@@ -292,10 +292,35 @@ fn status_text(status: &Value) -> String {
         }
         out.push_str(&format!("{workers}\n{shards}\n"));
     }
+    out.push_str(&http_text(&status["http"]));
+    out.push('\n');
     for warning in status["warnings"].as_array().into_iter().flatten() {
         out.push_str(&format!("{}\n", text(warning)));
     }
     out.trim_end().to_string()
+}
+
+/// The HTTP API and console line(s) of `status` and `http`.
+fn http_text(http: &Value) -> String {
+    match (http["enabled"].as_bool(), http["console_url"].as_str()) {
+        (Some(false), _) => "HTTP API: disabled (http.enabled = false)".to_string(),
+        (_, Some(console)) => format!(
+            "HTTP API: {}  web console: {console} (log in with riptide's users)",
+            text(&http["api_url"])
+        ),
+        _ => format!(
+            "HTTP API: not listening yet (configured {})",
+            text(&http["configured"])
+        ),
+    }
+}
+
+/// `riptidectl http`: where the HTTP API and the web console are.
+pub async fn http(target: &Target, json: bool) -> CliResult {
+    let control = Control::new(&target.control)?;
+    let status = control.get_json("/status").await?;
+    let http = status["http"].clone();
+    emit(json, &http, || http_text(&http))
 }
 
 pub async fn status(target: &Target, json: bool) -> CliResult {
@@ -468,5 +493,9 @@ mod tests {
             text.contains("running") && text.contains("no file") && text.contains("warning: x"),
             "{text}"
         );
+        assert!(text.contains("HTTP API: not listening yet"), "{text}");
+        let on = json!({"enabled": true, "api_url": "http://127.0.0.1:3000", "console_url": "http://127.0.0.1:3000/ui"});
+        assert!(http_text(&on).contains("web console: http://127.0.0.1:3000/ui"));
+        assert!(http_text(&json!({"enabled": false})).contains("disabled"));
     }
 }

@@ -94,6 +94,9 @@ pub enum Command {
     Down,
     /// Supervision, mode, cores, rings, connections and partitions per shard.
     Status,
+    /// Where Iggy's HTTP API and the web console listen (open the console URL in a browser).
+    #[command(alias = "console")]
+    Http,
     /// Show, validate or change the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -402,6 +405,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Up(args) => control_client::up(&target, args, json).await,
         Command::Down => control_client::down(&target, json).await,
         Command::Status => control_client::status(&target, json).await,
+        Command::Http => control_client::http(&target, json).await,
         Command::Config(command) => control_client::config(&target, command, json).await,
         Command::Steering(SteeringCommand::Show) => control_client::steering(&target, json).await,
         Command::Metrics => control_client::metrics(&target, json).await,

@@ -2,6 +2,8 @@
 //! scratch data directory on free ports, driven through the real riptidectl binary.
 #![allow(dead_code)] // Each suite uses a different part of the harness.
 
+pub mod webdriver;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -116,6 +118,7 @@ impl Appliance {
             .env("IGGY_SYSTEM_PATH", dir.path().join("data"))
             .env("IGGY_TCP_ADDRESS", "127.0.0.1:0")
             .env("RIPTIDE_CONTROL_ADDRESS", "127.0.0.1:0")
+            .env("RIPTIDE_HTTP_ADDRESS", "127.0.0.1:0")
             .env("RIPTIDE_DATAPLANE_NETWORK_WORKERS", "2")
             .env("RIPTIDE_DATAPLANE_STORAGE_SHARDS", "2")
             .env_remove("RUST_LOG")
@@ -209,6 +212,24 @@ impl Appliance {
             .as_str()
             .expect("tcp.address")
             .to_string()
+    }
+
+    /// The HTTP API's bound address (host:port).
+    pub fn http_address(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("runtime/http_address"))
+            .expect("runtime/http_address")
+            .trim()
+            .to_string()
+    }
+
+    /// The HTTP API's base URL.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_address())
+    }
+
+    /// The dataplane's process id, from the supervisor.
+    pub fn dataplane_pid(&self) -> i32 {
+        self.status()["supervisor"]["pid"].as_i64().expect("pid") as i32
     }
 
     /// Runs riptidectl against this appliance.
