@@ -4,6 +4,7 @@
 //! and the host facts validation needs. No I/O engine, no storage, no eBPF: riptide-control links
 //! this crate instead of the data plane.
 
+pub mod cluster;
 pub mod host;
 pub mod http;
 pub mod limits;

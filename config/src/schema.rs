@@ -268,6 +268,10 @@ pub struct ClusterMember {
     pub name: String,
     pub replication_address: String,
     pub tcp_address: String,
+    /// Where riptide-control serves the HTTP API on that node (advertised in
+    /// GetClusterMetadata); empty when it does not.
+    #[serde(default)]
+    pub http_address: String,
 }
 
 /// Shortest `cluster.secret` accepted.
@@ -437,6 +441,9 @@ impl Config {
                 &member.replication_address,
             )?;
             address("cluster.members.tcp_address", &member.tcp_address)?;
+            if !member.http_address.is_empty() {
+                address("cluster.members.http_address", &member.http_address)?;
+            }
         }
         if !ids.contains(&cluster.node_id) {
             return Err(ConfigError::invalid(
@@ -887,6 +894,86 @@ mod tests {
         // What an Iggy 0.11 server with clustering off reports (`cluster_meta.rs`).
         assert_eq!(config.cluster.name, "single-node");
         assert_eq!(config.cluster.node_name, "iggy-node");
+    }
+
+    /// A valid three-node cluster section for node 1, with `extra` appended to `[cluster]` (a
+    /// key given twice makes the TOML invalid, so callers replace keys with `replace`).
+    fn cluster_toml(extra: &str) -> String {
+        format!(
+            "[cluster]\nenabled = true\nnode_id = 1\nreplication_address = \"10.0.0.1:8091\"\n\
+             secret = \"0123456789abcdef\"\n{extra}members = [\n\
+             {{ id = 1, name = \"a\", replication_address = \"10.0.0.1:8091\", tcp_address = \"10.0.0.1:8090\" }},\n\
+             {{ id = 2, name = \"b\", replication_address = \"10.0.0.2:8091\", tcp_address = \"10.0.0.2:8090\", http_address = \"10.0.0.2:3000\" }},\n\
+             {{ id = 3, name = \"c\", replication_address = \"10.0.0.3:8091\", tcp_address = \"10.0.0.3:8090\" }},\n]\n"
+        )
+    }
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::load_from(Some((Path::new("x.toml"), text)), &[])
+    }
+
+    #[test]
+    fn a_cluster_configuration_is_validated_key_by_key() {
+        let config = load_toml(&cluster_toml("")).unwrap();
+        assert_eq!(config.cluster_self().map(|m| m.name.as_str()), Some("a"));
+        assert_eq!(config.cluster.members[1].http_address, "10.0.0.2:3000");
+        let refused = |text: String, key: &str| {
+            let error = load_toml(&text).unwrap_err().to_string();
+            assert!(error.contains(key), "{key} not named in: {error}");
+        };
+        refused(
+            cluster_toml("").replace("secret = \"0123456789abcdef\"", "secret = \"short\""),
+            "cluster.secret",
+        );
+        refused(
+            cluster_toml("").replace("node_id = 1", "node_id = 9"),
+            "cluster.node_id",
+        );
+        refused(
+            cluster_toml("").replace("id = 3,", "id = 2,"),
+            "cluster.members",
+        );
+        refused(
+            cluster_toml("").replace("id = 3,", "id = 0,"),
+            "cluster.members",
+        );
+        refused(
+            cluster_toml("").replace("10.0.0.3:8090", "node-3"),
+            "cluster.members.tcp_address",
+        );
+        refused(
+            cluster_toml("").replace("10.0.0.2:3000", "anywhere"),
+            "cluster.members.http_address",
+        );
+        refused(
+            cluster_toml("").replace(
+                "replication_address = \"10.0.0.1:8091\"\n",
+                "replication_address = \"x\"\n",
+            ),
+            "cluster.replication_address",
+        );
+        refused(
+            cluster_toml("heartbeat_interval_ms = 900\nelection_timeout_min_ms = 800\n"),
+            "election_timeout_min_ms",
+        );
+        refused(
+            cluster_toml("write_timeout_ms = 0\n"),
+            "cluster.write_timeout_ms",
+        );
+    }
+
+    #[test]
+    fn a_replicated_floor_needs_a_cluster() {
+        let error = load_toml("[storage]\nack_floor = \"replicated\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("storage.ack_floor"), "{error}");
+        let config = load_toml(&format!(
+            "[storage]\nack_floor = \"replicated\"\n{}",
+            cluster_toml("")
+        ))
+        .unwrap();
+        assert_eq!(config.storage.ack_floor, AckFloor::Replicated);
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub struct StatsSnapshot {
     pub streams: u64,
     pub topics: u64,
     pub partitions: u64,
+    /// Cluster mode: this node's view of the cluster (the leader's includes follower lag).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 #[cfg(test)]

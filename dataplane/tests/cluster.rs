@@ -15,8 +15,7 @@ use cluster_lab::{stored_messages, Lab, StoredMessage};
 use common::raw::{self, RawConnection};
 use common::{bounded, id, scenarios, Endpoint, SdkResult};
 use iggy::prelude::*;
-use riptide_dataplane::cluster::network::Admin;
-use riptide_dataplane::cluster::types::NodeInfo;
+use riptide_config::cluster::{AdminRequest, NodeInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -746,10 +745,11 @@ async fn a_restarted_follower_catches_up_a_joining_node_serves_old_data_and_a_re
             name: format!("node-{}", node.id),
             replication_address: node.replication_address().to_string(),
             tcp_address: node.tcp_address().to_string(),
+            http_address: String::new(),
         };
         let leader = lab.leader().await?;
         lab.nodes[leader]
-            .admin(Admin::AddNode {
+            .admin(AdminRequest::AddNode {
                 id: node.id,
                 node: info,
             })
@@ -762,7 +762,7 @@ async fn a_restarted_follower_catches_up_a_joining_node_serves_old_data_and_a_re
         let leader = lab.leader().await?;
         let removed = (0..3).find(|i| *i != leader).expect("a follower");
         lab.nodes[leader]
-            .admin(Admin::RemoveNode {
+            .admin(AdminRequest::RemoveNode {
                 id: lab.nodes[removed].id,
             })
             .await

@@ -381,7 +381,7 @@ fn open_metadata(
         crate::cluster::state_machine::load_checkpoint(&data_dir.join("raft"))
             .map_err(StartError::Metadata)?;
     let view = Arc::new(crate::metadata::CatalogView::new(catalog.clone()));
-    let status = crate::cluster::network::ClusterStatus {
+    let status = riptide_config::cluster::ClusterStatus {
         node_id: config.cluster.node_id,
         ..Default::default()
     };
@@ -889,5 +889,9 @@ fn snapshot(
         streams: catalog.streams().len() as u64,
         topics: topics as u64,
         partitions: partitions as u64,
+        cluster: shared
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.status().as_ref().clone()),
     }
 }

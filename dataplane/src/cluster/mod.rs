@@ -18,7 +18,7 @@ pub mod types;
 
 use crate::mesh::ring::Waker;
 use arc_swap::ArcSwap;
-use network::ClusterStatus;
+use riptide_config::cluster::ClusterStatus;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

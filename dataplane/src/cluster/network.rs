@@ -1,8 +1,9 @@
 //! The replication protocol between nodes, over TCP on `cluster.replication_address`: Raft's
-//! messages (append entries, vote, snapshot chunks), catch-up reads of a partition's records,
-//! and the membership and status requests `riptidectl cluster` sends. Each frame is
-//! `[length u32 LE][postcard]`; a connection opens with the cluster's secret (peers without it are
-//! refused) and then carries one request and its reply at a time.
+//! messages (append entries, vote, snapshot chunks) and catch-up reads of a partition's records.
+//! The port also serves the admin protocol `riptidectl cluster` speaks; the frames, the greeting
+//! that opens every connection (with the cluster's secret; peers without it are refused) and the
+//! admin requests are `riptide_config::cluster`'s. A peer connection carries one request and its
+//! reply at a time.
 
 use super::types::{NodeId, NodeInfo, TypeConfig, WireKey};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
@@ -11,25 +12,18 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use riptide_config::cluster::{decode_payload, encode_frame, frame_len, Greeting, GreetingReply};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Largest frame either side accepts: Raft batches entries below this (`max_payload_entries`
-/// keeps a batch of large SendMessages entries under it).
-pub const FRAME_BYTES_MAX: u32 = 192 << 20;
 /// Longest a dial to a peer may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// A request on the replication port.
+/// A request of one node to another, after the greeting.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// Opens a connection: the SHA-256 of the cluster's secret, salted with its name.
-    Hello {
-        secret_digest: [u8; 32],
-    },
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
@@ -39,101 +33,29 @@ pub enum Request {
         from_offset: u64,
         messages_max: u32,
     },
-    Admin(Admin),
-}
-
-/// What an operator asks a node (`riptidectl cluster ...`); membership changes only the leader
-/// takes, through openraft's joint consensus.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Admin {
-    Status,
-    /// Adds a node as a learner, waits until it caught up, then makes it a voter.
-    AddNode {
-        id: NodeId,
-        node: NodeInfo,
-    },
-    /// Removes a voter (or learner) from the cluster.
-    RemoveNode {
-        id: NodeId,
-    },
-}
-
-/// One node's view of the cluster.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ClusterStatus {
-    pub node_id: NodeId,
-    pub term: u64,
-    pub leader: Option<NodeId>,
-    pub last_log_index: u64,
-    pub applied_index: u64,
-    pub nodes: Vec<NodeStatus>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    pub name: String,
-    pub replication_address: String,
-    pub tcp_address: String,
-    pub voter: bool,
-    /// Leader's view only: how far behind the leader's log this node is (None elsewhere).
-    pub lag_entries: Option<u64>,
-    pub lag_messages: Option<u64>,
-    pub lag_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
-    Welcome,
-    Refused(String),
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Records(Result<serde_bytes::ByteBuf, String>),
-    Status(ClusterStatus),
-    /// Done, or why not (a follower names the leader to ask instead).
-    Admin(Result<(), String>),
-}
-
-/// The digest a connection proves the secret with.
-pub fn secret_digest(cluster_name: &str, secret: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"riptide-cluster\0");
-    hasher.update(cluster_name.as_bytes());
-    hasher.update([0]);
-    hasher.update(secret.as_bytes());
-    hasher.finalize().into()
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
-    let payload = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|len| *len <= FRAME_BYTES_MAX)
-        .ok_or_else(|| std::io::Error::other("frame too large"))?;
-    stream.write_all(&len.to_le_bytes()).await?;
-    stream.write_all(&payload).await?;
+    stream.write_all(&encode_frame(value)?).await?;
     stream.flush().await
 }
 
-pub async fn read_frame<T: for<'de> Deserialize<'de>>(
-    stream: &mut TcpStream,
-) -> std::io::Result<T> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len);
-    if len > FRAME_BYTES_MAX {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes"),
-        ));
-    }
-    let mut payload = vec![0u8; len as usize];
+pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<T> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await?;
+    let mut payload = vec![0u8; frame_len(prefix)?];
     stream.read_exact(&mut payload).await?;
-    postcard::from_bytes(&payload)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    decode_payload(&payload)
 }
 
 /// A connection to a peer, authenticated; reconnects on the next call after a failure.
@@ -186,20 +108,17 @@ impl Peer {
         stream.set_nodelay(true)?;
         write_frame(
             &mut stream,
-            &Request::Hello {
+            &Greeting::Peer {
                 secret_digest: self.digest,
             },
         )
         .await?;
         match read_frame(&mut stream).await? {
-            Reply::Welcome => Ok(stream),
-            Reply::Refused(reason) => Err(std::io::Error::new(
+            GreetingReply::Welcome => Ok(stream),
+            GreetingReply::Refused(reason) => Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 format!("{}: {reason}", self.address),
             )),
-            other => Err(std::io::Error::other(format!(
-                "unexpected hello reply {other:?}"
-            ))),
         }
     }
 }

@@ -8,10 +8,7 @@
 //! a write is not committed within `cluster.write_timeout_ms`, which the SDK replays.
 
 use super::log_store::LogStore;
-use super::network::{
-    read_frame, secret_digest, write_frame, Admin, ClusterStatus, Network, NodeStatus, Peer, Reply,
-    Request,
-};
+use super::network::{read_frame, write_frame, Network, Peer, Reply, Request};
 use super::shard_client::ShardClient;
 use super::state_machine::{Checkpoint, Fetcher, Progress, StateMachine};
 use super::types::{Command, NodeId, NodeInfo, Raft, Response, WireConsumer, WireKey};
@@ -24,6 +21,10 @@ use crate::metadata::{
 };
 use crate::shard::{PartitionDirectory, PollFrom, ShardOp, ShardOutcome};
 use openraft::error::{ClientWriteError, RaftError};
+use riptide_config::cluster::{
+    secret_digest, AdminReply, AdminRequest, ClusterStatus, Greeting, GreetingReply, NodeStatus,
+    PartitionStatus,
+};
 use riptide_config::Config;
 use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::{
@@ -213,6 +214,7 @@ fn configured_members(config: &Config) -> BTreeMap<NodeId, NodeInfo> {
                     name: member.name.clone(),
                     replication_address: member.replication_address.clone(),
                     tcp_address: member.tcp_address.clone(),
+                    http_address: member.http_address.clone(),
                 },
             )
         })
@@ -619,6 +621,7 @@ impl Node {
                     name: node.name.clone(),
                     replication_address: node.replication_address.clone(),
                     tcp_address: node.tcp_address.clone(),
+                    http_address: node.http_address.clone(),
                     voter: voters.contains(id),
                     lag_entries: matched.map(|index| last_index.saturating_sub(index)),
                     lag_messages,
@@ -630,6 +633,19 @@ impl Node {
         let leader = metrics
             .current_leader
             .filter(|leader| *leader != self.id || self.leads(metrics));
+        let mut partitions: Vec<PartitionStatus> = self
+            .progress
+            .next_offsets()
+            .iter()
+            .map(|(key, next_offset)| PartitionStatus {
+                stream_id: key.stream_id,
+                topic_id: key.topic_id,
+                partition_id: key.partition_id,
+                leader,
+                next_offset: *next_offset,
+            })
+            .collect();
+        partitions.sort_by_key(|p| (p.stream_id, p.topic_id, p.partition_id));
         ClusterStatus {
             node_id: self.id,
             term: metrics.current_term,
@@ -637,6 +653,7 @@ impl Node {
             last_log_index: last_index,
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             nodes,
+            partitions,
         }
     }
 
@@ -661,25 +678,30 @@ impl Node {
     }
 
     async fn serve_peer(self: Arc<Self>, mut stream: TcpStream) -> std::io::Result<()> {
-        match read_frame::<Request>(&mut stream).await? {
-            Request::Hello { secret_digest } if secret_digest == self.digest => {
-                write_frame(&mut stream, &Reply::Welcome).await?;
-            }
+        let admin = match read_frame::<Greeting>(&mut stream).await? {
+            Greeting::Peer { secret_digest } if secret_digest == self.digest => false,
+            Greeting::Admin { secret_digest } if secret_digest == self.digest => true,
             _ => {
-                write_frame(&mut stream, &Reply::Refused("wrong cluster secret".into())).await?;
-                return Ok(());
+                let refused = GreetingReply::Refused("wrong cluster secret".into());
+                return write_frame(&mut stream, &refused).await;
             }
-        }
+        };
+        write_frame(&mut stream, &GreetingReply::Welcome).await?;
         loop {
-            let request: Request = read_frame(&mut stream).await?;
-            let reply = self.answer_peer(request).await;
-            write_frame(&mut stream, &reply).await?;
+            if admin {
+                let request: AdminRequest = read_frame(&mut stream).await?;
+                let reply = self.admin(request).await;
+                write_frame(&mut stream, &reply).await?;
+            } else {
+                let request: Request = read_frame(&mut stream).await?;
+                let reply = self.answer_peer(request).await;
+                write_frame(&mut stream, &reply).await?;
+            }
         }
     }
 
     async fn answer_peer(self: &Arc<Self>, request: Request) -> Reply {
         match request {
-            Request::Hello { .. } => Reply::Welcome,
             Request::AppendEntries(rpc) => {
                 Reply::AppendEntries(self.raft.append_entries(rpc).await)
             }
@@ -698,10 +720,6 @@ impl Node {
                 from_offset,
                 messages_max,
             } => Reply::Records(self.records(key.into(), from_offset, messages_max).await),
-            Request::Admin(Admin::Status) => {
-                Reply::Status(self.cluster_view.status().as_ref().clone())
-            }
-            Request::Admin(admin) => Reply::Admin(self.admin(admin).await),
         }
     }
 
@@ -731,41 +749,55 @@ impl Node {
         }
     }
 
-    /// Membership changes, on the leader only, through openraft's joint consensus.
-    async fn admin(&self, admin: Admin) -> Result<(), String> {
-        if !self.cluster_view.is_leader() {
-            let leader = self.cluster_view.status();
-            let address = leader
-                .nodes
-                .iter()
-                .find(|node| Some(node.id) == leader.leader)
-                .map(|node| node.replication_address.clone());
-            return Err(format!(
-                "this node does not lead the cluster; ask the leader{}",
-                address.map(|a| format!(" at {a}")).unwrap_or_default()
-            ));
-        }
+    /// The operator's requests: the status anywhere, membership changes on the leader only,
+    /// through openraft's joint consensus.
+    async fn admin(&self, request: AdminRequest) -> AdminReply {
+        let change = match request {
+            AdminRequest::Status => {
+                return AdminReply::Status(self.cluster_view.status().as_ref().clone())
+            }
+            AdminRequest::AddNode { .. } | AdminRequest::RemoveNode { .. }
+                if !self.cluster_view.is_leader() =>
+            {
+                let status = self.cluster_view.status();
+                return AdminReply::NotLeader {
+                    leader: status.leader,
+                    replication_address: status
+                        .leader_node()
+                        .map(|node| node.replication_address.clone()),
+                };
+            }
+            change => change,
+        };
         let metrics = self.raft.metrics().borrow().clone();
         let mut voters: BTreeSet<NodeId> =
             metrics.membership_config.membership().voter_ids().collect();
-        match admin {
-            Admin::AddNode { id, node } => {
-                self.raft
-                    .add_learner(id, node, true)
-                    .await
-                    .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+        match change {
+            AdminRequest::AddNode { id, node } => {
+                tracing::info!(id, %node, "adding a node: learner first, voter once caught up");
+                if let Err(error) = self.raft.add_learner(id, node, true).await {
+                    return AdminReply::Failed(format!("adding node {id} as a learner: {error}"));
+                }
                 voters.insert(id);
             }
-            Admin::RemoveNode { id } => {
-                voters.remove(&id);
+            AdminRequest::RemoveNode { id } => {
+                tracing::info!(id, "removing a node");
+                if !voters.remove(&id)
+                    && !metrics
+                        .membership_config
+                        .membership()
+                        .nodes()
+                        .any(|(n, _)| *n == id)
+                {
+                    return AdminReply::Failed(format!("node {id} is not a member"));
+                }
             }
-            Admin::Status => return Ok(()),
+            AdminRequest::Status => unreachable!("answered above"),
         }
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map(drop)
-            .map_err(|e| format!("changing the membership: {e}"))
+        match self.raft.change_membership(voters, false).await {
+            Ok(_) => AdminReply::Done,
+            Err(error) => AdminReply::Failed(format!("changing the membership: {error}")),
+        }
     }
 }
 

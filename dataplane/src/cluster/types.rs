@@ -5,22 +5,9 @@ use riptide_protocol::codes::ErrorCode;
 use riptide_storage::metadata::Change;
 use riptide_storage::{ConsumerKind, ConsumerRef, PartitionKey};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::io::Cursor;
 
-/// A node as the cluster knows it: where its peers reach it and where clients do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub name: String,
-    pub replication_address: String,
-    pub tcp_address: String,
-}
-
-impl fmt::Display for NodeInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.replication_address)
-    }
-}
+pub use riptide_config::cluster::NodeInfo;
 
 /// A partition on the wire of the replication protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

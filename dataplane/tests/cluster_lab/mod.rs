@@ -5,8 +5,8 @@
 #![allow(dead_code)] // Each suite uses a different part of the lab.
 
 use anyhow::{anyhow, bail, ensure, Context};
-use riptide_dataplane::cluster::network::{
-    secret_digest, Admin, ClusterStatus, Peer, Reply, Request,
+use riptide_config::cluster::{
+    secret_digest, AdminClient, AdminReply, AdminRequest, ClusterStatus,
 };
 use riptide_storage::record;
 use std::fs::{self, File};
@@ -195,34 +195,39 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// The node's view of the cluster, over the replication protocol.
+    /// The node's view of the cluster, over the admin protocol.
     pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
-        let mut peer = Peer::new(
-            self.replication_address().to_string(),
-            secret_digest(CLUSTER_NAME, SECRET),
-        );
-        match peer
-            .call(&Request::Admin(Admin::Status), Duration::from_secs(2))
+        match self
+            .admin_call(AdminRequest::Status, Duration::from_secs(2))
             .await?
         {
-            Reply::Status(status) => Ok(status),
+            AdminReply::Status(status) => Ok(status),
             other => bail!("unexpected status reply {other:?}"),
         }
     }
 
     /// Asks this node (the leader) to change the membership.
-    pub async fn admin(&self, admin: Admin) -> anyhow::Result<()> {
-        let mut peer = Peer::new(
-            self.replication_address().to_string(),
-            secret_digest(CLUSTER_NAME, SECRET),
-        );
-        match peer
-            .call(&Request::Admin(admin), Duration::from_secs(60))
-            .await?
-        {
-            Reply::Admin(result) => result.map_err(|e| anyhow!(e)),
-            other => bail!("unexpected admin reply {other:?}"),
+    pub async fn admin(&self, request: AdminRequest) -> anyhow::Result<()> {
+        match self.admin_call(request, Duration::from_secs(60)).await? {
+            AdminReply::Done => Ok(()),
+            other => bail!("membership change refused: {other:?}"),
         }
+    }
+
+    async fn admin_call(
+        &self,
+        request: AdminRequest,
+        timeout: Duration,
+    ) -> anyhow::Result<AdminReply> {
+        let address = self.replication_address().to_string();
+        tokio::task::spawn_blocking(move || {
+            let digest = secret_digest(CLUSTER_NAME, SECRET);
+            let mut client = AdminClient::connect(&address, digest, Duration::from_secs(2))?;
+            client.set_reply_timeout(timeout)?;
+            anyhow::Ok(client.call(&request)?)
+        })
+        .await?
+        .with_context(|| format!("admin request to node {}", self.id))
     }
 }
 

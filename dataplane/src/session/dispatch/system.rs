@@ -150,11 +150,19 @@ fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
         let address = shared
             .bound_address()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        // riptide-control serves the HTTP API next to this node when `[http]` is enabled.
+        let http = &shared.config.http;
+        let http_port = http
+            .enabled
+            .then(|| http.socket_address().ok())
+            .flatten()
+            .map_or(0, |address| address.port());
         return ClusterMetadataResponse {
             name,
             nodes: vec![node_response(
                 &shared.config.cluster.node_name,
                 address,
+                http_port,
                 ClusterNodeRole::Leader,
             )],
         };
@@ -167,25 +175,33 @@ fn cluster_metadata(call: &Call<'_>) -> ClusterMetadataResponse {
         .iter()
         .filter_map(|node| {
             let address = node.tcp_address.parse::<SocketAddr>().ok()?;
+            let http_port = node
+                .http_address
+                .parse::<SocketAddr>()
+                .map_or(0, |address| address.port());
             let role = if status.leader == Some(node.id) {
                 ClusterNodeRole::Leader
             } else {
                 ClusterNodeRole::Follower
             };
-            Some(node_response(&node.name, address, role))
+            Some(node_response(&node.name, address, http_port, role))
         })
         .collect();
     ClusterMetadataResponse { name, nodes }
 }
 
-fn node_response(name: &str, address: SocketAddr, role: ClusterNodeRole) -> ClusterNodeResponse {
+fn node_response(
+    name: &str,
+    address: SocketAddr,
+    http_port: u16,
+    role: ClusterNodeRole,
+) -> ClusterNodeResponse {
     ClusterNodeResponse {
         name: name.to_string(),
         ip: address.ip().to_string(),
         tcp_port: address.port(),
         quic_port: 0,
-        // The HTTP API's port is riptide-control's; it is advertised once that is wired in.
-        http_port: 0,
+        http_port,
         websocket_port: 0,
         role: role.wire(),
         status: ClusterNodeStatus::Healthy.wire(),
