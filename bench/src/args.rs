@@ -74,6 +74,9 @@ pub enum AckArg {
     Durable,
     /// Acknowledged from memory (`durability = replicated` on one node).
     Memory,
+    /// Acknowledged once a majority of a cluster's nodes hold it on stable storage
+    /// (`durability = replicated` in a cluster; the same request as `memory`).
+    Replicated,
 }
 
 impl AckArg {
@@ -81,7 +84,7 @@ impl AckArg {
     pub fn durability_option(self) -> &'static str {
         match self {
             AckArg::Durable => "persisted",
-            AckArg::Memory => "replicated",
+            AckArg::Memory | AckArg::Replicated => "replicated",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! old one and the directory synced, so a crash leaves the old or the new content, never half.
 //! Content is postcard with an XxHash3-64 checksum in front.
 
+use riptide_storage::io::sync_dir;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
@@ -43,26 +44,6 @@ pub fn read<T: DeserializeOwned + Default>(path: &Path) -> io::Result<T> {
     postcard::from_bytes(payload).map_err(invalid)
 }
 
-/// Creates `dir` and every missing parent, syncing each parent whose entries changed.
-///
-/// # Errors
-/// The I/O error of a creation or sync.
-pub fn create_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir(parent)?;
-        std::fs::create_dir(dir)?;
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn invalid(error: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
@@ -75,7 +56,7 @@ mod tests {
     fn a_value_round_trips_and_a_damaged_file_is_refused() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("a/b/value");
-        create_dir(path.parent().expect("parent")).expect("dirs");
+        riptide_storage::io::create_dir_all_durable(path.parent().expect("parent")).expect("dirs");
         assert_eq!(read::<Option<u64>>(&path).expect("absent"), None);
         write(&path, &Some(42u64)).expect("write");
         assert_eq!(read::<Option<u64>>(&path).expect("read"), Some(42));

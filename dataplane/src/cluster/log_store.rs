@@ -97,7 +97,7 @@ impl LogStore {
     /// where it must be whole (before the newest segment).
     pub fn open(dir: &Path) -> io::Result<LogStore> {
         let log_dir = dir.join("log");
-        super::durable::create_dir(&log_dir)?;
+        riptide_storage::io::create_dir_all_durable(&log_dir)?;
         let mut files = Files {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
@@ -365,7 +365,7 @@ impl Files {
             segment.file.sync_all()?;
             segment.len_bytes = location.position;
         }
-        super::durable::sync_dir(&self.dir.join("log"))
+        riptide_storage::io::sync_dir(&self.dir.join("log"))
     }
 
     /// Forgets the entries up to `log_id` and deletes the segments that held only those.
@@ -483,7 +483,7 @@ fn sync_loop(jobs: mpsc::Receiver<SyncJob>) {
             .try_for_each(|file| file.sync_data())
             .and_then(|()| {
                 dirs.iter()
-                    .try_for_each(|dir| super::durable::sync_dir(dir))
+                    .try_for_each(|dir| riptide_storage::io::sync_dir(dir))
             });
         for SyncJob::Flush {
             callback, waiters, ..
