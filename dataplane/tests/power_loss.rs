@@ -1240,10 +1240,8 @@ async fn deleted_stream_stays_deleted(lab: &mut Lab) -> anyhow::Result<()> {
     ensure!(log_bytes > 0, "the deleted partition's segment is empty");
 
     let endpoint = lab.boot(DiskOptions::default())?;
-    ensure!(
-        !lab.data_dir().join("streams/0").exists(),
-        "start-up kept the directory of the deleted stream"
-    );
+    // Checked last: what matters first is what a client sees.
+    let kept_directory = lab.data_dir().join("streams/0").exists();
     let client = endpoint.client().await?;
     let streams = timed("get streams", client.get_streams()).await?;
     ensure!(streams.is_empty(), "streams after the cut: {streams:?}");
@@ -1276,6 +1274,10 @@ async fn deleted_stream_stays_deleted(lab: &mut Lab) -> anyhow::Result<()> {
     ensure!(
         polled.into_iter().collect::<Vec<_>>() == [(0, b"new-0".to_vec())],
         "the new stream does not hold exactly its own message"
+    );
+    ensure!(
+        !kept_directory,
+        "start-up kept the directory of the deleted stream"
     );
     ensure!(
         lab.log()
