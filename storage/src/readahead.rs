@@ -18,7 +18,7 @@
 //!
 //! [`Reads`] is the read side of a shard: the read-buffer pool, the polls' disk reads in flight
 //! (`read::ReadJobs`) and every partition's window. `Shard::read` starts a poll through it and
-//! the shard hands it the completions of reads (`Purpose::Read`, `Purpose::Readahead`).
+//! the shard hands it the completions of reads (`read_done`, `chunk_done`).
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::AsRawFd;
@@ -160,44 +160,50 @@ impl Reads {
         }
     }
 
-    /// Handles the completion of a poll's read (`Purpose::Read`) or of a chunk read
-    /// (`Purpose::Readahead`); other purposes are not reads and are ignored.
-    pub fn completed(
+    /// Handles the completion of a poll's read (`Purpose::Read(id)`): finishes the poll (a
+    /// `Read` completion) or continues it with another read.
+    pub fn read_done(
         &mut self,
         partition: &mut Partition,
         cx: &mut Context,
-        purpose: Purpose,
+        id: u32,
+        result: i32,
+        buffer: IoBuffer,
+    ) {
+        partition.in_flight_ops -= 1;
+        let buf = self.buffers.returned(buffer);
+        let window = self.windows.entry(partition.key).or_default();
+        let job = self.buffers.jobs.take(id);
+        let (token, key) = (job.token, partition.key);
+        if let Some(outcome) = finish(window, partition, cx, &mut self.buffers, job, result, buf) {
+            cx.completions.push(Completion {
+                token,
+                key,
+                result: CompletionResult::Read(outcome),
+            });
+        }
+    }
+
+    /// Handles the completion of a readahead chunk's read (`Purpose::Readahead(chunk_id)`).
+    pub fn chunk_done(
+        &mut self,
+        partition: &mut Partition,
+        cx: &mut Context,
+        chunk_id: u64,
         result: i32,
         buffer: IoBuffer,
     ) {
         let buf = self.buffers.returned(buffer);
         let window = self.windows.entry(partition.key).or_default();
-        match purpose {
-            Purpose::Read(id) => {
-                partition.in_flight_ops -= 1;
-                let job = self.buffers.jobs.take(id);
-                let (token, key) = (job.token, partition.key);
-                if let Some(outcome) =
-                    finish(window, partition, cx, &mut self.buffers, job, result, buf)
-                {
-                    cx.completions.push(Completion {
-                        token,
-                        key,
-                        result: CompletionResult::Read(outcome),
-                    });
-                }
-            }
-            Purpose::Readahead(chunk_id) => chunk_done(
-                window,
-                partition,
-                cx,
-                &mut self.buffers,
-                chunk_id,
-                result,
-                buf,
-            ),
-            _ => {}
-        }
+        chunk_read(
+            window,
+            partition,
+            cx,
+            &mut self.buffers,
+            chunk_id,
+            result,
+            buf,
+        );
     }
 
     /// Drops the partition's window (see [`abandon`]); management operations call it once the
@@ -429,7 +435,7 @@ fn abandon(window: &mut Readahead, buffers: &mut Buffers) {
 }
 
 /// Handles the completion of a chunk read; serves the waiting poll when it was the front one.
-fn chunk_done(
+fn chunk_read(
     window: &mut Readahead,
     partition: &mut Partition,
     cx: &mut Context,

@@ -369,9 +369,10 @@ impl Shard {
                         .offsets
                         .write_done(cx, key, consumer, result, buffer);
                 }
-                Purpose::Read(_) | Purpose::Readahead(_) => {
-                    self.reads.completed(partition, cx, purpose, result, buffer)
-                }
+                Purpose::Read(id) => self.reads.read_done(partition, cx, id, result, buffer),
+                Purpose::Readahead(chunk_id) => self
+                    .reads
+                    .chunk_done(partition, cx, chunk_id, result, buffer),
             }
         }
         self.reaped = reaped;
