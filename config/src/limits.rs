@@ -6,10 +6,22 @@
 pub const RECORD_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Smallest segment the engine rotates at (a record larger than its segment gets a segment of
-/// its own). Tests use small segments to rotate often; production sizes are MiB to GiB.
+/// its own). Tests use small segments to rotate often; production sizes are MiB to GiB. Every
+/// segment size the engine is given — `storage.segment_size_bytes`, a topic's `segment_size` —
+/// lies within [`SEGMENT_SIZE_MIN_BYTES`]..=[`SEGMENT_SIZE_MAX_BYTES`].
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 64 * 1024;
 /// Largest segment: index positions are u64, but a segment is the unit retention deletes.
 pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+/// `storage.segment_size_bytes` is a multiple of this (a direct-I/O block).
+pub const SEGMENT_SIZE_MULTIPLE_BYTES: u64 = 4096;
+/// A topic's `segment_size` option, as Iggy's catalog accepts it: 1 MiB ..= 1 GiB, a multiple of
+/// [`TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES`]; a topic created without it gets
+/// `storage.segment_size_bytes` clamped into this range.
+pub const TOPIC_SEGMENT_SIZE_MIN_BYTES: u64 = 1024 * 1024;
+/// See [`TOPIC_SEGMENT_SIZE_MIN_BYTES`].
+pub const TOPIC_SEGMENT_SIZE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// See [`TOPIC_SEGMENT_SIZE_MIN_BYTES`].
+pub const TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES: u64 = 512;
 
 /// Bounds of a partition's disk write and of a disk read: 64 KiB up to two largest records.
 pub const IO_BUFFER_MIN_BYTES: u64 = 64 * 1024;
@@ -41,5 +53,13 @@ pub const MEMORY_SYNC_SIZE_MAX_BYTES: u64 = SEGMENT_SIZE_MAX_BYTES;
 
 const _: () = assert!((RECORD_SIZE_MAX_BYTES as u64) < SEGMENT_SIZE_MAX_BYTES);
 const _: () = assert!(MEMORY_SYNC_SIZE_MIN_BYTES <= MEMORY_SYNC_SIZE_MAX_BYTES);
-const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(4096));
+const _: () = assert!(SEGMENT_SIZE_MIN_BYTES.is_multiple_of(SEGMENT_SIZE_MULTIPLE_BYTES));
+// Whatever a topic may ask for, the engine opens.
+const _: () = assert!(
+    SEGMENT_SIZE_MIN_BYTES <= TOPIC_SEGMENT_SIZE_MIN_BYTES
+        && TOPIC_SEGMENT_SIZE_MIN_BYTES <= TOPIC_SEGMENT_SIZE_MAX_BYTES
+        && TOPIC_SEGMENT_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES
+);
+const _: () =
+    assert!(TOPIC_SEGMENT_SIZE_MIN_BYTES.is_multiple_of(TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES));
 const _: () = assert!(IO_BUFFER_MIN_BYTES <= IO_BUFFER_MAX_BYTES);

@@ -10,6 +10,7 @@ use crate::limits::{
     MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
     METADATA_LOG_COMPACTION_MAX_BYTES, METADATA_LOG_COMPACTION_MIN_BYTES,
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
+    SEGMENT_SIZE_MULTIPLE_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -515,10 +516,13 @@ impl Config {
                 format!("must be between {SEGMENT_SIZE_MIN_BYTES} and {SEGMENT_SIZE_MAX_BYTES}"),
             ));
         }
-        if !storage.segment_size_bytes.is_multiple_of(4096) {
+        if !storage
+            .segment_size_bytes
+            .is_multiple_of(SEGMENT_SIZE_MULTIPLE_BYTES)
+        {
             return Err(ConfigError::invalid(
                 "storage.segment_size_bytes",
-                "must be a multiple of 4096 (direct I/O alignment)",
+                format!("must be a multiple of {SEGMENT_SIZE_MULTIPLE_BYTES} (a direct I/O block)"),
             ));
         }
         if storage.memory_flush_interval_ms == 0 {

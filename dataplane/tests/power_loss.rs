@@ -1182,3 +1182,124 @@ async fn a_missing_log_fdatasync_is_reported_as_lost_messages() {
         summary.findings
     );
 }
+
+/// Stream 0's only partition, as the appliance lays it out.
+const FIRST_PARTITION_DIR: &str = "data/streams/0/topics/0/partitions/0";
+
+/// A stream deleted just before a power cut: the deletion is durable in the metadata, the
+/// removal of its directories is not (from the DeleteStream on the disk ignores directory
+/// syncs, as if the cut fell right after the metadata's fdatasync). A stream created after the
+/// restart gets the same id (the lowest free) and must start empty, not with the deleted
+/// stream's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_before_a_cut_does_not_come_back_under_its_id() {
+    if !require_fuse("a_stream_deleted_before_a_cut_does_not_come_back_under_its_id") {
+        return;
+    }
+    let variant = Variant::new("deleted stream under a power cut");
+    let mut lab = Lab::new(&variant).expect("lab");
+    bounded(
+        Duration::from_secs(120),
+        deleted_stream_stays_deleted(&mut lab),
+    )
+    .await
+    .expect("the deleted stream's messages stay deleted");
+    lab.passed = true;
+}
+
+async fn deleted_stream_stays_deleted(lab: &mut Lab) -> anyhow::Result<()> {
+    let endpoint = lab.boot(DiskOptions::default())?;
+    let client = endpoint.client().await?;
+    let old = create_stream_with_one_partition(&client, "doomed").await?;
+    let mut messages = common::messages("old", 5);
+    timed(
+        "send old messages",
+        client.send_messages(
+            &id(old),
+            &id(0),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await?;
+    lab.disk
+        .as_ref()
+        .context("mounted")?
+        .set_dir_syncs_ignored(true);
+    timed("delete the stream", client.delete_stream(&id(old))).await?;
+    drop(client);
+    lab.cut()?;
+    // The cut left the deleted partition's directory and its messages behind: the case at hand.
+    let orphan = lab.backing.path().join(FIRST_PARTITION_DIR);
+    let log_bytes: u64 = fs::read_dir(&orphan)
+        .with_context(|| format!("{} survived the cut", orphan.display()))?
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .filter(|metadata| metadata.is_file())
+        .map(|metadata| metadata.len())
+        .sum();
+    ensure!(log_bytes > 0, "the deleted partition's segment is empty");
+
+    let endpoint = lab.boot(DiskOptions::default())?;
+    // Checked last: what matters first is what a client sees.
+    let kept_directory = lab.data_dir().join("streams/0").exists();
+    let client = endpoint.client().await?;
+    let streams = timed("get streams", client.get_streams()).await?;
+    ensure!(streams.is_empty(), "streams after the cut: {streams:?}");
+    let new = create_stream_with_one_partition(&client, "fresh").await?;
+    ensure!(
+        new == old,
+        "the new stream got id {new}, not the freed {old}"
+    );
+    let polled = read_partition(&client, (new, 0, 0)).await?;
+    ensure!(
+        polled.is_empty(),
+        "the new stream holds the deleted one's messages: {:?}",
+        polled
+            .values()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect::<Vec<_>>()
+    );
+    let mut messages = common::messages("new", 1);
+    timed(
+        "send a new message",
+        client.send_messages(
+            &id(new),
+            &id(0),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await?;
+    let polled = read_partition(&client, (new, 0, 0)).await?;
+    ensure!(
+        polled.into_iter().collect::<Vec<_>>() == [(0, b"new-0".to_vec())],
+        "the new stream does not hold exactly its own message"
+    );
+    ensure!(
+        !kept_directory,
+        "start-up kept the directory of the deleted stream"
+    );
+    ensure!(
+        lab.log()
+            .contains("removed a stream, topic or partition directory"),
+        "start-up did not report the directory it removed"
+    );
+    drop(client);
+    lab.stop()
+}
+
+/// Creates a stream named `name` with one topic of one partition; returns the stream's id.
+async fn create_stream_with_one_partition(client: &IggyClient, name: &str) -> anyhow::Result<u32> {
+    let stream = timed("create stream", client.create_stream(name)).await?;
+    let options = TopicCreateOptions {
+        partitions_count: Some(1),
+        durability: Durability::Persisted,
+        ..Default::default()
+    };
+    timed(
+        "create topic",
+        client.create_topic(&id(stream.id), "events", &options),
+    )
+    .await?;
+    Ok(stream.id)
+}

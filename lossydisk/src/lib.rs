@@ -103,6 +103,13 @@ impl LossyDisk {
         self.model().stats
     }
 
+    /// From now on (`true`) every directory fsync is acknowledged and does nothing, until set
+    /// back: the next power cut falls after the file syncs made meanwhile but before any
+    /// directory change made meanwhile (a name created, renamed or removed) became durable.
+    pub fn set_dir_syncs_ignored(&self, ignored: bool) {
+        self.model().set_dir_syncs_ignored(ignored);
+    }
+
     fn model(&self) -> std::sync::MutexGuard<'_, model::Model> {
         self.model
             .lock()

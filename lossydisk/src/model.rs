@@ -126,6 +126,8 @@ pub struct Stats {
     /// File syncs acknowledged without effect ([`Options::fsync_ignored`]).
     pub file_syncs_ignored: u64,
     pub dir_syncs: u64,
+    /// Directory syncs acknowledged without effect ([`Model::set_dir_syncs_ignored`]).
+    pub dir_syncs_ignored: u64,
 }
 
 /// Behaviour of the model that tests choose.
@@ -175,6 +177,8 @@ pub struct Model {
     next_sequence: u64,
     frozen: bool,
     options: Options,
+    /// Directory syncs do nothing from the moment this is set (see `set_dir_syncs_ignored`).
+    dir_syncs_ignored: bool,
     pub stats: Stats,
 }
 
@@ -190,6 +194,7 @@ impl Model {
             next_sequence: 0,
             frozen: false,
             options,
+            dir_syncs_ignored: false,
             stats: Stats::default(),
         };
         let Tree::Dir(entries) = root else {
@@ -444,8 +449,21 @@ impl Model {
         Ok(())
     }
 
+    /// From now on (`true`), every directory sync is acknowledged and does nothing, until set
+    /// back: a cut then falls between a change made durable by a file sync and the directory
+    /// changes that follow it, whenever they happen (a test sets it just before the operation
+    /// whose second half must not survive).
+    pub fn set_dir_syncs_ignored(&mut self, ignored: bool) {
+        self.dir_syncs_ignored = ignored;
+    }
+
     /// fsync of a directory: its entries (names created, renamed, removed) become durable.
     pub fn sync_dir(&mut self, ino: Ino) -> Result<(), Errno> {
+        if self.dir_syncs_ignored {
+            self.dir(ino)?;
+            self.stats.dir_syncs_ignored += 1;
+            return Ok(());
+        }
         let dir = self.dir_mut(ino)?;
         dir.durable = dir.current.clone();
         self.stats.dir_syncs += 1;
@@ -769,6 +787,22 @@ mod tests {
         model.remove(ROOT_INO, name("f"), Kind::File).unwrap();
         model.sync_dir(ROOT_INO).unwrap();
         assert_eq!(file_in(&model.cut(CutPolicy::DropUnsynced, 1), "f"), None);
+    }
+
+    #[test]
+    fn ignored_directory_syncs_leave_a_removal_unsynced_but_not_a_file_sync() {
+        let (mut model, ino) = with_durable_file(b"old");
+        model.set_dir_syncs_ignored(true);
+        model.write(ino, 0, b"new").unwrap();
+        model.sync_file(ino).unwrap();
+        model.remove(ROOT_INO, name("f"), Kind::File).unwrap();
+        model.sync_dir(ROOT_INO).unwrap();
+        assert_eq!(model.stats.dir_syncs_ignored, 1);
+        // The removal is lost with the cut; the file's synced bytes are not.
+        assert_eq!(
+            file_in(&model.cut(CutPolicy::DropUnsynced, 1), "f").unwrap(),
+            b"new"
+        );
     }
 
     #[test]

@@ -138,15 +138,22 @@ pub enum BatchError {
     /// Client side: more messages than a `u32` count or a `u32` batch length can hold.
     #[error("batch too large")]
     TooLarge,
+    /// `batch_length` is above the reader's limit, or too short for `message_count` frames.
+    #[error("batch_length {declared} out of range")]
+    LengthOutOfRange {
+        /// `batch_length` field.
+        declared: u64,
+    },
 }
 
 impl BatchError {
     /// The iggy error code a server replies with for this failure.
     pub fn error_code(self) -> ErrorCode {
         match self {
-            Self::HeaderTruncated | Self::LengthMismatch { .. } | Self::FrameTruncated { .. } => {
-                ErrorCode::InvalidMessagesSize
-            }
+            Self::HeaderTruncated
+            | Self::LengthMismatch { .. }
+            | Self::LengthOutOfRange { .. }
+            | Self::FrameTruncated { .. } => ErrorCode::InvalidMessagesSize,
             Self::HeaderReservedNotZero
             | Self::FrameReservedNotZero { .. }
             | Self::OffsetDelta { .. } => ErrorCode::InvalidFormat,
@@ -612,6 +619,120 @@ pub struct Message<'a> {
     pub payload: &'a [u8],
     /// User headers (TLV).
     pub user_headers: &'a [u8],
+}
+
+/// What the header of a batch says, checked as far as the header alone can be: what a reader
+/// walking stored records (a segment, a poll reply) needs of each record before it reads or
+/// verifies the rest. Nothing is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeaderRepr {
+    /// Partition id stamped by the server.
+    pub partition_id: u64,
+    /// Offset of the message with `offset_delta` 0.
+    pub base_offset: u64,
+    /// Server append time, µs since the epoch.
+    pub base_timestamp_us: u64,
+    /// Smallest origin timestamp of the messages, µs.
+    pub origin_timestamp_us: u64,
+    /// Header + frames, bytes (at most the limit given to [`BatchHeaderRepr::parse`]).
+    pub batch_length_bytes: usize,
+    /// Batch checksum.
+    pub batch_checksum: u64,
+    /// Messages in the batch (at least 1).
+    pub message_count: u32,
+}
+
+impl BatchHeaderRepr {
+    /// Parses the header at the start of `bytes`; what follows it is not looked at.
+    ///
+    /// # Errors
+    /// [`BatchError::HeaderTruncated`] below 256 bytes, [`BatchError::HeaderReservedNotZero`],
+    /// [`BatchError::Empty`] for no messages (zeroed bytes, the end of what a segment holds,
+    /// fail here), [`BatchError::LengthOutOfRange`] when `batch_length` is above
+    /// `batch_length_max_bytes` or too short for `message_count` frame headers.
+    pub fn parse(bytes: &[u8], batch_length_max_bytes: usize) -> Result<Self, BatchError> {
+        let header = BatchHeader::new_checked(bytes)?;
+        if !header.reserved_is_zero() {
+            return Err(BatchError::HeaderReservedNotZero);
+        }
+        let message_count = header.message_count();
+        if message_count == 0 {
+            return Err(BatchError::Empty);
+        }
+        let declared = header.batch_length_bytes();
+        let frames_min = u64::from(message_count) * MESSAGE_HEADER_SIZE_BYTES as u64;
+        let batch_length_bytes = usize::try_from(declared)
+            .ok()
+            .filter(|len| *len <= batch_length_max_bytes)
+            .filter(|len| *len as u64 >= BATCH_HEADER_SIZE_BYTES as u64 + frames_min)
+            .ok_or(BatchError::LengthOutOfRange { declared })?;
+        Ok(Self {
+            partition_id: header.partition_id(),
+            base_offset: header.base_offset(),
+            base_timestamp_us: header.base_timestamp_us(),
+            origin_timestamp_us: header.origin_timestamp_us(),
+            batch_length_bytes,
+            batch_checksum: header.batch_checksum(),
+            message_count,
+        })
+    }
+
+    /// Offset of the last message: `base_offset + message_count - 1` (offsets are contiguous).
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset
+            .saturating_add(u64::from(self.message_count.saturating_sub(1)))
+    }
+}
+
+/// Checks a stored record read back, without hashing its payloads: the header (as
+/// [`BatchHeaderRepr::parse`]), that `record` is exactly one batch, that the frames tile it,
+/// and the batch checksum — which covers the header fields and every message's checksum field,
+/// so a torn, misplaced or zeroed read fails. Payloads were verified on admission; hashing them
+/// on every read would cost a pass over all the data.
+///
+/// # Errors
+/// As [`BatchHeaderRepr::parse`]; [`BatchError::LengthMismatch`] when `record` is not
+/// `batch_length` long; [`BatchError::CountMismatch`] when the frames do not tile it;
+/// [`BatchError::BatchChecksum`].
+pub fn verify_structure(
+    record: &[u8],
+    batch_length_max_bytes: usize,
+) -> Result<BatchHeaderRepr, BatchError> {
+    let repr = BatchHeaderRepr::parse(record, batch_length_max_bytes)?;
+    if repr.batch_length_bytes != record.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: repr.batch_length_bytes as u64,
+            actual: record.len(),
+        });
+    }
+    let header = BatchHeader::new_checked(record)?;
+    let frames = record.get(BATCH_HEADER_SIZE_BYTES..).unwrap_or_default();
+    let checksum =
+        recompute_checksum(&header, frames, repr.message_count).ok_or(BatchError::CountMismatch)?;
+    if checksum != repr.batch_checksum {
+        return Err(BatchError::BatchChecksum);
+    }
+    Ok(repr)
+}
+
+/// Verifies a batch as a poll returns it — possibly a slice of a stored record, whose frames
+/// keep their `offset_delta`, so the admission rules of [`Batch::new_checked`] do not apply:
+/// [`verify_structure`] plus every message checksum. What a client checks a poll reply with.
+///
+/// # Errors
+/// As [`verify_structure`]; [`BatchError::MessageChecksum`].
+pub fn verify_polled(
+    record: &[u8],
+    batch_length_max_bytes: usize,
+) -> Result<BatchHeaderRepr, BatchError> {
+    let repr = verify_structure(record, batch_length_max_bytes)?;
+    let frames = Frames::over(record.get(BATCH_HEADER_SIZE_BYTES..).unwrap_or_default());
+    for (index, frame) in (0u32..).zip(frames) {
+        if frame.checksum() != frame.computed_checksum() {
+            return Err(BatchError::MessageChecksum { index });
+        }
+    }
+    Ok(repr)
 }
 
 /// Recomputes the batch checksum of a record whose frames tile exactly, `None` otherwise.
@@ -1111,6 +1232,123 @@ mod tests {
         assert_eq!(second.messages().next().unwrap().offset, 13);
         assert!(rest.is_empty());
         assert!(Batch::parse_prefix(&log[..one.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn header_repr_reads_every_field_of_a_golden_header() {
+        let mut header = [0u8; BATCH_HEADER_SIZE_BYTES];
+        header[0..8].copy_from_slice(&7u64.to_le_bytes());
+        header[8..16].copy_from_slice(&1_000u64.to_le_bytes());
+        header[16..24].copy_from_slice(&2_000u64.to_le_bytes());
+        header[24..32].copy_from_slice(&3_000u64.to_le_bytes());
+        header[32..40].copy_from_slice(&400u64.to_le_bytes());
+        header[40..48].copy_from_slice(&0xfeed_u64.to_le_bytes());
+        header[48..52].copy_from_slice(&3u32.to_le_bytes());
+        let repr = BatchHeaderRepr::parse(&header, 1 << 20).unwrap();
+        assert_eq!(
+            repr,
+            BatchHeaderRepr {
+                partition_id: 7,
+                base_offset: 1_000,
+                base_timestamp_us: 2_000,
+                origin_timestamp_us: 3_000,
+                batch_length_bytes: 400,
+                batch_checksum: 0xfeed,
+                message_count: 3,
+            }
+        );
+        assert_eq!(repr.last_offset(), 1_002);
+        // Only the header is read: the frames need not be there.
+        let stored = stamped();
+        assert_eq!(
+            BatchHeaderRepr::parse(&stored[..256], 1 << 20)
+                .unwrap()
+                .batch_length_bytes,
+            stored.len()
+        );
+    }
+
+    #[test]
+    fn header_repr_refuses_what_the_header_alone_disproves() {
+        let parse = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = stamped();
+            edit(&mut bytes);
+            BatchHeaderRepr::parse(&bytes, 1 << 20).unwrap_err()
+        };
+        assert_eq!(parse(&|b| b.truncate(255)), BatchError::HeaderTruncated);
+        assert_eq!(parse(&|b| b[60] = 1), BatchError::HeaderReservedNotZero);
+        assert_eq!(parse(&|b| b[48..52].fill(0)), BatchError::Empty);
+        assert_eq!(parse(&|b| b.fill(0)), BatchError::Empty);
+        // Three frames need at least 256 + 3 * 48 bytes.
+        let short = (256 + 3 * 48 - 1) as u64;
+        assert_eq!(
+            parse(&|b| b[32..40].copy_from_slice(&short.to_le_bytes())),
+            BatchError::LengthOutOfRange { declared: short }
+        );
+        let long = (1u64 << 20) + 1;
+        assert_eq!(
+            parse(&|b| b[32..40].copy_from_slice(&long.to_le_bytes())),
+            BatchError::LengthOutOfRange { declared: long }
+        );
+        assert_eq!(
+            BatchError::LengthOutOfRange { declared: long }.error_code(),
+            ErrorCode::InvalidMessagesSize
+        );
+    }
+
+    #[test]
+    fn structure_check_catches_torn_and_misplaced_records_but_not_payload_bytes() {
+        let record = stamped();
+        assert_eq!(verify_structure(&record, 1 << 20).unwrap().base_offset, 10);
+        let flip = |at: usize| {
+            let mut bytes = record.clone();
+            bytes[at] ^= 1;
+            bytes
+        };
+        let last = record.len() - 1;
+        // Payloads are not hashed: the structure check passes, the poll check does not.
+        assert!(verify_structure(&flip(last), 1 << 20).is_ok());
+        assert_eq!(
+            verify_polled(&flip(last), 1 << 20).unwrap_err(),
+            BatchError::MessageChecksum { index: 2 }
+        );
+        // A header field or a message checksum field is covered by the batch checksum.
+        for at in [8, BATCH_HEADER_SIZE_BYTES] {
+            assert_eq!(
+                verify_structure(&flip(at), 1 << 20).unwrap_err(),
+                BatchError::BatchChecksum,
+                "byte {at}"
+            );
+        }
+        // A payload length that breaks the tiling.
+        assert_eq!(
+            verify_structure(&flip(BATCH_HEADER_SIZE_BYTES + 36), 1 << 20).unwrap_err(),
+            BatchError::CountMismatch
+        );
+        assert!(matches!(
+            verify_structure(&record[..last], 1 << 20),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        assert_eq!(
+            verify_structure(&[0u8; 300], 1 << 20),
+            Err(BatchError::Empty)
+        );
+    }
+
+    #[test]
+    fn a_slice_from_inside_a_record_passes_the_poll_check_but_not_admission() {
+        let record = stamped();
+        let slice = slice_record(&record, 11, 2).unwrap();
+        let bytes = served(&record, &slice);
+        let repr = verify_polled(&bytes, 1 << 20).unwrap();
+        assert_eq!((repr.base_offset, repr.message_count), (10, 2));
+        assert_eq!(
+            Batch::new_checked(&bytes).unwrap_err(),
+            BatchError::OffsetDelta {
+                index: 0,
+                offset_delta: 1
+            }
+        );
     }
 
     #[test]

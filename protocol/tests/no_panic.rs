@@ -6,7 +6,10 @@ mod common;
 use common::{addressing, every_request};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use riptide_protocol::batch::{slice_record, stamp, Batch, BatchBuilder, Frames, MessageFrame};
+use riptide_protocol::batch::{
+    slice_record, stamp, verify_polled, verify_structure, Batch, BatchBuilder, BatchHeaderRepr,
+    Frames, MessageFrame,
+};
 use riptide_protocol::codes::{CommandCode, Operation};
 use riptide_protocol::header::{
     frame_size_bytes, EvictionHeader, ReplyHeader, RequestHeader, RequestRepr,
@@ -93,6 +96,14 @@ fn exercise_batch(mut bytes: Vec<u8>, offset: u64, count: u32) {
     if let Some(slice) = slice_record(&bytes, offset, count) {
         assert!(slice.frames.end <= bytes.len() && slice.message_count <= count);
     }
+    if let Ok(repr) = BatchHeaderRepr::parse(&bytes, 1 << 26) {
+        assert!(repr.message_count > 0 && repr.batch_length_bytes <= 1 << 26);
+        let _ = repr.last_offset();
+    }
+    if let Ok(repr) = verify_polled(&bytes, 1 << 26) {
+        assert_eq!(repr.batch_length_bytes, bytes.len());
+    }
+    let _ = verify_structure(&bytes, 1 << 26);
     let _ = Frames::over(&bytes).count();
     if let Ok(frame) = MessageFrame::new_checked(&bytes[..]) {
         let _ = (

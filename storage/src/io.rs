@@ -599,6 +599,20 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Removes the directory `dir` with everything in it, and makes the removal durable: once its
+/// name is gone from its parent and the parent is fsynced, a power cut cannot bring any of it
+/// back (what lies inside need not be synced: nothing reaches it any more).
+///
+/// # Errors
+/// Removing it or syncing its parent failed.
+pub fn remove_dir_all_durable(dir: &Path) -> io::Result<()> {
+    std::fs::remove_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
 /// Creates `dir` and every missing parent, and makes each new name durable before returning:
 /// a directory's name lives in its parent, so after each level is created, top down, its
 /// parent is fsynced. Without that, a power cut can take a whole new tree (a partition's

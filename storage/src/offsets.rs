@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use twox_hash::XxHash3_64;
 
 use crate::constants::{OFFSET_SLOT_SIZE_BYTES, OFFSET_SLOT_STRIDE_BYTES};
-use crate::engine::{Engine, SlotKind};
+use crate::context::{Context, Purpose};
 use crate::io::{sync_dir, IoBuffer, Request};
 use crate::types::{
     Completion, CompletionResult, ConsumerKind, ConsumerRef, OffsetError, PartitionKey,
@@ -188,7 +188,7 @@ impl Offsets {
     /// Returns the number of operations submitted (0 or 1).
     pub fn store(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         key: PartitionKey,
         consumer: ConsumerRef,
         offset: u64,
@@ -196,7 +196,7 @@ impl Offsets {
     ) -> Result<usize, OffsetError> {
         let stored = self.record(consumer, offset)?;
         stored.waiting.push(token);
-        Ok(Self::submit(stored, engine, key, consumer, None))
+        Ok(Self::submit(stored, cx, key, consumer, None))
     }
 
     /// Records `offset` now (`get` returns it) and leaves its write to `service` once `now` is
@@ -204,7 +204,7 @@ impl Offsets {
     /// Returns the number of operations submitted (1 only with a zero `delay`).
     pub fn store_deferred(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         key: PartitionKey,
         consumer: ConsumerRef,
         offset: u64,
@@ -214,7 +214,7 @@ impl Offsets {
         let stored = self.record(consumer, offset)?;
         stored.deferred_since.get_or_insert(now);
         let due_from = delay.is_zero().then_some(now);
-        Ok(Self::submit(stored, engine, key, consumer, due_from))
+        Ok(Self::submit(stored, cx, key, consumer, due_from))
     }
 
     /// Whether an offset write is in flight or a deferred store still waits for one.
@@ -265,7 +265,7 @@ impl Offsets {
     /// store waits for it: an acknowledged one, or a deferred one made at or before `due_from`.
     fn submit(
         stored: &mut StoredOffset,
-        engine: &mut Engine,
+        cx: &mut Context,
         key: PartitionKey,
         consumer: ConsumerRef,
         due_from: Option<Instant>,
@@ -289,9 +289,9 @@ impl Offsets {
             len: OFFSET_SLOT_SIZE_BYTES,
             dsync: true,
         };
-        match engine.submit(
+        match cx.submit(
             key,
-            SlotKind::OffsetWrite(consumer),
+            Purpose::OffsetWrite(consumer),
             request,
             IoBuffer::Bytes(buf),
         ) {
@@ -316,7 +316,7 @@ impl Offsets {
     /// Completes a slot write; returns operations newly submitted (0 or 1).
     pub fn write_done(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         key: PartitionKey,
         consumer: ConsumerRef,
         result: i32,
@@ -347,26 +347,26 @@ impl Offsets {
             );
         }
         for token in stored.in_flight.take().unwrap_or_default() {
-            engine.completions.push(Completion {
+            cx.completions.push(Completion {
                 token,
                 key,
                 result: CompletionResult::OffsetStored(outcome),
             });
         }
-        Self::submit(stored, engine, key, consumer, None)
+        Self::submit(stored, cx, key, consumer, None)
     }
 
     /// Starts the writes of deferred stores made at or before `due_from` and retries stores
     /// that found no free I/O slot. Returns the number of operations submitted.
     pub fn service(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         key: PartitionKey,
         due_from: Option<Instant>,
     ) -> usize {
         let mut submitted = 0;
         for (consumer, stored) in self.entries.iter_mut() {
-            submitted += Self::submit(stored, engine, key, *consumer, due_from);
+            submitted += Self::submit(stored, cx, key, *consumer, due_from);
         }
         submitted
     }

@@ -25,12 +25,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
+use riptide_protocol::batch::{self, BatchHeaderRepr};
 
-use crate::engine::{Engine, SlotKind};
+use crate::context::{Context, Purpose};
 use crate::io::{self, round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::memory_sync::Window;
 use crate::offsets::Offsets;
-use crate::record::{self, RecordHeader};
 use crate::segment::{self, Segment};
 use crate::types::{
     append_error_from_errno, AckMode, AppendError, Appended, Completion, CompletionResult,
@@ -98,8 +98,6 @@ pub(crate) struct Partition {
     pub next_offset: u64,
     pub in_flight_ops: usize,
     pub offsets: Offsets,
-    /// Sequential readahead of old data (see `readahead`).
-    pub readahead: crate::readahead::Readahead,
     config: StorageConfig,
     last_timestamp_us: u64,
     unwritten_bytes: usize,
@@ -252,7 +250,6 @@ impl Partition {
             next_offset,
             in_flight_ops: 0,
             offsets,
-            readahead: Default::default(),
             config: config.clone(),
             last_timestamp_us,
             unwritten_bytes: 0,
@@ -324,39 +321,36 @@ impl Partition {
             && self.mem.len() - written < crate::constants::PENDING_APPENDS_MAX
     }
 
-    /// Stamps and queues `batch`. Durable appends complete through the engine later; memory
+    /// Stamps and queues `batch`. Durable appends complete through the shard's completions later; memory
     /// appends complete at once.
     pub fn append(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         mut batch: Vec<u8>,
         ack: AckMode,
         token: u64,
         now_us: u64,
     ) -> Result<Appended, AppendError> {
-        self.admit(&batch)?;
+        let header = self.admit(&batch)?;
+        // Broker timestamps never go backwards, so timestamp seeks can use the index.
+        let timestamp_us = now_us.max(self.last_timestamp_us);
+        let partition_id = u64::from(self.key.partition_id);
+        batch::stamp(&mut batch, partition_id, self.next_offset, timestamp_us)
+            .map_err(|_| AppendError::InvalidBatch)?;
+        let appended = Appended {
+            base_offset: self.next_offset,
+            last_offset: self.next_offset + u64::from(header.message_count) - 1,
+        };
+        let length_bytes = header.batch_length_bytes;
         let segment_size = self.config.segment_size_bytes;
-        if self.tail_position > 0 && self.tail_position + batch.len() as u64 > segment_size {
+        if self.tail_position > 0 && self.tail_position + length_bytes as u64 > segment_size {
             self.tail_segment_base = self.next_offset;
             self.tail_position = 0;
         }
-        // Broker timestamps never go backwards, so timestamp seeks can use the index.
-        let timestamp_us = now_us.max(self.last_timestamp_us);
-        let stamped = record::stamp(
-            &mut batch,
-            self.key.partition_id as u64,
-            self.next_offset,
-            timestamp_us,
-        )
-        .map_err(|_| AppendError::InvalidBatch)?;
-        let appended = Appended {
-            base_offset: stamped.base_offset,
-            last_offset: stamped.last_offset(),
-        };
         self.last_timestamp_us = timestamp_us;
         self.next_offset = appended.last_offset + 1;
-        self.unwritten_bytes += batch.len();
-        self.unwritten_messages += stamped.message_count as u64;
+        self.unwritten_bytes += length_bytes;
+        self.unwritten_messages += u64::from(header.message_count);
         let durable_ack = ack == AckMode::Durable;
         self.mem.push_back(MemRecord {
             base_offset: appended.base_offset,
@@ -368,33 +362,34 @@ impl Partition {
             bytes: Bytes::from(batch),
             durable_ack,
         });
-        self.tail_position += stamped.length_bytes as u64;
+        self.tail_position += length_bytes as u64;
         let now = Instant::now();
         self.first_unflushed_at.get_or_insert(now);
         if !durable_ack {
-            self.memory_window.record(stamped.length_bytes, now);
+            self.memory_window.record(length_bytes, now);
         }
         self.precopy();
-        self.acknowledge_or_queue(engine, appended, durable_ack, token);
+        self.acknowledge_or_queue(cx, appended, durable_ack, token);
         Ok(appended)
     }
 
-    /// Shape and queue limits checked before a batch gets offsets.
-    fn admit(&self, batch: &[u8]) -> Result<(), AppendError> {
-        let header = RecordHeader::parse(batch).map_err(|_| AppendError::InvalidBatch)?;
-        if header.length_bytes != batch.len() {
+    /// Shape and queue limits checked before a batch gets offsets (its frames and checksums
+    /// were checked by the protocol crate on admission; `stamp` checks the tiling again).
+    fn admit(&self, batch: &[u8]) -> Result<BatchHeaderRepr, AppendError> {
+        let header = segment::record_header(batch).map_err(|_| AppendError::InvalidBatch)?;
+        if header.batch_length_bytes != batch.len() {
             return Err(AppendError::InvalidBatch);
         }
         if !self.has_room(batch.len()) {
             return Err(AppendError::Backpressure);
         }
-        Ok(())
+        Ok(header)
     }
 
     /// Durable appends wait for their write; memory appends complete now.
     fn acknowledge_or_queue(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         appended: Appended,
         durable_ack: bool,
         token: u64,
@@ -406,15 +401,15 @@ impl Partition {
                 token,
                 started: Instant::now(),
             });
-            self.start_write(engine);
+            self.start_write(cx);
         } else {
-            engine.completions.push(Completion {
+            cx.completions.push(Completion {
                 token,
                 key: self.key,
                 result: CompletionResult::Append(Ok(appended)),
             });
             if self.memory_flush_due() || self.memory_sync_due() {
-                self.start_write(engine);
+                self.start_write(cx);
             }
         }
     }
@@ -441,7 +436,7 @@ impl Partition {
 
     /// Called on every shard tick: starts overdue memory-mode flushes and syncs, and retries
     /// writes that found no free slot.
-    pub fn service(&mut self, engine: &mut Engine) {
+    pub fn service(&mut self, cx: &mut Context) {
         let has_unwritten = self
             .mem
             .back()
@@ -449,15 +444,15 @@ impl Partition {
         let durable_waiting = !self.acks.is_empty() || !self.flush_waiters.is_empty();
         let due = durable_waiting || self.memory_flush_due() || self.memory_sync_due();
         if !self.transferring() && has_unwritten && due {
-            self.start_write(engine);
+            self.start_write(cx);
         }
-        self.start_memory_sync(engine);
-        self.finish_flush_waiters(engine);
+        self.start_memory_sync(cx);
+        self.finish_flush_waiters(cx);
     }
 
     /// When the memory window is due and every record is written and settled, syncs the
     /// active segment on its own (with records still to write, their write carries the sync).
-    fn start_memory_sync(&mut self, engine: &mut Engine) {
+    fn start_memory_sync(&mut self, cx: &mut Context) {
         let all_settled = self.writes.is_empty()
             && self
                 .mem
@@ -469,8 +464,8 @@ impl Partition {
         let request = Request::Fdatasync {
             fd: self.active().log.file.as_raw_fd(),
         };
-        if engine
-            .submit(self.key, SlotKind::LogFsync, request, IoBuffer::None)
+        if cx
+            .submit(self.key, Purpose::LogFsync, request, IoBuffer::None)
             .is_ok()
         {
             self.in_flight_ops += 1;
@@ -483,10 +478,10 @@ impl Partition {
 
     /// Asks for everything queued to be written (and fdatasync'ed when `fsync`); completes
     /// `token` with `Flushed`.
-    pub fn flush(&mut self, engine: &mut Engine, fsync: bool, token: u64) {
+    pub fn flush(&mut self, cx: &mut Context, fsync: bool, token: u64) {
         self.flush_waiters.push((token, fsync));
-        self.start_write(engine);
-        self.finish_flush_waiters(engine);
+        self.start_write(cx);
+        self.finish_flush_waiters(cx);
     }
 
     /// Whether a write's transfer is in flight (its buffer is not home).
@@ -497,7 +492,7 @@ impl Partition {
     }
 
     /// Submits one write of every queued record of the active segment (group commit).
-    pub fn start_write(&mut self, engine: &mut Engine) {
+    pub fn start_write(&mut self, cx: &mut Context) {
         if self.transferring() || self.write_failure.is_some() {
             return;
         }
@@ -516,7 +511,7 @@ impl Partition {
             }
             if let Err(error) = self.rotate(first_record.segment_base) {
                 tracing::warn!(key = ?self.key, ?error, "storage: cannot create the next segment");
-                self.fail_unwritten(engine, error);
+                self.fail_unwritten(cx, error);
                 return;
             }
         }
@@ -536,7 +531,7 @@ impl Partition {
                 .partition_point(|r| r.base_offset < self.copied_next_offset);
         // A due memory window rides on this write's fdatasync.
         let durable = self.mem.range(staged).any(|r| r.durable_ack) || self.memory_sync_due();
-        self.submit_staging(engine, self.copied_next_offset - 1, durable);
+        self.submit_staging(cx, self.copied_next_offset - 1, durable);
     }
 
     /// Copies queued records of the active segment into the staging buffer as far as it has
@@ -557,7 +552,7 @@ impl Partition {
         }
     }
 
-    fn submit_staging(&mut self, engine: &mut Engine, last_offset: u64, durable: bool) {
+    fn submit_staging(&mut self, cx: &mut Context, last_offset: u64, durable: bool) {
         let logical_len = self.staging.len();
         let len_bytes = round_up(logical_len, self.alignment);
         // Padding must be zeroes: recovery reads zeroes as the end of the log.
@@ -586,10 +581,10 @@ impl Partition {
         };
         let buffer = IoBuffer::Aligned(in_flight);
         let submitted = if durable {
-            let sync = SlotKind::LogWriteSync(last_offset);
-            engine.submit_then_fdatasync(self.key, SlotKind::LogWrite, request, buffer, sync)
+            let sync = Purpose::LogWriteSync(last_offset);
+            cx.submit_then_fdatasync(self.key, Purpose::LogWrite, request, buffer, sync)
         } else {
-            engine.submit(self.key, SlotKind::LogWrite, request, buffer)
+            cx.submit(self.key, Purpose::LogWrite, request, buffer)
         };
         match submitted {
             Ok(()) => {
@@ -695,7 +690,7 @@ impl Partition {
 
     /// Handles the completion of the transfer of the partition's newest write: its buffer is
     /// home, so the next write may start while this one's fdatasync runs.
-    pub fn write_done(&mut self, engine: &mut Engine, result: i32, buffer: IoBuffer) {
+    pub fn write_done(&mut self, cx: &mut Context, result: i32, buffer: IoBuffer) {
         self.in_flight_ops -= 1;
         let IoBuffer::Aligned(buffer) = buffer else {
             return;
@@ -722,11 +717,11 @@ impl Partition {
             write.written = Progress::Done;
             self.spare = Some(buffer);
         }
-        self.settle_writes(engine);
+        self.settle_writes(cx);
     }
 
     /// Handles the completion of the fdatasync linked behind the write ending at `last_offset`.
-    pub fn write_sync_done(&mut self, engine: &mut Engine, last_offset: u64, result: i32) {
+    pub fn write_sync_done(&mut self, cx: &mut Context, last_offset: u64, result: i32) {
         self.in_flight_ops -= 1;
         let Some(write) = self
             .writes
@@ -745,24 +740,23 @@ impl Partition {
             self.write_failure.get_or_insert(error);
         } else {
             write.synced = Progress::Done;
-            engine
-                .stats
+            cx.stats
                 .fsync_latency
                 .record(write.started.elapsed().as_micros() as u64);
         }
-        self.settle_writes(engine);
+        self.settle_writes(cx);
     }
 
     /// Settles the oldest writes that are written and synced, applies a failure once nothing
     /// of the log is in flight, and starts the next write when one is due.
-    fn settle_writes(&mut self, engine: &mut Engine) {
+    fn settle_writes(&mut self, cx: &mut Context) {
         while self
             .writes
             .front()
             .is_some_and(|w| w.written == Progress::Done && w.synced == Progress::Done)
         {
             if let Some(write) = self.writes.pop_front() {
-                self.write_succeeded(engine, &write);
+                self.write_succeeded(cx, &write);
             }
         }
         let all_completed = self
@@ -774,7 +768,7 @@ impl Partition {
                 for write in self.writes.drain(..) {
                     self.memory_window.restore(write.memory_window);
                 }
-                self.fail_unwritten(engine, error);
+                self.fail_unwritten(cx, error);
                 self.restore_tail_block();
             }
         }
@@ -787,15 +781,15 @@ impl Partition {
             || self.memory_flush_due()
             || self.memory_sync_due();
         if more && due {
-            self.start_write(engine);
+            self.start_write(cx);
         }
-        self.start_memory_sync(engine);
-        self.finish_flush_waiters(engine);
+        self.start_memory_sync(cx);
+        self.finish_flush_waiters(cx);
     }
 
-    fn write_succeeded(&mut self, engine: &mut Engine, write: &WriteInFlight) {
-        engine.stats.bytes_written += write.end_position - write.file_position;
-        self.account_written(engine, write.last_offset);
+    fn write_succeeded(&mut self, cx: &mut Context, write: &WriteInFlight) {
+        cx.stats.bytes_written += write.end_position - write.file_position;
+        self.account_written(cx, write.last_offset);
         while self
             .acks
             .front()
@@ -804,21 +798,20 @@ impl Partition {
             let Some(ack) = self.acks.pop_front() else {
                 break;
             };
-            engine
-                .stats
+            cx.stats
                 .append_latency
                 .record(ack.started.elapsed().as_micros() as u64);
             let appended = Appended {
                 base_offset: ack.base_offset,
                 last_offset: ack.last_offset,
             };
-            engine.completions.push(Completion {
+            cx.completions.push(Completion {
                 token: ack.token,
                 key: self.key,
                 result: CompletionResult::Append(Ok(appended)),
             });
         }
-        self.write_index(engine);
+        self.write_index(cx);
     }
 
     /// After a failure: the staging buffer again holds the settled partial tail block of the
@@ -843,7 +836,7 @@ impl Partition {
         }
     }
 
-    fn account_written(&mut self, engine: &mut Engine, last_offset: u64) {
+    fn account_written(&mut self, cx: &mut Context, last_offset: u64) {
         let interval = self.config.index_interval_bytes;
         let from = self
             .mem
@@ -857,7 +850,7 @@ impl Partition {
             .range(from..)
             .take_while(|r| r.last_offset <= last_offset)
         {
-            if let Ok(header) = RecordHeader::parse(&record.bytes) {
+            if let Ok(header) = segment::record_header(&record.bytes) {
                 if let Some(segment) = segments
                     .iter_mut()
                     .rev()
@@ -873,7 +866,7 @@ impl Partition {
         self.unwritten_bytes -= written_bytes;
         self.unwritten_messages -= written_messages;
         self.written_cached_bytes += cached_bytes;
-        engine.stats.cached_bytes += cached_bytes as u64;
+        cx.stats.cached_bytes += cached_bytes as u64;
         self.durable_next_offset = last_offset + 1;
         if self.mem.back().is_none_or(|r| r.last_offset <= last_offset) {
             self.first_unflushed_at = None;
@@ -889,34 +882,34 @@ impl Partition {
     }
 
     /// Drops the oldest written record from memory (reads then go to disk); its buffer goes to
-    /// the engine's recycle list (bounded) for the caller to reuse instead of allocating.
-    pub fn evict_oldest_cached(&mut self, engine: &mut Engine) {
+    /// the shard's recycle list (bounded) for the caller to reuse instead of allocating.
+    pub fn evict_oldest_cached(&mut self, cx: &mut Context) {
         if self.oldest_cached_timestamp_us().is_none() {
             return;
         }
         if let Some(record) = self.mem.pop_front() {
-            self.forget_cached(engine, record.memory_bytes);
+            self.forget_cached(cx, record.memory_bytes);
             // A poll reply still being sent keeps the buffer until it is done with it.
             if let Ok(buffer) = record.bytes.try_into_mut() {
-                engine.recycle(buffer.into());
+                cx.recycle(buffer.into());
             }
         }
     }
 
     /// Takes `bytes` of cached written records off this partition's and the shard's totals.
-    fn forget_cached(&mut self, engine: &mut Engine, bytes: usize) {
+    fn forget_cached(&mut self, cx: &mut Context, bytes: usize) {
         self.written_cached_bytes -= bytes;
-        engine.stats.cached_bytes -= bytes as u64;
+        cx.stats.cached_bytes -= bytes as u64;
     }
 
     /// Forgets every cached record's memory (the partition is being closed).
-    pub fn release_cache(&mut self, engine: &mut Engine) {
-        self.forget_cached(engine, self.written_cached_bytes);
+    pub fn release_cache(&mut self, cx: &mut Context) {
+        self.forget_cached(cx, self.written_cached_bytes);
     }
 
     /// Drops every record not on disk, fails their pending acknowledgements and rewinds the
     /// offsets: the log stays exactly what is on disk.
-    pub fn fail_unwritten(&mut self, engine: &mut Engine, error: AppendError) {
+    pub fn fail_unwritten(&mut self, cx: &mut Context, error: AppendError) {
         let keep = self
             .mem
             .partition_point(|r| r.base_offset < self.durable_next_offset);
@@ -926,15 +919,15 @@ impl Partition {
         }
         self.mem.truncate(keep);
         for ack in self.acks.drain(..) {
-            engine.stats.appends_failed += 1;
-            engine.completions.push(Completion {
+            cx.stats.appends_failed += 1;
+            cx.completions.push(Completion {
                 token: ack.token,
                 key: self.key,
                 result: CompletionResult::Append(Err(error)),
             });
         }
         for (token, _) in self.flush_waiters.drain(..) {
-            engine.completions.push(Completion {
+            cx.completions.push(Completion {
                 token,
                 key: self.key,
                 result: CompletionResult::Flushed(Err(error)),
@@ -957,7 +950,7 @@ impl Partition {
             .unwrap_or(0);
     }
 
-    fn finish_flush_waiters(&mut self, engine: &mut Engine) {
+    fn finish_flush_waiters(&mut self, cx: &mut Context) {
         let all_written = self.writes.is_empty()
             && self
                 .mem
@@ -974,7 +967,7 @@ impl Partition {
             .collect();
         if !wants_fsync {
             for token in tokens {
-                engine.completions.push(Completion {
+                cx.completions.push(Completion {
                     token,
                     key: self.key,
                     result: CompletionResult::Flushed(Ok(())),
@@ -985,7 +978,7 @@ impl Partition {
         let request = Request::Fdatasync {
             fd: self.active().log.file.as_raw_fd(),
         };
-        match engine.submit(self.key, SlotKind::LogFsync, request, IoBuffer::None) {
+        match cx.submit(self.key, Purpose::LogFsync, request, IoBuffer::None) {
             Ok(()) => {
                 self.in_flight_ops += 1;
                 // Everything is written, so this fdatasync covers the whole memory window too.
@@ -1000,7 +993,7 @@ impl Partition {
         }
     }
 
-    pub fn fsync_done(&mut self, engine: &mut Engine, result: i32) {
+    pub fn fsync_done(&mut self, cx: &mut Context, result: i32) {
         self.in_flight_ops -= 1;
         let outcome = if result < 0 {
             Err(append_error_from_errno(-result))
@@ -1015,18 +1008,18 @@ impl Partition {
                 self.memory_window.restore(done.memory_window);
             }
             for token in done.tokens {
-                engine.completions.push(Completion {
+                cx.completions.push(Completion {
                     token,
                     key: self.key,
                     result: CompletionResult::Flushed(outcome),
                 });
             }
         }
-        self.finish_flush_waiters(engine);
+        self.finish_flush_waiters(cx);
     }
 
     /// Hands new sparse index entries to the index file (no O_DSYNC: recovery rebuilds it).
-    fn write_index(&mut self, engine: &mut Engine) {
+    fn write_index(&mut self, cx: &mut Context) {
         if self.index_in_flight.is_some() {
             return;
         }
@@ -1051,10 +1044,10 @@ impl Partition {
         };
         let base = segment.base_offset;
         let len = bytes.len();
-        if engine
+        if cx
             .submit(
                 self.key,
-                SlotKind::IndexWrite,
+                Purpose::IndexWrite,
                 request,
                 IoBuffer::Bytes(bytes),
             )
@@ -1065,7 +1058,7 @@ impl Partition {
         }
     }
 
-    pub fn index_done(&mut self, engine: &mut Engine, result: i32) {
+    pub fn index_done(&mut self, cx: &mut Context, result: i32) {
         self.in_flight_ops -= 1;
         let Some((base, count, len)) = self.index_in_flight.take() else {
             return;
@@ -1080,13 +1073,13 @@ impl Partition {
                 segment.index_written = segment.index.len();
             }
         }
-        self.write_index(engine);
+        self.write_index(cx);
     }
 
     /// Removes the oldest `count` sealed segments (never the active one). Call only when idle.
     pub fn delete_oldest_segments(
         &mut self,
-        engine: &mut Engine,
+        cx: &mut Context,
         count: usize,
     ) -> Result<usize, StorageError> {
         let sealed = self.segments.len() - 1;
@@ -1105,7 +1098,7 @@ impl Partition {
                 .drain(..keep_from)
                 .map(|record| record.memory_bytes)
                 .sum();
-            self.forget_cached(engine, dropped);
+            self.forget_cached(cx, dropped);
             io::sync_dir(&self.dir).map_err(storage_io(&self.dir))?;
         }
         Ok(count)

@@ -6,12 +6,16 @@ use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
 
-use crate::constants::{BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX, SHARED_CHUNK_MIN_BYTES};
-use crate::engine::{Engine, SlotKind};
+use riptide_protocol::batch::{self, BatchError, BatchHeaderRepr};
+
+use crate::constants::{
+    BATCH_HEADER_SIZE_BYTES, READ_STEPS_MAX, RECORD_SIZE_MAX_BYTES, SHARED_CHUNK_MIN_BYTES,
+};
+use crate::context::{Context, Purpose};
 use crate::index;
 use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
-use crate::record::{self, RecordHeader};
+use crate::segment::record_header;
 use crate::types::{ReadError, ReadResult, ReadStart};
 
 /// What qualifies a record for a poll.
@@ -96,16 +100,21 @@ impl Collector {
 
     /// Adds the qualifying part of a verified record read from disk. Returns false once the
     /// poll is complete.
-    pub fn offer(&mut self, record: &[u8], header: &RecordHeader) -> bool {
+    pub fn offer(&mut self, record: &[u8], header: &BatchHeaderRepr) -> bool {
         self.offer_from(record, None, header)
     }
 
     /// As [`Collector::offer`], for a record of the read cache (shared, not copied).
-    pub fn offer_cached(&mut self, record: &Bytes, header: &RecordHeader) -> bool {
+    pub fn offer_cached(&mut self, record: &Bytes, header: &BatchHeaderRepr) -> bool {
         self.offer_from(record, Some(record), header)
     }
 
-    fn offer_from(&mut self, record: &[u8], cached: Option<&Bytes>, header: &RecordHeader) -> bool {
+    fn offer_from(
+        &mut self,
+        record: &[u8],
+        cached: Option<&Bytes>,
+        header: &BatchHeaderRepr,
+    ) -> bool {
         if self.full() || header.base_offset > self.visible_last {
             return false;
         }
@@ -126,7 +135,7 @@ impl Collector {
             self.add(record, cached, 0..record.len());
             self.result.messages_count += header.message_count;
             self.next_offset = Some(header.last_offset() + 1);
-        } else if let Some(slice) = record::slice(record, first_wanted, room) {
+        } else if let Some(slice) = batch::slice_record(record, first_wanted, room) {
             self.copied.extend_from_slice(&slice.header);
             self.add(record, cached, slice.frames.clone());
             self.result.messages_count += slice.message_count;
@@ -166,8 +175,8 @@ impl ReadJob {
         segment_base: u64,
         position: u64,
         expected_offset: u64,
-    ) -> Box<ReadJob> {
-        Box::new(ReadJob {
+    ) -> ReadJob {
+        ReadJob {
             token,
             collector,
             segment_base,
@@ -176,7 +185,44 @@ impl ReadJob {
             expected_offset,
             walk_end: 0,
             steps: 0,
-        })
+        }
+    }
+}
+
+/// The disk reads of polls in flight, by id: an I/O request names its read by the id
+/// (`Purpose::Read`), and the job waits here until the read completes. Sized at start-up to
+/// the read-buffer pool, since every read in flight holds one of its buffers.
+pub(crate) struct ReadJobs {
+    jobs: Vec<Option<ReadJob>>,
+    free: Vec<u32>,
+}
+
+impl ReadJobs {
+    pub fn new(count_max: usize) -> ReadJobs {
+        ReadJobs {
+            jobs: (0..count_max).map(|_| None).collect(),
+            free: (0..count_max as u32).rev().collect(),
+        }
+    }
+
+    /// Keeps `job` until its read completes and returns its id; `None` (the job dropped) when
+    /// the table is full.
+    fn insert(&mut self, job: ReadJob) -> Option<u32> {
+        let id = self.free.pop()?;
+        self.jobs[id as usize] = Some(job);
+        Some(id)
+    }
+
+    /// The job whose read completed.
+    ///
+    /// # Panics
+    /// When `id` holds no job: every read tag names a job inserted before its submission and
+    /// taken once, at its completion.
+    pub fn take(&mut self, id: u32) -> ReadJob {
+        let job = self.jobs.get_mut(id as usize).and_then(Option::take);
+        let job = job.unwrap_or_else(|| panic!("storage: read {id} completed without a job"));
+        self.free.push(id);
+        job
     }
 }
 
@@ -227,7 +273,7 @@ pub(crate) fn from_memory(partition: &Partition, collector: &mut Collector) -> b
             .partition_point(|r| r.timestamp_us < timestamp_us),
     };
     for record in partition.mem.range(from..) {
-        let Ok(header) = RecordHeader::parse(&record.bytes) else {
+        let Ok(header) = record_header(&record.bytes) else {
             break;
         };
         if !collector.offer_cached(&record.bytes, &header) {
@@ -282,8 +328,9 @@ pub(crate) fn plan(partition: &Partition, collector: &Collector) -> Option<(u64,
 /// the pooled buffer). On failure the buffer is handed back for the pool.
 pub(crate) fn submit(
     partition: &mut Partition,
-    engine: &mut Engine,
-    mut job: Box<ReadJob>,
+    cx: &mut Context,
+    jobs: &mut ReadJobs,
+    mut job: ReadJob,
     mut buf: AlignedBuf,
     (position, end): (u64, u64),
     grow: bool,
@@ -314,9 +361,12 @@ pub(crate) fn submit(
         offset: file_position,
         len,
     };
-    match engine.submit(
+    let Some(id) = jobs.insert(job) else {
+        return Err((ReadError::Backpressure, buf));
+    };
+    match cx.submit(
         partition.key,
-        SlotKind::Read(job),
+        Purpose::Read(id),
         request,
         IoBuffer::Aligned(buf),
     ) {
@@ -324,8 +374,13 @@ pub(crate) fn submit(
             partition.in_flight_ops += 1;
             Ok(())
         }
-        Err((_, IoBuffer::Aligned(buf))) => Err((ReadError::Backpressure, buf)),
-        Err(_) => Err((ReadError::Backpressure, AlignedBuf::new(want, alignment))),
+        Err((_, returned)) => {
+            jobs.take(id);
+            match returned {
+                IoBuffer::Aligned(buf) => Err((ReadError::Backpressure, buf)),
+                _ => Err((ReadError::Backpressure, AlignedBuf::new(want, alignment))),
+            }
+        }
     }
 }
 
@@ -333,16 +388,12 @@ pub(crate) fn submit(
 pub(crate) enum Step {
     /// Finished. After a successful poll the job comes back too: its walk position is where
     /// the next sequential poll starts, and the buffer may already hold what follows.
-    Done(
-        Result<ReadResult, ReadError>,
-        AlignedBuf,
-        Option<Box<ReadJob>>,
-    ),
+    Done(Result<ReadResult, ReadError>, AlignedBuf, Option<ReadJob>),
     /// Read again into the buffer, from this position up to this end.
-    Again(Box<ReadJob>, AlignedBuf, (u64, u64)),
+    Again(ReadJob, AlignedBuf, (u64, u64)),
 }
 
-fn done(mut job: Box<ReadJob>, buf: AlignedBuf, error: Option<ReadError>) -> Step {
+fn done(mut job: ReadJob, buf: AlignedBuf, error: Option<ReadError>) -> Step {
     let result = job.collector.take_result();
     let continues = error.is_none() && result.messages_count > 0;
     Step::Done(error.map_or(Ok(result), Err), buf, continues.then_some(job))
@@ -351,7 +402,7 @@ fn done(mut job: Box<ReadJob>, buf: AlignedBuf, error: Option<ReadError>) -> Ste
 /// Walks the records of a completed read (`result` bytes in `buf`).
 pub(crate) fn walk(
     partition: &Partition,
-    mut job: Box<ReadJob>,
+    mut job: ReadJob,
     result: i32,
     mut buf: AlignedBuf,
 ) -> Step {
@@ -405,17 +456,17 @@ pub(crate) fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, Re
     while job.walk_position < buf_end && !job.collector.full() {
         let from = (job.walk_position - job.file_position) as usize;
         let bytes = &buf.as_slice()[from..(buf_end - job.file_position) as usize];
-        let header = match RecordHeader::parse(bytes) {
-            Ok(header) if header.length_bytes <= bytes.len() => header,
-            Ok(header) => return Ok(header.length_bytes as u64),
-            Err(crate::record::RecordError::Truncated) => return Ok(BATCH_HEADER_SIZE_BYTES as u64),
+        let header = match record_header(bytes) {
+            Ok(header) if header.batch_length_bytes <= bytes.len() => header,
+            Ok(header) => return Ok(header.batch_length_bytes as u64),
+            Err(BatchError::HeaderTruncated) => return Ok(BATCH_HEADER_SIZE_BYTES as u64),
             Err(_) => return Err(ReadError::Corrupt(job.expected_offset)),
         };
-        let record_bytes = &bytes[..header.length_bytes];
+        let record_bytes = &bytes[..header.batch_length_bytes];
         // Checked after every read: a read of the wrong place or of torn bytes is reported,
         // never served.
         if header.base_offset != job.expected_offset
-            || record::verify_structure(record_bytes).is_err()
+            || batch::verify_structure(record_bytes, RECORD_SIZE_MAX_BYTES).is_err()
         {
             return Err(ReadError::Corrupt(job.expected_offset));
         }
@@ -427,7 +478,7 @@ pub(crate) fn walk_buffer(job: &mut ReadJob, buf: &AlignedBuf) -> Result<u64, Re
         if taken_in_part {
             break;
         }
-        job.walk_position += header.length_bytes as u64;
+        job.walk_position += header.batch_length_bytes as u64;
         job.expected_offset = header.last_offset() + 1;
         if !more {
             break;
@@ -447,8 +498,8 @@ mod tests {
     /// A stamped record of `count` messages carrying `payload`.
     fn stamped_with(base: u64, count: usize, timestamp_us: u64, payload: &[u8]) -> Vec<u8> {
         let refs = vec![payload; count];
-        let mut rec = record::build_batch(&refs, 1);
-        record::stamp(&mut rec, 0, base, timestamp_us).unwrap();
+        let mut rec = crate::testkit::build_batch(&refs, 1);
+        batch::stamp(&mut rec, 0, base, timestamp_us).unwrap();
         rec
     }
 
@@ -457,15 +508,15 @@ mod tests {
         let a = stamped(0, 4, 10);
         let b = stamped(4, 4, 20);
         let mut c = Collector::new(Target::Offset(2), 5, 7, 0);
-        assert!(c.offer(&a, &RecordHeader::parse(&a).unwrap()));
-        assert!(!c.offer(&b, &RecordHeader::parse(&b).unwrap()));
+        assert!(c.offer(&a, &record_header(&a).unwrap()));
+        assert!(!c.offer(&b, &record_header(&b).unwrap()));
         let result = c.take_result();
         assert_eq!((result.messages_count, result.last_offset), (5, Some(6)));
-        let first = RecordHeader::parse(&result.to_vec()).unwrap();
+        let first = record_header(&result.to_vec()).unwrap();
         assert_eq!((first.base_offset, first.message_count), (0, 2));
         let mut hidden = Collector::new(Target::Offset(0), 100, 3, 0);
-        hidden.offer(&a, &RecordHeader::parse(&a).unwrap());
-        assert!(!hidden.offer(&b, &RecordHeader::parse(&b).unwrap()));
+        hidden.offer(&a, &record_header(&a).unwrap());
+        assert!(!hidden.offer(&b, &record_header(&b).unwrap()));
         assert_eq!(hidden.result.messages_count, 4);
     }
 
@@ -474,8 +525,8 @@ mod tests {
         let a = stamped(0, 2, 10);
         let b = stamped(2, 2, 20);
         let mut c = Collector::new(Target::Timestamp(15), 10, 3, 0);
-        c.offer(&a, &RecordHeader::parse(&a).unwrap());
-        c.offer(&b, &RecordHeader::parse(&b).unwrap());
+        c.offer(&a, &record_header(&a).unwrap());
+        c.offer(&b, &record_header(&b).unwrap());
         assert_eq!(c.take_result().to_vec(), b);
     }
 
@@ -487,7 +538,7 @@ mod tests {
         let small_b = Bytes::from(stamped(4, 2, 10));
         let mut c = Collector::new(Target::Offset(1), 100, 5, 0);
         for record in [&large, &small_a, &small_b] {
-            c.offer_cached(record, &RecordHeader::parse(record).unwrap());
+            c.offer_cached(record, &record_header(record).unwrap());
         }
         let result = c.take_result();
         // The sliced large record: its rewritten header copied, its frames shared; then both
@@ -500,7 +551,7 @@ mod tests {
         assert_eq!((result.messages_count, result.last_offset), (5, Some(5)));
         let mut from_disk = Collector::new(Target::Offset(1), 100, 5, 0);
         for record in [&large, &small_a, &small_b] {
-            from_disk.offer(record, &RecordHeader::parse(record).unwrap());
+            from_disk.offer(record, &record_header(record).unwrap());
         }
         let copied = from_disk.take_result();
         assert_eq!(copied.chunks.len(), 1);

@@ -15,21 +15,29 @@
 //! other poll abandons it. Windows never take the last half of the read-buffer pool, which
 //! stays for ordinary polls.
 
-use std::collections::VecDeque;
+//!
+//! [`Reads`] is the read side of a shard: the read-buffer pool, the polls' disk reads in flight
+//! (`read::ReadJobs`) and every partition's window. `Shard::read` starts a poll through it and
+//! the shard hands it the completions of reads (`read_done`, `chunk_done`).
+
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 
-use crate::constants::READAHEAD_CHUNKS_MAX;
-use crate::engine::{Engine, SlotKind};
+use crate::constants::{
+    DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES, READAHEAD_CHUNKS_MAX,
+};
+use crate::context::{Context, Purpose};
 use crate::io::{round_down, round_up, AlignedBuf, IoBuffer, Request};
 use crate::partition::Partition;
-use crate::read::{self, Collector, ReadJob, Target};
+use crate::read::{self, Collector, ReadJob, ReadJobs, Target};
 use crate::types::{
-    Completion, CompletionResult, ReadError, ReadOutcome, ReadResult, INTERNAL_TOKEN,
+    Completion, CompletionResult, PartitionKey, ReadError, ReadOutcome, ReadResult, StorageConfig,
+    INTERNAL_TOKEN,
 };
 
 /// A partition's readahead window (empty when closed).
 #[derive(Default)]
-pub(crate) struct Readahead {
+struct Readahead {
     /// Offset a sequential poll starts at; it lies in the front chunk.
     next_offset: u64,
     /// Reads in file order, the front one holding `next_offset`.
@@ -45,7 +53,7 @@ pub(crate) struct Readahead {
 struct Chunk {
     id: u64,
     /// The chunk's positions; its collector is swapped for a poll's while that poll walks it.
-    job: Box<ReadJob>,
+    job: ReadJob,
     /// The completed read: buffer and the kernel's result.
     read: Option<(AlignedBuf, i32)>,
 }
@@ -57,40 +65,206 @@ enum Served {
     Waiting,
 }
 
+/// The read buffers, the polls' reads that hold them, and the shard-wide bound on readahead
+/// reads.
+struct Buffers {
+    /// Buffers not in use.
+    pool: Vec<AlignedBuf>,
+    /// Polls' disk reads in flight.
+    jobs: ReadJobs,
+    /// Buffers in all: in the pool, or held by a read, a window or its ready chunk.
+    pool_size: usize,
+    buffer_size_bytes: usize,
+    /// Readahead chunk reads submitted and not completed, over every partition.
+    readahead_in_flight: usize,
+    /// `StorageConfig::readahead_reads_in_flight_max`.
+    readahead_in_flight_max: usize,
+}
+
+impl Buffers {
+    /// The buffer a read's completion hands back (a fresh one should the I/O layer ever not).
+    fn returned(&self, buffer: IoBuffer) -> AlignedBuf {
+        match buffer {
+            IoBuffer::Aligned(buf) => buf,
+            _ => AlignedBuf::new(self.buffer_size_bytes, POOL_ALIGNMENT_BYTES),
+        }
+    }
+}
+
+/// The read side of one shard.
+pub(crate) struct Reads {
+    buffers: Buffers,
+    windows: HashMap<PartitionKey, Readahead>,
+}
+
+impl Reads {
+    /// Allocates the read-buffer pool (`read_buffers_count` buffers) and the table of reads.
+    pub fn new(config: &StorageConfig) -> Reads {
+        let pool = (0..config.read_buffers_count)
+            .map(|_| AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES))
+            .collect();
+        Reads {
+            buffers: Buffers {
+                pool,
+                jobs: ReadJobs::new(config.read_buffers_count),
+                pool_size: config.read_buffers_count,
+                buffer_size_bytes: config.read_buffer_size_bytes,
+                readahead_in_flight: 0,
+                readahead_in_flight_max: config.readahead_reads_in_flight_max,
+            },
+            windows: HashMap::new(),
+        }
+    }
+
+    /// Serves a poll that memory could not: from the partition's window when it starts where
+    /// the previous poll ended, else with a read of its own (`Pending`: a `Read` completion
+    /// with `token` follows).
+    ///
+    /// # Errors
+    /// `Backpressure` when every read buffer (or I/O slot) is in use.
+    pub fn read(
+        &mut self,
+        partition: &mut Partition,
+        cx: &mut Context,
+        token: u64,
+        collector: Collector,
+    ) -> Result<ReadOutcome, ReadError> {
+        let window = self.windows.entry(partition.key).or_default();
+        let mut collector = match serve(window, partition, cx, &mut self.buffers, token, collector)
+        {
+            Ok(outcome) => return outcome,
+            Err(collector) => *collector,
+        };
+        let Some((segment_base, position, expected_offset, end)) =
+            read::plan(partition, &collector)
+        else {
+            return Ok(ReadOutcome::Ready(collector.take_result()));
+        };
+        let buf = self.buffers.pool.pop().ok_or(ReadError::Backpressure)?;
+        let job = ReadJob::new(token, collector, segment_base, position, expected_offset);
+        let range = (position, end);
+        match read::submit(
+            partition,
+            cx,
+            &mut self.buffers.jobs,
+            job,
+            buf,
+            range,
+            false,
+        ) {
+            Ok(()) => Ok(ReadOutcome::Pending),
+            Err((error, buf)) => {
+                self.buffers.pool.push(buf);
+                Err(error)
+            }
+        }
+    }
+
+    /// Handles the completion of a poll's read (`Purpose::Read(id)`): finishes the poll (a
+    /// `Read` completion) or continues it with another read.
+    pub fn read_done(
+        &mut self,
+        partition: &mut Partition,
+        cx: &mut Context,
+        id: u32,
+        result: i32,
+        buffer: IoBuffer,
+    ) {
+        partition.in_flight_ops -= 1;
+        let buf = self.buffers.returned(buffer);
+        let window = self.windows.entry(partition.key).or_default();
+        let job = self.buffers.jobs.take(id);
+        let (token, key) = (job.token, partition.key);
+        if let Some(outcome) = finish(window, partition, cx, &mut self.buffers, job, result, buf) {
+            cx.completions.push(Completion {
+                token,
+                key,
+                result: CompletionResult::Read(outcome),
+            });
+        }
+    }
+
+    /// Handles the completion of a readahead chunk's read (`Purpose::Readahead(chunk_id)`).
+    pub fn chunk_done(
+        &mut self,
+        partition: &mut Partition,
+        cx: &mut Context,
+        chunk_id: u64,
+        result: i32,
+        buffer: IoBuffer,
+    ) {
+        let buf = self.buffers.returned(buffer);
+        let window = self.windows.entry(partition.key).or_default();
+        chunk_read(
+            window,
+            partition,
+            cx,
+            &mut self.buffers,
+            chunk_id,
+            result,
+            buf,
+        );
+    }
+
+    /// Drops the partition's window (see [`abandon`]); management operations call it once the
+    /// partition is idle, since they may remove what the window read.
+    pub fn abandon(&mut self, key: PartitionKey) {
+        if let Some(window) = self.windows.get_mut(&key) {
+            abandon(window, &mut self.buffers);
+        }
+    }
+
+    /// Forgets a closed partition's window (the partition is idle: nothing of it is in flight).
+    pub fn forget(&mut self, key: PartitionKey) {
+        if let Some(mut window) = self.windows.remove(&key) {
+            abandon(&mut window, &mut self.buffers);
+        }
+    }
+}
+
 /// Opens a window after a poll that ended at `next_offset`, in the record at
 /// `(segment_base, position, record_offset)`. An open window (another consumer's) stays.
-pub(crate) fn start(
+fn start(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
+    cx: &mut Context,
+    buffers: &mut Buffers,
     next_offset: u64,
     at: (u64, u64, u64),
 ) {
-    if !partition.readahead.chunks.is_empty() {
+    if !window.chunks.is_empty() {
         return;
     }
-    partition.readahead.next_offset = next_offset;
-    partition.readahead.next_read = at;
-    fill(partition, engine, pool, pool_size);
+    window.next_offset = next_offset;
+    window.next_read = at;
+    fill(window, partition, cx, buffers);
 }
 
 /// Submits chunk reads until the window is full, the pool is at half, the shard has
 /// `readahead_reads_in_flight_max` readahead reads in flight, or the written data ends.
 fn fill(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
+    cx: &mut Context,
+    buffers: &mut Buffers,
 ) {
-    while partition.readahead.chunks.len() < READAHEAD_CHUNKS_MAX
-        && pool.len() > pool_size / 2
-        && engine.readahead_reads_in_flight < engine.readahead_reads_in_flight_max
+    while window.chunks.len() < READAHEAD_CHUNKS_MAX
+        && buffers.pool.len() > buffers.pool_size / 2
+        && buffers.readahead_in_flight < buffers.readahead_in_flight_max
     {
-        let Some(buf) = pool.pop() else { return };
-        if let Err(buf) = submit_next_chunk(partition, engine, buf) {
-            pool.push(buf);
+        let Some(buf) = buffers.pool.pop() else {
             return;
+        };
+        match submit_next_chunk(window, partition, cx, buf) {
+            Ok(()) => {
+                buffers.readahead_in_flight += 1;
+                let peak = &mut cx.stats.readahead_reads_in_flight_peak;
+                *peak = (*peak).max(buffers.readahead_in_flight as u64);
+            }
+            Err(buf) => {
+                buffers.pool.push(buf);
+                return;
+            }
         }
     }
 }
@@ -98,12 +272,13 @@ fn fill(
 /// Plans the chunk at `next_read` to fit `buf` and submits its read; hands the buffer back when
 /// there is nothing to read (or no slot).
 fn submit_next_chunk(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
+    cx: &mut Context,
     buf: AlignedBuf,
 ) -> Result<(), AlignedBuf> {
     let alignment = partition.alignment;
-    let (mut segment_base, mut position, mut offset) = partition.readahead.next_read;
+    let (mut segment_base, mut position, mut offset) = window.next_read;
     let Some(mut segment) = partition
         .segments
         .iter()
@@ -141,30 +316,22 @@ fn submit_next_chunk(
         offset: file_position,
         len: round_up((end - file_position) as usize, alignment),
     };
-    let readahead = &mut partition.readahead;
-    let id = readahead.next_chunk_id;
+    let id = window.next_chunk_id;
     let placeholder = Collector::new(Target::Offset(offset), 0, 0, partition.key.partition_id);
     let mut job = ReadJob::new(INTERNAL_TOKEN, placeholder, segment_base, position, offset);
     job.file_position = file_position;
     job.walk_end = end;
-    match engine.submit(
-        partition.key,
-        SlotKind::Readahead(id),
-        request,
-        IoBuffer::Aligned(buf),
-    ) {
+    let purpose = Purpose::Readahead(id);
+    match cx.submit(partition.key, purpose, request, IoBuffer::Aligned(buf)) {
         Ok(()) => {
-            readahead.next_chunk_id += 1;
-            readahead.next_read = (segment_base, end, end_offset);
-            readahead.chunks.push_back(Chunk {
+            window.next_chunk_id += 1;
+            window.next_read = (segment_base, end, end_offset);
+            window.chunks.push_back(Chunk {
                 id,
                 job,
                 read: None,
             });
             partition.in_flight_ops += 1;
-            engine.readahead_reads_in_flight += 1;
-            let peak = &mut engine.stats.readahead_reads_in_flight_peak;
-            *peak = (*peak).max(engine.readahead_reads_in_flight as u64);
             Ok(())
         }
         Err((_, IoBuffer::Aligned(buf))) => Err(buf),
@@ -175,25 +342,24 @@ fn submit_next_chunk(
 /// Serves a poll from the window when it starts where the previous poll ended. Hands the
 /// collector back when the poll must read on its own (the window is then abandoned, unless a
 /// poll waits for it).
-pub(crate) fn serve(
+fn serve(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
+    cx: &mut Context,
+    buffers: &mut Buffers,
     token: u64,
     collector: Collector,
 ) -> Result<Result<ReadOutcome, ReadError>, Box<Collector>> {
-    let readahead = &partition.readahead;
-    if readahead.chunks.is_empty() {
+    if window.chunks.is_empty() {
         return Err(Box::new(collector));
     }
-    let sequential = collector.target == Target::Offset(readahead.next_offset);
-    if !sequential || readahead.waiter.is_some() {
-        abandon(partition, pool);
+    let sequential = collector.target == Target::Offset(window.next_offset);
+    if !sequential || window.waiter.is_some() {
+        abandon(window, buffers);
         return Err(Box::new(collector));
     }
-    engine.stats.readahead_hits += 1;
-    match consume(partition, engine, pool, pool_size, token, collector) {
+    cx.stats.readahead_hits += 1;
+    match consume(window, partition, cx, buffers, token, collector) {
         Served::Result(outcome) => Ok(outcome.map(ReadOutcome::Ready)),
         Served::Waiting => Ok(Ok(ReadOutcome::Pending)),
     }
@@ -202,21 +368,20 @@ pub(crate) fn serve(
 /// Walks the ready chunks at the front of the window for a poll, releasing every chunk it
 /// walks to the end, then tops the window up.
 fn consume(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
+    cx: &mut Context,
+    buffers: &mut Buffers,
     token: u64,
     mut collector: Collector,
 ) -> Served {
-    let readahead = &mut partition.readahead;
     while !collector.full() {
-        let Some(chunk) = readahead.chunks.front_mut() else {
+        let Some(chunk) = window.chunks.front_mut() else {
             break;
         };
         let Some((buf, result)) = chunk.read.as_ref() else {
             if collector.messages_count() == 0 {
-                readahead.waiter = Some((token, collector));
+                window.waiter = Some((token, collector));
                 return Served::Waiting;
             }
             break;
@@ -235,7 +400,7 @@ fn consume(
             _ => Err(ReadError::Io(libc::EIO)),
         });
         if let Err(error) = walked {
-            abandon(partition, pool);
+            abandon(window, buffers);
             return Served::Result(Err(error));
         }
         if chunk.job.walk_position < chunk.job.walk_end {
@@ -244,64 +409,62 @@ fn consume(
         if let Some(Chunk {
             read: Some((buf, _)),
             ..
-        }) = readahead.chunks.pop_front()
+        }) = window.chunks.pop_front()
         {
-            pool.push(buf);
+            buffers.pool.push(buf);
         }
     }
     if let Some(next_offset) = collector.next_offset {
-        partition.readahead.next_offset = next_offset;
+        window.next_offset = next_offset;
     }
-    fill(partition, engine, pool, pool_size);
+    fill(window, partition, cx, buffers);
     Served::Result(Ok(collector.take_result()))
 }
 
 /// Drops the window: ready buffers return to the pool now, those of reads in flight when the
 /// reads complete. A window a poll waits for stays.
-pub(crate) fn abandon(partition: &mut Partition, pool: &mut Vec<AlignedBuf>) {
-    let readahead = &mut partition.readahead;
-    if readahead.waiter.is_some() {
+fn abandon(window: &mut Readahead, buffers: &mut Buffers) {
+    if window.waiter.is_some() {
         return;
     }
-    for chunk in readahead.chunks.drain(..) {
+    for chunk in window.chunks.drain(..) {
         if let Some((buf, _)) = chunk.read {
-            pool.push(buf);
+            buffers.pool.push(buf);
         }
     }
 }
 
 /// Handles the completion of a chunk read; serves the waiting poll when it was the front one.
-pub(crate) fn completed(
+fn chunk_read(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
+    cx: &mut Context,
+    buffers: &mut Buffers,
     chunk_id: u64,
     result: i32,
     mut buf: AlignedBuf,
 ) {
     partition.in_flight_ops -= 1;
-    engine.readahead_reads_in_flight -= 1;
-    let readahead = &mut partition.readahead;
-    let Some(chunk) = readahead.chunks.iter_mut().find(|c| c.id == chunk_id) else {
-        pool.push(buf);
+    buffers.readahead_in_flight -= 1;
+    let Some(chunk) = window.chunks.iter_mut().find(|c| c.id == chunk_id) else {
+        buffers.pool.push(buf);
         return;
     };
     buf.set_len(result.max(0) as usize);
     chunk.read = Some((buf, result));
-    let front_ready = readahead.chunks.front().is_some_and(|c| c.read.is_some());
+    let front_ready = window.chunks.front().is_some_and(|c| c.read.is_some());
     let waiter = if front_ready {
-        readahead.waiter.take()
+        window.waiter.take()
     } else {
         None
     };
     let Some((token, collector)) = waiter else {
         // The shard may have held this window back: top it up with the read that just ended.
-        fill(partition, engine, pool, pool_size);
+        fill(window, partition, cx, buffers);
         return;
     };
-    if let Served::Result(outcome) = consume(partition, engine, pool, pool_size, token, collector) {
-        engine.completions.push(Completion {
+    if let Served::Result(outcome) = consume(window, partition, cx, buffers, token, collector) {
+        cx.completions.push(Completion {
             token,
             key: partition.key,
             result: CompletionResult::Read(outcome),
@@ -311,31 +474,31 @@ pub(crate) fn completed(
 
 /// Walks a completed read for its poll; returns the outcome, or `None` when the poll went on
 /// with another read (its completion follows). Opens a window where a successful poll ended.
-pub(crate) fn finish(
+fn finish(
+    window: &mut Readahead,
     partition: &mut Partition,
-    engine: &mut Engine,
-    pool: &mut Vec<AlignedBuf>,
-    pool_size: usize,
-    job: Box<ReadJob>,
+    cx: &mut Context,
+    buffers: &mut Buffers,
+    job: ReadJob,
     result: i32,
     buf: AlignedBuf,
 ) -> Option<Result<ReadResult, ReadError>> {
     match read::walk(partition, job, result, buf) {
         read::Step::Done(outcome, buf, next) => {
-            pool.push(buf);
+            buffers.pool.push(buf);
             if let Some(job) = next {
                 if let Some(next_offset) = job.collector.next_offset {
                     let at = (job.segment_base, job.walk_position, job.expected_offset);
-                    start(partition, engine, pool, pool_size, next_offset, at);
+                    start(window, partition, cx, buffers, next_offset, at);
                 }
             }
             Some(outcome)
         }
         read::Step::Again(job, buf, range) => {
-            match read::submit(partition, engine, job, buf, range, true) {
+            match read::submit(partition, cx, &mut buffers.jobs, job, buf, range, true) {
                 Ok(()) => None,
                 Err((error, buf)) => {
-                    pool.push(buf);
+                    buffers.pool.push(buf);
                     Some(Err(error))
                 }
             }

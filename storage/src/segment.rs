@@ -25,10 +25,22 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::constants::{BATCH_HEADER_SIZE_BYTES, INDEX_ENTRY_SIZE_BYTES, RECOVERY_CHUNK_BYTES};
+use riptide_protocol::batch::{Batch, BatchError, BatchHeaderRepr};
+
+use crate::constants::{
+    BATCH_HEADER_SIZE_BYTES, INDEX_ENTRY_SIZE_BYTES, RECORD_SIZE_MAX_BYTES, RECOVERY_CHUNK_BYTES,
+};
 use crate::index::{self, IndexEntry};
 use crate::io::{open_log, LogFile};
-use crate::record::{self, RecordHeader};
+
+/// The header of the stored record at the start of `bytes` (a record is a stamped batch, in
+/// the protocol's layout), checked against the largest record the engine stores.
+///
+/// # Errors
+/// As `BatchHeaderRepr::parse`: `HeaderTruncated` when fewer than 256 bytes are given.
+pub fn record_header(bytes: &[u8]) -> Result<BatchHeaderRepr, BatchError> {
+    BatchHeaderRepr::parse(bytes, RECORD_SIZE_MAX_BYTES)
+}
 
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -105,7 +117,7 @@ impl Segment {
 
     /// Accounts a record now on disk at `position`, adding a sparse index entry when the
     /// record starts at least `interval_bytes` after the previous entry.
-    pub fn account(&mut self, header: &RecordHeader, position: u64, interval_bytes: u64) {
+    pub fn account(&mut self, header: &BatchHeaderRepr, position: u64, interval_bytes: u64) {
         let due = match self.index.last() {
             None => true,
             Some(last) => position >= last.position + interval_bytes,
@@ -117,7 +129,7 @@ impl Segment {
                 position,
             });
         }
-        self.end_bytes = position + header.length_bytes as u64;
+        self.end_bytes = position + header.batch_length_bytes as u64;
         self.last_offset = Some(header.last_offset());
         self.first_timestamp_us
             .get_or_insert(header.base_timestamp_us);
@@ -168,7 +180,7 @@ impl<'a> ChunkReader<'a> {
 /// What a walk found.
 pub struct Walk {
     pub end_bytes: u64,
-    pub records: Vec<(RecordHeader, u64)>,
+    pub records: Vec<(BatchHeaderRepr, u64)>,
 }
 
 /// Walks valid records from `position`, expecting the first to have `expected_offset`, and
@@ -180,20 +192,21 @@ pub fn walk(file: &File, position: u64, expected_offset: u64) -> io::Result<Walk
     let mut expected = expected_offset;
     let mut records = Vec::new();
     while let Some(head) = reader.get(position, BATCH_HEADER_SIZE_BYTES)? {
-        let Ok(header) = RecordHeader::parse(head) else {
+        let Ok(header) = record_header(head) else {
             break;
         };
         if header.base_offset != expected {
             break;
         }
-        let Some(bytes) = reader.get(position, header.length_bytes)? else {
+        let Some(bytes) = reader.get(position, header.batch_length_bytes)? else {
             break;
         };
-        if record::verify(bytes).is_err() {
+        // Recovery trusts nothing on disk: every checksum, and the rules of admission.
+        if Batch::new_checked(bytes).is_err() {
             break;
         }
         records.push((header, position));
-        position += header.length_bytes as u64;
+        position += header.batch_length_bytes as u64;
         expected = header.last_offset() + 1;
     }
     Ok(Walk {
@@ -322,8 +335,8 @@ mod tests {
         let mut offset = base;
         for i in 0..batches {
             let payload = vec![i as u8; 100 + i * 7];
-            let mut rec = record::build_batch(&[&payload, b"x"], 5);
-            record::stamp(&mut rec, 0, offset, 1000 + i as u64).unwrap();
+            let mut rec = crate::testkit::build_batch(&[&payload, b"x"], 5);
+            riptide_protocol::batch::stamp(&mut rec, 0, offset, 1000 + i as u64).unwrap();
             offset += 2;
             bytes.extend_from_slice(&rec);
             records.push(rec);
@@ -431,8 +444,8 @@ mod tests {
     fn a_record_with_an_unexpected_offset_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let records = write_records(dir.path(), 0, 3);
-        let mut stale = record::build_batch(&[b"stale"], 1);
-        record::stamp(&mut stale, 0, 3, 1).unwrap();
+        let mut stale = crate::testkit::build_batch(&[b"stale"], 1);
+        riptide_protocol::batch::stamp(&mut stale, 0, 3, 1).unwrap();
         let mut bytes = std::fs::read(log_path(dir.path(), 0)).unwrap();
         bytes.extend_from_slice(&stale);
         std::fs::write(log_path(dir.path(), 0), &bytes).unwrap();

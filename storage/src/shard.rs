@@ -7,14 +7,12 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::constants::{
-    CACHE_EVICTION_SLACK_DIVISOR, DIRECT_IO_ALIGNMENT_MAX_BYTES as POOL_ALIGNMENT_BYTES,
-};
-use crate::engine::{Engine, Slot, SlotKind};
-use crate::io::{AlignedBuf, Backend, IoBuffer};
+use crate::constants::CACHE_EVICTION_SLACK_DIVISOR;
+use crate::context::{Context, IoTag, Purpose};
+use crate::io::{Backend, IoBuffer};
 use crate::partition::Partition;
-use crate::read::{self, Collector, ReadJob};
-use crate::readahead;
+use crate::read::{self, Collector};
+use crate::readahead::Reads;
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::stats::ShardStats;
 use crate::types::{
@@ -26,10 +24,10 @@ use crate::types::{
 pub struct Shard {
     config: StorageConfig,
     /// Declared before `partitions`: dropped first, so the ring finishes with the files open.
-    engine: Engine,
+    cx: Context,
     partitions: HashMap<PartitionKey, Partition>,
-    read_buffers: Vec<AlignedBuf>,
-    reaped: Vec<(Slot, i32, IoBuffer)>,
+    reads: Reads,
+    reaped: Vec<(IoTag, i32, IoBuffer)>,
     warned_buffered_io: bool,
 }
 
@@ -41,15 +39,13 @@ impl Shard {
     /// `InvalidConfig` when a value is outside the crate's limits.
     pub fn new(config: StorageConfig, wakeup_fd: Option<RawFd>) -> Result<Shard, StorageError> {
         config.validate()?;
-        let read_buffers = (0..config.read_buffers_count)
-            .map(|_| AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES))
-            .collect();
-        let engine = Engine::new(&config, wakeup_fd);
+        let reads = Reads::new(&config);
+        let cx = Context::new(&config, wakeup_fd);
         Ok(Shard {
             config,
-            engine,
+            cx,
             partitions: HashMap::new(),
-            read_buffers,
+            reads,
             reaped: Vec::new(),
             warned_buffered_io: false,
         })
@@ -57,11 +53,11 @@ impl Shard {
 
     /// Which I/O engine this shard runs on (io_uring, or the loud fallback).
     pub fn backend(&self) -> Backend {
-        self.engine.io.backend()
+        self.cx.engine.backend()
     }
 
     pub fn stats(&self) -> &ShardStats {
-        &self.engine.stats
+        &self.cx.stats
     }
 
     /// Creates an empty partition in `dir` (removing any segments already there).
@@ -137,11 +133,11 @@ impl Shard {
             .partitions
             .get_mut(&key)
             .ok_or(AppendError::UnknownPartition(key))?;
-        let appended = partition.append(&mut self.engine, batch, ack, token, now_us)?;
-        self.engine.io.submit();
+        let appended = partition.append(&mut self.cx, batch, ack, token, now_us)?;
+        self.cx.engine.submit_queued();
         // A caller appending a burst reacts to a finished write at once (the next write is
         // submitted now, not when the burst ends), so the disk does not wait for the loop.
-        if self.engine.io.has_completions() {
+        if self.cx.engine.has_completions() {
             self.process();
         }
         Ok(appended)
@@ -184,48 +180,12 @@ impl Shard {
             return Ok(ReadOutcome::Ready(collector.take_result()));
         }
         if read::from_memory(partition, &mut collector) {
-            self.engine.stats.reads_from_memory += 1;
+            self.cx.stats.reads_from_memory += 1;
             return Ok(ReadOutcome::Ready(collector.take_result()));
         }
-        let pool_size = self.config.read_buffers_count;
-        let mut collector = match readahead::serve(
-            partition,
-            &mut self.engine,
-            &mut self.read_buffers,
-            pool_size,
-            token,
-            collector,
-        ) {
-            Ok(outcome) => {
-                self.engine.io.submit();
-                return outcome;
-            }
-            Err(collector) => *collector,
-        };
-        let Some((segment_base, position, expected_offset, end)) =
-            read::plan(partition, &collector)
-        else {
-            return Ok(ReadOutcome::Ready(collector.take_result()));
-        };
-        let buf = self.read_buffers.pop().ok_or(ReadError::Backpressure)?;
-        let job = ReadJob::new(token, collector, segment_base, position, expected_offset);
-        match read::submit(
-            partition,
-            &mut self.engine,
-            job,
-            buf,
-            (position, end),
-            false,
-        ) {
-            Ok(()) => {
-                self.engine.io.submit();
-                Ok(ReadOutcome::Pending)
-            }
-            Err((error, buf)) => {
-                self.read_buffers.push(buf);
-                Err(error)
-            }
-        }
+        let outcome = self.reads.read(partition, &mut self.cx, token, collector);
+        self.cx.engine.submit_queued();
+        outcome
     }
 
     /// Stores a consumer offset durably; an `OffsetStored` completion with `token` follows.
@@ -243,8 +203,8 @@ impl Shard {
         partition.in_flight_ops +=
             partition
                 .offsets
-                .store(&mut self.engine, key, consumer, offset, token)?;
-        self.engine.io.submit();
+                .store(&mut self.cx, key, consumer, offset, token)?;
+        self.cx.engine.submit_queued();
         Ok(())
     }
 
@@ -262,14 +222,14 @@ impl Shard {
             .get_mut(&key)
             .ok_or(OffsetError::UnknownPartition(key))?;
         partition.in_flight_ops += partition.offsets.store_deferred(
-            &mut self.engine,
+            &mut self.cx,
             key,
             consumer,
             offset,
             Instant::now(),
             self.config.deferred_offset_write_delay,
         )?;
-        self.engine.io.submit();
+        self.cx.engine.submit_queued();
         Ok(())
     }
 
@@ -309,15 +269,15 @@ impl Shard {
             .partitions
             .get_mut(&key)
             .ok_or(AppendError::UnknownPartition(key))?;
-        partition.flush(&mut self.engine, fsync, token);
-        self.engine.io.submit();
+        partition.flush(&mut self.cx, fsync, token);
+        self.cx.engine.submit_queued();
         Ok(())
     }
 
     /// Moves buffers of records no longer needed into `out` (empty, capacity kept), so the
     /// caller can receive the next batches into them instead of allocating.
     pub fn take_recycled(&mut self, out: &mut Vec<Vec<u8>>) {
-        out.append(&mut self.engine.recycled);
+        out.append(&mut self.cx.recycled);
     }
 
     pub fn partition_info(&self, key: PartitionKey) -> Option<PartitionInfo> {
@@ -332,7 +292,7 @@ impl Shard {
     /// `timeout`.
     pub fn wait(&mut self, timeout: Duration) {
         self.service();
-        if self.engine.completions.is_empty() {
+        if self.cx.completions.is_empty() {
             let deferred_writes = self
                 .config
                 .deferred_offset_write_delay
@@ -349,7 +309,7 @@ impl Shard {
                 .map_or(Duration::MAX, |deadline| {
                     deadline.saturating_duration_since(now)
                 });
-            self.engine.io.wait(
+            self.cx.engine.wait(
                 timeout
                     .min(self.flush_interval())
                     .min(deferred_writes)
@@ -367,7 +327,7 @@ impl Shard {
     /// Moves every finished operation's completion into `out`.
     pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
         self.process();
-        out.append(&mut self.engine.completions);
+        out.append(&mut self.cx.completions);
     }
 
     /// Starts writes that are due (memory-mode intervals, deferred offsets, retries after slot
@@ -375,71 +335,49 @@ impl Shard {
     fn service(&mut self) {
         let offsets_due_from = Instant::now().checked_sub(self.config.deferred_offset_write_delay);
         for partition in self.partitions.values_mut() {
-            partition.service(&mut self.engine);
+            partition.service(&mut self.cx);
             let submitted =
                 partition
                     .offsets
-                    .service(&mut self.engine, partition.key, offsets_due_from);
+                    .service(&mut self.cx, partition.key, offsets_due_from);
             partition.in_flight_ops += submitted;
         }
-        self.engine.io.submit();
+        self.cx.engine.submit_queued();
     }
 
     /// Dispatches reaped I/O completions to their partitions.
     fn process(&mut self) {
         let mut reaped = std::mem::take(&mut self.reaped);
-        self.engine.reap(&mut reaped);
-        for (slot, result, buffer) in reaped.drain(..) {
-            let Some(partition) = self.partitions.get_mut(&slot.key) else {
-                tracing::error!(key = ?slot.key, "storage: completion for a partition no longer open");
-                continue;
-            };
-            let engine = &mut self.engine;
-            match slot.kind {
-                SlotKind::LogWrite => partition.write_done(engine, result, buffer),
-                SlotKind::LogWriteSync(last_offset) => {
-                    partition.write_sync_done(engine, last_offset, result)
+        self.cx.engine.reap(&mut reaped);
+        for (IoTag { key, purpose }, result, buffer) in reaped.drain(..) {
+            // A partition closes only once idle (`drain`), so its I/O never outlives it.
+            let partition = self
+                .partitions
+                .get_mut(&key)
+                .unwrap_or_else(|| panic!("storage: I/O completed for {key:?}, which is closed"));
+            let cx = &mut self.cx;
+            match purpose {
+                Purpose::LogWrite => partition.write_done(cx, result, buffer),
+                Purpose::LogWriteSync(last_offset) => {
+                    partition.write_sync_done(cx, last_offset, result)
                 }
-                SlotKind::LogFsync => partition.fsync_done(engine, result),
-                SlotKind::IndexWrite => partition.index_done(engine, result),
-                SlotKind::OffsetWrite(consumer) => {
+                Purpose::LogFsync => partition.fsync_done(cx, result),
+                Purpose::IndexWrite => partition.index_done(cx, result),
+                Purpose::OffsetWrite(consumer) => {
                     partition.in_flight_ops -= 1;
                     partition.in_flight_ops += partition
                         .offsets
-                        .write_done(engine, slot.key, consumer, result, buffer);
+                        .write_done(cx, key, consumer, result, buffer);
                 }
-                SlotKind::Read(job) => {
-                    partition.in_flight_ops -= 1;
-                    let buf = pool_buffer(buffer, &self.config);
-                    let pool_size = self.config.read_buffers_count;
-                    Self::read_done(
-                        partition,
-                        engine,
-                        &mut self.read_buffers,
-                        pool_size,
-                        job,
-                        result,
-                        buf,
-                    );
-                }
-                SlotKind::Readahead(chunk_id) => {
-                    let buf = pool_buffer(buffer, &self.config);
-                    let pool_size = self.config.read_buffers_count;
-                    readahead::completed(
-                        partition,
-                        engine,
-                        &mut self.read_buffers,
-                        pool_size,
-                        chunk_id,
-                        result,
-                        buf,
-                    );
-                }
+                Purpose::Read(id) => self.reads.read_done(partition, cx, id, result, buffer),
+                Purpose::Readahead(chunk_id) => self
+                    .reads
+                    .chunk_done(partition, cx, chunk_id, result, buffer),
             }
         }
         self.reaped = reaped;
         self.evict_cache();
-        self.engine.io.submit();
+        self.cx.engine.submit_queued();
     }
 
     /// Keeps the written records cached for reads within `cache_size_bytes` over all
@@ -447,7 +385,7 @@ impl Shard {
     /// 15/16 of the budget so the scan over partitions is paid once per budget/16 written.
     fn evict_cache(&mut self) {
         let budget = self.config.cache_size_bytes as u64;
-        if self.engine.stats.cached_bytes <= budget {
+        if self.cx.stats.cached_bytes <= budget {
             return;
         }
         let target = budget - budget / CACHE_EVICTION_SLACK_DIVISOR;
@@ -459,39 +397,17 @@ impl Shard {
                 Some(Reverse((timestamp_us, *key)))
             })
             .collect();
-        while self.engine.stats.cached_bytes > target {
+        while self.cx.stats.cached_bytes > target {
             let Some(Reverse((_, key))) = oldest_first.pop() else {
                 break;
             };
             let Some(partition) = self.partitions.get_mut(&key) else {
                 continue;
             };
-            partition.evict_oldest_cached(&mut self.engine);
+            partition.evict_oldest_cached(&mut self.cx);
             if let Some(timestamp_us) = partition.oldest_cached_timestamp_us() {
                 oldest_first.push(Reverse((timestamp_us, key)));
             }
-        }
-    }
-
-    /// Finishes a poll (chaining a readahead), or continues it with another read.
-    fn read_done(
-        partition: &mut Partition,
-        engine: &mut Engine,
-        pool: &mut Vec<AlignedBuf>,
-        pool_size: usize,
-        job: Box<ReadJob>,
-        result: i32,
-        buf: AlignedBuf,
-    ) {
-        let (token, key) = (job.token, partition.key);
-        if let Some(outcome) =
-            readahead::finish(partition, engine, pool, pool_size, job, result, buf)
-        {
-            engine.completions.push(Completion {
-                token,
-                key,
-                result: CompletionResult::Read(outcome),
-            });
         }
     }
 
@@ -540,7 +456,7 @@ impl Shard {
             .partitions
             .get_mut(&key)
             .ok_or(StorageError::UnknownPartition(key))?;
-        partition.delete_oldest_segments(&mut self.engine, count)
+        partition.delete_oldest_segments(&mut self.cx, count)
     }
 
     /// Removes every message and consumer offset of the partition; it restarts empty at
@@ -553,11 +469,7 @@ impl Shard {
     /// Closes the partition and removes its directory.
     pub fn delete_partition(&mut self, key: PartitionKey) -> Result<(), StorageError> {
         let (dir, _) = self.close_partition(key)?;
-        std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
-        if let Some(parent) = dir.parent() {
-            crate::io::sync_dir(parent).map_err(|e| StorageError::io(parent, e))?;
-        }
-        Ok(())
+        crate::io::remove_dir_all_durable(&dir).map_err(|e| StorageError::io(&dir, e))
     }
 
     /// Waits for the partition's I/O, then forgets it (files stay).
@@ -573,7 +485,8 @@ impl Shard {
             .partitions
             .remove(&key)
             .ok_or(StorageError::UnknownPartition(key))?;
-        partition.release_cache(&mut self.engine);
+        partition.release_cache(&mut self.cx);
+        self.reads.forget(key);
         Ok((partition.dir.clone(), partition.settings))
     }
 
@@ -581,7 +494,7 @@ impl Shard {
     pub fn shutdown(&mut self) {
         for key in self.partition_keys() {
             if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.flush(&mut self.engine, true, INTERNAL_TOKEN);
+                partition.flush(&mut self.cx, true, INTERNAL_TOKEN);
             }
             self.drain(key);
         }
@@ -597,25 +510,23 @@ impl Shard {
                 partition.in_flight_ops +=
                     partition
                         .offsets
-                        .service(&mut self.engine, key, Some(Instant::now()));
-                self.engine.io.submit();
+                        .service(&mut self.cx, key, Some(Instant::now()));
+                self.cx.engine.submit_queued();
             }
             let busy = self
                 .partitions
                 .get(&key)
                 .is_some_and(|p| !p.is_idle() || p.offsets.has_unwritten());
             if !busy {
-                if let Some(partition) = self.partitions.get_mut(&key) {
-                    readahead::abandon(partition, &mut self.read_buffers);
-                }
+                self.reads.abandon(key);
                 return;
             }
             if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.flush(&mut self.engine, false, INTERNAL_TOKEN);
+                partition.flush(&mut self.cx, false, INTERNAL_TOKEN);
             }
-            self.engine.io.wait(Duration::from_millis(10));
+            self.cx.engine.wait(Duration::from_millis(10));
             self.process();
-            self.engine.completions.retain(|c| {
+            self.cx.completions.retain(|c| {
                 !(c.token == INTERNAL_TOKEN
                     && matches!(c.result, CompletionResult::Flushed(_))
                     && c.key == key)
@@ -624,21 +535,13 @@ impl Shard {
     }
 }
 
-/// The read buffer a completion hands back (a fresh one should the I/O layer ever not).
-fn pool_buffer(buffer: IoBuffer, config: &StorageConfig) -> AlignedBuf {
-    match buffer {
-        IoBuffer::Aligned(buf) => buf,
-        _ => AlignedBuf::new(config.read_buffer_size_bytes, POOL_ALIGNMENT_BYTES),
-    }
-}
-
 impl Drop for Shard {
     /// Lets in-flight writes finish while the files are open (the ring itself also waits for
-    /// its buffers when dropped, and `engine` is dropped before `partitions` closes the files).
+    /// its buffers when dropped, and `cx` is dropped before `partitions` closes the files).
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.engine.io.in_flight() > 0 && Instant::now() < deadline {
-            self.engine.io.wait(Duration::from_millis(10));
+        while self.cx.engine.in_flight() > 0 && Instant::now() < deadline {
+            self.cx.engine.wait(Duration::from_millis(10));
             self.process();
         }
     }

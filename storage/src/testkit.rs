@@ -1,7 +1,7 @@
 //! Deterministic batches for the crash helper, the benchmark and the tests: a batch is a pure
 //! function of its tag, so a checker can regenerate exactly what a writer sent.
 
-use crate::record;
+use riptide_protocol::batch::BatchBuilder;
 
 /// A tiny xorshift generator: reproducible sizes without a dependency.
 pub struct XorShift(u64);
@@ -41,7 +41,23 @@ pub fn tagged_batch(tag: u64, messages_max: u64, payload_max_bytes: u64) -> Vec<
         })
         .collect();
     let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    record::build_batch(&refs, tag)
+    build_batch(&refs, tag)
+}
+
+/// A valid unstamped batch of `payloads` (message ids 1, 2, ...), each message stamped by its
+/// producer at `origin_timestamp_us`: the protocol's builder, as a client encodes it.
+///
+/// # Panics
+/// When a payload is empty or larger than the protocol allows (a server would refuse it).
+pub fn build_batch(payloads: &[&[u8]], origin_timestamp_us: u64) -> Vec<u8> {
+    let bytes: usize = payloads.iter().map(|p| p.len()).sum();
+    let mut builder = BatchBuilder::with_capacity(payloads.len(), bytes);
+    for (index, payload) in payloads.iter().enumerate() {
+        builder
+            .push(index as u128 + 1, payload, &[], origin_timestamp_us)
+            .expect("a payload a server accepts");
+    }
+    builder.finish().expect("a batch a server accepts").to_vec()
 }
 
 /// A record with the server-stamped fields (partition, base offset, base timestamp, batch
@@ -64,7 +80,7 @@ mod tests {
         assert_eq!(tagged_batch(5, 10, 100), tagged_batch(5, 10, 100));
         assert_ne!(tagged_batch(5, 10, 100), tagged_batch(6, 10, 100));
         for tag in 0..50 {
-            record::verify(&tagged_batch(tag, 20, 3000)).unwrap();
+            riptide_protocol::batch::Batch::new_checked(&tagged_batch(tag, 20, 3000)).unwrap();
         }
     }
 }

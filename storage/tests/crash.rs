@@ -62,7 +62,7 @@ fn check_all_acknowledged(dir: &std::path::Path, acked: &BTreeMap<u64, u64>) {
             1,
             "acknowledged offset {offset} (tag {tag}) is missing"
         );
-        let header = riptide_storage::record::RecordHeader::parse(&stored[0]).unwrap();
+        let header = riptide_storage::segment::record_header(&stored[0]).unwrap();
         assert_eq!(header.base_offset, *offset);
         // A poll of one message slices the record; compare the whole record instead.
         let whole = read(&mut shard, KEY, ReadStart::Offset(*offset), u32::MAX).unwrap();

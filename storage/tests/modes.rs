@@ -454,7 +454,7 @@ fn timestamp_polls_find_the_first_record_at_or_after_the_time() {
         wait_for(&mut shard, i, &mut parked);
     }
     let got = read(&mut shard, KEY, ReadStart::Timestamp(1_000_000 + 105), 2).unwrap();
-    let first = riptide_storage::record::RecordHeader::parse(&got.to_vec()).unwrap();
+    let first = riptide_storage::segment::record_header(&got.to_vec()).unwrap();
     assert_eq!(first.base_offset, 22);
     assert_eq!(got.messages_count, 2);
 }

@@ -142,9 +142,7 @@ fn check_partition(
     let batches = expected.batches.get(&key).cloned().unwrap_or_default();
     for (base, batch) in batches.range(retained_from..) {
         // The whole batch (a shorter read would slice it).
-        let messages = record::RecordHeader::parse(batch)
-            .expect("a batch")
-            .message_count;
+        let messages = record_header(batch).expect("a batch").message_count;
         let got = read(shard, key, ReadStart::Offset(*base), messages).expect("read back");
         let first = records(&got.to_vec()).into_iter().next();
         match first {
@@ -318,7 +316,7 @@ impl Round<'_> {
                 .and_then(|result| {
                     records(&result.to_vec())
                         .first()
-                        .map(|r| record::RecordHeader::parse(r).unwrap().base_offset)
+                        .map(|r| record_header(r).unwrap().base_offset)
                 });
             if let Some(first) = first {
                 self.expected.retained_from.insert(key, first);
@@ -613,7 +611,7 @@ fn memory_survivors(
         .expect("reopen");
     let mut missing = Vec::new();
     for (index, (_, _, base, batch)) in run.acked.iter().enumerate() {
-        let messages = record::RecordHeader::parse(batch).unwrap().message_count;
+        let messages = record_header(batch).unwrap().message_count;
         let got = read(&mut shard, KEY, ReadStart::Offset(*base), messages).expect("read");
         let same = records(&got.to_vec())
             .first()

@@ -58,8 +58,8 @@ fn durable_appends_are_read_back_from_memory_and_after_reopen_from_disk() {
         let got = read(&mut shard, KEY, ReadStart::Offset(next as u64 * 3), 1_000).unwrap();
         assert!(got.messages_count > 0);
         for r in records(&got.to_vec()) {
-            let header = riptide_storage::record::verify(&r).unwrap();
-            assert_eq!(header.base_offset, next as u64 * 3);
+            let batch = riptide_protocol::batch::Batch::new_checked(&r).unwrap();
+            assert_eq!(batch.header().base_offset(), next as u64 * 3);
             assert_eq!(unstamped(&r), unstamped(&originals[next]));
             next += 1;
         }

@@ -252,6 +252,7 @@ impl Servers {
         let shards = config.storage_shards();
         let directory = Arc::new(PartitionDirectory::new(data_dir, shards));
         let (server, catalog_view, cluster_view) = open_metadata(config, &directory)?;
+        remove_unnamed_partitions(&directory, &catalog_view.load())?;
         let mut shared = Shared::new(config.clone(), catalog_view, directory, workers, now_us());
         shared.cluster = cluster_view;
         let clients = usize::from(matches!(server, MetadataServer::Cluster { .. }));
@@ -397,6 +398,29 @@ fn open_metadata(
         view,
         Some(cluster),
     ))
+}
+
+/// Removes the partition directories a deletion left behind when a crash or power cut came
+/// between its durable metadata change and the removal of its directory (see
+/// `PartitionDirectory::remove_unnamed`), before any shard opens a partition. `catalog` is
+/// what this node recovered: the metadata store's, or in a cluster the checkpoint's (a
+/// partition created after the checkpoint is created again, empty, when its command is
+/// applied again, and its batches with it: the Raft log holds every command after the
+/// checkpoint).
+fn remove_unnamed_partitions(
+    directory: &PartitionDirectory,
+    catalog: &riptide_storage::metadata::Catalog,
+) -> Result<(), StartError> {
+    let removed = directory
+        .remove_unnamed(catalog)
+        .map_err(|(path, source)| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+    for dir in removed {
+        tracing::warn!(dir = %dir.display(), "removed a stream, topic or partition directory the metadata does not name (its deletion was cut short by a crash or power loss)");
+    }
+    Ok(())
 }
 
 /// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring network

@@ -3,9 +3,11 @@
 //! and stats without asking the shard).
 
 use riptide_config::AckFloor;
+use riptide_storage::io::remove_dir_all_durable;
 use riptide_storage::metadata::{Catalog, Durability, Topic};
 use riptide_storage::{AckMode, PartitionInfo, PartitionKey, PartitionSettings};
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,6 +128,38 @@ impl PartitionDirectory {
         owned
     }
 
+    /// Removes, durably, every stream, topic and partition directory under `<data>/streams`
+    /// that `catalog` does not name, and returns what it removed. A deletion is made durable in
+    /// the metadata first and its directory removed after, so a crash or power cut between the
+    /// two leaves the directory behind; ids are reused (lowest free), and a stream, topic or
+    /// partition created later with the same id would open that directory and recover the
+    /// deleted messages. Run at start-up, before any shard opens a partition. Names that are
+    /// not riptide's (not an id as `partition_dir` spells it) are left alone.
+    ///
+    /// # Errors
+    /// The directory that could not be listed or removed, and why.
+    pub fn remove_unnamed(&self, catalog: &Catalog) -> Result<Vec<PathBuf>, (PathBuf, io::Error)> {
+        let mut removed = Vec::new();
+        for (stream_id, stream_dir) in numbered_entries(&self.data_dir.join("streams"))? {
+            let Some(stream) = catalog.stream(stream_id) else {
+                remove_durable(stream_dir, &mut removed)?;
+                continue;
+            };
+            for (topic_id, topic_dir) in numbered_entries(&stream_dir.join("topics"))? {
+                let Some(topic) = stream.topics.get(&topic_id) else {
+                    remove_durable(topic_dir, &mut removed)?;
+                    continue;
+                };
+                for (partition_id, dir) in numbered_entries(&topic_dir.join("partitions"))? {
+                    if !topic.partitions.iter().any(|p| p.id == partition_id) {
+                        remove_durable(dir, &mut removed)?;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, Arc<PartitionCounters>>> {
         // The map is plain data whose invariants hold between statements; a panic elsewhere
         // cannot leave it half changed.
@@ -133,6 +167,36 @@ impl PartitionDirectory {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The subdirectories of `dir` named by an id, as `partition_dir` spells one (none when `dir`
+/// does not exist).
+fn numbered_entries(dir: &Path) -> Result<Vec<(u32, PathBuf)>, (PathBuf, io::Error)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err((dir.to_path_buf(), error)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| (dir.to_path_buf(), error))?;
+        let name = entry.file_name();
+        let id = name.to_str().and_then(|name| {
+            let id = name.parse::<u32>().ok()?;
+            (id.to_string() == name).then_some(id)
+        });
+        if let Some(id) = id.filter(|_| entry.path().is_dir()) {
+            found.push((id, entry.path()));
+        }
+    }
+    Ok(found)
+}
+
+/// Removes `dir` durably (see `riptide_storage::io::remove_dir_all_durable`), noting it.
+fn remove_durable(dir: PathBuf, removed: &mut Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)> {
+    remove_dir_all_durable(&dir).map_err(|error| (dir.clone(), error))?;
+    removed.push(dir);
+    Ok(())
 }
 
 /// The durability a topic gets: its `durability` option, never below the floor. On one node
@@ -182,6 +246,7 @@ fn shard_of(key: PartitionKey, shards: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use riptide_storage::metadata::{Change, Partition, TopicOptions};
 
     fn key(stream_id: u32, topic_id: u32, partition_id: u32) -> PartitionKey {
         PartitionKey {
@@ -204,5 +269,78 @@ mod tests {
                 .collect();
             assert_eq!(streams, (0..shards).collect::<Vec<_>>());
         }
+    }
+
+    fn catalog_with_stream_0_topic_0_partition_0() -> Catalog {
+        let mut catalog = Catalog::new();
+        let changes = [
+            Change::CreateStream {
+                stream_id: 0,
+                name: "kept".to_string(),
+                created_at_us: 1,
+            },
+            Change::CreateTopic {
+                stream_id: 0,
+                topic_id: 0,
+                name: "kept".to_string(),
+                created_at_us: 1,
+                partitions: vec![Partition {
+                    id: 0,
+                    created_at_us: 1,
+                }],
+                options: TopicOptions::default(),
+            },
+        ];
+        for change in &changes {
+            catalog.apply(change).expect("a valid change");
+        }
+        catalog
+    }
+
+    #[test]
+    fn directories_the_catalog_does_not_name_are_removed_and_the_others_kept() {
+        let data = tempfile::tempdir().expect("temp dir");
+        let directory = PartitionDirectory::new(data.path(), 2);
+        let named = directory.partition_dir(key(0, 0, 0));
+        let orphans = [
+            directory.partition_dir(key(0, 0, 1)),
+            directory.partition_dir(key(0, 1, 0)),
+            directory.partition_dir(key(1, 0, 0)),
+        ];
+        for dir in orphans.iter().chain([&named]) {
+            std::fs::create_dir_all(dir.join("offsets")).expect("mkdir");
+            std::fs::write(dir.join("00000000000000000000.log"), b"old").expect("write");
+        }
+        // Not riptide's names: left alone.
+        let foreign = [
+            data.path().join("streams/notes"),
+            data.path().join("streams/007"),
+        ];
+        for dir in &foreign {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        let catalog = catalog_with_stream_0_topic_0_partition_0();
+        let mut removed = directory.remove_unnamed(&catalog).expect("sweep");
+        removed.sort();
+        let topic_dir = |s: u32, t: u32| data.path().join(format!("streams/{s}/topics/{t}"));
+        assert_eq!(
+            removed,
+            [
+                orphans[0].clone(),
+                topic_dir(0, 1),
+                data.path().join("streams/1")
+            ]
+        );
+        assert!(orphans.iter().all(|dir| !dir.exists()));
+        assert!(named.join("00000000000000000000.log").exists());
+        assert!(foreign.iter().all(|dir| dir.is_dir()));
+        assert_eq!(
+            directory.remove_unnamed(&catalog).expect("again"),
+            Vec::<PathBuf>::new()
+        );
+        // A data directory without streams yet.
+        let empty = tempfile::tempdir().expect("temp dir");
+        let fresh = PartitionDirectory::new(empty.path(), 1);
+        assert!(fresh.remove_unnamed(&catalog).expect("sweep").is_empty());
     }
 }

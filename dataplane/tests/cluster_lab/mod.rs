@@ -8,7 +8,8 @@ use anyhow::{anyhow, bail, ensure, Context};
 use riptide_config::cluster::{
     secret_digest, AdminClient, AdminReply, AdminRequest, ClusterStatus,
 };
-use riptide_storage::record;
+use riptide_protocol::batch::Batch;
+use riptide_storage::segment::record_header;
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -440,35 +441,25 @@ pub fn stored_messages(
 
 /// The messages of a segment's records, each record's checksums verified.
 fn parse_records(bytes: &[u8], out: &mut Vec<StoredMessage>) -> anyhow::Result<()> {
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let mut position = 0usize;
     while position + 256 <= bytes.len() {
         if bytes[position..position + 256].iter().all(|b| *b == 0) {
             break; // the zeroed padding after the last record
         }
-        let header = record::RecordHeader::parse(&bytes[position..])
+        let header = record_header(&bytes[position..])
             .map_err(|e| anyhow!("record at byte {position}: {e:?}"))?;
-        let end = position + header.length_bytes;
+        let end = position + header.batch_length_bytes;
         ensure!(
             end <= bytes.len(),
             "record at byte {position} runs past the file"
         );
-        record::verify(&bytes[position..end])
+        let batch = Batch::new_checked(&bytes[position..end])
             .map_err(|e| anyhow!("record at byte {position}: {e:?}"))?;
-        let mut frame = position + 256;
-        for _ in 0..header.message_count {
-            let id =
-                u128::from_le_bytes(bytes[frame + 8..frame + 24].try_into().expect("16 bytes"));
-            let delta = u64::from(u32_at(frame + 24));
-            let headers = u32_at(frame + 32) as usize;
-            let payload = u32_at(frame + 36) as usize;
-            out.push(StoredMessage {
-                offset: header.base_offset + delta,
-                id,
-                payload: bytes[frame + 48..frame + 48 + payload].to_vec(),
-            });
-            frame += 48 + payload + headers;
-        }
+        out.extend(batch.messages().map(|message| StoredMessage {
+            offset: message.offset,
+            id: message.id,
+            payload: message.payload.to_vec(),
+        }));
         position = end;
     }
     Ok(())

@@ -9,7 +9,7 @@
 mod iggy_server;
 
 use libfuzzer_sys::fuzz_target;
-use riptide_protocol::batch::{slice_record, stamp, Batch};
+use riptide_protocol::batch::{slice_record, stamp, verify_polled, Batch, BatchHeaderRepr};
 use riptide_protocol::codes::Operation;
 use riptide_protocol::header::{frame_size_bytes, RequestHeader};
 use riptide_protocol::login::parse_register;
@@ -47,6 +47,10 @@ fuzz_target!(|data: &[u8]| {
         .get(8..16)
         .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
     let _ = slice_record(data, offset.wrapping_add(1), 3);
+    if let Ok(repr) = BatchHeaderRepr::parse(data, 1 << 26) {
+        let _ = repr.last_offset();
+    }
+    let _ = verify_polled(data, 1 << 26);
     let mut copy = data.to_vec();
     let _ = stamp(&mut copy, 1, 2, 3);
 });

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use riptide_storage::constants::READAHEAD_CHUNKS_MAX;
 use riptide_storage::io::{preallocate, AlignedBuf, Io, IoBuffer, Request};
-use riptide_storage::record::build_batch;
+use riptide_storage::testkit::build_batch;
 use riptide_storage::{
     AckMode, CompletionResult, MemoryFlush, PartitionKey, PartitionSettings, ReadOutcome,
     ReadStart, Shard, StorageConfig,

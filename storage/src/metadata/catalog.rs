@@ -21,6 +21,7 @@ use super::constants::{
 use super::model::{
     ConsumerGroup, Partition, Permissions, PersonalAccessToken, Stream, Topic, TopicOptions, User,
 };
+use crate::constants::{SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES};
 
 /// Why a change does not apply to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1027,8 +1028,11 @@ fn check_new_partitions(
 }
 
 fn check_options(options: &TopicOptions) -> Result<(), CatalogError> {
-    if options.segment_size_bytes == 0 {
-        return Err(CatalogError::InvalidOption("segment_size must not be 0"));
+    // A partition the engine could not open would stop the next start-up.
+    if !(SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES).contains(&options.segment_size_bytes) {
+        return Err(CatalogError::InvalidOption(
+            "segment_size outside what the storage engine supports",
+        ));
     }
     if options.messages_required_to_save == 0 {
         return Err(CatalogError::InvalidOption(

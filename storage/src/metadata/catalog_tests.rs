@@ -267,8 +267,19 @@ fn create_topic_validation() {
     assert_rejected(
         &mut catalog,
         &zero_segment,
-        CatalogError::InvalidOption("segment_size must not be 0"),
+        CatalogError::InvalidOption("segment_size outside what the storage engine supports"),
     );
+    for segment_size_bytes in [SEGMENT_SIZE_MIN_BYTES - 1, SEGMENT_SIZE_MAX_BYTES + 1] {
+        let mut change = zero_segment.clone();
+        if let Change::CreateTopic { options, .. } = &mut change {
+            options.segment_size_bytes = segment_size_bytes;
+        }
+        assert_rejected(
+            &mut catalog,
+            &change,
+            CatalogError::InvalidOption("segment_size outside what the storage engine supports"),
+        );
+    }
     // The same name in another stream is fine; so is a topic without partitions.
     catalog
         .apply(&create_topic(1, 0, "t", 0))

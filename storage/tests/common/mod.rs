@@ -5,8 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use riptide_protocol::batch::{verify_polled, Frames};
+use riptide_storage::constants::{BATCH_HEADER_SIZE_BYTES, RECORD_SIZE_MAX_BYTES};
 use riptide_storage::io::Backend;
-use riptide_storage::record;
+pub use riptide_storage::segment::record_header;
+pub use riptide_storage::testkit::build_batch;
 use riptide_storage::*;
 
 pub const KEY: PartitionKey = PartitionKey {
@@ -54,7 +57,7 @@ pub fn batch(tag: u64, count: usize, payload_bytes: usize) -> Vec<u8> {
         })
         .collect();
     let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    record::build_batch(&refs, 1_000)
+    build_batch(&refs, 1_000)
 }
 
 /// Waits until a completion with `token` arrives; returns it (other completions are kept).
@@ -108,9 +111,9 @@ pub fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let header = record::RecordHeader::parse(rest).expect("reply holds records");
-        out.push(rest[..header.length_bytes].to_vec());
-        rest = &rest[header.length_bytes..];
+        let header = record_header(rest).expect("reply holds records");
+        out.push(rest[..header.batch_length_bytes].to_vec());
+        rest = &rest[header.batch_length_bytes..];
     }
     out
 }
@@ -120,8 +123,10 @@ pub fn reply_payloads(bytes: &[u8]) -> Vec<Vec<u8>> {
     records(bytes)
         .iter()
         .flat_map(|r| {
-            record::verify_checksums(r).expect("reply records verify");
-            record::payloads(r)
+            verify_polled(r, RECORD_SIZE_MAX_BYTES).expect("reply records verify");
+            Frames::over(&r[BATCH_HEADER_SIZE_BYTES..])
+                .map(|frame| frame.payload().to_vec())
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -1,8 +1,9 @@
 //! The DPDK backend: our own bindings (`ffi`), EAL start-up (`eal`), ports and mempools (`port`),
 //! smoltcp over mbuf bursts (`net`) with TCP checksums done by the device (`checksum`), counting
 //! its retransmissions (`retransmit`),
-//! flow steering between the lcores of a port (`steer`), the per-lcore polling loop that drives
-//! the worker core (`lcore`) and the backend the server starts from riptide.toml (`backend`).
+//! flow steering between the lcores of a port (`steer`) — the three read frames with smoltcp's
+//! wire views (`wire`) —, the per-lcore polling loop that drives the worker core (`lcore`) and
+//! the backend the server starts from riptide.toml (`backend`).
 
 pub mod backend;
 pub mod checksum;
@@ -14,3 +15,4 @@ pub mod net;
 pub mod port;
 pub mod retransmit;
 pub mod steer;
+pub mod wire;

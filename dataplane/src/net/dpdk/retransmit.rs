@@ -7,13 +7,7 @@
 //! like a first one), never count one that did not happen.
 
 use super::constants::RETRANSMIT_FLOWS;
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const IP_PROTOCOL_TCP: u8 = 6;
-const ETHERNET_HEADER_BYTES: usize = 14;
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_SYN: u8 = 0x02;
-const TCP_FLAG_RST: u8 = 0x04;
+use super::wire::ipv4_tcp;
 
 /// One connection as seen from the appliance: its local port and the peer's address and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,58 +102,40 @@ fn slot_of(flow: &Flow) -> usize {
     (mixed >> 32) as usize % RETRANSMIT_FLOWS
 }
 
+/// The outgoing IPv4 TCP segment of `frame`, if it is one.
 fn parse_segment(frame: &[u8]) -> Option<Segment> {
-    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
-    if ethertype != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = frame.get(ETHERNET_HEADER_BYTES..)?;
-    let ip_header_bytes = usize::from(ip.first()? & 0x0f) * 4;
-    if *ip.get(9)? != IP_PROTOCOL_TCP || ip_header_bytes < 20 {
-        return None;
-    }
-    let ip_total_bytes = usize::from(u16::from_be_bytes(ip.get(2..4)?.try_into().ok()?));
-    let tcp = ip.get(ip_header_bytes..ip_total_bytes)?;
-    let tcp_header_bytes = usize::from(tcp.get(12)? >> 4) * 4;
-    let payload_bytes = tcp.len().checked_sub(tcp_header_bytes)?;
-    let flags = *tcp.get(13)?;
-    let control_bytes = u32::from(flags & TCP_FLAG_SYN != 0) + u32::from(flags & TCP_FLAG_FIN != 0);
+    let found = ipv4_tcp(frame)?;
+    let tcp = &found.tcp;
     Some(Segment {
         flow: Flow {
-            local_port: u16::from_be_bytes(tcp.get(0..2)?.try_into().ok()?),
-            remote_ip: ip.get(16..20)?.try_into().ok()?,
-            remote_port: u16::from_be_bytes(tcp.get(2..4)?.try_into().ok()?),
+            local_port: tcp.src_port(),
+            remote_ip: found.ip.dst_addr.octets(),
+            remote_port: tcp.dst_port(),
         },
-        seq: u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?),
-        len: payload_bytes as u32 + control_bytes,
-        reset: flags & TCP_FLAG_RST != 0,
+        seq: tcp.seq_number().0 as u32,
+        // Payload bytes plus one for SYN and one for FIN.
+        len: tcp.segment_len() as u32,
+        reset: tcp.rst(),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::test_frames::{tcp, Segment};
     use super::*;
+    use smoltcp::wire::{Ipv4Address, TcpControl};
 
     const REMOTE: [u8; 4] = [10, 0, 0, 2];
 
     /// An Ethernet + IPv4 + TCP frame from the appliance's port 8090 to REMOTE:`remote_port`.
-    fn frame(remote_port: u16, seq: u32, flags: u8, payload_bytes: usize) -> Vec<u8> {
-        let mut frame = vec![0u8; ETHERNET_HEADER_BYTES + 20 + 20 + payload_bytes];
-        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let ip = &mut frame[ETHERNET_HEADER_BYTES..];
-        ip[0] = 0x45;
-        let total = (20 + 20 + payload_bytes) as u16;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[9] = IP_PROTOCOL_TCP;
-        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        ip[16..20].copy_from_slice(&REMOTE);
-        let tcp = &mut ip[20..];
-        tcp[0..2].copy_from_slice(&8090u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&remote_port.to_be_bytes());
-        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-        tcp[12] = 5 << 4;
-        tcp[13] = flags | 0x10;
-        frame
+    fn frame(remote_port: u16, seq: u32, control: TcpControl, payload_bytes: usize) -> Vec<u8> {
+        tcp(&Segment {
+            src: (Ipv4Address::new(10, 0, 0, 1), 8090),
+            dst: (Ipv4Address::from(REMOTE), remote_port),
+            seq,
+            control,
+            payload: &vec![0x5a; payload_bytes],
+        })
     }
 
     fn count(frames: &[Vec<u8>]) -> u64 {
@@ -170,43 +146,43 @@ mod tests {
 
     #[test]
     fn new_data_is_not_a_retransmission_and_resent_data_is() {
-        let first = frame(40000, 1000, 0, 1448);
-        let second = frame(40000, 2448, 0, 1448);
+        let first = frame(40000, 1000, TcpControl::None, 1448);
+        let second = frame(40000, 2448, TcpControl::None, 1448);
         assert_eq!(count(&[first.clone(), second.clone()]), 0);
         assert_eq!(count(&[first.clone(), second, first]), 1);
     }
 
     #[test]
     fn a_resent_syn_or_fin_counts_and_pure_acks_never_do() {
-        let syn_ack = frame(40001, 77, TCP_FLAG_SYN, 0);
+        let syn_ack = frame(40001, 77, TcpControl::Syn, 0);
         assert_eq!(count(&[syn_ack.clone(), syn_ack]), 1);
-        let fin = frame(40001, 500, TCP_FLAG_FIN, 0);
+        let fin = frame(40001, 500, TcpControl::Fin, 0);
         assert_eq!(count(&[fin.clone(), fin]), 1);
-        let ack = frame(40001, 500, 0, 0);
+        let ack = frame(40001, 500, TcpControl::None, 0);
         assert_eq!(count(&[ack.clone(), ack.clone(), ack]), 0);
     }
 
     #[test]
     fn flows_are_apart_and_sequence_numbers_wrap() {
-        let near_end = frame(40002, u32::MAX - 99, 0, 100);
-        let wrapped = frame(40002, 0, 0, 100);
-        let other_flow_low_seq = frame(40003, 5, 0, 100);
+        let near_end = frame(40002, u32::MAX - 99, TcpControl::None, 100);
+        let wrapped = frame(40002, 0, TcpControl::None, 100);
+        let other_flow_low_seq = frame(40003, 5, TcpControl::None, 100);
         assert_eq!(count(&[near_end, wrapped, other_flow_low_seq]), 0);
     }
 
     #[test]
     fn a_reset_forgets_the_flow_so_a_new_connection_on_its_ports_starts_afresh() {
-        let data = frame(40004, 9000, 0, 100);
-        let reset = frame(40004, 9100, TCP_FLAG_RST, 0);
-        let new_connection = frame(40004, 10, TCP_FLAG_SYN, 0);
+        let data = frame(40004, 9000, TcpControl::None, 100);
+        let reset = frame(40004, 9100, TcpControl::Rst, 0);
+        let new_connection = frame(40004, 10, TcpControl::Syn, 0);
         assert_eq!(count(&[data, reset, new_connection]), 0);
     }
 
     #[test]
     fn anything_but_ipv4_tcp_and_truncated_frames_are_ignored() {
-        let mut arp = frame(40005, 1, 0, 10);
+        let mut arp = frame(40005, 1, TcpControl::None, 10);
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-        let whole = frame(40005, 1, 0, 10);
+        let whole = frame(40005, 1, TcpControl::None, 10);
         let truncated = whole[..30].to_vec();
         assert_eq!(count(&[arp.clone(), arp, truncated.clone(), truncated]), 0);
         assert_eq!(count(&[Vec::new()]), 0);

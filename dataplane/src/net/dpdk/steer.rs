@@ -19,7 +19,10 @@
 
 use std::ptr::NonNull;
 
+use smoltcp::wire::{ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol};
+
 use super::ffi;
+use super::wire::ipv4_tcp;
 
 /// Where a received frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,26 +34,6 @@ pub enum Destination {
     /// Every lcore (ARP): processed here, a copy to each other lcore.
     Everyone,
 }
-
-/// Ethernet and IPv4 field positions the classifier reads (no VLAN tags: the port is untagged).
-mod field {
-    pub const ETHERTYPE: std::ops::Range<usize> = 12..14;
-    pub const ETHERNET_HEADER_BYTES: usize = 14;
-    pub const IPV4_VERSION_IHL: usize = 14;
-    pub const IPV4_FRAGMENT: std::ops::Range<usize> = 20..22;
-    pub const IPV4_PROTOCOL: usize = 23;
-    pub const IPV4_SOURCE: std::ops::Range<usize> = 26..30;
-    /// The ARP operation (Ethernet/IPv4 ARP): 1 = request, 2 = reply.
-    pub const ARP_OPERATION: std::ops::Range<usize> = 20..22;
-}
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const IP_PROTOCOL_TCP: u8 = 6;
-/// More-fragments flag and fragment offset: a fragment other than a whole datagram.
-const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
-const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
 
 /// The lcore (of `lcores_count`) owning the TCP flow from `peer_ip:peer_port` to `local_port`.
 /// The appliance has one address, so the peer's address and both ports identify the flow.
@@ -69,46 +52,31 @@ pub fn flow_owner(peer_ip: [u8; 4], peer_port: u16, local_port: u16, lcores_coun
 /// Where `frame` goes when `lcores_count` lcores share the port and lcore `here` received it.
 /// Never panics: short or odd frames stay where they are (smoltcp drops what it cannot parse).
 pub fn classify(frame: &[u8], here: usize, lcores_count: usize) -> Destination {
-    let read_u16 = |range: std::ops::Range<usize>| {
-        frame
-            .get(range)
-            .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
-    };
-    match read_u16(field::ETHERTYPE) {
-        Some(ETHERTYPE_ARP) => return Destination::Everyone,
-        Some(ETHERTYPE_IPV4) => {}
-        _ => return Destination::Here,
+    if let Some(found) = ipv4_tcp(frame) {
+        let (peer_ip, peer_port) = (found.ip.src_addr.octets(), found.tcp.src_port());
+        return match flow_owner(peer_ip, peer_port, found.tcp.dst_port(), lcores_count) {
+            owner if owner == here => Destination::Here,
+            owner => Destination::Lcore(owner),
+        };
     }
-    let Some(&version_ihl) = frame.get(field::IPV4_VERSION_IHL) else {
-        return Destination::Here;
-    };
-    let header_bytes = usize::from(version_ihl & 0x0f) * 4;
-    let whole = read_u16(field::IPV4_FRAGMENT).is_some_and(|f| f & IPV4_FRAGMENT_MASK == 0);
-    let tcp = frame.get(field::IPV4_PROTOCOL) == Some(&IP_PROTOCOL_TCP);
-    if version_ihl >> 4 != 4 || header_bytes < 20 || !whole || !tcp {
-        return Destination::Here;
-    }
-    let tcp_start = field::ETHERNET_HEADER_BYTES + header_bytes;
-    let (Some(peer_ip), Some(peer_port), Some(local_port)) = (
-        frame.get(field::IPV4_SOURCE),
-        read_u16(tcp_start..tcp_start + 2),
-        read_u16(tcp_start + 2..tcp_start + 4),
-    ) else {
-        return Destination::Here;
-    };
-    let peer_ip = [peer_ip[0], peer_ip[1], peer_ip[2], peer_ip[3]];
-    match flow_owner(peer_ip, peer_port, local_port, lcores_count) {
-        owner if owner == here => Destination::Here,
-        owner => Destination::Lcore(owner),
+    match EthernetFrame::new_checked(frame).map(|ethernet| ethernet.ethertype()) {
+        Ok(EthernetProtocol::Arp) => Destination::Everyone,
+        _ => Destination::Here,
     }
 }
 
 /// Turns an ARP request into a reply in place (for the copies other lcores learn from, so they
 /// do not answer it too). Other frames are left alone.
 pub fn arp_request_to_reply(frame: &mut [u8]) {
-    if let Some(operation) = frame.get_mut(field::ARP_OPERATION) {
-        if u16::from_be_bytes([operation[0], operation[1]]) == ARP_REQUEST {
-            operation.copy_from_slice(&ARP_REPLY.to_be_bytes());
+    let Ok(mut ethernet) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    if ethernet.ethertype() != EthernetProtocol::Arp {
+        return;
+    }
+    if let Ok(mut arp) = ArpPacket::new_checked(ethernet.payload_mut()) {
+        if arp.operation() == ArpOperation::Request {
+            arp.set_operation(ArpOperation::Reply);
         }
     }
 }
@@ -224,18 +192,19 @@ impl LcoreSteering {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::test_frames::{arp_request, tcp, Segment};
     use super::*;
+    use smoltcp::wire::{Ipv4Address, TcpControl};
 
-    /// Ethernet + IPv4 (20-byte header) + the first 4 bytes of TCP, from 10.0.0.1:`peer_port`.
+    /// A TCP segment from 10.0.0.1:`peer_port` to the appliance's `local_port`.
     fn tcp_frame(peer_port: u16, local_port: u16) -> Vec<u8> {
-        let mut frame = vec![0u8; 14 + 20 + 4];
-        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        frame[14] = 0x45;
-        frame[23] = IP_PROTOCOL_TCP;
-        frame[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        frame[34..36].copy_from_slice(&peer_port.to_be_bytes());
-        frame[36..38].copy_from_slice(&local_port.to_be_bytes());
-        frame
+        tcp(&Segment {
+            src: (Ipv4Address::new(10, 0, 0, 1), peer_port),
+            dst: (Ipv4Address::new(10, 0, 0, 9), local_port),
+            seq: 1,
+            control: TcpControl::Psh,
+            payload: b"request",
+        })
     }
 
     #[test]
@@ -269,18 +238,26 @@ mod tests {
 
     #[test]
     fn arp_goes_everywhere_and_other_frames_stay() {
-        let mut arp = vec![0u8; 42];
-        arp[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-        arp[20..22].copy_from_slice(&ARP_REQUEST.to_be_bytes());
+        let mut arp = arp_request(Ipv4Address::new(10, 0, 0, 9));
         assert_eq!(classify(&arp, 0, 2), Destination::Everyone);
         arp_request_to_reply(&mut arp);
-        assert_eq!(&arp[20..22], &ARP_REPLY.to_be_bytes());
+        let ethernet = EthernetFrame::new_checked(&arp[..]).unwrap();
+        let reply = ArpPacket::new_checked(ethernet.payload()).unwrap();
+        assert_eq!(reply.operation(), ArpOperation::Reply);
+        // A reply stays a reply; a TCP frame is not touched.
+        let before = arp.clone();
+        arp_request_to_reply(&mut arp);
+        assert_eq!(arp, before);
+        let mut frame = tcp_frame(1, 2);
+        let untouched = frame.clone();
+        arp_request_to_reply(&mut frame);
+        assert_eq!(frame, untouched);
 
         let mut icmp = tcp_frame(1, 2);
-        icmp[23] = 1;
+        icmp[14 + 9] = 1;
         assert_eq!(classify(&icmp, 1, 2), Destination::Here);
         let mut fragment = tcp_frame(1, 2);
-        fragment[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
+        fragment[14 + 6..14 + 8].copy_from_slice(&0x2000u16.to_be_bytes());
         assert_eq!(classify(&fragment, 1, 2), Destination::Here);
         let mut ipv6 = tcp_frame(1, 2);
         ipv6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
@@ -292,15 +269,20 @@ mod tests {
         let frame = tcp_frame(40_000, 8090);
         for len in 0..frame.len() {
             let destination = classify(&frame[..len], 0, 2);
-            if len < frame.len() {
-                assert_eq!(destination, Destination::Here, "len {len}");
-            }
+            assert_eq!(destination, Destination::Here, "len {len}");
         }
         let mut bad_ihl = frame.clone();
         bad_ihl[14] = 0x4f;
         assert_eq!(classify(&bad_ihl, 0, 2), Destination::Here);
-        let mut short = vec![0u8; 21];
-        arp_request_to_reply(&mut short[..5]);
-        arp_request_to_reply(&mut short);
+        let arp = arp_request(Ipv4Address::new(10, 0, 0, 9));
+        // Up to the end of the ARP operation field the frame is too short to touch.
+        let operation_end = 14 + 8;
+        for len in 0..arp.len() {
+            let mut short = arp[..len].to_vec();
+            arp_request_to_reply(&mut short);
+            if len < operation_end {
+                assert_eq!(short, arp[..len], "len {len}");
+            }
+        }
     }
 }

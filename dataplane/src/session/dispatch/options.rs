@@ -6,6 +6,9 @@
 //! / `none` for no limit, `server_default` for the default. Unknown keys are refused by name
 //! (UnsupportedOptionKey), bad values by InvalidOptionValue.
 
+use riptide_config::limits::{
+    TOPIC_SEGMENT_SIZE_MAX_BYTES, TOPIC_SEGMENT_SIZE_MIN_BYTES, TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES,
+};
 use riptide_protocol::codes::{ErrorCode, OptionValueKind};
 use riptide_protocol::wire::WireOptions;
 use riptide_storage::metadata::{
@@ -17,10 +20,6 @@ const KIND_BOOL: u8 = OptionValueKind::Bool.wire();
 const KIND_UINT8: u8 = OptionValueKind::Uint8.wire();
 const KIND_UINT32: u8 = OptionValueKind::Uint32.wire();
 const KIND_UINT64: u8 = OptionValueKind::Uint64.wire();
-
-/// Segment size bounds of a topic's `segment_size` option (iggy's catalog).
-const TOPIC_SEGMENT_SIZE_MIN_BYTES: u64 = 1 << 20;
-const TOPIC_SEGMENT_SIZE_MAX_BYTES: u64 = 1 << 30;
 
 /// One decoded option value, before it is checked against its key.
 enum Value<'a> {
@@ -93,7 +92,7 @@ fn apply(
             let size = bytes(value)?;
             if size != 0 {
                 if !(TOPIC_SEGMENT_SIZE_MIN_BYTES..=TOPIC_SEGMENT_SIZE_MAX_BYTES).contains(&size)
-                    || size % 512 != 0
+                    || !size.is_multiple_of(TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES)
                 {
                     return Err(ErrorCode::InvalidOptionValue);
                 }
