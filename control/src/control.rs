@@ -61,7 +61,7 @@ impl StartError {
 pub fn load_and_check(
     path: Option<&Path>,
 ) -> Result<(Config, Vec<host_checks::Finding>), StartError> {
-    let config = Config::load(path).map_err(|e| StartError::Config(e.to_string()))?;
+    let config = load_config(path).map_err(|e| StartError::Config(e.to_string()))?;
     let findings = host_checks::check_host(&config, &HostPaths::default());
     if host_checks::has_errors(&findings) {
         let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
@@ -197,22 +197,13 @@ async fn serve(
             live::live_path(&data_dir).display()
         );
     }
-    let listener = match tokio::net::TcpListener::bind(&config.control.address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "riptide-control: `control.address`: cannot listen on {}: {e}; pick a free port",
-                config.control.address
-            );
+    let (listener, token, counters) = match open_control(&config, &data_dir).await {
+        Ok(opened) => opened,
+        Err(message) => {
+            eprintln!("riptide-control: {message}");
             return EXIT_CODE_CONFIG;
         }
     };
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    write_control_address(&data_dir, &bound);
-    tracing::info!("control API on http://{bound}");
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let status = supervisor::new_status(&launch);
@@ -225,6 +216,8 @@ async fn serve(
         warnings,
         shutdown: Mutex::new(Some(stop_tx.clone())),
         http_address: Mutex::new(None),
+        token,
+        counters,
     });
     let http = match start_http(&state).await {
         Ok(http) => http,
@@ -246,7 +239,7 @@ async fn serve(
         return 1;
     }
     tokio::spawn(forward_signals(stop_tx));
-    let server = axum::serve(listener, api::router(state));
+    let server = listener.serve(api::router(state));
     let http_server = async move {
         match http {
             Some((listener, router)) => axum::serve(listener, router).await,
@@ -265,6 +258,101 @@ async fn serve(
         }
     };
     exit_code(outcome)
+}
+
+/// The control API's token and listener, its bound address recorded under `runtime/`.
+async fn open_control(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<
+    (
+        ControlListener,
+        Option<crate::auth::ControlToken>,
+        api::ControlCounters,
+    ),
+    String,
+> {
+    let token =
+        crate::auth::load_token(config).map_err(|e| format!("configuration refused:\n{e}"))?;
+    let counters = api::ControlCounters::default();
+    let listener = bind_control(config, &counters).await?;
+    write_control_address(data_dir, &listener.address.to_string());
+    tracing::info!(
+        "control API on {}://{}{}",
+        listener.scheme(),
+        listener.address,
+        if token.is_some() {
+            " (bearer token required)"
+        } else {
+            ""
+        }
+    );
+    Ok((listener, token, counters))
+}
+
+/// The control API's listener: plain TCP, or TLS when `control.tls_cert_file` is set.
+struct ControlListener {
+    address: std::net::SocketAddr,
+    kind: ListenerKind,
+}
+
+enum ListenerKind {
+    Plain(tokio::net::TcpListener),
+    Tls(crate::tls_listener::TlsListener),
+}
+
+impl ControlListener {
+    fn scheme(&self) -> &'static str {
+        match self.kind {
+            ListenerKind::Plain(_) => "http",
+            ListenerKind::Tls(_) => "https",
+        }
+    }
+
+    async fn serve(self, router: axum::Router) -> std::io::Result<()> {
+        match self.kind {
+            ListenerKind::Plain(listener) => axum::serve(listener, router).await,
+            ListenerKind::Tls(listener) => axum::serve(listener, router).await,
+        }
+    }
+}
+
+/// Loads the certificate (when configured) before binding, so a bad file refuses the start
+/// without a port ever listening.
+async fn bind_control(
+    config: &Config,
+    counters: &api::ControlCounters,
+) -> Result<ControlListener, String> {
+    let tls = match config.control.tls_files() {
+        Some((cert, key)) => Some(
+            crate::tls_listener::server_config(cert, key)
+                .map_err(|e| format!("configuration refused:\n{e}"))?,
+        ),
+        None => None,
+    };
+    let address = &config.control.address;
+    let bind_error = |e: std::io::Error| {
+        format!("`control.address`: cannot listen on {address}: {e}; pick a free port")
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let kind = match tls {
+        Some(tls) => ListenerKind::Tls(
+            crate::tls_listener::TlsListener::new(
+                listener,
+                tls,
+                counters.tls_handshake_failures.clone(),
+            )
+            .map_err(bind_error)?,
+        ),
+        None => ListenerKind::Plain(listener),
+    };
+    Ok(ControlListener {
+        address: bound,
+        kind,
+    })
 }
 
 /// Binds the HTTP API and the console (unless `http.enabled` is false) and starts the overview
