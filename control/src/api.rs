@@ -41,8 +41,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct ControlCounters {
     /// Requests refused for a missing or wrong token.
     pub unauthorized: AtomicU64,
-    /// TLS handshakes that failed or timed out (plain-HTTP clients on an HTTPS port included).
-    pub tls_handshake_failures: Arc<AtomicU64>,
+    /// TLS handshakes that failed or timed out (plain-HTTP clients on an HTTPS port included),
+    /// on the control API and on the HTTP API.
+    pub control_tls_handshake_failures: Arc<AtomicU64>,
+    pub http_tls_handshake_failures: Arc<AtomicU64>,
 }
 
 /// Everything the handlers share.
@@ -257,10 +259,15 @@ fn http_body(state: &AppState, config: &Config) -> Value {
             } else {
                 address.ip().to_string()
             };
-            let base = if address.is_ipv6() {
-                format!("http://[{host}]:{}", address.port())
+            let scheme = if config.http.tls_files().is_some() {
+                "https"
             } else {
-                format!("http://{host}:{}", address.port())
+                "http"
+            };
+            let base = if address.is_ipv6() {
+                format!("{scheme}://[{host}]:{}", address.port())
+            } else {
+                format!("{scheme}://{host}:{}", address.port())
             };
             json!({
                 "enabled": true,
@@ -404,13 +411,22 @@ pub fn metrics_text(state: &AppState) -> String {
         stats.as_ref().map(|(s, _)| s),
         stats.as_ref().map(|(_, age)| *age),
     );
+    let counters = &state.counters;
     metrics::render_control(
         &mut text,
-        state.counters.unauthorized.load(Ordering::Relaxed),
-        state
-            .counters
-            .tls_handshake_failures
-            .load(Ordering::Relaxed),
+        counters.unauthorized.load(Ordering::Relaxed),
+        [
+            (
+                "control",
+                counters
+                    .control_tls_handshake_failures
+                    .load(Ordering::Relaxed),
+            ),
+            (
+                "http",
+                counters.http_tls_handshake_failures.load(Ordering::Relaxed),
+            ),
+        ],
     );
     text
 }

@@ -8,6 +8,7 @@ use crate::constants::{
 use crate::host_checks::{self, HostPaths, Severity};
 use crate::live;
 use crate::supervisor::{self, Launch, Outcome};
+use crate::tls_listener::{self, ApiListener};
 use riptide_config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -242,7 +243,7 @@ async fn serve(
     let server = listener.serve(api::router(state));
     let http_server = async move {
         match http {
-            Some((listener, router)) => axum::serve(listener, router).await,
+            Some((listener, router)) => listener.serve(router).await,
             None => std::future::pending().await,
         }
     };
@@ -266,7 +267,7 @@ async fn open_control(
     data_dir: &Path,
 ) -> Result<
     (
-        ControlListener,
+        ApiListener,
         Option<crate::auth::ControlToken>,
         api::ControlCounters,
     ),
@@ -290,76 +291,34 @@ async fn open_control(
     Ok((listener, token, counters))
 }
 
-/// The control API's listener: plain TCP, or TLS when `control.tls_cert_file` is set.
-struct ControlListener {
-    address: std::net::SocketAddr,
-    kind: ListenerKind,
-}
-
-enum ListenerKind {
-    Plain(tokio::net::TcpListener),
-    Tls(crate::tls_listener::TlsListener),
-}
-
-impl ControlListener {
-    fn scheme(&self) -> &'static str {
-        match self.kind {
-            ListenerKind::Plain(_) => "http",
-            ListenerKind::Tls(_) => "https",
-        }
-    }
-
-    async fn serve(self, router: axum::Router) -> std::io::Result<()> {
-        match self.kind {
-            ListenerKind::Plain(listener) => axum::serve(listener, router).await,
-            ListenerKind::Tls(listener) => axum::serve(listener, router).await,
-        }
-    }
-}
-
 /// Loads the certificate (when configured) before binding, so a bad file refuses the start
 /// without a port ever listening.
 async fn bind_control(
     config: &Config,
     counters: &api::ControlCounters,
-) -> Result<ControlListener, String> {
+) -> Result<ApiListener, String> {
     let tls = match config.control.tls_files() {
         Some((cert, key)) => Some(
-            crate::tls_listener::server_config(cert, key)
+            tls_listener::server_config(cert, key, tls_listener::CONTROL_TLS_KEYS)
                 .map_err(|e| format!("configuration refused:\n{e}"))?,
         ),
         None => None,
     };
     let address = &config.control.address;
-    let bind_error = |e: std::io::Error| {
-        format!("`control.address`: cannot listen on {address}: {e}; pick a free port")
-    };
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
-    let kind = match tls {
-        Some(tls) => ListenerKind::Tls(
-            crate::tls_listener::TlsListener::new(
-                listener,
-                tls,
-                counters.tls_handshake_failures.clone(),
-            )
-            .map_err(bind_error)?,
-        ),
-        None => ListenerKind::Plain(listener),
-    };
-    Ok(ControlListener {
-        address: bound,
-        kind,
-    })
+    ApiListener::bind(
+        address,
+        tls,
+        counters.control_tls_handshake_failures.clone(),
+    )
+    .await
+    .map_err(|e| format!("`control.address`: cannot listen on {address}: {e}; pick a free port"))
 }
 
 /// Binds the HTTP API and the console (unless `http.enabled` is false) and starts the overview
 /// sampler they show.
 async fn start_http(
     state: &Arc<AppState>,
-) -> Result<Option<(tokio::net::TcpListener, axum::Router)>, crate::http::HttpStartError> {
+) -> Result<Option<(ApiListener, axum::Router)>, crate::http::HttpStartError> {
     let overview = crate::overview::start(state.data_dir.clone());
     let Some((listener, http_state)) = crate::http::start(state.clone(), overview).await? else {
         tracing::info!("HTTP API disabled (http.enabled = false)");
@@ -367,7 +326,8 @@ async fn start_http(
     };
     state.set_http_address(http_state.address);
     tracing::info!(
-        "HTTP API on http://{0}, web console on http://{0}/ui",
+        "HTTP API on {0}://{1}, web console on {0}://{1}/ui",
+        listener.scheme(),
         http_state.address
     );
     Ok(Some((listener, crate::http::router(http_state))))

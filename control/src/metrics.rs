@@ -542,8 +542,13 @@ fn render_cluster_nodes(page: &mut Page, view: &ClusterStatus) {
     }
 }
 
-/// The control API's own counters, appended to a rendered page.
-pub fn render_control(text: &mut String, unauthorized: u64, tls_handshake_failures: u64) {
+/// The control process's own counters, appended to a rendered page: token refusals, and failed
+/// TLS handshakes per listener (`control`, `http`).
+pub fn render_control(
+    text: &mut String,
+    unauthorized: u64,
+    tls_handshake_failures: [(&str, u64); 2],
+) {
     let mut page = Page {
         text: std::mem::take(text),
     };
@@ -560,13 +565,15 @@ pub fn render_control(text: &mut String, unauthorized: u64, tls_handshake_failur
     page.family(
         "riptide_control_tls_handshake_failures_total",
         "counter",
-        "Failed or timed-out TLS handshakes on the control API (plain-HTTP clients included).",
+        "Failed or timed-out TLS handshakes (plain-HTTP clients on an HTTPS port included), by listener.",
     );
-    page.sample(
-        "riptide_control_tls_handshake_failures_total",
-        &[],
-        tls_handshake_failures as f64,
-    );
+    for (listener, failures) in tls_handshake_failures {
+        page.sample(
+            "riptide_control_tls_handshake_failures_total",
+            &[("listener", listener.to_string())],
+            failures as f64,
+        );
+    }
     *text = page.text;
 }
 
@@ -1015,10 +1022,17 @@ mod tests {
     #[test]
     fn the_control_counters_append_to_a_page() {
         let mut text = render(&supervisor(), None, None);
-        render_control(&mut text, 3, 2);
+        render_control(&mut text, 3, [("control", 2), ("http", 5)]);
         let page = values(&text);
         assert_eq!(page["riptide_control_unauthorized_total{}"], 3.0);
-        assert_eq!(page["riptide_control_tls_handshake_failures_total{}"], 2.0);
+        assert_eq!(
+            page["riptide_control_tls_handshake_failures_total{listener=control}"],
+            2.0
+        );
+        assert_eq!(
+            page["riptide_control_tls_handshake_failures_total{listener=http}"],
+            5.0
+        );
     }
 
     #[test]

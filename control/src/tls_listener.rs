@@ -1,5 +1,5 @@
-//! HTTPS for the control API: a rustls server configuration from PEM files, and a listener that
-//! hands axum TLS streams whose handshake has completed.
+//! HTTPS for the control API and the HTTP API: a rustls server configuration from PEM files, and
+//! a listener that hands axum TLS streams whose handshake has completed.
 //!
 //! Handshakes run in tasks of their own (at most [`TLS_HANDSHAKES_IN_FLIGHT_MAX`], each within
 //! [`TLS_HANDSHAKE_TIMEOUT_MS`]), so a client that connects and stays silent delays nobody. A
@@ -19,6 +19,24 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+/// The configuration keys naming a listener's certificate and key, for the errors.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsKeys {
+    pub cert_file: &'static str,
+    pub key_file: &'static str,
+}
+
+/// The control API's (`[control]`).
+pub const CONTROL_TLS_KEYS: TlsKeys = TlsKeys {
+    cert_file: "control.tls_cert_file",
+    key_file: "control.tls_key_file",
+};
+/// The HTTP API's (`[http]`).
+pub const HTTP_TLS_KEYS: TlsKeys = TlsKeys {
+    cert_file: "http.tls_cert_file",
+    key_file: "http.tls_key_file",
+};
+
 /// Why the TLS configuration could not be built. Each names the key of the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -30,8 +48,8 @@ pub enum TlsSetupError {
     },
     #[error("`{key}`: {path} holds no PEM certificate")]
     NoCertificate { key: &'static str, path: String },
-    #[error("`control.tls_key_file`: the key does not fit the certificate of `control.tls_cert_file`, or is unusable: {0}")]
-    KeyMismatch(String),
+    #[error("`{}`: the key does not fit the certificate of `{}`, or is unusable: {message}", keys.key_file, keys.cert_file)]
+    KeyMismatch { keys: TlsKeys, message: String },
 }
 
 /// A TLS 1.3 server configuration (ring's provider: the process links both ring and aws-lc-rs,
@@ -41,10 +59,11 @@ pub enum TlsSetupError {
 /// reqwest) speaks 1.3, and 1.3 has only AEAD suites.
 ///
 /// # Errors
-/// [`TlsSetupError`] naming `control.tls_cert_file` or `control.tls_key_file`.
+/// [`TlsSetupError`] naming the certificate's or the key's configuration key.
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
+    keys: TlsKeys,
 ) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let pem_error =
         |key: &'static str, path: &Path, e: &dyn std::fmt::Display| TlsSetupError::Pem {
@@ -53,24 +72,28 @@ pub fn server_config(
             message: e.to_string(),
         };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| pem_error("control.tls_cert_file", cert_file, &e))?
+        .map_err(|e| pem_error(keys.cert_file, cert_file, &e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| pem_error("control.tls_cert_file", cert_file, &e))?;
+        .map_err(|e| pem_error(keys.cert_file, cert_file, &e))?;
     if chain.is_empty() {
         return Err(TlsSetupError::NoCertificate {
-            key: "control.tls_cert_file",
+            key: keys.cert_file,
             path: cert_file.display().to_string(),
         });
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| pem_error("control.tls_key_file", key_file, &e))?;
+        .map_err(|e| pem_error(keys.key_file, key_file, &e))?;
+    let mismatch = |e: rustls::Error| TlsSetupError::KeyMismatch {
+        keys,
+        message: e.to_string(),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsSetupError::KeyMismatch(e.to_string()))?
+        .map_err(mismatch)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| TlsSetupError::KeyMismatch(e.to_string()))?;
+        .map_err(mismatch)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -174,6 +197,58 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// An API's listener: plain TCP, or TLS when a certificate is configured.
+pub struct ApiListener {
+    pub address: SocketAddr,
+    kind: ListenerKind,
+}
+
+enum ListenerKind {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+impl ApiListener {
+    /// Binds `address`; with `tls`, connections are served once their handshake completed and
+    /// failed handshakes counted in `handshake_failures`.
+    ///
+    /// # Errors
+    /// The bind's error.
+    pub async fn bind(
+        address: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handshake_failures: Arc<AtomicU64>,
+    ) -> std::io::Result<ApiListener> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let kind = match tls {
+            Some(config) => {
+                ListenerKind::Tls(TlsListener::new(listener, config, handshake_failures)?)
+            }
+            None => ListenerKind::Plain(listener),
+        };
+        Ok(ApiListener { address, kind })
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        match self.kind {
+            ListenerKind::Plain(_) => "http",
+            ListenerKind::Tls(_) => "https",
+        }
+    }
+
+    /// Serves `router` until the runtime stops.
+    ///
+    /// # Errors
+    /// As `axum::serve`.
+    pub async fn serve(self, router: axum::Router) -> std::io::Result<()> {
+        match self.kind {
+            ListenerKind::Plain(listener) => axum::serve(listener, router).await,
+            ListenerKind::Tls(listener) => axum::serve(listener, router).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,11 +257,15 @@ mod tests {
     fn missing_and_empty_files_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("absent.pem");
-        let error = server_config(&missing, &missing).unwrap_err().to_string();
+        let error = server_config(&missing, &missing, CONTROL_TLS_KEYS)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("control.tls_cert_file"), "{error}");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let error = server_config(&empty, &missing).unwrap_err().to_string();
+        let error = server_config(&empty, &missing, CONTROL_TLS_KEYS)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("control.tls_cert_file") && error.contains("no PEM certificate"),
             "{error}"
@@ -203,9 +282,14 @@ mod tests {
         let key = dir.path().join("key.pem");
         std::fs::write(&cert, first.cert.pem()).unwrap();
         std::fs::write(&key, second.signing_key.serialize_pem()).unwrap();
-        let error = server_config(&cert, &key).unwrap_err().to_string();
-        assert!(error.contains("control.tls_key_file"), "{error}");
+        let error = server_config(&cert, &key, HTTP_TLS_KEYS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`http.tls_key_file`") && error.contains("`http.tls_cert_file`"),
+            "{error}"
+        );
         std::fs::write(&key, first.signing_key.serialize_pem()).unwrap();
-        assert!(server_config(&cert, &key).is_ok());
+        assert!(server_config(&cert, &key, HTTP_TLS_KEYS).is_ok());
     }
 }

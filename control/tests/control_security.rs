@@ -5,7 +5,9 @@
 //! - with a token: 401 without it or with a wrong one, 200 with it; `/health` open with only
 //!   its verdict; riptidectl sends the token from its context;
 //! - over HTTPS: riptidectl and reqwest trusting the CA work, a plain-HTTP client gets no HTTP
-//!   answer, a client that does not trust the CA fails; both refusals are counted.
+//!   answer, a client that does not trust the CA fails; both refusals are counted;
+//! - Iggy's HTTP API over HTTPS with the same certificate: a login and a request with its JWT
+//!   work, plain HTTP does not.
 
 mod common;
 
@@ -337,7 +339,7 @@ fn over_tls_riptidectl_and_reqwest_with_the_ca_work_and_plaintext_is_refused() {
     assert!(metrics.status.success(), "{}", stderr(&metrics));
     let failures = metric(
         &String::from_utf8_lossy(&metrics.stdout),
-        "riptide_control_tls_handshake_failures_total",
+        "riptide_control_tls_handshake_failures_total{listener=\"control\"}",
     );
     assert!(failures >= 3.0, "{failures} failed handshakes counted");
     // Without the CA (host:port over https, system roots only) riptidectl cannot verify it.
@@ -354,4 +356,62 @@ fn over_tls_riptidectl_and_reqwest_with_the_ca_work_and_plaintext_is_refused() {
         "{}",
         stderr(&no_ca)
     );
+}
+
+#[test]
+fn the_http_api_serves_https_with_the_same_certificate() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(scratch.path());
+    let config = format!(
+        "[http]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let Some(appliance) = Appliance::start_with(&[], Some(&config)) else {
+        return;
+    };
+    let base = format!("https://{}", appliance.http_address());
+    let status = appliance.status();
+    assert_eq!(status["http"]["api_url"], base.as_str(), "{status}");
+    let pem = std::fs::read(&ca).expect("ca.pem");
+    let client = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("CA"))
+        .build()
+        .expect("client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let login: Value = client
+            .post(format!("{base}/users/login"))
+            .json(&serde_json::json!({"username": "iggy", "password": "iggy"}))
+            .send()
+            .await
+            .expect("login over TLS")
+            .json()
+            .await
+            .expect("login JSON");
+        let token = login["access_token"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {login}"));
+        let streams = client
+            .get(format!("{base}/streams"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /streams");
+        assert_eq!(streams.status(), 200);
+    });
+    let answer = plaintext_answer(&appliance.http_address());
+    assert!(
+        !answer.starts_with("HTTP/"),
+        "plain HTTP answered: {answer:?}"
+    );
+    let (_, page) = http(&appliance.control, "GET", "/metrics", "").expect("metrics");
+    let failures = metric(
+        &page,
+        "riptide_control_tls_handshake_failures_total{listener=\"http\"}",
+    );
+    assert!(failures >= 1.0, "{failures}");
 }
