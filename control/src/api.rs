@@ -238,7 +238,16 @@ fn cluster_from_stats(config: &Config, stats: Option<&(StatsSnapshot, u64)>) -> 
         return ClusterReport::off();
     }
     match stats.and_then(|(snapshot, _)| snapshot.cluster.as_ref()) {
-        Some(view) => ClusterReport::from_views(&cluster.name, view, None),
+        Some(view) => {
+            let mut report = ClusterReport::from_views(&cluster.name, view, None);
+            if report.lag_from.is_none() && report.leader.is_some() {
+                report.lag_unavailable = Some(
+                    "only the leader knows the lag: GET /cluster (riptidectl cluster status) asks it"
+                        .to_string(),
+                );
+            }
+            report
+        }
         None => ClusterReport::unavailable(
             &cluster.name,
             cluster.node_id,

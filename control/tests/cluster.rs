@@ -256,7 +256,7 @@ fn cluster_status_metrics_and_membership_through_riptidectl() {
     let report = wait_for_report(follower, "two partitions led by the leader", |r| {
         r["partitions"].as_array().is_some_and(|p| {
             p.len() == 2
-                && p.iter().all(|p| p["leader"].as_u64() == Some(leader_id))
+                && p.iter().all(|p| p["leader"] == r["leader"])
                 && p.iter().any(|p| p["next_offset"] == 3)
         })
     });
@@ -296,6 +296,14 @@ fn cluster_status_metrics_and_membership_through_riptidectl() {
     let status = follower.status();
     assert_eq!(status["cluster"]["enabled"], true, "{status}");
     assert_eq!(status["cluster"]["leader"], leader_id, "{status}");
+    assert!(
+        status["cluster"]["lag_unavailable"]
+            .as_str()
+            .is_some_and(|why| why.contains("only the leader")),
+        "{status}"
+    );
+    let status = leader_node.status();
+    assert_eq!(status["cluster"]["lag_from"], leader_id, "{status}");
 
     // Node 4 joins through a follower's control plane (it forwards to the leader) and votes;
     // then it is removed.
