@@ -44,9 +44,18 @@ pub struct HttpConfig {
     pub pool_connections_per_user_max: u32,
     pub pool_connections_max: u32,
     pub pool_idle_timeout_ms: u64,
+    /// PEM certificate chain and key: the API serves HTTPS. Both or neither.
+    pub tls_cert_file: std::path::PathBuf,
+    pub tls_key_file: std::path::PathBuf,
 }
 
 impl HttpConfig {
+    /// The certificate and key files when TLS is configured.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        (!self.tls_cert_file.as_os_str().is_empty())
+            .then_some((self.tls_cert_file.as_path(), self.tls_key_file.as_path()))
+    }
+
     /// The listener address, parsed.
     ///
     /// # Errors
@@ -130,6 +139,18 @@ pub fn validate(http: &HttpConfig, tcp_connections_max: u32) -> Result<(), Confi
         return Err(ConfigError::invalid(
             "http.pool_connections_max",
             format!("must be between 1 and {pool_limit} (half of tcp.connections_max)"),
+        ));
+    }
+    let cert = !http.tls_cert_file.as_os_str().is_empty();
+    let key = !http.tls_key_file.as_os_str().is_empty();
+    if cert != key {
+        return Err(ConfigError::invalid(
+            if cert {
+                "http.tls_key_file"
+            } else {
+                "http.tls_cert_file"
+            },
+            "http.tls_cert_file and http.tls_key_file go together (PEM files; both or neither)",
         ));
     }
     if http.pool_connections_per_user_max > http.pool_connections_max {

@@ -5,6 +5,7 @@
 //! this crate instead of the data plane.
 
 pub mod cluster;
+pub mod control;
 pub mod host;
 pub mod http;
 pub mod limits;

@@ -4,6 +4,7 @@
 //! environment variable is typed by the default it replaces), then deserialises into [`Config`] with
 //! unknown keys refused, then validates the relations between values. Every error names the key.
 
+pub use crate::control::ControlConfig;
 pub use crate::http::HttpConfig;
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
@@ -280,12 +281,6 @@ pub const CLUSTER_SECRET_MIN_BYTES: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ControlConfig {
-    pub address: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
 }
@@ -381,6 +376,7 @@ impl Config {
         self.validate_limits()?;
         self.validate_storage()?;
         crate::http::validate(&self.http, self.tcp.connections_max)?;
+        crate::control::validate(&self.control)?;
         if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
             return Err(ConfigError::invalid(
                 "auth.verified_login_ttl_s",
@@ -675,8 +671,8 @@ impl Config {
         resolve_thread_count(self.dataplane.storage_shards)
     }
 
-    /// A copy with the secrets (root password, JWT signing secret, cluster secret) replaced by a
-    /// mask, for showing.
+    /// A copy with the secrets (root password, JWT signing secret, cluster secret, control token)
+    /// replaced by a mask, for showing.
     pub fn masked(&self) -> Config {
         let mut shown = self.clone();
         shown.root.password = SECRET_MASK.to_string();
@@ -685,6 +681,9 @@ impl Config {
         }
         if !shown.cluster.secret.is_empty() {
             shown.cluster.secret = SECRET_MASK.to_string();
+        }
+        if !shown.control.token.is_empty() {
+            shown.control.token = SECRET_MASK.to_string();
         }
         shown
     }

@@ -1,31 +1,51 @@
-//! The control API: a small HTTP/JSON server on loopback.
+//! The control API: a small HTTP/JSON server, on loopback unless a token guards it
+//! ([`crate::auth`]), over HTTPS when `control.tls_cert_file` is set ([`crate::tls_listener`]).
 //!
 //! | route            | answer                                                                |
 //! |------------------|-----------------------------------------------------------------------|
-//! | GET /health      | 200 when the dataplane runs and publishes fresh stats, else 503       |
-//! | GET /status      | supervision, mode, cores, queues, rings, connections, partitions/shard |
+//! | GET /health      | 200 when the dataplane runs and publishes fresh stats, else 503 (no token needed) |
+//! | GET /status      | supervision, mode, cores, queues, rings, connections, partitions/shard, cluster |
 //! | GET /config      | the effective configuration (JSON; `?format=toml` for TOML)           |
 //! | PUT/POST /config | a live change (TOML or JSON); 409 lists keys that need a restart      |
 //! | GET /steering    | steering policy, state, per-worker connections; XDP program counters  |
+//! | GET /cluster     | nodes, roles, term, partitions' leaders, follower lag ([`crate::cluster`]) |
+//! | POST /cluster/nodes | adds a node (JSON [`AddNodeBody`]) through the leader            |
+//! | DELETE /cluster/nodes/{id} | removes a node through the leader                         |
 //! | GET /metrics     | Prometheus text                                                       |
 //! | POST /shutdown   | stops the dataplane cleanly, then riptide-control exits               |
 
+use crate::auth::{self, Authorized, ControlToken};
+use crate::cluster::{AddNodeBody, ClusterError, ClusterReport, ClusterTarget};
 use crate::constants::{CONFIG_BODY_SIZE_MAX_BYTES, STATS_STALE_MS};
 use crate::host_checks::Finding;
 use crate::live::{self, LiveError};
 use crate::metrics;
 use crate::supervisor::{SharedStatus, State, SupervisorStatus};
-use axum::extract::{DefaultBodyLimit, Query, State as AxumState};
+use axum::extract::{DefaultBodyLimit, Path as AxumPath, Query, State as AxumState};
 use axum::http::{header, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use riptide_config::cluster::{AdminRequest, NodeId};
 use riptide_config::stats::{stats_path, StatsSnapshot};
 use riptide_config::Config;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Counters of the control API itself, for /metrics.
+#[derive(Default)]
+pub struct ControlCounters {
+    /// Requests refused for a missing or wrong token.
+    pub unauthorized: AtomicU64,
+    /// TLS handshakes that failed or timed out (plain-HTTP clients on an HTTPS port included),
+    /// on the control API and on the HTTP API.
+    pub control_tls_handshake_failures: Arc<AtomicU64>,
+    pub http_tls_handshake_failures: Arc<AtomicU64>,
+}
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -42,6 +62,9 @@ pub struct AppState {
     pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// The HTTP API's bound address, once it listens.
     pub http_address: Mutex<Option<std::net::SocketAddr>>,
+    /// The bearer token requests must carry (`control.token`), if any.
+    pub token: Option<ControlToken>,
+    pub counters: ControlCounters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -73,7 +96,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/steering", get(steering))
         .route("/metrics", get(metrics_page))
         .route("/shutdown", post(shutdown))
+        .route("/cluster", get(cluster_status))
+        .route("/cluster/nodes", post(cluster_add))
+        .route("/cluster/nodes/{id}", delete(cluster_remove))
         .layer(DefaultBodyLimit::max(CONFIG_BODY_SIZE_MAX_BYTES))
+        .layer(from_fn_with_state(state.clone(), auth::require_token))
         .with_state(state)
 }
 
@@ -102,7 +129,12 @@ fn error_json(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn health(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+/// Without the token (when one is configured) only the verdict is shown: the details name
+/// files and processes.
+async fn health(
+    AxumState(state): AxumState<Arc<AppState>>,
+    Extension(Authorized(authorized)): Extension<Authorized>,
+) -> Response {
     let supervisor = supervisor_copy(&state);
     let stats = read_stats(&state.data_dir);
     let problem = match (&supervisor.state, &stats) {
@@ -111,11 +143,16 @@ async fn health(AxumState(state): AxumState<Arc<AppState>>) -> Response {
         (State::Running, Err(reason)) => Some(reason.clone()),
         (other, _) => Some(format!("dataplane is {other:?}")),
     };
-    let body = json!({
-        "status": if problem.is_none() { "ok" } else { "unavailable" },
-        "dataplane": supervisor.state,
-        "problem": problem,
-    });
+    let verdict = if problem.is_none() {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let body = if authorized {
+        json!({ "status": verdict, "dataplane": supervisor.state, "problem": problem })
+    } else {
+        json!({ "status": verdict })
+    };
     let code = if problem.is_none() {
         StatusCode::OK
     } else {
@@ -159,7 +196,9 @@ pub fn status_body(state: &AppState) -> Value {
         "warnings": warnings,
         "http": http_body(state, &config),
     });
-    match read_stats(&state.data_dir) {
+    let stats = read_stats(&state.data_dir);
+    body["cluster"] = json!(cluster_from_stats(&config, stats.as_ref().ok()));
+    match stats {
         Ok((snapshot, age_ms)) => {
             let connections: u64 = snapshot.workers.iter().map(|w| w.connections_open).sum();
             body["stats"] = json!({
@@ -191,6 +230,32 @@ pub fn status_body(state: &AppState) -> Value {
     body
 }
 
+/// The cluster section of /status: this node's view as the dataplane last published it (the
+/// follower lag when this node leads; `GET /cluster` asks the leader for it).
+fn cluster_from_stats(config: &Config, stats: Option<&(StatsSnapshot, u64)>) -> ClusterReport {
+    let cluster = &config.cluster;
+    if !cluster.enabled {
+        return ClusterReport::off();
+    }
+    match stats.and_then(|(snapshot, _)| snapshot.cluster.as_ref()) {
+        Some(view) => {
+            let mut report = ClusterReport::from_views(&cluster.name, view, None);
+            if report.lag_from.is_none() && report.leader.is_some() {
+                report.lag_unavailable = Some(
+                    "only the leader knows the lag: GET /cluster (riptidectl cluster status) asks it"
+                        .to_string(),
+                );
+            }
+            report
+        }
+        None => ClusterReport::unavailable(
+            &cluster.name,
+            cluster.node_id,
+            "the dataplane has not published its view of the cluster yet",
+        ),
+    }
+}
+
 /// Where the HTTP API and the console are, for /status and `riptidectl http`.
 fn http_body(state: &AppState, config: &Config) -> Value {
     if !config.http.enabled {
@@ -203,10 +268,15 @@ fn http_body(state: &AppState, config: &Config) -> Value {
             } else {
                 address.ip().to_string()
             };
-            let base = if address.is_ipv6() {
-                format!("http://[{host}]:{}", address.port())
+            let scheme = if config.http.tls_files().is_some() {
+                "https"
             } else {
-                format!("http://{host}:{}", address.port())
+                "http"
+            };
+            let base = if address.is_ipv6() {
+                format!("{scheme}://[{host}]:{}", address.port())
+            } else {
+                format!("{scheme}://{host}:{}", address.port())
             };
             json!({
                 "enabled": true,
@@ -340,15 +410,34 @@ pub fn steering_body(state: &AppState) -> Value {
     body
 }
 
-/// The Prometheus page: the supervisor's state and the latest statistics snapshot.
+/// The Prometheus page: the supervisor's state, the latest statistics snapshot and the control
+/// API's own counters.
 pub fn metrics_text(state: &AppState) -> String {
     let supervisor = supervisor_copy(state);
     let stats = read_stats(&state.data_dir).ok();
-    metrics::render(
+    let mut text = metrics::render(
         &supervisor,
         stats.as_ref().map(|(s, _)| s),
         stats.as_ref().map(|(_, age)| *age),
-    )
+    );
+    let counters = &state.counters;
+    metrics::render_control(
+        &mut text,
+        counters.unauthorized.load(Ordering::Relaxed),
+        [
+            (
+                "control",
+                counters
+                    .control_tls_handshake_failures
+                    .load(Ordering::Relaxed),
+            ),
+            (
+                "http",
+                counters.http_tls_handshake_failures.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    text
 }
 
 async fn metrics_page(AxumState(state): AxumState<Arc<AppState>>) -> Response {
@@ -368,4 +457,81 @@ async fn shutdown(AxumState(state): AxumState<Arc<AppState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The cluster's target, or the answer that cluster mode is off.
+fn cluster_target(state: &AppState) -> Result<ClusterTarget, ClusterError> {
+    ClusterTarget::from_config(&lock(&state.config)).ok_or(ClusterError::Off)
+}
+
+/// Runs a blocking admin exchange off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ClusterError::Refused(format!(
+            "the request's task failed: {e}"
+        )))
+    })
+}
+
+fn cluster_error(error: &ClusterError) -> Response {
+    let code = match error {
+        ClusterError::Off | ClusterError::Refused(_) => StatusCode::CONFLICT,
+        ClusterError::NoLeader | ClusterError::LeaderMoving => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::Unreachable { .. }
+        | ClusterError::SecretRefused { .. }
+        | ClusterError::Unexpected { .. } => StatusCode::BAD_GATEWAY,
+    };
+    error_json(code, error.to_string())
+}
+
+/// GET /cluster: this node's view with the leader's lag; cluster mode off is an answer (200).
+async fn cluster_status(AxumState(state): AxumState<Arc<AppState>>) -> Response {
+    let target = match cluster_target(&state) {
+        Ok(target) => target,
+        Err(ClusterError::Off) => return Json(ClusterReport::off()).into_response(),
+        Err(e) => return cluster_error(&e),
+    };
+    match blocking(move || target.report()).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => cluster_error(&e),
+    }
+}
+
+async fn change_membership(state: &AppState, request: AdminRequest) -> Response {
+    let target = match cluster_target(state) {
+        Ok(target) => target,
+        Err(e) => return cluster_error(&e),
+    };
+    tracing::info!(?request, "membership change asked through the control API");
+    let what = format!("{request:?}");
+    match blocking(move || target.change_membership(&request)).await {
+        Ok(leader) => {
+            Json(json!({ "done": true, "leader_replication_address": leader })).into_response()
+        }
+        Err(e) => {
+            tracing::warn!("membership change {what} failed: {e}");
+            cluster_error(&e)
+        }
+    }
+}
+
+/// POST /cluster/nodes: adds a node (a learner first, a voter once it caught up).
+async fn cluster_add(AxumState(state): AxumState<Arc<AppState>>, body: String) -> Response {
+    let request = serde_json::from_str::<AddNodeBody>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(AddNodeBody::into_request);
+    match request {
+        Ok(request) => change_membership(&state, request).await,
+        Err(e) => error_json(StatusCode::BAD_REQUEST, format!("adding a node: {e}")),
+    }
+}
+
+/// DELETE /cluster/nodes/{id}: removes a node from the cluster.
+async fn cluster_remove(
+    AxumState(state): AxumState<Arc<AppState>>,
+    AxumPath(id): AxumPath<NodeId>,
+) -> Response {
+    change_membership(&state, AdminRequest::RemoveNode { id }).await
 }

@@ -44,13 +44,34 @@ pub const DOWN_TIMEOUT_MS: u64 = 60_000;
 /// Timeout of one request to the control API.
 pub const CONTROL_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// Longest a client may take to complete its TLS handshake with the control API.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// TLS handshakes with the control API in progress at once; further connections wait in the
+/// kernel's accept queue.
+pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
+
+/// Connecting to a node's replication port for an admin request (cluster status and membership).
+pub const CLUSTER_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Longest a node may take to answer a status request.
+pub const CLUSTER_STATUS_TIMEOUT_MS: u64 = 3_000;
+/// Longest a membership change may take: adding a node waits until it caught up with the log.
+pub const CLUSTER_MEMBERSHIP_TIMEOUT_MS: u64 = 120_000;
+/// How many times a membership change follows "not the leader, ask that node" before giving up
+/// (the leadership moved under it each time).
+pub const CLUSTER_LEADER_REDIRECTS_MAX: usize = 3;
+
 /// riptidectl's own environment variables. They share the `RIPTIDE_` prefix with the
 /// configuration's `RIPTIDE_<SECTION>_<KEY>` overrides, which refuse unknown names, so they are
 /// removed from the environment the configuration is loaded from and the processes started.
-pub const CLIENT_ENV_VARIABLES: [&str; 5] = [
+///
+/// `RIPTIDE_CONTROL_TOKEN` is not among them on purpose: it is the configuration's
+/// `control.token` too, so `RIPTIDE_CONTROL_TOKEN=... riptidectl up` starts riptide-control with
+/// the token riptidectl then sends.
+pub const CLIENT_ENV_VARIABLES: [&str; 6] = [
     "RIPTIDE_ADDRESS",
     "RIPTIDE_USERNAME",
     "RIPTIDE_PASSWORD",
     "RIPTIDE_CONTROL",
     "RIPTIDE_CONTEXT",
+    "RIPTIDE_CONTROL_CA_FILE",
 ];

@@ -8,6 +8,7 @@ use crate::constants::{
 use crate::host_checks::{self, HostPaths, Severity};
 use crate::live;
 use crate::supervisor::{self, Launch, Outcome};
+use crate::tls_listener::{self, ApiListener};
 use riptide_config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,7 +62,7 @@ impl StartError {
 pub fn load_and_check(
     path: Option<&Path>,
 ) -> Result<(Config, Vec<host_checks::Finding>), StartError> {
-    let config = Config::load(path).map_err(|e| StartError::Config(e.to_string()))?;
+    let config = load_config(path).map_err(|e| StartError::Config(e.to_string()))?;
     let findings = host_checks::check_host(&config, &HostPaths::default());
     if host_checks::has_errors(&findings) {
         let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
@@ -197,22 +198,13 @@ async fn serve(
             live::live_path(&data_dir).display()
         );
     }
-    let listener = match tokio::net::TcpListener::bind(&config.control.address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "riptide-control: `control.address`: cannot listen on {}: {e}; pick a free port",
-                config.control.address
-            );
+    let (listener, token, counters) = match open_control(&config, &data_dir).await {
+        Ok(opened) => opened,
+        Err(message) => {
+            eprintln!("riptide-control: {message}");
             return EXIT_CODE_CONFIG;
         }
     };
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    write_control_address(&data_dir, &bound);
-    tracing::info!("control API on http://{bound}");
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let status = supervisor::new_status(&launch);
@@ -225,6 +217,8 @@ async fn serve(
         warnings,
         shutdown: Mutex::new(Some(stop_tx.clone())),
         http_address: Mutex::new(None),
+        token,
+        counters,
     });
     let http = match start_http(&state).await {
         Ok(http) => http,
@@ -246,10 +240,10 @@ async fn serve(
         return 1;
     }
     tokio::spawn(forward_signals(stop_tx));
-    let server = axum::serve(listener, api::router(state));
+    let server = listener.serve(api::router(state));
     let http_server = async move {
         match http {
-            Some((listener, router)) => axum::serve(listener, router).await,
+            Some((listener, router)) => listener.serve(router).await,
             None => std::future::pending().await,
         }
     };
@@ -267,11 +261,64 @@ async fn serve(
     exit_code(outcome)
 }
 
+/// The control API's token and listener, its bound address recorded under `runtime/`.
+async fn open_control(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<
+    (
+        ApiListener,
+        Option<crate::auth::ControlToken>,
+        api::ControlCounters,
+    ),
+    String,
+> {
+    let token =
+        crate::auth::load_token(config).map_err(|e| format!("configuration refused:\n{e}"))?;
+    let counters = api::ControlCounters::default();
+    let listener = bind_control(config, &counters).await?;
+    write_control_address(data_dir, &listener.address.to_string());
+    tracing::info!(
+        "control API on {}://{}{}",
+        listener.scheme(),
+        listener.address,
+        if token.is_some() {
+            " (bearer token required)"
+        } else {
+            ""
+        }
+    );
+    Ok((listener, token, counters))
+}
+
+/// Loads the certificate (when configured) before binding, so a bad file refuses the start
+/// without a port ever listening.
+async fn bind_control(
+    config: &Config,
+    counters: &api::ControlCounters,
+) -> Result<ApiListener, String> {
+    let tls = match config.control.tls_files() {
+        Some((cert, key)) => Some(
+            tls_listener::server_config(cert, key, tls_listener::CONTROL_TLS_KEYS)
+                .map_err(|e| format!("configuration refused:\n{e}"))?,
+        ),
+        None => None,
+    };
+    let address = &config.control.address;
+    ApiListener::bind(
+        address,
+        tls,
+        counters.control_tls_handshake_failures.clone(),
+    )
+    .await
+    .map_err(|e| format!("`control.address`: cannot listen on {address}: {e}; pick a free port"))
+}
+
 /// Binds the HTTP API and the console (unless `http.enabled` is false) and starts the overview
 /// sampler they show.
 async fn start_http(
     state: &Arc<AppState>,
-) -> Result<Option<(tokio::net::TcpListener, axum::Router)>, crate::http::HttpStartError> {
+) -> Result<Option<(ApiListener, axum::Router)>, crate::http::HttpStartError> {
     let overview = crate::overview::start(state.data_dir.clone());
     let Some((listener, http_state)) = crate::http::start(state.clone(), overview).await? else {
         tracing::info!("HTTP API disabled (http.enabled = false)");
@@ -279,7 +326,8 @@ async fn start_http(
     };
     state.set_http_address(http_state.address);
     tracing::info!(
-        "HTTP API on http://{0}, web console on http://{0}/ui",
+        "HTTP API on {0}://{1}, web console on {0}://{1}/ui",
+        listener.scheme(),
         http_state.address
     );
     Ok(Some((listener, crate::http::router(http_state))))

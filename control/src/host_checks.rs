@@ -5,7 +5,6 @@
 use riptide_config::{Backend, Config};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// How bad a finding is: errors refuse to start, warnings are logged.
@@ -346,22 +345,28 @@ fn check_pci(config: &Config, host: &HostPaths, out: &mut Vec<Finding>) {
     }
 }
 
+/// Off loopback the configuration already demands a token; without TLS it travels in
+/// plaintext with every request.
 fn check_control_address(config: &Config, out: &mut Vec<Finding>) {
-    match config.control.address.parse::<SocketAddr>() {
-        Err(_) => out.push(finding(
+    match config.control.socket_address() {
+        Err(e) => out.push(finding(
             Severity::Error,
             "control.address",
-            format!("'{}' is not an ip:port address", config.control.address),
+            e.to_string(),
             "use e.g. 127.0.0.1:9091".to_string(),
         )),
-        Ok(address) if !address.ip().is_loopback() => out.push(finding(
-            Severity::Warning,
-            "control.address",
-            format!(
-                "{address} is reachable from the network and the control API has no authentication"
-            ),
-            "bind it to 127.0.0.1 and reach it through ssh".to_string(),
-        )),
+        Ok(address) if !address.ip().is_loopback() && config.control.tls_files().is_none() => out
+            .push(finding(
+                Severity::Warning,
+                "control.address",
+                format!(
+                    "{address} is reachable from the network and the control API serves plain \
+                     HTTP: its token and answers cross the network in the clear"
+                ),
+                "set control.tls_cert_file and control.tls_key_file, or bind it to 127.0.0.1 \
+                 and reach it through ssh"
+                    .to_string(),
+            )),
         Ok(_) => {}
     }
 }
@@ -553,17 +558,26 @@ mod tests {
     }
 
     #[test]
-    fn missing_pci_device_and_bad_control_address_are_errors() {
+    fn a_missing_pci_device_is_an_error() {
         let sys = fake_sys("0-3", "1-3", 1024);
-        let file = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nlcores = [1]\nallow_pci = [\"0000:42:00.0\"]\n\
-                    [control]\naddress = \"localhost\"\n";
+        let file = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nlcores = [1]\nallow_pci = [\"0000:42:00.0\"]\n";
         let findings = check_host(&config_with(file), &host(&sys));
         assert!(findings
             .iter()
             .any(|f| f.key == "dpdk.allow_pci" && f.fix.contains("dpdk-devbind")));
-        assert!(findings
-            .iter()
-            .any(|f| f.key == "control.address" && f.severity == Severity::Error));
+    }
+
+    #[test]
+    fn a_network_facing_control_api_without_tls_is_a_warning() {
+        let sys = fake_sys("0-3", "", 0);
+        let open = "[control]\naddress = \"0.0.0.0:9091\"\ntoken = \"0123456789abcdef\"\n";
+        let findings = check_host(&config_with(open), &host(&sys));
+        assert!(findings.iter().any(|f| f.key == "control.address"
+            && f.severity == Severity::Warning
+            && f.fix.contains("control.tls_cert_file")));
+        let with_tls = format!("{open}tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n");
+        let findings = check_host(&config_with(&with_tls), &host(&sys));
+        assert!(!findings.iter().any(|f| f.key == "control.address"));
     }
 
     #[test]

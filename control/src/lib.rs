@@ -1,9 +1,12 @@
 //! riptide-control: configuration checks against the host, supervision of the dataplane, the
-//! control API with Prometheus metrics, live configuration changes, Iggy's HTTP API with the web
+//! control API with Prometheus metrics (bearer token and HTTPS when it leaves loopback), live
+//! configuration changes, the cluster's status and membership, Iggy's HTTP API with the web
 //! console, and the `riptidectl` CLI.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod constants;
 pub mod control;
 pub mod host_checks;
@@ -13,3 +16,4 @@ pub mod metrics;
 pub mod overview;
 pub mod steering;
 pub mod supervisor;
+pub mod tls_listener;

@@ -2,6 +2,7 @@
 //! checks a page against the format (used by `riptidectl metrics --json` and the tests).
 
 use crate::supervisor::{State, SupervisorStatus};
+use riptide_config::cluster::{ClusterStatus, NodeStatus};
 use riptide_config::stats::{HistogramSnapshot, ShardSnapshot, StatsSnapshot, WorkerSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -146,6 +147,7 @@ pub fn render(
     render_workers(&mut page, stats);
     render_shards(&mut page, stats);
     render_ports(&mut page, stats);
+    render_cluster(&mut page, stats.cluster.as_ref());
     page.text
 }
 
@@ -421,6 +423,158 @@ fn render_ports(page: &mut Page, stats: &StatsSnapshot) {
             );
         }
     }
+}
+
+/// Cluster gauges from this node's view. Every node exports its own view; the leader's page
+/// alone carries the follower lag (`riptide_cluster_node_lag_*`), as only the leader knows it.
+fn render_cluster(page: &mut Page, cluster: Option<&ClusterStatus>) {
+    page.family(
+        "riptide_cluster_enabled",
+        "gauge",
+        "1 if this node runs in cluster mode.",
+    );
+    page.sample(
+        "riptide_cluster_enabled",
+        &[],
+        f64::from(u8::from(cluster.is_some())),
+    );
+    let Some(view) = cluster else {
+        return;
+    };
+    let is_leader = view.leader == Some(view.node_id);
+    let voters = view.nodes.iter().filter(|node| node.voter).count() as u64;
+    for (name, help, value) in [
+        ("riptide_cluster_node_id", "This node's id.", view.node_id),
+        (
+            "riptide_cluster_term",
+            "Raft term this node is in.",
+            view.term,
+        ),
+        (
+            "riptide_cluster_leader_id",
+            "Id of the node this node follows as leader (0 while none leads).",
+            view.leader.unwrap_or(0),
+        ),
+        (
+            "riptide_cluster_is_leader",
+            "1 if this node leads the cluster.",
+            u64::from(is_leader),
+        ),
+        (
+            "riptide_cluster_last_log_index",
+            "Index of the last entry of this node's Raft log.",
+            view.last_log_index,
+        ),
+        (
+            "riptide_cluster_applied_index",
+            "Index of the last log entry this node applied.",
+            view.applied_index,
+        ),
+        (
+            "riptide_cluster_nodes",
+            "Members of the cluster (voters and learners).",
+            view.nodes.len() as u64,
+        ),
+        (
+            "riptide_cluster_voters",
+            "Voting members of the cluster.",
+            voters,
+        ),
+        (
+            "riptide_cluster_partitions",
+            "Partitions the cluster replicates.",
+            view.partitions.len() as u64,
+        ),
+    ] {
+        page.family(name, "gauge", help);
+        page.sample(name, &[], value as f64);
+    }
+    render_cluster_nodes(page, view);
+}
+
+/// Per member: whether it votes, and the lag the leader sees (absent on a follower's page).
+fn render_cluster_nodes(page: &mut Page, view: &ClusterStatus) {
+    let labels = |node: &NodeStatus| {
+        vec![
+            ("node_id", node.id.to_string()),
+            ("node", node.name.clone()),
+        ]
+    };
+    page.per_item(
+        "riptide_cluster_node_voter",
+        "gauge",
+        "1 if the member votes, 0 for a learner.",
+        &view.nodes,
+        labels,
+        |node| u64::from(node.voter),
+    );
+    type Lag = (&'static str, &'static str, fn(&NodeStatus) -> Option<u64>);
+    let lags: [Lag; 3] = [
+        (
+            "riptide_cluster_node_lag_entries",
+            "Raft log entries the member lacks (leader only).",
+            |n| n.lag_entries,
+        ),
+        (
+            "riptide_cluster_node_lag_messages",
+            "Messages the member lacks (leader only).",
+            |n| n.lag_messages,
+        ),
+        (
+            "riptide_cluster_node_lag_bytes",
+            "Bytes of messages the member lacks (leader only).",
+            |n| n.lag_bytes,
+        ),
+    ];
+    for (name, help, lag) in lags {
+        let known: Vec<&NodeStatus> = view
+            .nodes
+            .iter()
+            .filter(|node| lag(node).is_some())
+            .collect();
+        if known.is_empty() {
+            continue;
+        }
+        page.family(name, "gauge", help);
+        for node in known {
+            page.sample(name, &labels(node), lag(node).unwrap_or(0) as f64);
+        }
+    }
+}
+
+/// The control process's own counters, appended to a rendered page: token refusals, and failed
+/// TLS handshakes per listener (`control`, `http`).
+pub fn render_control(
+    text: &mut String,
+    unauthorized: u64,
+    tls_handshake_failures: [(&str, u64); 2],
+) {
+    let mut page = Page {
+        text: std::mem::take(text),
+    };
+    page.family(
+        "riptide_control_unauthorized_total",
+        "counter",
+        "Control API requests refused for a missing or wrong bearer token.",
+    );
+    page.sample(
+        "riptide_control_unauthorized_total",
+        &[],
+        unauthorized as f64,
+    );
+    page.family(
+        "riptide_control_tls_handshake_failures_total",
+        "counter",
+        "Failed or timed-out TLS handshakes (plain-HTTP clients on an HTTPS port included), by listener.",
+    );
+    for (listener, failures) in tls_handshake_failures {
+        page.sample(
+            "riptide_control_tls_handshake_failures_total",
+            &[("listener", listener.to_string())],
+            failures as f64,
+        );
+    }
+    *text = page.text;
 }
 
 /// One sample of a parsed page.
@@ -788,6 +942,96 @@ mod tests {
         assert_eq!(
             find("riptide_xdp_frames_total", Some(("verdict", "passed"))),
             Some(4.0)
+        );
+    }
+
+    fn cluster_view(node_id: u64) -> ClusterStatus {
+        let node = |id: u64, voter: bool| NodeStatus {
+            id,
+            name: format!("node-{id}"),
+            voter,
+            lag_entries: (node_id == 2).then_some(id),
+            lag_messages: (node_id == 2).then_some(id * 10),
+            lag_bytes: (node_id == 2).then_some(id * 1000),
+            ..NodeStatus::default()
+        };
+        ClusterStatus {
+            node_id,
+            term: 5,
+            leader: Some(2),
+            last_log_index: 77,
+            applied_index: 76,
+            nodes: vec![node(1, true), node(2, true), node(3, true), node(4, false)],
+            partitions: Vec::new(),
+        }
+    }
+
+    fn values(text: &str) -> BTreeMap<String, f64> {
+        let samples = parse_exposition(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        samples
+            .into_iter()
+            .map(|s| {
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (format!("{}{{{}}}", s.name, labels.join(",")), s.value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_cluster_gauges_show_roles_and_the_leaders_lag() {
+        let mut stats = snapshot();
+        stats.cluster = Some(cluster_view(2));
+        let leader = values(&render(&supervisor(), Some(&stats), Some(1)));
+        assert_eq!(leader["riptide_cluster_enabled{}"], 1.0);
+        assert_eq!(leader["riptide_cluster_is_leader{}"], 1.0);
+        assert_eq!(leader["riptide_cluster_term{}"], 5.0);
+        assert_eq!(leader["riptide_cluster_leader_id{}"], 2.0);
+        assert_eq!(leader["riptide_cluster_applied_index{}"], 76.0);
+        assert_eq!(leader["riptide_cluster_voters{}"], 3.0);
+        assert_eq!(
+            leader["riptide_cluster_node_voter{node=node-4,node_id=4}"],
+            0.0
+        );
+        assert_eq!(
+            leader["riptide_cluster_node_lag_messages{node=node-3,node_id=3}"],
+            30.0
+        );
+        assert_eq!(
+            leader["riptide_cluster_node_lag_bytes{node=node-4,node_id=4}"],
+            4000.0
+        );
+        stats.cluster = Some(cluster_view(1));
+        let follower = values(&render(&supervisor(), Some(&stats), Some(1)));
+        assert_eq!(follower["riptide_cluster_is_leader{}"], 0.0);
+        assert!(
+            !follower
+                .keys()
+                .any(|k| k.starts_with("riptide_cluster_node_lag")),
+            "a follower does not know the lag"
+        );
+    }
+
+    #[test]
+    fn cluster_mode_off_is_one_gauge_at_zero() {
+        let page = values(&render(&supervisor(), Some(&snapshot()), Some(1)));
+        assert_eq!(page["riptide_cluster_enabled{}"], 0.0);
+        assert!(!page.keys().any(|k| k.starts_with("riptide_cluster_term")));
+    }
+
+    #[test]
+    fn the_control_counters_append_to_a_page() {
+        let mut text = render(&supervisor(), None, None);
+        render_control(&mut text, 3, [("control", 2), ("http", 5)]);
+        let page = values(&text);
+        assert_eq!(page["riptide_control_unauthorized_total{}"], 3.0);
+        assert_eq!(
+            page["riptide_control_tls_handshake_failures_total{listener=control}"],
+            2.0
+        );
+        assert_eq!(
+            page["riptide_control_tls_handshake_failures_total{listener=http}"],
+            5.0
         );
     }
 

@@ -8,12 +8,18 @@
 //! control = "127.0.0.1:9091"
 //! username = "iggy"
 //! password = "iggy"
+//!
+//! [contexts.east]
+//! address = "10.0.0.1:8090"
+//! control = "https://appliance-east:9091"   # host:port is http://, or https:// with a CA
+//! control_token_file = "~/.config/riptide/east.token"   # or control_token = "..."
+//! control_ca_file = "~/.config/riptide/east-ca.pem"     # the CA that signed its certificate
 //! ```
 
 use super::{exit, CliError, ConnectionArgs};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const ADDRESS_DEFAULT: &str = "127.0.0.1:8090";
 pub const USERNAME_DEFAULT: &str = "iggy";
@@ -26,6 +32,10 @@ pub struct Target {
     pub username: String,
     pub password: String,
     pub control: String,
+    /// The control API's bearer token, if it wants one.
+    pub control_token: Option<String>,
+    /// The CA certificate(s) to trust for an HTTPS control API (instead of the system's).
+    pub control_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +53,9 @@ struct Context {
     username: Option<String>,
     password: Option<String>,
     control: Option<String>,
+    control_token: Option<String>,
+    control_token_file: Option<PathBuf>,
+    control_ca_file: Option<PathBuf>,
 }
 
 /// The contexts file's path.
@@ -101,13 +114,48 @@ fn env_fallback(names: &[&str]) -> Option<String> {
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
+/// `~/` at the start of a path is the home directory (contexts are written by hand).
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The control token: the flag (or RIPTIDE_CONTROL_TOKEN), else the context's token or the
+/// first line of its token file.
+fn control_token(args: &ConnectionArgs, context: &Context) -> Result<Option<String>, CliError> {
+    if let Some(token) = args.control_token.clone().filter(|t| !t.is_empty()) {
+        return Ok(Some(token));
+    }
+    if let Some(token) = context.control_token.clone() {
+        return Ok(Some(token));
+    }
+    let Some(file) = &context.control_token_file else {
+        return Ok(None);
+    };
+    let path = expand_home(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::new(
+            exit::CONFIG,
+            format!("the context's control_token_file {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(text.trim().to_string()))
+}
+
 /// Resolves flags (clap already merged the RIPTIDE_* variables) → IGGY_* variables → context →
 /// defaults. The control address defaults to the configuration's default.
 ///
 /// # Errors
-/// A named context that does not exist, or an unreadable contexts file.
+/// A named context that does not exist, an unreadable contexts file or token file.
 pub fn resolve(args: &ConnectionArgs) -> Result<Target, CliError> {
     let context = load_context(args.context.as_deref())?;
+    let control_token = control_token(args, &context)?;
+    let control_ca_file = args
+        .control_ca_file
+        .clone()
+        .or_else(|| context.control_ca_file.as_deref().map(expand_home));
     let pick =
         |flag: &Option<String>, iggy_env: &[&str], from_context: &Option<String>, default: &str| {
             flag.clone()
@@ -140,5 +188,53 @@ pub fn resolve(args: &ConnectionArgs) -> Result<Target, CliError> {
             &context.control,
             crate::constants::CONTROL_ADDRESS_DEFAULT,
         ),
+        control_token,
+        control_ca_file,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_the_flag_then_the_context_then_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-the-file-0123\n").unwrap();
+        let mut args = ConnectionArgs {
+            address: None,
+            username: None,
+            password: None,
+            control: None,
+            context: None,
+            control_token: None,
+            control_ca_file: None,
+        };
+        let mut context = Context {
+            control_token_file: Some(file),
+            ..Context::default()
+        };
+        assert_eq!(
+            control_token(&args, &context).unwrap().as_deref(),
+            Some("from-the-file-0123")
+        );
+        context.control_token = Some("from-the-context-01".into());
+        assert_eq!(
+            control_token(&args, &context).unwrap().as_deref(),
+            Some("from-the-context-01")
+        );
+        args.control_token = Some("from-the-flag-0123".into());
+        assert_eq!(
+            control_token(&args, &context).unwrap().as_deref(),
+            Some("from-the-flag-0123")
+        );
+        let missing = Context {
+            control_token_file: Some(dir.path().join("absent")),
+            ..Context::default()
+        };
+        args.control_token = None;
+        assert!(control_token(&args, &missing).is_err());
+        assert_eq!(control_token(&args, &Context::default()).unwrap(), None);
+    }
 }

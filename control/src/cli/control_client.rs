@@ -15,21 +15,78 @@ use std::time::{Duration, Instant};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A client of the control API at `address` (host:port).
-struct Control {
-    http: reqwest::Client,
-    base: String,
+/// A client of the control API.
+pub(crate) struct Control {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+}
+
+/// The control API's base URL: an address with a scheme as given; host:port over HTTPS when a
+/// CA is given to trust (or the appliance's configuration serves TLS), else plain HTTP.
+fn base_url(address: &str, tls: bool) -> String {
+    if address.starts_with("http://") || address.starts_with("https://") {
+        return address.trim_end_matches('/').to_string();
+    }
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{address}")
+}
+
+/// An error with the causes reqwest keeps in its source chain (a certificate the CA did not
+/// sign, a refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 impl Control {
-    fn new(address: &str) -> Result<Control, CliError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(CONTROL_REQUEST_TIMEOUT_MS))
+    /// A client of the control API at the target's address.
+    pub(crate) fn new(target: &Target) -> Result<Control, CliError> {
+        Self::at(&target.control, target, false)
+    }
+
+    /// A client of the control API at `address`, with the target's token and CA; `tls` picks
+    /// HTTPS for an address without a scheme.
+    fn at(address: &str, target: &Target, tls: bool) -> Result<Control, CliError> {
+        let failure = |what: String| CliError::new(exit::FAILURE, what);
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_millis(CONTROL_REQUEST_TIMEOUT_MS));
+        if let Some(token) = &target.control_token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    CliError::new(exit::USAGE, "the control token must be visible ASCII")
+                })?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(path) = &target.control_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::new(
+                    exit::CONFIG,
+                    format!("control CA file {}: {e}", path.display()),
+                )
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                CliError::new(
+                    exit::CONFIG,
+                    format!("control CA file {}: {}", path.display(), with_causes(&e)),
+                )
+            })?;
+            builder = builder.tls_certs_only(certificates);
+        }
+        let http = builder
             .build()
-            .map_err(|e| CliError::new(exit::FAILURE, format!("HTTP client: {e}")))?;
+            .map_err(|e| failure(format!("HTTP client: {}", with_causes(&e))))?;
+        let tls = tls || target.control_ca_file.is_some();
         Ok(Control {
             http,
-            base: format!("http://{address}"),
+            base: base_url(address, tls),
         })
     }
 
@@ -37,25 +94,40 @@ impl Control {
         CliError::new(
             exit::UNREACHABLE,
             format!(
-                "cannot reach riptide-control at {}: {e} (is it running? riptidectl up)",
-                self.base
+                "cannot reach riptide-control at {}: {} (is it running? riptidectl up)",
+                self.base,
+                with_causes(e)
             ),
         )
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, String), CliError> {
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, String), CliError> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let code = response.status().as_u16();
         let body = response.text().await.map_err(|e| self.unreachable(&e))?;
+        if code == 401 {
+            return Err(CliError::new(
+                exit::REFUSED,
+                format!(
+                    "riptide-control at {} refused the request without its token (401): pass \
+                     --control-token, set RIPTIDE_CONTROL_TOKEN, or control_token / \
+                     control_token_file in the context",
+                    self.base
+                ),
+            ));
+        }
         Ok((code, body))
     }
 
-    async fn get(&self, path: &str) -> Result<(u16, String), CliError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<(u16, String), CliError> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
     }
 
-    async fn get_json(&self, path: &str) -> Result<Value, CliError> {
+    pub(crate) async fn get_json(&self, path: &str) -> Result<Value, CliError> {
         let (code, body) = self.get(path).await?;
         let value: Value = serde_json::from_str(&body).map_err(|e| {
             CliError::new(
@@ -73,18 +145,20 @@ impl Control {
     }
 }
 
-/// The control address `riptidectl up` should wait on: the configuration's, else the target's.
+/// The control address `riptidectl up` should wait on and whether it serves HTTPS: the
+/// configuration's, else the target's.
 fn control_address_for(
     config: Option<&std::path::Path>,
     target: &Target,
-) -> Result<String, CliError> {
+) -> Result<(String, bool), CliError> {
     match config {
         Some(path) => {
             let loaded = crate::control::load_config(Some(path))
                 .map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
-            Ok(loaded.control.address)
+            let tls = loaded.control.tls_files().is_some();
+            Ok((loaded.control.address, tls))
         }
-        None => Ok(target.control.clone()),
+        None => Ok((target.control.clone(), false)),
     }
 }
 
@@ -112,8 +186,8 @@ fn log_tail(path: &std::path::Path) -> String {
 }
 
 pub async fn up(target: &Target, args: UpArgs, json: bool) -> CliResult {
-    let address = control_address_for(args.config.as_deref(), target)?;
-    let control = Control::new(&address)?;
+    let (address, tls) = control_address_for(args.config.as_deref(), target)?;
+    let control = Control::at(&address, target, tls)?;
     if let Ok((200, _)) = control.get("/health").await {
         let already = json!({"status": "already up", "control": address});
         return emit(json, &already, || {
@@ -195,7 +269,7 @@ async fn wait_healthy(
 }
 
 pub async fn down(target: &Target, json: bool) -> CliResult {
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let (code, body) = control
         .send(control.http.post(format!("{}/shutdown", control.base)))
         .await?;
@@ -317,14 +391,14 @@ fn http_text(http: &Value) -> String {
 
 /// `riptidectl http`: where the HTTP API and the web console are.
 pub async fn http(target: &Target, json: bool) -> CliResult {
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let status = control.get_json("/status").await?;
     let http = status["http"].clone();
     emit(json, &http, || http_text(&http))
 }
 
 pub async fn status(target: &Target, json: bool) -> CliResult {
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let status = control.get_json("/status").await?;
     emit(json, &status, || status_text(&status))
 }
@@ -333,7 +407,7 @@ pub async fn config(target: &Target, command: ConfigCommand, json: bool) -> CliR
     match command {
         ConfigCommand::Validate { file } => validate(file, json),
         ConfigCommand::Show { toml } => {
-            let control = Control::new(&target.control)?;
+            let control = Control::new(target)?;
             if toml {
                 let (code, body) = control.get("/config?format=toml").await?;
                 if code != 200 {
@@ -401,7 +475,7 @@ fn pairs_to_change(pairs: &[String]) -> Result<Value, CliError> {
 
 async fn set(target: &Target, pairs: Vec<String>, json: bool) -> CliResult {
     let change = pairs_to_change(&pairs)?;
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let (code, body) = control
         .send(
             control
@@ -430,7 +504,7 @@ async fn set(target: &Target, pairs: Vec<String>, json: bool) -> CliResult {
 }
 
 pub async fn steering(target: &Target, json: bool) -> CliResult {
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let value = control.get_json("/steering").await?;
     emit(json, &value, || {
         let mut t = table(&["worker", "open connections", "accepted"]);
@@ -451,7 +525,7 @@ pub async fn steering(target: &Target, json: bool) -> CliResult {
 }
 
 pub async fn metrics(target: &Target, json: bool) -> CliResult {
-    let control = Control::new(&target.control)?;
+    let control = Control::new(target)?;
     let (code, body) = control.get("/metrics").await?;
     if code != 200 {
         return Err(CliError::new(

@@ -3,6 +3,7 @@
 //!
 //! Exit codes (stable, for scripts): see [`exit`].
 
+pub mod cluster;
 pub mod context;
 pub mod control_client;
 pub mod data;
@@ -35,8 +36,9 @@ const EXIT_CODES_HELP: &str = "\
 Exit codes: 0 ok, 1 failure, 2 usage, 3 appliance unreachable, 4 request refused by the server,
 5 not found, 6 configuration change needs a restart, 78 invalid configuration.
 Connection: flags, then RIPTIDE_ADDRESS / IGGY_TCP_SERVER_ADDRESS, RIPTIDE_USERNAME / IGGY_USERNAME,
-RIPTIDE_PASSWORD / IGGY_PASSWORD, RIPTIDE_CONTROL, then the context (--context, RIPTIDE_CONTEXT or the
-file's `default`) in $XDG_CONFIG_HOME/riptide/contexts.toml (~/.config/riptide/contexts.toml).";
+RIPTIDE_PASSWORD / IGGY_PASSWORD, RIPTIDE_CONTROL, RIPTIDE_CONTROL_TOKEN, RIPTIDE_CONTROL_CA_FILE, then
+the context (--context, RIPTIDE_CONTEXT or the file's `default`) in $XDG_CONFIG_HOME/riptide/contexts.toml
+(~/.config/riptide/contexts.toml).";
 
 /// A failure with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +80,21 @@ pub struct ConnectionArgs {
     pub username: Option<String>,
     #[arg(long, global = true, env = "RIPTIDE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Control API address of riptide-control (host:port).
+    /// Control API address of riptide-control: host:port (HTTP, or HTTPS with --control-ca-file),
+    /// http://host:port or https://host:port.
     #[arg(long, global = true, env = "RIPTIDE_CONTROL")]
     pub control: Option<String>,
+    /// The control API's bearer token (`control.token` of the appliance).
+    #[arg(
+        long,
+        global = true,
+        env = "RIPTIDE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
+    /// PEM CA certificate(s) that signed the control API's certificate (HTTPS).
+    #[arg(long, global = true, env = "RIPTIDE_CONTROL_CA_FILE")]
+    pub control_ca_file: Option<PathBuf>,
     /// A named context from the contexts file.
     #[arg(long, global = true, env = "RIPTIDE_CONTEXT")]
     pub context: Option<String>,
@@ -117,6 +131,9 @@ pub enum Command {
     Steering(SteeringCommand),
     /// The Prometheus metrics page (parsed into JSON with --json).
     Metrics,
+    /// The cluster: status (nodes, roles, term, leaders, lag), adding and removing nodes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -372,6 +389,41 @@ pub enum SteeringCommand {
     Show,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes and their roles, the term, each partition's leader, the followers' lag in log
+    /// entries, messages and bytes (as the leader sees it).
+    Status,
+    /// Add a node: start it first with a configuration listing the members and itself; it joins
+    /// as a learner, catches up, then votes.
+    #[command(alias = "add-node")]
+    Add(AddNodeArgs),
+    /// Remove a node from the cluster (it stops receiving the log; stop it afterwards).
+    #[command(alias = "remove-node")]
+    Remove {
+        /// The node's id (`cluster.node_id` in its configuration).
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddNodeArgs {
+    /// The new node's id (`cluster.node_id` in its configuration).
+    pub id: u64,
+    /// Where its peers reach it (its `cluster.replication_address`).
+    #[arg(long)]
+    pub replication_address: String,
+    /// Where clients reach it (its Iggy TCP address).
+    #[arg(long)]
+    pub tcp_address: String,
+    /// Its name in the roster (default: node-<id>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where its riptide-control serves the HTTP API, if it does.
+    #[arg(long)]
+    pub http_address: Option<String>,
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     if let Command::Completions { shell } = &cli.command {
@@ -409,6 +461,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Config(command) => control_client::config(&target, command, json).await,
         Command::Steering(SteeringCommand::Show) => control_client::steering(&target, json).await,
         Command::Metrics => control_client::metrics(&target, json).await,
+        Command::Cluster(command) => cluster::run(&target, command, json).await,
         Command::Stream(command) => data::stream(&target, command, json).await,
         Command::Topic(command) => data::topic(&target, command, json).await,
         Command::Partition(command) => data::partition(&target, command, json).await,

@@ -33,6 +33,7 @@ pub mod sessions;
 
 use crate::api::AppState;
 use crate::overview::Overview;
+use crate::tls_listener::ApiListener;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CONNECTION};
 use axum::http::request::Parts;
@@ -81,6 +82,8 @@ pub enum HttpStartError {
     },
     #[error("{0}")]
     Jwt(#[from] jwt::JwtError),
+    #[error("configuration refused:\n{0}")]
+    Tls(#[from] crate::tls_listener::TlsSetupError),
 }
 
 pub fn now_s() -> u64 {
@@ -96,25 +99,29 @@ pub fn now_s() -> u64 {
 pub async fn start(
     app: Arc<AppState>,
     overview: Arc<Overview>,
-) -> Result<Option<(tokio::net::TcpListener, Arc<HttpState>)>, HttpStartError> {
+) -> Result<Option<(ApiListener, Arc<HttpState>)>, HttpStartError> {
     let config = app.config_snapshot();
     let http = &config.http;
     if !http.enabled {
         return Ok(None);
     }
     let jwt = JwtKeys::load(http, &app.data_dir)?;
-    let listener = tokio::net::TcpListener::bind(&http.address)
+    let tls = match http.tls_files() {
+        Some((cert, key)) => Some(crate::tls_listener::server_config(
+            cert,
+            key,
+            crate::tls_listener::HTTP_TLS_KEYS,
+        )?),
+        None => None,
+    };
+    let failures = app.counters.http_tls_handshake_failures.clone();
+    let listener = ApiListener::bind(&http.address, tls, failures)
         .await
         .map_err(|source| HttpStartError::Bind {
             address: http.address.clone(),
             source,
         })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| HttpStartError::Bind {
-            address: http.address.clone(),
-            source,
-        })?;
+    let address = listener.address;
     let connector = DataplaneConnector::new(
         app.data_dir.clone(),
         Some(app.supervisor.clone()),

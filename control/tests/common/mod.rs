@@ -64,11 +64,26 @@ pub fn is_root() -> bool {
 /// A blocking HTTP/1.1 request to the control API (the tests' own client, independent of the
 /// CLI's): returns the status code and the body.
 pub fn http(address: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_with(address, method, path, body, &[])
+}
+
+/// [`http`] with extra request headers (e.g. `("Authorization", "Bearer ...")`).
+pub fn http_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut answer = String::new();
@@ -98,6 +113,20 @@ impl Appliance {
     }
 
     pub fn start_with(extra_env: &[(&str, &str)], config: Option<&str>) -> Option<Appliance> {
+        let appliance = Self::spawn(extra_env, config, true)?;
+        appliance.wait_healthy();
+        Some(appliance)
+    }
+
+    /// Starts riptide-control and waits until its control API is bound (not until healthy).
+    /// `scratch_addresses` puts every listener on a free loopback port and two threads of each
+    /// kind; without it the configuration's addresses and threads are used. The data
+    /// directory is always the scratch one.
+    pub fn spawn(
+        extra_env: &[(&str, &str)],
+        config: Option<&str>,
+        scratch_addresses: bool,
+    ) -> Option<Appliance> {
         let dataplane = dataplane_bin();
         if !require(
             dataplane.is_some(),
@@ -116,11 +145,6 @@ impl Appliance {
             .arg("--dataplane-bin")
             .arg(dataplane.expect("checked"))
             .env("IGGY_SYSTEM_PATH", dir.path().join("data"))
-            .env("IGGY_TCP_ADDRESS", "127.0.0.1:0")
-            .env("RIPTIDE_CONTROL_ADDRESS", "127.0.0.1:0")
-            .env("RIPTIDE_HTTP_ADDRESS", "127.0.0.1:0")
-            .env("RIPTIDE_DATAPLANE_NETWORK_WORKERS", "2")
-            .env("RIPTIDE_DATAPLANE_STORAGE_SHARDS", "2")
             .env_remove("RUST_LOG")
             // riptidectl's variables share the RIPTIDE_ prefix with the configuration's
             // overrides: riptide-control must keep them away from the configuration.
@@ -128,6 +152,14 @@ impl Appliance {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        if scratch_addresses {
+            command
+                .env("IGGY_TCP_ADDRESS", "127.0.0.1:0")
+                .env("RIPTIDE_CONTROL_ADDRESS", "127.0.0.1:0")
+                .env("RIPTIDE_HTTP_ADDRESS", "127.0.0.1:0")
+                .env("RIPTIDE_DATAPLANE_NETWORK_WORKERS", "2")
+                .env("RIPTIDE_DATAPLANE_STORAGE_SHARDS", "2");
+        }
         if let Some(text) = config {
             let path = dir.path().join("riptide.toml");
             std::fs::write(&path, text).expect("config file");
@@ -143,11 +175,9 @@ impl Appliance {
             control: String::new(),
             log_path,
         };
-        appliance.control = appliance
-            .wait_for_file("runtime/control_address")
-            .trim()
-            .to_string();
-        appliance.wait_healthy();
+        let bound = appliance.wait_for_file("runtime/control_address");
+        // A control API bound to every address is reached on loopback.
+        appliance.control = bound.trim().replace("0.0.0.0:", "127.0.0.1:");
         Some(appliance)
     }
 
