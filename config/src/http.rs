@@ -80,6 +80,20 @@ fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigEr
     ))
 }
 
+/// The pool's bounds, (per user, in total), for a dataplane taking `tcp_connections_max`
+/// connections: `pool_connections_max = 0` is half of them, at most [`HTTP_POOL_AUTO_MAX`]; a user
+/// never gets more than the total.
+pub fn pool_limits(http: &HttpConfig, tcp_connections_max: u32) -> (u32, u32) {
+    let total = match http.pool_connections_max {
+        0 => (tcp_connections_max / 2).clamp(1, HTTP_POOL_AUTO_MAX),
+        explicit => explicit,
+    };
+    (http.pool_connections_per_user_max.min(total), total)
+}
+
+/// The automatic pool bound's ceiling (`pool_connections_max = 0`).
+pub const HTTP_POOL_AUTO_MAX: u32 = 256;
+
 /// Checks the `[http]` section; `tcp_connections_max` bounds the pool (its connections count
 /// against the dataplane's limit like any client's).
 ///
@@ -133,9 +147,12 @@ pub fn validate(http: &HttpConfig, tcp_connections_max: u32) -> Result<(), Confi
         1,
         u64::from(HTTP_POOL_PER_USER_LIMIT),
     )?;
-    // Leave at least half of the dataplane's connections to the other clients.
+    // Leave at least half of the dataplane's connections to the other clients; 0 = that bound
+    // (at most the default pool), so a small tcp.connections_max needs no second key.
     let pool_limit = u64::from(tcp_connections_max / 2).max(1);
-    if !(1..=pool_limit).contains(&u64::from(http.pool_connections_max)) {
+    if http.pool_connections_max != 0
+        && !(1..=pool_limit).contains(&u64::from(http.pool_connections_max))
+    {
         return Err(ConfigError::invalid(
             "http.pool_connections_max",
             format!("must be between 1 and {pool_limit} (half of tcp.connections_max)"),
@@ -153,7 +170,9 @@ pub fn validate(http: &HttpConfig, tcp_connections_max: u32) -> Result<(), Confi
             "http.tls_cert_file and http.tls_key_file go together (PEM files; both or neither)",
         ));
     }
-    if http.pool_connections_per_user_max > http.pool_connections_max {
+    if http.pool_connections_max != 0
+        && http.pool_connections_per_user_max > http.pool_connections_max
+    {
         return Err(ConfigError::invalid(
             "http.pool_connections_per_user_max",
             "cannot exceed http.pool_connections_max",
@@ -202,6 +221,7 @@ fn validate_origins(origins: &[String]) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{pool_limits, HTTP_POOL_AUTO_MAX};
     use crate::Config;
     use std::path::Path;
 
@@ -223,6 +243,16 @@ mod tests {
         assert_eq!(config.http.jwt_access_token_expiry_s, 3600);
         assert!(config.http.cors_allowed_origins.is_empty());
         assert!(config.http.jwt_secret.is_empty());
+    }
+
+    #[test]
+    fn the_automatic_pool_bound_follows_tcp_connections_max() {
+        let config = Config::load_from(None, &[]).unwrap();
+        assert_eq!(pool_limits(&config.http, 10_000), (8, HTTP_POOL_AUTO_MAX));
+        assert_eq!(pool_limits(&config.http, 4), (2, 2));
+        assert_eq!(pool_limits(&config.http, 1), (1, 1));
+        let small = Config::load_from(None, &[("RIPTIDE_TCP_CONNECTIONS_MAX".into(), "4".into())]);
+        assert!(small.is_ok(), "{small:?}");
     }
 
     #[test]

@@ -127,11 +127,13 @@ pub async fn start(
         Some(app.supervisor.clone()),
         config.tcp.address.clone(),
     );
+    let (per_user_max, total_max) =
+        riptide_config::http::pool_limits(http, config.tcp.connections_max);
     let pool = pool::Pool::new(
         connector,
         PoolLimits {
-            per_user_max: http.pool_connections_per_user_max as usize,
-            total_max: http.pool_connections_max as usize,
+            per_user_max: per_user_max as usize,
+            total_max: total_max as usize,
             idle_timeout: Duration::from_millis(http.pool_idle_timeout_ms),
         },
     );
