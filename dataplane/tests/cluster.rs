@@ -419,6 +419,63 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
             sent.confirmations.first().map(|c| c.base_offset) == Some(0),
             "persisted send: {sent:?}"
         );
+        // A purge, and a stream deleted and created again under the same ids, restart the
+        // partition at offset 0: the leader must not go on from the offsets it gave before.
+        client
+            .purge_topic(&id(stream.id), &id(persisted.id))
+            .await
+            .sdk("purge_topic")?;
+        let after_purge = scenarios::send_to(
+            &client,
+            stream.id,
+            persisted.id,
+            &Partitioning::partition_id(0),
+            "after purge",
+            2,
+        )
+        .await?;
+        ensure!(
+            after_purge.confirmations.first().map(|c| c.base_offset) == Some(0),
+            "send after a purge: {after_purge:?}"
+        );
+        client
+            .delete_stream(&id(stream.id))
+            .await
+            .sdk("delete_stream")?;
+        let again = client
+            .create_stream("via-follower")
+            .await
+            .sdk("create the stream again")?;
+        let topic_again = client
+            .create_topic(
+                &id(again.id),
+                "persisted",
+                &TopicCreateOptions {
+                    partitions_count: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .sdk("create the topic again")?;
+        ensure!(
+            (again.id, topic_again.id) == (stream.id, persisted.id),
+            "the ids were not reused: stream {} topic {}",
+            again.id,
+            topic_again.id
+        );
+        let recreated = scenarios::send_to(
+            &client,
+            again.id,
+            topic_again.id,
+            &Partitioning::partition_id(0),
+            "recreated",
+            2,
+        )
+        .await?;
+        ensure!(
+            recreated.confirmations.first().map(|c| c.base_offset) == Some(0),
+            "send to a recreated partition: {recreated:?}"
+        );
         // A follower's own answer to a write is the error the SDK redirects on.
         let mut raw = RawConnection::connect(lab.nodes[follower].tcp_address()).await?;
         raw.login_root().await?;

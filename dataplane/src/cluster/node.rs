@@ -373,6 +373,7 @@ impl Node {
             Ok(command) => command,
             Err(code) => return MetadataOutcome::Failed(code),
         };
+        let purges = matches!(command, Command::Purge { .. });
         let flushed_here = match &command {
             Command::Append {
                 key,
@@ -396,6 +397,10 @@ impl Node {
                 return MetadataOutcome::Failed(ErrorCode::TransientNotAccepted);
             }
         };
+        if purges {
+            // A purge restarts its partitions at offset 0: later batches wait for it.
+            return replicated_outcome(self.await_commit(receiver, &mut leadership).await);
+        }
         // Submitted in order: the lock may go while the entry commits.
         drop(leadership);
         if let Some((key, base_offset, messages, flushed)) = flushed_here {
@@ -410,18 +415,7 @@ impl Node {
             // Not flushed here in time (or the leadership went first): the commit decides.
             self.log.forget(key, base_offset);
         }
-        match self.await_commit_unlocked(receiver).await {
-            Ok(Response::Appended {
-                base_offset,
-                last_offset,
-            }) => MetadataOutcome::Replicated(ShardOutcome::Appended {
-                base_offset,
-                last_offset,
-            }),
-            Ok(Response::Done) => MetadataOutcome::Replicated(ShardOutcome::Done),
-            Ok(Response::Refused(code)) => MetadataOutcome::Failed(error_code(code)),
-            Err(code) => MetadataOutcome::Failed(code),
-        }
+        replicated_outcome(self.await_commit_unlocked(receiver).await)
     }
 
     /// The command a write becomes; a batch gets the next offsets of its partition.
@@ -484,8 +478,16 @@ impl Node {
         leadership: &mut Leadership,
     ) -> Result<Response, ErrorCode> {
         let result = self.await_commit_unlocked(receiver).await;
-        if result == Err(ErrorCode::TransientNotAccepted) {
-            leadership.ready = false;
+        match result {
+            // Applied in order: everything before this entry is applied too, so the state
+            // machine's offsets are current again, and a partition this entry deleted,
+            // recreated or purged must not keep the offsets given out before it.
+            Ok(_) => leadership.assigned.clear(),
+            // Not known to be applied: no offsets until the log up to here is.
+            Err(_) => {
+                leadership.ready = false;
+                leadership.start_index = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+            }
         }
         result
     }
@@ -798,6 +800,22 @@ impl Node {
             Ok(_) => AdminReply::Done,
             Err(error) => AdminReply::Failed(format!("changing the membership: {error}")),
         }
+    }
+}
+
+/// What a committed (or failed) data write answers.
+fn replicated_outcome(response: Result<Response, ErrorCode>) -> MetadataOutcome {
+    match response {
+        Ok(Response::Appended {
+            base_offset,
+            last_offset,
+        }) => MetadataOutcome::Replicated(ShardOutcome::Appended {
+            base_offset,
+            last_offset,
+        }),
+        Ok(Response::Done) => MetadataOutcome::Replicated(ShardOutcome::Done),
+        Ok(Response::Refused(code)) => MetadataOutcome::Failed(error_code(code)),
+        Err(code) => MetadataOutcome::Failed(code),
     }
 }
 
