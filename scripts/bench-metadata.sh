@@ -96,8 +96,10 @@ done
 
 printf '%-9s %3s %12s %10s %12s %12s %8s  %s\n' build run "alone MB/s" "alone p99" "churn MB/s" "churn p99" "p99 x" "churn"
 for row in "${rows[@]}"; do
+  # Seven columns, then the churn tool's own words (several) as one.
   # shellcheck disable=SC2086
-  printf '%-9s %3s %12s %10s %12s %12s %8s  %s\n' $row
+  set -- $row
+  printf '%-9s %3s %12s %10s %12s %12s %8s  %s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${*:8}"
 done
 echo
 echo "median per build (p99 in us):"
