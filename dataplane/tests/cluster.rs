@@ -351,6 +351,20 @@ fn endpoints(lab: &Lab) -> Vec<Endpoint> {
 
 /// Creates the replicated topic the load writes to (`durability` is the SDK's default,
 /// `replicated`); returns (stream, topic).
+/// Sends `count` messages to partition 0 and checks the partition gave them offsets from 0 on.
+async fn send_at_offset_zero(
+    client: &IggyClient,
+    (stream, topic): (u32, u32),
+    tag: &str,
+    count: u32,
+) -> anyhow::Result<()> {
+    let partitioning = Partitioning::partition_id(0);
+    let sent = scenarios::send_to(client, stream, topic, &partitioning, tag, count).await?;
+    let base_offset = sent.confirmations.first().map(|c| c.base_offset);
+    ensure!(base_offset == Some(0), "sent at {base_offset:?}: {sent:?}");
+    Ok(())
+}
+
 async fn history_topic(endpoint: &Endpoint) -> anyhow::Result<(u32, u32)> {
     let client = endpoint.client().await?;
     scenarios::stream_and_topic(&client, "history", "events", PRODUCERS).await
@@ -406,38 +420,18 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
             )
             .await
             .sdk("create a persisted topic")?;
-        let sent = scenarios::send_to(
-            &client,
-            stream.id,
-            persisted.id,
-            &Partitioning::partition_id(0),
-            "persisted",
-            3,
-        )
-        .await?;
-        ensure!(
-            sent.confirmations.first().map(|c| c.base_offset) == Some(0),
-            "persisted send: {sent:?}"
-        );
+        send_at_offset_zero(&client, (stream.id, persisted.id), "persisted", 3)
+            .await
+            .context("persisted send")?;
         // A purge, and a stream deleted and created again under the same ids, restart the
         // partition at offset 0: the leader must not go on from the offsets it gave before.
         client
             .purge_topic(&id(stream.id), &id(persisted.id))
             .await
             .sdk("purge_topic")?;
-        let after_purge = scenarios::send_to(
-            &client,
-            stream.id,
-            persisted.id,
-            &Partitioning::partition_id(0),
-            "after purge",
-            2,
-        )
-        .await?;
-        ensure!(
-            after_purge.confirmations.first().map(|c| c.base_offset) == Some(0),
-            "send after a purge: {after_purge:?}"
-        );
+        send_at_offset_zero(&client, (stream.id, persisted.id), "after purge", 2)
+            .await
+            .context("send after a purge")?;
         client
             .delete_stream(&id(stream.id))
             .await
@@ -463,19 +457,9 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
             again.id,
             topic_again.id
         );
-        let recreated = scenarios::send_to(
-            &client,
-            again.id,
-            topic_again.id,
-            &Partitioning::partition_id(0),
-            "recreated",
-            2,
-        )
-        .await?;
-        ensure!(
-            recreated.confirmations.first().map(|c| c.base_offset) == Some(0),
-            "send to a recreated partition: {recreated:?}"
-        );
+        send_at_offset_zero(&client, (again.id, topic_again.id), "recreated", 2)
+            .await
+            .context("send to a recreated partition")?;
         // A follower's own answer to a write is the error the SDK redirects on.
         let mut raw = RawConnection::connect(lab.nodes[follower].tcp_address()).await?;
         raw.login_root().await?;
