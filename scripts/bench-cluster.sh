@@ -193,3 +193,6 @@ done
 echo "What bounds the cluster here: its three nodes share $(nproc) CPUs and one disk, so every"
 echo "replicated byte is written six times to the same device (each node's Raft log, synced, and"
 echo "its partition segment) and crosses loopback twice more (leader to each follower)."
+echo "A persisted send is acknowledged from the leader's log before it commits, but polls read"
+echo "committed (applied) messages: the persisted consumer that follows its producer waits for the"
+echo "replication backlog, so its figure is the cluster's replication rate, not the leader's reads."
