@@ -66,6 +66,14 @@ fi
 
 failed=()
 
+# The control process is a client of the data plane: it must not link it (issue 15).
+echo "test: riptide-control links no io_uring, storage, dataplane or eBPF loader"
+if cargo tree -p riptide-control -e normal --prefix none | awk '{print $1}' \
+    | grep -E -x 'io-uring|riptide-storage|riptide-dataplane|aya'; then
+  echo "test: riptide-control depends on the data plane's crates above" >&2
+  failed+=("riptide-control dependency check")
+fi
+
 # Builds the test binaries of `cargo test --no-run "$@"` and runs each one under the timeout, in
 # its package's directory as cargo test would. Failures are collected, not fatal, so one run
 # reports every failing binary.
