@@ -6,7 +6,8 @@
 //! SIGKILL) keep every message.
 //!
 //! One appliance per test binary (and one #[test]): its phases run in turn, one client at a time
-//! (a memif server interface takes one client).
+//! (a memif server interface takes one client). Its shards nap (`dpdk.shard_nap_us`), so the lcore
+//! pushes requests without waking them: every phase also checks that nothing waits unseen.
 
 #![cfg(feature = "dpdk")]
 
@@ -43,7 +44,7 @@ fn dpdk_appliance_over_memif_serves_userspace_clients_survives_a_killed_one_and_
     let config = format!(
         "[dataplane]\nbackend = \"dpdk\"\n\n[dpdk]\nlcores = [{}]\nno_huge = true\n\
          memory_mb = 256\nvdevs = [\"net_memif0\"]\nip_address = \"{APPLIANCE_IP}\"\n\
-         prefix_len = 24\nport = {port}\nidle_backoff_us = 200\n",
+         prefix_len = 24\nport = {port}\nidle_backoff_us = 200\nshard_nap_us = 100\n",
         lcores.join(", ")
     );
     let mut server = Server::start_with_config(Some(&config), &[])

@@ -595,6 +595,9 @@ impl DpdkBackend {
             .eal
             .as_ref()
             .ok_or_else(|| BackendError::InvalidConfig("no EAL".into()))?;
+        // The lcore polls its reply rings every turn and never blocks on its eventfd: the
+        // servers' replies need no wakeup write (see `mesh::ring::Waker`).
+        ctx.links.waker.reader_running();
         let join = eal.launch(lcore_id, move || {
             // The core holds continuations that are not Send: it is built on its lcore.
             let core = crate::session::WorkerCore::new(ctx);
