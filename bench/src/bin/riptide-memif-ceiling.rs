@@ -72,8 +72,11 @@ enum Role {
 
 /// The header's top bit: the client asks for the bytes (down) instead of sending them (up).
 const DOWN_FLAG: u64 = 1 << 63;
-/// What the source sends from: zeros, as many times as asked.
-static SOURCE: [u8; CHUNK_BYTES] = [0; CHUNK_BYTES];
+/// What the source sends from: zeros, as many times as asked. The lcore copies at most one
+/// chunk of the service's output into a socket per turn, so the chunk fills a socket's send
+/// buffer (1 MiB, `SOCKET_TX_BUFFER_DEFAULT_BYTES`), as an appliance's reply does.
+const SOURCE_BYTES: usize = 1024 * 1024;
+static SOURCE: [u8; SOURCE_BYTES] = [0; SOURCE_BYTES];
 
 /// One connection of the sink/source: its 8-byte header, then what it is owed.
 #[derive(Debug, Default)]
@@ -161,7 +164,7 @@ impl Service for SinkSource {
         let chunk: Option<&[u8]> = self.transfer(id).and_then(|t| match t.acknowledgement {
             Some((ref bytes, sent)) if sent < 8 => Some(&bytes[sent..]),
             _ if t.down && t.remaining > 0 => {
-                Some(&SOURCE[..t.remaining.min(CHUNK_BYTES as u64) as usize])
+                Some(&SOURCE[..t.remaining.min(SOURCE_BYTES as u64) as usize])
             }
             _ => None,
         });
