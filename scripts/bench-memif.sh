@@ -250,8 +250,13 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   >"$output/ceiling-server.log" 2>&1 &
 ceiling_pid=$!
 for _ in $(seq 1 100); do [ -S "$work/ceiling.sock" ] && break; sleep 0.1; done
-ceiling_up=$(ceiling up)
-ceiling_down=$(ceiling down)
+ceiling_failed() {
+  echo "bench-memif.sh: the memif ceiling failed; see $output/ceiling-server.log and ceiling-client.log" >&2
+  exit 1
+}
+ceiling_up=$(ceiling up) || ceiling_failed
+ceiling_down=$(ceiling down) || ceiling_failed
+[ -n "$ceiling_up" ] && [ -n "$ceiling_down" ] || ceiling_failed
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
 echo "bench-memif.sh: memif ceilings: up $ceiling_up MB/s, down $ceiling_down MB/s" >&2
 
