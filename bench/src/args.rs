@@ -838,4 +838,47 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("2h").is_err());
     }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn memif_transport_takes_its_socket_and_addresses() {
+        let c = parse(&[
+            "pp",
+            "memif",
+            "--socket",
+            "/run/riptide/memif.sock",
+            "--server-address",
+            "10.77.0.1:8090",
+            "--cpu",
+            "1",
+            "output",
+            "-o",
+            "out",
+        ])
+        .unwrap();
+        let memif = c.memif.expect("memif options");
+        assert_eq!(c.server_address, "10.77.0.1:8090");
+        assert_eq!(memif.socket, PathBuf::from("/run/riptide/memif.sock"));
+        assert_eq!(memif.ip_address, std::net::Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!((memif.prefix_len, memif.cpu), (24, 1));
+        assert_eq!(memif.file_prefix, MEMIF_CLIENT_FILE_PREFIX_DEFAULT);
+        assert!(c.output.is_some());
+        assert!(parse(&["pp", "tcp"]).unwrap().memif.is_none());
+
+        let memif = |extra: &[&str]| {
+            let mut args = vec!["pp", "memif", "--socket", "/s"];
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let error = memif(&[
+            "--server-address",
+            "10.77.0.1:8090",
+            "--ip-address",
+            "10.77.0.2",
+        ]);
+        assert!(error.unwrap_err().contains("--ip-address"));
+        let error = memif(&["--server-address", "localhost:8090"]);
+        assert!(error.unwrap_err().contains("--server-address"));
+        assert!(memif(&[]).is_err(), "the server address is required");
+    }
 }
