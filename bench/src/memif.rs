@@ -44,22 +44,23 @@ const LOCAL_PORT_FIRST: u16 = 49_152;
 /// Egress passes per turn (smoltcp emits one segment per socket per pass), as the appliance's lcore.
 const EGRESS_PASSES_PER_TURN_MAX: usize = 64;
 
+/// Each names its cause in its message (no separate source, so a report shows it once).
 #[derive(Debug, thiserror::Error)]
 pub enum MemifError {
     #[error("the client's EAL: {0}")]
-    Eal(#[from] riptide_dataplane::net::dpdk::eal::EalError),
+    Eal(riptide_dataplane::net::dpdk::eal::EalError),
     #[error(
         "the memif client port: {0} (is the appliance running with vdevs = [\"net_memif0\"] and \
          this --socket?)"
     )]
-    Port(#[from] riptide_dataplane::net::dpdk::port::PortError),
+    Port(riptide_dataplane::net::dpdk::port::PortError),
     #[error(
         "the memif link to {socket} did not come up within {timeout_ms} ms: is the appliance \
          serving net_memif on that socket, and no other client connected to it?"
     )]
     LinkDown { socket: String, timeout_ms: u128 },
     #[error("the client interface: {0}")]
-    Net(#[from] riptide_dataplane::net::dpdk::net::NetError),
+    Net(riptide_dataplane::net::dpdk::net::NetError),
 }
 
 /// How the client attaches to the appliance.
@@ -98,23 +99,27 @@ impl MemifTransport {
             options.socket.display()
         )];
         eal_config.log_level = Some("notice".to_string());
-        let eal = Eal::init(&eal_config)?;
-        let port = Port::open(&eal, MEMIF_CLIENT_DEVICE, &PortConfig::default())?;
-        let link = port.wait_link_up(LINK_UP_TIMEOUT)?;
+        let eal = Eal::init(&eal_config).map_err(MemifError::Eal)?;
+        let port = Port::open(&eal, MEMIF_CLIENT_DEVICE, &PortConfig::default())
+            .map_err(MemifError::Port)?;
+        let link = port
+            .wait_link_up(LINK_UP_TIMEOUT)
+            .map_err(MemifError::Port)?;
         if !link.up {
             return Err(MemifError::LinkDown {
                 socket: options.socket.display().to_string(),
                 timeout_ms: LINK_UP_TIMEOUT.as_millis(),
             });
         }
-        let mut device = MbufDevice::new(port.queue(0)?, None);
+        let mut device = MbufDevice::new(port.queue(0).map_err(MemifError::Port)?, None);
         let interface_config = InterfaceConfig {
-            mac: port.mac()?,
+            mac: port.mac().map_err(MemifError::Port)?,
             ip_address: options.ip_address,
             prefix_len: options.prefix_len,
             gateway: None,
         };
-        let interface = build_interface(&interface_config, &mut device, Instant::from_micros(0))?;
+        let interface = build_interface(&interface_config, &mut device, Instant::from_micros(0))
+            .map_err(MemifError::Net)?;
         let stack = Stack {
             device,
             interface,
