@@ -15,7 +15,7 @@ USAGE
 PACKAGES=(
   build-essential pkg-config clang llvm libclang-dev
   libbpf-dev libxdp-dev linux-libc-dev bpftool
-  libdpdk-dev dpdk
+  libdpdk-dev dpdk librte-net-memif23
   iproute2 ethtool iputils-ping netcat-openbsd nftables
   linux-perf shellcheck ruby util-linux e2fsprogs fuse3
   chromium chromium-driver

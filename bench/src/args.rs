@@ -205,6 +205,36 @@ pub struct EndToEndArgs {
 pub enum Transport {
     /// Iggy binary protocol over TCP.
     Tcp(TcpArgs),
+    /// Iggy binary protocol over smoltcp's TCP on a DPDK memif client port: the appliance must
+    /// serve `net_memif` (its lcore polls the other end of the shared memory).
+    #[cfg(feature = "dpdk")]
+    Memif(MemifArgs),
+}
+
+/// `memif`: the client's own EAL, memif port and address (see `riptide_bench::memif`).
+#[cfg(feature = "dpdk")]
+#[derive(Debug, Args)]
+pub struct MemifArgs {
+    /// The appliance's address on the memif link (its [dpdk] ip_address and port).
+    #[arg(long)]
+    pub server_address: String,
+    /// The appliance's memif socket (`<data>/runtime/memif.sock` unless configured).
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// This client's address and prefix on the memif link.
+    #[arg(long, default_value = MEMIF_CLIENT_ADDRESS_DEFAULT)]
+    pub ip_address: String,
+    /// The CPU the client's lcore (its stack and every actor) is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub cpu: u32,
+    /// The EAL file prefix (distinct from the appliance's riptide-<port>).
+    #[arg(long, default_value = MEMIF_CLIENT_FILE_PREFIX_DEFAULT)]
+    pub file_prefix: String,
+    /// The client's EAL memory (no hugepages), in MiB.
+    #[arg(long, default_value_t = MEMIF_CLIENT_MEMORY_MB_DEFAULT)]
+    pub memory_mb: u32,
+    #[command(subcommand)]
+    pub output: Option<OutputCommand>,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +326,9 @@ pub struct BenchConfig {
     pub server_address: String,
     #[serde(skip)]
     pub output: Option<OutputArgs>,
+    /// Set when the run goes over memif instead of the kernel's TCP.
+    #[cfg(feature = "dpdk")]
+    pub memif: Option<crate::memif::MemifOptions>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -321,7 +354,15 @@ struct Shape {
     streams: u32,
     partitions: u32,
     consumer_groups: u32,
-    transport: TcpArgs,
+    transport: TransportShape,
+}
+
+/// Where the run connects, whatever the transport.
+struct TransportShape {
+    server_address: String,
+    output: Option<OutputCommand>,
+    #[cfg(feature = "dpdk")]
+    memif: Option<MemifArgs>,
 }
 
 impl Cli {
@@ -422,6 +463,8 @@ impl Cli {
             username: g.username,
             password: g.password,
             server_address: shape.transport.server_address.clone(),
+            #[cfg(feature = "dpdk")]
+            memif: shape.transport.memif.map(memif_options).transpose()?,
             output: shape.transport.output.map(|OutputCommand::Output(o)| o),
         })
     }
@@ -429,7 +472,18 @@ impl Cli {
 
 fn shape_of(command: BenchmarkCommand) -> Shape {
     let transport = |t: Transport| match t {
-        Transport::Tcp(tcp) => tcp,
+        Transport::Tcp(tcp) => TransportShape {
+            server_address: tcp.server_address,
+            output: tcp.output,
+            #[cfg(feature = "dpdk")]
+            memif: None,
+        },
+        #[cfg(feature = "dpdk")]
+        Transport::Memif(mut memif) => TransportShape {
+            server_address: memif.server_address.clone(),
+            output: memif.output.take(),
+            memif: Some(memif),
+        },
     };
     match command {
         BenchmarkCommand::PinnedProducer(a) => Shape {
@@ -496,6 +550,42 @@ fn shape_of(command: BenchmarkCommand) -> Shape {
             transport: transport(a.transport),
         },
     }
+}
+
+/// The memif client's options, its address checked.
+#[cfg(feature = "dpdk")]
+fn memif_options(args: MemifArgs) -> Result<crate::memif::MemifOptions, ConfigError> {
+    let invalid = || {
+        ConfigError::Invalid(format!(
+            "memif --ip-address '{}' is not an IPv4 address/prefix such as {MEMIF_CLIENT_ADDRESS_DEFAULT}",
+            args.ip_address
+        ))
+    };
+    let (address, prefix) = args.ip_address.split_once('/').ok_or_else(invalid)?;
+    let ip_address = address.parse().map_err(|_| invalid())?;
+    let prefix_len = prefix
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(invalid)?;
+    if args
+        .server_address
+        .parse::<std::net::SocketAddrV4>()
+        .is_err()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "memif --server-address '{}' is not an IPv4 address:port",
+            args.server_address
+        )));
+    }
+    Ok(crate::memif::MemifOptions {
+        socket: args.socket,
+        ip_address,
+        prefix_len,
+        cpu: args.cpu,
+        file_prefix: args.file_prefix,
+        memory_mb: args.memory_mb,
+    })
 }
 
 fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -747,5 +837,48 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("2h").is_err());
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn memif_transport_takes_its_socket_and_addresses() {
+        let c = parse(&[
+            "pp",
+            "memif",
+            "--socket",
+            "/run/riptide/memif.sock",
+            "--server-address",
+            "10.77.0.1:8090",
+            "--cpu",
+            "1",
+            "output",
+            "-o",
+            "out",
+        ])
+        .unwrap();
+        let memif = c.memif.expect("memif options");
+        assert_eq!(c.server_address, "10.77.0.1:8090");
+        assert_eq!(memif.socket, PathBuf::from("/run/riptide/memif.sock"));
+        assert_eq!(memif.ip_address, std::net::Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!((memif.prefix_len, memif.cpu), (24, 1));
+        assert_eq!(memif.file_prefix, MEMIF_CLIENT_FILE_PREFIX_DEFAULT);
+        assert!(c.output.is_some());
+        assert!(parse(&["pp", "tcp"]).unwrap().memif.is_none());
+
+        let memif = |extra: &[&str]| {
+            let mut args = vec!["pp", "memif", "--socket", "/s"];
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let error = memif(&[
+            "--server-address",
+            "10.77.0.1:8090",
+            "--ip-address",
+            "10.77.0.2",
+        ]);
+        assert!(error.unwrap_err().contains("--ip-address"));
+        let error = memif(&["--server-address", "localhost:8090"]);
+        assert!(error.unwrap_err().contains("--server-address"));
+        assert!(memif(&[]).is_err(), "the server address is required");
     }
 }

@@ -80,12 +80,70 @@ impl ClientError {
 /// One logged-in connection.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: BenchStream,
     client_id: u128,
     session: u64,
     request_counter: u64,
     header: [u8; HEADER_SIZE_BYTES],
     reply: Vec<u8>,
+}
+
+/// The byte stream under a connection: the kernel's TCP, or smoltcp's over memif.
+#[derive(Debug)]
+pub enum BenchStream {
+    Tcp(TcpStream),
+    #[cfg(feature = "dpdk")]
+    Memif(crate::memif::MemifStream),
+}
+
+impl tokio::io::AsyncRead for BenchStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            #[cfg(feature = "dpdk")]
+            BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for BenchStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            #[cfg(feature = "dpdk")]
+            BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            #[cfg(feature = "dpdk")]
+            BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            #[cfg(feature = "dpdk")]
+            BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A non-zero client id, different per connection (time, pid and a per-process counter hashed).
@@ -194,6 +252,41 @@ impl Connection {
                 source,
             })?;
         stream.set_nodelay(true)?;
+        Connection::log_in_over(BenchStream::Tcp(stream), username, password).await
+    }
+
+    /// Logs in over a memif connection (see [`crate::memif`]).
+    ///
+    /// # Errors
+    /// [`ClientError`] when the connection fails, the server refuses the credentials or evicts.
+    #[cfg(feature = "dpdk")]
+    pub async fn connect_memif(
+        net: &crate::memif::MemifNet,
+        address: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Connection, ClientError> {
+        let timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
+        let connect_error = |source| ClientError::Connect {
+            address: address.to_string(),
+            source,
+        };
+        let remote: std::net::SocketAddrV4 = address.parse().map_err(|_| {
+            ClientError::Argument(format!("memif needs an IPv4 address:port, not '{address}'"))
+        })?;
+        let stream = tokio::time::timeout(timeout, net.connect(remote))
+            .await
+            .map_err(|_| ClientError::Timeout(SETUP_TIMEOUT_MS))?
+            .map_err(connect_error)?;
+        Connection::log_in_over(BenchStream::Memif(stream), username, password).await
+    }
+
+    async fn log_in_over(
+        stream: BenchStream,
+        username: &str,
+        password: &str,
+    ) -> Result<Connection, ClientError> {
+        let timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
         let mut conn = Connection {
             stream,
             client_id: new_client_id(0),

@@ -34,6 +34,12 @@ pub const INFLIGHT_DEFAULT: u32 = 1;
 pub const INFLIGHT_MAX: u32 = 1024;
 /// Default server address (iggy-server's TCP default).
 pub const TCP_SERVER_ADDRESS_DEFAULT: &str = "127.0.0.1:8090";
+/// The memif client's address on the link unless `--ip-address` (the appliance's is configured).
+pub const MEMIF_CLIENT_ADDRESS_DEFAULT: &str = "10.77.0.2/24";
+/// The memif client's EAL file prefix: never the appliance's `riptide-<port>`.
+pub const MEMIF_CLIENT_FILE_PREFIX_DEFAULT: &str = "riptide-bench";
+/// The memif client's EAL memory: its mempool (8191 mbufs of 2 KiB) and DPDK's own.
+pub const MEMIF_CLIENT_MEMORY_MB_DEFAULT: u32 = 512;
 /// Default root credentials of iggy-server (and riptide) in development.
 pub const USERNAME_DEFAULT: &str = "iggy";
 pub const PASSWORD_DEFAULT: &str = "iggy";

@@ -6,6 +6,8 @@ pub mod actors;
 pub mod args;
 pub mod client;
 pub mod constants;
+#[cfg(feature = "dpdk")]
+pub mod memif;
 pub mod payload;
 pub mod report;
 pub mod runner;

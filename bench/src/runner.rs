@@ -140,6 +140,7 @@ struct Launch {
     verifiers: Vec<Arc<Mutex<Verifier>>>,
     groups: Vec<Arc<GroupShared>>,
     progress_total: u64,
+    connector: Connector,
 }
 
 impl Launch {
@@ -158,8 +159,7 @@ impl Launch {
     }
 
     async fn connect(&self) -> Result<Connection, RunError> {
-        let c = &self.config;
-        Ok(Connection::connect(&c.server_address, &c.username, &c.password).await?)
+        Ok(self.connector.connect(&self.config).await?)
     }
 
     fn stream_of(&self, index: u32) -> StreamSetup {
@@ -320,11 +320,40 @@ impl Launch {
 /// # Errors
 /// [`RunError`] when setup fails or any actor fails.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
+    run_over(config, Connector::Tcp).await
+}
+
+/// How the run's connections are made.
+#[derive(Clone)]
+pub enum Connector {
+    /// The kernel's TCP.
+    Tcp,
+    /// smoltcp over the memif client port (the actors run on its polling thread).
+    #[cfg(feature = "dpdk")]
+    Memif(crate::memif::MemifNet),
+}
+
+impl Connector {
+    async fn connect(&self, config: &BenchConfig) -> Result<Connection, ClientError> {
+        let (address, user, password) =
+            (&config.server_address, &config.username, &config.password);
+        match self {
+            Connector::Tcp => Connection::connect(address, user, password).await,
+            #[cfg(feature = "dpdk")]
+            Connector::Memif(net) => Connection::connect_memif(net, address, user, password).await,
+        }
+    }
+}
+
+/// [`run`] over the given transport.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_over(config: BenchConfig, connector: Connector) -> Result<BenchReport, RunError> {
     let started_at_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut admin =
-        Connection::connect(&config.server_address, &config.username, &config.password).await?;
+    let mut admin = connector.connect(&config).await?;
     let streams = setup_streams(&mut admin, &config).await?;
     let group_ids = setup_groups(&mut admin, &config, &streams).await?;
     let per_actor = config.message_batches * u64::from(config.messages_per_batch);
@@ -356,6 +385,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
         groups: Vec::new(),
         progress_total: 0,
         config,
+        connector,
     };
     // Every actor connects and logs in first; then they all start at once.
     if launch.config.mode == Mode::EndToEndProducingConsumer {

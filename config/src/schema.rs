@@ -47,6 +47,8 @@ pub const THREADS_MAX: usize = 64;
 /// host must take) TCP segments become tiny; 9600 covers the jumbo frames NICs and switches take.
 pub const DPDK_MTU_MIN: u16 = 576;
 pub const DPDK_MTU_MAX: u16 = 9600;
+/// The longest nap of a storage shard fed by polling lcores (`dpdk.shard_nap_us`).
+pub const DPDK_SHARD_NAP_MAX_US: u64 = 10_000;
 /// Smallest frame limit: a header plus a small body.
 pub const FRAME_SIZE_MIN_BYTES: u64 = 4096;
 /// Largest frame limit: the size field is a u32.
@@ -238,6 +240,11 @@ pub struct DpdkConfig {
     pub gateway: String,
     pub port: u16,
     pub idle_backoff_us: u64,
+    /// 0: a storage shard with empty rings blocks until a polling lcore wakes it (an eventfd
+    /// write on the lcore per request that finds it asleep). N: for a while after its last
+    /// request a shard waits at most N us at a time without asking to be woken, so the lcores
+    /// push requests with no system call; the shard's timed waits carry the cost instead.
+    pub shard_nap_us: u64,
     pub socket_rx_buffer_bytes: usize,
     pub socket_tx_buffer_bytes: usize,
     pub mtu: u16,
@@ -636,6 +643,12 @@ impl Config {
                 format!("'{}' is not an IPv4 address (\"\" for none)", dpdk.gateway),
             ));
         }
+        if dpdk.shard_nap_us > DPDK_SHARD_NAP_MAX_US {
+            return Err(ConfigError::invalid(
+                "dpdk.shard_nap_us",
+                format!("must be at most {DPDK_SHARD_NAP_MAX_US} (0 = shards block until woken)"),
+            ));
+        }
         if !(DPDK_MTU_MIN..=DPDK_MTU_MAX).contains(&dpdk.mtu) {
             return Err(ConfigError::invalid(
                 "dpdk.mtu",
@@ -1032,6 +1045,19 @@ mod tests {
         assert_eq!(config.dataplane.network_workers, 3);
         assert_eq!(config.dataplane.cores, vec![0, 1]);
         assert!(!config.steering.enabled);
+    }
+
+    #[test]
+    fn dpdk_shard_nap_defaults_to_blocking_and_is_bounded() {
+        let dpdk = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nvdevs = [\"net_memif0\"]\n";
+        let load = |extra: &str| {
+            let text = format!("{dpdk}{extra}");
+            Config::load_from(Some((Path::new("x.toml"), &text)), &[])
+        };
+        assert_eq!(load("").unwrap().dpdk.shard_nap_us, 0);
+        assert_eq!(load("shard_nap_us = 100\n").unwrap().dpdk.shard_nap_us, 100);
+        let error = load("shard_nap_us = 10001\n").unwrap_err().to_string();
+        assert!(error.contains("dpdk.shard_nap_us"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::app::stats::write_snapshot;
 use crate::clock::now_us;
 use crate::mesh::ring::{build_mesh, Mesh, ShardEndpoint, Waker, WorkerLinks};
-use crate::mesh::shard_thread::ShardThread;
+use crate::mesh::shard_thread::{IdleWait, ShardThread, SHARD_AWAKE_AFTER_REQUEST_MS};
 use crate::metadata::MetadataService;
 use crate::net::kernel::{bind_listeners, KernelWorker};
 use crate::session::shared::Shared;
@@ -522,6 +522,19 @@ fn start_workers(
     Ok(threads)
 }
 
+/// With `dpdk.shard_nap_us`, DPDK polling lcores push requests without waking the shards while
+/// those nap (a wake is a write(2) on the lcore); otherwise, and for kernel network workers,
+/// shards block until woken.
+fn shard_idle_wait(config: &Config) -> IdleWait {
+    match config.dataplane.backend {
+        riptide_config::Backend::Dpdk if config.dpdk.shard_nap_us > 0 => IdleWait::Nap {
+            nap: Duration::from_micros(config.dpdk.shard_nap_us),
+            awake_for: Duration::from_millis(SHARD_AWAKE_AFTER_REQUEST_MS),
+        },
+        _ => IdleWait::Block,
+    }
+}
+
 /// Starts the shard threads and waits until each has opened its partitions.
 fn start_shards(
     shared: &Arc<Shared>,
@@ -552,6 +565,7 @@ fn start_shards(
         );
         // The waker's eventfd is watched by the shard's ring: it must outlive the thread.
         let waker = Arc::clone(&wakers[index]);
+        let idle_wait = shard_idle_wait(&shared.config);
         let (ready, pin_core) = (ready_tx.clone(), cores[index]);
         let thread = std::thread::Builder::new()
             .name(format!("riptide-shard-{index}"))
@@ -561,7 +575,15 @@ fn start_shards(
                 match ShardCore::open(env, partitions, Instant::now()) {
                     Ok(core) => {
                         let _ = ready.send((index, Ok(())));
-                        ShardThread::new(core, shard_endpoints, &lifecycle, &pool).run(&counters);
+                        let shard = ShardThread::new(
+                            core,
+                            Arc::clone(&waker),
+                            idle_wait,
+                            shard_endpoints,
+                            &lifecycle,
+                            &pool,
+                        );
+                        shard.run(&counters);
                     }
                     Err(error) => {
                         let _ = ready.send((index, Err(error.to_string())));

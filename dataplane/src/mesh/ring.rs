@@ -8,14 +8,27 @@
 
 use super::messages::{MetadataReply, MetadataRequest, ShardReply, ShardRequest};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An eventfd that one thread writes to wake another thread's loop, which keeps a poll armed on
 /// it and then drains it. Non-blocking, so a drain after a spurious or repeated poll completion
 /// can never block the loop.
+///
+/// A wake is a `write(2)`, so a reader that is busy tells its writers not to: it clears
+/// `reader_may_block` while it runs ([`Waker::reader_running`]) and sets it again just before
+/// it blocks ([`Waker::reader_blocking`]), then looks at its rings once more. Writers push,
+/// then read the flag (`wake` skips the write while it is clear). Both sides order their store
+/// and their load with SeqCst fences, so either the writer sees the flag set and writes, or the
+/// reader sees the request in its ring and does not block: no request is left unseen. A reader
+/// that never changes the flag is woken by every wake, as before.
 #[derive(Debug)]
 pub struct Waker {
     fd: OwnedFd,
+    reader_may_block: AtomicBool,
+    /// Wakes written and wakes skipped because the reader was running (stats and benchmarks).
+    written: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl Waker {
@@ -30,6 +43,9 @@ impl Waker {
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
         Ok(Waker {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            reader_may_block: AtomicBool::new(true),
+            written: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         })
     }
 
@@ -44,8 +60,35 @@ impl Waker {
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), value.as_mut_ptr().cast(), value.len()) };
     }
 
-    /// Adds one to the counter, completing the reader's pending poll.
+    /// The reader runs and looks at its rings before it blocks again: wakes need no write.
+    pub fn reader_running(&self) {
+        self.reader_may_block.store(false, Ordering::SeqCst);
+    }
+
+    /// The reader is about to block: wakes write again. The caller looks at its rings after
+    /// this (and does not block if they hold anything).
+    pub fn reader_blocking(&self) {
+        self.reader_may_block.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Wakes written and wakes skipped (the reader was running) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.written.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Adds one to the counter, completing the reader's pending poll; nothing when the reader
+    /// runs (see the type's docs). Call it after pushing to the reader's ring.
     pub fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if !self.reader_may_block.load(Ordering::SeqCst) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.written.fetch_add(1, Ordering::Relaxed);
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live stack buffer to an fd this struct owns.
         let written = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
@@ -293,6 +336,24 @@ mod tests {
         waker.wake();
         waker.drain();
         waker.drain();
+    }
+
+    #[test]
+    fn a_running_reader_is_not_written_to_until_it_blocks() {
+        let waker = Waker::new().unwrap();
+        waker.reader_running();
+        waker.wake();
+        assert_eq!(waker.counts(), (0, 1));
+        let mut buf = [0u8; 8];
+        // SAFETY: reads 8 bytes into a live stack buffer from a non-blocking eventfd.
+        let read = unsafe { libc::read(waker.fd(), buf.as_mut_ptr().cast(), 8) };
+        assert_eq!(read, -1, "no write while the reader runs");
+        waker.reader_blocking();
+        waker.wake();
+        assert_eq!(waker.counts(), (1, 1));
+        // SAFETY: as above.
+        let read = unsafe { libc::read(waker.fd(), buf.as_mut_ptr().cast(), 8) };
+        assert_eq!(read, 8);
     }
 
     #[test]

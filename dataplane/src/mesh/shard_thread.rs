@@ -15,12 +15,36 @@ const SHARD_IDLE_WAIT_MS: u64 = 100;
 /// Requests taken from one network thread's ring per turn, so one busy thread cannot starve
 /// the others.
 const REQUESTS_PER_RING_TURN_MAX: usize = 256;
+/// How long an idle shard with nothing in flight keeps looking at its rings before it blocks:
+/// while it looks, network threads push requests without waking it (no eventfd write on their
+/// hot path, see `Waker`); a request arriving within it is taken without a wakeup's latency.
+const SHARD_SPIN_BEFORE_BLOCK_US: u64 = 50;
+
+/// With `dpdk.shard_nap_us`, a shard naps for this long after its last request; then it blocks
+/// until woken.
+pub const SHARD_AWAKE_AFTER_REQUEST_MS: u64 = 50;
+
+/// How a shard waits when its rings are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleWait {
+    /// Spin briefly, then block until woken (a wake is a write(2) by the network thread).
+    Block,
+    /// For `awake_for` after its last request, wait at most `nap` at a time without asking to
+    /// be woken: the network threads (DPDK polling lcores) push requests without a system call,
+    /// and the shard's own timed waits carry the cost, off their hot path. Then block as above.
+    Nap { nap: Duration, awake_for: Duration },
+}
 
 /// Where an outcome goes: the ring of network thread `worker`, for `token`.
 type Origin = (usize, RequestToken);
 
 pub struct ShardThread<'a> {
     core: ShardCore<Origin>,
+    /// The eventfd the network threads write to wake this shard.
+    waker: std::sync::Arc<super::ring::Waker>,
+    idle_wait: IdleWait,
+    /// When the last request was taken.
+    last_request: Instant,
     endpoints: Vec<ShardEndpoint>,
     lifecycle: &'a Lifecycle,
     pool: &'a BatchBufferPool,
@@ -33,12 +57,17 @@ pub struct ShardThread<'a> {
 impl<'a> ShardThread<'a> {
     pub fn new(
         core: ShardCore<Origin>,
+        waker: std::sync::Arc<super::ring::Waker>,
+        idle_wait: IdleWait,
         endpoints: Vec<ShardEndpoint>,
         lifecycle: &'a Lifecycle,
         pool: &'a BatchBufferPool,
     ) -> ShardThread<'a> {
         ShardThread {
             core,
+            waker,
+            idle_wait,
+            last_request: Instant::now(),
             endpoints,
             lifecycle,
             pool,
@@ -50,6 +79,7 @@ impl<'a> ShardThread<'a> {
 
     /// Runs until the servers are told to stop and every ring is drained; then syncs everything.
     pub fn run(mut self, counters: &crate::shard::counters::ShardCounters) {
+        self.waker.reader_running();
         loop {
             let took_work = self.take_requests();
             counters.request_ring_depth.store(
@@ -59,12 +89,25 @@ impl<'a> ShardThread<'a> {
                     .sum::<usize>() as u64,
                 Ordering::Relaxed,
             );
-            let timeout = if took_work {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(SHARD_IDLE_WAIT_MS)
+            let nap = match self.idle_wait {
+                IdleWait::Nap { nap, awake_for } if self.last_request.elapsed() < awake_for => {
+                    Some(nap)
+                }
+                _ => None,
             };
-            self.core.wait(timeout);
+            if took_work {
+                self.last_request = Instant::now();
+                self.core.wait(Duration::ZERO);
+            } else if let Some(nap) = nap {
+                self.core.wait(nap);
+            } else if !self.requests_within_spin() {
+                self.waker.reader_blocking();
+                // A request pushed before the flag was set was not woken for: look once more.
+                if !self.requests_waiting() {
+                    self.core.wait(Duration::from_millis(SHARD_IDLE_WAIT_MS));
+                }
+                self.waker.reader_running();
+            }
             self.core.poll(Instant::now(), crate::clock::now_us());
             self.deliver_outcomes();
             self.return_batch_buffers();
@@ -77,6 +120,26 @@ impl<'a> ShardThread<'a> {
             }
         }
         self.core.shutdown();
+    }
+
+    fn requests_waiting(&self) -> bool {
+        self.endpoints.iter().any(|endpoint| endpoint.queued() > 0)
+    }
+
+    /// With nothing in flight (no completion to wait for), looks at the rings for up to
+    /// SHARD_SPIN_BEFORE_BLOCK_US; true when a request arrived.
+    fn requests_within_spin(&self) -> bool {
+        if !self.core.is_idle() || !self.deferred.is_empty() {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_micros(SHARD_SPIN_BEFORE_BLOCK_US);
+        while Instant::now() < deadline {
+            if self.requests_waiting() || self.lifecycle.shards_stopping() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     /// Starts deferred requests first, then new ones; true when anything was started (a request

@@ -8,7 +8,7 @@
 //! [`DpdkBackend::start`].
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -18,7 +18,8 @@ use serde::Serialize;
 use super::constants::{
     AF_PACKET_FRAME_ALIGN_BYTES, AF_PACKET_FRAME_BYTES_DEFAULT, AF_PACKET_HEADER_BYTES,
     AF_PACKET_RX_FRAME_OFFSET_BYTES, LCORE_CONNECTIONS_DEFAULT, LCORE_START_TIMEOUT_MS,
-    PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT, STEERING_RING_FRAMES,
+    MEMIF_BUFFER_BYTES_DEFAULT, MEMIF_LOG2_RING_SIZE_MAX, MEMIF_MTU_MAX, MEMIF_SOCKET_FILE,
+    MEMIF_SOCKET_PATH_MAX_BYTES, PORT_QUEUES_MAX, RX_DESCRIPTORS_DEFAULT, STEERING_RING_FRAMES,
 };
 use super::eal::{Eal, EalConfig, EalError, EalMemory, LcoreJoin, Vdev};
 use super::lcore::{IdleBackoff, Lcore, LcoreConfig, LcoreStats, LcoreStatsSnapshot};
@@ -72,6 +73,9 @@ pub struct DpdkPlan {
     pub lcore: LcoreConfig,
     /// The interface of an af_xdp vdev, whose XDP program must learn the address and port.
     pub xdp_iface: Option<String>,
+    /// The socket file of a `net_memif` server port (not an abstract one): a stale one left by
+    /// a killed run is removed before the PMD binds it.
+    pub memif_socket: Option<PathBuf>,
 }
 
 impl DpdkPlan {
@@ -90,6 +94,8 @@ impl DpdkPlan {
         let (vdevs, xdp_iface) = with_xdp_object(&dpdk.vdevs, runtime_dir)?;
         let vdevs = with_queue_count(vdevs, lcores.len() - 1)?;
         let (vdevs, driver_copy_bytes) = with_af_packet_frames(vdevs, dpdk.mtu)?;
+        let (vdevs, memif_socket) =
+            with_memif_server(vdevs, runtime_dir, dpdk.mtu, lcores.len() - 1)?;
         let device = match (vdevs.first(), dpdk.allow_pci.first()) {
             (Some(vdev), _) => Vdev::parse(vdev)?.name,
             (None, Some(pci)) => pci.clone(),
@@ -148,6 +154,7 @@ impl DpdkPlan {
             port,
             lcore,
             xdp_iface,
+            memif_socket,
         })
     }
 }
@@ -295,6 +302,157 @@ fn greatest_common_divisor(mut a: usize, mut b: usize) -> usize {
     a
 }
 
+/// The port's vdev as a `net_memif` server in polling mode; returns the vdevs and the socket
+/// file the PMD binds (None for an abstract socket).
+///
+/// - `role=server` (added when absent): the appliance listens, a load generator connects (its
+///   role `client`). DPDK's memif server masks the interrupts of every ring when a client
+///   connects, so neither side writes or reads an eventfd per burst: both poll.
+/// - `socket=<runtime_dir>/memif.sock` with `socket-abstract=no` unless given: a file the
+///   operator can find and permission (DPDK 22.11's default is the abstract `/run/memif.sock`).
+/// - `rsize` (log2 of the ring slots) as many as the default rx descriptors: the client's
+///   TCP window in flight fits the ring (1024 slots by default, less than a 1 MB batch).
+/// - `bsize` (bytes of a ring buffer) must hold a whole frame: a frame split over buffers would
+///   reach the port as a chained mbuf, which the device drops.
+///
+/// DPDK 22.11's memif takes frames of at most 1518 bytes (MTU 1500) and has no RSS: the server
+/// takes as many rings as its client opens, so it serves one polling lcore.
+fn with_memif_server(
+    mut vdevs: Vec<String>,
+    runtime_dir: &Path,
+    mtu: u16,
+    polling_lcores: usize,
+) -> Result<(Vec<String>, Option<PathBuf>), BackendError> {
+    let Some(first) = vdevs.first_mut() else {
+        return Ok((vdevs, None));
+    };
+    let vdev = Vdev::parse(first)?;
+    if vdev.driver() != "net_memif" {
+        return Ok((vdevs, None));
+    }
+    let invalid = |reason: String| Err(BackendError::InvalidConfig(reason));
+    let name = &vdev.name;
+    if polling_lcores != 1 {
+        return invalid(format!(
+            "vdevs: {name} (memif) serves one polling lcore (no RSS, and the server takes the \
+             client's ring count): give lcores = [main, one polling lcore]"
+        ));
+    }
+    if mtu > MEMIF_MTU_MAX {
+        return invalid(format!(
+            "vdevs: {name}: DPDK 22.11's memif takes frames of at most {} bytes: set [dpdk] mtu \
+             <= {MEMIF_MTU_MAX}",
+            frame_bytes(MEMIF_MTU_MAX)
+        ));
+    }
+    match vdev.option("role") {
+        None => first.push_str(",role=server"),
+        Some("server") => {}
+        Some(other) => {
+            return invalid(format!(
+                "vdevs: {name} has role={other}: the appliance is the memif server (role=server); \
+                 its clients connect to its socket"
+            ));
+        }
+    }
+    match vdev.option("rsize").map(str::parse::<u32>) {
+        None => first.push_str(&format!(",rsize={}", RX_DESCRIPTORS_DEFAULT.ilog2())),
+        Some(Ok(log2)) if (1..=MEMIF_LOG2_RING_SIZE_MAX).contains(&log2) => {}
+        Some(_) => {
+            return invalid(format!(
+                "vdevs: {name} has rsize={}: the log2 of the ring slots, 1..={MEMIF_LOG2_RING_SIZE_MAX}",
+                vdev.option("rsize").unwrap_or_default()
+            ));
+        }
+    }
+    let buffer_bytes = match vdev.option("bsize").map(str::parse::<usize>) {
+        None => MEMIF_BUFFER_BYTES_DEFAULT,
+        Some(Ok(bytes)) => bytes,
+        Some(Err(_)) => 0,
+    };
+    if buffer_bytes < frame_bytes(mtu) {
+        return invalid(format!(
+            "vdevs: {name} has bsize={}: a ring buffer must hold a whole frame of [dpdk] mtu = \
+             {mtu} ({} bytes), or leave bsize out",
+            vdev.option("bsize").unwrap_or_default(),
+            frame_bytes(mtu)
+        ));
+    }
+    let abstract_socket = match vdev.option("socket-abstract") {
+        None => {
+            first.push_str(",socket-abstract=no");
+            false
+        }
+        Some("no") => false,
+        Some("yes") => true,
+        Some(other) => {
+            return invalid(format!(
+                "vdevs: {name} has socket-abstract={other}: give yes or no"
+            ));
+        }
+    };
+    let socket = match vdev.option("socket") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let path =
+                std::path::absolute(runtime_dir.join(MEMIF_SOCKET_FILE)).map_err(|error| {
+                    BackendError::InvalidConfig(format!("the runtime directory: {error}"))
+                })?;
+            first.push_str(&format!(",socket={}", path.display()));
+            path
+        }
+    };
+    let socket_bytes = socket.as_os_str().len();
+    if socket_bytes >= MEMIF_SOCKET_PATH_MAX_BYTES
+        || socket.to_str().is_none_or(|s| s.contains(','))
+    {
+        return invalid(format!(
+            "vdevs: {name}: the memif socket path {} must be shorter than {MEMIF_SOCKET_PATH_MAX_BYTES} \
+             bytes and have no ','; give socket=<shorter path>",
+            socket.display()
+        ));
+    }
+    if abstract_socket {
+        return Ok((vdevs, None));
+    }
+    if !socket.is_absolute() {
+        return invalid(format!(
+            "vdevs: {name}: socket={} must be an absolute path",
+            socket.display()
+        ));
+    }
+    Ok((vdevs, Some(socket)))
+}
+
+/// A memif server's socket file left behind by a run that was killed (the PMD unlinks it when it
+/// closes the port, and cannot bind over it). A socket someone still listens on is another
+/// memif server: that is an error, never removed.
+fn remove_stale_memif_socket(socket: &Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(socket) else {
+        return Ok(());
+    };
+    let in_use = |reason: String| {
+        Err(BackendError::InvalidConfig(format!(
+            "vdevs: memif socket {}: {reason}",
+            socket.display()
+        )))
+    };
+    if !metadata.file_type().is_socket() {
+        return in_use("exists and is not a socket: remove it or give another socket=".into());
+    }
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => {
+            in_use("another memif server listens on it: stop it or give another socket=".into())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            tracing::warn!(socket = %socket.display(), "removed the memif socket left by an earlier run that did not stop cleanly");
+            std::fs::remove_file(socket).or_else(|error| in_use(error.to_string()))
+        }
+        Err(error) => in_use(error.to_string()),
+    }
+}
+
 /// The appliance's address and its gateway ("" = none).
 fn parse_addresses(
     ip_address: &str,
@@ -379,6 +537,9 @@ impl DpdkBackend {
             return Err(BackendError::InvalidConfig(reason));
         }
         check_interface_mtu(plan)?;
+        if let Some(socket) = &plan.memif_socket {
+            remove_stale_memif_socket(socket)?;
+        }
         let eal = Eal::init(&plan.eal)?;
         if let Some(iface) = &plan.xdp_iface {
             remove_stale_xdp(iface)?;
@@ -403,7 +564,12 @@ impl DpdkBackend {
             let steering = steering.next().filter(|_| lcores_count > 1);
             backend.launch(lcore_id, queue_id, steering, plan.lcore.clone(), ctx)?;
         }
-        let link = backend.port()?.wait_link_up(Duration::from_secs(1))?;
+        // A memif server's link is up only while a client is connected: nothing to wait for.
+        let link_wait = match plan.memif_socket {
+            Some(_) => Duration::ZERO,
+            None => Duration::from_secs(1),
+        };
+        let link = backend.port()?.wait_link_up(link_wait)?;
         tracing::info!(device = %plan.device, ?link, lcores = ?plan.worker_lcores, "DPDK backend ready");
         Ok(backend)
     }
@@ -429,6 +595,9 @@ impl DpdkBackend {
             .eal
             .as_ref()
             .ok_or_else(|| BackendError::InvalidConfig("no EAL".into()))?;
+        // The lcore polls its reply rings every turn and never blocks on its eventfd: the
+        // servers' replies need no wakeup write (see `mesh::ring::Waker`).
+        ctx.links.waker.reader_running();
         let join = eal.launch(lcore_id, move || {
             // The core holds continuations that are not Send: it is built on its lcore.
             let core = crate::session::WorkerCore::new(ctx);
@@ -710,6 +879,86 @@ mod tests {
         config.dpdk.vdevs = vec!["net_af_xdp0,iface=eth7,xdp_prog=/own.o".to_string()];
         let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
         assert_eq!(plan.eal.vdevs, config.dpdk.vdevs);
+    }
+
+    #[test]
+    fn memif_vdev_becomes_a_polling_server_on_a_socket_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.dpdk.vdevs = vec!["net_memif0".to_string()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        let socket = dir.path().join("memif.sock");
+        assert_eq!(
+            plan.eal.vdevs,
+            [format!(
+                "net_memif0,role=server,rsize=12,socket-abstract=no,socket={}",
+                socket.display()
+            )]
+        );
+        assert_eq!(plan.memif_socket, Some(socket));
+        assert_eq!(plan.device, "net_memif0");
+
+        config.dpdk.vdevs = vec!["net_memif0,role=server,rsize=10,socket=/run/rt.sock".into()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(
+            plan.eal.vdevs,
+            ["net_memif0,role=server,rsize=10,socket=/run/rt.sock,socket-abstract=no"]
+        );
+        assert_eq!(plan.memif_socket, Some(PathBuf::from("/run/rt.sock")));
+
+        config.dpdk.vdevs = vec!["net_memif0,socket-abstract=yes,socket=/rt".into()];
+        let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
+        assert_eq!(plan.memif_socket, None);
+    }
+
+    #[test]
+    fn memif_limits_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        type Breaks = fn(&mut Config);
+        let cases: [(&str, Breaks); 6] = [
+            ("role=server", |config| {
+                config.dpdk.vdevs = vec!["net_memif0,role=client".into()]
+            }),
+            ("mtu <= 1500", |config| config.dpdk.mtu = 9000),
+            ("one polling lcore", |config| {
+                config.dpdk.lcores = vec![0, 1, 2]
+            }),
+            ("1..=14", |config| {
+                config.dpdk.vdevs = vec!["net_memif0,rsize=15".into()]
+            }),
+            ("whole frame", |config| {
+                config.dpdk.vdevs = vec!["net_memif0,bsize=1024".into()]
+            }),
+            ("shorter than 108", |config| {
+                config.dpdk.vdevs = vec![format!("net_memif0,socket=/{}", "d".repeat(120))]
+            }),
+        ];
+        for (key, breaks) in cases {
+            let mut config = config();
+            config.dpdk.vdevs = vec!["net_memif0".into()];
+            breaks(&mut config);
+            let error = DpdkPlan::from_config(&config, dir.path()).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn stale_memif_socket_is_removed_but_a_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memif.sock");
+        remove_stale_memif_socket(&path).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let error = remove_stale_memif_socket(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("another memif server"),
+            "{error}"
+        );
+        drop(listener);
+        remove_stale_memif_socket(&path).unwrap();
+        assert!(!path.exists());
+        std::fs::write(&path, "").unwrap();
+        let error = remove_stale_memif_socket(&path).unwrap_err();
+        assert!(error.to_string().contains("not a socket"), "{error}");
     }
 
     #[test]

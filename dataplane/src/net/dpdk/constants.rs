@@ -108,3 +108,14 @@ pub const LCORE_CONNECTIONS_DEFAULT: usize = 512;
 pub const STOP_DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// How long the backend waits for a launched lcore to set up its TCP stack.
 pub const LCORE_START_TIMEOUT_MS: u64 = 5_000;
+
+/// DPDK 22.11's memif reports frames of at most 1518 bytes (`RTE_ETHER_MAX_LEN`): MTU 1500.
+pub const MEMIF_MTU_MAX: u16 = 1500;
+/// memif's ring buffer bytes unless `bsize` is given (`ETH_MEMIF_DEFAULT_PKT_BUFFER_SIZE`).
+pub const MEMIF_BUFFER_BYTES_DEFAULT: usize = 2048;
+/// The largest `rsize` memif takes (`ETH_MEMIF_MAX_LOG2_RING_SIZE`).
+pub const MEMIF_LOG2_RING_SIZE_MAX: u32 = 14;
+/// The memif server's socket file in the runtime directory unless `socket` is given.
+pub const MEMIF_SOCKET_FILE: &str = "memif.sock";
+/// A Unix socket path's room (`sun_path`), its NUL included.
+pub const MEMIF_SOCKET_PATH_MAX_BYTES: usize = 108;
