@@ -6,6 +6,7 @@
 
 pub use crate::control::ControlConfig;
 pub use crate::http::HttpConfig;
+pub use crate::tls::{KtlsMode, TlsConfig};
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
     MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
@@ -98,6 +99,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub control: ControlConfig,
     pub http: HttpConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
 }
 
@@ -377,6 +379,7 @@ impl Config {
         self.validate_storage()?;
         crate::http::validate(&self.http, self.tcp.connections_max)?;
         crate::control::validate(&self.control)?;
+        crate::tls::validate(&self.tls)?;
         if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
             return Err(ConfigError::invalid(
                 "auth.verified_login_ttl_s",
