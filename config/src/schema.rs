@@ -6,7 +6,6 @@
 
 pub use crate::control::ControlConfig;
 pub use crate::http::HttpConfig;
-pub use crate::tls::{KtlsMode, TlsConfig};
 use crate::limits::{
     DEFERRED_OFFSET_WRITE_DELAY_MAX_MS, IO_BUFFER_MAX_BYTES, IO_BUFFER_MIN_BYTES,
     MEMORY_SYNC_INTERVAL_MAX_MS, MEMORY_SYNC_SIZE_MAX_BYTES, MEMORY_SYNC_SIZE_MIN_BYTES,
@@ -14,6 +13,7 @@ use crate::limits::{
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
     SEGMENT_SIZE_MULTIPLE_BYTES,
 };
+pub use crate::tls::{KtlsMode, TlsConfig};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

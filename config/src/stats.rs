@@ -55,6 +55,9 @@ pub struct WorkerSnapshot {
     /// Connections to the TLS listener whose first bytes were not a TLS record.
     #[serde(default)]
     pub tls_plaintext_refused: u64,
+    /// TLS clients on a plaintext listener (answered with an alert and closed).
+    #[serde(default)]
+    pub tls_clients_on_plaintext: u64,
     /// Logins refused without checking the password: the peer's address failed too often.
     #[serde(default)]
     pub logins_throttled: u64,

@@ -170,7 +170,7 @@ fn render_catalog(page: &mut Page, stats: &StatsSnapshot) {
 /// A family of one counter or gauge per worker or shard: name, type, help, the value.
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
-const WORKER_FAMILIES: [Family<WorkerSnapshot>; 16] = [
+const WORKER_FAMILIES: [Family<WorkerSnapshot>; 17] = [
     (
         "riptide_connections",
         "gauge",
@@ -254,6 +254,12 @@ const WORKER_FAMILIES: [Family<WorkerSnapshot>; 16] = [
         "counter",
         "Connections to the TLS listener closed because they spoke plaintext.",
         |w| w.tls_plaintext_refused,
+    ),
+    (
+        "riptide_tls_clients_on_plaintext_total",
+        "counter",
+        "TLS clients on a plaintext listener, answered with an alert and closed.",
+        |w| w.tls_clients_on_plaintext,
     ),
     (
         "riptide_logins_failed_total",

@@ -21,6 +21,7 @@ pub struct WorkerCounters {
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub tls_plaintext_refused: AtomicU64,
+    pub tls_clients_on_plaintext: AtomicU64,
     pub logins_throttled: AtomicU64,
     pub logins_failed: AtomicU64,
 }
@@ -45,6 +46,7 @@ impl WorkerCounters {
             tls_handshakes: get(&self.tls_handshakes),
             tls_handshake_failures: get(&self.tls_handshake_failures),
             tls_plaintext_refused: get(&self.tls_plaintext_refused),
+            tls_clients_on_plaintext: get(&self.tls_clients_on_plaintext),
             logins_throttled: get(&self.logins_throttled),
             logins_failed: get(&self.logins_failed),
         }

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod dispatch;
 pub mod groups;
 pub mod shared;
+pub mod tls;
 
 pub use self::core::{Refused, WorkerCore};
 pub use connection::{Connection, ConnectionState, Session};

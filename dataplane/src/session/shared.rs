@@ -55,6 +55,8 @@ pub struct Shared {
     pub lifecycle: Arc<Lifecycle>,
     /// `retention.cleaner_interval_ms`, changeable live (the shards read it).
     pub cleaner_interval_ms: Arc<AtomicU64>,
+    /// `[tls]` enabled: the server configuration new connections handshake with.
+    pub tls: Option<Arc<crate::session::tls::TlsServer>>,
     next_client_id: AtomicU32,
     /// Connections open across every network thread, against `tcp.connections_max`.
     connections_open: AtomicU32,
@@ -87,6 +89,7 @@ impl Shared {
             next_client_id: AtomicU32::new(1),
             connections_open: AtomicU32::new(0),
             bound_address: std::sync::OnceLock::new(),
+            tls: None,
         }
     }
 
