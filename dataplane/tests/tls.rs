@@ -461,3 +461,64 @@ fn mutual_tls_refuses_missing_and_foreign_client_certificates() {
     wait_for_counter(&server, "tls_handshake_failures", 2).expect("refusals counted");
     server.finish().expect("server stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_certificate_serves_new_handshakes_and_open_connections_keep_going() {
+    let pki = pki().expect("certificates");
+    let config = tls_section(&pki.server, None, "auto");
+    let server = Server::start_with_config(Some(&config), &[]).expect("server");
+    let old_trust = tls_endpoint(&server, &pki.ca.ca_file);
+    let next_ca = TestCa::new(&pki.ca.dir, "next").expect("next CA");
+    let new_trust = tls_endpoint(&server, &next_ca.ca_file);
+    bounded(SUITE_TIMEOUT, async {
+        let open = old_trust.client().await?;
+        let (s, t) = scenarios::stream_and_topic(&open, "rotation", "t", 1).await?;
+        let one = Partitioning::partition_id(0);
+        scenarios::send_to(&open, s, t, &one, "before", 1).await?;
+        ensure!(
+            tokio::time::timeout(IO_TIMEOUT, new_trust.client())
+                .await
+                .map_or(true, |r| r.is_err()),
+            "a client trusting only the next CA was served before the rotation"
+        );
+        // Rotation in place: the files change under the running appliance.
+        let rotated = next_ca.server("rotated")?;
+        std::fs::copy(&rotated.key_file, &pki.server.key_file)?;
+        std::fs::copy(&rotated.cert_file, &pki.server.cert_file)?;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let fresh = loop {
+            if let Ok(Ok(client)) = tokio::time::timeout(IO_TIMEOUT, new_trust.client()).await {
+                break client;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "new handshakes never got the new certificate"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        fresh.ping().await.sdk("ping with the new certificate")?;
+        scenarios::send_to(&open, s, t, &one, "after", 1).await?;
+        ensure!(
+            tokio::time::timeout(IO_TIMEOUT, old_trust.client())
+                .await
+                .map_or(true, |r| r.is_err()),
+            "a client trusting only the old CA was served after the rotation"
+        );
+        let consumer = Consumer::new(Identifier::numeric(1)?);
+        let polled =
+            scenarios::poll(&fresh, s, t, 0, &consumer, PollingStrategy::offset(0), 10).await?;
+        let payloads = common::payloads(&polled);
+        ensure!(
+            payloads == ["before-0", "after-0"],
+            "messages: {payloads:?}"
+        );
+        ensure!(
+            server.log().contains("TLS certificate reloaded"),
+            "the reload is logged"
+        );
+        Ok(())
+    })
+    .await
+    .expect("rotation");
+    server.finish().expect("server stops cleanly");
+}
