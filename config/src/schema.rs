@@ -128,6 +128,10 @@ pub struct RootConfig {
 pub struct AuthConfig {
     /// How long a password login that passed argon2 is remembered; 0 = hash every login.
     pub verified_login_ttl_s: u64,
+    /// Wrong passwords from one peer address before its logins back off; 0 = never.
+    pub login_backoff_after_failures: u32,
+    /// Longest refusal window of the back-off.
+    pub login_backoff_max_ms: u64,
 }
 
 /// Longest `auth.verified_login_ttl_s`: a day.
@@ -386,6 +390,14 @@ impl Config {
                 format!(
                     "must be at most {VERIFIED_LOGIN_TTL_MAX_S} (a day); 0 turns the cache off"
                 ),
+            ));
+        }
+        if self.auth.login_backoff_after_failures > 0
+            && !(1..=3_600_000).contains(&self.auth.login_backoff_max_ms)
+        {
+            return Err(ConfigError::invalid(
+                "auth.login_backoff_max_ms",
+                "must be between 1 and 3600000 (an hour)",
             ));
         }
         if self.heartbeat.interval_ms == 0 {

@@ -171,6 +171,7 @@ impl WorkerCore {
 
     /// Bytes arrived from the peer.
     pub fn on_received(&mut self, id: ConnectionId, bytes: &[u8], now: Instant) {
+        self.ctx.set_now(now);
         let Some(slot) = self.slots.get_mut(id.slot as usize) else {
             return;
         };
@@ -261,6 +262,7 @@ impl WorkerCore {
 
     /// `received_bytes` arrived in [`WorkerCore::receive_buffer`].
     pub fn on_batch_received(&mut self, id: ConnectionId, received_bytes: usize, now: Instant) {
+        self.ctx.set_now(now);
         let Some(slot) = self.slots.get_mut(id.slot as usize) else {
             return;
         };
@@ -379,6 +381,7 @@ impl WorkerCore {
     /// full rings take more frames, and runs housekeeping when due. Returns whether anything
     /// happened.
     pub fn poll(&mut self, now: Instant) -> bool {
+        self.ctx.set_now(now);
         let touched_from = self.dirty.len();
         let progress = self.deliver_and_housekeep(now);
         self.seal_touched(touched_from);

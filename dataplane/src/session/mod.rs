@@ -9,6 +9,7 @@ pub mod core;
 pub mod counters;
 pub mod dispatch;
 pub mod groups;
+pub mod login_throttle;
 pub mod shared;
 pub mod tls;
 
