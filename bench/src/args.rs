@@ -211,6 +211,12 @@ pub enum Transport {
 pub struct TcpArgs {
     #[arg(long, default_value = TCP_SERVER_ADDRESS_DEFAULT)]
     pub server_address: String,
+    /// Speak TLS 1.3, trusting the CA certificate(s) in this PEM file.
+    #[arg(long)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the server's certificate carries.
+    #[arg(long, default_value = "localhost")]
+    pub tls_domain: String,
     #[command(subcommand)]
     pub output: Option<OutputCommand>,
 }
@@ -294,6 +300,9 @@ pub struct BenchConfig {
     #[serde(skip)]
     pub password: String,
     pub server_address: String,
+    /// (CA file, domain) when the run speaks TLS.
+    #[serde(skip)]
+    pub tls: Option<(PathBuf, String)>,
     #[serde(skip)]
     pub output: Option<OutputArgs>,
 }
@@ -422,6 +431,11 @@ impl Cli {
             username: g.username,
             password: g.password,
             server_address: shape.transport.server_address.clone(),
+            tls: shape
+                .transport
+                .tls_ca_file
+                .clone()
+                .map(|ca_file| (ca_file, shape.transport.tls_domain.clone())),
             output: shape.transport.output.map(|OutputCommand::Output(o)| o),
         })
     }

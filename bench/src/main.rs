@@ -21,6 +21,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some((ca_file, domain)) = &config.tls {
+        if let Err(e) = riptide_bench::client::enable_tls(ca_file, domain) {
+            eprintln!("riptide-bench: --tls-ca-file: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
