@@ -522,3 +522,157 @@ async fn a_new_certificate_serves_new_handshakes_and_open_connections_keep_going
     .expect("rotation");
     server.finish().expect("server stops cleanly");
 }
+
+/// A TCP relay in front of `upstream` that keeps every byte it forwards, both directions.
+struct Relay {
+    address: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn start(upstream: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("relay bind");
+        let address = listener.local_addr().expect("relay address");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    return;
+                };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let record = Arc::clone(&record);
+                    std::thread::spawn(move || {
+                        let mut buffer = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buffer) {
+                            if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                            record
+                                .lock()
+                                .expect("record")
+                                .extend_from_slice(&buffer[..n]);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { address, seen }
+    }
+
+    fn contains(&self, needle: &[u8]) -> bool {
+        let seen = self.seen.lock().expect("record");
+        seen.windows(needle.len()).any(|window| window == needle)
+    }
+
+    fn len(&self) -> usize {
+        self.seen.lock().expect("record").len()
+    }
+}
+
+const WIRE_USER: &str = "wire-user";
+const WIRE_PASSWORD: &str = "Tr0ub4dor-wire-secret";
+const WIRE_PAYLOAD: &str = "PAYLOAD-wire-needle";
+
+/// Through a relay in front of `server`: a user signs in with a password and sends messages.
+async fn send_through_relay(
+    server: &Server,
+    tls: Option<&'static ClientTls>,
+) -> anyhow::Result<Relay> {
+    let direct = Endpoint {
+        address: server.address(),
+        tls,
+    };
+    let root = direct.client().await?;
+    let permissions = Permissions {
+        global: GlobalPermissions {
+            read_streams: true,
+            send_messages: true,
+            poll_messages: true,
+            ..Default::default()
+        },
+        streams: None,
+    };
+    root.create_user(
+        WIRE_USER,
+        WIRE_PASSWORD,
+        UserStatus::Active,
+        Some(permissions),
+    )
+    .await
+    .sdk("create_user")?;
+    let (s, t) = scenarios::stream_and_topic(&root, "wire", "t", 1).await?;
+    let relay = Relay::start(server.address());
+    let relayed = Endpoint {
+        address: relay.address,
+        tls,
+    };
+    let user = relayed.client_for(WIRE_USER, WIRE_PASSWORD).await?;
+    scenarios::send_to(
+        &user,
+        s,
+        t,
+        &Partitioning::partition_id(0),
+        WIRE_PAYLOAD,
+        20,
+    )
+    .await?;
+    let consumer = Consumer::new(Identifier::numeric(1)?);
+    let polled = scenarios::poll(&user, s, t, 0, &consumer, PollingStrategy::offset(0), 20).await?;
+    ensure!(
+        polled.messages.len() == 20,
+        "polled {}",
+        polled.messages.len()
+    );
+    Ok(relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_wire_neither_the_password_nor_the_payload_appears() {
+    let pki = pki().expect("certificates");
+    bounded(SUITE_TIMEOUT, async {
+        // The control: plaintext through the same relay shows both, so the capture sees them.
+        let plain = Server::start()?;
+        let relay = send_through_relay(&plain, None).await?;
+        ensure!(
+            relay.contains(WIRE_PASSWORD.as_bytes()) && relay.contains(WIRE_PAYLOAD.as_bytes()),
+            "the relay did not see the plaintext password and payload ({} bytes)",
+            relay.len()
+        );
+        plain.finish()?;
+
+        let config = tls_section(&pki.server, None, "auto");
+        let server = Server::start_with_config(Some(&config), &[])?;
+        let tls = ClientTls::leak("localhost", &pki.ca.ca_file);
+        let relay = send_through_relay(&server, Some(tls)).await?;
+        ensure!(
+            relay.len() > 20 * WIRE_PAYLOAD.len(),
+            "the relay saw {} bytes",
+            relay.len()
+        );
+        ensure!(
+            !relay.contains(WIRE_PASSWORD.as_bytes()),
+            "the password crossed the wire in clear"
+        );
+        ensure!(
+            !relay.contains(WIRE_PAYLOAD.as_bytes()),
+            "the payload crossed the wire in clear"
+        );
+        ensure!(
+            !relay.contains(WIRE_USER.as_bytes()),
+            "the username crossed the wire in clear"
+        );
+        server.finish()?;
+        Ok(())
+    })
+    .await
+    .expect("wire capture");
+}
