@@ -2,6 +2,7 @@
 //! the kernel offers it: the TLS upper-layer protocol attaches only to an established TCP socket,
 //! so the probe connects a loopback pair and attaches it to one end.
 
+use rustls::{ConnectionTrafficSecrets, ExtractedSecrets};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -23,6 +24,96 @@ pub fn attach_ulp(socket: &impl AsRawFd) -> io::Result<()> {
             TCP_ULP,
             name.as_ptr().cast(),
             name.len() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Hands a connection's record layer to the kernel: the TLS upper-layer protocol, then the
+/// negotiated TLS 1.3 keys and sequence numbers for sending and receiving. From here the socket
+/// carries plaintext for the application; records the kernel does not decrypt for it (alerts,
+/// KeyUpdate, tickets) make a plain receive fail (EIO), and the connection closes.
+///
+/// # Errors
+/// The setsockopt error (the connection is unusable then: close it).
+pub fn install(socket: &impl AsRawFd, secrets: ExtractedSecrets) -> io::Result<()> {
+    attach_ulp(socket)?;
+    set_keys(socket, libc::TLS_TX, secrets.tx)?;
+    set_keys(socket, libc::TLS_RX, secrets.rx)
+}
+
+fn set_keys(
+    socket: &impl AsRawFd,
+    direction: libc::c_int,
+    (sequence, secrets): (u64, ConnectionTrafficSecrets),
+) -> io::Result<()> {
+    let info = |cipher_type| libc::tls_crypto_info {
+        version: libc::TLS_1_3_VERSION,
+        cipher_type,
+    };
+    let rec_seq = sequence.to_be_bytes();
+    // TLS 1.3's 12-byte IV: the kernel wants its first 4 bytes as the salt, the rest as the IV.
+    match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+            let iv = iv.as_ref();
+            let mut crypto = libc::tls12_crypto_info_aes_gcm_128 {
+                info: info(libc::TLS_CIPHER_AES_GCM_128),
+                iv: [0; 8],
+                key: [0; 16],
+                salt: [0; 4],
+                rec_seq,
+            };
+            crypto.key.copy_from_slice(key.as_ref());
+            crypto.salt.copy_from_slice(&iv[..4]);
+            crypto.iv.copy_from_slice(&iv[4..12]);
+            set_tls_option(socket, direction, &crypto)
+        }
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+            let iv = iv.as_ref();
+            let mut crypto = libc::tls12_crypto_info_aes_gcm_256 {
+                info: info(libc::TLS_CIPHER_AES_GCM_256),
+                iv: [0; 8],
+                key: [0; 32],
+                salt: [0; 4],
+                rec_seq,
+            };
+            crypto.key.copy_from_slice(key.as_ref());
+            crypto.salt.copy_from_slice(&iv[..4]);
+            crypto.iv.copy_from_slice(&iv[4..12]);
+            set_tls_option(socket, direction, &crypto)
+        }
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            let mut crypto = libc::tls12_crypto_info_chacha20_poly1305 {
+                info: info(libc::TLS_CIPHER_CHACHA20_POLY1305),
+                iv: [0; 12],
+                key: [0; 32],
+                salt: [],
+                rec_seq,
+            };
+            crypto.key.copy_from_slice(key.as_ref());
+            crypto.iv.copy_from_slice(iv.as_ref());
+            set_tls_option(socket, direction, &crypto)
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a cipher suite kTLS does not take",
+        )),
+    }
+}
+
+fn set_tls_option<T>(socket: &impl AsRawFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: a valid descriptor and a plain-old-data struct of the given size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_TLS,
+            option,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if result == 0 {

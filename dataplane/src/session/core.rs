@@ -120,7 +120,7 @@ impl WorkerCore {
             return Err(Refused::ConnectionsMax);
         }
         let tls = match &self.ctx.shared.tls {
-            Some(server) => match TlsSession::new(server.config()) {
+            Some(server) => match TlsSession::new(server.config(), server.ktls()) {
                 Ok(session) => Some(session),
                 Err(error) => {
                     tracing::error!(%error, "TLS session refused by rustls");
@@ -225,6 +225,27 @@ impl WorkerCore {
             connection.close();
         }
         tls.seal(connection);
+    }
+
+    /// kTLS: the connection's handshake completed and everything rustls sealed was sent, so its
+    /// record layer may move to the kernel ([`WorkerCore::take_tls_secrets`]).
+    pub fn tls_ready_for_kernel(&self, id: ConnectionId) -> bool {
+        self.tls(id).is_some_and(TlsSession::ready_for_kernel)
+    }
+
+    /// kTLS: takes the connection's negotiated keys; from here its bytes are plaintext to the
+    /// core (the kernel encrypts and decrypts).
+    pub fn take_tls_secrets(
+        &mut self,
+        id: ConnectionId,
+    ) -> Option<Result<rustls::ExtractedSecrets, rustls::Error>> {
+        let slot = self
+            .slots
+            .get_mut(id.slot as usize)
+            .filter(|slot| slot.generation == id.generation)?;
+        let secrets = slot.tls.take()?.into_secrets();
+        self.dirty.push(id);
+        Some(secrets)
     }
 
     /// Seals what the TLS connections named in `dirty[from..]` have to send.

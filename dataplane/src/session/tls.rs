@@ -271,13 +271,18 @@ pub struct TlsSession {
     first_bytes_seen: bool,
     end: Option<TlsEnd>,
     close_notify_sent: bool,
+    /// kTLS takes the record layer once the handshake is done.
+    hand_off: bool,
 }
 
 impl TlsSession {
+    /// `hand_off`: the record layer goes to the kernel after the handshake (kTLS).
+    ///
     /// # Errors
     /// rustls refused the configuration (not expected for one built by [`server_config`]).
-    pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, rustls::Error> {
+    pub fn new(config: Arc<ServerConfig>, hand_off: bool) -> Result<TlsSession, rustls::Error> {
         Ok(TlsSession {
+            hand_off,
             conn: ServerConnection::new(config)?,
             sealed: VecDeque::new(),
             sealed_sent_bytes: 0,
@@ -424,9 +429,28 @@ impl TlsSession {
         }
     }
 
-    /// Whether more ciphertext may be read (the session decides the rest).
+    /// Whether more ciphertext may be read (the session decides the rest). Not once a handshake
+    /// for kTLS completed: the next bytes are the kernel's to decrypt.
     pub fn wants_read(&self) -> bool {
-        self.end.is_none()
+        self.end.is_none() && !(self.hand_off && !self.conn.is_handshaking())
+    }
+
+    /// The handshake completed for kTLS and every record rustls sealed was sent: the keys and
+    /// sequence numbers may move to the kernel.
+    pub fn ready_for_kernel(&self) -> bool {
+        self.hand_off
+            && !self.conn.is_handshaking()
+            && self.sealed.is_empty()
+            && self.end.is_none()
+            && !self.close_notify_sent
+    }
+
+    /// The negotiated keys and sequence numbers, for kTLS; the session ends here.
+    ///
+    /// # Errors
+    /// rustls refused (secret extraction not enabled, or the handshake is not complete).
+    pub fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+        self.conn.dangerous_extract_secrets()
     }
 
     /// The TLS layer ended (bad input, an alert, the peer's close_notify) or the session
