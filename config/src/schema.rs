@@ -384,6 +384,14 @@ impl Config {
         crate::http::validate(&self.http, self.tcp.connections_max)?;
         crate::control::validate(&self.control)?;
         crate::tls::validate(&self.tls)?;
+        if self.tls.enabled && self.tls.mutual() && self.http.enabled {
+            return Err(ConfigError::invalid(
+                "http.enabled",
+                "Iggy's HTTP API reaches the dataplane over the binary protocol, and with \
+                 tls.client_ca_file set the dataplane wants a client certificate its pool cannot \
+                 present: set http.enabled = false, or leave tls.client_ca_file empty",
+            ));
+        }
         if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
             return Err(ConfigError::invalid(
                 "auth.verified_login_ttl_s",
@@ -889,6 +897,17 @@ fn typed_like(default: &toml::Value, text: &str) -> Result<toml::Value, String> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mutual_tls_needs_the_http_api_off() {
+        let tls = "[tls]\nenabled = true\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n";
+        let error = Config::load_from(Some((Path::new("t.toml"), tls)), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http.enabled"), "{error}");
+        let off = format!("{tls}[http]\nenabled = false\n");
+        Config::load_from(Some((Path::new("t.toml"), &off)), &[]).unwrap();
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
