@@ -432,7 +432,7 @@ impl TlsSession {
     /// Whether more ciphertext may be read (the session decides the rest). Not once a handshake
     /// for kTLS completed: the next bytes are the kernel's to decrypt.
     pub fn wants_read(&self) -> bool {
-        self.end.is_none() && !(self.hand_off && !self.conn.is_handshaking())
+        self.end.is_none() && (!self.hand_off || self.conn.is_handshaking())
     }
 
     /// The handshake completed for kTLS and every record rustls sealed was sent: the keys and
