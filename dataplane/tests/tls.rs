@@ -512,6 +512,35 @@ async fn a_new_certificate_serves_new_handshakes_and_open_connections_keep_going
             payloads == ["before-0", "after-0"],
             "messages: {payloads:?}"
         );
+
+        // The live keys: runtime/live.toml names files elsewhere (what `PUT /config` writes).
+        let third_ca = TestCa::new(&pki.ca.dir, "third")?;
+        let third = third_ca.server("third")?;
+        std::fs::write(
+            riptide_config::live::live_path(server.data_path()),
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                third.cert_file.display(),
+                third.key_file.display()
+            ),
+        )?;
+        let third_trust = tls_endpoint(&server, &third_ca.ca_file);
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Ok(Ok(client)) = tokio::time::timeout(IO_TIMEOUT, third_trust.client()).await {
+                client
+                    .ping()
+                    .await
+                    .sdk("ping with the live key's certificate")?;
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "live.toml's certificate was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        scenarios::send_to(&open, s, t, &one, "live", 1).await?;
         ensure!(
             server.log().contains("TLS certificate reloaded"),
             "the reload is logged"
