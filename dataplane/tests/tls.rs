@@ -705,3 +705,78 @@ async fn on_the_wire_neither_the_password_nor_the_payload_appears() {
     .await
     .expect("wire capture");
 }
+
+/// Batches of a megabyte (received in place into their own buffers through rustls) and polls of
+/// them arrive whole over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_cross_tls_whole() {
+    let pki = pki().expect("certificates");
+    let config = tls_section(&pki.server, None, "auto");
+    let server = Server::start_with_config(Some(&config), &[]).expect("server");
+    let endpoint = tls_endpoint(&server, &pki.ca.ca_file);
+    const BATCHES: u32 = 3;
+    const MESSAGES: u32 = 100;
+    const PAYLOAD_BYTES: usize = 10_000;
+    let payload = |batch: u32, index: u32| -> Vec<u8> {
+        (0..PAYLOAD_BYTES)
+            .map(|at| (at as u32 ^ batch.wrapping_mul(31) ^ index.wrapping_mul(7)) as u8)
+            .collect()
+    };
+    bounded(SUITE_TIMEOUT, async {
+        let client = endpoint.client().await?;
+        let (s, t) = scenarios::stream_and_topic(&client, "large", "t", 1).await?;
+        for batch in 0..BATCHES {
+            let mut messages: Vec<IggyMessage> = (0..MESSAGES)
+                .map(|index| {
+                    IggyMessage::builder()
+                        .payload(payload(batch, index).into())
+                        .build()
+                        .expect("message")
+                })
+                .collect();
+            client
+                .send_messages(
+                    &Identifier::numeric(s)?,
+                    &Identifier::numeric(t)?,
+                    &Partitioning::partition_id(0),
+                    &mut messages,
+                )
+                .await
+                .sdk("send a 1 MB batch")?;
+        }
+        let consumer = Consumer::new(Identifier::numeric(1)?);
+        let mut offset = 0u64;
+        while offset < u64::from(BATCHES * MESSAGES) {
+            let polled = scenarios::poll(
+                &client,
+                s,
+                t,
+                0,
+                &consumer,
+                PollingStrategy::offset(offset),
+                MESSAGES * BATCHES,
+            )
+            .await?;
+            ensure!(
+                !polled.messages.is_empty(),
+                "nothing polled at offset {offset}"
+            );
+            for message in &polled.messages {
+                let (batch, index) = (
+                    (message.header.offset / u64::from(MESSAGES)) as u32,
+                    (message.header.offset % u64::from(MESSAGES)) as u32,
+                );
+                ensure!(
+                    message.payload[..] == payload(batch, index)[..],
+                    "message {} differs",
+                    message.header.offset
+                );
+            }
+            offset += polled.messages.len() as u64;
+        }
+        Ok(())
+    })
+    .await
+    .expect("large batches");
+    server.finish().expect("server stops cleanly");
+}

@@ -33,6 +33,8 @@ const HEARTBEAT_GRACE_DENOMINATOR: u32 = 10;
 /// user data in the kernel driver).
 pub const SLOTS_MAX: usize = 1 << 24;
 
+/// Plaintext read out of rustls at a time (one record's worth).
+const TLS_PLAINTEXT_CHUNK_BYTES: usize = 16 * 1024;
 /// A TLS handshake record (content type 22, legacy version 3.x).
 const TLS_HANDSHAKE_RECORD_PREFIX: [u8; 2] = [0x16, 0x03];
 /// A fatal TLS alert, protocol_version (70), in a TLS 1.2-framed record: what a TLS client gets
@@ -69,7 +71,7 @@ pub struct WorkerCore {
     heartbeat_timeout: Duration,
     next_housekeeping: Option<Instant>,
     dirty: Vec<ConnectionId>,
-    /// Plaintext a TLS connection's records carried, on its way to the session.
+    /// Plaintext a TLS connection's records carried, on its way to the session's input.
     plaintext: Vec<u8>,
 }
 
@@ -87,7 +89,7 @@ impl WorkerCore {
             heartbeat_timeout,
             next_housekeeping: None,
             dirty: Vec::new(),
-            plaintext: Vec::new(),
+            plaintext: vec![0; TLS_PLAINTEXT_CHUNK_BYTES],
         }
     }
 
@@ -198,8 +200,25 @@ impl WorkerCore {
             connection.on_received(bytes, now, &mut self.ctx);
             return;
         };
-        self.plaintext.clear();
-        let received = tls.receive(bytes, &mut self.plaintext);
+        let ctx = &mut self.ctx;
+        let chunk = &mut self.plaintext;
+        // The plaintext goes straight into a large batch's own buffer when one is being filled,
+        // else through a chunk into the session's input.
+        let received = tls.receive(bytes, |plaintext| loop {
+            if let Some(batch) = connection.batch_receive_buffer() {
+                match plaintext.read(batch) {
+                    Ok(n) if n > 0 => {
+                        connection.on_batch_received(n, now, ctx);
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
+            match plaintext.read(chunk) {
+                Ok(n) if n > 0 => connection.on_received(&chunk[..n], now, ctx),
+                _ => return,
+            }
+        });
         let counters = self.ctx.counters();
         if received.handshake_completed {
             counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
@@ -217,9 +236,6 @@ impl WorkerCore {
                     .fetch_add(1, Ordering::Relaxed);
             }
             Some(TlsEnd::PeerClosed) | None => {}
-        }
-        if !self.plaintext.is_empty() {
-            connection.on_received(&self.plaintext, now, &mut self.ctx);
         }
         if received.end.is_some() {
             connection.close();

@@ -293,8 +293,13 @@ impl TlsSession {
         })
     }
 
-    /// Takes ciphertext from the peer and appends the plaintext it carried to `plaintext`.
-    pub fn receive(&mut self, mut ciphertext: &[u8], plaintext: &mut Vec<u8>) -> Received {
+    /// Takes ciphertext from the peer; `deliver` reads the plaintext it carried (after each
+    /// buffer's worth: rustls holds only so much decrypted data).
+    pub fn receive(
+        &mut self,
+        mut ciphertext: &[u8],
+        mut deliver: impl FnMut(&mut dyn Read),
+    ) -> Received {
         let mut received = Received::default();
         if self.end.is_some() {
             return received;
@@ -316,7 +321,7 @@ impl TlsSession {
             }
             match self.conn.process_new_packets() {
                 Ok(state) => {
-                    self.drain_plaintext(plaintext);
+                    deliver(&mut self.conn.reader());
                     if state.peer_has_closed() {
                         self.end = Some(TlsEnd::PeerClosed);
                         break;
@@ -333,17 +338,6 @@ impl TlsSession {
         received.end = self.end;
         self.flush_records();
         received
-    }
-
-    fn drain_plaintext(&mut self, plaintext: &mut Vec<u8>) {
-        let mut reader = self.conn.reader();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match reader.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => plaintext.extend_from_slice(&chunk[..n]),
-            }
-        }
     }
 
     /// Moves rustls' queued records (handshake messages, sealed replies, alerts) into chunks the
