@@ -32,6 +32,8 @@ machine's ceilings, runs the standard suite and prints one table (MB/s and fract
   --data-parent DIR       where the fresh data directory is created     (default /var/tmp)
   --output DIR            keep every benchmark's JSON/HTML/PNG here     (default: a temp dir)
   --no-verify             skip riptide-bench --verify (consumers then spend no CPU on checking)
+  --no-tls                skip the TLS rows (pinned producer and consumer, ack memory: plaintext,
+                          TLS with rustls in userspace, and kTLS when the kernel offers it)
   --skip-build            use the binaries already built
   -h, --help              this text
 Environment: CARGO_TARGET_DIR (default <repo>/target) locates the binaries.
@@ -40,10 +42,11 @@ USAGE
 
 producers=""; batches=""; partitions=""
 message_size=1000; messages_per_batch=1000; inflight=1
-acks="durable memory"; data_parent=/var/tmp; output=""; quick=0; build=1; verify=--verify
+acks="durable memory"; data_parent=/var/tmp; output=""; quick=0; build=1; verify=--verify; tls_rows=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --no-tls) tls_rows=0 ;;
     --producers) producers="$2"; shift ;;
     --batches) batches="$2"; shift ;;
     --message-size) message_size="$2"; shift ;;
@@ -116,6 +119,9 @@ loopback=$("$release/riptide-loopback-ceiling" --total-bytes "${volume_mb}MB" | 
 
 servers_started=0
 ack_floor=persisted
+# Extra server environment and riptide-bench tcp options (the TLS rows set them).
+server_env=()
+tcp_tls=()
 # Starts riptide-dataplane with storage.ack_floor = $ack_floor on a fresh data directory and learns
 # its address from runtime/current_config.toml (it binds port 0).
 start_server() {
@@ -123,7 +129,7 @@ start_server() {
   data="$work/data.$servers_started"
   mkdir -p "$data"
   echo "bench.sh: starting riptide-dataplane (data $data)" >&2
-  RIPTIDE_STORAGE_ACK_FLOOR="$ack_floor" IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
+  env ${server_env[@]+"${server_env[@]}"} RIPTIDE_STORAGE_ACK_FLOOR="$ack_floor" IGGY_SYSTEM_PATH="$data" IGGY_TCP_ADDRESS=127.0.0.1:0 IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
     "$release/riptide-dataplane" >"$work/server.$servers_started.log" 2>&1 &
   server_pid=$!
   address=$(appliance_wait_ready "$server_pid" "$data" "$work/server.$servers_started.log")
@@ -140,7 +146,7 @@ run() {
   local name="$1" ack="$2"; shift 2
   local dir="$output/$name-$ack" log
   if ! log="$("$release/riptide-bench" -m "$message_size" -P "$messages_per_batch" -b "$batches" \
-    --ack "$ack" --inflight "$inflight" ${verify:+"$verify"} "$@" tcp --server-address "$address" output -o "$dir" 2>"$dir.err")"; then
+    --ack "$ack" --inflight "$inflight" ${verify:+"$verify"} "$@" tcp --server-address "$address" ${tcp_tls[@]+"${tcp_tls[@]}"} output -o "$dir" 2>"$dir.err")"; then
     echo "bench.sh: $name ($ack) failed after ${SECONDS}s:" >&2; cat "$dir.err" >&2
     failed="$failed $name($ack)"
     rows+=("$name $ack FAILED -")
@@ -178,6 +184,63 @@ for ack in $acks; do
   run_reading balanced-producer balanced-consumer-group "$ack" balanced-consumer-group -c "$producers" -g 1
 done
 
+# TLS rows: the same pinned producer and consumer (ack memory: the network path, not the disk,
+# bounds them) over plaintext, TLS with rustls in userspace, and kTLS. The certificates come from
+# openssl (a CA and a server certificate for localhost/127.0.0.1), as an operator's would.
+ktls_status=""
+if [ "$tls_rows" -eq 1 ]; then
+  stop_server
+  pki="$work/pki"; mkdir -p "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=riptide bench CA" -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+    -keyout "$pki/server-key.pem" -out "$pki/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$pki/ext.cnf"
+  openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$pki/ext.cnf" -out "$pki/server.pem" 2>/dev/null
+  tls_env=(RIPTIDE_TLS_ENABLED=true RIPTIDE_TLS_CERT_FILE="$pki/server.pem" RIPTIDE_TLS_KEY_FILE="$pki/server-key.pem")
+  # kTLS: ktls = "on" refuses to start (EX_CONFIG, naming why) when the kernel does not offer it.
+  probe_dir="$work/ktls-probe"; mkdir -p "$probe_dir"
+  env "${tls_env[@]}" RIPTIDE_TLS_KTLS=on IGGY_SYSTEM_PATH="$probe_dir" IGGY_TCP_ADDRESS=127.0.0.1:0 \
+    "$release/riptide-dataplane" >"$work/ktls-probe.log" 2>&1 &
+  probe_pid=$!
+  for _ in $(seq 1 300); do
+    kill -0 "$probe_pid" 2>/dev/null || break
+    [ -f "$probe_dir/runtime/current_config.toml" ] && break
+    sleep 0.1
+  done
+  if kill -0 "$probe_pid" 2>/dev/null; then
+    appliance_stop "$probe_pid"
+  else
+    wait "$probe_pid" 2>/dev/null || true
+    if grep -q CONFIG_TLS "$work/ktls-probe.log"; then
+      ktls_status="unavailable: kernel has no CONFIG_TLS"
+    else
+      ktls_status="unavailable: $(tail -1 "$work/ktls-probe.log")"
+    fi
+  fi
+  rm -rf "$probe_dir"
+  ack_floor=memory
+  for variant in plaintext tls-rustls tls-ktls; do
+    case "$variant" in
+      plaintext) server_env=(); tcp_tls=() ;;
+      tls-rustls) server_env=("${tls_env[@]}" RIPTIDE_TLS_KTLS=off); tcp_tls=(--tls-ca-file "$pki/ca.pem" --tls-domain localhost) ;;
+      tls-ktls)
+        if [ -n "$ktls_status" ]; then
+          rows+=("$variant-producer memory unavailable -")
+          rows+=("$variant-consumer memory unavailable -")
+          continue
+        fi
+        server_env=("${tls_env[@]}" RIPTIDE_TLS_KTLS=on); tcp_tls=(--tls-ca-file "$pki/ca.pem" --tls-domain localhost) ;;
+    esac
+    start_server
+    run "$variant-producer" memory pinned-producer -p "$producers"
+    run_reading "$variant-producer" "$variant-consumer" memory pinned-consumer -c "$producers"
+    stop_server
+  done
+  server_env=(); tcp_tls=()
+fi
+
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 fraction() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 lower() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
@@ -189,6 +252,10 @@ printf '(for reference: disk write with O_DSYNC per %s KiB block %s MB/s)\n' "$b
 printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' benchmark ack actors MB/s ceiling fraction p50_ms p99_ms
 for r in "${rows[@]}"; do
   read -r name ack actor fields <<<"$r"
+  if [ "$actor" = "unavailable" ]; then
+    printf '%-30s %-8s %s\n' "$name" "$ack" "$ktls_status"
+    continue
+  fi
   if [ "$actor" = "FAILED" ] || [ "$actor" = "skipped" ]; then
     printf '%-30s %-8s %-10s\n' "$name" "$ack" "$actor"
     continue
@@ -200,6 +267,12 @@ for r in "${rows[@]}"; do
   else
     ceiling="$loopback"; ceiling_name="loopback tcp"
   fi
+  case "$name" in
+    # TLS rows: the ceiling is plaintext measured in this run, so the fraction is TLS's cost.
+    tls-*)
+      ceiling=$(field mb_per_sec "$(printf '%s\n' "${rows[@]}" | awk -v n="plaintext-${name##*-}" '$1 == n' | head -1)")
+      ceiling_name="plaintext" ;;
+  esac
   printf '%-30s %-8s %-10s %10s %-18s %9s %10s %10s\n' "$name" "$ack" "${actor}s" "$mbps" \
     "$ceiling_name" "$(fraction "$mbps" "$ceiling")" \
     "$(awk -v u="$p50" 'BEGIN{printf "%.3f", u/1000}')" "$(awk -v u="$p99" 'BEGIN{printf "%.3f", u/1000}')"

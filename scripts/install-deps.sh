@@ -19,6 +19,7 @@ PACKAGES=(
   iproute2 ethtool iputils-ping netcat-openbsd nftables
   linux-perf shellcheck ruby util-linux e2fsprogs fuse3
   chromium chromium-driver
+  openssl
 )
 
 dry_run=0

@@ -241,6 +241,12 @@ pub struct MemifArgs {
 pub struct TcpArgs {
     #[arg(long, default_value = TCP_SERVER_ADDRESS_DEFAULT)]
     pub server_address: String,
+    /// Speak TLS 1.3, trusting the CA certificate(s) in this PEM file.
+    #[arg(long)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the server's certificate carries.
+    #[arg(long, default_value = "localhost")]
+    pub tls_domain: String,
     #[command(subcommand)]
     pub output: Option<OutputCommand>,
 }
@@ -324,6 +330,9 @@ pub struct BenchConfig {
     #[serde(skip)]
     pub password: String,
     pub server_address: String,
+    /// (CA file, domain) when the run speaks TLS.
+    #[serde(skip)]
+    pub tls: Option<(PathBuf, String)>,
     #[serde(skip)]
     pub output: Option<OutputArgs>,
     /// Set when the run goes over memif instead of the kernel's TCP.
@@ -360,6 +369,8 @@ struct Shape {
 /// Where the run connects, whatever the transport.
 struct TransportShape {
     server_address: String,
+    /// (CA file, domain) for TLS over TCP.
+    tls: Option<(PathBuf, String)>,
     output: Option<OutputCommand>,
     #[cfg(feature = "dpdk")]
     memif: Option<MemifArgs>,
@@ -463,6 +474,7 @@ impl Cli {
             username: g.username,
             password: g.password,
             server_address: shape.transport.server_address.clone(),
+            tls: shape.transport.tls,
             #[cfg(feature = "dpdk")]
             memif: shape.transport.memif.map(memif_options).transpose()?,
             output: shape.transport.output.map(|OutputCommand::Output(o)| o),
@@ -474,6 +486,7 @@ fn shape_of(command: BenchmarkCommand) -> Shape {
     let transport = |t: Transport| match t {
         Transport::Tcp(tcp) => TransportShape {
             server_address: tcp.server_address,
+            tls: tcp.tls_ca_file.map(|ca_file| (ca_file, tcp.tls_domain)),
             output: tcp.output,
             #[cfg(feature = "dpdk")]
             memif: None,
@@ -481,6 +494,7 @@ fn shape_of(command: BenchmarkCommand) -> Shape {
         #[cfg(feature = "dpdk")]
         Transport::Memif(mut memif) => TransportShape {
             server_address: memif.server_address.clone(),
+            tls: None,
             output: memif.output.take(),
             memif: Some(memif),
         },

@@ -22,9 +22,44 @@ use riptide_protocol::wire::requests::topics::{CreateTopicRequest, GetTopicReque
 use riptide_protocol::wire::requests::users::LoginRegisterRequest;
 use riptide_protocol::wire::version::ClientVersionInfo;
 use riptide_protocol::wire::{WireEncode, WireIdentifier, WireName, WireOptions};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// TLS for every connection of the process (`tcp --tls-ca-file`), set once before the run.
+static TLS: OnceLock<(
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+)> = OnceLock::new();
+
+/// Makes every later [`Connection::connect`] speak TLS 1.3 (ring's provider), trusting the CA
+/// certificates in `ca_file` for a server certificate naming `domain`.
+///
+/// # Errors
+/// An unreadable CA file or a bad domain.
+pub fn enable_tls(ca_file: &std::path::Path, domain: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?
+    {
+        roots
+            .add(certificate.map_err(|e| format!("{}: {e}", ca_file.display()))?)
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string())
+        .map_err(|e| format!("--tls-domain {domain}: {e}"))?;
+    let _ = TLS.set((tokio_rustls::TlsConnector::from(Arc::new(config)), name));
+    Ok(())
+}
 
 /// Command byte of an eviction frame (session-terminal).
 const COMMAND_EVICTION: u8 = 13;
@@ -78,7 +113,6 @@ impl ClientError {
 }
 
 /// One logged-in connection.
-#[derive(Debug)]
 pub struct Connection {
     stream: BenchStream,
     client_id: u128,
@@ -88,10 +122,11 @@ pub struct Connection {
     reply: Vec<u8>,
 }
 
-/// The byte stream under a connection: the kernel's TCP, or smoltcp's over memif.
+/// The byte stream under a connection: the kernel's TCP, TLS over it, or smoltcp's over memif.
 #[derive(Debug)]
 pub enum BenchStream {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     #[cfg(feature = "dpdk")]
     Memif(crate::memif::MemifStream),
 }
@@ -104,6 +139,7 @@ impl tokio::io::AsyncRead for BenchStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            BenchStream::Tls(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
             #[cfg(feature = "dpdk")]
             BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
         }
@@ -118,6 +154,7 @@ impl tokio::io::AsyncWrite for BenchStream {
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.get_mut() {
             BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            BenchStream::Tls(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
             #[cfg(feature = "dpdk")]
             BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
         }
@@ -129,6 +166,7 @@ impl tokio::io::AsyncWrite for BenchStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            BenchStream::Tls(stream) => std::pin::Pin::new(stream).poll_flush(cx),
             #[cfg(feature = "dpdk")]
             BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_flush(cx),
         }
@@ -140,6 +178,7 @@ impl tokio::io::AsyncWrite for BenchStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
             BenchStream::Tcp(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            BenchStream::Tls(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
             #[cfg(feature = "dpdk")]
             BenchStream::Memif(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
         }
@@ -252,7 +291,15 @@ impl Connection {
                 source,
             })?;
         stream.set_nodelay(true)?;
-        Connection::log_in_over(BenchStream::Tcp(stream), username, password).await
+        let stream = match TLS.get() {
+            Some((connector, name)) => BenchStream::Tls(Box::new(
+                tokio::time::timeout(timeout, connector.connect(name.clone(), stream))
+                    .await
+                    .map_err(|_| ClientError::Timeout(SETUP_TIMEOUT_MS))??,
+            )),
+            None => BenchStream::Tcp(stream),
+        };
+        Connection::log_in_over(stream, username, password).await
     }
 
     /// Logs in over a memif connection (see [`crate::memif`]).
@@ -383,6 +430,8 @@ impl Connection {
             self.stream.write_all(&head).await?;
             self.stream.write_all(tail).await?;
         }
+        // TLS may hold sealed records back until flushed (plain TCP: nothing to do).
+        self.stream.flush().await?;
         Ok(())
     }
 

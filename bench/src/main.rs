@@ -76,6 +76,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some((ca_file, domain)) = &config.tls {
+        if let Err(e) = riptide_bench::client::enable_tls(ca_file, domain) {
+            eprintln!("riptide-bench: --tls-ca-file: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let output = config.output.clone();
     let result = match run(config) {
         Ok(r) => r,

@@ -12,5 +12,6 @@ pub mod limits;
 pub mod live;
 mod schema;
 pub mod stats;
+pub mod tls;
 
 pub use schema::*;

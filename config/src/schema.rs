@@ -13,6 +13,7 @@ use crate::limits::{
     READAHEAD_SHARD_READS_IN_FLIGHT_LIMIT, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES,
     SEGMENT_SIZE_MULTIPLE_BYTES,
 };
+pub use crate::tls::{KtlsMode, TlsConfig};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -100,6 +101,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub control: ControlConfig,
     pub http: HttpConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
 }
 
@@ -128,6 +130,10 @@ pub struct RootConfig {
 pub struct AuthConfig {
     /// How long a password login that passed argon2 is remembered; 0 = hash every login.
     pub verified_login_ttl_s: u64,
+    /// Wrong passwords from one peer address before its logins back off; 0 = never.
+    pub login_backoff_after_failures: u32,
+    /// Longest refusal window of the back-off.
+    pub login_backoff_max_ms: u64,
 }
 
 /// Longest `auth.verified_login_ttl_s`: a day.
@@ -384,12 +390,29 @@ impl Config {
         self.validate_storage()?;
         crate::http::validate(&self.http, self.tcp.connections_max)?;
         crate::control::validate(&self.control)?;
+        crate::tls::validate(&self.tls)?;
+        if self.tls.enabled && self.tls.mutual() && self.http.enabled {
+            return Err(ConfigError::invalid(
+                "http.enabled",
+                "Iggy's HTTP API reaches the dataplane over the binary protocol, and with \
+                 tls.client_ca_file set the dataplane wants a client certificate its pool cannot \
+                 present: set http.enabled = false, or leave tls.client_ca_file empty",
+            ));
+        }
         if self.auth.verified_login_ttl_s > VERIFIED_LOGIN_TTL_MAX_S {
             return Err(ConfigError::invalid(
                 "auth.verified_login_ttl_s",
                 format!(
                     "must be at most {VERIFIED_LOGIN_TTL_MAX_S} (a day); 0 turns the cache off"
                 ),
+            ));
+        }
+        if self.auth.login_backoff_after_failures > 0
+            && !(1..=3_600_000).contains(&self.auth.login_backoff_max_ms)
+        {
+            return Err(ConfigError::invalid(
+                "auth.login_backoff_max_ms",
+                "must be between 1 and 3600000 (an hour)",
             ));
         }
         if self.heartbeat.interval_ms == 0 {
@@ -887,6 +910,17 @@ fn typed_like(default: &toml::Value, text: &str) -> Result<toml::Value, String> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mutual_tls_needs_the_http_api_off() {
+        let tls = "[tls]\nenabled = true\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n";
+        let error = Config::load_from(Some((Path::new("t.toml"), tls)), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http.enabled"), "{error}");
+        let off = format!("{tls}[http]\nenabled = false\n");
+        Config::load_from(Some((Path::new("t.toml"), &off)), &[]).unwrap();
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -46,6 +46,24 @@ pub struct WorkerSnapshot {
     pub messages_out: u64,
     pub bytes_out: u64,
     pub ring_full_stalls: u64,
+    /// TLS handshakes completed (`[tls]` enabled).
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed (bad records, refused client certificates, alerts).
+    #[serde(default)]
+    pub tls_handshake_failures: u64,
+    /// Connections to the TLS listener whose first bytes were not a TLS record.
+    #[serde(default)]
+    pub tls_plaintext_refused: u64,
+    /// TLS clients on a plaintext listener (answered with an alert and closed).
+    #[serde(default)]
+    pub tls_clients_on_plaintext: u64,
+    /// Logins refused without checking the password: the peer's address failed too often.
+    #[serde(default)]
+    pub logins_throttled: u64,
+    /// Logins that failed on a wrong username or password.
+    #[serde(default)]
+    pub logins_failed: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

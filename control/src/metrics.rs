@@ -170,7 +170,7 @@ fn render_catalog(page: &mut Page, stats: &StatsSnapshot) {
 /// A family of one counter or gauge per worker or shard: name, type, help, the value.
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
-const WORKER_FAMILIES: [Family<WorkerSnapshot>; 11] = [
+const WORKER_FAMILIES: [Family<WorkerSnapshot>; 17] = [
     (
         "riptide_connections",
         "gauge",
@@ -236,6 +236,42 @@ const WORKER_FAMILIES: [Family<WorkerSnapshot>; 11] = [
         "counter",
         "Times a full ring stopped reading a connection (backpressure).",
         |w| w.ring_full_stalls,
+    ),
+    (
+        "riptide_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed on the binary protocol's listener.",
+        |w| w.tls_handshakes,
+    ),
+    (
+        "riptide_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed (bad records, refused client certificates).",
+        |w| w.tls_handshake_failures,
+    ),
+    (
+        "riptide_tls_plaintext_refused_total",
+        "counter",
+        "Connections to the TLS listener closed because they spoke plaintext.",
+        |w| w.tls_plaintext_refused,
+    ),
+    (
+        "riptide_tls_clients_on_plaintext_total",
+        "counter",
+        "TLS clients on a plaintext listener, answered with an alert and closed.",
+        |w| w.tls_clients_on_plaintext,
+    ),
+    (
+        "riptide_logins_failed_total",
+        "counter",
+        "Logins refused for a wrong username or password.",
+        |w| w.logins_failed,
+    ),
+    (
+        "riptide_logins_throttled_total",
+        "counter",
+        "Logins refused unchecked while their peer address backs off after failures.",
+        |w| w.logins_throttled,
     ),
 ];
 

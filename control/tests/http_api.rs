@@ -167,6 +167,72 @@ fn streams_topics_partitions_messages_offsets_and_groups_over_every_route() {
     });
 }
 
+/// With `[tls]` on, the dataplane speaks only TLS: the HTTP API's pool reaches it over TLS
+/// (certificates from `riptidectl tls dev-cert`), so logins, sends and polls work as before.
+#[test]
+fn the_http_api_reaches_a_dataplane_that_speaks_only_tls() {
+    let pki = tempfile::tempdir().expect("pki directory");
+    let out = pki.path().join("pki");
+    riptide_control::cli::tls::dev_cert(&riptide_control::cli::DevCertArgs {
+        out: out.clone(),
+        config: None,
+        names: Vec::new(),
+        days: 1,
+    })
+    .expect("dev-cert");
+    let cert = out.join("server.pem").display().to_string();
+    let key = out.join("server-key.pem").display().to_string();
+    let Some(appliance) = Appliance::start_with(
+        &[
+            ("RIPTIDE_TLS_ENABLED", "true"),
+            ("RIPTIDE_TLS_CERT_FILE", &cert),
+            ("RIPTIDE_TLS_KEY_FILE", &key),
+        ],
+        None,
+    ) else {
+        return;
+    };
+    run(&appliance, async {
+        let anonymous = Api::new(&appliance);
+        let (api, _) = anonymous.login("iggy", "iggy").await;
+        api.ok(Method::POST, "/streams", Some(json!({"name": "tls"})), 200)
+            .await;
+        api.ok(
+            Method::POST,
+            "/streams/tls/topics",
+            Some(topic_body("t", 1)),
+            200,
+        )
+        .await;
+        let zero = B64.encode(0u32.to_le_bytes());
+        let send = json!({
+            "partitioning": {"kind": "partition_id", "value": zero},
+            "messages": [{"payload": b64("over tls")}],
+        });
+        api.ok(
+            Method::POST,
+            "/streams/tls/topics/t/messages",
+            Some(send),
+            201,
+        )
+        .await;
+        let polled = api
+            .ok(
+                Method::GET,
+                "/streams/tls/topics/t/messages?consumer_id=1&partition_id=0&kind=offset&value=0&count=10",
+                None,
+                200,
+            )
+            .await
+            .json();
+        assert_eq!(
+            polled["messages"][0]["payload"],
+            b64("over tls"),
+            "{polled}"
+        );
+    });
+}
+
 async fn streams_and_topics(api: &Api) {
     let stream = api
         .ok(Method::POST, "/streams", Some(json!({"name": "s"})), 200)

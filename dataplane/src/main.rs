@@ -83,7 +83,12 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error}");
             eprintln!("riptide-dataplane: {error}");
-            ExitCode::FAILURE
+            match error {
+                riptide_dataplane::app::server::StartError::Config(_) => {
+                    ExitCode::from(EXIT_CODE_CONFIG as u8)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

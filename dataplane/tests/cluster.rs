@@ -345,6 +345,7 @@ fn endpoints(lab: &Lab) -> Vec<Endpoint> {
         .iter()
         .map(|node| Endpoint {
             address: node.tcp_address(),
+            tls: None,
         })
         .collect()
 }
@@ -385,6 +386,7 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
         let follower = (leader + 1) % lab.nodes.len();
         let on_follower = Endpoint {
             address: lab.nodes[follower].tcp_address(),
+            tls: None,
         };
         // Writes succeed only on the leader: the client connected to a follower went there.
         let client = on_follower.client().await?;

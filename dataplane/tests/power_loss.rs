@@ -184,7 +184,7 @@ impl Lab {
         self.child = Some(command.spawn().context("spawning riptide-dataplane")?);
         self.starts_count += 1;
         let address = self.wait_for_address(&runtime_config)?;
-        Ok(Endpoint { address })
+        Ok(Endpoint { address, tls: None })
     }
 
     fn wait_for_address(&mut self, runtime_config: &Path) -> anyhow::Result<SocketAddr> {

@@ -14,6 +14,8 @@
 //! control = "https://appliance-east:9091"   # host:port is http://, or https:// with a CA
 //! control_token_file = "~/.config/riptide/east.token"   # or control_token = "..."
 //! control_ca_file = "~/.config/riptide/east-ca.pem"     # the CA that signed its certificate
+//! tls_ca_file = "~/.config/riptide/east-ca.pem"   # [tls] on the Iggy protocol (implies tls = true)
+//! tls_domain = "appliance-east"                   # the name in its certificate (default: host)
 //! ```
 
 use super::{exit, CliError, ConnectionArgs};
@@ -36,6 +38,12 @@ pub struct Target {
     pub control_token: Option<String>,
     /// The CA certificate(s) to trust for an HTTPS control API (instead of the system's).
     pub control_ca_file: Option<PathBuf>,
+    /// TLS on the Iggy protocol (`[tls]` of the appliance).
+    pub tls: bool,
+    /// The CA that signed the appliance's certificate (else the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name its certificate carries (else the address's host).
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +64,9 @@ struct Context {
     control_token: Option<String>,
     control_token_file: Option<PathBuf>,
     control_ca_file: Option<PathBuf>,
+    tls: Option<bool>,
+    tls_ca_file: Option<PathBuf>,
+    tls_domain: Option<String>,
 }
 
 /// The contexts file's path.
@@ -156,6 +167,11 @@ pub fn resolve(args: &ConnectionArgs) -> Result<Target, CliError> {
         .control_ca_file
         .clone()
         .or_else(|| context.control_ca_file.as_deref().map(expand_home));
+    let tls_ca_file = args
+        .tls_ca_file
+        .clone()
+        .or_else(|| context.tls_ca_file.as_deref().map(expand_home));
+    let tls = args.tls || context.tls.unwrap_or(false);
     let pick =
         |flag: &Option<String>, iggy_env: &[&str], from_context: &Option<String>, default: &str| {
             flag.clone()
@@ -190,6 +206,9 @@ pub fn resolve(args: &ConnectionArgs) -> Result<Target, CliError> {
         ),
         control_token,
         control_ca_file,
+        tls: tls || tls_ca_file.is_some(),
+        tls_ca_file,
+        tls_domain: args.tls_domain.clone().or(context.tls_domain.clone()),
     })
 }
 
@@ -210,6 +229,9 @@ mod tests {
             context: None,
             control_token: None,
             control_ca_file: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_domain: None,
         };
         let mut context = Context {
             control_token_file: Some(file),

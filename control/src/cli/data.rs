@@ -33,10 +33,19 @@ fn server_error(context: &str, error: IggyError) -> CliError {
 
 /// A connected, signed-in client.
 async fn connect(target: &Target) -> Result<IggyClient, CliError> {
-    let url = format!(
+    let mut url = format!(
         "iggy://{}:{}@{}?reconnection_retries=1&reconnection_interval=200ms",
         target.username, target.password, target.address
     );
+    if target.tls {
+        url.push_str("&tls=true");
+        if let Some(domain) = &target.tls_domain {
+            url.push_str(&format!("&tls_domain={domain}"));
+        }
+        if let Some(ca_file) = &target.tls_ca_file {
+            url.push_str(&format!("&tls_ca_file={}", ca_file.display()));
+        }
+    }
     let client = IggyClient::from_connection_string(&url).map_err(|e| {
         CliError::new(
             exit::USAGE,

@@ -8,6 +8,7 @@ pub mod context;
 pub mod control_client;
 pub mod data;
 pub mod output;
+pub mod tls;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -98,6 +99,15 @@ pub struct ConnectionArgs {
     /// A named context from the contexts file.
     #[arg(long, global = true, env = "RIPTIDE_CONTEXT")]
     pub context: Option<String>,
+    /// Speak TLS to the Iggy protocol address (on with --tls-ca-file too).
+    #[arg(long, global = true, env = "RIPTIDE_TLS")]
+    pub tls: bool,
+    /// PEM CA certificate(s) that signed the appliance's `tls.cert_file` (implies --tls).
+    #[arg(long, global = true, env = "RIPTIDE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the appliance's certificate carries (default: the address's host).
+    #[arg(long, global = true, env = "RIPTIDE_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,8 +144,36 @@ pub enum Command {
     /// The cluster: status (nodes, roles, term, leaders, lag), adding and removing nodes.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Development certificates for `[tls]`.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a development CA, a server certificate for this appliance's names and addresses
+    /// (localhost, 127.0.0.1, ::1, the hostname, the configured addresses, --name) and a client
+    /// certificate (mutual TLS), as PEM files. Not for production: the CA's key is in DIR.
+    DevCert(DevCertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevCertArgs {
+    /// Directory to write ca.pem, ca-key.pem, server.pem, server-key.pem, client.pem,
+    /// client-key.pem into (created; existing files are not overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// riptide.toml whose tcp.address and dpdk.ip_address the server certificate should name.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Further DNS names or IP addresses for the server certificate.
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// Days the certificates are valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -431,6 +469,15 @@ pub fn run(cli: Cli) -> i32 {
         clap_complete::generate(*shell, &mut command, "riptidectl", &mut std::io::stdout());
         return exit::OK;
     }
+    if let Command::Tls(TlsCommand::DevCert(args)) = &cli.command {
+        return match tls::dev_cert(args) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("riptidectl: {}", e.message);
+                e.code
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -468,6 +515,6 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Message(command) => data::message(&target, command, json).await,
         Command::ConsumerGroup(command) => data::group(&target, command, json).await,
         Command::User(command) => data::user(&target, command, json).await,
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::Tls(_) => Ok(()),
     }
 }

@@ -25,6 +25,8 @@ pub struct DataplaneConnector {
     supervisor: Option<SharedStatus>,
     /// Used when the dataplane has not written its bound address (yet).
     configured_address: String,
+    /// `[tls]` is enabled: the dataplane speaks only TLS.
+    tls: bool,
 }
 
 pub type DataplanePool = Pool<DataplaneConnector>;
@@ -34,11 +36,13 @@ impl DataplaneConnector {
         data_dir: PathBuf,
         supervisor: Option<SharedStatus>,
         configured_address: String,
+        tls: bool,
     ) -> DataplaneConnector {
         DataplaneConnector {
             data_dir,
             supervisor,
             configured_address,
+            tls,
         }
     }
 
@@ -65,6 +69,16 @@ impl DataplaneConnector {
             ..TcpClientConfig::default()
         };
         config.reconnection.enabled = false;
+        if self.tls {
+            // The dataplane this process supervises, at the address it wrote into our data
+            // directory, presenting the certificate this process's configuration names: the
+            // certificate is not what authenticates it here, so it is not checked (a chain file
+            // need not hold the CA that signed it). Mutual TLS (`tls.client_ca_file`) would
+            // need a client certificate the SDK cannot present.
+            config.tls_enabled = true;
+            config.tls_validate_certificate = false;
+            config.tls_domain = "localhost".to_string();
+        }
         TcpClient::create(Arc::new(config))
     }
 }

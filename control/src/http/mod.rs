@@ -126,6 +126,7 @@ pub async fn start(
         app.data_dir.clone(),
         Some(app.supervisor.clone()),
         config.tcp.address.clone(),
+        config.tls.enabled,
     );
     let (per_user_max, total_max) =
         riptide_config::http::pool_limits(http, config.tcp.connections_max);

@@ -13,10 +13,11 @@ use crate::mesh::shard_thread::{IdleWait, ShardThread, SHARD_AWAKE_AFTER_REQUEST
 use crate::metadata::MetadataService;
 use crate::net::kernel::{bind_listeners, KernelWorker};
 use crate::session::shared::Shared;
+use crate::session::tls::{TlsFiles, TlsServer};
 use crate::session::{WorkerContext, WorkerCore};
 use crate::shard::{storage_config, PartitionDirectory, ShardCore, ShardEnv};
 use riptide_config::stats::{StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
-use riptide_config::{Config, SteeringPolicy};
+use riptide_config::{Config, KtlsMode, SteeringPolicy};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -41,6 +42,9 @@ pub enum StartError {
     },
     #[error("storage shard {shard}: {message}")]
     Shard { shard: usize, message: String },
+    /// A configuration the files or the host cannot serve (exit code EX_CONFIG).
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Other(String),
 }
@@ -255,6 +259,7 @@ impl Servers {
         remove_unnamed_partitions(&directory, &catalog_view.load())?;
         let mut shared = Shared::new(config.clone(), catalog_view, directory, workers, now_us());
         shared.cluster = cluster_view;
+        shared.tls = tls_server(config)?;
         let clients = usize::from(matches!(server, MetadataServer::Cluster { .. }));
         let mesh = build_mesh(workers, shards, clients, config.dataplane.ring_capacity)
             .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
@@ -421,6 +426,53 @@ fn remove_unnamed_partitions(
         tracing::warn!(dir = %dir.display(), "removed a stream, topic or partition directory the metadata does not name (its deletion was cut short by a crash or power loss)");
     }
     Ok(())
+}
+
+/// `[tls]` enabled: the certificate files read and checked, and whether kTLS takes the record
+/// layer after handshakes (kernel mode, probed once here).
+///
+/// # Errors
+/// [`StartError::Config`] naming the key of a file at fault, or `tls.ktls = "on"` on a kernel
+/// without kTLS.
+fn tls_server(config: &Config) -> Result<Option<Arc<TlsServer>>, StartError> {
+    if !config.tls.enabled {
+        return Ok(None);
+    }
+    let ktls = match (config.dataplane.backend, config.tls.ktls) {
+        (_, KtlsMode::Off) => false,
+        (riptide_config::Backend::Dpdk, KtlsMode::On) => {
+            return Err(StartError::Config(
+                "configuration key `tls.ktls`: \"on\" needs kernel mode (dpdk mode has no kernel \
+                 socket to hand the record layer to); use \"auto\" or \"off\""
+                    .to_string(),
+            ))
+        }
+        (riptide_config::Backend::Dpdk, KtlsMode::Auto) => false,
+        (riptide_config::Backend::Kernel, mode) => {
+            match crate::net::ktls::probe() {
+                Ok(()) => true,
+                Err(reason) if mode == KtlsMode::On => {
+                    return Err(StartError::Config(format!(
+                        "configuration key `tls.ktls`: \"on\" but kTLS is unavailable: {reason}; \
+                     set tls.ktls = \"auto\" or \"off\" to encrypt in userspace"
+                    )))
+                }
+                Err(reason) => {
+                    tracing::warn!("kTLS unavailable, TLS records are encrypted by rustls in userspace: {reason}");
+                    false
+                }
+            }
+        }
+    };
+    let server = TlsServer::new(TlsFiles::from_config(&config.tls), ktls)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    tracing::info!(
+        cert_file = %config.tls.cert_file.display(),
+        mutual = config.tls.mutual(),
+        ktls,
+        "TLS 1.3 on the binary protocol"
+    );
+    Ok(Some(Arc::new(server)))
 }
 
 /// Kernel mode: SO_REUSEPORT listeners, the sk_reuseport steering program, io_uring network
@@ -844,6 +896,7 @@ fn wait_for_signal(
             if let Some(changes) = live.poll() {
                 apply_live(shared, frontend, changes);
             }
+            reload_tls(shared, None);
             if let Err(error) = write_snapshot(
                 &shared.config.system.path,
                 &snapshot(shared, cores, steering, frontend),
@@ -882,6 +935,39 @@ fn apply_live(
         match frontend.set_steering_policy(policy) {
             Ok(()) => tracing::info!(?policy, "steering.policy applied live"),
             Err(error) => tracing::warn!(%error, "steering.policy not applied"),
+        }
+    }
+    if changes.tls_cert_file.is_some() || changes.tls_key_file.is_some() {
+        let Some(tls) = &shared.tls else {
+            tracing::warn!("tls.cert_file/tls.key_file not applied: [tls] is not enabled");
+            return;
+        };
+        let mut files = tls.files();
+        if let Some(path) = &changes.tls_cert_file {
+            files.cert_file = path.clone();
+        }
+        if let Some(path) = &changes.tls_key_file {
+            files.key_file = path.clone();
+        }
+        reload_tls(shared, Some(files));
+    }
+}
+
+/// Rebuilds the TLS configuration when its files changed on disk or live.toml named new ones:
+/// new handshakes get the new certificate, open connections keep theirs. A broken new file is
+/// reported once and the previous certificate stays in use.
+fn reload_tls(shared: &Shared, files: Option<TlsFiles>) {
+    let Some(tls) = &shared.tls else {
+        return;
+    };
+    match tls.reload_if_changed(files) {
+        None => {}
+        Some(Ok(files)) => tracing::info!(
+            cert_file = %files.cert_file.display(),
+            "TLS certificate reloaded; new handshakes use it"
+        ),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "TLS certificate not reloaded; the previous one stays in use")
         }
     }
 }

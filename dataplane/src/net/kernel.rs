@@ -351,6 +351,20 @@ impl KernelWorker {
             }
             return;
         }
+        if !socket.recv_in_flight && !socket.send_in_flight && self.core.tls_ready_for_kernel(id) {
+            let installed = match self.core.take_tls_secrets(id) {
+                Some(Ok(secrets)) => crate::net::ktls::install(&socket.fd, secrets),
+                Some(Err(error)) => Err(std::io::Error::other(error)),
+                None => Ok(()),
+            };
+            if let Err(error) = installed {
+                tracing::warn!(worker = self.index, %error, "kTLS refused the connection's keys; closing it");
+                socket.ended = true;
+                self.core.on_stream_end(id);
+                self.dirty.push(id);
+                return;
+            }
+        }
         self.arm_send(id);
         self.arm_recv(id);
     }

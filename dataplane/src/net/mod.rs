@@ -3,3 +3,4 @@
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod kernel;
+pub mod ktls;

@@ -246,6 +246,13 @@ impl Connection {
             .any(|slot| matches!(slot.state, SlotState::Metadata(_)))
     }
 
+    /// Sends `bytes` (not an Iggy frame: a TLS alert to a TLS client on a plaintext listener)
+    /// and closes.
+    pub fn refuse(&mut self, bytes: &'static [u8]) {
+        self.output.push_back(Bytes::from_static(bytes));
+        self.closing = true;
+    }
+
     /// Stops reading: the replies owed are still written, then the connection is finished.
     pub fn close(&mut self) {
         self.closing = true;

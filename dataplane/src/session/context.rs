@@ -46,6 +46,11 @@ impl WorkerContext {
         }
     }
 
+    /// The `now` the driver last passed in.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
     }

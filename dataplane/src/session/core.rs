@@ -17,6 +17,7 @@
 
 use super::connection::Connection;
 use super::context::WorkerContext;
+use super::tls::{TlsEnd, TlsSession};
 use crate::mesh::messages::ConnectionId;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,14 @@ const HEARTBEAT_GRACE_DENOMINATOR: u32 = 10;
 /// user data in the kernel driver).
 pub const SLOTS_MAX: usize = 1 << 24;
 
+/// Plaintext read out of rustls at a time (one record's worth).
+const TLS_PLAINTEXT_CHUNK_BYTES: usize = 16 * 1024;
+/// A TLS handshake record (content type 22, legacy version 3.x).
+const TLS_HANDSHAKE_RECORD_PREFIX: [u8; 2] = [0x16, 0x03];
+/// A fatal TLS alert, protocol_version (70), in a TLS 1.2-framed record: what a TLS client gets
+/// from a plaintext listener.
+const TLS_ALERT_PROTOCOL_VERSION: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+
 /// Why a connection was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -39,6 +48,8 @@ pub enum Refused {
     ConnectionsMax,
     #[error("every connection slot of this network thread is in use")]
     SlotsFull,
+    #[error("rustls refused to start a TLS session")]
+    Tls,
 }
 
 struct Slot {
@@ -46,6 +57,10 @@ struct Slot {
     connection: Option<Connection>,
     /// The stream ended; the slot waits for the driver's release.
     ended: bool,
+    /// `[tls]` enabled: the record layer between the driver's bytes and the session.
+    tls: Option<TlsSession>,
+    /// Bytes arrived on the connection (its first bytes say whether it speaks TLS).
+    received_any: bool,
 }
 
 pub struct WorkerCore {
@@ -56,6 +71,8 @@ pub struct WorkerCore {
     heartbeat_timeout: Duration,
     next_housekeeping: Option<Instant>,
     dirty: Vec<ConnectionId>,
+    /// Plaintext a TLS connection's records carried, on its way to the session's input.
+    plaintext: Vec<u8>,
 }
 
 impl WorkerCore {
@@ -72,6 +89,7 @@ impl WorkerCore {
             heartbeat_timeout,
             next_housekeeping: None,
             dirty: Vec::new(),
+            plaintext: vec![0; TLS_PLAINTEXT_CHUNK_BYTES],
         }
     }
 
@@ -103,6 +121,18 @@ impl WorkerCore {
             );
             return Err(Refused::ConnectionsMax);
         }
+        let tls = match &self.ctx.shared.tls {
+            Some(server) => match TlsSession::new(server.config(), server.ktls()) {
+                Ok(session) => Some(session),
+                Err(error) => {
+                    tracing::error!(%error, "TLS session refused by rustls");
+                    self.ctx.shared.release_connection();
+                    counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refused::Tls);
+                }
+            },
+            None => None,
+        };
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
         counters
             .connections_accepted
@@ -114,6 +144,8 @@ impl WorkerCore {
                     generation: 0,
                     connection: None,
                     ended: false,
+                    tls: None,
+                    received_any: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -121,6 +153,8 @@ impl WorkerCore {
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
         slot.ended = false;
+        slot.tls = tls;
+        slot.received_any = false;
         let id = ConnectionId {
             slot: index,
             generation: slot.generation,
@@ -128,13 +162,6 @@ impl WorkerCore {
         slot.connection = Some(Connection::new(id, peer.to_string(), &self.ctx, now));
         self.live += 1;
         Ok(id)
-    }
-
-    fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut Connection> {
-        self.slots
-            .get_mut(id.slot as usize)
-            .filter(|slot| slot.generation == id.generation)
-            .and_then(|slot| slot.connection.as_mut())
     }
 
     fn connection(&self, id: ConnectionId) -> Option<&Connection> {
@@ -146,26 +173,133 @@ impl WorkerCore {
 
     /// Bytes arrived from the peer.
     pub fn on_received(&mut self, id: ConnectionId, bytes: &[u8], now: Instant) {
+        self.ctx.set_now(now);
         let Some(slot) = self.slots.get_mut(id.slot as usize) else {
             return;
         };
         if slot.generation != id.generation {
             return;
         }
-        if let Some(connection) = slot.connection.as_mut() {
+        let Some(connection) = slot.connection.as_mut() else {
+            return;
+        };
+        self.dirty.push(id);
+        let first_bytes = !std::mem::replace(&mut slot.received_any, true);
+        let Some(tls) = slot.tls.as_mut() else {
+            // An Iggy header starts with a zero checksum; a TLS client starts with a handshake
+            // record. Told so at once, it fails with an alert instead of waiting for an answer.
+            if first_bytes && bytes.starts_with(&TLS_HANDSHAKE_RECORD_PREFIX) {
+                self.ctx
+                    .counters()
+                    .tls_clients_on_plaintext
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %connection.state.address, "TLS client on the plaintext listener refused");
+                connection.refuse(&TLS_ALERT_PROTOCOL_VERSION);
+                return;
+            }
             connection.on_received(bytes, now, &mut self.ctx);
-            self.dirty.push(id);
+            return;
+        };
+        let ctx = &mut self.ctx;
+        let chunk = &mut self.plaintext;
+        // The plaintext goes straight into a large batch's own buffer when one is being filled,
+        // else through a chunk into the session's input.
+        let received = tls.receive(bytes, |plaintext| loop {
+            if let Some(batch) = connection.batch_receive_buffer() {
+                match plaintext.read(batch) {
+                    Ok(n) if n > 0 => {
+                        connection.on_batch_received(n, now, ctx);
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
+            match plaintext.read(chunk) {
+                Ok(n) if n > 0 => connection.on_received(&chunk[..n], now, ctx),
+                _ => return,
+            }
+        });
+        let counters = self.ctx.counters();
+        if received.handshake_completed {
+            counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+        }
+        match received.end {
+            Some(TlsEnd::Plaintext) => {
+                counters
+                    .tls_plaintext_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %connection.state.address, "plaintext client on the TLS listener closed");
+            }
+            Some(TlsEnd::Failed) => {
+                counters
+                    .tls_handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some(TlsEnd::PeerClosed) | None => {}
+        }
+        if received.end.is_some() {
+            connection.close();
+        }
+        tls.seal(connection);
+    }
+
+    /// kTLS: the connection's handshake completed and everything rustls sealed was sent, so its
+    /// record layer may move to the kernel ([`WorkerCore::take_tls_secrets`]).
+    pub fn tls_ready_for_kernel(&self, id: ConnectionId) -> bool {
+        self.tls(id).is_some_and(TlsSession::ready_for_kernel)
+    }
+
+    /// kTLS: takes the connection's negotiated keys; from here its bytes are plaintext to the
+    /// core (the kernel encrypts and decrypts).
+    pub fn take_tls_secrets(
+        &mut self,
+        id: ConnectionId,
+    ) -> Option<Result<rustls::ExtractedSecrets, rustls::Error>> {
+        let slot = self
+            .slots
+            .get_mut(id.slot as usize)
+            .filter(|slot| slot.generation == id.generation)?;
+        let secrets = slot.tls.take()?.into_secrets();
+        self.dirty.push(id);
+        Some(secrets)
+    }
+
+    /// Seals what the TLS connections named in `dirty[from..]` have to send.
+    fn seal_touched(&mut self, from: usize) {
+        for index in from..self.dirty.len() {
+            let id = self.dirty[index];
+            let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+                continue;
+            };
+            if slot.generation != id.generation {
+                continue;
+            }
+            if let (Some(tls), Some(connection)) = (slot.tls.as_mut(), slot.connection.as_mut()) {
+                tls.seal(connection);
+            }
         }
     }
 
     /// Where the driver may receive the rest of a large SendMessages batch directly (it stays in
     /// place until [`WorkerCore::on_batch_received`] or the release of the connection).
     pub fn receive_buffer(&mut self, id: ConnectionId) -> Option<&mut [u8]> {
-        self.connection_mut(id)?.batch_receive_buffer()
+        let slot = self
+            .slots
+            .get_mut(id.slot as usize)
+            .filter(|slot| slot.generation == id.generation && slot.tls.is_none())?;
+        slot.connection.as_mut()?.batch_receive_buffer()
+    }
+
+    fn tls(&self, id: ConnectionId) -> Option<&TlsSession> {
+        self.slots
+            .get(id.slot as usize)
+            .filter(|slot| slot.generation == id.generation)
+            .and_then(|slot| slot.tls.as_ref())
     }
 
     /// `received_bytes` arrived in [`WorkerCore::receive_buffer`].
     pub fn on_batch_received(&mut self, id: ConnectionId, received_bytes: usize, now: Instant) {
+        self.ctx.set_now(now);
         let Some(slot) = self.slots.get_mut(id.slot as usize) else {
             return;
         };
@@ -179,33 +313,60 @@ impl WorkerCore {
     }
 
     /// Bytes waiting to be sent, as chunks (the first may be partly sent already).
+    /// (On a TLS connection: sealed records.)
     pub fn transmit(&self, id: ConnectionId) -> impl Iterator<Item = &[u8]> {
-        self.connection(id)
-            .into_iter()
-            .flat_map(Connection::pending_output)
+        let tls = self.tls(id);
+        let plaintext = match tls {
+            Some(_) => None,
+            None => self.connection(id),
+        };
+        tls.into_iter()
+            .flat_map(TlsSession::transmit)
+            .chain(plaintext.into_iter().flat_map(Connection::pending_output))
     }
 
     pub fn has_output(&self, id: ConnectionId) -> bool {
-        self.connection(id).is_some_and(Connection::has_output)
+        match self.tls(id) {
+            Some(tls) => tls.has_output(),
+            None => self.connection(id).is_some_and(Connection::has_output),
+        }
     }
 
     /// The first `sent_bytes` of [`WorkerCore::transmit`] were written to the peer.
     pub fn on_sent(&mut self, id: ConnectionId, sent_bytes: usize) {
-        if let Some(connection) = self.connection_mut(id) {
-            connection.consume_output(sent_bytes);
-            self.dirty.push(id);
+        let Some(slot) = self
+            .slots
+            .get_mut(id.slot as usize)
+            .filter(|slot| slot.generation == id.generation)
+        else {
+            return;
+        };
+        let Some(connection) = slot.connection.as_mut() else {
+            return;
+        };
+        match slot.tls.as_mut() {
+            Some(tls) => {
+                tls.on_sent(sent_bytes);
+                tls.seal(connection);
+            }
+            None => connection.consume_output(sent_bytes),
         }
+        self.dirty.push(id);
     }
 
     /// Whether the driver should keep reading from the socket.
     pub fn wants_read(&self, id: ConnectionId) -> bool {
         self.connection(id).is_some_and(Connection::wants_read)
+            && self.tls(id).is_none_or(TlsSession::wants_read)
     }
 
-    /// The connection is done (evicted, closed for silence or for the stop) and every reply owed
-    /// is written: the driver closes the socket gracefully.
+    /// The connection is done (evicted, closed for silence or for the stop, or its TLS ended)
+    /// and every reply owed is written: the driver closes the socket gracefully.
     pub fn wants_close(&self, id: ConnectionId) -> bool {
-        self.connection(id).is_some_and(Connection::is_finished)
+        match self.tls(id) {
+            Some(tls) => tls.wants_close(),
+            None => self.connection(id).is_some_and(Connection::is_finished),
+        }
     }
 
     /// Requests read from the peer still wait for a shard or the metadata service.
@@ -257,6 +418,14 @@ impl WorkerCore {
     /// full rings take more frames, and runs housekeeping when due. Returns whether anything
     /// happened.
     pub fn poll(&mut self, now: Instant) -> bool {
+        self.ctx.set_now(now);
+        let touched_from = self.dirty.len();
+        let progress = self.deliver_and_housekeep(now);
+        self.seal_touched(touched_from);
+        progress
+    }
+
+    fn deliver_and_housekeep(&mut self, now: Instant) -> bool {
         let mut progress = false;
         while let Some(reply) = self.ctx.take_shard_reply() {
             progress = true;

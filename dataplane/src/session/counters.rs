@@ -18,6 +18,12 @@ pub struct WorkerCounters {
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub ring_full_stalls: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub tls_plaintext_refused: AtomicU64,
+    pub tls_clients_on_plaintext: AtomicU64,
+    pub logins_throttled: AtomicU64,
+    pub logins_failed: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -37,6 +43,12 @@ impl WorkerCounters {
             messages_out: get(&self.messages_out),
             bytes_out: get(&self.bytes_out),
             ring_full_stalls: get(&self.ring_full_stalls),
+            tls_handshakes: get(&self.tls_handshakes),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
+            tls_plaintext_refused: get(&self.tls_plaintext_refused),
+            tls_clients_on_plaintext: get(&self.tls_clients_on_plaintext),
+            logins_throttled: get(&self.logins_throttled),
+            logins_failed: get(&self.logins_failed),
         }
     }
 }

@@ -9,7 +9,9 @@ pub mod core;
 pub mod counters;
 pub mod dispatch;
 pub mod groups;
+pub mod login_throttle;
 pub mod shared;
+pub mod tls;
 
 pub use self::core::{Refused, WorkerCore};
 pub use connection::{Connection, ConnectionState, Session};

@@ -55,6 +55,10 @@ pub struct Shared {
     pub lifecycle: Arc<Lifecycle>,
     /// `retention.cleaner_interval_ms`, changeable live (the shards read it).
     pub cleaner_interval_ms: Arc<AtomicU64>,
+    /// `[tls]` enabled: the server configuration new connections handshake with.
+    pub tls: Option<Arc<crate::session::tls::TlsServer>>,
+    /// Failed logins per peer address back off.
+    pub login_throttle: crate::session::login_throttle::LoginThrottle,
     next_client_id: AtomicU32,
     /// Connections open across every network thread, against `tcp.connections_max`.
     connections_open: AtomicU32,
@@ -70,6 +74,10 @@ impl Shared {
         started_at_us: u64,
     ) -> Shared {
         let cleaner_interval_ms = config.retention.cleaner_interval_ms;
+        let login_throttle = crate::session::login_throttle::LoginThrottle::new(
+            config.auth.login_backoff_after_failures,
+            std::time::Duration::from_millis(config.auth.login_backoff_max_ms),
+        );
         let shards = directory.shards();
         Shared {
             directory,
@@ -87,6 +95,8 @@ impl Shared {
             next_client_id: AtomicU32::new(1),
             connections_open: AtomicU32::new(0),
             bound_address: std::sync::OnceLock::new(),
+            tls: None,
+            login_throttle,
         }
     }
 

@@ -3,6 +3,7 @@
 //! SIGKILLs it, and prints the server's log when a test fails.
 #![allow(dead_code)] // Each suite uses a different part of the harness.
 
+pub mod pki;
 pub mod raw;
 pub mod scenarios;
 pub mod xxh3;
@@ -102,6 +103,7 @@ impl Server {
     pub fn endpoint(&self) -> Endpoint {
         Endpoint {
             address: self.address,
+            tls: None,
         }
     }
 
@@ -275,6 +277,25 @@ impl Server {
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint {
     pub address: SocketAddr,
+    /// `[tls]` servers: how the SDK verifies the server (leaked once per test: endpoints are
+    /// copied into every scenario).
+    pub tls: Option<&'static ClientTls>,
+}
+
+/// The SDK's TLS options: the name the server's certificate carries and the CA that signed it.
+#[derive(Debug)]
+pub struct ClientTls {
+    pub domain: String,
+    pub ca_file: PathBuf,
+}
+
+impl ClientTls {
+    pub fn leak(domain: &str, ca_file: &Path) -> &'static ClientTls {
+        Box::leak(Box::new(ClientTls {
+            domain: domain.to_string(),
+            ca_file: ca_file.to_path_buf(),
+        }))
+    }
 }
 
 impl Endpoint {
@@ -293,9 +314,16 @@ impl Endpoint {
     /// state): a client that survived a DPDK appliance's restart failed so, once. 100 ms leaves
     /// that window to a reconnect, not to a timer.
     pub fn connection_string_for(&self, username: &str, password: &str) -> String {
+        let tls = self.tls.map_or_else(String::new, |tls| {
+            format!(
+                "&tls=true&tls_domain={}&tls_ca_file={}",
+                tls.domain,
+                tls.ca_file.display()
+            )
+        });
         format!(
             "iggy://{username}:{password}@{}?reconnection_retries=10&reconnection_interval=200ms\
-             &reestablish_after=100ms",
+             &reestablish_after=100ms{tls}",
             self.address
         )
     }
@@ -320,11 +348,17 @@ impl Endpoint {
 
     /// A connected SDK client that is not signed in.
     pub async fn anonymous_client(&self) -> anyhow::Result<IggyClient> {
-        let config = TcpClientConfigBuilder::new()
+        let mut builder = TcpClientConfigBuilder::new()
             .with_server_address(self.address.to_string())
-            .with_reconnection_max_retries(Some(2))
-            .build()
-            .map_err(|e| anyhow!("tcp config: {e}"))?;
+            .with_reconnection_max_retries(Some(2));
+        if let Some(tls) = self.tls {
+            builder = builder
+                .with_tls_enabled(true)
+                .with_tls_domain(tls.domain.clone())
+                .with_tls_ca_file(tls.ca_file.display().to_string())
+                .with_tls_validate_certificate(true);
+        }
+        let config = builder.build().map_err(|e| anyhow!("tcp config: {e}"))?;
         let tcp = TcpClient::create(std::sync::Arc::new(config))
             .map_err(|e| anyhow!("tcp client: {e}"))?;
         let client = IggyClient::new(ClientWrapper::Tcp(tcp));

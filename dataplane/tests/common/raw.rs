@@ -241,6 +241,26 @@ impl RawConnection {
         })
     }
 
+    /// As [`RawConnection::connect`], from a chosen local address (another peer, e.g.
+    /// 127.0.0.2, for per-address limits).
+    pub async fn connect_from(
+        local: std::net::IpAddr,
+        address: SocketAddr,
+    ) -> anyhow::Result<RawConnection> {
+        let socket = tokio::net::TcpSocket::new_v4().context("socket")?;
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .context("bind the local address")?;
+        let stream = socket.connect(address).await.context("raw connect")?;
+        stream.set_nodelay(true)?;
+        Ok(RawConnection {
+            stream,
+            client: 0x5249_5054_4944_4500_0000_0000_0000_0002 ^ u128::from(std::process::id()),
+            session: 0,
+            request: 1,
+        })
+    }
+
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await.context("raw write")?;
         Ok(())

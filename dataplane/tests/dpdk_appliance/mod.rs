@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::common::scenarios::{
     self, all_stored_messages, check_after_restart, stream_and_topic, StoredMessage,
 };
-use crate::common::{bounded, id, Endpoint, Findings, Server};
+use crate::common::{bounded, id, ClientTls, Endpoint, Findings, Server};
 use crate::dpdk_lab::{run, VethLab};
 use riptide_config::stats::{stats_path, PortSnapshot, StatsSnapshot, STATS_PUBLISH_INTERVAL_MS};
 
@@ -51,6 +51,8 @@ pub struct DpdkAppliance<'lab> {
     pub lab: &'lab VethLab,
     pub attachment: Attachment,
     pub server: Server,
+    /// `[tls]` appliances: how the SDK verifies them.
+    pub tls: Option<&'static ClientTls>,
 }
 
 impl<'lab> DpdkAppliance<'lab> {
@@ -65,18 +67,34 @@ impl<'lab> DpdkAppliance<'lab> {
         attachment: Attachment,
         mtu: u16,
     ) -> DpdkAppliance<'lab> {
-        let config = appliance_config(lab, attachment, mtu);
+        DpdkAppliance::start_with(lab, attachment, mtu, "", None)
+    }
+
+    /// As [`DpdkAppliance::start_with_mtu`] with more riptide.toml sections (`extra_toml`, e.g.
+    /// `[tls]`) and the SDK's TLS options for it.
+    pub fn start_with(
+        lab: &'lab VethLab,
+        attachment: Attachment,
+        mtu: u16,
+        extra_toml: &str,
+        tls: Option<&'static ClientTls>,
+    ) -> DpdkAppliance<'lab> {
+        let config = format!("{}\n{extra_toml}", appliance_config(lab, attachment, mtu));
         let server = Server::start_with_config(Some(&config), &[])
             .unwrap_or_else(|error| panic!("the DPDK appliance did not start: {error:#}"));
         DpdkAppliance {
             lab,
             attachment,
             server,
+            tls,
         }
     }
 
     pub fn endpoint(&self) -> Endpoint {
-        self.server.endpoint()
+        Endpoint {
+            tls: self.tls,
+            ..self.server.endpoint()
+        }
     }
 
     /// Runs an SDK phase on a thread inside the lab's namespace (the client side of the wire).

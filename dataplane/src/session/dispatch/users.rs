@@ -21,6 +21,7 @@ use riptide_storage::metadata::{
     generate_token, hash_password, hash_token, verify_password, Catalog, Change, GlobalPermissions,
     Permissions, StreamPermissions, TopicPermissions, User, UserStatus,
 };
+use std::sync::atomic::Ordering;
 
 /// Most personal access tokens per user (iggy's default).
 const TOKENS_PER_USER_MAX: usize = 100;
@@ -34,16 +35,41 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
     match login {
         Login::Password {
             username, password, ..
-        } => Handled::Metadata {
-            op: MetadataOp::PasswordLogin { username, password },
-            then: Box::new(|outcome, state, ctx| match outcome {
-                MetadataOutcome::LoggedIn { user_id } => bind_session(user_id, state, ctx),
-                MetadataOutcome::Failed(code) => Handled::Error(code),
-                MetadataOutcome::Applied(_) | MetadataOutcome::Replicated(_) => {
-                    Handled::Error(ErrorCode::Error)
+        } => {
+            let peer = peer_ip(state);
+            if let Some(ip) = peer {
+                if let Err(remaining) = ctx.shared.login_throttle.check(ip, ctx.now()) {
+                    ctx.counters()
+                        .logins_throttled
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%ip, ?remaining, "login refused: the address backs off after failed logins");
+                    return Handled::Error(ErrorCode::InvalidCredentials);
                 }
-            }),
-        },
+            }
+            Handled::Metadata {
+                op: MetadataOp::PasswordLogin { username, password },
+                then: Box::new(move |outcome, state, ctx| match outcome {
+                    MetadataOutcome::LoggedIn { user_id } => {
+                        if let Some(ip) = peer {
+                            ctx.shared.login_throttle.succeeded(ip);
+                        }
+                        bind_session(user_id, state, ctx)
+                    }
+                    MetadataOutcome::Failed(code) => {
+                        if code == ErrorCode::InvalidCredentials {
+                            ctx.counters().logins_failed.fetch_add(1, Ordering::Relaxed);
+                            if let Some(ip) = peer {
+                                ctx.shared.login_throttle.failed(ip, ctx.now());
+                            }
+                        }
+                        Handled::Error(code)
+                    }
+                    MetadataOutcome::Applied(_) | MetadataOutcome::Replicated(_) => {
+                        Handled::Error(ErrorCode::Error)
+                    }
+                }),
+            }
+        }
         Login::Token { token, .. } => {
             let catalog = ctx.shared.catalog();
             let user = match catalog.token_by_hash(&hash_token(&token)) {
@@ -63,6 +89,15 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
             bind_session(user.id, state, ctx)
         }
     }
+}
+
+/// The peer's IP address (the connection's address is the peer's `ip:port`).
+fn peer_ip(state: &ConnectionState) -> Option<std::net::IpAddr> {
+    state
+        .address
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|address| address.ip())
 }
 
 /// A new session for `user_id` on this connection: the login reply.
