@@ -535,6 +535,12 @@ impl WorkerCore {
         out.append(&mut self.dirty);
     }
 
+    /// Forgets which connections changed, for a driver that serves every connection each turn
+    /// (the DPDK lcore) and so never asks: the list would otherwise grow with every request.
+    pub fn forget_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
     /// Every connection accepted and not yet released.
     pub fn connections(&self) -> impl Iterator<Item = ConnectionId> + '_ {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {

@@ -104,6 +104,8 @@ impl Service for crate::session::WorkerCore {
 
     fn end_turn(&mut self) {
         crate::session::WorkerCore::end_turn(self);
+        // The loop serves every socket each turn: it needs no list of changed connections.
+        self.forget_dirty();
     }
 }
 
