@@ -197,18 +197,6 @@ start_server() {
   echo "bench-dpdk.sh: $mode: riptide-dataplane (pid $server_pid) at $address" >&2
 }
 
-# Context switches per thread: "tid comm voluntary+nonvoluntary".
-ctx_snapshot() {
-  local task
-  for task in /proc/"$server_pid"/task/*; do
-    awk -v tid="${task##*/}" -v comm="$(tr ' ' _ <"$task/comm" 2>/dev/null)" \
-      '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/ { n += $2 }
-       END { print tid, comm, n }' "$task/status" 2>/dev/null || true
-  done
-}
-
-# DPDK names its lcore threads rte-worker-N (lcore-worker-N in other releases).
-hot_threads() { if [ "$1" = kernel ]; then echo '^riptide-net-'; else echo '^(rte|lcore)-worker-'; fi; }
 
 rows=()
 # measure MODE NAME BENCH-ARGS...: one riptide-bench run from the namespace with the appliance's
@@ -217,7 +205,7 @@ measure() {
   local mode="$1" name="$2"; shift 2
   local base="$output/$mode-$wire_mtu-$name" hot log
   hot="$(hot_threads "$mode")"
-  ctx_snapshot >"$base.ctx-before"
+  ctx_snapshot "$server_pid" >"$base.ctx-before"
   perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_clock_nanosleep --per-thread -x, \
     -p "$server_pid" -o "$base.perf" &
   local perf_pid=$!
@@ -231,7 +219,7 @@ measure() {
     return 0
   fi
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
-  ctx_snapshot >"$base.ctx-after"
+  ctx_snapshot "$server_pid" >"$base.ctx-after"
   echo "$log" >"$base.txt"
   local summary messages syscalls ctx
   summary="$(grep '^summary: ' <<<"$log" | head -1)"

@@ -159,17 +159,6 @@ transport() {
   fi
 }
 
-# Context switches per thread: "tid comm voluntary+nonvoluntary".
-ctx_snapshot() {
-  local task
-  for task in /proc/"$server_pid"/task/*; do
-    awk -v tid="${task##*/}" -v comm="$(tr ' ' _ <"$task/comm" 2>/dev/null)" \
-      '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/ { n += $2 }
-       END { print tid, comm, n }' "$task/status" 2>/dev/null || true
-  done
-}
-
-hot_threads() { if [ "$1" = kernel ]; then echo '^riptide-net-'; else echo '^(rte|lcore)-worker-'; fi; }
 
 rows=()
 # measure MODE NAME BENCH-ARGS...: one riptide-bench run with the appliance's system calls and
@@ -178,7 +167,7 @@ measure() {
   local mode="$1" name="$2"; shift 2
   local base="$output/$mode-$name" hot log
   hot="$(hot_threads "$mode")"
-  ctx_snapshot >"$base.ctx-before"
+  ctx_snapshot "$server_pid" >"$base.ctx-before"
   perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_clock_nanosleep,syscalls:sys_enter_write \
     --per-thread -x, -p "$server_pid" -o "$base.perf" &
   local perf_pid=$!
@@ -193,7 +182,7 @@ measure() {
     return 0
   fi
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
-  ctx_snapshot >"$base.ctx-after"
+  ctx_snapshot "$server_pid" >"$base.ctx-after"
   echo "$log" >"$base.txt"
   local summary messages syscalls ctx
   summary="$(grep '^summary: ' <<<"$log" | head -1)"
@@ -256,7 +245,7 @@ ceiling_failed() {
 }
 ceiling_up=$(ceiling up) || ceiling_failed
 ceiling_down=$(ceiling down) || ceiling_failed
-[ -n "$ceiling_up" ] && [ -n "$ceiling_down" ] || ceiling_failed
+if [ -z "$ceiling_up" ] || [ -z "$ceiling_down" ]; then ceiling_failed; fi
 kill "$ceiling_pid"; wait "$ceiling_pid" 2>/dev/null || true
 echo "bench-memif.sh: memif ceilings: up $ceiling_up MB/s, down $ceiling_down MB/s" >&2
 

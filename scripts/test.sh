@@ -51,7 +51,7 @@ if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt "$hugepages_wanted" ]; then
   echo "$hugepages_wanted" > /proc/sys/vm/nr_hugepages || echo "test: could not reserve hugepages; DPDK tests use --no-huge"
 fi
 
-dpdk=(--features riptide-dataplane/dpdk,riptide-bench/dpdk)
+dpdk=(--features "riptide-dataplane/dpdk,riptide-bench/dpdk")
 threads="${RIPTIDE_TEST_THREADS:-4}"
 binary_timeout_s="${RIPTIDE_TEST_BINARY_TIMEOUT_S:-900}"
 

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run): waiting for a riptide-dataplane process to be
-# ready and stopping it.
+# ready, stopping it, and reading its threads' context switches.
 
 # appliance_wait_ready PID DATA_DIR LOG: waits (30 s at most) until the dataplane wrote
 # DATA_DIR/runtime/current_config.toml, its "ready" signal; exits the script with the log when the
@@ -34,3 +34,17 @@ appliance_stop() {
   fi
   wait "$pid" 2>/dev/null || true
 }
+
+# ctx_snapshot PID: context switches per thread of PID, a line each: "tid comm voluntary+nonvoluntary".
+ctx_snapshot() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    awk -v tid="${task##*/}" -v comm="$(tr ' ' _ <"$task/comm" 2>/dev/null)" \
+      '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/ { n += $2 }
+       END { print tid, comm, n }' "$task/status" 2>/dev/null || true
+  done
+}
+
+# hot_threads MODE: the regex of the appliance's polling threads' names in MODE (kernel or DPDK;
+# DPDK names its lcore threads rte-worker-N, lcore-worker-N in other releases).
+hot_threads() { if [ "$1" = kernel ]; then echo '^riptide-net-'; else echo '^(rte|lcore)-worker-'; fi; }
