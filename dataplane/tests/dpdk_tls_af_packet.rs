@@ -11,7 +11,7 @@ mod dpdk_appliance;
 mod dpdk_lab;
 
 use common::pki::{tls_section, TestCa};
-use common::{scenarios, ClientTls, SdkResult};
+use common::{scenarios, ClientTls};
 use dpdk_appliance::{Attachment, DpdkAppliance, DEFAULT_MTU};
 use dpdk_lab::{prerequisites_met, VethLab};
 use iggy::prelude::*;
@@ -116,23 +116,7 @@ fn dpdk_appliance_serves_the_sdk_over_tls_and_the_wire_shows_no_secret() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let sent = appliance.in_lab(|endpoint| async move {
             let root = endpoint.client().await?;
-            let permissions = Permissions {
-                global: GlobalPermissions {
-                    read_streams: true,
-                    send_messages: true,
-                    poll_messages: true,
-                    ..Default::default()
-                },
-                streams: None,
-            };
-            root.create_user(
-                WIRE_USER,
-                WIRE_PASSWORD,
-                UserStatus::Active,
-                Some(permissions),
-            )
-            .await
-            .sdk("create_user")?;
+            scenarios::create_sending_user(&root, WIRE_USER, WIRE_PASSWORD).await?;
             let (s, t) = scenarios::stream_and_topic(&root, "wire", "t", 1).await?;
             let user = endpoint.client_for(WIRE_USER, WIRE_PASSWORD).await?;
             scenarios::send_to(

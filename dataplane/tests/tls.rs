@@ -621,23 +621,7 @@ async fn send_through_relay(
         tls,
     };
     let root = direct.client().await?;
-    let permissions = Permissions {
-        global: GlobalPermissions {
-            read_streams: true,
-            send_messages: true,
-            poll_messages: true,
-            ..Default::default()
-        },
-        streams: None,
-    };
-    root.create_user(
-        WIRE_USER,
-        WIRE_PASSWORD,
-        UserStatus::Active,
-        Some(permissions),
-    )
-    .await
-    .sdk("create_user")?;
+    scenarios::create_sending_user(&root, WIRE_USER, WIRE_PASSWORD).await?;
     let (s, t) = scenarios::stream_and_topic(&root, "wire", "t", 1).await?;
     let relay = Relay::start(server.address());
     let relayed = Endpoint {

@@ -13,6 +13,27 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub const INVALID_CREDENTIALS: u32 = 42;
 
+/// Creates an active user who may read streams, send and poll (nothing else).
+pub async fn create_sending_user(
+    root: &IggyClient,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let permissions = Permissions {
+        global: GlobalPermissions {
+            read_streams: true,
+            send_messages: true,
+            poll_messages: true,
+            ..Default::default()
+        },
+        streams: None,
+    };
+    root.create_user(username, password, UserStatus::Active, Some(permissions))
+        .await
+        .sdk("create_user")?;
+    Ok(())
+}
+
 /// Creates a stream and a topic with `partitions_count` partitions; returns their ids.
 pub async fn stream_and_topic(
     client: &IggyClient,
