@@ -1,4 +1,4 @@
-//! Login back-off per peer address: after `auth.login_failures_before_backoff` wrong passwords
+//! Login back-off per peer address: after `auth.login_backoff_after_failures` wrong passwords
 //! from one IP address, its logins are refused unchecked for a window that doubles with each
 //! further failure, up to `auth.login_backoff_max_ms`, so a password cannot be guessed at wire
 //! speed (and the refusals cost no argon2). A success forgets the address. The table is bounded:
