@@ -15,10 +15,6 @@ const SHARD_IDLE_WAIT_MS: u64 = 100;
 /// Requests taken from one network thread's ring per turn, so one busy thread cannot starve
 /// the others.
 const REQUESTS_PER_RING_TURN_MAX: usize = 256;
-/// How long an idle shard with nothing in flight keeps looking at its rings before it blocks:
-/// while it looks, network threads push requests without waking it (no eventfd write on their
-/// hot path, see `Waker`); a request arriving within it is taken without a wakeup's latency.
-const SHARD_SPIN_BEFORE_BLOCK_US: u64 = 50;
 
 /// With `dpdk.shard_nap_us`, a shard naps for this long after its last request; then it blocks
 /// until woken.
@@ -27,7 +23,7 @@ pub const SHARD_AWAKE_AFTER_REQUEST_MS: u64 = 50;
 /// How a shard waits when its rings are empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleWait {
-    /// Spin briefly, then block until woken (a wake is a write(2) by the network thread).
+    /// Block until woken (a wake is a write(2) by the network thread).
     Block,
     /// For `awake_for` after its last request, wait at most `nap` at a time without asking to
     /// be woken: the network threads (DPDK polling lcores) push requests without a system call,
@@ -100,7 +96,7 @@ impl<'a> ShardThread<'a> {
                 self.core.wait(Duration::ZERO);
             } else if let Some(nap) = nap {
                 self.core.wait(nap);
-            } else if !self.requests_within_spin() {
+            } else {
                 self.waker.reader_blocking();
                 // A request pushed before the flag was set was not woken for: look once more.
                 if !self.requests_waiting() {
@@ -124,22 +120,6 @@ impl<'a> ShardThread<'a> {
 
     fn requests_waiting(&self) -> bool {
         self.endpoints.iter().any(|endpoint| endpoint.queued() > 0)
-    }
-
-    /// With nothing in flight (no completion to wait for), looks at the rings for up to
-    /// SHARD_SPIN_BEFORE_BLOCK_US; true when a request arrived.
-    fn requests_within_spin(&self) -> bool {
-        if !self.core.is_idle() || !self.deferred.is_empty() {
-            return false;
-        }
-        let deadline = Instant::now() + Duration::from_micros(SHARD_SPIN_BEFORE_BLOCK_US);
-        while Instant::now() < deadline {
-            if self.requests_waiting() || self.lifecycle.shards_stopping() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        false
     }
 
     /// Starts deferred requests first, then new ones; true when anything was started (a request
