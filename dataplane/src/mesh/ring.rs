@@ -8,7 +8,7 @@
 
 use super::messages::{MetadataReply, MetadataRequest, ShardReply, ShardRequest};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// An eventfd that one thread writes to wake another thread's loop, which keeps a poll armed on
@@ -26,9 +26,6 @@ use std::sync::Arc;
 pub struct Waker {
     fd: OwnedFd,
     reader_may_block: AtomicBool,
-    /// Wakes written and wakes skipped because the reader was running (stats and benchmarks).
-    written: AtomicU64,
-    skipped: AtomicU64,
 }
 
 impl Waker {
@@ -44,8 +41,6 @@ impl Waker {
         Ok(Waker {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             reader_may_block: AtomicBool::new(true),
-            written: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
         })
     }
 
@@ -72,23 +67,13 @@ impl Waker {
         fence(Ordering::SeqCst);
     }
 
-    /// Wakes written and wakes skipped (the reader was running) so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.written.load(Ordering::Relaxed),
-            self.skipped.load(Ordering::Relaxed),
-        )
-    }
-
     /// Adds one to the counter, completing the reader's pending poll; nothing when the reader
     /// runs (see the type's docs). Call it after pushing to the reader's ring.
     pub fn wake(&self) {
         fence(Ordering::SeqCst);
         if !self.reader_may_block.load(Ordering::SeqCst) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.written.fetch_add(1, Ordering::Relaxed);
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live stack buffer to an fd this struct owns.
         let written = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
@@ -343,14 +328,12 @@ mod tests {
         let waker = Waker::new().unwrap();
         waker.reader_running();
         waker.wake();
-        assert_eq!(waker.counts(), (0, 1));
         let mut buf = [0u8; 8];
         // SAFETY: reads 8 bytes into a live stack buffer from a non-blocking eventfd.
         let read = unsafe { libc::read(waker.fd(), buf.as_mut_ptr().cast(), 8) };
         assert_eq!(read, -1, "no write while the reader runs");
         waker.reader_blocking();
         waker.wake();
-        assert_eq!(waker.counts(), (1, 1));
         // SAFETY: as above.
         let read = unsafe { libc::read(waker.fd(), buf.as_mut_ptr().cast(), 8) };
         assert_eq!(read, 8);
