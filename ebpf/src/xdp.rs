@@ -17,6 +17,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
@@ -393,6 +394,9 @@ impl XdpProgram {
     }
 }
 
+/// How long [`XdpSteering::detach`] waits for the kernel to release the program.
+pub const DETACH_WAIT: Duration = Duration::from_secs(2);
+
 /// riptide's XDP steering program, loaded and attached by this process.
 pub struct XdpSteering {
     // Holds the program and its link; dropping it detaches.
@@ -513,18 +517,38 @@ impl XdpSteering {
         &self.interface
     }
 
-    /// Detaches the program from the interface and unloads it. Dropping does the same; this
-    /// reports errors.
+    /// Detaches the program from the interface and unloads it, and returns once the kernel no
+    /// longer shows it attached. Dropping detaches too, without waiting or reporting errors.
+    ///
+    /// Closing the link's fd does not always detach at once: a child another thread of this
+    /// process is forking holds a copy of every fd until it execs, and the link lives as long.
     ///
     /// # Errors
-    /// aya's detach error.
+    /// aya's detach error; [`EbpfError::XdpInUse`] when the program is still attached after
+    /// [`DETACH_WAIT`].
     pub fn detach(mut self) -> Result<(), EbpfError> {
         let program = xdp_program(&mut self.ebpf)?;
         program.unload().map_err(|source| EbpfError::Program {
             program: XDP_PROGRAM_NAME,
             action: "detach",
             source,
-        })
+        })?;
+        let if_index = interface_index(&self.interface)?;
+        let deadline = Instant::now() + DETACH_WAIT;
+        loop {
+            let still_ours = query(&self.interface, if_index)?
+                .is_some_and(|attachment| attachment.program_id == self.program_id);
+            if !still_ours {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EbpfError::XdpInUse {
+                    interface: self.interface.clone(),
+                    program_id: self.program_id,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
