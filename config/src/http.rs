@@ -47,6 +47,12 @@ pub struct HttpConfig {
     /// PEM certificate chain and key: the API serves HTTPS. Both or neither.
     pub tls_cert_file: std::path::PathBuf,
     pub tls_key_file: std::path::PathBuf,
+    /// With `[tls]` on: the CA that signed the dataplane's certificate, so the pool verifies the
+    /// dataplane it sends passwords to. Empty: not verified, allowed only for a dataplane on a
+    /// loopback or unspecified address (see [`validate_dataplane_tls`]).
+    pub dataplane_tls_ca_file: std::path::PathBuf,
+    /// The name the dataplane's certificate must carry when it is verified.
+    pub dataplane_tls_domain: String,
 }
 
 impl HttpConfig {
@@ -184,6 +190,40 @@ pub fn validate(http: &HttpConfig, tcp_connections_max: u32) -> Result<(), Confi
         HTTP_POOL_IDLE_TIMEOUT_MIN_MS,
         HTTP_POOL_IDLE_TIMEOUT_MAX_MS,
     )
+}
+
+/// With `[tls]` on, the pool logs in to the dataplane over TLS, sending the caller's password. An
+/// unverified certificate is safe only when the connection cannot leave this host: the dataplane
+/// at `tcp_address` must be on a loopback or unspecified address (reached over loopback) unless
+/// `http.dataplane_tls_ca_file` names the CA to verify it with.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `http.dataplane_tls_ca_file` or `http.dataplane_tls_domain`.
+pub fn validate_dataplane_tls(http: &HttpConfig, tcp_address: &str) -> Result<(), ConfigError> {
+    if !http.dataplane_tls_ca_file.as_os_str().is_empty() {
+        if http.dataplane_tls_domain.is_empty() {
+            return Err(ConfigError::invalid(
+                "http.dataplane_tls_domain",
+                "must name the dataplane's certificate (a DNS name or an IP address) when \
+                 http.dataplane_tls_ca_file is set",
+            ));
+        }
+        return Ok(());
+    }
+    let stays_on_this_host = tcp_address
+        .parse::<SocketAddr>()
+        .is_ok_and(|address| address.ip().is_loopback() || address.ip().is_unspecified());
+    if stays_on_this_host {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        "http.dataplane_tls_ca_file",
+        format!(
+            "the HTTP API logs in to the dataplane at {tcp_address} with its callers' passwords; \
+             off loopback it must verify the dataplane's certificate: name the CA that signed \
+             tls.cert_file (or set http.enabled = false)"
+        ),
+    ))
 }
 
 /// `["*"]` (any origin), or a list of `scheme://host[:port]` origins; `[]` = same origin only.

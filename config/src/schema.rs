@@ -391,6 +391,9 @@ impl Config {
         crate::http::validate(&self.http, self.tcp.connections_max)?;
         crate::control::validate(&self.control)?;
         crate::tls::validate(&self.tls)?;
+        if self.tls.enabled && self.http.enabled {
+            crate::http::validate_dataplane_tls(&self.http, &self.dataplane_address())?;
+        }
         if self.tls.enabled && self.tls.mutual() && self.http.enabled {
             return Err(ConfigError::invalid(
                 "http.enabled",
@@ -684,6 +687,15 @@ impl Config {
         Ok(())
     }
 
+    /// Where clients reach the binary protocol: `tcp.address`, or in DPDK mode the port's
+    /// `dpdk.ip_address:dpdk.port`.
+    pub fn dataplane_address(&self) -> String {
+        match self.dataplane.backend {
+            Backend::Kernel => self.tcp.address.clone(),
+            Backend::Dpdk => format!("{}:{}", self.dpdk.ip_address, self.dpdk.port),
+        }
+    }
+
     /// The TCP listener address, parsed.
     ///
     /// # Errors
@@ -919,6 +931,43 @@ mod tests {
         assert!(error.contains("http.enabled"), "{error}");
         let off = format!("{tls}[http]\nenabled = false\n");
         Config::load_from(Some((Path::new("t.toml"), &off)), &[]).unwrap();
+    }
+
+    /// The HTTP API's pool sends passwords to the dataplane: off loopback it must verify the
+    /// dataplane's certificate.
+    #[test]
+    fn the_http_pool_verifies_a_tls_dataplane_off_loopback() {
+        let tls = "[tls]\nenabled = true\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
+        let load = |extra: &str| {
+            let text = format!("{tls}{extra}");
+            Config::load_from(Some((Path::new("t.toml"), &text)), &[]).map_err(|e| e.to_string())
+        };
+        for local in ["127.0.0.1:8090", "0.0.0.0:8090", "[::1]:8090", "[::]:0"] {
+            load(&format!("[tcp]\naddress = \"{local}\"\n")).unwrap();
+        }
+        let remote = "[tcp]\naddress = \"10.1.2.3:8090\"\n";
+        let error = load(remote).unwrap_err();
+        assert!(error.contains("http.dataplane_tls_ca_file"), "{error}");
+        assert!(error.contains("10.1.2.3:8090"), "{error}");
+        let verified = load(&format!(
+            "{remote}[http]\ndataplane_tls_ca_file = \"ca.pem\"\ndataplane_tls_domain = \"riptide.example\"\n"
+        ))
+        .unwrap();
+        assert_eq!(verified.http.dataplane_tls_domain, "riptide.example");
+        let nameless = load(&format!(
+            "{remote}[http]\ndataplane_tls_ca_file = \"ca.pem\"\ndataplane_tls_domain = \"\"\n"
+        ))
+        .unwrap_err();
+        assert!(nameless.contains("http.dataplane_tls_domain"), "{nameless}");
+        load(&format!("{remote}[http]\nenabled = false\n")).unwrap();
+        // In DPDK mode clients (and the pool) reach the port's address, whatever tcp.address is.
+        let dpdk = "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\nvdevs = [\"net_memif0\"]\nip_address = \"10.9.8.7\"\n";
+        let error = load(dpdk).unwrap_err();
+        assert!(error.contains("10.9.8.7:8090"), "{error}");
+        load(&format!(
+            "{dpdk}[http]\ndataplane_tls_ca_file = \"ca.pem\"\n"
+        ))
+        .unwrap();
     }
 
     use super::*;

@@ -167,26 +167,22 @@ fn streams_topics_partitions_messages_offsets_and_groups_over_every_route() {
     });
 }
 
-/// With `[tls]` on, the dataplane speaks only TLS: the HTTP API's pool reaches it over TLS
-/// (certificates from `riptidectl tls dev-cert`), so logins, sends and polls work as before.
+/// With `[tls]` on, the dataplane speaks only TLS: the HTTP API's pool reaches it over TLS and
+/// verifies its certificate with `http.dataplane_tls_ca_file` (certificates from `riptidectl tls
+/// dev-cert`), so logins, sends and polls work as before.
 #[test]
 fn the_http_api_reaches_a_dataplane_that_speaks_only_tls() {
     let pki = tempfile::tempdir().expect("pki directory");
-    let out = pki.path().join("pki");
-    riptide_control::cli::tls::dev_cert(&riptide_control::cli::DevCertArgs {
-        out: out.clone(),
-        config: None,
-        names: Vec::new(),
-        days: 1,
-    })
-    .expect("dev-cert");
+    let out = dev_cert(pki.path(), "pki");
     let cert = out.join("server.pem").display().to_string();
     let key = out.join("server-key.pem").display().to_string();
+    let ca = out.join("ca.pem").display().to_string();
     let Some(appliance) = Appliance::start_with(
         &[
             ("RIPTIDE_TLS_ENABLED", "true"),
             ("RIPTIDE_TLS_CERT_FILE", &cert),
             ("RIPTIDE_TLS_KEY_FILE", &key),
+            ("RIPTIDE_HTTP_DATAPLANE_TLS_CA_FILE", &ca),
         ],
         None,
     ) else {
@@ -231,6 +227,54 @@ fn the_http_api_reaches_a_dataplane_that_speaks_only_tls() {
             "{polled}"
         );
     });
+}
+
+/// A dataplane whose certificate the configured CA did not sign is never sent a password: the
+/// login is answered 503 (the dataplane cannot be reached), as for a dataplane that is down.
+#[test]
+fn the_http_api_refuses_a_dataplane_its_ca_did_not_sign() {
+    let pki = tempfile::tempdir().expect("pki directory");
+    let served = dev_cert(pki.path(), "served");
+    let foreign = dev_cert(pki.path(), "foreign");
+    let cert = served.join("server.pem").display().to_string();
+    let key = served.join("server-key.pem").display().to_string();
+    let foreign_ca = foreign.join("ca.pem").display().to_string();
+    let Some(appliance) = Appliance::start_with(
+        &[
+            ("RIPTIDE_TLS_ENABLED", "true"),
+            ("RIPTIDE_TLS_CERT_FILE", &cert),
+            ("RIPTIDE_TLS_KEY_FILE", &key),
+            ("RIPTIDE_HTTP_DATAPLANE_TLS_CA_FILE", &foreign_ca),
+        ],
+        None,
+    ) else {
+        return;
+    };
+    run(&appliance, async {
+        let refused = Api::new(&appliance)
+            .ok(
+                Method::POST,
+                "/users/login",
+                Some(json!({"username": "iggy", "password": "iggy"})),
+                503,
+            )
+            .await;
+        assert!(refused.text.contains("\"id\""), "{}", refused.text);
+    });
+}
+
+/// `riptidectl tls dev-cert` into `parent/name`: a CA, a server certificate for localhost, a
+/// client certificate.
+fn dev_cert(parent: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let out = parent.join(name);
+    riptide_control::cli::tls::dev_cert(&riptide_control::cli::DevCertArgs {
+        out: out.clone(),
+        config: None,
+        names: Vec::new(),
+        days: 1,
+    })
+    .expect("dev-cert");
+    out
 }
 
 async fn streams_and_topics(api: &Api) {

@@ -25,8 +25,29 @@ pub struct DataplaneConnector {
     supervisor: Option<SharedStatus>,
     /// Used when the dataplane has not written its bound address (yet).
     configured_address: String,
-    /// `[tls]` is enabled: the dataplane speaks only TLS.
-    tls: bool,
+    /// `Some` when `[tls]` is enabled: the dataplane speaks only TLS.
+    tls: Option<DataplaneTls>,
+}
+
+/// How the pool checks the certificate of a dataplane that speaks only TLS.
+#[derive(Clone, Debug)]
+pub struct DataplaneTls {
+    /// `http.dataplane_tls_ca_file`; `None`: not verified (the configuration allows that only
+    /// for a dataplane on a loopback or unspecified address).
+    pub ca_file: Option<PathBuf>,
+    /// `http.dataplane_tls_domain`: the name the certificate must carry.
+    pub domain: String,
+}
+
+impl DataplaneTls {
+    /// The pool's TLS settings for `config`, `None` when `[tls]` is off.
+    pub fn of(config: &riptide_config::Config) -> Option<DataplaneTls> {
+        let ca_file = &config.http.dataplane_tls_ca_file;
+        config.tls.enabled.then(|| DataplaneTls {
+            ca_file: (!ca_file.as_os_str().is_empty()).then(|| ca_file.clone()),
+            domain: config.http.dataplane_tls_domain.clone(),
+        })
+    }
 }
 
 pub type DataplanePool = Pool<DataplaneConnector>;
@@ -36,7 +57,7 @@ impl DataplaneConnector {
         data_dir: PathBuf,
         supervisor: Option<SharedStatus>,
         configured_address: String,
-        tls: bool,
+        tls: Option<DataplaneTls>,
     ) -> DataplaneConnector {
         DataplaneConnector {
             data_dir,
@@ -69,15 +90,18 @@ impl DataplaneConnector {
             ..TcpClientConfig::default()
         };
         config.reconnection.enabled = false;
-        if self.tls {
-            // The dataplane this process supervises, at the address it wrote into our data
-            // directory, presenting the certificate this process's configuration names: the
-            // certificate is not what authenticates it here, so it is not checked (a chain file
-            // need not hold the CA that signed it). Mutual TLS (`tls.client_ca_file`) would
-            // need a client certificate the SDK cannot present.
+        if let Some(tls) = &self.tls {
             config.tls_enabled = true;
-            config.tls_validate_certificate = false;
-            config.tls_domain = "localhost".to_string();
+            config.tls_domain = tls.domain.clone();
+            match &tls.ca_file {
+                Some(ca_file) => {
+                    config.tls_validate_certificate = true;
+                    config.tls_ca_file = Some(ca_file.display().to_string());
+                }
+                // The configuration allows this only when the connection stays on this host
+                // (riptide_config::http::validate_dataplane_tls).
+                None => config.tls_validate_certificate = false,
+            }
         }
         TcpClient::create(Arc::new(config))
     }

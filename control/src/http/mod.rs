@@ -125,8 +125,8 @@ pub async fn start(
     let connector = DataplaneConnector::new(
         app.data_dir.clone(),
         Some(app.supervisor.clone()),
-        config.tcp.address.clone(),
-        config.tls.enabled,
+        config.dataplane_address(),
+        dataplane::DataplaneTls::of(&config),
     );
     let (per_user_max, total_max) =
         riptide_config::http::pool_limits(http, config.tcp.connections_max);

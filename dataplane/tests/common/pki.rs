@@ -96,16 +96,11 @@ impl TestCa {
     }
 }
 
-/// The `[tls]` section of a riptide.toml serving `server` (with mutual TLS, `[http]` off: its
-/// pool could not present a client certificate).
+/// The `[tls]` section of a riptide.toml serving `server`, and `[http]` off: these suites run the
+/// dataplane alone, and with mutual TLS or on a DPDK port its HTTP pool would be refused.
 pub fn tls_section(server: &CertFiles, client_ca_file: Option<&Path>, ktls: &str) -> String {
-    let http = if client_ca_file.is_some() {
-        "\n[http]\nenabled = false\n"
-    } else {
-        ""
-    };
     format!(
-        "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\nktls = \"{ktls}\"\n{http}",
+        "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\nktls = \"{ktls}\"\n[http]\nenabled = false\n",
         server.cert_file.display(),
         server.key_file.display(),
         client_ca_file.map_or(String::new(), |p| p.display().to_string()),
