@@ -34,6 +34,7 @@ use super::constants::{
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
 use super::steer::LcoreSteering;
+use riptide_config::{TCP_KEEPALIVE_MAX_S, TCP_KEEPALIVE_PROBES};
 
 /// The sans-I/O service an lcore drives: the worker core (`session::WorkerCore`) in the
 /// appliance, an echo in tests and the lab's wire ceiling. Its surface is the worker core's, so
@@ -154,6 +155,10 @@ pub struct LcoreConfig {
     pub listen_backlog: usize,
     pub socket_rx_buffer_bytes: usize,
     pub socket_tx_buffer_bytes: usize,
+    /// `tcp.keepalive_s`: sockets probe a peer silent this long, every this long, and abort the
+    /// connection once TCP_KEEPALIVE_PROBES probes went unanswered. 0: no probes, and a socket
+    /// whose peer sent nothing for SOCKET_TIMEOUT_S is aborted.
+    pub keepalive_s: u64,
     pub idle: IdleBackoff,
 }
 
@@ -168,7 +173,22 @@ impl LcoreConfig {
             listen_backlog: LISTEN_BACKLOG_DEFAULT,
             socket_rx_buffer_bytes: SOCKET_RX_BUFFER_DEFAULT_BYTES,
             socket_tx_buffer_bytes: SOCKET_TX_BUFFER_DEFAULT_BYTES,
+            keepalive_s: 0,
             idle: IdleBackoff::default(),
+        }
+    }
+
+    /// smoltcp's keep-alive interval, and the silence of the peer after which it aborts the
+    /// connection: the idle time plus every unanswered probe (kernel mode's TCP_KEEPIDLE +
+    /// TCP_KEEPCNT × TCP_KEEPINTVL), or SOCKET_TIMEOUT_S without keep-alive.
+    fn socket_timers(&self) -> (Option<smoltcp::time::Duration>, smoltcp::time::Duration) {
+        use smoltcp::time::Duration;
+        match self.keepalive_s {
+            0 => (None, Duration::from_secs(SOCKET_TIMEOUT_S)),
+            seconds => (
+                Some(Duration::from_secs(seconds)),
+                Duration::from_secs(seconds * (1 + u64::from(TCP_KEEPALIVE_PROBES))),
+            ),
         }
     }
 
@@ -184,6 +204,9 @@ impl LcoreConfig {
         }
         if self.tcp_port == 0 {
             return invalid("tcp_port must not be 0".to_string());
+        }
+        if self.keepalive_s > TCP_KEEPALIVE_MAX_S {
+            return invalid(format!("keepalive_s must be 0..={TCP_KEEPALIVE_MAX_S}"));
         }
         let buffers = [self.socket_rx_buffer_bytes, self.socket_tx_buffer_bytes];
         if buffers
@@ -350,6 +373,7 @@ impl<S: Service> Lcore<S> {
         };
         let interface = build_interface(&interface_config, &mut device, Instant::from_micros(0))?;
         let sockets = SocketSet::new(Vec::with_capacity(config.connections_max));
+        let (keep_alive, timeout) = config.socket_timers();
         let spare_sockets = (0..config.connections_max)
             .map(|_| {
                 let rx = tcp::SocketBuffer::new(vec![0; config.socket_rx_buffer_bytes]);
@@ -357,7 +381,10 @@ impl<S: Service> Lcore<S> {
                 let mut socket = tcp::Socket::new(rx, tx);
                 // Request/response traffic: a reply must not wait for the ack of the previous one.
                 socket.set_nagle_enabled(false);
-                socket.set_timeout(Some(smoltcp::time::Duration::from_secs(SOCKET_TIMEOUT_S)));
+                // A peer that vanished without FIN or RST: smoltcp aborts the socket, and
+                // serve_sockets retires it as any closed connection.
+                socket.set_keep_alive(keep_alive);
+                socket.set_timeout(Some(timeout));
                 socket
             })
             .collect();
@@ -892,6 +919,31 @@ mod tests {
         config.tcp_port = 1;
         config.connections_max = 0;
         assert!(config.validate().is_err());
+        let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24, 8090);
+        config.keepalive_s = TCP_KEEPALIVE_MAX_S + 1;
+        assert!(
+            matches!(config.validate(), Err(LcoreError::InvalidConfig(text)) if text.contains("keepalive_s"))
+        );
+    }
+
+    #[test]
+    fn sockets_probe_silent_peers_and_give_up_after_the_probes() {
+        use smoltcp::time::Duration;
+        let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24, 8090);
+        assert_eq!(
+            config.socket_timers(),
+            (None, Duration::from_secs(SOCKET_TIMEOUT_S))
+        );
+        config.keepalive_s = 30;
+        assert_eq!(
+            config.socket_timers(),
+            (Some(Duration::from_secs(30)), Duration::from_secs(120))
+        );
+        config.keepalive_s = 1;
+        assert_eq!(
+            config.socket_timers(),
+            (Some(Duration::from_secs(1)), Duration::from_secs(4))
+        );
     }
 
     #[test]
