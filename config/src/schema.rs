@@ -116,6 +116,24 @@ pub struct SystemConfig {
 pub struct TcpConfig {
     pub address: String,
     pub connections_max: u32,
+    /// Seconds of silence before a connection's peer is probed, and between probes; a peer that
+    /// answers none of [`TCP_KEEPALIVE_PROBES`] probes is closed. 0 = no probes.
+    pub keepalive_s: u64,
+}
+
+/// Unanswered keep-alive probes after which a peer is taken for dead (TCP_KEEPCNT).
+pub const TCP_KEEPALIVE_PROBES: u32 = 3;
+/// Longest `tcp.keepalive_s`: two hours, Linux's default keep-alive idle time.
+pub const TCP_KEEPALIVE_MAX_S: u64 = 7_200;
+
+impl TcpConfig {
+    /// How long a silent peer keeps its connection: the idle time plus every unanswered probe
+    /// (`keepalive_s` × (1 + [`TCP_KEEPALIVE_PROBES`])); None when keep-alive is off.
+    pub fn keepalive_dead_after(&self) -> Option<std::time::Duration> {
+        (self.keepalive_s > 0).then(|| {
+            std::time::Duration::from_secs(self.keepalive_s * (1 + u64::from(TCP_KEEPALIVE_PROBES)))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -355,6 +373,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "tcp.connections_max",
                 "must be at least 1",
+            ));
+        }
+        if self.tcp.keepalive_s > TCP_KEEPALIVE_MAX_S {
+            return Err(ConfigError::invalid(
+                "tcp.keepalive_s",
+                format!("must be at most {TCP_KEEPALIVE_MAX_S} (two hours); 0 turns probes off"),
             ));
         }
         validate_display_name("cluster.name", &self.cluster.name)?;
@@ -971,6 +995,7 @@ mod tests {
     }
 
     use super::*;
+    use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -993,6 +1018,35 @@ mod tests {
         // What an Iggy 0.11 server with clustering off reports (`cluster_meta.rs`).
         assert_eq!(config.cluster.name, "single-node");
         assert_eq!(config.cluster.node_name, "iggy-node");
+    }
+
+    #[test]
+    fn tcp_keepalive_defaults_to_30_s_is_bounded_and_0_turns_it_off() {
+        let load = |text: &str| Config::load_from(Some((Path::new("x.toml"), text)), &[]);
+        let default = Config::load_from(None, &[]).unwrap().tcp;
+        assert_eq!(default.keepalive_s, 30);
+        // 30 s idle + 3 unanswered probes 30 s apart: DPDK mode's former fixed 120 s timeout.
+        assert_eq!(
+            default.keepalive_dead_after(),
+            Some(Duration::from_secs(120))
+        );
+        let off = load("[tcp]\nkeepalive_s = 0\n").unwrap().tcp;
+        assert_eq!(off.keepalive_dead_after(), None);
+        let fast = Config::load_from(None, &env(&[("RIPTIDE_TCP_KEEPALIVE_S", "1")])).unwrap();
+        assert_eq!(
+            fast.tcp.keepalive_dead_after(),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            load("[tcp]\nkeepalive_s = 7200\n").unwrap().tcp.keepalive_s,
+            TCP_KEEPALIVE_MAX_S
+        );
+        let error = load("[tcp]\nkeepalive_s = 7201\n").unwrap_err().to_string();
+        assert!(
+            error.contains("tcp.keepalive_s") && error.contains("7200"),
+            "{error}"
+        );
+        assert!(load("[tcp]\nkeepalive_s = -1\n").is_err());
     }
 
     /// A valid three-node cluster section for node 1, with `extra` appended to `[cluster]` (a

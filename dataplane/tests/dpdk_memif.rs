@@ -2,8 +2,9 @@
 //! clients on the other end of the shared memory, each its own DPDK process: the project's own
 //! protocol client runs the conformance suite's core scenarios (`riptide-memif-scenarios`; the
 //! SDK cannot speak memif), `riptide-bench --verify` loses nothing, a client killed in the middle
-//! of a transfer does not stop the lcore (the next client is served), and restarts (SIGTERM, then
-//! SIGKILL) keep every message.
+//! of a transfer does not stop the lcore and its connections, never closed by a FIN or RST, are
+//! reaped by TCP keep-alive (`tcp.keepalive_s = 1`), the next client is served, and restarts
+//! (SIGTERM, then SIGKILL) keep every message.
 //!
 //! One appliance per test binary (and one #[test]): its phases run in turn, one client at a time
 //! (a memif server interface takes one client). Its shards nap (`dpdk.shard_nap_us`), so the lcore
@@ -32,6 +33,12 @@ const ENDLESS_BENCH_ARGS: [&str; 6] = ["-m", "200", "-P", "50", "-b", "1000000"]
 const KILL_AFTER: Duration = Duration::from_secs(2);
 /// Bound on one client run (a hung appliance fails the test).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// `tcp.keepalive_s` of the appliance: a silent peer is probed after 1 s, then every second, and
+/// its connection closed after 3 unanswered probes (4 s of silence).
+const KEEPALIVE_S: u64 = 1;
+/// Bound on a vanished client's connections being closed (4 s of keep-alive, plus the stats
+/// file's 500 ms and slack for a loaded machine); without keep-alive they stay 120 s.
+const DEAD_PEER_REAPED_WITHIN: Duration = Duration::from_secs(15);
 
 #[test]
 fn dpdk_appliance_over_memif_serves_userspace_clients_survives_a_killed_one_and_keeps_data() {
@@ -42,7 +49,7 @@ fn dpdk_appliance_over_memif_serves_userspace_clients_survives_a_killed_one_and_
     let cores = core_affinity::get_core_ids().expect("CPU list");
     let lcores: Vec<String> = cores.iter().take(2).map(|c| c.id.to_string()).collect();
     let config = format!(
-        "[dataplane]\nbackend = \"dpdk\"\n\n[dpdk]\nlcores = [{}]\nno_huge = true\n\
+        "[tcp]\nkeepalive_s = {KEEPALIVE_S}\n\n[dataplane]\nbackend = \"dpdk\"\n\n[dpdk]\nlcores = [{}]\nno_huge = true\n\
          memory_mb = 256\nvdevs = [\"net_memif0\"]\nip_address = \"{APPLIANCE_IP}\"\n\
          prefix_len = 24\nport = {port}\nidle_backoff_us = 200\nshard_nap_us = 100\n",
         lcores.join(", ")
@@ -64,7 +71,7 @@ fn dpdk_appliance_over_memif_serves_userspace_clients_survives_a_killed_one_and_
     let both = client.bench(&BENCH_GLOBAL_ARGS, &["ppc", "-p", "2", "-c", "2"]);
     check_bench_counts(&both, BENCH_MESSAGES, BENCH_MESSAGES);
 
-    client.killed_mid_transfer();
+    client.killed_mid_transfer(server.data_path());
     assert!(
         server.is_running(),
         "the appliance died with its memif client"
@@ -170,8 +177,13 @@ impl MemifClient {
     }
 
     /// A producer run SIGKILLed in the middle of its transfer: the memif peer vanishes with
-    /// frames in flight and TCP connections open.
-    fn killed_mid_transfer(&self) {
+    /// frames in flight and TCP connections open, and no FIN or RST ever comes (its TCP stack
+    /// died with it). Keep-alive closes them: the appliance's open connections (its worker
+    /// cores' and its lcores' counts) fall back to none, as before the client.
+    fn killed_mid_transfer(&self, data_path: &Path) {
+        // The clients before this one exit without closing their connections either (their
+        // TCP stack ends with the process): keep-alive closes those first.
+        wait_until_no_connection_open(data_path, Instant::now(), "the previous clients'");
         let mut child = Command::new(sibling_binary("riptide-bench"))
             .args(ENDLESS_BENCH_ARGS)
             .args(["pp", "-p", "2", "memif"])
@@ -182,7 +194,9 @@ impl MemifClient {
             .expect("run riptide-bench");
         std::thread::sleep(KILL_AFTER);
         let still_running = matches!(child.try_wait(), Ok(None));
+        let during = open_connections(data_path);
         child.kill().expect("SIGKILL the memif client");
+        let killed_at = Instant::now();
         let output = child.wait_with_output().expect("reap the memif client");
         assert!(
             still_running,
@@ -190,6 +204,72 @@ impl MemifClient {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
+        assert!(
+            during.sessions > 0 && during.sockets > 0,
+            "the killed client's connections were never counted: {during:?}"
+        );
+        let closed_after =
+            wait_until_no_connection_open(data_path, killed_at, "the SIGKILLed client's");
+        eprintln!(
+            "dpdk_memif: the killed client's connections ({during:?}) were closed {closed_after:?} \
+             after the kill"
+        );
+    }
+}
+
+/// Waits until the appliance holds no connection open, at most DEAD_PEER_REAPED_WITHIN from
+/// `since`; returns how long after `since` that was.
+fn wait_until_no_connection_open(data_path: &Path, since: Instant, whose: &str) -> Duration {
+    let none = OpenConnections {
+        sessions: 0,
+        sockets: 0,
+    };
+    loop {
+        let open = open_connections(data_path);
+        if open == none {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < DEAD_PEER_REAPED_WITHIN,
+            "{whose} connections were still open {DEAD_PEER_REAPED_WITHIN:?} after they went \
+             silent (tcp.keepalive_s = {KEEPALIVE_S}): {open:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Connections the appliance holds open, from `runtime/stats.json` (rewritten every 500 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpenConnections {
+    /// The worker cores' connections (what `tcp.connections_max` admits against).
+    sessions: u64,
+    /// The polling lcores' established TCP sockets.
+    sockets: u64,
+}
+
+fn open_connections(data_path: &Path) -> OpenConnections {
+    let path = data_path.join("runtime").join("stats.json");
+    let text =
+        std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    let stats: Value = serde_json::from_slice(&text).expect("stats.json parses");
+    let rows = |list: &str| {
+        stats[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("stats.json has no {list}: {stats}"))
+            .clone()
+    };
+    let count = |row: &Value, field: &str| row[field].as_u64().expect("a count");
+    OpenConnections {
+        sessions: rows("workers")
+            .iter()
+            .map(|worker| count(worker, "connections_open"))
+            .sum(),
+        // The port's row (queue null) totals its queues' rows.
+        sockets: rows("ports")
+            .iter()
+            .filter(|port| port["queue"].is_null())
+            .map(|port| count(port, "tcp_connections"))
+            .sum(),
     }
 }
 

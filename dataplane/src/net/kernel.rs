@@ -104,6 +104,8 @@ pub struct KernelWorker {
     dirty: Vec<ConnectionId>,
     steering: Option<riptide_ebpf::reuseport::ConnectionCounter>,
     index: usize,
+    /// `tcp.keepalive_s`: accepted sockets probe silent peers (0 = they do not).
+    keepalive_s: u64,
 }
 
 impl KernelWorker {
@@ -116,6 +118,8 @@ impl KernelWorker {
         steering: Option<riptide_ebpf::reuseport::ConnectionCounter>,
         index: usize,
     ) -> std::io::Result<KernelWorker> {
+        let mut core = core;
+        let keepalive_s = core.context().shared.config.tcp.keepalive_s;
         Ok(KernelWorker {
             ring: IoUring::new(RING_ENTRIES)?,
             listener,
@@ -129,6 +133,7 @@ impl KernelWorker {
             dirty: Vec::new(),
             steering,
             index,
+            keepalive_s,
         })
     }
 
@@ -245,6 +250,9 @@ impl KernelWorker {
             return;
         };
         let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        if let Err(error) = set_keepalive(&fd, self.keepalive_s) {
+            tracing::warn!(worker = self.index, %error, "could not set TCP keep-alive; a peer that vanishes keeps this connection");
+        }
         if let Some(steering) = &self.steering {
             let _ = steering.opened(self.index as u32);
         }
@@ -433,6 +441,28 @@ impl KernelWorker {
     }
 }
 
+/// `tcp.keepalive_s` on an accepted socket: after `keepalive_s` of silence the kernel probes every
+/// `keepalive_s`, and after TCP_KEEPALIVE_PROBES unanswered probes fails the socket's pending
+/// receive with ETIMEDOUT (the ordinary end of stream). TCP_USER_TIMEOUT gives unacknowledged
+/// replies to a vanished peer the same bound instead of ~15 minutes of retransmissions. 0: none.
+fn set_keepalive(fd: &OwnedFd, keepalive_s: u64) -> nix::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    use riptide_config::TCP_KEEPALIVE_PROBES;
+    if keepalive_s == 0 {
+        return Ok(());
+    }
+    // The config bounds keepalive_s to two hours: every value below fits.
+    let seconds = u32::try_from(keepalive_s).unwrap_or(u32::MAX);
+    let dead_after_ms = seconds
+        .saturating_mul(1 + TCP_KEEPALIVE_PROBES)
+        .saturating_mul(1000);
+    setsockopt(fd, sockopt::TcpKeepIdle, &seconds)?;
+    setsockopt(fd, sockopt::TcpKeepInterval, &seconds)?;
+    setsockopt(fd, sockopt::TcpKeepCount, &TCP_KEEPALIVE_PROBES)?;
+    setsockopt(fd, sockopt::TcpUserTimeout, &dead_after_ms)?;
+    setsockopt(fd, sockopt::KeepAlive, &true)
+}
+
 fn peer_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
@@ -464,6 +494,26 @@ mod tests {
         assert_eq!(
             decode_user_data(data),
             (KIND_SEND, 0x00ab_cdef, 0xdead_beef)
+        );
+    }
+
+    #[test]
+    fn keepalive_options_reach_the_socket() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = OwnedFd::from(listener.accept().unwrap().0);
+        assert!(!getsockopt(&accepted, sockopt::KeepAlive).unwrap());
+        set_keepalive(&accepted, 0).unwrap();
+        assert!(!getsockopt(&accepted, sockopt::KeepAlive).unwrap());
+        set_keepalive(&accepted, 7).unwrap();
+        assert!(getsockopt(&accepted, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&accepted, sockopt::TcpKeepIdle).unwrap(), 7);
+        assert_eq!(getsockopt(&accepted, sockopt::TcpKeepInterval).unwrap(), 7);
+        assert_eq!(getsockopt(&accepted, sockopt::TcpKeepCount).unwrap(), 3);
+        assert_eq!(
+            getsockopt(&accepted, sockopt::TcpUserTimeout).unwrap(),
+            28_000
         );
     }
 

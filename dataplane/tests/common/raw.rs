@@ -261,6 +261,11 @@ impl RawConnection {
         })
     }
 
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.stream.local_addr().context("local address")
+    }
+
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await.context("raw write")?;
         Ok(())

@@ -143,6 +143,7 @@ impl DpdkPlan {
         lcore.listen_backlog = lcore.listen_backlog.min(lcore.connections_max);
         lcore.socket_rx_buffer_bytes = dpdk.socket_rx_buffer_bytes;
         lcore.socket_tx_buffer_bytes = dpdk.socket_tx_buffer_bytes;
+        lcore.keepalive_s = config.tcp.keepalive_s;
         lcore.idle = IdleBackoff {
             sleep_us: dpdk.idle_backoff_us,
             ..IdleBackoff::default()
@@ -767,6 +768,7 @@ mod tests {
         config.dpdk.memory_mb = 256;
         config.dpdk.gateway = "10.1.2.1".to_string();
         config.tcp.connections_max = 100_000;
+        config.tcp.keepalive_s = 7;
         let plan = DpdkPlan::from_config(&config, dir.path()).unwrap();
         assert_eq!(plan.device, "net_af_packet0");
         assert_eq!(plan.worker_lcores, vec![1]);
@@ -775,6 +777,7 @@ mod tests {
         assert_eq!(plan.lcore.ip_address, Ipv4Addr::new(10, 1, 2, 3));
         assert_eq!(plan.lcore.gateway, Some(Ipv4Addr::new(10, 1, 2, 1)));
         assert_eq!(plan.lcore.connections_max, LCORE_CONNECTIONS_DEFAULT);
+        assert_eq!(plan.lcore.keepalive_s, 7);
         assert_eq!(plan.xdp_iface, None);
     }
 

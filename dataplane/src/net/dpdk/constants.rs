@@ -95,8 +95,9 @@ pub const IDLE_SLEEP_MAX_US: u64 = 10_000;
 /// af_packet consumer run), and a request or shard reply arriving meanwhile waited that long.
 pub const LCORE_TIMER_SLACK_NS: u64 = 1_000;
 
-/// A TCP connection that hears nothing for this long (dead peer, unanswered FIN) is reset, so its
-/// socket slot comes back.
+/// Without keep-alive (`tcp.keepalive_s = 0`), a TCP connection that hears nothing for this long
+/// (dead peer, unanswered FIN, or a live peer that stays quiet) is reset, so its socket slot comes
+/// back. With keep-alive the timeout is the keep-alive's dead time instead.
 pub const SOCKET_TIMEOUT_S: u64 = 120;
 
 /// TCP connections per polling lcore when `[tcp] connections_max` would give more: each costs

@@ -34,6 +34,7 @@ use super::constants::{
 use super::net::{build_interface, InterfaceConfig, MbufDevice, NetError};
 use super::port::{PortError, QueueHandle};
 use super::steer::LcoreSteering;
+use riptide_config::{TCP_KEEPALIVE_MAX_S, TCP_KEEPALIVE_PROBES};
 
 /// The sans-I/O service an lcore drives: the worker core (`session::WorkerCore`) in the
 /// appliance, an echo in tests and the lab's wire ceiling. Its surface is the worker core's, so
@@ -154,6 +155,10 @@ pub struct LcoreConfig {
     pub listen_backlog: usize,
     pub socket_rx_buffer_bytes: usize,
     pub socket_tx_buffer_bytes: usize,
+    /// `tcp.keepalive_s`: sockets probe a peer silent this long, every this long, and abort the
+    /// connection once TCP_KEEPALIVE_PROBES probes went unanswered. 0: no probes, and a socket
+    /// whose peer sent nothing for SOCKET_TIMEOUT_S is aborted.
+    pub keepalive_s: u64,
     pub idle: IdleBackoff,
 }
 
@@ -168,7 +173,22 @@ impl LcoreConfig {
             listen_backlog: LISTEN_BACKLOG_DEFAULT,
             socket_rx_buffer_bytes: SOCKET_RX_BUFFER_DEFAULT_BYTES,
             socket_tx_buffer_bytes: SOCKET_TX_BUFFER_DEFAULT_BYTES,
+            keepalive_s: 0,
             idle: IdleBackoff::default(),
+        }
+    }
+
+    /// smoltcp's keep-alive interval, and the silence of the peer after which it aborts the
+    /// connection: the idle time plus every unanswered probe (kernel mode's TCP_KEEPIDLE +
+    /// TCP_KEEPCNT × TCP_KEEPINTVL), or SOCKET_TIMEOUT_S without keep-alive.
+    fn socket_timers(&self) -> (Option<smoltcp::time::Duration>, smoltcp::time::Duration) {
+        use smoltcp::time::Duration;
+        match self.keepalive_s {
+            0 => (None, Duration::from_secs(SOCKET_TIMEOUT_S)),
+            seconds => (
+                Some(Duration::from_secs(seconds)),
+                Duration::from_secs(seconds * (1 + u64::from(TCP_KEEPALIVE_PROBES))),
+            ),
         }
     }
 
@@ -184,6 +204,9 @@ impl LcoreConfig {
         }
         if self.tcp_port == 0 {
             return invalid("tcp_port must not be 0".to_string());
+        }
+        if self.keepalive_s > TCP_KEEPALIVE_MAX_S {
+            return invalid(format!("keepalive_s must be 0..={TCP_KEEPALIVE_MAX_S}"));
         }
         let buffers = [self.socket_rx_buffer_bytes, self.socket_tx_buffer_bytes];
         if buffers
@@ -351,15 +374,7 @@ impl<S: Service> Lcore<S> {
         let interface = build_interface(&interface_config, &mut device, Instant::from_micros(0))?;
         let sockets = SocketSet::new(Vec::with_capacity(config.connections_max));
         let spare_sockets = (0..config.connections_max)
-            .map(|_| {
-                let rx = tcp::SocketBuffer::new(vec![0; config.socket_rx_buffer_bytes]);
-                let tx = tcp::SocketBuffer::new(vec![0; config.socket_tx_buffer_bytes]);
-                let mut socket = tcp::Socket::new(rx, tx);
-                // Request/response traffic: a reply must not wait for the ack of the previous one.
-                socket.set_nagle_enabled(false);
-                socket.set_timeout(Some(smoltcp::time::Duration::from_secs(SOCKET_TIMEOUT_S)));
-                socket
-            })
+            .map(|_| connection_socket(&config))
             .collect();
         let slots = vec![SlotState::Free; config.connections_max];
         let stats = Arc::new(LcoreStats::default());
@@ -657,6 +672,21 @@ impl<S: Service> Lcore<S> {
     }
 }
 
+/// One of the lcore's TCP sockets, with its buffers.
+fn connection_socket(config: &LcoreConfig) -> tcp::Socket<'static> {
+    let rx = tcp::SocketBuffer::new(vec![0; config.socket_rx_buffer_bytes]);
+    let tx = tcp::SocketBuffer::new(vec![0; config.socket_tx_buffer_bytes]);
+    let mut socket = tcp::Socket::new(rx, tx);
+    // Request/response traffic: a reply must not wait for the ack of the previous one.
+    socket.set_nagle_enabled(false);
+    // A peer that vanished without FIN or RST: smoltcp aborts the socket, and serve_sockets
+    // retires it as any closed connection.
+    let (keep_alive, timeout) = config.socket_timers();
+    socket.set_keep_alive(keep_alive);
+    socket.set_timeout(Some(timeout));
+    socket
+}
+
 /// Moves received bytes into the service and its output into the socket; closes the socket
 /// when the service is done or the peer has finished sending, once the output has drained.
 fn serve_connection<S: Service>(
@@ -838,6 +868,9 @@ pub mod echo {
 mod tests {
     use super::echo::{EchoService, ECHO_BUFFER_MAX_BYTES};
     use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
 
     #[test]
     fn idle_backoff_spins_first_then_sleeps_bounded_by_timers() {
@@ -892,6 +925,236 @@ mod tests {
         config.tcp_port = 1;
         config.connections_max = 0;
         assert!(config.validate().is_err());
+        let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24, 8090);
+        config.keepalive_s = TCP_KEEPALIVE_MAX_S + 1;
+        assert!(
+            matches!(config.validate(), Err(LcoreError::InvalidConfig(text)) if text.contains("keepalive_s"))
+        );
+    }
+
+    /// One end of a virtual Ethernet cable between two smoltcp interfaces; a cut cable loses
+    /// every frame sent on it.
+    struct CableEnd {
+        inbox: Rc<RefCell<VecDeque<Vec<u8>>>>,
+        outbox: Rc<RefCell<VecDeque<Vec<u8>>>>,
+        cut: Rc<Cell<bool>>,
+    }
+
+    struct Frame(Vec<u8>);
+
+    impl smoltcp::phy::RxToken for Frame {
+        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+            f(&self.0)
+        }
+    }
+
+    struct Send {
+        outbox: Rc<RefCell<VecDeque<Vec<u8>>>>,
+        cut: Rc<Cell<bool>>,
+    }
+
+    impl smoltcp::phy::TxToken for Send {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            let mut frame = vec![0; len];
+            let result = f(&mut frame);
+            if !self.cut.get() {
+                self.outbox.borrow_mut().push_back(frame);
+            }
+            result
+        }
+    }
+
+    impl smoltcp::phy::Device for CableEnd {
+        type RxToken<'a> = Frame;
+        type TxToken<'a> = Send;
+
+        fn receive(&mut self, now: Instant) -> Option<(Frame, Send)> {
+            let frame = self.inbox.borrow_mut().pop_front()?;
+            let send = self.transmit(now)?;
+            Some((Frame(frame), send))
+        }
+
+        fn transmit(&mut self, _now: Instant) -> Option<Send> {
+            Some(Send {
+                outbox: Rc::clone(&self.outbox),
+                cut: Rc::clone(&self.cut),
+            })
+        }
+
+        fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+            let mut capabilities = smoltcp::phy::DeviceCapabilities::default();
+            capabilities.medium = smoltcp::phy::Medium::Ethernet;
+            capabilities.max_transmission_unit = 1514;
+            capabilities
+        }
+    }
+
+    /// An appliance socket (as the lcore makes them, from `config`) and a client socket on two
+    /// smoltcp interfaces joined by a cable, on virtual time.
+    struct Link {
+        now: Instant,
+        cut: Rc<Cell<bool>>,
+        ends: [(CableEnd, Interface); 2],
+        sockets: [SocketSet<'static>; 2],
+        appliance: SocketHandle,
+        client: SocketHandle,
+    }
+
+    impl Link {
+        const STEP: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(100);
+
+        /// Connects the client and exchanges a request and a reply.
+        fn established(config: &LcoreConfig) -> Link {
+            use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
+            let (a_to_b, b_to_a) = (Rc::default(), Rc::default());
+            let cut = Rc::new(Cell::new(false));
+            let now = Instant::from_secs(1);
+            let end = |inbox: &Rc<_>, outbox: &Rc<_>, host: u8| {
+                let mut device = CableEnd {
+                    inbox: Rc::clone(inbox),
+                    outbox: Rc::clone(outbox),
+                    cut: Rc::clone(&cut),
+                };
+                let mac = HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, host]));
+                let mut interface =
+                    Interface::new(smoltcp::iface::Config::new(mac), &mut device, now);
+                interface.update_ip_addrs(|addresses| {
+                    addresses
+                        .push(IpCidr::new(IpAddress::v4(10, 0, 0, host), 24))
+                        .unwrap();
+                });
+                (device, interface)
+            };
+            let ends = [end(&b_to_a, &a_to_b, 1), end(&a_to_b, &b_to_a, 2)];
+            let mut appliance_socket = connection_socket(config);
+            appliance_socket.listen(config.tcp_port).unwrap();
+            let client_socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 4096]),
+                tcp::SocketBuffer::new(vec![0; 4096]),
+            );
+            let mut sockets = [SocketSet::new(Vec::new()), SocketSet::new(Vec::new())];
+            let appliance = sockets[0].add(appliance_socket);
+            let client = sockets[1].add(client_socket);
+            let mut link = Link {
+                now,
+                cut,
+                ends,
+                sockets,
+                appliance,
+                client,
+            };
+            let server = (IpAddress::v4(10, 0, 0, 1), config.tcp_port);
+            let context = link.ends[1].1.context();
+            link.sockets[1]
+                .get_mut::<tcp::Socket>(client)
+                .connect(context, server, 40_000)
+                .unwrap();
+            link.run(smoltcp::time::Duration::from_secs(1));
+            link.client().send_slice(b"ping").unwrap();
+            link.run(smoltcp::time::Duration::from_secs(1));
+            let mut request = [0; 4];
+            assert_eq!(link.appliance().recv_slice(&mut request), Ok(4));
+            link.appliance().send_slice(b"pong").unwrap();
+            link.run(smoltcp::time::Duration::from_secs(1));
+            assert_eq!(link.client().recv_slice(&mut request), Ok(4));
+            assert_eq!(link.appliance().state(), tcp::State::Established);
+            link
+        }
+
+        fn appliance(&mut self) -> &mut tcp::Socket<'static> {
+            self.sockets[0].get_mut(self.appliance)
+        }
+
+        fn client(&mut self) -> &mut tcp::Socket<'static> {
+            self.sockets[1].get_mut(self.client)
+        }
+
+        /// Polls both ends for `duration` of virtual time.
+        fn run(&mut self, duration: smoltcp::time::Duration) {
+            let end = self.now + duration;
+            while self.now < end {
+                self.now += Self::STEP;
+                for (side, sockets) in self.sockets.iter_mut().enumerate() {
+                    let (device, interface) = &mut self.ends[side];
+                    interface.poll(self.now, device, sockets);
+                }
+            }
+        }
+
+        /// Polls until the appliance's socket is closed; returns how long that took (at most
+        /// `limit`).
+        fn appliance_closed_within(
+            &mut self,
+            limit: smoltcp::time::Duration,
+        ) -> Option<smoltcp::time::Duration> {
+            let start = self.now;
+            while self.now - start <= limit {
+                if !self.appliance().is_open() {
+                    return Some(self.now - start);
+                }
+                self.run(Self::STEP);
+            }
+            None
+        }
+    }
+
+    #[test]
+    fn keepalive_keeps_a_quiet_live_peer_and_aborts_a_vanished_one_after_the_probes() {
+        use smoltcp::time::Duration;
+        let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24, 8090);
+        config.keepalive_s = 1;
+        let mut link = Link::established(&config);
+        // A live client saying nothing for a minute answers the probes and keeps its connection.
+        link.run(Duration::from_secs(60));
+        assert_eq!(link.appliance().state(), tcp::State::Established);
+        // The client vanishes (no FIN, no RST: its frames and the probes are lost). The socket
+        // is aborted once the peer has been silent for the idle time and 3 probe intervals.
+        link.cut.set(true);
+        let closed = link
+            .appliance_closed_within(Duration::from_secs(10))
+            .expect("the vanished peer's socket was never aborted");
+        assert!(
+            (Duration::from_secs(3)..=Duration::from_secs(5)).contains(&closed),
+            "aborted after {closed}"
+        );
+        assert_eq!(link.appliance().state(), tcp::State::Closed);
+    }
+
+    #[test]
+    fn without_keepalive_a_quiet_peer_is_aborted_after_the_socket_timeout() {
+        use smoltcp::time::Duration;
+        let config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24, 8090);
+        assert_eq!(config.keepalive_s, 0);
+        let mut link = Link::established(&config);
+        // smoltcp's timeout counts the peer's silence whether or not anything is outstanding:
+        // without probes to answer, even a live peer that stays quiet is cut off.
+        let closed = link
+            .appliance_closed_within(Duration::from_secs(SOCKET_TIMEOUT_S + 5))
+            .expect("the quiet peer's socket was never aborted");
+        assert!(
+            closed >= Duration::from_secs(SOCKET_TIMEOUT_S - 5),
+            "aborted after {closed}"
+        );
+    }
+
+    #[test]
+    fn sockets_probe_silent_peers_and_give_up_after_the_probes() {
+        use smoltcp::time::Duration;
+        let mut config = LcoreConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24, 8090);
+        assert_eq!(
+            config.socket_timers(),
+            (None, Duration::from_secs(SOCKET_TIMEOUT_S))
+        );
+        config.keepalive_s = 30;
+        assert_eq!(
+            config.socket_timers(),
+            (Some(Duration::from_secs(30)), Duration::from_secs(120))
+        );
+        config.keepalive_s = 1;
+        assert_eq!(
+            config.socket_timers(),
+            (Some(Duration::from_secs(1)), Duration::from_secs(4))
+        );
     }
 
     #[test]
