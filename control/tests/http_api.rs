@@ -174,18 +174,7 @@ fn streams_topics_partitions_messages_offsets_and_groups_over_every_route() {
 fn the_http_api_reaches_a_dataplane_that_speaks_only_tls() {
     let pki = tempfile::tempdir().expect("pki directory");
     let out = dev_cert(pki.path(), "pki");
-    let cert = out.join("server.pem").display().to_string();
-    let key = out.join("server-key.pem").display().to_string();
-    let ca = out.join("ca.pem").display().to_string();
-    let Some(appliance) = Appliance::start_with(
-        &[
-            ("RIPTIDE_TLS_ENABLED", "true"),
-            ("RIPTIDE_TLS_CERT_FILE", &cert),
-            ("RIPTIDE_TLS_KEY_FILE", &key),
-            ("RIPTIDE_HTTP_DATAPLANE_TLS_CA_FILE", &ca),
-        ],
-        None,
-    ) else {
+    let Some(appliance) = tls_appliance(&out, &out.join("ca.pem")) else {
         return;
     };
     run(&appliance, async {
@@ -236,18 +225,7 @@ fn the_http_api_refuses_a_dataplane_its_ca_did_not_sign() {
     let pki = tempfile::tempdir().expect("pki directory");
     let served = dev_cert(pki.path(), "served");
     let foreign = dev_cert(pki.path(), "foreign");
-    let cert = served.join("server.pem").display().to_string();
-    let key = served.join("server-key.pem").display().to_string();
-    let foreign_ca = foreign.join("ca.pem").display().to_string();
-    let Some(appliance) = Appliance::start_with(
-        &[
-            ("RIPTIDE_TLS_ENABLED", "true"),
-            ("RIPTIDE_TLS_CERT_FILE", &cert),
-            ("RIPTIDE_TLS_KEY_FILE", &key),
-            ("RIPTIDE_HTTP_DATAPLANE_TLS_CA_FILE", &foreign_ca),
-        ],
-        None,
-    ) else {
+    let Some(appliance) = tls_appliance(&served, &foreign.join("ca.pem")) else {
         return;
     };
     run(&appliance, async {
@@ -261,6 +239,28 @@ fn the_http_api_refuses_a_dataplane_its_ca_did_not_sign() {
             .await;
         assert!(refused.text.contains("\"id\""), "{}", refused.text);
     });
+}
+
+/// An appliance whose dataplane speaks only TLS with the server certificate of `pki` (a dev-cert
+/// directory), its HTTP pool verifying it against `pool_ca`.
+fn tls_appliance(pki: &std::path::Path, pool_ca: &std::path::Path) -> Option<Appliance> {
+    let file = |path: std::path::PathBuf| path.display().to_string();
+    let (cert, key) = (
+        file(pki.join("server.pem")),
+        file(pki.join("server-key.pem")),
+    );
+    Appliance::start_with(
+        &[
+            ("RIPTIDE_TLS_ENABLED", "true"),
+            ("RIPTIDE_TLS_CERT_FILE", &cert),
+            ("RIPTIDE_TLS_KEY_FILE", &key),
+            (
+                "RIPTIDE_HTTP_DATAPLANE_TLS_CA_FILE",
+                &file(pool_ca.to_path_buf()),
+            ),
+        ],
+        None,
+    )
 }
 
 /// `riptidectl tls dev-cert` into `parent/name`: a CA, a server certificate for localhost, a
