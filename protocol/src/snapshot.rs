@@ -201,6 +201,9 @@ mod tests {
             assert!(SnapshotCompression::from_code(code).is_some());
             assert!(SnapshotType::from_code(code).is_some());
         }
-        assert!(SnapshotSpec::parse(&request(6, &[])).unwrap().types.is_empty());
+        assert!(SnapshotSpec::parse(&request(6, &[]))
+            .unwrap()
+            .types
+            .is_empty());
     }
 }
