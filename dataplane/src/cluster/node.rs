@@ -312,7 +312,7 @@ impl Node {
 
     /// File walks and compression run on a blocking thread: this thread keeps the heartbeats
     /// going meanwhile.
-    async fn snapshot(&self, job: crate::diagnostics::SnapshotJob) -> MetadataOutcome {
+    async fn snapshot(&self, job: Box<crate::diagnostics::SnapshotJob>) -> MetadataOutcome {
         let _turn = self.snapshot_turn.lock().await;
         tokio::task::spawn_blocking(move || crate::metadata::snapshot_outcome(&job))
             .await

@@ -60,7 +60,7 @@ pub fn run(
 /// Snapshots waiting and the one being built, on a thread of its own that wakes this loop when
 /// the archive is ready.
 struct SnapshotHelper {
-    waiting: VecDeque<(usize, RequestToken, SnapshotJob)>,
+    waiting: VecDeque<(usize, RequestToken, Box<SnapshotJob>)>,
     building: bool,
     finished_sender: Sender<(usize, MetadataReply)>,
     finished: Receiver<(usize, MetadataReply)>,
@@ -79,7 +79,7 @@ impl SnapshotHelper {
         }
     }
 
-    fn submit(&mut self, worker: usize, token: RequestToken, job: SnapshotJob) {
+    fn submit(&mut self, worker: usize, token: RequestToken, job: Box<SnapshotJob>) {
         self.waiting.push_back((worker, token, job));
         self.start_next();
     }

@@ -92,7 +92,7 @@ pub enum MetadataOp {
     /// A data-plane write a cluster replicates (a single node sends these to its shards).
     Replicate(ReplicatedWrite),
     /// Build a system snapshot archive (on a helper thread: it walks files and compresses).
-    Snapshot(crate::diagnostics::SnapshotJob),
+    Snapshot(Box<crate::diagnostics::SnapshotJob>),
 }
 
 /// When a cluster acknowledges a send.

@@ -58,7 +58,7 @@ fn snapshot(call: &Call<'_>, request: &GetSnapshotRequest) -> Result<Handled, Er
         config.tcp.address = bound.to_string();
     }
     Ok(Handled::Metadata {
-        op: MetadataOp::Snapshot(SnapshotJob { spec, config }),
+        op: MetadataOp::Snapshot(Box::new(SnapshotJob { spec, config })),
         then: Box::new(|outcome, _, _| match outcome {
             MetadataOutcome::Snapshot(archive) => Handled::Reply(archive),
             MetadataOutcome::Failed(code) => Handled::Error(code),
