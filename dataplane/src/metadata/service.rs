@@ -97,8 +97,8 @@ impl MetadataService {
             }
             // A single node writes data through its shards; only a cluster replicates it.
             MetadataOp::Replicate(_) => MetadataOutcome::Failed(ErrorCode::FeatureUnavailable),
-            // The service's thread hands these to a helper (`mesh::metadata_thread`); built here
-            // only when called directly.
+            // The service's own loop (`mesh::metadata_thread`) gives these to a helper thread
+            // instead, so changes are not held up; a caller without one builds it here.
             MetadataOp::Snapshot(job) => snapshot_outcome(&job),
         }
     }

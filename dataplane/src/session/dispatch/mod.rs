@@ -256,9 +256,9 @@ pub fn handle(
 /// In cluster mode, what a follower answers itself: sessions, the roster the SDK finds the leader
 /// with, this node's own stats, clients and system snapshot, and reads of what it applied — the
 /// catalog, stored consumer offsets, and polls of one partition that write nothing (no
-/// auto-commit, no consumer group, whose assignment the leader keeps). Everything it holds is committed, so a read here
-/// may be behind the leader's but never shows what the cluster may lose. Everything else is the
-/// leader's.
+/// auto-commit, no consumer group, whose assignment the leader keeps). Everything it holds is
+/// committed, so a read here may be behind the leader's but never shows what the cluster may
+/// lose. Everything else is the leader's.
 fn served_by_any_node(request: &Request<'_>) -> bool {
     match request {
         Request::PollMessages(poll) => {

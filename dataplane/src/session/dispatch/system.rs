@@ -1,6 +1,6 @@
 //! Server and client information: stats, me, clients, cluster metadata (this node, named by
-//! `[cluster] name` and `node_name`, or the cluster's roster), and the cluster-routing commands
-//! of iggy 0.11: the node that leads is the primary of every partition.
+//! `[cluster] name` and `node_name`, or the cluster's roster), system snapshots, and the
+//! cluster-routing commands of iggy 0.11: the node that leads is the primary of every partition.
 
 use super::{done, encoded, resolve_stream_topic, Action, Call, Handled};
 use crate::diagnostics::{self, SnapshotJob};
