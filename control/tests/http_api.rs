@@ -629,6 +629,76 @@ async fn system_routes(api: &Api, anonymous: &Api) {
         .call(Method::GET, "/stats", None)
         .await
         .iggy_error(401, 77);
+    snapshot_route(api, anonymous).await;
+}
+
+/// `POST /snapshot` with Iggy's body answers the dataplane's zip as an attachment.
+async fn snapshot_route(api: &Api, anonymous: &Api) {
+    let response = api
+        .http
+        .post(format!("{}/snapshot", api.base))
+        .bearer_auth(api.token.as_deref().expect("signed in"))
+        .json(&json!({"compression": "Deflated", "snapshot_types": ["All"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response.headers()[name]
+            .to_str()
+            .expect("ASCII header")
+            .to_string()
+    };
+    assert_eq!(header("content-type"), "application/zip");
+    let disposition = header("content-disposition");
+    assert!(
+        disposition.starts_with("attachment; filename=\"iggy_snapshot_")
+            && disposition.ends_with(".zip\""),
+        "{disposition}"
+    );
+    let archive = response.bytes().await.expect("body");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a zip");
+    let mut names: Vec<String> = zip
+        .file_names()
+        .map(|name| name.expect("a UTF-8 name").to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "filesystem_overview.txt",
+            "process_list.txt",
+            "resource_usage.txt",
+            "server_config.txt",
+            "server_logs.txt",
+            "stats.json"
+        ]
+    );
+    let mut listing = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("filesystem_overview.txt").expect("entry"),
+        &mut listing,
+    )
+    .expect("text");
+    assert!(
+        listing.lines().any(|line| line.contains("/partitions/")),
+        "{listing}"
+    );
+    api.call(
+        Method::POST,
+        "/snapshot",
+        Some(json!({"compression": "Stored", "snapshot_types": ["All", "Test"]})),
+    )
+    .await
+    .iggy_error(400, 3);
+    anonymous
+        .call(
+            Method::POST,
+            "/snapshot",
+            Some(json!({"compression": "Stored", "snapshot_types": ["Test"]})),
+        )
+        .await
+        .iggy_error(401, 77);
 }
 
 fn now_s() -> u64 {

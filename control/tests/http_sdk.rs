@@ -125,6 +125,18 @@ fn logins_by_password_and_token_users_and_permissions() {
             metadata.nodes.len() == 1 && metadata.nodes[0].endpoints.http == http_port,
             "the node advertises this HTTP port: {metadata:?}"
         );
+        let snapshot = root
+            .snapshot(SnapshotCompression::Stored, vec![SystemSnapshotType::Test])
+            .await
+            .context("snapshot")?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(snapshot.0)).context("a zip")?;
+        let mut test = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("test.txt")?, &mut test)?;
+        ensure!(
+            zip.len() == 1 && test == "test\n",
+            "{} entries, test.txt {test:?}",
+            zip.len()
+        );
         root.logout_user().await.context("logout")?;
         ensure!(root.get_streams().await.is_err(), "logged out");
         Ok(())
@@ -206,6 +218,13 @@ async fn permissions_are_the_dataplanes(
     );
     let denied = client.create_stream("mine").await;
     ensure!(matches!(denied, Err(IggyError::Unauthorized)), "{denied:?}");
+    let denied = client
+        .snapshot(SnapshotCompression::Deflated, vec![SystemSnapshotType::All])
+        .await;
+    ensure!(
+        matches!(denied, Err(IggyError::Unauthorized)),
+        "a snapshot needs read_servers: {denied:?}"
+    );
     let reader = Permissions {
         global: GlobalPermissions {
             read_streams: true,

@@ -8,11 +8,14 @@
 //!   service, and the buffers that travel over them;
 //! - `shard` — storage shards, each owning its partitions through `riptide_storage`;
 //! - `metadata` — the metadata service, the one owner of the metadata store;
+//! - `diagnostics` — system snapshots (GetSnapshotFile): the zip of configuration, stats, files,
+//!   threads and logs, built off the network threads;
 //! - `clock` — the wall clock, for the threads that stamp what they store.
 
 pub mod app;
 pub mod clock;
 pub mod cluster;
+pub mod diagnostics;
 pub mod mesh;
 pub mod metadata;
 pub mod net;

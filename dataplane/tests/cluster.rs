@@ -34,6 +34,8 @@ const NEW_LEADER_BOUND: Duration = Duration::from_secs(15);
 /// Longest a single send may take before the history calls it failed (indeterminate).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGES_PER_BATCH: u32 = 10;
+/// GetSnapshotFile: a node-local diagnostics archive.
+const GET_SNAPSHOT_FILE: u32 = 11;
 const PRODUCERS: u32 = 3;
 
 // ---------------------------------------------------------------------------------------------
@@ -472,6 +474,15 @@ async fn the_sdk_connects_to_a_follower_lands_on_the_leader_and_the_core_scenari
             reply_code(&frame)? == 58,
             "a follower answered a write with {}",
             frame.describe()
+        );
+        // A follower answers its own system snapshot (built on its blocking pool).
+        let snapshot = raw.call(GET_SNAPSHOT_FILE, &[2, 1, 4]).await?;
+        ensure!(
+            snapshot.is_reply()
+                && snapshot.status() == 0
+                && snapshot.body.starts_with(b"PK\x03\x04"),
+            "a follower's snapshot: {}",
+            snapshot.describe()
         );
         for (name, result) in [
             (

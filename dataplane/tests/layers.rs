@@ -23,6 +23,7 @@ fn dataplane_folders_depend_one_way() {
             &["mesh"],
             &["metadata"],
             &["shard"],
+            &["diagnostics"],
             &["clock"],
         ],
     });

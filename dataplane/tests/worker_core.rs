@@ -33,6 +33,7 @@ const TOPIC: u32 = 0;
 const GROUP: u32 = 0;
 const PARTITIONS: u32 = 2;
 const JOIN_CONSUMER_GROUP: u32 = 604;
+const GET_SNAPSHOT_FILE: u32 = 11;
 /// Marks an eviction among the replies.
 const EVICTED: u32 = 0xE000_0000;
 /// Turns a scenario may take before it is considered stuck.
@@ -172,6 +173,10 @@ impl FakeMetadata {
                 MetadataOp::Change(_) | MetadataOp::Replicate(_) => {
                     MetadataOutcome::Failed(riptide_protocol::codes::ErrorCode::FeatureUnavailable)
                 }
+                // Names what it was asked, so a test sees the request crossed the ring.
+                MetadataOp::Snapshot(job) => MetadataOutcome::Snapshot(
+                    format!("fake archive of {:?}", job.spec).into_bytes(),
+                ),
             };
             self.endpoint.reply(MetadataReply {
                 token: request.token,
@@ -489,6 +494,36 @@ fn frames_split_at_every_byte_get_the_same_replies() {
         }
         assert_eq!(peer.replies(), expected, "{style:?}, byte by byte");
     });
+}
+
+/// The network thread only validates a snapshot request; the archive comes from the metadata
+/// service's side of the ring (here the fake, which names what it was asked).
+#[test]
+fn a_snapshot_is_built_across_the_metadata_ring_after_validation() {
+    let mut harness = Harness::new(Style::Kernel, |_| {});
+    let mut peer = harness.connect().expect("connect");
+    harness.login(&mut peer);
+    // [compression][count][types]: Deflated, All; Bzip2 (not built in); an unknown type; All
+    // next to another type.
+    for body in [&[2u8, 1, 100][..], &[3, 1, 4], &[2, 1, 7], &[1, 2, 100, 4]] {
+        let frame = peer.frame(GET_SNAPSHOT_FILE, body);
+        peer.outbound.extend(frame);
+    }
+    harness.run_until_idle(&mut [&mut peer]);
+    let replies = peer.replies();
+    let statuses: Vec<u32> = replies.iter().map(|(status, _)| *status).collect();
+    use riptide_protocol::codes::ErrorCode;
+    let invalid = ErrorCode::InvalidCommand.as_u32();
+    assert_eq!(
+        statuses,
+        [0, ErrorCode::FeatureUnavailable.as_u32(), invalid, invalid]
+    );
+    let archive = String::from_utf8(replies[0].1.clone()).expect("the fake's text");
+    assert!(
+        archive.starts_with("fake archive of SnapshotSpec { compression: Deflated"),
+        "{archive}"
+    );
+    assert!(archive.contains("ServerConfig"), "{archive}");
 }
 
 #[test]

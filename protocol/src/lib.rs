@@ -16,6 +16,7 @@ pub mod header;
 pub mod login;
 pub mod reply;
 pub mod request;
+pub mod snapshot;
 
 /// `iggy_binary_protocol` 0.11.0: request/response types and wire primitives.
 pub use iggy_binary_protocol as wire;

@@ -92,6 +92,8 @@ struct Node {
     leadership: Mutex<Leadership>,
     logins: Arc<VerifiedLogins>,
     digest: [u8; 32],
+    /// System snapshots are built one at a time (each holds up to an archive in memory).
+    snapshot_turn: Mutex<()>,
 }
 
 /// Runs the node until the servers are told to stop.
@@ -179,6 +181,7 @@ async fn serve(parts: NodeParts) -> Result<(), String> {
         leadership: Mutex::new(Leadership::default()),
         logins: Arc::new(logins),
         digest,
+        snapshot_turn: Mutex::new(()),
     });
     node.initialize_if_first().await?;
     let listener = TcpListener::bind(&cluster.replication_address)
@@ -303,7 +306,19 @@ impl Node {
             }
             MetadataOp::Change(build) => self.change(build).await,
             MetadataOp::Replicate(write) => self.replicate(write).await,
+            MetadataOp::Snapshot(job) => self.snapshot(job).await,
         }
+    }
+
+    /// File walks and compression run on a blocking thread: this thread keeps the heartbeats
+    /// going meanwhile.
+    async fn snapshot(&self, job: Box<crate::diagnostics::SnapshotJob>) -> MetadataOutcome {
+        let _turn = self.snapshot_turn.lock().await;
+        tokio::task::spawn_blocking(move || crate::metadata::snapshot_outcome(&job))
+            .await
+            .unwrap_or(MetadataOutcome::Failed(
+                ErrorCode::SnapshotFileCompletionFailed,
+            ))
     }
 
     /// argon2 runs on a blocking thread: this thread keeps the heartbeats going meanwhile.

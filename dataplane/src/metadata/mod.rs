@@ -8,7 +8,7 @@ mod errors;
 mod service;
 
 pub use errors::catalog_error_code;
-pub use service::{MetadataService, MetadataStartError};
+pub use service::{snapshot_outcome, MetadataService, MetadataStartError};
 
 use crate::shard::{ShardOp, ShardOutcome};
 use arc_swap::ArcSwap;
@@ -91,6 +91,8 @@ pub enum MetadataOp {
     PasswordLogin { username: String, password: String },
     /// A data-plane write a cluster replicates (a single node sends these to its shards).
     Replicate(ReplicatedWrite),
+    /// Build a system snapshot archive (on a helper thread: it walks files and compresses).
+    Snapshot(Box<crate::diagnostics::SnapshotJob>),
 }
 
 /// When a cluster acknowledges a send.
@@ -142,6 +144,7 @@ impl std::fmt::Debug for MetadataOp {
                 .field("username", username)
                 .finish_non_exhaustive(),
             MetadataOp::Replicate(write) => write.fmt(f),
+            MetadataOp::Snapshot(job) => job.fmt(f),
         }
     }
 }
@@ -157,5 +160,7 @@ pub enum MetadataOutcome {
     },
     /// A replicated write is committed and applied; its shard outcome.
     Replicated(ShardOutcome),
+    /// A system snapshot archive (zip).
+    Snapshot(Vec<u8>),
     Failed(ErrorCode),
 }

@@ -97,6 +97,9 @@ impl MetadataService {
             }
             // A single node writes data through its shards; only a cluster replicates it.
             MetadataOp::Replicate(_) => MetadataOutcome::Failed(ErrorCode::FeatureUnavailable),
+            // The service's own loop (`mesh::metadata_thread`) gives these to a helper thread
+            // instead, so changes are not held up; a caller without one builds it here.
+            MetadataOp::Snapshot(job) => snapshot_outcome(&job),
         }
     }
 
@@ -143,5 +146,13 @@ impl MetadataService {
             return MetadataOutcome::Failed(ErrorCode::UserInactive);
         }
         MetadataOutcome::LoggedIn { user_id: user.id }
+    }
+}
+
+/// Builds a snapshot archive (blocking: file walks and compression).
+pub fn snapshot_outcome(job: &crate::diagnostics::SnapshotJob) -> MetadataOutcome {
+    match job.build() {
+        Ok(archive) => MetadataOutcome::Snapshot(archive),
+        Err(code) => MetadataOutcome::Failed(code),
     }
 }

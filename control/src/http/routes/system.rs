@@ -1,13 +1,14 @@
-//! `/ping`, `/stats`, `/clients`, `/cluster/metadata` and `/metrics`.
+//! `/ping`, `/stats`, `/clients`, `/cluster/metadata`, `/snapshot` and `/metrics`.
 
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::{Caller, HttpState};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use iggy::prelude::{ClusterClient as _, SystemClient as _};
+use iggy_common::get_snapshot::GetSnapshot;
 use iggy_common::{ClientInfo, ClientInfoDetails, ClusterMetadata, Stats};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -58,6 +59,41 @@ pub async fn cluster_metadata(
         }
     }
     Ok(Json(metadata))
+}
+
+/// Iggy's `POST /snapshot`: `{"compression": "Deflated", "snapshot_types": ["All"]}` (the names
+/// of iggy's enums) answered with the dataplane's zip as an attachment named as Iggy names it
+/// (UTC time where Iggy uses the server's local time). The dataplane validates the request and
+/// checks the caller's permission; its refusals map to statuses like every route's.
+pub async fn snapshot(
+    State(state): AppState,
+    caller: Caller,
+    ApiJson(command): ApiJson<GetSnapshot>,
+) -> ApiResult<Response> {
+    let mut lease = state.lease(&caller).await?;
+    let result = lease
+        .conn()
+        .snapshot(command.compression, command.snapshot_types)
+        .await;
+    let archive = lease.settle(result)?;
+    let now = time::OffsetDateTime::now_utc();
+    let disposition = format!(
+        "attachment; filename=\"iggy_snapshot_{:04}{:02}{:02}_{:02}{:02}{:02}.zip\"",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        archive.0,
+    )
+        .into_response())
 }
 
 /// Prometheus text: the control API's page (supervisor and the dataplane's statistics) plus the

@@ -61,9 +61,9 @@ impl Handled {
             then: Box::new(move |outcome, state, ctx| match outcome {
                 MetadataOutcome::Applied(applied) => done(after(applied, state, ctx)),
                 MetadataOutcome::Failed(code) => Handled::Error(code),
-                MetadataOutcome::LoggedIn { .. } | MetadataOutcome::Replicated(_) => {
-                    Handled::Error(ErrorCode::Error)
-                }
+                MetadataOutcome::LoggedIn { .. }
+                | MetadataOutcome::Replicated(_)
+                | MetadataOutcome::Snapshot(_) => Handled::Error(ErrorCode::Error),
             }),
         }
     }
@@ -254,11 +254,11 @@ pub fn handle(
 }
 
 /// In cluster mode, what a follower answers itself: sessions, the roster the SDK finds the leader
-/// with, this node's own stats and clients, and reads of what it applied — the catalog, stored
-/// consumer offsets, and polls of one partition that write nothing (no auto-commit, no consumer
-/// group, whose assignment the leader keeps). Everything it holds is committed, so a read here
-/// may be behind the leader's but never shows what the cluster may lose. Everything else is the
-/// leader's.
+/// with, this node's own stats, clients and system snapshot, and reads of what it applied — the
+/// catalog, stored consumer offsets, and polls of one partition that write nothing (no
+/// auto-commit, no consumer group, whose assignment the leader keeps). Everything it holds is
+/// committed, so a read here may be behind the leader's but never shows what the cluster may
+/// lose. Everything else is the leader's.
 fn served_by_any_node(request: &Request<'_>) -> bool {
     match request {
         Request::PollMessages(poll) => {
@@ -278,7 +278,8 @@ fn served_by_any_node(request: &Request<'_>) -> bool {
         | Request::GetStreams
         | Request::GetTopic(_)
         | Request::GetTopics(_)
-        | Request::GetConsumerOffset(_) => true,
+        | Request::GetConsumerOffset(_)
+        | Request::GetSnapshot(_) => true,
         _ => false,
     }
 }
@@ -375,9 +376,9 @@ pub fn replicated(write: ReplicatedWrite, continuation: Continuation) -> Handled
                 continuation.absorb(outcome);
                 Handled::Reply(continuation.finish(ctx.counters()).concat())
             }
-            MetadataOutcome::Applied(_) | MetadataOutcome::LoggedIn { .. } => {
-                Handled::Error(ErrorCode::Error)
-            }
+            MetadataOutcome::Applied(_)
+            | MetadataOutcome::LoggedIn { .. }
+            | MetadataOutcome::Snapshot(_) => Handled::Error(ErrorCode::Error),
         }),
     }
 }

@@ -1,8 +1,10 @@
 //! Server and client information: stats, me, clients, cluster metadata (this node, named by
-//! `[cluster] name` and `node_name`, or the cluster's roster), and the cluster-routing commands
-//! of iggy 0.11: the node that leads is the primary of every partition.
+//! `[cluster] name` and `node_name`, or the cluster's roster), system snapshots, and the
+//! cluster-routing commands of iggy 0.11: the node that leads is the primary of every partition.
 
 use super::{done, encoded, resolve_stream_topic, Action, Call, Handled};
+use crate::diagnostics::{self, SnapshotJob};
+use crate::metadata::{MetadataOp, MetadataOutcome};
 use crate::session::shared::lock;
 use riptide_protocol::codes::{ClusterNodeRole, ClusterNodeStatus, ErrorCode, TransportProtocol};
 use riptide_protocol::reply::types::{
@@ -10,7 +12,8 @@ use riptide_protocol::reply::types::{
     ConsumerGroupInfoResponse, GetClientsResponse, PollRoutingResponse, StatsResponse,
 };
 use riptide_protocol::request::Request;
-use riptide_protocol::wire::requests::system::AttachConsumerSessionRequest;
+use riptide_protocol::snapshot::SnapshotSpec;
+use riptide_protocol::wire::requests::system::{AttachConsumerSessionRequest, GetSnapshotRequest};
 use riptide_protocol::wire::WireIdentifier;
 use std::net::SocketAddr;
 
@@ -25,7 +28,8 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
             .map(|()| Handled::Reply(client_details(&call, r.client_id).unwrap_or_default())),
         Request::GetClients => clients(&call),
         Request::GetClusterMetadata => Ok(Handled::Reply(encoded(&cluster_metadata(&call)))),
-        Request::GetSnapshot(_) | Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
+        Request::GetSnapshot(r) => snapshot(&call, &r),
+        Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
         Request::AttachConsumerSession(r) => attach_consumer_session(call, &r),
         Request::GetPollRouting(r) => routing(call, &r.stream_id, &r.topic_id, |stream, topic| {
             Action::Poll(stream, topic)
@@ -36,6 +40,30 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
             })
         }
         _ => Err(ErrorCode::InvalidCommand),
+    })
+}
+
+/// A system snapshot (`iggy snapshot`): the archive is built off this thread (the metadata
+/// service's helper, `mesh::metadata_thread`) and comes back as the reply. iggy's server asks
+/// only for a signed-in user; riptide asks for read_servers too, as for the stats and client
+/// lists: the archive names every stream's directory and shows the configuration.
+fn snapshot(call: &Call<'_>, request: &GetSnapshotRequest) -> Result<Handled, ErrorCode> {
+    call.require(Action::ReadServers)?;
+    let spec = SnapshotSpec::parse(request)?;
+    if !diagnostics::supported(spec.compression) {
+        return Err(ErrorCode::FeatureUnavailable);
+    }
+    let mut config = call.ctx.shared.config.clone();
+    if let Some(bound) = call.ctx.shared.bound_address() {
+        config.tcp.address = bound.to_string();
+    }
+    Ok(Handled::Metadata {
+        op: MetadataOp::Snapshot(Box::new(SnapshotJob { spec, config })),
+        then: Box::new(|outcome, _, _| match outcome {
+            MetadataOutcome::Snapshot(archive) => Handled::Reply(archive),
+            MetadataOutcome::Failed(code) => Handled::Error(code),
+            _ => Handled::Error(ErrorCode::Error),
+        }),
     })
 }
 

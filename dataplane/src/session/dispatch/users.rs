@@ -64,9 +64,9 @@ pub fn login(login: Login, state: &mut ConnectionState, ctx: &mut WorkerContext)
                         }
                         Handled::Error(code)
                     }
-                    MetadataOutcome::Applied(_) | MetadataOutcome::Replicated(_) => {
-                        Handled::Error(ErrorCode::Error)
-                    }
+                    MetadataOutcome::Applied(_)
+                    | MetadataOutcome::Replicated(_)
+                    | MetadataOutcome::Snapshot(_) => Handled::Error(ErrorCode::Error),
                 }),
             }
         }
