@@ -630,6 +630,14 @@ async fn system_routes(api: &Api, anonymous: &Api) {
         .await
         .iggy_error(401, 77);
     snapshot_route(api, anonymous).await;
+    let topic_keys = api
+        .ok(Method::GET, "/options/topic", None, 200)
+        .await
+        .json();
+    assert_eq!(topic_keys.as_array().map(Vec::len), Some(9), "{topic_keys}");
+    api.call(Method::GET, "/options/partition", None)
+        .await
+        .iggy_error(400, 3);
 }
 
 /// `POST /snapshot` with Iggy's body answers the dataplane's zip as an attachment.

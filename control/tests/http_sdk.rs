@@ -137,6 +137,22 @@ fn logins_by_password_and_token_users_and_permissions() {
             "{} entries, test.txt {test:?}",
             zip.len()
         );
+        let topic_keys = root
+            .describe_options(OptionsScope::Topic)
+            .await
+            .context("describe_options(topic)")?;
+        ensure!(
+            topic_keys.len() == 9
+                && topic_keys
+                    .iter()
+                    .any(|spec| spec.key == topic_option_keys::SEGMENT_SIZE),
+            "{topic_keys:?}"
+        );
+        ensure!(root
+            .describe_options(OptionsScope::User)
+            .await
+            .context("describe_options(user)")?
+            .is_empty());
         root.logout_user().await.context("logout")?;
         ensure!(root.get_streams().await.is_err(), "logged out");
         Ok(())

@@ -695,6 +695,84 @@ async fn delete_segments_removes_the_oldest_segments() {
     server.finish().expect("server still healthy");
 }
 
+/// `describe_options`: the topic catalog names every key CreateTopic accepts (iggy 0.11's list),
+/// and each default is exactly what a topic created without options gets;
+/// streams and users take no keys.
+#[tokio::test]
+async fn describe_options_lists_the_topic_keys_with_the_defaults_a_topic_gets() {
+    use std::str::FromStr;
+    let server = Server::start().expect("server starts");
+    bounded(TEST_TIMEOUT, async {
+        let client = server.client().await?;
+        let specs = client
+            .describe_options(OptionsScope::Topic)
+            .await
+            .sdk("describe_options(topic)")?;
+        let keys: BTreeSet<&str> = specs.iter().map(|spec| spec.key.as_str()).collect();
+        let expected: BTreeSet<&str> = [
+            topic_option_keys::COMPRESSION_ALGORITHM,
+            topic_option_keys::MESSAGE_EXPIRY,
+            topic_option_keys::MAX_TOPIC_SIZE,
+            topic_option_keys::SEGMENT_SIZE,
+            topic_option_keys::DURABILITY,
+            topic_option_keys::CONSUMER_OFFSET_DURABILITY,
+            topic_option_keys::MESSAGES_REQUIRED_TO_SAVE,
+            topic_option_keys::SIZE_OF_MESSAGES_REQUIRED_TO_SAVE,
+            topic_option_keys::PREALLOCATE_SEGMENTS,
+        ]
+        .into_iter()
+        .collect();
+        ensure!(keys == expected, "catalog keys {keys:?}");
+
+        client.create_stream("options").await.sdk("create_stream")?;
+        let defaults = TopicCreateOptions {
+            partitions_count: Some(1),
+            ..Default::default()
+        };
+        client
+            .create_topic(&id(0), "plain", &defaults)
+            .await
+            .sdk("create_topic")?;
+        let topic = client
+            .get_topic(&id(0), &id(0))
+            .await
+            .sdk("get_topic")?
+            .context("the topic exists")?;
+        for spec in &specs {
+            ensure!(
+                !spec.description.is_empty(),
+                "{} has no description",
+                spec.key
+            );
+            let key = HeaderKey::from_str(&spec.key).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let stored = topic
+                .options
+                .get(&key)
+                .with_context(|| format!("the new topic has no {}", spec.key))?;
+            // (The SDK sends `durability` explicitly, at its default.)
+            ensure!(
+                stored.value.kind() == spec.kind
+                    && stored.value.as_bytes() == spec.default_value.as_slice(),
+                "{}: catalog says {:?} {:?}, the new topic got {stored:?}",
+                spec.key,
+                spec.kind,
+                spec.default_value
+            );
+        }
+        for scope in [OptionsScope::Stream, OptionsScope::User] {
+            let specs = client
+                .describe_options(scope)
+                .await
+                .sdk("describe_options")?;
+            ensure!(specs.is_empty(), "{scope}: {specs:?}");
+        }
+        Ok(())
+    })
+    .await
+    .expect("test body");
+    server.finish().expect("server still healthy");
+}
+
 #[tokio::test]
 async fn topic_segment_size_option_rotates_segments() {
     let server = Server::start().expect("server starts");

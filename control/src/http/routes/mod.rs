@@ -19,6 +19,7 @@ pub fn router() -> Router<Arc<HttpState>> {
         .route("/clients/{client_id}", get(system::client))
         .route("/cluster/metadata", get(system::cluster_metadata))
         .route("/snapshot", post(system::snapshot))
+        .route("/options/{scope}", get(system::options))
         .route("/metrics", get(system::metrics))
         .route("/users/login", post(users::login))
         .route("/users/refresh-token", post(users::refresh_token))

@@ -7,10 +7,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use iggy::prelude::{ClusterClient as _, SystemClient as _};
+use iggy::prelude::{ClusterClient as _, OptionSpec, OptionsScope, SystemClient as _};
 use iggy_common::get_snapshot::GetSnapshot;
 use iggy_common::{ClientInfo, ClientInfoDetails, ClusterMetadata, Stats};
 use std::fmt::Write as _;
+use std::str::FromStr as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -41,6 +42,20 @@ pub async fn client(
     let mut lease = state.lease(&caller).await?;
     let result = lease.conn().get_client(client_id).await;
     lease.settle(result)?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// Iggy's `GET /options/{scope}` (`topic`, `stream` or `user`): the option keys a create
+/// command of that scope accepts, with their kinds, defaults and descriptions, from the
+/// dataplane. An unknown scope is 400 with InvalidCommand, as in Iggy.
+pub async fn options(
+    State(state): AppState,
+    caller: Caller,
+    ApiPath(scope): ApiPath<String>,
+) -> ApiResult<Json<Vec<OptionSpec>>> {
+    let scope = OptionsScope::from_str(&scope)?;
+    let mut lease = state.lease(&caller).await?;
+    let result = lease.conn().describe_options(scope).await;
+    Ok(Json(lease.settle(result)?))
 }
 
 /// The dataplane's metadata, with this listener's port as this node's HTTP endpoint when the

@@ -10,6 +10,7 @@ use riptide_config::limits::{
     TOPIC_SEGMENT_SIZE_MAX_BYTES, TOPIC_SEGMENT_SIZE_MIN_BYTES, TOPIC_SEGMENT_SIZE_MULTIPLE_BYTES,
 };
 use riptide_protocol::codes::{ErrorCode, OptionValueKind};
+use riptide_protocol::reply::types::{OptionDescriptor, WireName};
 use riptide_protocol::wire::WireOptions;
 use riptide_storage::metadata::{
     CompressionAlgorithm, Durability, TopicOptionKey, TopicOptions, TopicOptionsUpdate,
@@ -311,6 +312,88 @@ fn encode_value(
     }
 }
 
+/// The option catalog DescribeOptions answers for a scope (iggy's `OptionsScope` codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsScope {
+    Topic,
+    Stream,
+    User,
+}
+
+impl OptionsScope {
+    /// The scope of a wire code (1 topic, 2 stream, 3 user), if iggy knows it.
+    pub fn from_code(code: u8) -> Option<OptionsScope> {
+        match code {
+            1 => Some(Self::Topic),
+            2 => Some(Self::Stream),
+            3 => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// What DescribeOptions answers: every key CreateTopic accepts, in the kind a created topic
+/// stores it in, with the value a topic created now gets when the key is not sent (the segment
+/// size follows `storage.segment_size_bytes`, durability the server's floor) and what it means.
+/// Streams and users take no option keys (iggy 0.11's catalogs for them are empty too).
+pub fn catalog(
+    scope: OptionsScope,
+    segment_size_default_bytes: u64,
+    effective_durability: impl Fn(Durability) -> Durability,
+) -> Vec<OptionDescriptor> {
+    if scope != OptionsScope::Topic {
+        return Vec::new();
+    }
+    let defaults =
+        parse_create(&WireOptions::empty(), segment_size_default_bytes).unwrap_or_default();
+    let durability = effective_durability(defaults.durability);
+    TopicOptionKey::ALL
+        .into_iter()
+        .filter_map(|key| {
+            let (kind, default_value) = encode_value(&defaults, key, durability);
+            Some(OptionDescriptor {
+                // Every key name is a short constant: never refused.
+                key: WireName::new(key.name()).ok()?,
+                kind,
+                default_value: default_value.into(),
+                description: description(key).to_string(),
+            })
+        })
+        .collect()
+}
+
+fn description(key: TopicOptionKey) -> &'static str {
+    match key {
+        TopicOptionKey::CompressionAlgorithm => {
+            "how message payloads are compressed: none or gzip; updatable"
+        }
+        TopicOptionKey::MessageExpiry => {
+            "how long a message is kept, in microseconds or as \"7 days\"; unlimited = never expire; updatable"
+        }
+        TopicOptionKey::MaxTopicSize => {
+            "largest size of the topic's data before the oldest segments go, in bytes or as \"10 GB\"; unlimited = no limit; updatable"
+        }
+        TopicOptionKey::SegmentSize => {
+            "size at which a partition's segment is closed and the next begins, in bytes or as \"1 GiB\"; fixed at creation"
+        }
+        TopicOptionKey::Durability => {
+            "when a send is acknowledged: persisted (on this node's stable storage) or replicated (on a majority's); never below storage.ack_floor; fixed at creation"
+        }
+        TopicOptionKey::ConsumerOffsetDurability => {
+            "the same for stored consumer offsets: persisted or replicated; fixed at creation"
+        }
+        TopicOptionKey::MessagesRequiredToSave => {
+            "with memory acknowledgements, messages after which a partition's log is written out; fixed at creation"
+        }
+        TopicOptionKey::SizeOfMessagesRequiredToSave => {
+            "with memory acknowledgements, bytes after which a partition's log is written out; fixed at creation"
+        }
+        TopicOptionKey::PreallocateSegments => {
+            "whether a new segment's file is allocated at its full size up front; fixed at creation"
+        }
+    }
+}
+
 fn block(entries: &[(u8, Vec<u8>, u8, Vec<u8>)]) -> WireOptions {
     let mut bytes = Vec::new();
     for (key_kind, key, value_kind, value) in entries {
@@ -374,5 +457,25 @@ mod tests {
         let (explicit, derived) = reply_blocks(&parsed, Durability::Persisted);
         assert_eq!(explicit.iter().count(), 1);
         assert_eq!(derived.iter().count(), TopicOptionKey::ALL.len() - 1);
+    }
+
+    #[test]
+    fn the_catalog_names_every_topic_key_with_the_floor_applied() {
+        let floor = |_: Durability| Durability::Replicated;
+        let topic = catalog(OptionsScope::Topic, 8 << 20, floor);
+        let keys: Vec<&str> = topic.iter().map(|entry| &*entry.key).collect();
+        let all: Vec<&str> = TopicOptionKey::ALL.iter().map(|key| key.name()).collect();
+        assert_eq!(keys, all);
+        let of = |name: &str| topic.iter().find(|entry| &*entry.key == name).unwrap();
+        assert_eq!(of("durability").default_value.as_ref(), b"replicated");
+        assert_eq!(
+            of("segment_size").default_value.as_ref(),
+            (8u64 << 20).to_le_bytes()
+        );
+        assert!(topic.iter().all(|entry| !entry.description.is_empty()));
+        assert!(catalog(OptionsScope::Stream, 8 << 20, floor).is_empty());
+        assert!(catalog(OptionsScope::User, 8 << 20, floor).is_empty());
+        assert_eq!(OptionsScope::from_code(0), None);
+        assert_eq!(OptionsScope::from_code(3), Some(OptionsScope::User));
     }
 }

@@ -2,6 +2,7 @@
 //! `[cluster] name` and `node_name`, or the cluster's roster), system snapshots, and the
 //! cluster-routing commands of iggy 0.11: the node that leads is the primary of every partition.
 
+use super::options::{catalog, OptionsScope};
 use super::{done, encoded, resolve_stream_topic, Action, Call, Handled};
 use crate::diagnostics::{self, SnapshotJob};
 use crate::metadata::{MetadataOp, MetadataOutcome};
@@ -9,7 +10,8 @@ use crate::session::shared::lock;
 use riptide_protocol::codes::{ClusterNodeRole, ClusterNodeStatus, ErrorCode, TransportProtocol};
 use riptide_protocol::reply::types::{
     ClientDetailsResponse, ClientResponse, ClusterMetadataResponse, ClusterNodeResponse,
-    ConsumerGroupInfoResponse, GetClientsResponse, PollRoutingResponse, StatsResponse,
+    ConsumerGroupInfoResponse, DescribeOptionsResponse, GetClientsResponse, PollRoutingResponse,
+    StatsResponse,
 };
 use riptide_protocol::request::Request;
 use riptide_protocol::snapshot::SnapshotSpec;
@@ -29,7 +31,7 @@ pub fn handle(request: Request<'_>, call: Call<'_>) -> Handled {
         Request::GetClients => clients(&call),
         Request::GetClusterMetadata => Ok(Handled::Reply(encoded(&cluster_metadata(&call)))),
         Request::GetSnapshot(r) => snapshot(&call, &r),
-        Request::DescribeOptions(_) => Err(ErrorCode::FeatureUnavailable),
+        Request::DescribeOptions(r) => describe_options(&call, r.scope),
         Request::AttachConsumerSession(r) => attach_consumer_session(call, &r),
         Request::GetPollRouting(r) => routing(call, &r.stream_id, &r.topic_id, |stream, topic| {
             Action::Poll(stream, topic)
@@ -65,6 +67,21 @@ fn snapshot(call: &Call<'_>, request: &GetSnapshotRequest) -> Result<Handled, Er
             _ => Handled::Error(ErrorCode::Error),
         }),
     })
+}
+
+/// The option keys a create command of `scope` accepts (`describe_options`): any signed-in user
+/// may ask, as in iggy.
+fn describe_options(call: &Call<'_>, scope: u8) -> Result<Handled, ErrorCode> {
+    let scope = OptionsScope::from_code(scope).ok_or(ErrorCode::InvalidCommand)?;
+    let shared = &call.ctx.shared;
+    let entries = catalog(
+        scope,
+        shared.config.storage.segment_size_bytes,
+        |requested| shared.effective_durability(requested),
+    );
+    Ok(Handled::Reply(encoded(&DescribeOptionsResponse {
+        entries,
+    })))
 }
 
 /// Where a cluster-aware SDK sends polls that auto-commit and consumer-offset writes: every
