@@ -88,6 +88,7 @@ pub fn dev_cert(args: &DevCertArgs) -> Result<(), CliError> {
     );
     println!();
     println!("riptide.toml:    [tls] enabled = true, cert_file = \"{out}/server.pem\", key_file = \"{out}/server-key.pem\"");
+    println!("HTTP API pool:   [http] dataplane_tls_ca_file = \"{out}/ca.pem\" (verifies the dataplane; needed off loopback)");
     println!("SDK:             iggy://iggy:iggy@127.0.0.1:8090?tls=true&tls_domain=localhost&tls_ca_file={out}/ca.pem");
     println!("iggy CLI:        iggy --tcp-tls-enabled true --tcp-tls-domain localhost --tcp-tls-ca-file {out}/ca.pem ...");
     println!(
